@@ -1,0 +1,90 @@
+# shellcheck shell=bash
+# Hongling local environment: ports, directories and tool locations.
+#
+# Sourced by deploy/local/*.sh and by the Makefile (bash -c 'source deploy/local/env.sh; ...').
+# Every variable can be overridden from the environment. HONGLING_PORT_BASE moves every port at
+# once, so a second checkout can run beside the first by changing only that one variable.
+#
+# This file only defines and exports variables: it does not change shell options of the caller
+# and is safe to source under `set -euo pipefail`.
+
+# Repository root, from this file's own location (never from the current directory).
+HONGLING_REPO_ROOT="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../.." && pwd -P)"
+export HONGLING_REPO_ROOT
+
+# Values that an earlier sourcing filled in as defaults (and that nobody changed since) are
+# forgotten first and derived again, so `HONGLING_PORT_BASE=38000 deploy/local/stack.sh start`
+# works even from a shell or Makefile that already sourced this file with the old base.
+while IFS= read -r _hl_line; do
+  [[ -n "${_hl_line}" ]] || continue
+  _hl_name="${_hl_line%%=*}"
+  if [[ "${!_hl_name-}" == "${_hl_line#*=}" ]]; then
+    unset "${_hl_name}"
+  fi
+done <<<"${_HONGLING_DEFAULTS:-}"
+_HONGLING_DEFAULTS=""
+
+# _hl_default NAME VALUE: keep NAME if it is set and non-empty, else set it to VALUE; export it.
+_hl_default() {
+  if [[ -z "${!1:-}" ]]; then
+    printf -v "$1" '%s' "$2"
+    _HONGLING_DEFAULTS+="$1=$2"$'\n'
+  fi
+  export "${1?}"
+}
+
+# ---- pinned tool versions ---------------------------------------------------------------------
+_hl_default HONGLING_KAFKA_VERSION "4.1.1"
+_hl_default HONGLING_FERRETDB_VERSION "v1.24.2"
+
+# ---- ports (all on 127.0.0.1) -----------------------------------------------------------------
+_hl_default HONGLING_PORT_BASE "37000"
+_hl_default HONGLING_MONGO_PORT "$((HONGLING_PORT_BASE + 17))"
+_hl_default HONGLING_KAFKA_PORT "$((HONGLING_PORT_BASE + 92))"
+_hl_default HONGLING_KAFKA_CONTROLLER_PORT "$((HONGLING_PORT_BASE + 93))"
+_hl_default HONGLING_GATEWAY_PORT "$((HONGLING_PORT_BASE + 80))"
+_hl_default HONGLING_FRONTDOOR_PORT "$((HONGLING_PORT_BASE + 50))"
+_hl_default HONGLING_ORG_PORT "$((HONGLING_PORT_BASE + 51))"
+_hl_default HONGLING_INTAKE_PORT "$((HONGLING_PORT_BASE + 52))"
+_hl_default HONGLING_DISPATCH_PORT "$((HONGLING_PORT_BASE + 53))"
+_hl_default HONGLING_EVALUATION_PORT "$((HONGLING_PORT_BASE + 54))"
+_hl_default HONGLING_PUBLICATION_PORT "$((HONGLING_PORT_BASE + 55))"
+_hl_default HONGLING_ORG_METRICS_PORT "$((HONGLING_PORT_BASE + 151))"
+_hl_default HONGLING_INTAKE_METRICS_PORT "$((HONGLING_PORT_BASE + 152))"
+_hl_default HONGLING_DISPATCH_METRICS_PORT "$((HONGLING_PORT_BASE + 153))"
+_hl_default HONGLING_EVALUATION_METRICS_PORT "$((HONGLING_PORT_BASE + 154))"
+_hl_default HONGLING_PUBLICATION_METRICS_PORT "$((HONGLING_PORT_BASE + 155))"
+_hl_default HONGLING_GATEWAY_METRICS_PORT "$((HONGLING_PORT_BASE + 160))"
+_hl_default HONGLING_PROMETHEUS_PORT "$((HONGLING_PORT_BASE + 90))"
+
+# ---- connection strings for the services ------------------------------------------------------
+_hl_default HONGLING_MONGO_URI "mongodb://127.0.0.1:${HONGLING_MONGO_PORT}/"
+_hl_default HONGLING_KAFKA_BOOTSTRAP "127.0.0.1:${HONGLING_KAFKA_PORT}"
+
+# ---- directories ------------------------------------------------------------------------------
+# Per-checkout runtime state: data dirs, logs, pid files.
+_hl_default HONGLING_STATE_DIR "${HONGLING_REPO_ROOT}/.local/state"
+# Provisioned tools, keyed by version and shared by every checkout of this user.
+_hl_default HONGLING_CACHE_DIR "${XDG_CACHE_HOME:-${HOME:-${HONGLING_REPO_ROOT}/.local}/.cache}/hongling"
+# Relative overrides are taken relative to the current directory, once, here.
+[[ "${HONGLING_STATE_DIR}" == /* ]] || HONGLING_STATE_DIR="${PWD%/}/${HONGLING_STATE_DIR}"
+[[ "${HONGLING_CACHE_DIR}" == /* ]] || HONGLING_CACHE_DIR="${PWD%/}/${HONGLING_CACHE_DIR}"
+HONGLING_LOG_DIR="${HONGLING_STATE_DIR}/logs"
+HONGLING_RUN_DIR="${HONGLING_STATE_DIR}/run"
+HONGLING_KAFKA_HOME="${HONGLING_CACHE_DIR}/kafka-${HONGLING_KAFKA_VERSION}"
+HONGLING_KAFKA_LIBS="${HONGLING_KAFKA_HOME}/libs"
+HONGLING_FERRETDB_HOME="${HONGLING_CACHE_DIR}/ferretdb-${HONGLING_FERRETDB_VERSION}"
+HONGLING_FERRETDB_BIN="${HONGLING_FERRETDB_HOME}/bin/ferretdb"
+export HONGLING_LOG_DIR HONGLING_RUN_DIR \
+  HONGLING_KAFKA_HOME HONGLING_KAFKA_LIBS HONGLING_FERRETDB_HOME HONGLING_FERRETDB_BIN
+
+# ---- runtime knobs ----------------------------------------------------------------------------
+_hl_default HONGLING_JAVA "${JAVA_HOME:+${JAVA_HOME}/bin/}java"
+_hl_default HONGLING_KAFKA_HEAP_OPTS "-Xms256m -Xmx512m"
+_hl_default HONGLING_KAFKA_START_TIMEOUT "90"
+_hl_default HONGLING_FERRETDB_START_TIMEOUT "30"
+_hl_default HONGLING_STOP_TIMEOUT "20"
+
+export _HONGLING_DEFAULTS
+unset -f _hl_default
+unset _hl_line _hl_name

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Provision the pinned local infrastructure tools into $HONGLING_CACHE_DIR (idempotent, cached):
+#   $HONGLING_CACHE_DIR/kafka-<version>/libs/*.jar       Kafka broker + tools jars, via Maven
+#   $HONGLING_CACHE_DIR/ferretdb-<version>/bin/ferretdb  FerretDB, built from its Go module
+# A component counts as provisioned only when its .complete marker exists; the marker is written
+# after everything else succeeded, in a temporary directory that is then renamed into place.
+set -euo pipefail
+
+HERE="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
+# shellcheck source=deploy/local/env.sh
+source "${HERE}/env.sh"
+
+KAFKA_MARKER="${HONGLING_KAFKA_HOME}/.complete"
+FERRETDB_MARKER="${HONGLING_FERRETDB_HOME}/.complete"
+KAFKA_LABEL="Kafka ${HONGLING_KAFKA_VERSION}"
+FERRETDB_LABEL="FerretDB ${HONGLING_FERRETDB_VERSION}"
+
+if [[ -f "${KAFKA_MARKER}" && -f "${FERRETDB_MARKER}" ]]; then
+  echo "[provision] ${KAFKA_LABEL} and ${FERRETDB_LABEL} already provisioned in ${HONGLING_CACHE_DIR}"
+  exit 0
+fi
+
+die() {
+  echo "[provision] ERROR: $*" >&2
+  exit 1
+}
+
+# Print a failed command's captured output, then fail.
+die_with_log() {
+  local what="$1" log="$2"
+  {
+    echo "[provision] ERROR: ${what} failed; its output was:"
+    sed -e $'s/\x1b\\[[0-9;]*m//g' -e 's/^/    /' "${log}"
+  } >&2
+  exit 1
+}
+
+need() {
+  command -v "$1" >/dev/null 2>&1 || die "'$1' not found on PATH ($2)"
+}
+
+mkdir -p "${HONGLING_CACHE_DIR}"
+
+# Two checkouts provisioning at the same time share the cache: serialise them.
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"${HONGLING_CACHE_DIR}/.provision.lock"
+  if ! flock -n 9; then
+    echo "[provision] another provision is running on ${HONGLING_CACHE_DIR}; waiting for it ..."
+    flock 9
+  fi
+fi
+
+WORK="$(mktemp -d "${HONGLING_CACHE_DIR}/.provision.XXXXXX")"
+trap 'rm -rf -- "${WORK}"' EXIT
+
+started=${SECONDS}
+step=0
+total=2
+
+# install_dir STAGED FINAL: replace FINAL (an incomplete leftover, if any) by STAGED.
+install_dir() {
+  local staged="$1" final="$2"
+  if [[ -e "${final}" ]]; then
+    mv -- "${final}" "${WORK}/old.$$.$RANDOM"
+  fi
+  mv -- "${staged}" "${final}"
+}
+
+provision_kafka() {
+  step=$((step + 1))
+  if [[ -f "${KAFKA_MARKER}" ]]; then
+    echo "[provision ${step}/${total}] ${KAFKA_LABEL} jars: already in ${HONGLING_KAFKA_HOME}"
+    return
+  fi
+  echo "[provision ${step}/${total}] ${KAFKA_LABEL} jars via Maven …"
+  need "${HONGLING_JAVA}" "Java 17+ is needed to run Kafka; set JAVA_HOME or HONGLING_JAVA"
+  need mvn "Maven resolves the Kafka jars from Maven Central"
+  local t0=${SECONDS} staged="${WORK}/kafka" log="${WORK}/maven.log"
+  mkdir -p "${staged}/libs"
+  if ! mvn -q -B -Dstyle.color=never -f "${HERE}/pom.xml" \
+    -Dkafka.version="${HONGLING_KAFKA_VERSION}" \
+    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="${staged}/libs" \
+    >"${log}" 2>&1; then
+    die_with_log "mvn dependency:copy-dependencies (${HERE}/pom.xml)" "${log}"
+  fi
+  local main_jar="${staged}/libs/kafka_2.13-${HONGLING_KAFKA_VERSION}.jar"
+  [[ -f "${main_jar}" ]] || die "Maven succeeded but ${main_jar##*/} is missing from its output"
+  local jars
+  jars=$(find "${staged}/libs" -maxdepth 1 -name '*.jar' | wc -l | tr -d ' ')
+  # Smoke test: the broker's main class and the storage tool load from the jar set.
+  if ! "${HONGLING_JAVA}" -cp "${staged}/libs/*" kafka.tools.StorageTool random-uuid \
+    >"${log}" 2>&1; then
+    die_with_log "smoke test (kafka.tools.StorageTool random-uuid)" "${log}"
+  fi
+  printf 'kafka %s\njars %s\nprovisioned %s\n' "${HONGLING_KAFKA_VERSION}" "${jars}" \
+    "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"${staged}/.complete"
+  install_dir "${staged}" "${HONGLING_KAFKA_HOME}"
+  echo "    ${jars} jars in ${HONGLING_KAFKA_LIBS} ($((SECONDS - t0))s)"
+}
+
+# FerretDB v1 cannot simply be `go install`ed: the module's build/version/version.txt is generated
+# by its release tooling and absent from the published module, and a binary built without it
+# panics at start ("Invalid build/version/version.txt file content"). So: download the module
+# source with the go command, copy it, write version.txt, and `go build` cmd/ferretdb.
+provision_ferretdb() {
+  step=$((step + 1))
+  if [[ -f "${FERRETDB_MARKER}" ]]; then
+    echo "[provision ${step}/${total}] ${FERRETDB_LABEL}: already in ${HONGLING_FERRETDB_HOME}"
+    return
+  fi
+  echo "[provision ${step}/${total}] ${FERRETDB_LABEL} via go mod download + go build …"
+  local go_bin="go"
+  if ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then
+    go_bin=/usr/local/go/bin/go
+  fi
+  need "${go_bin}" "Go 1.24+ builds FerretDB from its module"
+  local t0=${SECONDS} staged="${WORK}/ferretdb" log="${WORK}/go.log"
+  local module="github.com/FerretDB/FerretDB@${HONGLING_FERRETDB_VERSION}" json src
+  mkdir -p "${staged}/bin" "${WORK}/gomod"
+  # Run outside any Go module so the repository's own go.mod (if one appears) plays no part.
+  if ! json=$(cd "${WORK}/gomod" && GOWORK=off "${go_bin}" mod download -json "${module}" 2>"${log}"); then
+    printf '%s\n' "${json}" >>"${log}"
+    die_with_log "go mod download ${module}" "${log}"
+  fi
+  src=$(printf '%s\n' "${json}" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' | head -n 1)
+  [[ -n "${src}" && -d "${src}" ]] || {
+    printf '%s\n' "${json}" >>"${log}"
+    die_with_log "go mod download ${module} (no source directory in its answer)" "${log}"
+  }
+  cp -R "${src}" "${WORK}/src"
+  chmod -R u+w "${WORK}/src"
+  printf '%s\n' "${HONGLING_FERRETDB_VERSION}" >"${WORK}/src/build/version/version.txt"
+  if ! (cd "${WORK}/src" && CGO_ENABLED=0 GOWORK=off GOFLAGS="-mod=mod -buildvcs=false" \
+    "${go_bin}" build -trimpath -o "${staged}/bin/ferretdb" ./cmd/ferretdb) >"${log}" 2>&1; then
+    die_with_log "go build ./cmd/ferretdb (${module})" "${log}"
+  fi
+  local version
+  if ! version=$("${staged}/bin/ferretdb" --version 2>&1); then
+    printf '%s\n' "${version}" >"${log}"
+    die_with_log "smoke test (ferretdb --version)" "${log}"
+  fi
+  grep -q "version: ${HONGLING_FERRETDB_VERSION}\$" <<<"${version}" ||
+    die "built ferretdb reports an unexpected version: ${version%%$'\n'*}"
+  printf 'ferretdb %s\nprovisioned %s\n' "${HONGLING_FERRETDB_VERSION}" \
+    "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"${staged}/.complete"
+  install_dir "${staged}" "${HONGLING_FERRETDB_HOME}"
+  echo "    ${HONGLING_FERRETDB_BIN} ($((SECONDS - t0))s)"
+}
+
+provision_kafka
+provision_ferretdb
+echo "[provision] done in $((SECONDS - started))s (cache: ${HONGLING_CACHE_DIR})"

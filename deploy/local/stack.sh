@@ -1,0 +1,529 @@
+#!/usr/bin/env bash
+# Local infrastructure for Hongling, without Docker: a single-node KRaft Kafka and FerretDB (SQLite).
+#
+#   deploy/local/stack.sh start  [kafka] [ferretdb]   start (idempotent) and wait until they serve
+#   deploy/local/stack.sh stop   [kafka] [ferretdb]   SIGTERM, up to $HONGLING_STOP_TIMEOUT s, then SIGKILL
+#   deploy/local/stack.sh status [kafka] [ferretdb]   one line per component (always exits 0)
+#   deploy/local/stack.sh wait   [kafka] [ferretdb]   wait until already started components serve
+#
+# Components default to both. Ports, directories and tools come from deploy/local/env.sh.
+# Everything binds 127.0.0.1 only.
+set -euo pipefail
+
+HERE="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
+# shellcheck source=deploy/local/env.sh
+source "${HERE}/env.sh"
+
+ALL_COMPONENTS=(kafka ferretdb)
+
+KAFKA_DIR="${HONGLING_STATE_DIR}/kafka"
+KAFKA_DATA="${KAFKA_DIR}/data"
+KAFKA_PROPS="${KAFKA_DIR}/server.properties"
+KAFKA_CLUSTER_ID_FILE="${KAFKA_DIR}/cluster.id"
+KAFKA_LOG="${HONGLING_LOG_DIR}/kafka.log"
+KAFKA_OUT="${HONGLING_LOG_DIR}/kafka.stdout.log"
+LOG4J2_CONFIG="${HERE}/log4j2.properties"
+
+FERRETDB_DIR="${HONGLING_STATE_DIR}/ferretdb"
+FERRETDB_DATA="${FERRETDB_DIR}/data"
+FERRETDB_LOG="${HONGLING_LOG_DIR}/ferretdb.log"
+
+usage() {
+  cat >&2 <<EOF
+usage: ${0##*/} {start|stop|status|wait} [kafka] [ferretdb]
+  state: ${HONGLING_STATE_DIR}
+  ports: kafka 127.0.0.1:${HONGLING_KAFKA_PORT} (controller ${HONGLING_KAFKA_CONTROLLER_PORT}), ferretdb 127.0.0.1:${HONGLING_MONGO_PORT}
+EOF
+  exit 2
+}
+
+die() {
+  echo "stack: ERROR: $*" >&2
+  exit 1
+}
+
+# ---- helpers ----------------------------------------------------------------------------------
+
+pid_file() { printf '%s/%s.pid' "${HONGLING_RUN_DIR}" "$1"; }
+
+# A string that appears in the command line of this checkout's process for the component.
+process_marker() {
+  case "$1" in
+    kafka) printf '%s' "${KAFKA_PROPS}" ;;
+    ferretdb) printf '%s' "--state-dir=${FERRETDB_DIR}" ;;
+  esac
+}
+
+process_args() {
+  if [[ -r "/proc/$1/cmdline" ]]; then
+    tr '\0' ' ' <"/proc/$1/cmdline"
+  else
+    ps -o args= -p "$1" 2>/dev/null || true
+  fi
+}
+
+# Print the pid of the component's process if it is alive and really ours; else print nothing.
+running_pid() {
+  local file pid
+  file="$(pid_file "$1")"
+  [[ -s "${file}" ]] || return 0
+  pid="$(<"${file}")"
+  [[ "${pid}" =~ ^[0-9]+$ ]] || return 0
+  kill -0 "${pid}" 2>/dev/null || return 0
+  [[ "$(process_args "${pid}")" == *"$(process_marker "$1")"* ]] || return 0
+  printf '%s' "${pid}"
+}
+
+# Does something accept TCP connections on 127.0.0.1:PORT?
+port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Who listens on the port (best effort, for error messages).
+port_owner() {
+  command -v ss >/dev/null 2>&1 || return 0
+  ss -Hltnp "sport = :$1" 2>/dev/null | head -n 1 |
+    sed -n -E 's/.*users:\(\("([^"]*)",pid=([0-9]+).*/(\1, pid \2)/p' || true
+}
+
+# Ports of a component, as "VARIABLE_NAME" words.
+port_vars() {
+  case "$1" in
+    kafka) echo HONGLING_KAFKA_PORT HONGLING_KAFKA_CONTROLLER_PORT ;;
+    ferretdb) echo HONGLING_MONGO_PORT ;;
+  esac
+}
+
+main_port() {
+  case "$1" in
+    kafka) printf '%s' "${HONGLING_KAFKA_PORT}" ;;
+    ferretdb) printf '%s' "${HONGLING_MONGO_PORT}" ;;
+  esac
+}
+
+log_file() {
+  case "$1" in
+    kafka) printf '%s' "${KAFKA_LOG}" ;;
+    ferretdb) printf '%s' "${FERRETDB_LOG}" ;;
+  esac
+}
+
+# Fail if a port of the component is taken by a process that is not this checkout's.
+check_ports_free() {
+  local var port owner
+  for var in $(port_vars "$1"); do
+    port="${!var}"
+    if port_open "${port}"; then
+      owner="$(port_owner "${port}")"
+      die "$1: port ${port} on 127.0.0.1 (${var}) is already in use by another process${owner:+ ${owner}}.
+  Stop that process, or move every Hongling port of this checkout, e.g.:
+    HONGLING_PORT_BASE=$((HONGLING_PORT_BASE + 1000)) ${0##*/} start     (now HONGLING_PORT_BASE=${HONGLING_PORT_BASE})"
+    fi
+  done
+}
+
+# hex_to_ascii HEX: decode a hex string.
+hex_to_ascii() {
+  local hex="$1" out="" i
+  for ((i = 0; i < ${#hex}; i += 2)); do
+    out+="$(printf '%b' "\\x${hex:i:2}")"
+  done
+  printf '%s' "${out}"
+}
+
+# read_hex N: read exactly N bytes from fd 3 (5 s at most) and print them as hex.
+read_hex() {
+  timeout 5 dd bs=1 count="$1" <&3 2>/dev/null | od -An -tx1 -v | tr -d ' \n'
+}
+
+# kafka_probe PORT: send a Kafka Metadata request (v4, no topics) over bash /dev/tcp and check the
+# answer names at least one broker. Prints "broker <id> at <host>:<port>, cluster <id>".
+# The broker answers only once its request handlers are enabled, i.e. after it has caught up
+# with the metadata log and been unfenced: an open port alone is not enough (the socket is bound
+# early in start-up).
+kafka_probe() (
+  { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || exit 1
+  # size 23 | api_key 3 | api_version 4 | correlation_id 0x484c | client_id "hongling"
+  #         | topics [] | allow_auto_topic_creation false
+  printf '\x00\x00\x00\x17\x00\x03\x00\x04\x00\x00\x48\x4c\x00\x08hongling\x00\x00\x00\x00\x00' >&3
+  local size body pos n i host_len rack_len id_len node="" host="" port="" cluster=""
+  size="$(read_hex 4)"
+  [[ ${#size} -eq 8 ]] || exit 1
+  size=$((16#${size}))
+  ((size > 12 && size < 1048576)) || exit 1
+  body="$(read_hex "${size}")"
+  [[ ${#body} -eq $((size * 2)) && "${body:0:8}" == "0000484c" ]] || exit 1
+  pos=16 # correlation_id, throttle_time_ms
+  n=$((16#${body:pos:8}))
+  pos=$((pos + 8))
+  ((n >= 1 && n < 1000)) || exit 1
+  for ((i = 0; i < n; i++)); do
+    [[ -n "${node}" ]] || node=$((16#${body:pos:8}))
+    host_len=$((16#${body:pos+8:4}))
+    [[ -n "${host}" ]] || host="$(hex_to_ascii "${body:pos+12:host_len*2}")"
+    pos=$((pos + 12 + host_len * 2))
+    [[ -n "${port}" ]] || port=$((16#${body:pos:8}))
+    rack_len=$((16#${body:pos+8:4}))
+    pos=$((pos + 12))
+    ((rack_len == 0xffff)) || pos=$((pos + rack_len * 2))
+  done
+  id_len=$((16#${body:pos:4}))
+  ((id_len == 0xffff)) || cluster="$(hex_to_ascii "${body:pos+4:id_len*2}")"
+  printf 'broker %s at %s:%s, cluster %s' "${node}" "${host}" "${port}" "${cluster:-?}"
+)
+
+# mongo_probe PORT: send a MongoDB OP_MSG {hello: 1, $db: "admin"} and check the reply has ok: 1.
+mongo_probe() (
+  { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || exit 1
+  # header: length 52, requestID 0x4c48, responseTo 0, opCode 2013 (OP_MSG) | flagBits 0
+  # | section kind 0 | BSON {hello: int32 1, $db: "admin"} (31 bytes)
+  {
+    printf '\x34\x00\x00\x00\x48\x4c\x00\x00\x00\x00\x00\x00\xdd\x07\x00\x00\x00\x00\x00\x00\x00'
+    printf '\x1f\x00\x00\x00\x10hello\x00\x01\x00\x00\x00\x02\x24db\x00\x06\x00\x00\x00admin\x00\x00'
+  } >&3
+  local size body
+  size="$(read_hex 4)"
+  [[ ${#size} -eq 8 ]] || exit 1
+  size=$((16#${size:6:2}${size:4:2}${size:2:2}${size:0:2})) # little-endian
+  ((size > 16 && size < 1048576)) || exit 1
+  body="$(read_hex $((size - 4)))"
+  # responseTo == our requestID, opCode OP_MSG, and the element "ok": double 1.0
+  [[ "${body:8:8}" == "484c0000" && "${body:16:8}" == "dd070000" ]] || exit 1
+  [[ "${body}" == *016f6b00000000000000f03f* ]] || exit 1
+  printf 'hello ok'
+)
+
+# probe COMPONENT: print a one-line description and succeed if the component serves requests.
+probe() {
+  case "$1" in
+    kafka)
+      local answer
+      answer="$(kafka_probe "${HONGLING_KAFKA_PORT}")" || return 1
+      # It must be this checkout's broker, not one that happens to sit on the port.
+      if [[ -s "${KAFKA_CLUSTER_ID_FILE}" && "${answer}" != *"cluster $(<"${KAFKA_CLUSTER_ID_FILE}")" ]]; then
+        return 1
+      fi
+      printf 'metadata: %s' "${answer}"
+      ;;
+    ferretdb) mongo_probe "${HONGLING_MONGO_PORT}" ;;
+  esac
+}
+
+print_log_tail() {
+  local file="$1" lines="${2:-30}"
+  if [[ -s "${file}" ]]; then
+    echo "---- last ${lines} lines of ${file} ----" >&2
+    tail -n "${lines}" "${file}" >&2
+    echo "----" >&2
+  fi
+}
+
+# wait_ready COMPONENT TIMEOUT: wait until probe succeeds, printing a dot per second.
+# Fails at once if the process dies, and after TIMEOUT seconds with the tail of the log.
+wait_ready() {
+  local comp="$1" timeout="$2" start=${SECONDS} pid info waited launched sep=""
+  launched="launched_at_${comp}"
+  while true; do
+    if info="$(probe "${comp}")"; then
+      # Time since launch when this run started the process, else since waiting began.
+      echo "${sep}ready in $((SECONDS - ${!launched:-${start}}))s (${info})"
+      return 0
+    fi
+    pid="$(running_pid "${comp}")"
+    if [[ -z "${pid}" ]]; then
+      echo "${sep}FAILED" >&2
+      echo "stack: ERROR: ${comp} exited during start-up" >&2
+      print_log_tail "$(log_file "${comp}")"
+      [[ "${comp}" != kafka ]] || print_log_tail "${KAFKA_OUT}" 15
+      rm -f -- "$(pid_file "${comp}")"
+      exit 1
+    fi
+    waited=$((SECONDS - start))
+    if ((waited >= timeout)); then
+      echo "${sep}TIMEOUT" >&2
+      echo "stack: ERROR: ${comp} did not serve on 127.0.0.1:$(main_port "${comp}") within ${timeout}s" \
+        "(still running as pid ${pid}; '${0##*/} stop ${comp}' stops it)" >&2
+      print_log_tail "$(log_file "${comp}")"
+      [[ "${comp}" != kafka ]] || print_log_tail "${KAFKA_OUT}" 15
+      exit 1
+    fi
+    if ((waited > 0 && waited % 10 == 0)); then
+      printf '%ss' "${waited}"
+    else
+      printf '.'
+    fi
+    sep=" "
+    sleep 1
+  done
+}
+
+# launch COMPONENT OUTPUT_FILE COMMAND...: start COMMAND detached (own session, no terminal,
+# stdin from /dev/null, survives the calling shell); the process writes its own pid file
+# before it execs, so the pid is right even when setsid has to fork.
+launch() {
+  local comp="$1" out="$2" file i
+  shift 2
+  file="$(pid_file "${comp}")"
+  rm -f -- "${file}"
+  local -a detach=(nohup)
+  if command -v setsid >/dev/null 2>&1; then
+    detach+=(setsid)
+  fi
+  # shellcheck disable=SC2016 # $$ and $0 belong to the inner shell
+  "${detach[@]}" bash -c 'echo "$$" >"$0.tmp" && mv -f -- "$0.tmp" "$0" && exec "$@"' "${file}" "$@" \
+    </dev/null >>"${out}" 2>&1 &
+  printf -v "launched_at_${comp}" '%s' "${SECONDS}"
+  for ((i = 0; i < 50; i++)); do
+    [[ -s "${file}" ]] && return 0
+    sleep 0.1
+  done
+  die "${comp}: the process did not start (no pid file ${file}); see ${out}"
+}
+
+ensure_provisioned() {
+  if [[ ! -f "${HONGLING_KAFKA_HOME}/.complete" || ! -f "${HONGLING_FERRETDB_HOME}/.complete" ]]; then
+    "${HERE}/provision.sh"
+  fi
+}
+
+ensure_state_dirs() {
+  mkdir -p "${HONGLING_LOG_DIR}" "${HONGLING_RUN_DIR}"
+  # Keep the default state dir (<repo>/.local/state) out of git without touching .gitignore.
+  local local_dir="${HONGLING_REPO_ROOT}/.local"
+  if [[ "${HONGLING_STATE_DIR}" == "${local_dir}/"* && ! -e "${local_dir}/.gitignore" ]]; then
+    printf '# local runtime state and caches (deploy/local/stack.sh)\n*\n' >"${local_dir}/.gitignore"
+  fi
+}
+
+# kafka_tool CLASS ARGS...: run a Kafka command-line class (it logs to kafka.log).
+kafka_tool() {
+  "${HONGLING_JAVA}" -Dkafka.logs.dir="${HONGLING_LOG_DIR}" -Dlog4j2.configurationFile="${LOG4J2_CONFIG}" \
+    -cp "${HONGLING_KAFKA_LIBS}/*" "$@"
+}
+
+# ---- Kafka ------------------------------------------------------------------------------------
+
+write_kafka_properties() {
+  mkdir -p "${KAFKA_DATA}"
+  cat >"${KAFKA_PROPS}.tmp" <<EOF
+# Generated by deploy/local/stack.sh on every start; edit the script, not this file.
+# Single-node KRaft: this process is both broker and controller, bound to 127.0.0.1 only.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:${HONGLING_KAFKA_CONTROLLER_PORT}
+controller.listener.names=CONTROLLER
+listeners=PLAINTEXT://127.0.0.1:${HONGLING_KAFKA_PORT},CONTROLLER://127.0.0.1:${HONGLING_KAFKA_CONTROLLER_PORT}
+advertised.listeners=PLAINTEXT://127.0.0.1:${HONGLING_KAFKA_PORT},CONTROLLER://127.0.0.1:${HONGLING_KAFKA_CONTROLLER_PORT}
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+
+log.dirs=${KAFKA_DATA}
+metadata.log.dir=${KAFKA_DATA}
+
+num.partitions=3
+default.replication.factor=1
+min.insync.replicas=1
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+
+num.network.threads=2
+num.io.threads=4
+log.retention.hours=168
+EOF
+  mv -f -- "${KAFKA_PROPS}.tmp" "${KAFKA_PROPS}"
+}
+
+# Format the storage once: only when the data dir has no meta.properties yet.
+format_kafka_storage() {
+  [[ -f "${KAFKA_DATA}/meta.properties" ]] && return 0
+  local out
+  if [[ ! -s "${KAFKA_CLUSTER_ID_FILE}" ]]; then
+    out="$(kafka_tool kafka.tools.StorageTool random-uuid 2>&1)" ||
+      die "kafka: 'StorageTool random-uuid' failed: ${out}"
+    [[ "${out}" =~ ^[A-Za-z0-9_-]{22}$ ]] || die "kafka: unexpected cluster id from StorageTool: ${out}"
+    printf '%s\n' "${out}" >"${KAFKA_CLUSTER_ID_FILE}"
+  fi
+  local cluster_id
+  cluster_id="$(<"${KAFKA_CLUSTER_ID_FILE}")"
+  out="$(kafka_tool kafka.tools.StorageTool format -t "${cluster_id}" -c "${KAFKA_PROPS}" 2>&1)" ||
+    die "kafka: storage format failed:
+${out}"
+  echo "kafka: formatted ${KAFKA_DATA} (cluster id ${cluster_id})"
+}
+
+start_kafka() {
+  write_kafka_properties
+  format_kafka_storage
+  : >"${KAFKA_OUT}"
+  local -a heap
+  read -r -a heap <<<"${HONGLING_KAFKA_HEAP_OPTS}"
+  launch kafka "${KAFKA_OUT}" "${HONGLING_JAVA}" "${heap[@]}" \
+    -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+    -XX:+ExplicitGCInvokesConcurrent -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
+    -Djava.net.preferIPv4Stack=true \
+    -Dkafka.logs.dir="${HONGLING_LOG_DIR}" -Dlog4j2.configurationFile="${LOG4J2_CONFIG}" \
+    -cp "${HONGLING_KAFKA_LIBS}/*" kafka.Kafka "${KAFKA_PROPS}"
+}
+
+# ---- FerretDB ---------------------------------------------------------------------------------
+
+start_ferretdb() {
+  mkdir -p "${FERRETDB_DATA}"
+  # The console log format colours its output only on a terminal; text is plain key=value.
+  launch ferretdb "${FERRETDB_LOG}" "${HONGLING_FERRETDB_BIN}" \
+    --handler=sqlite \
+    --sqlite-url="file:${FERRETDB_DATA}/" \
+    --state-dir="${FERRETDB_DIR}" \
+    --listen-addr="127.0.0.1:${HONGLING_MONGO_PORT}" \
+    --debug-addr=- \
+    --telemetry=disable \
+    --log-level=info \
+    --log-format=text
+}
+
+# ---- commands ---------------------------------------------------------------------------------
+
+cmd_start() {
+  ensure_provisioned
+  ensure_state_dirs
+  local comp pid
+  local -a waiting=() launching=()
+  for comp in "$@"; do
+    pid="$(running_pid "${comp}")"
+    if [[ -n "${pid}" ]]; then
+      if port_open "$(main_port "${comp}")"; then
+        echo "${comp}: already running (pid ${pid}, 127.0.0.1:$(main_port "${comp}"))"
+      else
+        echo "${comp}: already started (pid ${pid}) but not serving yet"
+        waiting+=("${comp}")
+      fi
+    else
+      launching+=("${comp}")
+    fi
+  done
+  # Check every port before launching anything, so a clash leaves nothing half-started.
+  for comp in "${launching[@]}"; do
+    rm -f -- "$(pid_file "${comp}")"
+    check_ports_free "${comp}"
+  done
+  for comp in "${launching[@]}"; do
+    "start_${comp}"
+    echo "${comp}: started (pid $(<"$(pid_file "${comp}")"), 127.0.0.1:$(main_port "${comp}"), log $(log_file "${comp}"))"
+    waiting+=("${comp}")
+  done
+  # Quick ones first, so each "ready in" is about that component.
+  local -a ordered=()
+  for comp in ferretdb kafka; do
+    [[ " ${waiting[*]} " != *" ${comp} "* ]] || ordered+=("${comp}")
+  done
+  if ((${#ordered[@]} > 0)); then
+    cmd_wait "${ordered[@]}"
+  fi
+}
+
+cmd_wait() {
+  local comp pid timeout launched
+  for comp in "$@"; do
+    pid="$(running_pid "${comp}")"
+    launched="launched_at_${comp}"
+    # (A process launched by this run that already died is reported by wait_ready, with its log.)
+    if [[ -z "${pid}" && -z "${!launched:-}" ]]; then
+      die "${comp} is not running; start it with: ${0##*/} start ${comp}"
+    fi
+    case "${comp}" in
+      kafka) timeout="${HONGLING_KAFKA_START_TIMEOUT}" ;;
+      ferretdb) timeout="${HONGLING_FERRETDB_START_TIMEOUT}" ;;
+    esac
+    printf '%s: waiting for 127.0.0.1:%s ' "${comp}" "$(main_port "${comp}")"
+    wait_ready "${comp}" "${timeout}"
+  done
+}
+
+cmd_stop() {
+  local comp pid i
+  local -a stopping=() pids=()
+  # SIGTERM to all first, so the components shut down in parallel.
+  for comp in "$@"; do
+    pid="$(running_pid "${comp}")"
+    if [[ -z "${pid}" ]]; then
+      rm -f -- "$(pid_file "${comp}")"
+      echo "${comp}: not running"
+      continue
+    fi
+    kill -TERM "${pid}" 2>/dev/null || true
+    stopping+=("${comp}")
+    pids+=("${pid}")
+  done
+  local start=${SECONDS} deadline=$((SECONDS + HONGLING_STOP_TIMEOUT))
+  for i in "${!stopping[@]}"; do
+    comp="${stopping[i]}"
+    pid="${pids[i]}"
+    printf '%s: stopping pid %s ' "${comp}" "${pid}"
+    while kill -0 "${pid}" 2>/dev/null && ((SECONDS < deadline)); do
+      sleep 0.2
+    done
+    if kill -0 "${pid}" 2>/dev/null; then
+      kill -KILL "${pid}" 2>/dev/null || true
+      echo "killed (SIGKILL after ${HONGLING_STOP_TIMEOUT}s)"
+    else
+      echo "stopped ($((SECONDS - start))s)"
+    fi
+    rm -f -- "$(pid_file "${comp}")"
+  done
+}
+
+cmd_status() {
+  local comp pid port var ports info owner
+  for comp in "$@"; do
+    pid="$(running_pid "${comp}")"
+    port="$(main_port "${comp}")"
+    ports=""
+    for var in $(port_vars "${comp}"); do
+      ports+="${ports:+,}${!var}"
+    done
+    if [[ -n "${pid}" ]]; then
+      if info="$(probe "${comp}")"; then
+        printf '%-9s running   pid %-7s 127.0.0.1:%-12s %s\n' "${comp}" "${pid}" "${ports}" "${info}"
+      else
+        printf '%-9s starting  pid %-7s 127.0.0.1:%-12s not serving yet\n' "${comp}" "${pid}" "${ports}"
+      fi
+    else
+      owner=""
+      if port_open "${port}"; then
+        owner="port ${port} in use by another process $(port_owner "${port}")"
+      fi
+      printf '%-9s stopped   %-11s 127.0.0.1:%-12s %s\n' "${comp}" "" "${ports}" "${owner}"
+    fi
+  done
+  return 0
+}
+
+# ---- main -------------------------------------------------------------------------------------
+
+[[ $# -ge 1 ]] || usage
+command="$1"
+shift
+components=("$@")
+if ((${#components[@]} == 0)); then
+  components=("${ALL_COMPONENTS[@]}")
+fi
+for comp in "${components[@]}"; do
+  case "${comp}" in
+    kafka | ferretdb) ;;
+    *) echo "stack: unknown component '${comp}' (known: ${ALL_COMPONENTS[*]})" >&2 && usage ;;
+  esac
+done
+
+case "${command}" in
+  start) cmd_start "${components[@]}" ;;
+  stop) cmd_stop "${components[@]}" ;;
+  status) cmd_status "${components[@]}" ;;
+  wait) cmd_wait "${components[@]}" ;;
+  -h | --help | help) usage ;;
+  *) usage ;;
+esac
