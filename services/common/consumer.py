@@ -1,0 +1,180 @@
+"""Kafka consumer loop: at-least-once delivery made effectively-once by the handlers' own writes.
+
+- Offsets are committed manually, only after the handler's write (and the processed-event mark).
+- A record whose event id was already handled is dropped (ProcessedEvent, per tenant database).
+  Handlers are also written idempotently by natural key, so a crash between the handler's write
+  and the mark changes nothing on redelivery.
+- A record that cannot be parsed goes straight to the dead-letter topic; one whose handler keeps
+  failing goes there after bounded retries. Either way the consumer moves on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import mongoengine as me
+from google.protobuf.message import Message
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.structs import OffsetAndMetadata
+
+from services.common import context, metrics
+from services.common.events import CloudEvent, PoisonEvent, dead_letter_topic
+from services.common.mongo import TenantDocument
+from services.common.outbox import make_producer
+from services.common.principal import Principal
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[CloudEvent, Any], None]
+
+
+class ProcessedEvent(TenantDocument):
+    """Ids of events this service has handled (per tenant database)."""
+
+    meta: ClassVar[dict[str, Any]] = {"collection": "processed_events"}
+
+    id = me.StringField(primary_key=True)
+    group = me.StringField(required=True)
+    type = me.StringField(required=True)
+    handled_at = me.DateTimeField(required=True)
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        group: str,
+        topics: Sequence[str],
+        handlers: Mapping[type[Message], Handler],
+        bootstrap: str,
+        *,
+        max_retries: int = 3,
+        retry_backoff: float = 0.2,
+    ) -> None:
+        self.name = f"{group}-consumer"
+        self.group = group
+        self.topics = list(topics)
+        self.handlers = {cls.DESCRIPTOR.full_name: (cls, fn) for cls, fn in handlers.items()}
+        self.bootstrap = bootstrap
+        self.max_retries = max_retries
+        self.retry_backoff = retry_backoff
+        self.dlq_topic = dead_letter_topic(group)
+        self.principal = Principal(sub=f"service:{group}", role="service", tenants=("*",))
+
+    def run(self, stop: threading.Event) -> None:
+        consumer = KafkaConsumer(
+            *self.topics,
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group,
+            client_id=self.name,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=1500,
+            max_poll_records=100,
+            max_poll_interval_ms=300000,
+        )
+        dlq = make_producer(self.bootstrap, f"{self.name}-dlq")
+        log.info("consumer %s subscribed to %s", self.group, ", ".join(self.topics))
+        try:
+            while not stop.is_set():
+                batches = consumer.poll(timeout_ms=200)
+                for tp, records in batches.items():
+                    for record in records:
+                        self.handle_record(record, dlq)
+                        consumer.commit({tp: OffsetAndMetadata(record.offset + 1, "", -1)})
+                self._report_lag(consumer)
+        finally:
+            try:
+                consumer.close(autocommit=False)
+            finally:
+                dlq.close(timeout=10)
+
+    def handle_record(self, record: ConsumerRecord, dlq: KafkaProducer) -> str:
+        """Handle one record; returns the outcome (handled, duplicate, skipped, dead_lettered)."""
+        try:
+            event = CloudEvent.from_record(record.headers, record.value)
+        except PoisonEvent as exc:
+            self._dead_letter(record, dlq, str(exc), tenant="unknown", type_="unknown")
+            return "dead_lettered"
+        entry = self.handlers.get(event.type)
+        if entry is None:
+            metrics.CONSUMED.labels(self.group, event.tenant, event.type, "skipped").inc()
+            return "skipped"
+        message_class, handler = entry
+        with context.bound(
+            tenant=event.tenant,
+            principal=self.principal,
+            request_id=event.id,
+            trace=f"{event.source}>{self.group}",
+        ):
+            if ProcessedEvent.objects(id=event.id).first() is not None:
+                metrics.CONSUMED.labels(self.group, event.tenant, event.type, "duplicate").inc()
+                return "duplicate"
+            try:
+                payload = event.decode(message_class)
+            except PoisonEvent as exc:
+                self._dead_letter(record, dlq, str(exc), tenant=event.tenant, type_=event.type)
+                return "dead_lettered"
+            error = ""
+            for attempt in range(self.max_retries + 1):
+                try:
+                    handler(event, payload)
+                    break
+                except PoisonEvent as exc:
+                    self._dead_letter(record, dlq, str(exc), tenant=event.tenant, type_=event.type)
+                    return "dead_lettered"
+                except Exception as exc:
+                    metrics.CONSUMER_FAILURES.labels(self.group, event.type).inc()
+                    error = "".join(traceback.format_exception_only(exc)).strip()
+                    log.warning("handler for %s failed (attempt %d): %s", event.type, attempt + 1, error)
+                    time.sleep(self.retry_backoff * (2**attempt))
+            else:
+                self._dead_letter(record, dlq, error, tenant=event.tenant, type_=event.type)
+                return "dead_lettered"
+            ProcessedEvent(id=event.id, group=self.group, type=event.type, handled_at=datetime.now(UTC)).save(
+                force_insert=False
+            )
+            metrics.CONSUMED.labels(self.group, event.tenant, event.type, "handled").inc()
+            return "handled"
+
+    def _dead_letter(self, record: ConsumerRecord, dlq: KafkaProducer, reason: str, *, tenant: str, type_: str) -> None:
+        headers = [
+            *list(record.headers or []),
+            ("hl_dlq_reason", reason[:2000].encode()),
+            ("hl_dlq_group", self.group.encode()),
+            ("hl_original_topic", record.topic.encode()),
+            ("hl_original_partition", str(record.partition).encode()),
+            ("hl_original_offset", str(record.offset).encode()),
+        ]
+        dlq.send(self.dlq_topic, key=record.key, value=record.value, headers=headers).get(timeout=15)
+        metrics.CONSUMED.labels(self.group, tenant, type_, "dead_lettered").inc()
+        log.error(
+            "dead-lettered %s:%d@%d to %s: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            self.dlq_topic,
+            reason,
+        )
+
+    def _report_lag(self, consumer: KafkaConsumer) -> None:
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is None:
+                continue
+            try:
+                pos = consumer.position(tp, timeout_ms=100)
+            except Exception:
+                continue
+            if pos is not None:
+                metrics.CONSUMER_LAG.labels(self.group, tp.topic, str(tp.partition)).set(max(0, high - pos))
+
+
+__all__ = ["EventConsumer", "Handler", "ProcessedEvent", "TopicPartition"]

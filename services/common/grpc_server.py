@@ -1,0 +1,221 @@
+"""One gRPC server bootstrap for every service: interceptors, health, reflection, metrics, shutdown."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent import futures
+from typing import Any, Protocol
+
+import grpc
+import mongoengine
+import pymongo.errors
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.common import context, metrics
+from services.common.errors import HonglingError, InvalidArgument, Unauthenticated
+from services.common.principal import METADATA_KEY, verify
+from services.common.settings import Settings
+from services.common.tenants import get_tenant
+
+log = logging.getLogger(__name__)
+
+TENANT_KEY = "x-hongling-tenant"
+REQUEST_ID_KEY = "x-request-id"
+TRACE_KEY = "x-hongling-trace"
+ERROR_REASON_KEY = "x-hongling-error-reason"
+ERROR_FIELD_KEY = "x-hongling-error-field"
+# Probes from stock tools (grpc_health_probe, grpcurl) need no principal.
+OPEN_SERVICES = (
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1alpha.ServerReflection",
+    "grpc.reflection.v1.ServerReflection",
+)
+
+
+class Worker(Protocol):
+    """A background loop run beside the server (outbox relay, event consumer)."""
+
+    name: str
+
+    def run(self, stop: threading.Event) -> None: ...
+
+
+def _split(method: str) -> tuple[str, str]:
+    _, service, name = method.split("/")
+    return service, name
+
+
+def _map_exception(exc: BaseException) -> HonglingError | None:
+    if isinstance(exc, HonglingError):
+        return exc
+    if isinstance(exc, mongoengine.ValidationError):
+        return InvalidArgument(f"invalid value: {exc.message}")
+    if isinstance(exc, pymongo.errors.DuplicateKeyError):
+        from services.common.errors import AlreadyExists
+
+        return AlreadyExists("a record with the same key already exists")
+    return None
+
+
+class ServerInterceptor(grpc.ServerInterceptor):
+    """Principal + tenant verification, Prometheus metrics and error mapping for unary calls."""
+
+    def __init__(self, secret: str, tenantless: Iterable[str] = ()) -> None:
+        self.secret = secret
+        self.tenantless = set(tenantless)
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler  # streaming methods: only the open probe services use them here
+        method = handler_call_details.method
+        service, name = _split(method)
+        if service in OPEN_SERVICES:
+            return handler
+        inner = handler.unary_unary
+        tenantless = method in self.tenantless or name in self.tenantless
+
+        def wrapped(request: Any, ctx: grpc.ServicerContext) -> Any:
+            metrics.GRPC_STARTED.labels("unary", service, name).inc()
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            md = dict(ctx.invocation_metadata())
+            request_id = str(md.get(REQUEST_ID_KEY) or context.new_request_id())
+            trace = f"{md.get(TRACE_KEY) or 'client'}>{service.split('.')[1]}.{name}"
+            try:
+                with context.bound(request_id=request_id, trace=trace):
+                    try:
+                        principal = verify(_str(md.get(METADATA_KEY)), self.secret)
+                        tenant = _str(md.get(TENANT_KEY))
+                        if tenant:
+                            get_tenant(tenant)
+                            principal.require_tenant(tenant)
+                        elif not tenantless:
+                            raise Unauthenticated(f"no tenant in call metadata ({TENANT_KEY})")
+                        with context.bound(tenant=tenant or None, principal=principal):
+                            return inner(request, ctx)
+                    except Exception as exc:  # mapped below; everything else is INTERNAL
+                        mapped = _map_exception(exc)
+                        if mapped is None:
+                            log.exception("unhandled error in %s", method)
+                            mapped = HonglingError(
+                                f"internal error (request id {request_id}); the operators have the details"
+                            )
+                        code = mapped.code
+                        trailing = [(ERROR_REASON_KEY, mapped.reason)]
+                        if mapped.field:
+                            trailing.append((ERROR_FIELD_KEY, mapped.field))
+                        ctx.set_trailing_metadata(tuple(trailing))
+                        if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                            log.warning("refused %s: %s", method, mapped.message)
+                        ctx.abort(code, mapped.message)
+            finally:
+                metrics.GRPC_HANDLED.labels("unary", service, name, code.name).inc()
+                metrics.GRPC_HANDLING_SECONDS.labels("unary", service, name).observe(time.perf_counter() - started)
+
+        return grpc.unary_unary_rpc_method_handler(
+            wrapped,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def _str(value: str | bytes | None) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode()
+    return value
+
+
+class ServiceHost:
+    """Runs one service: its gRPC server, background workers and metrics endpoint, until SIGTERM."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        register: Callable[[grpc.Server], Sequence[str]],
+        *,
+        workers: Sequence[Worker] = (),
+        tenantless: Iterable[str] = (),
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.stop_event = threading.Event()
+        self.workers = list(workers)
+        self._threads: list[threading.Thread] = []
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix=f"{name}-rpc"),
+            interceptors=[ServerInterceptor(settings.principal_secret, tenantless)],
+            options=[("grpc.so_reuseport", 0)],
+        )
+        service_names = list(register(self.server))
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            [*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            self.server,
+        )
+        self.service_names = service_names
+        self.port = settings.grpc_port(name)
+        bound = self.server.add_insecure_port(f"{settings.host}:{self.port}")
+        if bound == 0:
+            raise SystemExit(
+                f"{name}: cannot listen on {settings.host}:{self.port} (port in use?); "
+                f"change HONGLING_{name.upper()}_PORT or HONGLING_PORT_BASE"
+            )
+
+    def start(self) -> None:
+        metrics.serve_metrics(self.settings.metrics_port(self.name), self.settings.host)
+        self.server.start()
+        for worker in self.workers:
+            t = threading.Thread(target=self._run_worker, args=(worker,), name=worker.name, daemon=True)
+            t.start()
+            self._threads.append(t)
+        for svc in [*self.service_names, ""]:
+            self.health.set(svc, health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "%s serving gRPC on %s:%d, metrics on :%d",
+            self.name,
+            self.settings.host,
+            self.port,
+            self.settings.metrics_port(self.name),
+        )
+
+    def _run_worker(self, worker: Worker) -> None:
+        while not self.stop_event.is_set():
+            try:
+                worker.run(self.stop_event)
+            except Exception:
+                log.exception("worker %s crashed; restarting in 1 s", worker.name)
+                self.stop_event.wait(1.0)
+
+    def stop(self, grace: float = 5.0) -> None:
+        log.info("%s shutting down", self.name)
+        self.health.enter_graceful_shutdown()
+        self.stop_event.set()
+        self.server.stop(grace).wait()
+        for t in self._threads:
+            t.join(timeout=grace + 10)
+        log.info("%s stopped", self.name)
+
+    def serve_forever(self) -> None:
+        """Start, then block until SIGTERM/SIGINT, then shut down gracefully."""
+        done = threading.Event()
+
+        def _on_signal(signum: int, _frame: object) -> None:
+            done.set()
+
+        signal.signal(signal.SIGTERM, _on_signal)
+        signal.signal(signal.SIGINT, _on_signal)
+        self.start()
+        done.wait()
+        self.stop()

@@ -1,0 +1,86 @@
+"""Per-service, per-tenant databases for mongoengine documents.
+
+A TenantDocument resolves its collection from the tenant bound to the current call
+(context.current_tenant), in the database hl_<service>_<tenant>. Handlers never hold a database
+handle: a call bound to taiqian can only ever reach hl_<service>_taiqian, and code running with no
+tenant bound fails loudly instead of reading some default database.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, ClassVar
+
+import mongoengine
+from pymongo import MongoClient
+from pymongo.collection import Collection
+
+from services.common.context import require_tenant
+from services.common.tenants import get_tenant
+
+_lock = threading.Lock()
+_state: dict[str, Any] = {"client": None, "service": None}
+_collections: dict[tuple[type, str], Collection[Any]] = {}
+
+
+def init(service: str, uri: str, **client_options: Any) -> MongoClient[Any]:
+    """Open the process's one client (a connection pool) for this service's tenant databases."""
+    with _lock:
+        if _state["client"] is None:
+            client: MongoClient[Any] = MongoClient(
+                uri,
+                tz_aware=True,
+                serverSelectionTimeoutMS=client_options.pop("serverSelectionTimeoutMS", 5000),
+                uuidRepresentation="standard",
+                **client_options,
+            )
+            _state["client"] = client
+            _state["service"] = service
+            _collections.clear()
+        elif _state["service"] != service:
+            raise RuntimeError(f"mongo already initialised for {_state['service']}, not {service}")
+        return _state["client"]
+
+
+def close() -> None:
+    with _lock:
+        if _state["client"] is not None:
+            _state["client"].close()
+        _state["client"] = None
+        _state["service"] = None
+        _collections.clear()
+
+
+def database_name(service: str, tenant: str) -> str:
+    return f"hl_{service}_{tenant}"
+
+
+def tenant_database(tenant: str) -> Any:
+    """The database of the given tenant for this process's service (admin and relay use)."""
+    client = _state["client"]
+    if client is None:
+        raise RuntimeError("mongo.init() was not called")
+    get_tenant(tenant)
+    return client[database_name(_state["service"], tenant)]
+
+
+class TenantDocument(mongoengine.Document):
+    """A document stored in the current call's tenant database."""
+
+    meta: ClassVar[dict[str, Any]] = {"abstract": True}
+
+    @classmethod
+    def _get_db(cls) -> Any:
+        return tenant_database(require_tenant())
+
+    @classmethod
+    def _get_collection(cls) -> Collection[Any]:
+        tenant = require_tenant()
+        key = (cls, tenant)
+        coll = _collections.get(key)
+        if coll is None:
+            coll = tenant_database(tenant)[cls._get_collection_name()]
+            _collections[key] = coll
+            if cls._meta.get("auto_create_index", True):
+                cls.ensure_indexes()
+        return coll

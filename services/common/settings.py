@@ -1,0 +1,109 @@
+"""Settings from the environment, validated once at start-up.
+
+Every port derives from HONGLING_PORT_BASE (default 37000) unless set on its own, matching
+deploy/local/env.sh, so a second checkout runs beside the first by changing that one variable.
+A bad value stops the process with a message naming the variable and what is expected.
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import cache
+from typing import Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES = ("org", "intake", "dispatch", "evaluation", "publication")
+# Offsets from HONGLING_PORT_BASE: gRPC port, metrics port.
+SERVICE_PORT_OFFSETS = {name: (51 + i, 151 + i) for i, name in enumerate(SERVICES)}
+DEV_SECRET = "hongling-local-development-secret-not-for-production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HONGLING_", extra="ignore")
+
+    port_base: int = Field(37000, ge=1024, le=65000)
+    mongo_uri: str = ""
+    kafka_bootstrap: str = ""
+    mongo_port: int | None = Field(None, ge=1, le=65535)
+    kafka_port: int | None = Field(None, ge=1, le=65535)
+    host: str = "127.0.0.1"
+    principal_secret: str = Field(DEV_SECRET, min_length=32)
+    principal_ttl_seconds: int = Field(60, ge=5, le=3600)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    grpc_workers: int = Field(16, ge=1, le=256)
+    call_timeout_seconds: float = Field(5.0, gt=0, le=120)
+    consumer_max_retries: int = Field(3, ge=0, le=20)
+    relay_interval_seconds: float = Field(1.0, gt=0, le=60)
+    gateway_port: int | None = Field(None, ge=1, le=65535)
+    gateway_metrics_port: int | None = Field(None, ge=1, le=65535)
+    org_port: int | None = Field(None, ge=1, le=65535)
+    intake_port: int | None = Field(None, ge=1, le=65535)
+    dispatch_port: int | None = Field(None, ge=1, le=65535)
+    evaluation_port: int | None = Field(None, ge=1, le=65535)
+    publication_port: int | None = Field(None, ge=1, le=65535)
+    # Where to reach each service, when not on this host at its port (compose, k8s): "intake:7052".
+    org_addr: str = ""
+    intake_addr: str = ""
+    dispatch_addr: str = ""
+    evaluation_addr: str = ""
+    publication_addr: str = ""
+    org_metrics_port: int | None = Field(None, ge=1, le=65535)
+    intake_metrics_port: int | None = Field(None, ge=1, le=65535)
+    dispatch_metrics_port: int | None = Field(None, ge=1, le=65535)
+    evaluation_metrics_port: int | None = Field(None, ge=1, le=65535)
+    publication_metrics_port: int | None = Field(None, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _derive(self) -> Settings:
+        base = self.port_base
+        if not self.mongo_uri:
+            self.mongo_uri = f"mongodb://127.0.0.1:{self.mongo_port or base + 17}/"
+        if not self.kafka_bootstrap:
+            self.kafka_bootstrap = f"127.0.0.1:{self.kafka_port or base + 92}"
+        for name, (grpc_off, metrics_off) in SERVICE_PORT_OFFSETS.items():
+            if getattr(self, f"{name}_port") is None:
+                setattr(self, f"{name}_port", base + grpc_off)
+            if getattr(self, f"{name}_metrics_port") is None:
+                setattr(self, f"{name}_metrics_port", base + metrics_off)
+        if self.gateway_port is None:
+            self.gateway_port = base + 80
+        if self.gateway_metrics_port is None:
+            self.gateway_metrics_port = base + 160
+        return self
+
+    def grpc_port(self, service: str) -> int:
+        port = getattr(self, f"{service}_port")
+        assert isinstance(port, int)
+        return port
+
+    def metrics_port(self, service: str) -> int:
+        port = getattr(self, f"{service}_metrics_port")
+        assert isinstance(port, int)
+        return port
+
+    def address(self, service: str) -> str:
+        override = getattr(self, f"{service}_addr")
+        if override:
+            return str(override)
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"{host}:{self.grpc_port(service)}"
+
+
+def describe_errors(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        var = "HONGLING_" + "_".join(str(p) for p in err["loc"]).upper() if err["loc"] else "settings"
+        lines.append(f"  {var}: {err['msg']} (got {err.get('input')!r})")
+    return "invalid settings — fix these environment variables:\n" + "\n".join(lines)
+
+
+@cache
+def get_settings() -> Settings:
+    """The process settings; exits with a clear message if the environment holds a bad value."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        print(describe_errors(exc), file=sys.stderr)
+        raise SystemExit(2) from None

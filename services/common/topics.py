@@ -1,0 +1,57 @@
+"""Creates the project's Kafka topics with explicit partitions (python -m services.common.topics)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from services.common.events import dead_letter_topic, topic_for
+from services.common.settings import SERVICES, get_settings
+
+PARTITIONS = 3
+
+
+def wanted_topics() -> list[str]:
+    return [topic_for(s) for s in SERVICES] + [dead_letter_topic(s) for s in SERVICES]
+
+
+def ensure_topics(bootstrap: str, partitions: int = PARTITIONS, timeout: float = 60.0) -> list[str]:
+    """Create missing topics; returns the ones created. Retries while the broker is still starting."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="hongling-topics")
+            break
+        except KafkaError as exc:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"cannot reach Kafka at {bootstrap}: {exc}") from None
+            time.sleep(1)
+    try:
+        existing = set(admin.list_topics())
+        missing = [t for t in wanted_topics() if t not in existing]
+        created = []
+        for i, name in enumerate(missing, 1):
+            try:
+                admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+                created.append(name)
+                print(f"[topics {i}/{len(missing)}] created {name} ({partitions} partitions)", flush=True)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    finally:
+        admin.close()
+
+
+def main() -> int:
+    settings = get_settings()
+    created = ensure_topics(settings.kafka_bootstrap)
+    print(f"[topics] {len(wanted_topics())} topics ready ({len(created)} new) on {settings.kafka_bootstrap}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
