@@ -1,0 +1,146 @@
+"""The gateway's Flask application: JSON API for portals, health, metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from werkzeug.exceptions import HTTPException
+
+from gateway.clients import Clients
+from gateway.errors import ApiError, error_response
+from services.common import context
+from services.common.settings import Settings
+from services.common.tenants import all_tenants
+
+log = logging.getLogger("gateway.http")
+
+HTTP_REQUESTS = Counter(
+    "hongling_http_requests_total", "HTTP requests served by the gateway.", ["method", "route", "status"]
+)
+HTTP_SECONDS = Histogram(
+    "hongling_http_request_seconds",
+    "HTTP request latency at the gateway.",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+MAX_BODY_BYTES = 1 << 20
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object, or a 400 that says what is wrong with it."""
+    raw = request.get_data(cache=True)
+    if not raw:
+        raise ApiError(400, "invalid_json", "request body is empty; send a JSON object (请求体为空)")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_json", "request body is not UTF-8 encoded (请使用UTF-8编码)") from None
+    except json.JSONDecodeError as exc:
+        raise ApiError(
+            400, "invalid_json", f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", "request body must be a JSON object")
+    return data
+
+
+def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
+    app = Flask("hongling-gateway")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.extensions["hongling.clients"] = clients or Clients.connect(settings)
+    app.extensions["hongling.settings"] = settings
+
+    @app.before_request
+    def _begin() -> None:
+        incoming = request.headers.get("X-Request-Id", "")
+        g.request_id = incoming if REQUEST_ID_RE.match(incoming) else context.new_request_id()
+        g.started = time.perf_counter()
+        g.ctx = context.bound(request_id=g.request_id, trace="gateway")
+        g.ctx.__enter__()
+
+    @app.after_request
+    def _finish(resp: Response) -> Response:
+        resp.headers["X-Request-Id"] = g.get("request_id", "")
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        HTTP_REQUESTS.labels(request.method, route, str(resp.status_code)).inc()
+        HTTP_SECONDS.labels(request.method, route).observe(elapsed)
+        log.info(
+            "%s %s -> %d in %.1f ms",
+            request.method,
+            route,
+            resp.status_code,
+            elapsed * 1000,
+        )
+        return resp
+
+    @app.teardown_request
+    def _end(_exc: BaseException | None) -> None:
+        ctx = g.pop("ctx", None)
+        if ctx is not None:
+            ctx.__exit__(None, None, None)
+
+    @app.errorhandler(ApiError)
+    def _api_error(err: ApiError) -> Response:
+        return error_response(err)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type"}
+        status = exc.code or 500
+        messages = {
+            404: f"no such endpoint: {request.path} (接口不存在)",
+            405: f"{request.method} is not allowed on {request.path}",
+            413: f"request body is larger than {MAX_BODY_BYTES} bytes",
+        }
+        return error_response(
+            ApiError(status, code.get(status, "http_error"), messages.get(status, exc.description or exc.name))
+        )
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return error_response(
+            ApiError(
+                500, "internal", f"internal error (request id {g.get('request_id')}); the operators have the details"
+            )
+        )
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        services = app.extensions["hongling.clients"].health()
+        ready = all(v == "SERVING" for v in services.values())
+        resp = jsonify({"status": "ready" if ready else "not_ready", "services": services})
+        resp.status_code = 200 if ready else 503
+        return resp
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+
+    @app.get("/api/v1/tenants")
+    def tenants() -> Response:
+        return jsonify(
+            {
+                "tenants": [
+                    {"slug": t.slug, "name_zh": t.name_zh, "name_en": t.name_en, "kind": t.kind} for t in all_tenants()
+                ]
+            }
+        )
+
+    from gateway.routes_issues import bp as issues_bp
+
+    app.register_blueprint(issues_bp)
+    return app
