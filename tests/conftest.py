@@ -1,0 +1,151 @@
+"""Shared fixtures. Unit tests use none of them; integration and e2e tests need the real stack
+(Kafka + FerretDB) that `make test` starts (deploy/local/test.sh) and exports in the environment."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import requests
+from kafka import KafkaConsumer, TopicPartition
+from pymongo import MongoClient
+
+from services.common.grpc_server import TENANT_KEY
+from services.common.principal import METADATA_KEY, Principal, mint
+from services.common.settings import Settings, get_settings
+
+REPO = Path(__file__).resolve().parents[1]
+SERVICES_SH = REPO / "deploy" / "local" / "services.sh"
+
+
+def _port_open(host_port: str) -> bool:
+    host, port = host_port.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def infra(settings: Settings) -> Settings:
+    mongo_hostport = settings.mongo_uri.split("//", 1)[1].strip("/")
+    missing = [n for n, hp in (("Kafka", settings.kafka_bootstrap), ("FerretDB", mongo_hostport)) if not _port_open(hp)]
+    if missing:
+        msg = f"{' and '.join(missing)} not reachable: run these tests with `make test`"
+        if os.environ.get("HONGLING_REQUIRE_INFRA"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def mongo_client(infra: Settings) -> Iterator[MongoClient[Any]]:
+    client: MongoClient[Any] = MongoClient(infra.mongo_uri, tz_aware=True)
+    yield client
+    client.close()
+
+
+@dataclass
+class System:
+    settings: Settings
+
+    @property
+    def gateway(self) -> str:
+        return f"http://127.0.0.1:{self.settings.gateway_port}"
+
+    def services_sh(self, *args: str) -> None:
+        subprocess.run(["bash", str(SERVICES_SH), *args], check=True, cwd=REPO)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL, as a crash would: no graceful shutdown, no final commit."""
+        pid_file = Path(self.settings_state_dir) / "run" / f"{name}.pid"
+        pid = int(pid_file.read_text())
+        os.kill(pid, 9)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        pid_file.unlink()
+
+    @property
+    def settings_state_dir(self) -> str:
+        return os.environ.get("HONGLING_STATE_DIR", str(REPO / ".local" / "state"))
+
+    def start(self, *names: str) -> None:
+        self.services_sh("start", *names)
+
+    def channel(self, service: str) -> grpc.Channel:
+        return grpc.insecure_channel(self.settings.address(service))
+
+
+@pytest.fixture(scope="session")
+def system(infra: Settings) -> Iterator[System]:
+    sys_ = System(infra)
+    sys_.services_sh("start")
+    # The gateway answers /healthz before every service is SERVING; wait for /readyz too.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{sys_.gateway}/readyz", timeout=2).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    yield sys_
+    sys_.services_sh("stop")
+
+
+def read_topic(bootstrap: str, topic: str) -> list[Any]:
+    """Every record now on the topic (all partitions, from the beginning), read without a group."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1500)
+    parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    records = list(consumer)
+    consumer.close()
+    return records
+
+
+def call_metadata(
+    settings: Settings, tenant: str | None, *, role: str = "subdistrict_admin", scope: tuple[str, ...] | None = None
+) -> list[tuple[str, str]]:
+    """Metadata the gateway would send: a freshly minted principal and the tenant."""
+    scope = scope if scope is not None else ((tenant,) if tenant else ())
+    md = [(METADATA_KEY, mint(Principal(sub="test-admin", role=role, tenants=scope), settings.principal_secret))]
+    if tenant:
+        md.append((TENANT_KEY, tenant))
+    return md
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.1) -> Any:
+    """Poll until predicate() returns something truthy; returns it, or fails the test at the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s")
+        time.sleep(interval)

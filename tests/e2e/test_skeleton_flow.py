@@ -1,0 +1,123 @@
+"""The walking skeleton through every layer: gateway -> intake -> outbox -> Kafka -> dispatch -> gateway."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import requests
+from pymongo import MongoClient
+
+from services.common.events import topic_for
+from tests.conftest import System, read_topic, unique, wait_for
+
+ISSUE = {
+    "title": "楼道灯不亮",
+    "description": "3号楼2单元楼道灯坏了一周，老人晚上上下楼不方便。",
+    "channel": "resident_report",
+    "location": {"lat": 36.1876, "lon": 117.1296, "address": "泰前街道嘉德社区3号楼"},
+}
+
+
+def post_issue(system: System, tenant: str, body: Any, **kw: Any) -> requests.Response:
+    return requests.post(f"{system.gateway}/api/v1/tenants/{tenant}/issues", json=body, timeout=10, **kw)
+
+
+def get_issue(system: System, tenant: str, issue_id: str) -> requests.Response:
+    return requests.get(f"{system.gateway}/api/v1/tenants/{tenant}/issues/{issue_id}", timeout=10)
+
+
+def test_issue_flows_to_a_task(system: System, mongo_client: MongoClient[Any]) -> None:
+    resp = post_issue(system, "taiqian", ISSUE)
+    assert resp.status_code == 201, resp.text
+    issue = resp.json()["issue"]
+    assert issue["title"] == "楼道灯不亮" and issue["tenant"] == "taiqian"
+    assert issue["channel_zh"] == "居民反映"
+    assert issue["created_at"].endswith("+08:00")  # shown in Asia/Shanghai
+    assert resp.headers["Location"] == f"/api/v1/tenants/taiqian/issues/{issue['id']}"
+    assert "楼道灯不亮" in resp.content.decode("utf-8")  # UTF-8, not \u escapes
+
+    def task() -> Any:
+        return get_issue(system, "taiqian", issue["id"]).json()["task"]
+
+    t = wait_for(task)
+    assert t["issue_id"] == issue["id"] and t["status"] == "open"
+    # The relay took the event out of the issue's document once published, and published it once.
+    stored = mongo_client["hl_intake_taiqian"]["issues"].find_one({"_id": issue["id"]})
+    assert stored["outbox"] == [] and stored["outbox_pending"] is False
+    published = [
+        r
+        for r in read_topic(system.settings.kafka_bootstrap, topic_for("intake"))
+        if r.key == f"taiqian:{issue['id']}".encode()
+    ]
+    assert len(published) == 1
+
+
+def test_same_idempotency_key_stores_one_issue(system: System) -> None:
+    body = {**ISSUE, "idempotency_key": unique("key")}
+    first = post_issue(system, "taiqian", body).json()["issue"]["id"]
+    second = post_issue(system, "taiqian", body).json()["issue"]["id"]
+    assert first == second
+
+
+@pytest.mark.parametrize(
+    ("tenant", "body", "status", "code", "field"),
+    [
+        ("taiqian", "{not json", 400, "invalid_json", None),
+        ("taiqian", [1, 2], 400, "invalid_json", None),
+        ("taiqian", {k: v for k, v in ISSUE.items() if k != "title"}, 400, "invalid_argument", "title"),
+        ("taiqian", {**ISSUE, "description": "长" * 4001}, 400, "invalid_argument", "description"),
+        ("taiqian", {**ISSUE, "title": "t" * 121}, 400, "invalid_argument", "title"),
+        ("taiqian", {**ISSUE, "channel": "carrier_pigeon"}, 400, "invalid_argument", "channel"),
+        ("taiqian", {**ISSUE, "location": {"lat": 36.1}}, 400, "invalid_argument", "location"),
+        ("taiqian", {**ISSUE, "location": {}}, 400, "invalid_argument", "location"),
+        ("taiqian", {**ISSUE, "title": 42}, 400, "invalid_argument", "title"),
+        ("taiqian", {**ISSUE, "surprise": 1}, 400, "invalid_argument", "surprise"),
+        ("atlantis", ISSUE, 404, "unknown_tenant", "tenant"),
+    ],
+)
+def test_bad_input_is_a_4xx_naming_the_problem_and_stores_nothing(
+    system: System, mongo_client: MongoClient[Any], tenant: str, body: Any, status: int, code: str, field: str | None
+) -> None:
+    issues = mongo_client["hl_intake_taiqian"]["issues"]
+    before = issues.count_documents({})
+    if isinstance(body, str):
+        resp = requests.post(
+            f"{system.gateway}/api/v1/tenants/{tenant}/issues",
+            data=body.encode(),
+            headers={"content-type": "application/json"},
+            timeout=10,
+        )
+    else:
+        resp = post_issue(system, tenant, body)
+    assert resp.status_code == status, resp.text
+    err = resp.json()["error"]
+    assert err["code"] == code
+    assert err["message"]
+    assert err["request_id"] == resp.headers["X-Request-Id"]
+    if field:
+        assert err["field"] == field
+    assert "Traceback" not in resp.text
+    assert issues.count_documents({}) == before
+
+
+def test_unknown_route_and_method_get_the_json_error_shape(system: System) -> None:
+    resp = requests.get(f"{system.gateway}/api/v1/nothing-here", timeout=5)
+    assert resp.status_code == 404 and resp.json()["error"]["code"] == "not_found"
+    resp = requests.delete(f"{system.gateway}/api/v1/tenants/taiqian/issues", timeout=5)
+    assert resp.status_code == 405 and resp.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_issue_of_one_tenant_is_invisible_from_another_at_the_gateway(system: System) -> None:
+    issue_id = post_issue(system, "taiqian", ISSUE).json()["issue"]["id"]
+    assert get_issue(system, "taiqian", issue_id).status_code == 200
+    resp = get_issue(system, "daimiao", issue_id)
+    assert resp.status_code == 404
+    assert resp.json()["error"]["code"] == "not_found"
+    listed = requests.get(f"{system.gateway}/api/v1/tenants/daimiao/issues?page_size=100", timeout=5).json()
+    assert issue_id not in {i["id"] for i in listed["issues"]}
+
+
+def test_readiness_reports_every_service(system: System) -> None:
+    body = requests.get(f"{system.gateway}/readyz", timeout=5).json()
+    assert body["services"] == {s: "SERVING" for s in ("org", "intake", "dispatch", "evaluation", "publication")}

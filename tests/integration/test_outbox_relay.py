@@ -1,0 +1,93 @@
+"""The outbox relay against the real FerretDB and Kafka: one write, then published with CloudEvents headers."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import mongoengine as me
+import pytest
+from hongling.events.v1 import intake_events_pb2 as ev
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+from pymongo import MongoClient
+
+from services.common import context, mongo
+from services.common.events import CloudEvent, topic_for
+from services.common.outbox import OutboxDocument, OutboxRelay
+from services.common.settings import Settings
+from tests.conftest import read_topic, unique, wait_for
+
+
+class Parcel(OutboxDocument):
+    meta: ClassVar[dict[str, Any]] = {"collection": "parcels", "indexes": ["outbox_pending"]}
+    id = me.StringField(primary_key=True)
+    state = me.StringField()
+
+
+@pytest.fixture(scope="module")
+def relay_env(infra: Settings) -> Iterator[Settings]:
+    mongo.init("itest", infra.mongo_uri)
+    admin = KafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic_for("itest"), num_partitions=3, replication_factor=1)])
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        admin.close()
+    yield infra
+
+
+def test_state_and_event_are_one_write_and_the_relay_publishes_then_clears(
+    relay_env: Settings, mongo_client: MongoClient[Any]
+) -> None:
+    pid = unique("parcel")
+    with context.bound(tenant="xujialou"):
+        p = Parcel(id=pid, state="new")
+        event_id = p.record(ev.IssueReceived(issue_id=pid, tenant="xujialou", title="包裹"), subject=f"parcels/{pid}")
+        p.save(force_insert=True)
+    raw = mongo_client["hl_itest_xujialou"]["parcels"].find_one({"_id": pid})
+    assert raw["state"] == "new" and raw["outbox_pending"] is True
+    assert [e["id"] for e in raw["outbox"]] == [event_id]
+
+    relay = OutboxRelay("itest", [Parcel], relay_env.kafka_bootstrap, interval=0.1)
+    stop = threading.Event()
+    t = threading.Thread(target=relay.run, args=(stop,), daemon=True)
+    t.start()
+    try:
+        wait_for(lambda: mongo_client["hl_itest_xujialou"]["parcels"].find_one({"_id": pid})["outbox_pending"] is False)
+    finally:
+        stop.set()
+        t.join(20)
+    assert mongo_client["hl_itest_xujialou"]["parcels"].find_one({"_id": pid})["outbox"] == []
+
+    mine = [r for r in read_topic(relay_env.kafka_bootstrap, topic_for("itest")) if r.key == f"xujialou:{pid}".encode()]
+    assert len(mine) == 1
+    ce = CloudEvent.from_record(mine[0].headers, mine[0].value)
+    assert (ce.id, ce.tenant, ce.type, ce.subject) == (
+        event_id,
+        "xujialou",
+        "hongling.events.v1.IssueReceived",
+        f"parcels/{pid}",
+    )
+    assert ce.source == "/hongling/itest/xujialou"
+
+
+def test_events_stay_pending_while_kafka_refuses_them(relay_env: Settings, mongo_client: MongoClient[Any]) -> None:
+    """A publish failure leaves the events in the document for the next pass (nothing lost)."""
+    pid = unique("parcel")
+    with context.bound(tenant="xujialou"):
+        p = Parcel(id=pid, state="new")
+        p.record(ev.IssueReceived(issue_id=pid), subject=f"parcels/{pid}")
+        p.save(force_insert=True)
+    relay = OutboxRelay("itest", [Parcel], relay_env.kafka_bootstrap)
+    relay.topic = "hongling.no-such-topic.v1"  # auto-creation is off, so the broker refuses the send
+    producer = KafkaProducer(bootstrap_servers=relay_env.kafka_bootstrap, max_block_ms=3000)
+    try:
+        relay.publish_pending(producer)
+    finally:
+        producer.close(timeout=5)
+    raw = mongo_client["hl_itest_xujialou"]["parcels"].find_one({"_id": pid})
+    assert raw["outbox_pending"] is True and len(raw["outbox"]) == 1
