@@ -1,0 +1,73 @@
+# Hongling (红领益家) — one Makefile for set-up, running and testing. See README.md.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP_VENV := $(VENV)/.installed
+STAMP_PROTOS := build/gen/.built
+PROTO_FILES := $(shell find protos -name '*.proto' 2>/dev/null)
+ENV := source deploy/local/env.sh
+# The test stack runs on its own ports and state so it never touches what `make up` started.
+TEST_ENV := export HONGLING_PORT_BASE=$${HONGLING_TEST_PORT_BASE:-38000} HONGLING_STATE_DIR=$(CURDIR)/.local/test-state; $(ENV)
+
+.PHONY: help venv protos provision infra topics up down logs status test lint unit bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP_VENV): pyproject.toml
+	@echo "[setup] Python environment in $(VENV)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP_VENV) ## create the virtualenv and install dependencies
+
+$(STAMP_PROTOS): $(STAMP_VENV) $(PROTO_FILES) deploy/gen_protos.py
+	@$(PY) deploy/gen_protos.py 2> >(grep -v '^Writing mypy' >&2)
+	@touch $@
+
+protos: $(STAMP_PROTOS) ## build the protobuf/gRPC Python code into build/gen (git-ignored)
+
+provision: ## fetch Kafka (Maven) and FerretDB (go install) into the tool cache, once
+	@bash deploy/local/provision.sh
+
+infra: provision $(STAMP_VENV) ## start Kafka and FerretDB and create the topics
+	@bash deploy/local/stack.sh start
+	@$(ENV); $(PY) -m services.common.topics
+
+up: protos infra ## run the whole system locally and print where to reach it
+	@bash deploy/local/services.sh start
+	@$(ENV); bash deploy/local/banner.sh
+
+down: ## stop the services, the gateway, Kafka and FerretDB
+	@bash deploy/local/services.sh stop
+	@bash deploy/local/stack.sh stop
+
+status: ## show what is running
+	@bash deploy/local/services.sh status
+	@bash deploy/local/stack.sh status
+
+logs: ## follow every log of the local system
+	@$(ENV); tail -n 20 -F "$$HONGLING_STATE_DIR"/logs/*.log
+
+lint: protos ## ruff and mypy
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/mypy services gateway
+
+unit: protos ## unit tests only (no infrastructure)
+	@$(VENV)/bin/pytest -q tests/unit
+
+test: protos provision ## set up what is missing, start a private test stack, lint, run every test, stop it
+	@bash deploy/local/test.sh
+
+bench: protos provision ## run the benchmarks under bench/ against a private stack
+	@bash deploy/local/test.sh bench
+
+clean: down ## stop everything and remove local state and build output (keeps the tool cache)
+	rm -rf .local build

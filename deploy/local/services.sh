@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Start, stop and probe the five Hongling services and the gateway as background processes.
+#
+#   deploy/local/services.sh start [name ...]   # default: all, in dependency order
+#   deploy/local/services.sh stop  [name ...]
+#   deploy/local/services.sh status
+#
+# Logs: $HONGLING_STATE_DIR/logs/<name>.log (JSON lines). Pid files: $HONGLING_STATE_DIR/run/<name>.pid.
+set -euo pipefail
+# shellcheck source=deploy/local/env.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/env.sh"
+
+PY="${HONGLING_PYTHON:-$HONGLING_REPO_ROOT/.venv/bin/python}"
+ALL=(org intake dispatch evaluation publication gateway)
+RUN_DIR="$HONGLING_STATE_DIR/run"
+LOG_DIR="$HONGLING_STATE_DIR/logs"
+mkdir -p "$RUN_DIR" "$LOG_DIR"
+
+module_of() { if [[ "$1" == gateway ]]; then echo gateway; else echo "services.$1"; fi; }
+port_of() {
+  local var
+  var="HONGLING_$(tr '[:lower:]' '[:upper:]' <<<"$1")_PORT"
+  echo "${!var}"
+}
+pid_of() { [[ -f "$RUN_DIR/$1.pid" ]] && cat "$RUN_DIR/$1.pid" || true; }
+alive() { local pid; pid="$(pid_of "$1")"; [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; }
+
+healthy() {
+  local name="$1" port
+  port="$(port_of "$name")"
+  if [[ "$name" == gateway ]]; then
+    "$PY" - "$port" <<'PYEOF'
+import sys, urllib.request
+try:
+    with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/healthz", timeout=1) as r:
+        sys.exit(0 if r.status == 200 else 1)
+except Exception:
+    sys.exit(1)
+PYEOF
+  else
+    "$PY" - "$port" <<'PYEOF'
+import sys, grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+try:
+    with grpc.insecure_channel(f"127.0.0.1:{sys.argv[1]}") as ch:
+        r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
+        sys.exit(0 if r.status == health_pb2.HealthCheckResponse.SERVING else 1)
+except Exception:
+    sys.exit(1)
+PYEOF
+  fi
+}
+
+start_one() {
+  local name="$1" port
+  port="$(port_of "$name")"
+  if alive "$name"; then
+    echo "  $name already running (pid $(pid_of "$name"), port $port)"
+    return 0
+  fi
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "error: port $port for $name is taken by another process; set HONGLING_PORT_BASE to move all ports" >&2
+    return 1
+  fi
+  (cd "$HONGLING_REPO_ROOT" && exec setsid nohup "$PY" -m "$(module_of "$name")" >>"$LOG_DIR/$name.log" 2>&1 </dev/null) &
+  echo $! >"$RUN_DIR/$name.pid"
+}
+
+wait_healthy() {
+  local name="$1" waited=0
+  until healthy "$name"; do
+    if ! alive "$name"; then
+      echo "error: $name exited during start-up; last lines of $LOG_DIR/$name.log:" >&2
+      tail -n 20 "$LOG_DIR/$name.log" >&2
+      return 1
+    fi
+    if ((waited >= 60)); then
+      echo "error: $name not healthy after 60 s; see $LOG_DIR/$name.log" >&2
+      return 1
+    fi
+    sleep 0.5
+    waited=$((waited + 1))
+  done
+}
+
+stop_one() {
+  local name="$1" pid i
+  pid="$(pid_of "$name")"
+  if [[ -z "$pid" ]] || ! kill -0 "$pid" 2>/dev/null; then
+    rm -f "$RUN_DIR/$name.pid"
+    return 0
+  fi
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 40; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.5
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "  $name did not stop in 20 s; killing" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$RUN_DIR/$name.pid"
+  echo "  stopped $name"
+}
+
+cmd="${1:-status}"
+shift || true
+names=("$@")
+[[ ${#names[@]} -gt 0 ]] || names=("${ALL[@]}")
+
+case "$cmd" in
+  start)
+    total=${#names[@]}
+    i=0
+    for n in "${names[@]}"; do start_one "$n"; done
+    for n in "${names[@]}"; do
+      i=$((i + 1))
+      wait_healthy "$n"
+      echo "[services $i/$total] $n healthy on 127.0.0.1:$(port_of "$n")"
+    done
+    ;;
+  stop)
+    for ((j = ${#names[@]} - 1; j >= 0; j--)); do stop_one "${names[j]}"; done
+    ;;
+  status)
+    for n in "${names[@]}"; do
+      if alive "$n"; then state=running; else state=stopped; fi
+      printf '  %-12s %-8s port %-6s pid %s\n' "$n" "$state" "$(port_of "$n")" "$(pid_of "$n")"
+    done
+    ;;
+  *)
+    echo "usage: $0 {start|stop|status} [org intake dispatch evaluation publication gateway]" >&2
+    exit 2
+    ;;
+esac

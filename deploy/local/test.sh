@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# `make test` (and `make bench`): a private, fresh stack on its own ports, then lint + every test.
+#
+#   deploy/local/test.sh          lint, unit, integration and e2e tests
+#   deploy/local/test.sh bench    the benchmarks under bench/
+#
+# The stack uses HONGLING_TEST_PORT_BASE (default 38000) and .local/test-state, so it runs beside a
+# `make up` system without touching it. Everything it started is stopped on exit, pass or fail.
+set -euo pipefail
+here="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
+export HONGLING_PORT_BASE="${HONGLING_TEST_PORT_BASE:-38000}"
+export HONGLING_STATE_DIR="$here/../../.local/test-state"
+# shellcheck source=deploy/local/env.sh
+source "$here/env.sh"
+cd "$HONGLING_REPO_ROOT"
+mode="${1:-test}"
+PY=.venv/bin/python
+started=$(date +%s)
+
+cleanup() {
+  local rc=$?
+  bash "$here/services.sh" stop >/dev/null 2>&1 || true
+  bash "$here/stack.sh" stop >/dev/null 2>&1 || true
+  echo "[test] stack stopped; total $(($(date +%s) - started)) s"
+  exit "$rc"
+}
+
+if [[ "$mode" == test ]]; then
+  echo "[test 1/4] lint: ruff + mypy"
+  .venv/bin/ruff check .
+  .venv/bin/ruff format --check .
+  .venv/bin/mypy services gateway
+fi
+
+echo "[test 2/4] fresh test stack on port base $HONGLING_PORT_BASE ($HONGLING_STATE_DIR)"
+bash "$here/services.sh" stop >/dev/null 2>&1 || true
+bash "$here/stack.sh" stop >/dev/null 2>&1 || true
+rm -rf "$HONGLING_STATE_DIR"
+trap cleanup EXIT
+bash "$here/stack.sh" start
+"$PY" -m services.common.topics
+
+export HONGLING_REQUIRE_INFRA=1
+if [[ "$mode" == bench ]]; then
+  echo "[test 3/4] services for the benchmarks"
+  bash "$here/services.sh" start
+  echo "[test 4/4] benchmarks"
+  for b in bench/*.py; do
+    echo "== $b"
+    "$PY" "$b"
+  done
+else
+  echo "[test 3/4] services are started by the test session itself (tests/conftest.py)"
+  echo "[test 4/4] pytest: unit, integration, e2e"
+  "$PY" -m pytest tests -p no:cacheprovider
+fi
