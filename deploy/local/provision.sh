@@ -39,6 +39,7 @@ need() {
   command -v "$1" >/dev/null 2>&1 || die "'$1' not found on PATH ($2)"
 }
 
+started=${SECONDS}
 mkdir -p "${HONGLING_CACHE_DIR}"
 
 # Two checkouts provisioning at the same time share the cache: serialise them.
@@ -47,13 +48,16 @@ if command -v flock >/dev/null 2>&1; then
   if ! flock -n 9; then
     echo "[provision] another provision is running on ${HONGLING_CACHE_DIR}; waiting for it ..."
     flock 9
+    if [[ -f "${KAFKA_MARKER}" && -f "${FERRETDB_MARKER}" ]]; then
+      echo "[provision] ${KAFKA_LABEL} and ${FERRETDB_LABEL} were provisioned by the other run"
+      exit 0
+    fi
   fi
 fi
 
 WORK="$(mktemp -d "${HONGLING_CACHE_DIR}/.provision.XXXXXX")"
 trap 'rm -rf -- "${WORK}"' EXIT
 
-started=${SECONDS}
 step=0
 total=2
 

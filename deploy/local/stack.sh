@@ -46,31 +46,52 @@ die() {
 
 pid_file() { printf '%s/%s.pid' "${HONGLING_RUN_DIR}" "$1"; }
 
-# A string that appears in the command line of this checkout's process for the component.
-process_marker() {
+# canonical PATH: the physical absolute form of PATH (whose parent directory exists), so that
+# "<repo>/deploy/local/../../.local/x" and "<repo>/.local/x" compare equal.
+canonical() {
+  local dir
+  if dir="$(cd -- "$(dirname -- "$1")" 2>/dev/null && pwd -P)"; then
+    printf '%s/%s' "${dir%/}" "$(basename -- "$1")"
+  else
+    printf '%s' "$1"
+  fi
+}
+
+# The path in the component's command line that identifies its instance: the server.properties
+# of Kafka, the --state-dir of FerretDB.
+instance_path() {
   case "$1" in
     kafka) printf '%s' "${KAFKA_PROPS}" ;;
-    ferretdb) printf '%s' "--state-dir=${FERRETDB_DIR}" ;;
+    ferretdb) printf '%s' "${FERRETDB_DIR}" ;;
   esac
 }
 
-process_args() {
+# process_instance_path PID COMPONENT: that path as found in the command line of PID.
+process_instance_path() {
+  local arg
   if [[ -r "/proc/$1/cmdline" ]]; then
-    tr '\0' ' ' <"/proc/$1/cmdline"
-  else
-    ps -o args= -p "$1" 2>/dev/null || true
+    while IFS= read -r -d '' arg; do
+      case "$2:${arg}" in
+        kafka:*/server.properties) printf '%s' "${arg}" && return 0 ;;
+        ferretdb:--state-dir=*) printf '%s' "${arg#--state-dir=}" && return 0 ;;
+      esac
+    done <"/proc/$1/cmdline"
+  else # no /proc (macOS): arguments are space-joined, so match the expected path literally
+    arg="$(ps -o args= -p "$1" 2>/dev/null || true)"
+    [[ "${arg}" != *"$(instance_path "$2")"* ]] || printf '%s' "$(instance_path "$2")"
   fi
 }
 
 # Print the pid of the component's process if it is alive and really ours; else print nothing.
 running_pid() {
-  local file pid
+  local file pid path
   file="$(pid_file "$1")"
   [[ -s "${file}" ]] || return 0
   pid="$(<"${file}")"
   [[ "${pid}" =~ ^[0-9]+$ ]] || return 0
   kill -0 "${pid}" 2>/dev/null || return 0
-  [[ "$(process_args "${pid}")" == *"$(process_marker "$1")"* ]] || return 0
+  path="$(process_instance_path "${pid}" "$1")"
+  [[ -n "${path}" && "$(canonical "${path}")" == "$(canonical "$(instance_path "$1")")" ]] || return 0
   printf '%s' "${pid}"
 }
 
@@ -265,12 +286,21 @@ launch() {
   shift 2
   file="$(pid_file "${comp}")"
   rm -f -- "${file}"
+  printf '==== %s: stack.sh start %s ====\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "${comp}" >>"$(log_file "${comp}")"
   local -a detach=(nohup)
   if command -v setsid >/dev/null 2>&1; then
     detach+=(setsid)
   fi
+  # The inner shell closes every inherited descriptor above 2 (a caller's pipe held open by a
+  # long-lived server would make e.g. `$(make up)` or a CI runner wait forever), writes its pid,
+  # and becomes the server.
   # shellcheck disable=SC2016 # $$ and $0 belong to the inner shell
-  "${detach[@]}" bash -c 'echo "$$" >"$0.tmp" && mv -f -- "$0.tmp" "$0" && exec "$@"' "${file}" "$@" \
+  "${detach[@]}" bash -c '
+    for fd in /dev/fd/*; do
+      fd="${fd##*/}"
+      if [[ "${fd}" =~ ^[0-9]+$ ]] && ((fd > 2)); then exec {fd}>&-; fi
+    done 2>/dev/null
+    echo "$$" >"$0.tmp" && mv -f -- "$0.tmp" "$0" && exec "$@"' "${file}" "$@" \
     </dev/null >>"${out}" 2>&1 &
   printf -v "launched_at_${comp}" '%s' "${SECONDS}"
   for ((i = 0; i < 50; i++)); do
@@ -445,7 +475,7 @@ cmd_wait() {
 }
 
 cmd_stop() {
-  local comp pid i
+  local comp pid i n
   local -a stopping=() pids=()
   # SIGTERM to all first, so the components shut down in parallel.
   for comp in "$@"; do
@@ -469,6 +499,10 @@ cmd_stop() {
     done
     if kill -0 "${pid}" 2>/dev/null; then
       kill -KILL "${pid}" 2>/dev/null || true
+      for ((n = 0; n < 25; n++)); do
+        kill -0 "${pid}" 2>/dev/null || break
+        sleep 0.2
+      done
       echo "killed (SIGKILL after ${HONGLING_STOP_TIMEOUT}s)"
     else
       echo "stopped ($((SECONDS - start))s)"
@@ -490,7 +524,7 @@ cmd_status() {
       if info="$(probe "${comp}")"; then
         printf '%-9s running   pid %-7s 127.0.0.1:%-12s %s\n' "${comp}" "${pid}" "${ports}" "${info}"
       else
-        printf '%-9s starting  pid %-7s 127.0.0.1:%-12s not serving yet\n' "${comp}" "${pid}" "${ports}"
+        printf '%-9s running   pid %-7s 127.0.0.1:%-12s not serving (starting, or hung)\n' "${comp}" "${pid}" "${ports}"
       fi
     else
       owner=""
