@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import time
+from pathlib import Path
 
 import grpc
 import pytest
@@ -15,7 +19,7 @@ from hongling.org.v1 import org_pb2, org_pb2_grpc
 from services.common.grpc_server import TENANT_KEY
 from services.common.principal import METADATA_KEY, Principal, mint
 from services.common.settings import SERVICES
-from tests.conftest import System, call_metadata
+from tests.conftest import System, call_metadata, wait_for
 
 NEW = intake_pb2.CreateIssueRequest(
     title="路灯不亮",
@@ -115,3 +119,24 @@ def test_refusals_are_counted_with_their_code(system: System) -> None:
     code_of(lambda: intake(system).GetIssue(intake_pb2.GetIssueRequest(id="x"), timeout=5))
     metrics = requests.get(f"http://127.0.0.1:{system.settings.metrics_port('intake')}/metrics", timeout=5).text
     assert 'grpc_code="UNAUTHENTICATED",grpc_method="GetIssue"' in metrics
+
+
+def test_sigterm_shuts_a_service_down_gracefully(system: System) -> None:
+    pid_file = Path(system.settings_state_dir) / "run" / "publication.pid"
+    log_file = Path(system.settings_state_dir) / "logs" / "publication.log"
+    pid = int(pid_file.read_text())
+    os.kill(pid, signal.SIGTERM)
+
+    def gone() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    wait_for(gone, timeout=15)
+    last = [json.loads(line) for line in log_file.read_text(encoding="utf-8").splitlines() if line.startswith("{")][-2:]
+    assert [r["message"] for r in last] == ["publication shutting down", "publication stopped"]
+    assert all(r["service"] == "publication" and r["level"] == "INFO" for r in last)
+    pid_file.unlink()
+    system.start("publication")
