@@ -16,7 +16,7 @@ from gateway.clients import Clients
 from gateway.errors import ApiError, error_response
 from services.common import context
 from services.common.settings import Settings
-from services.common.tenants import all_tenants
+from services.common.tenants import all_tenants, tenant_slugs
 
 log = logging.getLogger("gateway.http")
 
@@ -63,7 +63,9 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
         incoming = request.headers.get("X-Request-Id", "")
         g.request_id = incoming if REQUEST_ID_RE.match(incoming) else context.new_request_id()
         g.started = time.perf_counter()
-        g.ctx = context.bound(request_id=g.request_id, trace="gateway")
+        tenant = (request.view_args or {}).get("tenant")
+        known = tenant if tenant in tenant_slugs() else None  # log only real tenant slugs
+        g.ctx = context.bound(request_id=g.request_id, trace="gateway", tenant=known)
         g.ctx.__enter__()
 
     @app.after_request
