@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import grpc
 from flask import Blueprint, Response, current_app, jsonify, request
 from google.protobuf.timestamp_pb2 import Timestamp
+from hongling.common.v1 import location_pb2 as common_pb2
 from hongling.dispatch.v1 import dispatch_pb2
 from hongling.intake.v1 import intake_pb2
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -124,7 +125,7 @@ def create_issue(tenant: str) -> tuple[Response, int]:
         description=data.description,
         channel=data.channel,
         category=data.category,
-        location=intake_pb2.Location(
+        location=common_pb2.Location(
             lat=loc.lat,
             lon=loc.lon,
             address=loc.address,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pymongo.errors
+from hongling.common.v1 import location_pb2 as common_pb2
 from hongling.events.v1 import intake_events_pb2 as ev
 
 from services.common.context import require_tenant
@@ -16,8 +17,8 @@ from services.intake.domain import STATUS_RECEIVED, NewIssue, new_issue_id
 PAGE_MAX = 100
 
 
-def _event_location(loc: LocationDoc) -> ev.Location:
-    return ev.Location(
+def _event_location(loc: LocationDoc) -> common_pb2.Location:
+    return common_pb2.Location(
         lat=loc.lat,
         lon=loc.lon,
         address=loc.address or "",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+from hongling.common.v1 import location_pb2 as common_pb2
 from hongling.intake.v1 import intake_pb2 as pb
 from hongling.intake.v1 import intake_pb2_grpc as pb_grpc
 
@@ -21,7 +22,7 @@ def issue_to_pb(doc: IssueDoc) -> pb.Issue:
         description=doc.description,
         channel=doc.channel,
         category=doc.category,
-        location=pb.Location(
+        location=common_pb2.Location(
             lat=loc.lat,
             lon=loc.lon,
             address=loc.address or "",

@@ -13,6 +13,7 @@ import pytest
 import requests
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from hongling.common.v1 import location_pb2
 from hongling.intake.v1 import intake_pb2, intake_pb2_grpc
 from hongling.org.v1 import org_pb2, org_pb2_grpc
 
@@ -25,7 +26,7 @@ NEW = intake_pb2.CreateIssueRequest(
     title="路灯不亮",
     description="小区门口路灯坏了",
     channel="grid_patrol",
-    location=intake_pb2.Location(address="岱庙街道"),
+    location=location_pb2.Location(address="岱庙街道"),
 )
 
 
@@ -79,7 +80,7 @@ def test_issue_of_one_tenant_is_invisible_from_another_at_grpc(system: System) -
 
 def test_domain_errors_map_to_status_codes_with_readable_messages(system: System) -> None:
     bad = intake_pb2.CreateIssueRequest(
-        title="", description="x", channel="online", location=intake_pb2.Location(address="a")
+        title="", description="x", channel="online", location=location_pb2.Location(address="a")
     )
     with pytest.raises(grpc.RpcError) as exc:
         intake(system).CreateIssue(bad, metadata=call_metadata(system.settings, "taiqian"), timeout=5)
