@@ -42,6 +42,13 @@ class FailedPrecondition(HonglingError):
     reason = "failed_precondition"
 
 
+class Aborted(HonglingError):
+    """A conditional write lost: the record changed since the caller read it (stale version)."""
+
+    code = grpc.StatusCode.ABORTED
+    reason = "version_conflict"
+
+
 class PermissionDenied(HonglingError):
     code = grpc.StatusCode.PERMISSION_DENIED
     reason = "permission_denied"

@@ -160,6 +160,8 @@ class OutboxRelay:
         # whole elements, so a {"id": {"$in": ...}} condition would silently remove nothing).
         coll.update_one({"_id": doc["_id"]}, {"$pullAll": {"outbox": events}})
         coll.update_one({"_id": doc["_id"], "outbox": {"$size": 0}}, {"$set": {"outbox_pending": False}})
+        # A tombstone (a deleted record kept only to carry its deletion event) goes once the event is out.
+        coll.delete_one({"_id": doc["_id"], "deleted": True, "outbox": {"$size": 0}})
         for ev in events:
             metrics.OUTBOX_PUBLISHED.labels(self.service, tenant, ev["type"]).inc()
         return len(events)

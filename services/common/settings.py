@@ -18,6 +18,7 @@ SERVICES = ("org", "intake", "dispatch", "evaluation", "publication")
 # Offsets from HONGLING_PORT_BASE: gRPC port, metrics port.
 SERVICE_PORT_OFFSETS = {name: (51 + i, 151 + i) for i, name in enumerate(SERVICES)}
 DEV_SECRET = "hongling-local-development-secret-not-for-production"
+DEV_DATA_KEY = "hongling-local-development-data-key-not-for-production"
 
 
 class Settings(BaseSettings):
@@ -30,6 +31,8 @@ class Settings(BaseSettings):
     kafka_port: int | None = Field(None, ge=1, le=65535)
     host: str = "127.0.0.1"
     principal_secret: str = Field(DEV_SECRET, min_length=32)
+    # Encrypts personal data at rest (phones, ID numbers); changing it makes stored values unreadable.
+    data_key: str = Field(DEV_DATA_KEY, min_length=32)
     principal_ttl_seconds: int = Field(60, ge=5, le=3600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     grpc_workers: int = Field(16, ge=1, le=256)

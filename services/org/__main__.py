@@ -1,7 +1,29 @@
-"""python -m services.org: the organisation-structure service."""
+"""python -m services.org: the organisation-structure service (gRPC + outbox relay)."""
 
+from services.common.protect import protector
 from services.common.runner import run_service
+from services.common.settings import get_settings
+from services.org import documents as d
 from services.org.servicer import register
 
+OUTBOX_DOCUMENTS = [
+    d.CommunityDoc,
+    d.GridDoc,
+    d.CompoundDoc,
+    d.GridStationDoc,
+    d.PartyOrganizationDoc,
+    d.MemberUnitDoc,
+    d.PersonDoc,
+    d.VolunteerTeamDoc,
+    d.TalentEntryDoc,
+    d.TeamServiceEntryDoc,
+    d.UnitResourceEntryDoc,
+    d.ResponsibilityItemDoc,
+    d.PublicAffairsItemDoc,
+]
+
 if __name__ == "__main__":
-    run_service("org", register, tenantless=["ListTenants"])
+    keys = protector(get_settings().data_key)
+    run_service(
+        "org", lambda server: register(server, keys), outbox_documents=OUTBOX_DOCUMENTS, tenantless=["ListTenants"]
+    )
