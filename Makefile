@@ -10,8 +10,6 @@ STAMP_VENV := $(VENV)/.installed
 STAMP_PROTOS := build/gen/.built
 PROTO_FILES := $(shell find protos -name '*.proto' 2>/dev/null)
 ENV := source deploy/local/env.sh
-# The test stack runs on its own ports and state so it never touches what `make up` started.
-TEST_ENV := export HONGLING_PORT_BASE=$${HONGLING_TEST_PORT_BASE:-38000} HONGLING_STATE_DIR=$(CURDIR)/.local/test-state; $(ENV)
 
 .PHONY: help venv protos provision infra topics up down logs status test lint unit bench clean
 

@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # `make test` (and `make bench`): a private, fresh stack on its own ports, then lint + every test.
 #
-#   deploy/local/test.sh          lint, unit, integration and e2e tests
-#   deploy/local/test.sh bench    the benchmarks under bench/
+#   deploy/local/test.sh                    lint, unit, integration and e2e tests
+#   deploy/local/test.sh test tests/e2e -k x  the same, with these arguments for pytest
+#   deploy/local/test.sh bench              the benchmarks under bench/
 #
-# The stack uses HONGLING_TEST_PORT_BASE (default 38000) and .local/test-state, so it runs beside a
-# `make up` system without touching it. Everything it started is stopped on exit, pass or fail.
+# The stack uses HONGLING_TEST_PORT_BASE (default 38000) and .local/test-state-<base>, so it runs
+# beside a `make up` system (and beside another test run on another base) without touching it.
+# Everything it started is stopped on exit, pass or fail.
 set -euo pipefail
 here="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
 export HONGLING_PORT_BASE="${HONGLING_TEST_PORT_BASE:-38000}"
-export HONGLING_STATE_DIR="$here/../../.local/test-state"
+export HONGLING_STATE_DIR="$here/../../.local/test-state-$HONGLING_PORT_BASE"
 # shellcheck source=deploy/local/env.sh
 source "$here/env.sh"
 cd "$HONGLING_REPO_ROOT"
 mode="${1:-test}"
+shift || true
 PY=.venv/bin/python
 started=$(date +%s)
 
@@ -52,5 +55,9 @@ if [[ "$mode" == bench ]]; then
 else
   echo "[test 3/4] services are started by the test session itself (tests/conftest.py)"
   echo "[test 4/4] pytest: unit, integration, e2e"
-  "$PY" -m pytest tests -p no:cacheprovider
+  if [[ $# -gt 0 ]]; then
+    "$PY" -m pytest -p no:cacheprovider "$@"
+  else
+    "$PY" -m pytest tests -p no:cacheprovider
+  fi
 fi
