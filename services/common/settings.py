@@ -18,6 +18,7 @@ SERVICES = ("org", "intake", "dispatch", "evaluation", "publication")
 # Offsets from HONGLING_PORT_BASE: gRPC port, metrics port.
 SERVICE_PORT_OFFSETS = {name: (51 + i, 151 + i) for i, name in enumerate(SERVICES)}
 DEV_SECRET = "hongling-local-development-secret-not-for-production"
+DEV_AUDIT_KEY = "hongling-local-development-audit-signing-key-not-for-production"
 DEV_DATA_KEY = "hongling-local-development-data-key-not-for-production"
 
 
@@ -33,7 +34,11 @@ class Settings(BaseSettings):
     principal_secret: str = Field(DEV_SECRET, min_length=32)
     # Encrypts personal data at rest (phones, ID numbers); changing it makes stored values unreadable.
     data_key: str = Field(DEV_DATA_KEY, min_length=32)
+    # Signs the audit log's checkpoints (Ed25519 key derived from it); keep it out of the database's reach.
+    audit_signing_key: str = Field(DEV_AUDIT_KEY, min_length=32)
     principal_ttl_seconds: int = Field(60, ge=5, le=3600)
+    # The gateway's API tokens (SHA-256 hashes, managed by `python -m gateway.tokens`); empty = no tokens.
+    api_tokens_file: str = ""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     grpc_workers: int = Field(16, ge=1, le=256)
     call_timeout_seconds: float = Field(5.0, gt=0, le=120)
