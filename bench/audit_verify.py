@@ -65,6 +65,7 @@ def main() -> int:
             print(f"[bench] written {seq}/{N} entries", flush=True)
     if batch:
         audit.entries.insert_many(batch)
+    audit.meta.insert_one({"_id": "head", "seq": N, "hash": prev})  # as the last append leaves it
     print(f"[bench] chain of {N} entries written in {time.perf_counter() - started:.1f} s")
 
     started = time.perf_counter()

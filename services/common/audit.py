@@ -6,7 +6,8 @@ entries (and on demand) a checkpoint records (seq, hash) signed with Ed25519: so
 the database but not the signing key cannot rebuild a consistent chain past a checkpoint.
 
 Storage: one district-level database (not per tenant) — `hl_audit` — with collections `entries`
-(_id = seq, 1, 2, 3 …) and `checkpoints` (_id = seq). Appends from several processes are serialised
+(_id = seq, 1, 2, 3 …), `checkpoints` (_id = seq) and `meta` (the head hint, so an append costs a few
+look-ups by _id, whatever the length of the log). Appends from several processes are serialised
 by the unique _id: the loser of a race re-reads the head and tries the next seq. Entries never
 carry personal data: who acted (account id and role), what, on which tenant/target, the outcome.
 """
@@ -155,13 +156,32 @@ class AuditLog:
     def __init__(self, db: Database[Any], key: Ed25519PrivateKey, *, checkpoint_every: int = 1000) -> None:
         self.entries = db["entries"]
         self.checkpoints = db["checkpoints"]
+        self.meta = db["meta"]
         self.key = key
         self.public_key = key.public_key()
         self.checkpoint_every = checkpoint_every
 
     def head(self) -> Entry | None:
-        doc = self.entries.find_one(sort=[("_id", pymongo.DESCENDING)])
-        return _from_doc(doc) if doc else None
+        """The last entry. The `head` hint document makes this O(1); entries written after the hint
+        (a writer that crashed before moving it) are found by stepping forward by _id."""
+        hint = self.meta.find_one({"_id": "head"})
+        seq = int(hint["seq"]) if hint else 0
+        doc = self.entries.find_one({"_id": seq}) if seq else None
+        while True:
+            nxt = self.entries.find_one({"_id": seq + 1})
+            if nxt is None:
+                return _from_doc(doc) if doc else None
+            doc, seq = nxt, seq + 1
+
+    def _move_head(self, entry: Entry) -> None:
+        try:
+            self.meta.update_one(
+                {"_id": "head", "seq": {"$lt": entry.seq}},
+                {"$set": {"seq": entry.seq, "hash": entry.hash}},
+                upsert=True,
+            )
+        except pymongo.errors.DuplicateKeyError:
+            pass  # the hint is already at or past this entry
 
     def append(
         self,
@@ -202,6 +222,7 @@ class AuditLog:
                 self.entries.insert_one(doc)
             except pymongo.errors.DuplicateKeyError:
                 continue  # another writer took this seq; chain onto its entry
+            self._move_head(entry)
             if seq % self.checkpoint_every == 0:
                 self._sign(entry)
             return entry

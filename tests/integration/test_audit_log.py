@@ -62,3 +62,13 @@ def test_deleted_entry_is_named(audit: AuditLog) -> None:
     audit.entries.delete_one({"_id": 6})
     result = audit.verify()
     assert (result.ok, result.first_broken_seq) == (False, 6)
+
+
+def test_a_lagging_head_hint_still_chains_correctly(audit: AuditLog) -> None:
+    """A writer that crashed after its insert but before moving the hint leaves the hint behind."""
+    for i in range(5):
+        audit.append(actor="x", role="ops", action="role.change", outcome="done", target=str(i))
+    audit.meta.update_one({"_id": "head"}, {"$set": {"seq": 2}})
+    entry = audit.append(actor="y", role="ops", action="role.change", outcome="done", target="after-crash")
+    assert entry.seq == 6
+    assert audit.verify().ok
