@@ -14,6 +14,7 @@ carry personal data: who acted (account id and role), what, on which tenant/targ
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -174,14 +175,13 @@ class AuditLog:
             doc, seq = nxt, seq + 1
 
     def _move_head(self, entry: Entry) -> None:
-        try:
+        # A DuplicateKeyError means the hint is already at or past this entry.
+        with contextlib.suppress(pymongo.errors.DuplicateKeyError):
             self.meta.update_one(
                 {"_id": "head", "seq": {"$lt": entry.seq}},
                 {"$set": {"seq": entry.seq, "hash": entry.hash}},
                 upsert=True,
             )
-        except pymongo.errors.DuplicateKeyError:
-            pass  # the hint is already at or past this entry
 
     def append(
         self,
