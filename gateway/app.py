@@ -1,4 +1,8 @@
-"""The gateway's Flask application: JSON API for portals, health, metrics."""
+"""The gateway's Flask application: JSON API for portals, health, metrics.
+
+Every request is authenticated (gateway/identity.py) and checked against the one policy table
+(gateway/policy.py) before its view runs; views call the services as the authenticated principal.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 from gateway.clients import Clients
 from gateway.errors import ApiError, error_response
+from gateway.tokens import TokenStore
 from services.common import context
 from services.common.settings import Settings
 from services.common.tenants import all_tenants, tenant_slugs
@@ -52,11 +57,15 @@ def json_body() -> dict[str, Any]:
 
 
 def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
-    app = Flask("hongling-gateway")
+    """The gateway app. Raises gateway.tokens.TokenFileError if the API token file cannot be read."""
+    app = Flask("hongling-gateway", static_folder=None)  # no static route: every route is in the policy table
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    tokens = TokenStore(settings.api_tokens_file)
+    tokens.load()
     app.extensions["hongling.clients"] = clients or Clients.connect(settings)
     app.extensions["hongling.settings"] = settings
+    app.extensions["hongling.tokens"] = tokens
 
     @app.before_request
     def _begin() -> None:
@@ -68,6 +77,10 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
         g.ctx = context.bound(request_id=g.request_id, trace="gateway", tenant=known)
         g.ctx.__enter__()
 
+    from gateway import policy
+
+    policy.install(app, tokens)  # after _begin: refusals carry the request id
+
     @app.after_request
     def _finish(resp: Response) -> Response:
         resp.headers["X-Request-Id"] = g.get("request_id", "")
@@ -75,12 +88,15 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
         HTTP_REQUESTS.labels(request.method, route, str(resp.status_code)).inc()
         HTTP_SECONDS.labels(request.method, route).observe(elapsed)
+        identity = g.get("identity")
         log.info(
-            "%s %s -> %d in %.1f ms",
+            "%s %s -> %d in %.1f ms (%s, %s)",
             request.method,
             route,
             resp.status_code,
             elapsed * 1000,
+            identity.principal.sub if identity else "-",
+            identity.principal.role if identity else "-",
         )
         return resp
 
@@ -101,7 +117,7 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
         messages = {
             404: f"no such endpoint: {request.path} (接口不存在)",
             405: f"{request.method} is not allowed on {request.path}",
-            413: f"request body is larger than {MAX_BODY_BYTES} bytes",
+            413: f"request body is larger than {request.max_content_length or MAX_BODY_BYTES} bytes (请求体过大)",
         }
         return error_response(
             ApiError(status, code.get(status, "http_error"), messages.get(status, exc.description or exc.name))
@@ -142,7 +158,11 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
             }
         )
 
+    from gateway.docs import bp as docs_bp
     from gateway.routes_issues import bp as issues_bp
+    from gateway.routes_org import bp as org_bp
 
     app.register_blueprint(issues_bp)
+    app.register_blueprint(org_bp)
+    app.register_blueprint(docs_bp)
     return app

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import grpc
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from google.protobuf.timestamp_pb2 import Timestamp
 from hongling.common.v1 import location_pb2 as common_pb2
 from hongling.dispatch.v1 import dispatch_pb2
@@ -17,12 +15,9 @@ from hongling.intake.v1 import intake_pb2
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from gateway.app import json_body
-from gateway.clients import Clients
-from gateway.errors import ApiError, from_rpc_error
-from services.common import context
-from services.common.errors import UnknownTenant
-from services.common.principal import Principal
-from services.common.tenants import get_tenant
+from gateway.calls import clients as _clients
+from gateway.calls import tenant_call
+from gateway.errors import ApiError
 
 bp = Blueprint("issues", __name__)
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -53,26 +48,6 @@ class CreateIssueIn(BaseModel):
     category: str = ""
     location: LocationIn
     idempotency_key: str = ""
-
-
-def _clients() -> Clients:
-    return current_app.extensions["hongling.clients"]
-
-
-@contextmanager
-def tenant_call(tenant: str) -> Iterator[None]:
-    """Bind the tenant and the caller's principal for the service calls inside the block."""
-    try:
-        get_tenant(tenant)
-    except UnknownTenant as exc:
-        raise ApiError(404, "unknown_tenant", exc.message, field="tenant") from None
-    # Until the identity issue lands, HTTP callers act as the anonymous public, scoped to the path's tenant.
-    principal = Principal(sub="anonymous", role="public", tenants=(tenant,))
-    with context.bound(tenant=tenant, principal=principal):
-        try:
-            yield
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from None
 
 
 def _time(ts: Timestamp) -> str:

@@ -9,7 +9,8 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,11 @@ import requests
 from kafka import KafkaConsumer, TopicPartition
 from pymongo import MongoClient
 
+from gateway.tokens import TOKEN_ROLES, TokenFile, TokenRecord, make_record
 from services.common.grpc_server import TENANT_KEY
 from services.common.principal import METADATA_KEY, Principal, mint
 from services.common.settings import Settings, get_settings
+from services.common.tenants import tenant_slugs
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICES_SH = REPO / "deploy" / "local" / "services.sh"
@@ -63,10 +66,42 @@ def mongo_client(infra: Settings) -> Iterator[MongoClient[Any]]:
 @dataclass
 class System:
     settings: Settings
+    tokens: dict[tuple[str, str], str] = field(default_factory=dict)
+    expired_token: str = ""
 
     @property
     def gateway(self) -> str:
         return f"http://127.0.0.1:{self.settings.gateway_port}"
+
+    @property
+    def tokens_file(self) -> Path:
+        """The session's gateway API token file (HONGLING_API_TOKENS_FILE of the services it starts)."""
+        return Path(self.settings_state_dir) / "test-api-tokens.toml"
+
+    def token(self, role: str, tenant: str = "*") -> str:
+        """An API token of this role scoped to one tenant, or to every tenant with '*' (made by the fixture)."""
+        return self.tokens[(role, tenant)]
+
+    def auth(self, role: str, tenant: str = "*") -> dict[str, str]:
+        """The Authorization header of system.token(role, tenant)."""
+        return {"Authorization": f"Bearer {self.token(role, tenant)}"}
+
+    def write_tokens(self) -> None:
+        """A fresh token file: one token per role x (each tenant, '*'), and one expired; exported for the services."""
+        now = datetime.now(UTC)
+        records: list[TokenRecord] = []
+        for role in TOKEN_ROLES:
+            for tenant in (*tenant_slugs(), "*"):
+                sub = f"test-{role}-{'all' if tenant == '*' else tenant}"
+                self.tokens[(role, tenant)], record = make_record(sub, role, [tenant], now + timedelta(days=1), now)
+                records.append(record)
+        self.expired_token, record = make_record(
+            "test-expired", "subdistrict_admin", ["*"], now - timedelta(minutes=1), now - timedelta(days=1)
+        )
+        records.append(record)
+        self.tokens_file.unlink(missing_ok=True)
+        TokenFile(self.tokens_file).update(lambda _old: records)
+        os.environ["HONGLING_API_TOKENS_FILE"] = str(self.tokens_file)
 
     def services_sh(self, *args: str) -> None:
         subprocess.run(["bash", str(SERVICES_SH), *args], check=True, cwd=REPO)
@@ -99,6 +134,7 @@ class System:
 @pytest.fixture(scope="session")
 def system(infra: Settings) -> Iterator[System]:
     sys_ = System(infra)
+    sys_.write_tokens()  # before the gateway starts: it reads HONGLING_API_TOKENS_FILE at start-up
     sys_.services_sh("start")
     # The gateway answers /healthz before every service is SERVING; wait for /readyz too.
     deadline = time.monotonic() + 30

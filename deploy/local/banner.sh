@@ -1,6 +1,40 @@
 #!/usr/bin/env bash
 # Prints where the running local system can be reached (called by `make up`, after env.sh is sourced).
+# Also makes sure there is a working demo API token (demo-admin: subdistrict_admin on every tenant,
+# 30 days) and prints it: the token file keeps only hashes, so the token itself is kept for this
+# local demo in $HONGLING_STATE_DIR/demo-admin.token (mode 600; the state dir is git-ignored).
 set -euo pipefail
+PY="${HONGLING_PYTHON:-$HONGLING_REPO_ROOT/.venv/bin/python}"
+tokens_file="${HONGLING_API_TOKENS_FILE:-$HONGLING_STATE_DIR/api-tokens.toml}"
+demo_copy="$HONGLING_STATE_DIR/demo-admin.token"
+tokens() { (cd "$HONGLING_REPO_ROOT" && "$PY" -m gateway.tokens --file "$tokens_file" "$@"); }
+
+if ! [[ -s "$demo_copy" ]] || ! tokens verify <"$demo_copy" >/dev/null 2>&1; then
+  # None yet, or expired, or revoked, or its copy is gone: retire any old one and make a new one.
+  tokens revoke --sub demo-admin >/dev/null 2>&1 || true
+  if ! made="$(umask 077 && tokens create --sub demo-admin --role subdistrict_admin --all-tenants --days 30 2>&1 >"$demo_copy")"; then
+    echo "error: could not create the demo API token: $made" >&2
+    exit 1
+  fi
+fi
+demo_token="$(<"$demo_copy")"
+# A gateway started before HONGLING_API_TOKENS_FILE was set (an older `make up`) knows no tokens.
+if ! "$PY" - "$HONGLING_GATEWAY_PORT" "$demo_token" <<'PYEOF'; then
+import sys, urllib.request
+req = urllib.request.Request(
+    f"http://127.0.0.1:{sys.argv[1]}/api/v1/tenants/taiqian/org/communities?page_size=1",
+    headers={"Authorization": f"Bearer {sys.argv[2]}"},
+)
+try:
+    with urllib.request.urlopen(req, timeout=5) as r:
+        sys.exit(0 if r.status == 200 else 1)
+except Exception:
+    sys.exit(1)
+PYEOF
+  echo "warning: the running gateway does not accept the demo token; it was probably started without" >&2
+  echo "         HONGLING_API_TOKENS_FILE=$tokens_file — restart it: bash deploy/local/services.sh stop gateway && make up" >&2
+fi
+
 cat <<TXT
 
 红领益家 Hongling is running.
@@ -14,8 +48,14 @@ cat <<TXT
   MongoDB (FerretDB)      ${HONGLING_MONGO_URI}
   Logs                    ${HONGLING_STATE_DIR}/logs/  (make logs)
 
+  API tokens              ${tokens_file}  (.venv/bin/python -m gateway.tokens create|list|revoke)
+  Demo admin token        ${demo_token}
+                          demo-admin: subdistrict_admin on every tenant, valid 30 days; kept in ${demo_copy}
+
   Try:  curl -s -XPOST http://127.0.0.1:${HONGLING_GATEWAY_PORT}/api/v1/tenants/taiqian/issues \\
           -H 'content-type: application/json' \\
           -d '{"title":"楼道灯不亮","description":"3号楼2单元楼道灯坏了","channel":"online","location":{"address":"嘉德社区3号楼"}}'
+        curl -s http://127.0.0.1:${HONGLING_GATEWAY_PORT}/api/v1/tenants/taiqian/org/communities \\
+          -H "Authorization: Bearer ${demo_token}"
   Stop: make down
 TXT

@@ -69,6 +69,8 @@ _hl_default HONGLING_CACHE_DIR "${XDG_CACHE_HOME:-${HOME:-${HONGLING_REPO_ROOT}/
 # Relative overrides are taken relative to the current directory, once, here.
 [[ "${HONGLING_STATE_DIR}" == /* ]] || HONGLING_STATE_DIR="${PWD%/}/${HONGLING_STATE_DIR}"
 [[ "${HONGLING_CACHE_DIR}" == /* ]] || HONGLING_CACHE_DIR="${PWD%/}/${HONGLING_CACHE_DIR}"
+# API tokens the gateway accepts (hashes only; `python -m gateway.tokens create` adds one).
+_hl_default HONGLING_API_TOKENS_FILE "${HONGLING_STATE_DIR}/api-tokens.toml"
 HONGLING_LOG_DIR="${HONGLING_STATE_DIR}/logs"
 HONGLING_RUN_DIR="${HONGLING_STATE_DIR}/run"
 HONGLING_KAFKA_HOME="${HONGLING_CACHE_DIR}/kafka-${HONGLING_KAFKA_VERSION}"

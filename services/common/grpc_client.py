@@ -13,6 +13,9 @@ from services.common import context
 from services.common.grpc_server import REQUEST_ID_KEY, TENANT_KEY, TRACE_KEY
 from services.common.principal import METADATA_KEY, mint
 
+# Spreadsheet imports and exports travel as one message; 16 MiB leaves room above the 5 MB file limit.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
 
 def service_config(service_names: list[str]) -> str:
     return json.dumps(
@@ -86,6 +89,8 @@ def make_channel(
         address,
         options=[
             ("grpc.enable_retries", 1),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.service_config", service_config(service_names)),
         ],
     )

@@ -155,7 +155,11 @@ class ServiceHost:
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix=f"{name}-rpc"),
             interceptors=[ServerInterceptor(settings.principal_secret, tenantless)],
-            options=[("grpc.so_reuseport", 0)],
+            options=[
+                ("grpc.so_reuseport", 0),
+                ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+                ("grpc.max_send_message_length", 16 * 1024 * 1024),
+            ],
         )
         service_names = list(register(self.server))
         self.health = health.HealthServicer()

@@ -114,7 +114,11 @@ def test_issue_of_one_tenant_is_invisible_from_another_at_the_gateway(system: Sy
     resp = get_issue(system, "daimiao", issue_id)
     assert resp.status_code == 404
     assert resp.json()["error"]["code"] == "not_found"
-    listed = requests.get(f"{system.gateway}/api/v1/tenants/daimiao/issues?page_size=100", timeout=5).json()
+    listed = requests.get(
+        f"{system.gateway}/api/v1/tenants/daimiao/issues?page_size=100",
+        headers=system.auth("subdistrict_admin", "daimiao"),
+        timeout=5,
+    ).json()
     assert issue_id not in {i["id"] for i in listed["issues"]}
 
 

@@ -1,0 +1,381 @@
+"""Organisation structure over HTTP: /api/v1/tenants/<tenant>/org/... -> hongling.org.v1.OrgService.
+
+Generic over the collections (COLLECTIONS), each mapped to the service's Create/Update/Get/List and,
+for list entries, Delete methods:
+
+    GET    {collection}?page_size=&page_token=&<filter>=…    list (filters as the service defines them)
+    POST   {collection}                                     create -> 201, Location, ETag: "<version>"
+    GET    {collection}/{id}[?reveal=true]                  one record, ETag; reveal: personal data unmasked
+    PUT    {collection}/{id}      If-Match: "<version>"     update (missing If-Match 428, stale 412)
+    DELETE {collection}/{id}      If-Match: "<version>"     list entries only -> 204
+    POST   {collection}/import?format=xlsx|csv&dry_run=     spreadsheet in (raw body or multipart `file`)
+    GET    {collection}/export?format=xlsx|csv&<filter>=…   spreadsheet out (attachment)
+    POST   resolve-location   {lat, lon} | {compound_id}
+    POST   candidates         {skills, services, resources, grid_id, time, limit}
+
+Bodies and responses are the protobuf messages as JSON with proto field names (gateway/protojson.py).
+Who may call what is in gateway/policy.py; whether personal data may be revealed is the org service's call.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from flask import Blueprint, Response, jsonify, request
+from google.protobuf.message import Message
+from hongling.org.v1 import org_pb2 as pb
+
+from gateway.app import json_body
+from gateway.calls import clients, tenant_call
+from gateway.errors import ApiError
+from gateway.protojson import SHANGHAI, from_json, to_json
+
+bp = Blueprint("org", __name__)
+ORG = "/api/v1/tenants/<tenant>/org"
+SERVICE = pb.DESCRIPTOR.services_by_name["OrgService"]
+SHEET_FORMATS = {
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "csv": "text/csv; charset=utf-8",
+}
+# The org service's own limit for a spreadsheet (services/org/sheets.py MAX_BYTES); gRPC channels carry
+# up to 16 MiB (services/common/grpc_client.py), so the file passes through whole.
+IMPORT_MAX_BYTES = 5 * 1024 * 1024
+ETAG_RE = re.compile(r'^\s*"([1-9][0-9]{0,17})"\s*$')
+TRUE = ("true", "1", "yes")
+FALSE = ("false", "0", "no", "")
+
+
+@dataclass(frozen=True)
+class Collection:
+    slug: str  # in the URL
+    message: type[Message]
+    plural: str  # as in the List method's name
+    sheets: bool = False  # importable from / exportable to spreadsheets
+
+    @property
+    def name(self) -> str:
+        return str(self.message.DESCRIPTOR.name)
+
+    @property
+    def entity(self) -> str:
+        """The entity name ImportSheet/ExportSheet take (member_units, people, …)."""
+        return self.slug.replace("-", "_")
+
+    @property
+    def deletable(self) -> bool:
+        return f"Delete{self.name}" in SERVICE.methods_by_name
+
+    def method(self, verb: str) -> str:
+        return f"{verb}{self.plural if verb == 'List' else self.name}"
+
+    def rpc(self, verb: str) -> Callable[..., Any]:
+        method: Callable[..., Any] = getattr(clients().org, self.method(verb))
+        return method
+
+
+COLLECTIONS: dict[str, Collection] = {
+    c.slug: c
+    for c in (
+        Collection("communities", pb.Community, "Communities"),
+        Collection("grids", pb.Grid, "Grids"),
+        Collection("compounds", pb.Compound, "Compounds"),
+        Collection("grid-stations", pb.GridStation, "GridStations"),
+        Collection("party-organizations", pb.PartyOrganization, "PartyOrganizations"),
+        Collection("member-units", pb.MemberUnit, "MemberUnits", sheets=True),
+        Collection("people", pb.Person, "People", sheets=True),
+        Collection("volunteer-teams", pb.VolunteerTeam, "VolunteerTeams"),
+        Collection("talent-entries", pb.TalentEntry, "TalentEntries", sheets=True),
+        Collection("team-service-entries", pb.TeamServiceEntry, "TeamServiceEntries", sheets=True),
+        Collection("unit-resource-entries", pb.UnitResourceEntry, "UnitResourceEntries", sheets=True),
+        Collection("responsibility-items", pb.ResponsibilityItem, "ResponsibilityItems"),
+        Collection("public-affairs-items", pb.PublicAffairsItem, "PublicAffairsItems"),
+    )
+}
+for _c in COLLECTIONS.values():  # a typo here must fail at import, not on the first request
+    for _verb in ("Create", "Update", "Get", "List"):
+        if _c.method(_verb) not in SERVICE.methods_by_name:
+            raise RuntimeError(f"OrgService has no {_c.method(_verb)} for collection {_c.slug}")
+
+
+# ---------------------------------------------------------------- request helpers
+
+
+def _collection(slug: str, *, sheets: bool = False) -> Collection:
+    found = COLLECTIONS.get(slug)
+    if found is None:
+        raise ApiError(
+            404,
+            "unknown_collection",
+            f"no collection {slug!r} (未知数据集合); use one of: {', '.join(COLLECTIONS)}",
+            field="collection",
+        )
+    if sheets and not found.sheets:
+        names = ", ".join(c.slug for c in COLLECTIONS.values() if c.sheets)
+        raise ApiError(
+            404,
+            "no_spreadsheets",
+            f"{slug} has no spreadsheet import or export (不支持表格导入导出); these have: {names}",
+            field="collection",
+        )
+    return found
+
+
+def _bool_arg(name: str) -> bool:
+    value = request.args.get(name, "").strip().lower()
+    if value in TRUE:
+        return True
+    if value in FALSE:
+        return False
+    raise ApiError(400, "invalid_argument", f"{name} must be true or false (应为true或false)", field=name)
+
+
+def _int_arg(name: str) -> int:
+    raw = request.args.get(name, "0")
+    try:
+        return int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_argument", f"{name} must be a whole number (应为整数)", field=name) from None
+
+
+def _filters(skip: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for key in request.args:
+        if key in skip:
+            continue
+        values = request.args.getlist(key)
+        if len(values) != 1:
+            raise ApiError(400, "invalid_argument", f"give the filter {key} once (筛选条件重复)", field=f"filter.{key}")
+        out[key] = values[0]
+    return out
+
+
+def if_match_version(header: str | None) -> int:
+    """The version an If-Match header names; 428 when it is missing, 400 when it is not one strong ETag."""
+    if header is None:
+        raise ApiError(
+            428,
+            "precondition_required",
+            'send If-Match with the ETag you read, e.g. If-Match: "3", so nobody\'s change is overwritten '
+            "(请带上读取时的版本号 If-Match，以免覆盖他人的修改)",
+            field="If-Match",
+        )
+    m = ETAG_RE.match(header)
+    if m is None:
+        raise ApiError(
+            400,
+            "invalid_argument",
+            'If-Match must be the one ETag a GET returned, e.g. "3" (版本号格式错误)',
+            field="If-Match",
+        )
+    return int(m.group(1))
+
+
+def _item(msg: Message, status: int = 200) -> Response:
+    body = to_json(msg)
+    resp = jsonify(body)
+    resp.status_code = status
+    resp.headers["ETag"] = f'"{body["version"]}"'  # every entity message has a version
+    return resp
+
+
+def content_disposition(filename: str, fallback: str) -> str:
+    """An attachment header carrying any (e.g. Chinese) file name: RFC 6266 with RFC 5987 filename*."""
+    clean = "".join(ch for ch in filename if ch.isprintable() and ch not in '\\/"').strip() or fallback
+    plain = clean if clean.isascii() else fallback
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(clean, safe='')}"
+
+
+def sheet_format(value: str | None, filename: str = "", mimetype: str = "") -> str:
+    """xlsx or csv: from ?format=, else from the uploaded file's name or type; 400 otherwise."""
+    if value:
+        fmt = value.strip().lower()
+        if fmt not in SHEET_FORMATS:
+            raise ApiError(400, "invalid_argument", "format must be xlsx or csv (仅支持xlsx或csv)", field="format")
+        return fmt
+    suffix = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    if suffix in SHEET_FORMATS:
+        return suffix
+    for fmt, content_type in SHEET_FORMATS.items():
+        if mimetype and content_type.startswith(mimetype):
+            return fmt
+    raise ApiError(400, "invalid_argument", "say format=xlsx or format=csv (请指明文件格式)", field="format")
+
+
+def parse_time(value: Any, field: str = "time") -> datetime:
+    """An RFC 3339 time; without an offset it is Asia/Shanghai time."""
+    if not isinstance(value, str):
+        raise ApiError(400, "invalid_argument", f"{field} must be an RFC 3339 time (时间格式错误)", field=field)
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ApiError(
+            400,
+            "invalid_argument",
+            f"{field} {value!r} is not an RFC 3339 time such as 2025-05-01T09:30:00+08:00 (时间格式错误)",
+            field=field,
+        ) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=SHANGHAI)
+
+
+@bp.after_request
+def _no_store(resp: Response) -> Response:
+    resp.headers["Cache-Control"] = "no-store"  # records hold personal data, masked or not
+    return resp
+
+
+# ---------------------------------------------------------------- CRUD
+
+
+@bp.get(f"{ORG}/<collection>")
+def list_items(tenant: str, collection: str) -> Response:
+    c = _collection(collection)
+    req = pb.ListRequest(
+        page_size=_int_arg("page_size"),
+        page_token=request.args.get("page_token", ""),
+        filter=_filters(("page_size", "page_token")),
+    )
+    with tenant_call(tenant):
+        resp = c.rpc("List")(req)
+    return jsonify({"items": [to_json(i) for i in resp.items], "next_page_token": resp.next_page_token or None})
+
+
+@bp.post(f"{ORG}/<collection>")
+def create_item(tenant: str, collection: str) -> Response:
+    c = _collection(collection)
+    msg = from_json(json_body(), c.message, drop=("meta", "version"))
+    with tenant_call(tenant):
+        created = c.rpc("Create")(msg)
+    resp = _item(created, 201)
+    resp.headers["Location"] = f"/api/v1/tenants/{tenant}/org/{collection}/{created.id}"
+    return resp
+
+
+@bp.get(f"{ORG}/<collection>/<item_id>")
+def get_item(tenant: str, collection: str, item_id: str) -> Response:
+    c = _collection(collection)
+    req = pb.GetRequest(id=item_id, reveal=_bool_arg("reveal"))
+    with tenant_call(tenant):
+        return _item(c.rpc("Get")(req))
+
+
+@bp.put(f"{ORG}/<collection>/<item_id>")
+def update_item(tenant: str, collection: str, item_id: str) -> Response:
+    c = _collection(collection)
+    version = if_match_version(request.headers.get("If-Match"))
+    body = json_body()
+    if body.get("id") not in (None, "", item_id):
+        raise ApiError(400, "invalid_argument", f"id in the body is not {item_id!r} as in the path", field="id")
+    if body.get("version") not in (None, version, str(version)):
+        raise ApiError(
+            400, "invalid_argument", f"version in the body differs from If-Match ({version})", field="version"
+        )
+    msg = from_json(body, c.message, drop=("meta", "version", "id"))
+    msg.id = item_id  # type: ignore[attr-defined]
+    msg.version = version  # type: ignore[attr-defined]
+    with tenant_call(tenant, conditional=True):
+        return _item(c.rpc("Update")(msg))
+
+
+@bp.delete(f"{ORG}/<collection>/<item_id>")
+def delete_item(tenant: str, collection: str, item_id: str) -> tuple[str, int]:
+    c = _collection(collection)
+    if not c.deletable:
+        raise ApiError(
+            405,
+            "method_not_allowed",
+            f"{collection} are not deleted; update them instead (该类记录不可删除，请修改)",
+            headers={"Allow": "GET, HEAD, PUT, OPTIONS"},
+        )
+    version = if_match_version(request.headers.get("If-Match"))
+    with tenant_call(tenant, conditional=True):
+        c.rpc("Delete")(pb.DeleteRequest(id=item_id, version=version))
+    return "", 204
+
+
+# ---------------------------------------------------------------- queries
+
+
+@bp.post(f"{ORG}/resolve-location")
+def resolve_location(tenant: str) -> Response:
+    body = json_body()
+    extra = sorted(set(body) - {"lat", "lon", "compound_id"})
+    if extra:
+        raise ApiError(400, "invalid_argument", f"{extra[0]} is not a known field (未知字段)", field=extra[0])
+    if "compound_id" in body:
+        if "lat" in body or "lon" in body:
+            raise ApiError(400, "invalid_argument", "give lat and lon, or compound_id, not both", field="compound_id")
+        if not isinstance(body["compound_id"], str) or not body["compound_id"]:
+            raise ApiError(400, "invalid_argument", "compound_id must be a non-empty string", field="compound_id")
+        req = pb.ResolveLocationRequest(compound_id=body["compound_id"])
+    else:
+        for name in ("lat", "lon"):
+            value = body.get(name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ApiError(
+                    400, "invalid_argument", f"{name} is required: a number (需要经纬度 lat, lon)", field=name
+                )
+        req = pb.ResolveLocationRequest(point=pb.Point(lat=body["lat"], lon=body["lon"]))
+    with tenant_call(tenant):
+        return jsonify(to_json(clients().org.ResolveLocation(req)))
+
+
+@bp.post(f"{ORG}/candidates")
+def find_candidates(tenant: str) -> Response:
+    body = json_body()
+    msg = from_json(body, pb.FindCandidatesRequest, drop=("time",))
+    if body.get("time") is not None:
+        msg.time.FromDatetime(parse_time(body["time"]).astimezone(UTC))
+    with tenant_call(tenant):
+        return jsonify(to_json(clients().org.FindCandidates(msg)))
+
+
+# ---------------------------------------------------------------- spreadsheets
+
+
+@bp.post(f"{ORG}/<collection>/import")
+def import_sheet(tenant: str, collection: str) -> Response:
+    c = _collection(collection, sheets=True)
+    request.max_content_length = IMPORT_MAX_BYTES + 64 * 1024  # room for multipart framing
+    filename = ""
+    if request.mimetype == "multipart/form-data":
+        upload = request.files.get("file")
+        if upload is None:
+            raise ApiError(400, "invalid_argument", "send the spreadsheet in the form field 'file'", field="file")
+        content = upload.read()
+        filename = upload.filename or ""
+        mimetype = upload.mimetype
+    else:
+        content = request.get_data()
+        mimetype = request.mimetype
+    if not content:
+        raise ApiError(400, "invalid_argument", "the spreadsheet is empty (文件为空)", field="file")
+    if len(content) > IMPORT_MAX_BYTES:
+        raise ApiError(
+            413, "body_too_large", f"the spreadsheet is larger than {IMPORT_MAX_BYTES} bytes (文件过大)", field="file"
+        )
+    req = pb.ImportSheetRequest(
+        entity=c.entity,
+        format=sheet_format(request.args.get("format"), filename, mimetype),
+        content=content,
+        dry_run=_bool_arg("dry_run"),
+    )
+    with tenant_call(tenant):
+        return jsonify(to_json(clients().org.ImportSheet(req)))
+
+
+@bp.get(f"{ORG}/<collection>/export")
+def export_sheet(tenant: str, collection: str) -> Response:
+    c = _collection(collection, sheets=True)
+    fmt = sheet_format(request.args.get("format") or "xlsx")
+    req = pb.ExportSheetRequest(entity=c.entity, format=fmt, filter=_filters(("format",)))
+    with tenant_call(tenant):
+        out = clients().org.ExportSheet(req)
+    resp = Response(out.content, content_type=out.content_type or SHEET_FORMATS[fmt])
+    resp.headers["Content-Disposition"] = content_disposition(out.filename, f"{collection}-{tenant}.{fmt}")
+    resp.headers["X-Row-Count"] = str(out.rows)
+    return resp

@@ -1,0 +1,503 @@
+"""API tokens for systems and scripts: `Authorization: Bearer hl_...` at the gateway.
+
+A token is `hl_` + secrets.token_urlsafe(32). Only its SHA-256 hash is kept, with who it is for
+(sub), the role, the tenant scope (`*` = every tenant), when it was made, when it expires and, once
+revoked, when. The file (TOML, named by HONGLING_API_TOKENS_FILE) is written only by this module:
+read-modify-write under a lock file, then an atomic rename, so the gateway never reads half a file.
+The gateway re-reads it whenever it changes, so a revocation takes effect without a restart.
+
+    python -m gateway.tokens create --sub NAME --role ROLE [--tenant T ...|--all-tenants] [--days N]
+    python -m gateway.tokens list
+    python -m gateway.tokens revoke --sub NAME | --id ID
+    python -m gateway.tokens verify < token-file        # which principal a token is, or why it is refused
+
+`create` prints the token on stdout, once; nothing else ever shows it. Tokens are never logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+import secrets
+import sys
+import tempfile
+import threading
+import tomllib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from services.common.principal import ROLES, Principal
+from services.common.tenants import tenant_slugs
+
+log = logging.getLogger("gateway.tokens")
+
+PREFIX = "hl_"
+TOKEN_RE = re.compile(r"^hl_[A-Za-z0-9_-]{43}$")
+SUB_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+ALL_TENANTS = "*"
+# Services authenticate to each other with the signed principal, never with an API token.
+TOKEN_ROLES = tuple(r for r in ROLES if r != "service")
+MAX_DAYS = 3650
+DEFAULT_DAYS = 90
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+HEADER = (
+    "# Hongling API tokens: managed by `python -m gateway.tokens` (create, list, revoke).\n"
+    "# Holds SHA-256 hashes only; a token itself is shown once, when it is created.\n"
+)
+
+
+class TokenFileError(Exception):
+    """The token file cannot be read as a whole (syntax, structure)."""
+
+
+class AuthError(Exception):
+    """A presented credential is refused. `kind`: malformed, unknown, expired, revoked."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    id: str
+    sub: str
+    role: str
+    tenants: tuple[str, ...]
+    sha256: str
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None = None
+
+    def status(self, now: datetime) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if now >= self.expires_at:
+            return "expired"
+        return "active"
+
+    def principal(self) -> Principal:
+        return Principal(sub=self.sub, role=self.role, tenants=self.tenants)
+
+
+def new_token() -> str:
+    return PREFIX + secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def looks_like_token(value: str) -> bool:
+    return bool(TOKEN_RE.match(value))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _local(ts: datetime) -> str:
+    return ts.astimezone(SHANGHAI).isoformat(timespec="seconds")
+
+
+def check_scope(role: str, tenants: Sequence[str]) -> tuple[str, ...]:
+    """The role and tenant scope a token may carry, or ValueError saying what is wrong."""
+    if role not in TOKEN_ROLES:
+        raise ValueError(f"role {role!r} cannot hold an API token; use one of: {', '.join(TOKEN_ROLES)}")
+    scope = tuple(dict.fromkeys(tenants))
+    if ALL_TENANTS in scope and len(scope) > 1:
+        raise ValueError("give either '*' (every tenant) or a list of tenants, not both")
+    known = tenant_slugs()
+    bad = [t for t in scope if t != ALL_TENANTS and t not in known]
+    if bad:
+        raise ValueError(f"unknown tenant {', '.join(map(repr, bad))}; use one of: {', '.join(known)}")
+    return scope
+
+
+def make_record(
+    sub: str, role: str, tenants: Sequence[str], expires_at: datetime, now: datetime | None = None
+) -> tuple[str, TokenRecord]:
+    """A new token and the record to store for it (the token itself is not in the record)."""
+    if not SUB_RE.match(sub):
+        raise ValueError(f"sub {sub!r} must be 1-64 letters, digits, '.', '_', '@' or '-'")
+    scope = check_scope(role, tenants)
+    token = new_token()
+    record = TokenRecord(
+        id="tok_" + secrets.token_hex(4),
+        sub=sub,
+        role=role,
+        tenants=scope,
+        sha256=token_hash(token),
+        created_at=(now or _now()).replace(microsecond=0),
+        expires_at=expires_at.astimezone(UTC).replace(microsecond=0),
+    )
+    return token, record
+
+
+# ---------------------------------------------------------------- the file
+
+
+def _toml_time(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _toml_str(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+
+
+def dumps(records: Sequence[TokenRecord]) -> str:
+    parts = [HEADER, "version = 1\n"]
+    for r in records:
+        lines = [
+            "",
+            "[[token]]",
+            f"id = {_toml_str(r.id)}",
+            f"sub = {_toml_str(r.sub)}",
+            f"role = {_toml_str(r.role)}",
+            f"tenants = [{', '.join(_toml_str(t) for t in r.tenants)}]",
+            f"sha256 = {_toml_str(r.sha256)}",
+            f"created_at = {_toml_time(r.created_at)}",
+            f"expires_at = {_toml_time(r.expires_at)}",
+        ]
+        if r.revoked_at is not None:
+            lines.append(f"revoked_at = {_toml_time(r.revoked_at)}")
+        parts.append("\n".join(lines) + "\n")
+    return "".join(parts)
+
+
+def _time(entry: dict[str, Any], key: str, where: str) -> datetime:
+    value = entry.get(key)
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{where}.{key} is not an RFC 3339 time") from None
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise ValueError(f"{where}.{key} must be a time with an offset, e.g. 2030-01-01T00:00:00Z")
+    return value.astimezone(UTC)
+
+
+def _record(entry: Any, where: str) -> TokenRecord:
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where} is not a table")
+    strings = {k: entry.get(k) for k in ("id", "sub", "role", "sha256")}
+    for key, value in strings.items():
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{where}.{key} is missing or not a string")
+    tenants = entry.get("tenants")
+    if not isinstance(tenants, list) or not all(isinstance(t, str) for t in tenants):
+        raise ValueError(f"{where}.tenants must be a list of tenant slugs or ['*']")
+    if not HASH_RE.match(str(strings["sha256"])):
+        raise ValueError(f"{where}.sha256 must be 64 lower-case hex digits")
+    if not SUB_RE.match(str(strings["sub"])):
+        raise ValueError(f"{where}.sub is not a valid name")
+    scope = check_scope(str(strings["role"]), tenants)
+    return TokenRecord(
+        id=str(strings["id"]),
+        sub=str(strings["sub"]),
+        role=str(strings["role"]),
+        tenants=scope,
+        sha256=str(strings["sha256"]),
+        created_at=_time(entry, "created_at", where),
+        expires_at=_time(entry, "expires_at", where),
+        revoked_at=_time(entry, "revoked_at", where) if "revoked_at" in entry else None,
+    )
+
+
+def loads(text: str) -> tuple[list[TokenRecord], list[str]]:
+    """The valid records and a problem per invalid one; TokenFileError if the file is not readable at all."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TokenFileError(f"not valid TOML: {exc}") from None
+    entries = data.get("token", [])
+    if not isinstance(entries, list):
+        raise TokenFileError("'token' must be an array of tables ([[token]])")
+    records: list[TokenRecord] = []
+    problems: list[str] = []
+    for i, entry in enumerate(entries):
+        where = f"token[{i}]" + (f" ({entry.get('id')})" if isinstance(entry, dict) and entry.get("id") else "")
+        try:
+            records.append(_record(entry, where))
+        except ValueError as exc:
+            problems.append(str(exc))
+    return records, problems
+
+
+class TokenFile:
+    """The token file as the CLI (and test fixtures) change it: locked read-modify-write, atomic replace."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def read(self) -> tuple[list[TokenRecord], list[str]]:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return [], []
+        try:
+            return loads(text)
+        except TokenFileError as exc:
+            raise TokenFileError(f"{self.path}: {exc}") from None
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = self.path.with_name(self.path.name + ".lock")
+        with open(lock, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def update(self, change: Callable[[list[TokenRecord]], list[TokenRecord]]) -> list[str]:
+        """Apply `change` to the current records and write the result atomically. An unreadable file is
+        refused rather than overwritten; entries the gateway ignores as invalid are dropped, and the
+        problems with them returned so the caller can say so."""
+        with self._locked():
+            records, problems = self.read()
+            new = change(list(records))
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(dumps(new))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.chmod(tmp, 0o600)
+                os.replace(tmp, self.path)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+        for problem in problems:
+            log.warning("dropped an invalid entry from %s: %s", self.path, problem)
+        return problems
+
+    def create(
+        self, sub: str, role: str, tenants: Sequence[str], days: int = DEFAULT_DAYS, now: datetime | None = None
+    ) -> tuple[str, TokenRecord]:
+        if not 1 <= days <= MAX_DAYS:
+            raise ValueError(f"days must be 1..{MAX_DAYS}")
+        now = now or _now()
+        token, record = make_record(sub, role, tenants, now + timedelta(days=days), now)
+        self.update(lambda records: [*records, record])
+        return token, record
+
+    def revoke(self, *, sub: str | None = None, token_id: str | None = None, now: datetime | None = None) -> int:
+        """Revoke the active tokens of a sub (or the one with this id); how many were revoked."""
+        when = (now or _now()).replace(microsecond=0)
+        count = 0
+
+        def change(records: list[TokenRecord]) -> list[TokenRecord]:
+            nonlocal count
+            out = []
+            for r in records:
+                if r.revoked_at is None and (r.sub == sub if sub is not None else r.id == token_id):
+                    r = replace(r, revoked_at=when)
+                    count += 1
+                out.append(r)
+            return out
+
+        self.update(change)
+        return count
+
+
+# ---------------------------------------------------------------- the gateway's view
+
+
+class TokenStore:
+    """What the gateway authenticates against: the file's records, re-read whenever the file changes.
+
+    An unreadable file after start-up fails closed (no token is accepted until it is fixed) and is
+    logged; anonymous callers are unaffected.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int, int] | None = None
+        self._records: tuple[TokenRecord, ...] = ()
+
+    def load(self) -> None:
+        """Read the file now; TokenFileError if it is unreadable (used at start-up to stop with a message)."""
+        if not self.path:
+            return
+        with self._lock:
+            self._read(strict=True)
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_ino, st.st_size)
+
+    def _read(self, strict: bool) -> None:
+        stamp = self._stat()
+        if stamp is None:
+            if self._stamp is not None or strict:
+                log.warning("API token file %s does not exist: no API token is accepted until it does", self.path)
+            self._records, self._stamp = (), None
+            return
+        try:
+            records, problems = TokenFile(self.path).read()
+        except TokenFileError as exc:
+            if strict:
+                raise
+            log.error("API token file unreadable, refusing every token until it is fixed: %s", exc)
+            self._records, self._stamp = (), stamp
+            return
+        for problem in problems:
+            log.error("API token file %s: skipping an invalid entry: %s", self.path, problem)
+        self._records, self._stamp = tuple(records), stamp  # records first: readers check the stamp
+        log.info("API tokens loaded from %s: %d entries", self.path, len(records))
+
+    def records(self) -> tuple[TokenRecord, ...]:
+        if not self.path:
+            return ()
+        if self._stat() == self._stamp:  # the common case: one stat, no lock
+            return self._records
+        with self._lock:
+            if self._stat() != self._stamp:
+                self._read(strict=False)
+            return self._records
+
+    def authenticate(self, token: str, now: datetime | None = None) -> TokenRecord:
+        """The record of a presented token, or AuthError saying why it is refused."""
+        if not looks_like_token(token):
+            raise AuthError("malformed", "this is not a Hongling API token (hl_…) (令牌格式错误)")
+        digest = token_hash(token)
+        found: TokenRecord | None = None
+        for r in self.records():  # compare against every record, in constant time each, no early exit
+            if hmac.compare_digest(r.sha256, digest):
+                found = r
+        if found is None:
+            raise AuthError("unknown", "API token not recognised (令牌无效)")
+        status = found.status(now or _now())
+        if status == "revoked":
+            raise AuthError("revoked", "API token has been revoked; ask an administrator for a new one (令牌已被撤销)")
+        if status == "expired":
+            raise AuthError(
+                "expired",
+                f"API token expired at {_local(found.expires_at)}; ask an administrator for a new one (令牌已过期)",
+            )
+        return found
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def _default_file() -> str:
+    from services.common.settings import get_settings
+
+    return get_settings().api_tokens_file
+
+
+def _cmd_create(tf: TokenFile, args: argparse.Namespace) -> int:
+    if args.all_tenants and args.tenant:
+        raise ValueError("give --tenant or --all-tenants, not both")
+    tenants = [ALL_TENANTS] if args.all_tenants else list(args.tenant or [])
+    token, r = tf.create(args.sub, args.role, tenants, args.days)
+    scope = ", ".join(r.tenants) if r.tenants else "none (only routes that are not tenant-scoped)"
+    print(token)
+    print(
+        f"created {r.id} for {r.sub} (role {r.role}; tenants {scope}); expires {_local(r.expires_at)}.\n"
+        "The token is shown only this once: store it now (令牌只显示这一次，请妥善保存).",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _cmd_list(tf: TokenFile, _args: argparse.Namespace) -> int:
+    records, problems = tf.read()
+    now = _now()
+    rows = [("id", "sub", "role", "tenants", "created", "expires", "status")]
+    rows += [
+        (
+            r.id,
+            r.sub,
+            r.role,
+            ",".join(r.tenants) or "-",
+            _local(r.created_at),
+            _local(r.expires_at),
+            r.status(now),
+        )
+        for r in records
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    for p in problems:
+        print(f"invalid entry (ignored by the gateway): {p}", file=sys.stderr)
+    return 0
+
+
+def _cmd_revoke(tf: TokenFile, args: argparse.Namespace) -> int:
+    if (args.sub is None) == (args.id is None):
+        raise ValueError("give exactly one of --sub or --id")
+    count = tf.revoke(sub=args.sub, token_id=args.id)
+    what = f"sub {args.sub!r}" if args.sub is not None else f"id {args.id!r}"
+    print(f"revoked {count} active token(s) of {what}", file=sys.stderr)
+    return 0 if count else 1
+
+
+def _cmd_verify(tf: TokenFile, _args: argparse.Namespace) -> int:
+    token = sys.stdin.readline().strip()
+    try:
+        r = TokenStore(str(tf.path)).authenticate(token)
+    except AuthError as exc:
+        print(f"refused ({exc.kind}): {exc.message}", file=sys.stderr)
+        return 1
+    print(f"{r.id}: sub {r.sub}, role {r.role}, tenants {','.join(r.tenants) or '-'}, expires {_local(r.expires_at)}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gateway.tokens", description="Manage the gateway's API tokens.")
+    parser.add_argument("--file", help="the token file (default: $HONGLING_API_TOKENS_FILE)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    create = sub.add_parser("create", help="create a token and print it, once")
+    create.add_argument("--sub", required=True, help="who or what the token is for, e.g. a system's name")
+    create.add_argument("--role", required=True, choices=TOKEN_ROLES)
+    create.add_argument("--tenant", action="append", help="a tenant the token may act on (repeatable)")
+    create.add_argument("--all-tenants", action="store_true", help="every tenant ('*')")
+    create.add_argument("--days", type=int, default=DEFAULT_DAYS, help=f"valid for N days (default {DEFAULT_DAYS})")
+    sub.add_parser("list", help="list the tokens (never the tokens themselves)")
+    revoke = sub.add_parser("revoke", help="revoke the active tokens of a sub, or one token by id")
+    revoke.add_argument("--sub")
+    revoke.add_argument("--id")
+    sub.add_parser("verify", help="read a token on stdin and say whose it is, or why it is refused")
+    args = parser.parse_args(argv)
+    path = args.file or _default_file()
+    if not path:
+        print("error: no token file: set HONGLING_API_TOKENS_FILE or pass --file", file=sys.stderr)
+        return 2
+    commands: dict[str, Callable[[TokenFile, argparse.Namespace], int]] = {
+        "create": _cmd_create,
+        "list": _cmd_list,
+        "revoke": _cmd_revoke,
+        "verify": _cmd_verify,
+    }
+    try:
+        return commands[args.command](TokenFile(path), args)
+    except (ValueError, TokenFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
