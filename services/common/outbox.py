@@ -5,15 +5,24 @@ and the pending events together (a single-document write, atomic on MongoDB and 
 The relay publishes pending events with the idempotent producer, in order per aggregate, then pulls
 exactly the published ones out of the document. A crash between publish and pull republishes them
 (at least once); consumers drop the duplicate by event id. Nothing is lost.
+
+Finding pending work without scanning every collection: before a write that carries events, the
+writer upserts a small marker ({_id: "<collection>:<doc id>", at}) into the tenant's
+`outbox_markers` collection. The relay reads only the markers and fetches their documents by _id.
+A marker is removed once its document has no pending events and the marker is older than
+MARKER_GRACE (longer than any write takes between marker and document), and only if no writer
+touched it since it was read. A crash between marker and document leaves a marker to an unchanged
+document, which is simply cleaned up. A slow full sweep (SWEEP_SECONDS) backs this up.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import mongoengine as me
@@ -29,6 +38,19 @@ log = logging.getLogger(__name__)
 
 # Set whenever a handler saves events, so the relay publishes at once instead of at its next poll.
 OUTBOX_SIGNAL = threading.Event()
+MARKERS = "outbox_markers"
+MARKER_GRACE = timedelta(seconds=30)
+SWEEP_SECONDS = 600.0
+
+
+def mark_pending(doc_cls: type[Any], doc_id: str) -> None:
+    """Tell the relay that this document is about to carry events (call before the write)."""
+    db = doc_cls._get_db()
+    db[MARKERS].update_one(
+        {"_id": f"{doc_cls._get_collection_name()}:{doc_id}"},
+        {"$set": {"at": datetime.now(UTC), "collection": doc_cls._get_collection_name(), "doc": doc_id}},
+        upsert=True,
+    )
 
 
 class PendingEvent(me.EmbeddedDocument):
@@ -63,6 +85,8 @@ class OutboxDocument(TenantDocument):
         return event_id
 
     def save(self, *args: Any, **kwargs: Any) -> Any:
+        if self.outbox_pending:
+            mark_pending(type(self), str(self.pk))
         result = super().save(*args, **kwargs)
         if self.outbox_pending:
             OUTBOX_SIGNAL.set()
@@ -104,27 +128,58 @@ class OutboxRelay:
 
     def run(self, stop: threading.Event) -> None:
         producer = make_producer(self.bootstrap, self.name)
+        last_sweep = 0.0
         try:
             while not stop.is_set():
                 OUTBOX_SIGNAL.clear()
+                if time.monotonic() - last_sweep > SWEEP_SECONDS:
+                    self.sweep()
+                    last_sweep = time.monotonic()
                 published = self.publish_pending(producer)
                 if published == 0:
                     OUTBOX_SIGNAL.wait(self.interval)
         finally:
             producer.close(timeout=10)
 
+    def sweep(self) -> int:
+        """Full scan for pending documents without a marker (a safety net); returns how many it marked."""
+        found = 0
+        for tenant in tenant_slugs():
+            db = tenant_database(tenant)
+            for doc_cls in self.documents:
+                name = doc_cls._get_collection_name()
+                for doc in db[name].find({"outbox_pending": True}, {"_id": 1}).limit(10_000):
+                    db[MARKERS].update_one(
+                        {"_id": f"{name}:{doc['_id']}"},
+                        {"$setOnInsert": {"at": datetime.now(UTC), "collection": name, "doc": doc["_id"]}},
+                        upsert=True,
+                    )
+                    found += 1
+        return found
+
     def publish_pending(self, producer: KafkaProducer) -> int:
-        """One pass over every tenant; returns how many events were published."""
+        """One pass over every tenant's markers; returns how many events were published."""
         total = 0
+        collections = {d._get_collection_name() for d in self.documents}
         for tenant in tenant_slugs():
             db = tenant_database(tenant)
             backlog = 0
-            for doc_cls in self.documents:
-                coll = db[doc_cls._get_collection_name()]
-                docs = list(coll.find({"outbox_pending": True}, {"outbox": 1}).limit(self.batch))
-                for doc in docs:
-                    backlog += len(doc.get("outbox") or [])
+            now = datetime.now(UTC)
+            for marker in list(db[MARKERS].find().limit(self.batch)):
+                if marker.get("collection") not in collections:
+                    continue
+                coll = db[marker["collection"]]
+                doc = coll.find_one({"_id": marker["doc"]}, {"outbox": 1, "deleted": 1})
+                pending = len((doc or {}).get("outbox") or [])
+                backlog += pending
+                if pending:
                     total += self._publish_doc(producer, coll, tenant, doc)
+                    doc = coll.find_one({"_id": marker["doc"]}, {"outbox": 1})
+                    if doc and doc.get("outbox"):
+                        continue  # new events arrived meanwhile: keep the marker
+                at = marker["at"] if marker["at"].tzinfo else marker["at"].replace(tzinfo=UTC)
+                if now - at > MARKER_GRACE:
+                    db[MARKERS].delete_one({"_id": marker["_id"], "at": marker["at"]})
             metrics.OUTBOX_BACKLOG.labels(self.service, tenant).set(backlog)
         return total
 

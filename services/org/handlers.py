@@ -29,7 +29,7 @@ from services.common.errors import (
     NotFound,
     PermissionDenied,
 )
-from services.common.outbox import OUTBOX_SIGNAL
+from services.common.outbox import OUTBOX_SIGNAL, mark_pending
 from services.common.protect import Protector
 from services.org import documents as d
 from services.org import domain
@@ -399,6 +399,14 @@ def _clean(sp: EntitySpec, data: Mapping[str, Any], old: d.OrgDocument | None, c
     return cleaned
 
 
+def check(sp: EntitySpec, data: Mapping[str, Any], old: d.OrgDocument | None, ctx: Context) -> dict[str, Any]:
+    """Validate and run the reference checks as create (old None) or update (old = stored) would; writes nothing.
+
+    Returns the fields as they would be stored (personal data sealed, derived fields filled in).
+    """
+    return _clean(sp, data, old, ctx)
+
+
 def _embedded(sp: EntitySpec, values: dict[str, Any]) -> dict[str, Any]:
     """Turn nested dicts into the document's embedded documents."""
     out = {}
@@ -461,6 +469,7 @@ def update(sp: EntitySpec, data: Mapping[str, Any], ctx: Context) -> d.OrgDocume
     pending = _record(sp, new, "updated", old)
     sets = {f"set__{k}": getattr(new, k) for k in values}
     bump_generation()
+    mark_pending(sp.doc, ident)
     try:
         updated = sp.doc.objects(id=ident, version=expected).modify(
             new=True,
@@ -489,6 +498,7 @@ def delete(sp: EntitySpec, ident: str, expected: int) -> None:
     # and the relay removes tombstones once their events are out.
     pending = _record(sp, old, "deleted", old)
     bump_generation()
+    mark_pending(sp.doc, ident)
     done = sp.doc.objects(id=ident, version=old.version).modify(
         new=True,
         set__deleted=True,
@@ -503,8 +513,9 @@ def delete(sp: EntitySpec, ident: str, expected: int) -> None:
 
 
 def get(sp: EntitySpec, ident: str) -> d.OrgDocument:
-    doc = sp.doc.objects(id=ident, deleted__ne=True).first() if ident else None
-    if doc is None:
+    # By _id alone (FerretDB answers that from its primary key; any extra condition means a scan).
+    doc = sp.doc.objects(id=ident).first() if ident else None
+    if doc is None or doc.deleted:
         raise NotFound(f"{sp.name} {ident!r} not found in this tenant (未找到)", field="id")
     return doc
 

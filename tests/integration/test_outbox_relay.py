@@ -91,3 +91,42 @@ def test_events_stay_pending_while_kafka_refuses_them(relay_env: Settings, mongo
         producer.close(timeout=5)
     raw = mongo_client["hl_itest_xujialou"]["parcels"].find_one({"_id": pid})
     assert raw["outbox_pending"] is True and len(raw["outbox"]) == 1
+
+
+def test_the_relay_finds_work_through_markers_and_cleans_them_up(
+    relay_env: Settings, mongo_client: MongoClient[Any]
+) -> None:
+    """A write with events leaves a marker; once published and aged, the marker goes; a marker whose
+    document never got its write (a crash in between) is cleaned up without publishing anything."""
+    from datetime import UTC, datetime, timedelta
+
+    from services.common.outbox import MARKER_GRACE, MARKERS
+
+    pid = unique("parcel")
+    markers = mongo_client["hl_itest_shengzhuang"][MARKERS]
+    with context.bound(tenant="shengzhuang"):
+        p = Parcel(id=pid, state="new")
+        p.record(ev.IssueReceived(issue_id=pid), subject=f"parcels/{pid}")
+        p.save(force_insert=True)
+    assert markers.find_one({"_id": f"parcels:{pid}"}) is not None
+    crashed = unique("never-written")
+    markers.insert_one(
+        {
+            "_id": f"parcels:{crashed}",
+            "collection": "parcels",
+            "doc": crashed,
+            "at": datetime.now(UTC) - MARKER_GRACE - timedelta(seconds=1),
+        }
+    )
+    relay = OutboxRelay("itest", [Parcel], relay_env.kafka_bootstrap)
+    producer = KafkaProducer(bootstrap_servers=relay_env.kafka_bootstrap, enable_idempotence=True, acks="all")
+    try:
+        assert relay.publish_pending(producer) >= 1
+        assert mongo_client["hl_itest_shengzhuang"]["parcels"].find_one({"_id": pid})["outbox"] == []
+        assert markers.find_one({"_id": f"parcels:{crashed}"}) is None  # cleaned up
+        assert markers.find_one({"_id": f"parcels:{pid}"}) is not None  # still within its grace period
+        markers.update_one({"_id": f"parcels:{pid}"}, {"$set": {"at": datetime.now(UTC) - 2 * MARKER_GRACE}})
+        assert relay.publish_pending(producer) == 0
+        assert markers.find_one({"_id": f"parcels:{pid}"}) is None
+    finally:
+        producer.close(timeout=5)
