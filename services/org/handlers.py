@@ -39,6 +39,26 @@ PAGE_DEFAULT = 50
 PAGE_MAX = 500
 # Roles that handle people directly and may see their personal data unmasked (each reveal is logged).
 REVEAL_ROLES = frozenset({"community_worker", "subdistrict_admin"})
+# The service checks roles again behind the gateway's policy table (defence in depth): who may change
+# org data, and who may read it (a district department only under a grant the gateway checked).
+WRITE_ROLES = frozenset({"community_worker", "subdistrict_admin", "service"})
+READ_ROLES = WRITE_ROLES | {"district_department"}
+
+
+def require_role(write: bool) -> None:
+    principal = current_principal.get()
+    role = principal.role if principal else "none"
+    allowed = WRITE_ROLES if write else READ_ROLES
+    if principal is None or role not in allowed:
+        raise PermissionDenied(
+            f"role {role!r} may not {'change' if write else 'read'} organisation data "
+            f"(allowed: {', '.join(sorted(allowed))})",
+            reason="role_not_allowed",
+        )
+    if role == "district_department" and not principal.grant_id:
+        raise PermissionDenied(
+            "a district department reads community data only under an approved grant", reason="grant_required"
+        )
 
 
 Prepare = Callable[[dict[str, Any], "d.OrgDocument | None", "Context"], None]

@@ -153,6 +153,7 @@ class OrgServicer(pb_grpc.OrgServiceServicer):
         )
 
     def ImportSheet(self, request: pb.ImportSheetRequest, context: grpc.ServicerContext) -> pb.ImportSheetResponse:
+        handlers.require_role(write=True)
         result = sheets.import_sheet(request.entity, request.format, request.content, request.dry_run, self.ctx)
         return pb.ImportSheetResponse(
             rows=result.rows,
@@ -164,6 +165,7 @@ class OrgServicer(pb_grpc.OrgServiceServicer):
         )
 
     def ExportSheet(self, request: pb.ExportSheetRequest, context: grpc.ServicerContext) -> pb.ExportSheetResponse:
+        handlers.require_role(write=True)
         out = sheets.export_sheet(request.entity, request.format, dict(request.filter), self.protector)
         return pb.ExportSheetResponse(
             filename=out.filename, content_type=out.content_type, content=out.content, rows=out.rows
@@ -175,20 +177,25 @@ def _attach(name: str, msg_cls: type[Message], plural: str, list_cls: type[Messa
     camel = msg_cls.DESCRIPTOR.name
 
     def create(self: OrgServicer, request: Message, context: grpc.ServicerContext) -> Message:
+        handlers.require_role(write=True)
         return to_message(sp, handlers.create(sp, message_to_dict(request), self.ctx), self.protector)
 
     def update(self: OrgServicer, request: Message, context: grpc.ServicerContext) -> Message:
+        handlers.require_role(write=True)
         return to_message(sp, handlers.update(sp, message_to_dict(request), self.ctx), self.protector)
 
     def get(self: OrgServicer, request: pb.GetRequest, context: grpc.ServicerContext) -> Message:
+        handlers.require_role(write=False)
         doc = handlers.get(sp, request.id)
         return to_message(sp, doc, self.protector, handlers.may_reveal(request.reveal, sp, request.id))
 
     def list_(self: OrgServicer, request: pb.ListRequest, context: grpc.ServicerContext) -> Message:
+        handlers.require_role(write=False)
         docs, token = handlers.list_(sp, dict(request.filter), request.page_size, request.page_token)
         return list_cls(items=[to_message(sp, x, self.protector) for x in docs], next_page_token=token)
 
     def delete(self: OrgServicer, request: pb.DeleteRequest, context: grpc.ServicerContext) -> pb.DeleteResponse:
+        handlers.require_role(write=True)
         handlers.delete(sp, request.id, request.version)
         return pb.DeleteResponse(id=request.id)
 

@@ -219,6 +219,13 @@ def test_personal_data_is_encrypted_masked_and_revealed_only_to_handlers(
     public = Org(system, role="public")
     err = public.fails("GetPerson", pb.GetRequest(id=pid, reveal=True))
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    department = Org(system, role="district_department")
+    assert department.fails("GetPerson", pb.GetRequest(id=pid)).code() == grpc.StatusCode.PERMISSION_DENIED
+    resident = Org(system, role="resident")
+    err = resident.fails(
+        "CreatePerson", pb.Person(community_id=place["community"].id, name_zh="x", roles=["volunteer"])
+    )
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED and "may not change" in err.details()
     # Sending the masked value back keeps the stored one.
     same = org.UpdatePerson(
         pb.Person(
