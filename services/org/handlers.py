@@ -394,6 +394,22 @@ def spec(name: str) -> EntitySpec:
         raise InvalidArgument(f"unknown entity {name!r}; use one of: {', '.join(SPECS)}", field="entity") from None
 
 
+def claim_version(sp: EntitySpec, ident: str, version: int) -> None:
+    """Win the right to write `version` of this record, or Aborted if another writer has it.
+
+    A conditional update alone is not enough: FerretDB's SQLite backend runs findAndModify without
+    isolation, so two writers holding the same version could both succeed. Inserting a document with
+    a unique _id is atomic everywhere, so exactly one writer per (record, version) gets past here.
+    """
+    try:
+        d.VersionClaimDoc(id=f"{sp.name}:{ident}:{version}", at=datetime.now(UTC)).save(force_insert=True)
+    except (me.NotUniqueError, pymongo.errors.DuplicateKeyError):
+        raise Aborted(
+            f"{sp.name} {ident!r} was changed by someone else at the same moment: reload and retry",
+            field="version",
+        ) from None
+
+
 def bump_generation() -> None:
     d.TenantStateDoc.objects(id="state").update_one(inc__generation=1, upsert=True)
 
@@ -488,6 +504,7 @@ def update(sp: EntitySpec, data: Mapping[str, Any], ctx: Context) -> d.OrgDocume
     )
     pending = _record(sp, new, "updated", old)
     sets = {f"set__{k}": getattr(new, k) for k in values}
+    claim_version(sp, ident, expected + 1)
     bump_generation()
     mark_pending(sp.doc, ident)
     try:
@@ -517,6 +534,7 @@ def delete(sp: EntitySpec, ident: str, expected: int) -> None:
     # The deletion event must survive the document: it is written as a tombstone first (one write),
     # and the relay removes tombstones once their events are out.
     pending = _record(sp, old, "deleted", old)
+    claim_version(sp, ident, old.version + 1)
     bump_generation()
     mark_pending(sp.doc, ident)
     done = sp.doc.objects(id=ident, version=old.version).modify(

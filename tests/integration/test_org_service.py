@@ -342,3 +342,26 @@ def test_list_entries_delete_and_lists_page(org: Org, place: dict[str, Any]) -> 
     assert org.fails("GetPublicAffairsItem", pb.GetRequest(id=ids[0])).code() == grpc.StatusCode.NOT_FOUND
     err = org.fails("DeletePublicAffairsItem", pb.DeleteRequest(id=ids[1], version=7))
     assert err.code() == grpc.StatusCode.ABORTED
+
+
+def test_concurrent_updates_of_one_version_let_exactly_one_through(org: Org, place: dict[str, Any]) -> None:
+    import threading
+
+    c = org.CreateCommunity(pb.Community(id=unique("race"), name_zh=f"竞争社区{unique()}"))
+    outcomes: list[str] = []
+
+    def writer(i: int) -> None:
+        try:
+            org.UpdateCommunity(pb.Community(id=c.id, version=1, name_zh=f"{c.name_zh}-{i}"))
+            outcomes.append("ok")
+        except grpc.RpcError as exc:
+            outcomes.append(exc.code().name)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count("ok") == 1, outcomes
+    assert set(outcomes) - {"ok"} == {"ABORTED"}
+    assert org.GetCommunity(pb.GetRequest(id=c.id)).version == 2
