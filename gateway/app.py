@@ -18,8 +18,10 @@ from werkzeug.exceptions import HTTPException
 
 from gateway.clients import Clients
 from gateway.errors import ApiError, error_response
+from gateway.governance.store import open_store
 from gateway.tokens import TokenStore
 from services.common import context
+from services.common.audit import open_log
 from services.common.settings import Settings
 from services.common.tenants import all_tenants, tenant_slugs
 
@@ -66,6 +68,8 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
     app.extensions["hongling.clients"] = clients or Clients.connect(settings)
     app.extensions["hongling.settings"] = settings
     app.extensions["hongling.tokens"] = tokens
+    app.extensions["hongling.audit"] = open_log(settings)  # hash-chained, district level (hl_audit)
+    app.extensions["hongling.governance"] = open_store(settings)  # department requests and grants
 
     @app.before_request
     def _begin() -> None:
@@ -77,9 +81,11 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
         g.ctx = context.bound(request_id=g.request_id, trace="gateway", tenant=known)
         g.ctx.__enter__()
 
-    from gateway import policy
+    from gateway import policy, ratelimit
 
+    limits = ratelimit.install(app, settings)  # per client IP, before authentication: refused calls count too
     policy.install(app, tokens)  # after _begin: refusals carry the request id
+    app.before_request(limits.check_principal)  # per caller, after authentication
 
     @app.after_request
     def _finish(resp: Response) -> Response:
@@ -159,10 +165,14 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
         )
 
     from gateway.docs import bp as docs_bp
+    from gateway.routes_auth import init_app as init_auth
+    from gateway.routes_governance import bp as governance_bp
     from gateway.routes_issues import bp as issues_bp
     from gateway.routes_org import bp as org_bp
 
     app.register_blueprint(issues_bp)
     app.register_blueprint(org_bp)
+    app.register_blueprint(governance_bp)
     app.register_blueprint(docs_bp)
+    init_auth(app, settings)  # people's accounts and sessions: /api/v1/auth/*, /api/v1/users
     return app

@@ -36,6 +36,11 @@ log = logging.getLogger("gateway.policy")
 ANYONE = frozenset(ROLES)
 STAFF = frozenset({"community_worker", "subdistrict_admin"})
 REPORTERS = frozenset({"public", "resident", "community_worker", "subdistrict_admin"})
+ACCOUNT_ADMINS = frozenset({"subdistrict_admin", "ops"})
+APPROVERS = frozenset({"district_approver"})
+DEPARTMENTS = frozenset({"district_department"})
+REQUEST_READERS = frozenset({"district_approver", "district_department", "subdistrict_admin"})
+GRANT_READERS = REQUEST_READERS | STAFF
 REFUSALS = Counter(
     "hongling_gateway_refusals_total", "Requests the gateway's policy refused.", ["route", "role", "status"]
 )
@@ -71,10 +76,30 @@ POLICY: dict[str, Rule] = {
     "org.find_candidates": Rule("org: resolve / candidates", STAFF, tenant_scoped=True),
     "org.import_sheet": Rule("org: import", STAFF, tenant_scoped=True),
     "org.export_sheet": Rule("org: export", STAFF, tenant_scoped=True),
+    # District department requests (审核把关): a department files; a district approver decides; which
+    # records each caller sees (own / tenant scope) is gateway/governance/shapes.py.
+    "governance.file_request": Rule("department requests: file", DEPARTMENTS, tenant_scoped=False),
+    "governance.list_requests": Rule("department requests: read", REQUEST_READERS, tenant_scoped=False),
+    "governance.get_request": Rule("department requests: read", REQUEST_READERS, tenant_scoped=False),
+    "governance.approve_request": Rule("department requests: decide", APPROVERS, tenant_scoped=False),
+    "governance.reject_request": Rule("department requests: decide", APPROVERS, tenant_scoped=False),
+    # Grants: the community and subdistrict see every grant on them and every use of it.
+    "governance.get_grant": Rule("grants: read one", GRANT_READERS, tenant_scoped=False),
+    "governance.list_tenant_grants": Rule("grants: tenant list", STAFF, tenant_scoped=True),
+    "governance.revoke_grant": Rule("grants: revoke", APPROVERS, tenant_scoped=False),
     # The API's own description: the OpenAPI document, the docs page and its static files; anyone.
     "docs.openapi_json": Rule("api docs", ANYONE, tenant_scoped=False),
     "docs.docs_page": Rule("api docs", ANYONE, tenant_scoped=False),
     "docs.docs_asset": Rule("api docs", ANYONE, tenant_scoped=False),
+    # People's sessions: anyone may try to log in (rate-limited) and ask who they are; log-out ends sessions.
+    "auth.login": Rule("auth: log in", ANYONE, tenant_scoped=False),
+    "auth.me": Rule("auth: who am I", ANYONE, tenant_scoped=False),
+    "auth.logout": Rule("auth: log out", ANYONE - {"public"}, tenant_scoped=False),
+    # People's accounts: ops any; subdistrict admins their own tenants' tenant-level accounts (checked in
+    # gateway/routes_auth.py, as the tenant is in the body or query, not the path).
+    "users.list_users": Rule("users: manage", ACCOUNT_ADMINS, tenant_scoped=False),
+    "users.create_user": Rule("users: manage", ACCOUNT_ADMINS, tenant_scoped=False),
+    "users.change_role": Rule("users: manage", ACCOUNT_ADMINS, tenant_scoped=False),
 }
 
 
@@ -149,7 +174,7 @@ def install(app: Flask, store: TokenStore) -> None:
         g.identity = None
         if request.routing_exception is not None:
             return  # no such route or method: the usual 404/405
-        identity = identify(request.headers.get("Authorization"), store)
+        identity = identify(request.headers.get("Authorization"), store, app.extensions.get("hongling.sessions"))
         g.identity = identity
         endpoint = request.endpoint or ""
         rule = POLICY.get(endpoint)

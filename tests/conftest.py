@@ -135,6 +135,11 @@ class System:
 def system(infra: Settings) -> Iterator[System]:
     sys_ = System(infra)
     sys_.write_tokens()  # before the gateway starts: it reads HONGLING_API_TOKENS_FILE at start-up
+    # The suite sends many requests quickly from 127.0.0.1 with a few tokens: lift the gateway's per-IP
+    # and per-caller rate limits for this stack. Log-in limits stay at their defaults (tests/e2e/test_auth.py).
+    for name in ("IP", "PRINCIPAL"):
+        os.environ.setdefault(f"HONGLING_RATE_{name}_PER_SECOND", "100000")
+        os.environ.setdefault(f"HONGLING_RATE_{name}_BURST", "100000")
     sys_.services_sh("start")
     # The gateway answers /healthz before every service is SERVING; wait for /readyz too.
     deadline = time.monotonic() + 30

@@ -45,6 +45,11 @@ bash "$here/stack.sh" start
 
 export HONGLING_REQUIRE_INFRA=1
 if [[ "$mode" == bench ]]; then
+  # The benchmarks drive the gateway from one address far above a person's request rate.
+  export HONGLING_RATE_IP_PER_SECOND="${HONGLING_RATE_IP_PER_SECOND:-100000}"
+  export HONGLING_RATE_IP_BURST="${HONGLING_RATE_IP_BURST:-100000}"
+  export HONGLING_RATE_PRINCIPAL_PER_SECOND="${HONGLING_RATE_PRINCIPAL_PER_SECOND:-100000}"
+  export HONGLING_RATE_PRINCIPAL_BURST="${HONGLING_RATE_PRINCIPAL_BURST:-100000}"
   echo "[test 3/4] services for the benchmarks"
   bash "$here/services.sh" start
   echo "[test 4/4] benchmarks"

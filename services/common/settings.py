@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import sys
 from functools import cache
-from typing import Literal
+from ipaddress import ip_network
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES = ("org", "intake", "dispatch", "evaluation", "publication")
@@ -20,6 +21,17 @@ SERVICE_PORT_OFFSETS = {name: (51 + i, 151 + i) for i, name in enumerate(SERVICE
 DEV_SECRET = "hongling-local-development-secret-not-for-production"
 DEV_AUDIT_KEY = "hongling-local-development-audit-signing-key-not-for-production"
 DEV_DATA_KEY = "hongling-local-development-data-key-not-for-production"
+DEV_SESSION_SECRET = "hongling-local-development-session-secret-not-for-production"
+
+
+def _ip_networks(value: str) -> str:
+    """A comma-separated list of IP addresses or networks (HONGLING_TRUSTED_PROXIES), checked."""
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        try:
+            ip_network(part, strict=False)
+        except ValueError:
+            raise ValueError(f"{part!r} is not an IP address or network (e.g. 10.0.0.0/8)") from None
+    return value
 
 
 class Settings(BaseSettings):
@@ -39,6 +51,19 @@ class Settings(BaseSettings):
     principal_ttl_seconds: int = Field(60, ge=5, le=3600)
     # The gateway's API tokens (SHA-256 hashes, managed by `python -m gateway.tokens`); empty = no tokens.
     api_tokens_file: str = ""
+    # Signs people's session JWTs (gateway/sessions.py, `POST /api/v1/auth/login`); set it in any shared deployment.
+    session_secret: str = Field(DEV_SESSION_SECRET, min_length=32)
+    session_ttl_seconds: int = Field(1800, ge=60, le=86400)
+    # Rate limits (gateway/ratelimit.py), token buckets per gateway process: requests per second and burst.
+    rate_principal_per_second: float = Field(20.0, gt=0, le=100000)
+    rate_principal_burst: int = Field(40, ge=1, le=1000000)
+    rate_ip_per_second: float = Field(50.0, gt=0, le=100000)
+    rate_ip_burst: int = Field(100, ge=1, le=1000000)
+    # Log-in attempts per minute, per client IP and user name, and per client IP alone (argon2 costs CPU).
+    rate_login_per_minute: int = Field(5, ge=1, le=10000)
+    rate_login_ip_per_minute: int = Field(60, ge=1, le=100000)
+    # Proxies whose X-Forwarded-For is believed, comma-separated IPs or CIDRs ("10.0.0.0/8,::1"); empty = none.
+    trusted_proxies: Annotated[str, AfterValidator(_ip_networks)] = ""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     grpc_workers: int = Field(16, ge=1, le=256)
     call_timeout_seconds: float = Field(5.0, gt=0, le=120)
