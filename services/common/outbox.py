@@ -1,31 +1,38 @@
 """Transactional outbox without transactions: events ride inside the aggregate's own document.
 
 A handler changes an aggregate and calls `aggregate.record(event)`; one `save()` writes the new state
-and the pending events together (a single-document write, atomic on MongoDB and FerretDB alike).
-The relay publishes pending events with the idempotent producer, in order per aggregate, then pulls
-exactly the published ones out of the document. A crash between publish and pull republishes them
-(at least once); consumers drop the duplicate by event id. Nothing is lost.
+and the pending events together (a single-document write). The relay publishes them with the
+idempotent producer, in order per aggregate, and records each published event id in the tenant's
+`outbox_published` collection (an insert by _id). It never writes the aggregate document itself:
+on FerretDB's SQLite backend an update is a read-modify-write without isolation, so a relay update
+racing a handler's update could silently undo one of them. A crash between publishing and
+recording republishes (at least once); consumers drop the duplicate by event id. Nothing is lost.
+The aggregate keeps its events as its history (`outbox`); what is still pending is the part whose
+ids are not yet in `outbox_published`.
 
-Finding pending work without scanning every collection: before a write that carries events, the
-writer upserts a small marker ({_id: "<collection>:<doc id>", at}) into the tenant's
-`outbox_markers` collection. The relay reads only the markers and fetches their documents by _id.
-A marker is removed once its document has no pending events and the marker is older than
-MARKER_GRACE (longer than any write takes between marker and document), and only if no writer
-touched it since it was read. A crash between marker and document leaves a marker to an unchanged
-document, which is simply cleaned up. A slow full sweep (SWEEP_SECONDS) backs this up.
+Finding pending work without scanning every collection: before every write that carries events, the
+writer inserts a new marker {_id: random, collection, doc, at} into `outbox_markers` (inserts only,
+so writers and the relay never race on one marker). The relay reads the markers, fetches their
+documents by _id and publishes what is unpublished. A marker found clean is looked at once more
+after MARKER_GRACE (far longer than the moment between a marker and its document write) and then
+deleted; a crash between marker and write leaves a marker to a document without new events, which
+is cleaned up the same way. Several relay processes may publish the same event twice; consumers
+drop the duplicate.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-import time
 import uuid
+from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import mongoengine as me
+import pymongo.errors
 from google.protobuf.message import Message
 from kafka import KafkaProducer
 
@@ -39,17 +46,20 @@ log = logging.getLogger(__name__)
 # Set whenever a handler saves events, so the relay publishes at once instead of at its next poll.
 OUTBOX_SIGNAL = threading.Event()
 MARKERS = "outbox_markers"
-MARKER_GRACE = timedelta(seconds=30)
-SWEEP_SECONDS = 600.0
+PUBLISHED = "outbox_published"
+MARKER_GRACE = timedelta(seconds=10)
+KNOWN_PUBLISHED_MAX = 200_000
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def mark_pending(doc_cls: type[Any], doc_id: str) -> None:
-    """Tell the relay that this document is about to carry events (call before the write)."""
-    db = doc_cls._get_db()
-    db[MARKERS].update_one(
-        {"_id": f"{doc_cls._get_collection_name()}:{doc_id}"},
-        {"$set": {"at": datetime.now(UTC), "collection": doc_cls._get_collection_name(), "doc": doc_id}},
-        upsert=True,
+    """Tell the relay that this document is about to carry new events (call before the write)."""
+    name = doc_cls._get_collection_name()
+    doc_cls._get_db()[MARKERS].insert_one(
+        {"_id": uuid.uuid4().hex, "collection": name, "doc": doc_id, "at": datetime.now(UTC)}
     )
 
 
@@ -64,10 +74,9 @@ class PendingEvent(me.EmbeddedDocument):
 class OutboxDocument(TenantDocument):
     """An aggregate that carries its own not-yet-published events."""
 
-    meta: ClassVar[dict[str, Any]] = {"abstract": True, "indexes": ["outbox_pending"]}
+    meta: ClassVar[dict[str, Any]] = {"abstract": True}
 
     outbox = me.EmbeddedDocumentListField(PendingEvent)
-    outbox_pending = me.BooleanField(default=False)
 
     def record(self, message: Message, subject: str, *, at: datetime | None = None) -> str:
         """Queue an event to be written with this document's next save(); returns its id."""
@@ -81,14 +90,16 @@ class OutboxDocument(TenantDocument):
                 data=message.SerializeToString(),
             )
         )
-        self.outbox_pending = True
+        self._new_events = True
         return event_id
 
     def save(self, *args: Any, **kwargs: Any) -> Any:
-        if self.outbox_pending:
+        new_events = getattr(self, "_new_events", False)
+        if new_events:
             mark_pending(type(self), str(self.pk))
         result = super().save(*args, **kwargs)
-        if self.outbox_pending:
+        if new_events:
+            self._new_events = False
             OUTBOX_SIGNAL.set()
         return result
 
@@ -116,7 +127,7 @@ class OutboxRelay:
         bootstrap: str,
         *,
         interval: float = 1.0,
-        batch: int = 200,
+        batch: int = 5000,
     ) -> None:
         self.name = f"{service}-outbox-relay"
         self.service = service
@@ -125,37 +136,21 @@ class OutboxRelay:
         self.interval = interval
         self.batch = batch
         self.topic = topic_for(service)
+        # Markers found clean once, waiting out their grace period before a last look (id -> at).
+        self._clean: dict[str, datetime] = {}
+        # Event ids known to be published, so a document's history is not looked up again and again.
+        self._known: OrderedDict[str, None] = OrderedDict()
 
     def run(self, stop: threading.Event) -> None:
         producer = make_producer(self.bootstrap, self.name)
-        last_sweep = 0.0
         try:
             while not stop.is_set():
                 OUTBOX_SIGNAL.clear()
-                if time.monotonic() - last_sweep > SWEEP_SECONDS:
-                    self.sweep()
-                    last_sweep = time.monotonic()
                 published = self.publish_pending(producer)
                 if published == 0:
                     OUTBOX_SIGNAL.wait(self.interval)
         finally:
             producer.close(timeout=10)
-
-    def sweep(self) -> int:
-        """Full scan for pending documents without a marker (a safety net); returns how many it marked."""
-        found = 0
-        for tenant in tenant_slugs():
-            db = tenant_database(tenant)
-            for doc_cls in self.documents:
-                name = doc_cls._get_collection_name()
-                for doc in db[name].find({"outbox_pending": True}, {"_id": 1}).limit(10_000):
-                    db[MARKERS].update_one(
-                        {"_id": f"{name}:{doc['_id']}"},
-                        {"$setOnInsert": {"at": datetime.now(UTC), "collection": name, "doc": doc["_id"]}},
-                        upsert=True,
-                    )
-                    found += 1
-        return found
 
     def publish_pending(self, producer: KafkaProducer) -> int:
         """One pass over every tenant's markers; returns how many events were published."""
@@ -163,25 +158,49 @@ class OutboxRelay:
         collections = {d._get_collection_name() for d in self.documents}
         for tenant in tenant_slugs():
             db = tenant_database(tenant)
-            backlog = 0
             now = datetime.now(UTC)
-            for marker in list(db[MARKERS].find().limit(self.batch)):
-                if marker.get("collection") not in collections:
-                    continue
-                coll = db[marker["collection"]]
-                doc = coll.find_one({"_id": marker["doc"]}, {"outbox": 1, "deleted": 1})
-                pending = len((doc or {}).get("outbox") or [])
-                backlog += pending
-                if pending:
-                    total += self._publish_doc(producer, coll, tenant, doc)
-                    doc = coll.find_one({"_id": marker["doc"]}, {"outbox": 1})
-                    if doc and doc.get("outbox"):
-                        continue  # new events arrived meanwhile: keep the marker
-                at = marker["at"] if marker["at"].tzinfo else marker["at"].replace(tzinfo=UTC)
-                if now - at > MARKER_GRACE:
-                    db[MARKERS].delete_one({"_id": marker["_id"], "at": marker["at"]})
+            by_doc: dict[tuple[str, Any], list[dict[str, Any]]] = defaultdict(list)
+            for marker in db[MARKERS].find().limit(self.batch):
+                if marker.get("collection") in collections:
+                    by_doc[(marker["collection"], marker["doc"])].append(marker)
+            backlog = 0
+            for (name, doc_id), markers in by_doc.items():
+                expired = [m for m in markers if now - _aware(m["at"]) > MARKER_GRACE]
+                if not expired and all(m["_id"] in self._clean for m in markers):
+                    continue  # looked at already; wait for the grace period before the last look
+                doc = db[name].find_one({"_id": doc_id}, {"outbox": 1, "deleted": 1})
+                events = (doc or {}).get("outbox") or []
+                unpublished = [ev for ev in events if not self._published(db, ev["id"])]
+                backlog += len(unpublished)
+                if unpublished:
+                    sent = self._publish(producer, db, tenant, doc_id, unpublished)
+                    total += sent
+                    if sent < len(unpublished):
+                        continue  # failed: keep the markers for the next pass
+                for marker in markers:
+                    if marker in expired:
+                        db[MARKERS].delete_one({"_id": marker["_id"]})
+                        self._clean.pop(marker["_id"], None)
+                    else:
+                        self._clean[marker["_id"]] = now
+                if doc is not None and doc.get("deleted") and not db[MARKERS].find_one({"doc": doc_id}):
+                    # A tombstone (kept only to carry its deletion event) goes once that event is out.
+                    db[name].delete_one({"_id": doc_id, "deleted": True})
             metrics.OUTBOX_BACKLOG.labels(self.service, tenant).set(backlog)
         return total
+
+    def _published(self, db: Any, event_id: str) -> bool:
+        if event_id in self._known:
+            return True
+        if db[PUBLISHED].find_one({"_id": event_id}, {"_id": 1}) is None:
+            return False
+        self._remember(event_id)
+        return True
+
+    def _remember(self, event_id: str) -> None:
+        self._known[event_id] = None
+        if len(self._known) > KNOWN_PUBLISHED_MAX:
+            self._known.popitem(last=False)
 
     def _cloud_event(self, tenant: str, ev: dict[str, Any]) -> CloudEvent:
         return CloudEvent(
@@ -194,14 +213,11 @@ class OutboxRelay:
             data=bytes(ev["data"]),
         )
 
-    def _publish_doc(self, producer: KafkaProducer, coll: Any, tenant: str, doc: dict[str, Any]) -> int:
-        events = doc.get("outbox") or []
-        if not events:
-            coll.update_one({"_id": doc["_id"], "outbox": {"$size": 0}}, {"$set": {"outbox_pending": False}})
-            return 0
+    def _publish(self, producer: KafkaProducer, db: Any, tenant: str, doc_id: Any, events: list[dict[str, Any]]) -> int:
+        """Send the events in order and record them as published; returns how many were recorded."""
         try:
             futures = [
-                producer.send(self.topic, key=record_key(tenant, str(doc["_id"])), value=ce.data, headers=ce.headers())
+                producer.send(self.topic, key=record_key(tenant, str(doc_id)), value=ce.data, headers=ce.headers())
                 for ce in (self._cloud_event(tenant, ev) for ev in events)
             ]
             producer.flush(timeout=15)
@@ -209,14 +225,13 @@ class OutboxRelay:
                 f.get(timeout=15)
         except Exception:
             metrics.OUTBOX_ERRORS.labels(self.service).inc()
-            log.exception("publishing %d event(s) failed; they stay in the outbox for the next pass", len(events))
+            log.exception("publishing %d event(s) failed; they stay pending for the next pass", len(events))
             return 0
-        # $pullAll removes exactly the elements as read (FerretDB v1 matches $pull conditions only as
-        # whole elements, so a {"id": {"$in": ...}} condition would silently remove nothing).
-        coll.update_one({"_id": doc["_id"]}, {"$pullAll": {"outbox": events}})
-        coll.update_one({"_id": doc["_id"], "outbox": {"$size": 0}}, {"$set": {"outbox_pending": False}})
-        # A tombstone (a deleted record kept only to carry its deletion event) goes once the event is out.
-        coll.delete_one({"_id": doc["_id"], "deleted": True, "outbox": {"$size": 0}})
+        now = datetime.now(UTC)
         for ev in events:
+            # A duplicate means an earlier pass recorded it and crashed before removing its marker.
+            with contextlib.suppress(pymongo.errors.DuplicateKeyError):
+                db[PUBLISHED].insert_one({"_id": ev["id"], "at": now, "doc": doc_id})
+            self._remember(ev["id"])
             metrics.OUTBOX_PUBLISHED.labels(self.service, tenant, ev["type"]).inc()
         return len(events)

@@ -12,7 +12,7 @@ from services.common.outbox import OutboxDocument
 class TaskDoc(OutboxDocument):
     meta: ClassVar[dict[str, Any]] = {
         "collection": "tasks",
-        "indexes": ["outbox_pending", {"fields": ["issue_id"], "unique": True}],
+        "indexes": [{"fields": ["issue_id"], "unique": True}],
     }
 
     id = me.StringField(primary_key=True)

@@ -19,7 +19,7 @@ class LocationDoc(me.EmbeddedDocument):
 class IssueDoc(OutboxDocument):
     meta: ClassVar[dict[str, Any]] = {
         "collection": "issues",
-        "indexes": ["outbox_pending", "-created_at"],
+        "indexes": ["-created_at"],
     }
 
     id = me.StringField(primary_key=True)

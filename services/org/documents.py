@@ -16,7 +16,7 @@ from services.common.outbox import OutboxDocument
 
 
 def _meta(collection: str, *indexes: Any) -> dict[str, Any]:
-    return {"collection": collection, "indexes": ["outbox_pending", *indexes]}
+    return {"collection": collection, "indexes": list(indexes)}
 
 
 class OrgDocument(OutboxDocument):

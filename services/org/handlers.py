@@ -512,7 +512,6 @@ def update(sp: EntitySpec, data: Mapping[str, Any], ctx: Context) -> d.OrgDocume
             new=True,
             set__version=expected + 1,
             set__updated_at=new.updated_at,
-            set__outbox_pending=True,
             push_all__outbox=pending,
             **sets,
         )
@@ -541,7 +540,6 @@ def delete(sp: EntitySpec, ident: str, expected: int) -> None:
         new=True,
         set__deleted=True,
         set__version=old.version + 1,
-        set__outbox_pending=True,
         push_all__outbox=pending,
     )
     if done is None:

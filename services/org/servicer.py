@@ -38,7 +38,7 @@ ENTITIES: dict[str, tuple[type[Message], str, type[Message]]] = {
     "responsibility_item": (pb.ResponsibilityItem, "ResponsibilityItems", pb.ListResponsibilityItemsResponse),
     "public_affairs_item": (pb.PublicAffairsItem, "PublicAffairsItems", pb.ListPublicAffairsItemsResponse),
 }
-INTERNAL_FIELDS = ("_id", "outbox", "outbox_pending", "deleted", "created_at", "updated_at", "version")
+INTERNAL_FIELDS = ("_id", "outbox", "deleted", "created_at", "updated_at", "version")
 
 
 def message_to_dict(msg: Message) -> dict[str, Any]:

@@ -683,7 +683,7 @@ class _Errors:
         ]
 
 
-INTERNAL_FIELDS = ("_id", "outbox", "outbox_pending", "deleted", "created_at", "updated_at", "version")
+INTERNAL_FIELDS = ("_id", "outbox", "deleted", "created_at", "updated_at", "version")
 ROLE_BLOCKS = (("party", "party_member"), ("volunteer", "volunteer"), ("worker", "community_worker"))
 
 

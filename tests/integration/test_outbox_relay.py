@@ -22,7 +22,7 @@ from tests.conftest import read_topic, unique, wait_for
 
 
 class Parcel(OutboxDocument):
-    meta: ClassVar[dict[str, Any]] = {"collection": "parcels", "indexes": ["outbox_pending"]}
+    meta: ClassVar[dict[str, Any]] = {"collection": "parcels"}
     id = me.StringField(primary_key=True)
     state = me.StringField()
 
@@ -48,8 +48,9 @@ def test_state_and_event_are_one_write_and_the_relay_publishes_then_clears(
         p = Parcel(id=pid, state="new")
         event_id = p.record(ev.IssueReceived(issue_id=pid, tenant="xujialou", title="包裹"), subject=f"parcels/{pid}")
         p.save(force_insert=True)
-    raw = mongo_client["hl_itest_xujialou"]["parcels"].find_one({"_id": pid})
-    assert raw["state"] == "new" and raw["outbox_pending"] is True
+    db = mongo_client["hl_itest_xujialou"]
+    raw = db["parcels"].find_one({"_id": pid})
+    assert raw["state"] == "new"
     assert [e["id"] for e in raw["outbox"]] == [event_id]
 
     relay = OutboxRelay("itest", [Parcel], relay_env.kafka_bootstrap, interval=0.1)
@@ -57,11 +58,12 @@ def test_state_and_event_are_one_write_and_the_relay_publishes_then_clears(
     t = threading.Thread(target=relay.run, args=(stop,), daemon=True)
     t.start()
     try:
-        wait_for(lambda: mongo_client["hl_itest_xujialou"]["parcels"].find_one({"_id": pid})["outbox_pending"] is False)
+        wait_for(lambda: db["outbox_published"].find_one({"_id": event_id}) is not None)
     finally:
         stop.set()
         t.join(20)
-    assert mongo_client["hl_itest_xujialou"]["parcels"].find_one({"_id": pid})["outbox"] == []
+    # The relay never wrote the aggregate: its state and its event history are as the handler left them.
+    assert db["parcels"].find_one({"_id": pid}) == raw
 
     mine = [r for r in read_topic(relay_env.kafka_bootstrap, topic_for("itest")) if r.key == f"xujialou:{pid}".encode()]
     assert len(mine) == 1
@@ -89,44 +91,45 @@ def test_events_stay_pending_while_kafka_refuses_them(relay_env: Settings, mongo
         relay.publish_pending(producer)
     finally:
         producer.close(timeout=5)
-    raw = mongo_client["hl_itest_xujialou"]["parcels"].find_one({"_id": pid})
-    assert raw["outbox_pending"] is True and len(raw["outbox"]) == 1
+    db = mongo_client["hl_itest_xujialou"]
+    raw = db["parcels"].find_one({"_id": pid})
+    assert db["outbox_published"].find_one({"_id": raw["outbox"][0]["id"]}) is None
+    assert db["outbox_markers"].find_one({"doc": pid}) is not None  # still to do
 
 
-def test_the_relay_finds_work_through_markers_and_cleans_them_up(
+def test_markers_lead_the_relay_to_work_and_are_cleaned_up_after_their_grace(
     relay_env: Settings, mongo_client: MongoClient[Any]
 ) -> None:
-    """A write with events leaves a marker; once published and aged, the marker goes; a marker whose
-    document never got its write (a crash in between) is cleaned up without publishing anything."""
+    """A write with events leaves a marker; it is published at once and the marker goes after its grace
+    period; a marker whose document never got its write (a crash in between) is cleaned up too."""
     from datetime import UTC, datetime, timedelta
 
     from services.common.outbox import MARKER_GRACE, MARKERS
 
     pid = unique("parcel")
-    markers = mongo_client["hl_itest_shengzhuang"][MARKERS]
+    db = mongo_client["hl_itest_shengzhuang"]
     with context.bound(tenant="shengzhuang"):
         p = Parcel(id=pid, state="new")
-        p.record(ev.IssueReceived(issue_id=pid), subject=f"parcels/{pid}")
+        event_id = p.record(ev.IssueReceived(issue_id=pid), subject=f"parcels/{pid}")
         p.save(force_insert=True)
-    assert markers.find_one({"_id": f"parcels:{pid}"}) is not None
+    assert db[MARKERS].find_one({"doc": pid}) is not None
     crashed = unique("never-written")
-    markers.insert_one(
-        {
-            "_id": f"parcels:{crashed}",
-            "collection": "parcels",
-            "doc": crashed,
-            "at": datetime.now(UTC) - MARKER_GRACE - timedelta(seconds=1),
-        }
-    )
+    old = datetime.now(UTC) - MARKER_GRACE - timedelta(seconds=1)
+    db[MARKERS].insert_one({"_id": unique("m"), "collection": "parcels", "doc": crashed, "at": old})
     relay = OutboxRelay("itest", [Parcel], relay_env.kafka_bootstrap)
     producer = KafkaProducer(bootstrap_servers=relay_env.kafka_bootstrap, enable_idempotence=True, acks="all")
     try:
         assert relay.publish_pending(producer) >= 1
-        assert mongo_client["hl_itest_shengzhuang"]["parcels"].find_one({"_id": pid})["outbox"] == []
-        assert markers.find_one({"_id": f"parcels:{crashed}"}) is None  # cleaned up
-        assert markers.find_one({"_id": f"parcels:{pid}"}) is not None  # still within its grace period
-        markers.update_one({"_id": f"parcels:{pid}"}, {"$set": {"at": datetime.now(UTC) - 2 * MARKER_GRACE}})
+        assert db["outbox_published"].find_one({"_id": event_id}) is not None
+        assert db[MARKERS].find_one({"doc": crashed}) is None  # cleaned up
+        assert db[MARKERS].find_one({"doc": pid}) is not None  # within its grace period
+        assert relay.publish_pending(producer) == 0  # nothing published twice
+        db[MARKERS].update_many({"doc": pid}, {"$set": {"at": old}})
         assert relay.publish_pending(producer) == 0
-        assert markers.find_one({"_id": f"parcels:{pid}"}) is None
+        assert db[MARKERS].find_one({"doc": pid}) is None
     finally:
         producer.close(timeout=5)
+    mine = [
+        r for r in read_topic(relay_env.kafka_bootstrap, topic_for("itest")) if r.key == f"shengzhuang:{pid}".encode()
+    ]
+    assert len(mine) == 1
