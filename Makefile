@@ -40,6 +40,7 @@ infra: provision $(STAMP_VENV) ## start Kafka and FerretDB and create the topics
 
 up: protos infra ## run the whole system locally and print where to reach it
 	@bash deploy/local/services.sh start
+	@$(ENV); $(PY) -m services.org.seed demo
 	@$(ENV); bash deploy/local/banner.sh
 
 down: ## stop the services, the gateway, Kafka and FerretDB

@@ -100,7 +100,12 @@ def text(data: Mapping[str, Any], name: str, *, required: bool = False, limit: i
     return value
 
 
+RESERVED_IDS = frozenset({"import", "export", "resolve-location", "candidates"})  # words the REST paths use
+
+
 def entity_id(value: str, name: str = "id") -> str:
+    if value.lower() in RESERVED_IDS:
+        raise InvalidArgument(f"{name} {value!r} is reserved; choose another", field=name)
     if not ID_RE.match(value):
         raise InvalidArgument(
             f"{name} {value!r} must be 1-64 letters, digits, '-' or '_' and start with a letter or digit", field=name
@@ -488,52 +493,108 @@ class Scored:
     reasons: list[str]
 
 
-def available(slots: tuple[tuple[int, str, str], ...], when: datetime) -> bool:
+def _local_slot(when: datetime) -> tuple[int, str]:
+    """The weekday (1 = Monday) and HH:MM of a moment in Asia/Shanghai, as availability slots are written."""
     local = when.astimezone(SHANGHAI)
-    hhmm = local.strftime("%H:%M")
-    return any(w == local.isoweekday() and start <= hhmm < end for w, start, end in slots)
+    return local.isoweekday(), local.strftime("%H:%M")
 
 
-def score(helper: Helper, need: Need) -> Scored | None:
-    """How well a helper fits a need, with the reasons; None when nothing it offers is needed."""
+def available(slots: tuple[tuple[int, str, str], ...], when: datetime) -> bool:
+    weekday, hhmm = _local_slot(when)
+    return any(w == weekday and start <= hhmm < end for w, start, end in slots)
+
+
+def _points(
+    helper: Helper,
+    need: Need,
+    resources: list[str],
+    at: tuple[int, str] | None,
+    reasons: list[str] | None,
+) -> float | None:
+    """The points of a helper for a need, None when nothing it offers is needed; the one place they are added up.
+
+    `resources` is sorted(need.resources) and `at` is _local_slot(need.when) (None without a time), worked
+    out once per need. With reasons=None no text is built: rank() adds up every matching helper but explains
+    only the ones it returns.
+    """
     points = 0.0
-    reasons: list[str] = []
-    for skill in sorted(need.skills & helper.skills.keys()):
+    skills = [s for s in need.skills if s in helper.skills]  # needs hold one or two terms: no set, no sort
+    if len(skills) > 1:
+        skills.sort()
+    for skill in skills:
         level = helper.skills[skill]
         points += 10 + 2 * level
-        reasons.append(f"技能 {skill} {level}级 / skill {skill} at level {level}")
-    for service in sorted(need.services & helper.services.keys()):
+        if reasons is not None:
+            reasons.append(f"技能 {skill} {level}级 / skill {skill} at level {level}")
+    services = [s for s in need.services if s in helper.services]
+    if len(services) > 1:
+        services.sort()
+    for service in services:
         cap = helper.services[service]
         points += 8 + min(cap, 20) * 0.25
-        reasons.append(
-            f"服务 {service} / offers {service}"
-            + (f"（可派{cap}人 / capacity {cap}）" if helper.kind == "team" else "")
-        )
-    for res in sorted(need.resources):
-        for name, (category, qty, uom) in helper.resources.items():
-            if res in (name, category):
-                points += 8 + min(math.log10(qty + 1), 3)
-                reasons.append(f"资源 {name} {qty:g}{uom} / has {name} ({qty:g} {uom})".rstrip())
-                break
+        if reasons is not None:
+            reasons.append(
+                f"服务 {service} / offers {service}"
+                + (f"（可派{cap}人 / capacity {cap}）" if helper.kind == "team" else "")
+            )
+    if helper.resources:
+        for res in resources:
+            for name, (category, qty, uom) in helper.resources.items():
+                if res in (name, category):
+                    points += 8 + min(math.log10(qty + 1), 3)
+                    if reasons is not None:
+                        reasons.append(f"资源 {name} {qty:g}{uom} / has {name} ({qty:g} {uom})".rstrip())
+                    break
     if points == 0:
         return None
     if need.grid_id and need.grid_id in helper.grids:
         points += 5
-        reasons.append(f"服务本网格 / serves grid {need.grid_id}")
+        if reasons is not None:
+            reasons.append(f"服务本网格 / serves grid {need.grid_id}")
     elif need.community_id and need.community_id == helper.community_id:
         points += 2
-        reasons.append(f"同社区 / same community {need.community_id}")
-    if need.when is not None and helper.availability:
-        if available(helper.availability, need.when):
+        if reasons is not None:
+            reasons.append(f"同社区 / same community {need.community_id}")
+    if at is not None and helper.availability:
+        weekday, hhmm = at
+        if any(w == weekday and start <= hhmm < end for w, start, end in helper.availability):
             points += 3
-            reasons.append("该时段可服务 / available at that time")
+            if reasons is not None:
+                reasons.append("该时段可服务 / available at that time")
         else:
             points -= 6
-            reasons.append("该时段不在服务时间 / not available at that time")
-    return Scored(helper, round(points, 2), reasons)
+            if reasons is not None:
+                reasons.append("该时段不在服务时间 / not available at that time")
+    return points
+
+
+def score(helper: Helper, need: Need) -> Scored | None:
+    """How well a helper fits a need, with the reasons; None when nothing it offers is needed."""
+    reasons: list[str] = []
+    at = _local_slot(need.when) if need.when is not None else None
+    points = _points(helper, need, sorted(need.resources), at, reasons)
+    return None if points is None else Scored(helper, round(points, 2), reasons)
 
 
 def rank(helpers: Iterable[Helper], need: Need, limit: int) -> tuple[list[Scored], int]:
-    scored = [s for s in (score(h, need) for h in helpers) if s is not None]
-    scored.sort(key=lambda s: (-s.score, s.helper.kind, s.helper.id))
-    return scored[:limit], len(scored)
+    """The best `limit` helpers for a need, best first (ties by kind, then id), and how many matched at all.
+
+    Every helper is scored without reasons; only the ones returned get their reasons written.
+    """
+    resources = sorted(need.resources)
+    at = _local_slot(need.when) if need.when is not None else None
+    keyed: list[tuple[float, str, str, int, Helper]] = []
+    for h in helpers:
+        points = _points(h, need, resources, at, None)
+        if points is not None:
+            # The running number keeps equal keys in input order (as a stable sort would) and never
+            # lets the comparison reach the Helper itself.
+            keyed.append((-round(points, 2), h.kind, h.id, len(keyed), h))
+    keyed.sort()
+    best = []
+    for _neg, _kind, _id, _n, h in keyed[:limit]:
+        reasons: list[str] = []
+        points = _points(h, need, resources, at, reasons)
+        assert points is not None  # it matched a moment ago: the same helper, the same need
+        best.append(Scored(h, round(points, 2), reasons))
+    return best, len(keyed)
