@@ -3,7 +3,7 @@
 #
 #   deploy/local/test.sh                    lint, unit, integration and e2e tests
 #   deploy/local/test.sh test tests/e2e -k x  the same, with these arguments for pytest
-#   deploy/local/test.sh bench              the benchmarks under bench/
+#   deploy/local/test.sh bench [bench/x.py]  the benchmarks under bench/ (or just those named)
 #
 # The stack uses HONGLING_TEST_PORT_BASE (default 38000) and .local/test-state-<base>, so it runs
 # beside a `make up` system (and beside another test run on another base) without touching it.
@@ -53,7 +53,9 @@ if [[ "$mode" == bench ]]; then
   echo "[test 3/4] services for the benchmarks"
   bash "$here/services.sh" start
   echo "[test 4/4] benchmarks"
-  for b in bench/*.py; do
+  benches=("$@")
+  [[ ${#benches[@]} -gt 0 ]] || benches=(bench/*.py)
+  for b in "${benches[@]}"; do
     echo "== $b"
     "$PY" "$b"
   done

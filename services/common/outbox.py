@@ -48,6 +48,8 @@ OUTBOX_SIGNAL = threading.Event()
 MARKERS = "outbox_markers"
 PUBLISHED = "outbox_published"
 MARKER_GRACE = timedelta(seconds=10)
+# A marker younger than this may belong to a write still under way: look at it on every pass.
+MARKER_YOUNG = timedelta(seconds=2)
 KNOWN_PUBLISHED_MAX = 200_000
 
 
@@ -181,7 +183,9 @@ class OutboxRelay:
                     if marker in expired:
                         db[MARKERS].delete_one({"_id": marker["_id"]})
                         self._clean.pop(marker["_id"], None)
-                    else:
+                    elif now - _aware(marker["at"]) > MARKER_YOUNG:
+                        # Found clean and not so young that its write could still be on the way:
+                        # skip it until the last look after the grace period.
                         self._clean[marker["_id"]] = now
                 if doc is not None and doc.get("deleted") and not db[MARKERS].find_one({"doc": doc_id}):
                     # A tombstone (kept only to carry its deletion event) goes once that event is out.
