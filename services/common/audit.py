@@ -174,6 +174,13 @@ class AuditLog:
                 return _from_doc(doc) if doc else None
             doc, seq = nxt, seq + 1
 
+    def _tip(self) -> tuple[int, str]:
+        """(seq, hash) of the last entry as the hint knows it: one read of a one-document collection.
+        The entries collection itself is not touched on the normal path (on the local FerretDB any
+        lookup there scans it, which would make appends slower as the log grows)."""
+        hint = self.meta.find_one({"_id": "head"})
+        return (int(hint["seq"]), str(hint["hash"])) if hint else (0, GENESIS)
+
     def _move_head(self, entry: Entry) -> None:
         # A DuplicateKeyError means the hint is already at or past this entry.
         with contextlib.suppress(pymongo.errors.DuplicateKeyError):
@@ -198,9 +205,9 @@ class AuditLog:
     ) -> Entry:
         if outcome not in OUTCOMES:
             raise ValueError(f"audit outcome must be one of {OUTCOMES}")
+        last_seq, last_hash = self._tip()
         for _attempt in range(100):
-            head = self.head()
-            seq = (head.seq if head else 0) + 1
+            seq = last_seq + 1
             draft = Entry(
                 seq=seq,
                 time=datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
@@ -213,7 +220,7 @@ class AuditLog:
                 grant_id=grant_id,
                 request_id=request_id,
                 detail=dict(detail or {}),
-                prev_hash=head.hash if head else GENESIS,
+                prev_hash=last_hash,
             )
             entry = Entry(**{**asdict(draft), "hash": entry_hash(draft)})
             doc = entry.body() | {"hash": entry.hash, "_id": seq}
@@ -221,7 +228,11 @@ class AuditLog:
             try:
                 self.entries.insert_one(doc)
             except pymongo.errors.DuplicateKeyError:
-                continue  # another writer took this seq; chain onto its entry
+                # Another writer took this seq (or the hint lagged): chain onto that entry.
+                taken = self.entries.find_one({"_id": seq}, {"hash": 1})
+                if taken is not None:
+                    last_seq, last_hash = seq, taken["hash"]
+                continue
             self._move_head(entry)
             if seq % self.checkpoint_every == 0:
                 self._sign(entry)

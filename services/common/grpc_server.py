@@ -55,7 +55,7 @@ def _map_exception(exc: BaseException) -> HonglingError | None:
         return exc
     if isinstance(exc, mongoengine.ValidationError):
         return InvalidArgument(f"invalid value: {exc.message}")
-    if isinstance(exc, pymongo.errors.DuplicateKeyError):
+    if isinstance(exc, pymongo.errors.DuplicateKeyError | mongoengine.NotUniqueError):
         from services.common.errors import AlreadyExists
 
         return AlreadyExists("a record with the same key already exists")

@@ -411,7 +411,11 @@ def claim_version(sp: EntitySpec, ident: str, version: int) -> None:
 
 
 def bump_generation() -> None:
-    d.TenantStateDoc.objects(id="state").update_one(inc__generation=1, upsert=True)
+    try:
+        d.TenantStateDoc.objects(id="state").update_one(inc__generation=1, upsert=True)
+    except (me.NotUniqueError, pymongo.errors.DuplicateKeyError):
+        # Two first writes of a fresh tenant both tried to create the counter; it exists now.
+        d.TenantStateDoc.objects(id="state").update_one(inc__generation=1)
 
 
 def generation() -> int:

@@ -21,9 +21,9 @@ from tests.conftest import REPO, System, call_metadata, read_topic, wait_for
 TENANT = "taiqian"
 
 
-def run_demo() -> subprocess.CompletedProcess[str]:
+def run_demo(tenant: str = TENANT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.org.seed", "demo", "--tenant", TENANT],
+        [sys.executable, "-m", "services.org.seed", "demo", "--tenant", tenant],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -71,6 +71,7 @@ def test_progress_is_reported_per_tenant_and_kind(seeded: str) -> None:
     assert f"[seed 1/1] {TENANT} (泰前街道): loading" in seeded
     assert f"[seed 1/1] {TENANT} · member units:" in seeded
     assert "[seed] demo done: 1 tenant(s)" in seeded
+    assert "NOT LOADED" not in seeded and "WARNING" not in seeded  # a fresh database takes every record
 
 
 def test_jiade_alliance_has_7_property_companies_and_5_owners_committees(
@@ -124,3 +125,20 @@ def test_a_second_run_changes_nothing(seeded: str, system: System, org: pb_grpc.
     assert again.returncode == 0, again.stdout + again.stderr
     assert " 0 created," in again.stdout and "team leaders set" not in again.stdout, again.stdout
     assert versions(org, md) == before
+
+
+def test_records_clashing_with_existing_data_are_left_out_with_a_warning(
+    system: System, org: pb_grpc.OrgServiceStub
+) -> None:
+    """`make up` runs the demo on every start: data already there under the demo's names must not stop it."""
+    tenant = "shengzhuang"
+    md = call_metadata(system.settings, tenant)
+    org.CreateCommunity(pb.Community(id="shila-by-hand", name_zh="石腊社区"), metadata=md, timeout=10)
+    done = run_demo(tenant)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{tenant} · communities: 3 (2 created, 0 existing, 1 NOT LOADED)" in done.stdout, done.stdout
+    assert "warning: community shila: ALREADY_EXISTS" in done.stdout
+    assert "[seed] WARNING:" in done.stdout
+    # The other communities are complete.
+    assert len(list_all(org.ListGrids, md, community_id="dongyanglou")) == 3
+    assert not list_all(org.ListGrids, md, community_id="shila")

@@ -165,3 +165,16 @@ def test_zh_number() -> None:
         "三十五",
         "九十九",
     ]
+
+
+@pytest.mark.parametrize("slug", tenant_slugs())
+def test_every_demo_community_has_someone_for_the_common_needs(slug: str) -> None:
+    ds = seed.demo_dataset(slug)
+    community_of = {p["id"]: p["community_id"] for p in ds.records["person"]}
+    held: dict[str, set[str]] = {}
+    for t in ds.records["talent_entry"]:
+        held.setdefault(community_of[t["person_id"]], set()).add(t["skill"])
+    for c in ds.records["community"]:
+        assert set(seed.CORE_SKILLS) <= held[c["id"]], c["id"]
+    pairs = [(t["person_id"], t["skill"]) for t in ds.records["talent_entry"]]
+    assert len(pairs) == len(set(pairs))  # the (person, skill) unique index holds
