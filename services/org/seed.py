@@ -25,7 +25,7 @@ grids, 155 grid stations, --people people (default 12,000; 86 % party members, a
 volunteers of whom 3,000 are in teams), about 1,500 member units, and the three lists (1-3 skills
 per person from a vocabulary of 42 skills, team services, unit resources). Going through gRPC one
 record at a time would take far too long at this size, so every record is checked in-process by
-the same validators and reference checks the handlers run (``handlers._clean``: domain.validate_*
+the same validators and reference checks the handlers run (``handlers.check``: domain.validate_*
 plus the storage look-ups, against the records written before it; for the 21,000 talent entries the
 same validator and rule with the people read in one batch, see _talent_clean), built as the handlers
 build it (mongoengine documents, personal data encrypted and keyed by handlers._protect), and
@@ -1355,7 +1355,7 @@ def _scale_document(sp: Any, record: Record, ctx: Any, now: datetime, clean: Cle
 
 
 def _talent_clean(slug: str, records: Sequence[Record]) -> Clean:
-    """handlers._clean for talent entries with the people read in one go instead of one look-up per entry.
+    """handlers.check for talent entries with the people read in one go instead of one look-up per entry.
 
     The same validator (the spec's, domain.validate_talent_entry) and the same rule as the spec's
     prepare (handlers._via(PersonDoc, "person_id")): the person must exist in the tenant, and the entry
@@ -1388,7 +1388,7 @@ def _scale_write(slug: str, kind: str, records: Sequence[Record], ctx: Any, pool
     """Validate every record (in parallel: the reference checks are look-ups) and insert them in batches."""
     sp = handlers.SPECS[kind]
     now = datetime.now(UTC)
-    clean: Clean = _talent_clean(slug, records) if kind == "talent_entry" else handlers._clean
+    clean: Clean = _talent_clean(slug, records) if kind == "talent_entry" else handlers.check
 
     def build(chunk: Sequence[Record]) -> list[dict[str, Any]]:
         with context.bound(tenant=slug):
@@ -1508,7 +1508,7 @@ def _scale_leaders(slug: str, ds: DataSet, ctx: Any) -> None:
         for team in ds.records["volunteer_team"]:
             leader = ds.team_leaders.get(team["id"], "")
             if leader:
-                values = handlers._clean(sp, {**team, "leader_id": leader}, None, ctx)
+                values = handlers.check(sp, {**team, "leader_id": leader}, None, ctx)
                 coll.update_one({"_id": team["id"]}, {"$set": {"leader_id": values["leader_id"]}})
 
 
