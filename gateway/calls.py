@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import grpc
 from flask import current_app, g
 
+from gateway import department
 from gateway.clients import Clients
 from gateway.errors import ApiError, from_rpc_error
 from services.common import context
@@ -54,3 +55,17 @@ def tenant_call(tenant: str, *, conditional: bool = False) -> Iterator[None]:
         except grpc.RpcError as exc:
             stale = precondition_failed(exc) if conditional else None
             raise stale or from_rpc_error(exc) from None
+
+
+def department_access() -> department.Access | None:
+    """The grant check a district department's call passed (gateway/policy.py), or None for anyone else."""
+    access: department.Access | None = g.get("department_access")
+    return access
+
+
+def admit(access: department.Access, *, target: str = "", community_id: str | None = None) -> None:
+    """Complete a department's call: its record's community checked, the use counted and recorded."""
+    try:
+        access.admit(target=target, community_id=community_id)
+    except department.Refused as exc:
+        raise ApiError(403, "outside_grant", f"{exc.message} (超出授权范围)", field=exc.missing) from None

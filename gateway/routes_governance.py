@@ -54,6 +54,8 @@ from gateway.governance.store import (
     request_document,
     request_from_document,
 )
+from gateway.routes_issues import ISSUE_FIELDS
+from gateway.routes_org import readable_fields
 from services.common import context
 from services.common.audit import Entry
 from services.common.errors import InvalidArgument, PermissionDenied, UnknownTenant
@@ -255,6 +257,14 @@ def file_request() -> tuple[Response, int]:
         get_tenant(req.tenant)
     except UnknownTenant as exc:
         raise _bad("tenant", exc.message) from None
+    readable = readable_fields(req.operations) | (ISSUE_FIELDS if "intake.read:issues" in req.operations else set())
+    unknown = sorted(set(req.fields) - readable)
+    if unknown:
+        raise _bad(
+            "fields",
+            f"no such field(s) in what the operations read: {', '.join(unknown)}; "
+            f"fields are: {', '.join(sorted(readable))}",
+        )
     if not p.may_act_on(req.tenant):
         _audit(
             "request.refuse",
@@ -333,8 +343,8 @@ def get_request(item_id: str) -> Response:
 def approve_request(item_id: str) -> Response:
     """批准申请 Approve a request, possibly narrowing it; the grant it becomes
 
-    Optional body: `operations`, `fields` (subsets of those requested), `ends_on` (no later than
-    requested), `quota` (no higher), `reason`. Of two approvers deciding at once exactly one succeeds;
+    Optional body: `operations`, `fields`, `tasks` (subsets of those requested), `ends_on` (no later
+    than requested), `quota` (no higher), `reason`. Of two approvers deciding at once exactly one succeeds;
     the other gets 409."""
     request_id = item_id
     p = _principal()
@@ -366,6 +376,7 @@ def approve_request(item_id: str) -> Response:
         set(grant.operations) != set(doc["operations"])
         or set(grant.fields) != set(doc["fields"])
         or grant.quota != doc["quota"]
+        or set(grant.tasks) != set(doc.get("tasks") or ())
         or grant.expires_at.date() != date.fromisoformat(doc["ends_on"]) + timedelta(days=1)
     )
     record_grant_audit(

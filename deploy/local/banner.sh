@@ -42,6 +42,7 @@ cat <<TXT
   Gateway (HTTP API)      http://127.0.0.1:${HONGLING_GATEWAY_PORT}/api/v1/tenants
   Gateway health          http://127.0.0.1:${HONGLING_GATEWAY_PORT}/readyz
   Gateway metrics         http://127.0.0.1:${HONGLING_GATEWAY_PORT}/metrics
+  Department front door   127.0.0.1:${HONGLING_FRONTDOOR_PORT} (gRPC hongling.frontdoor.v1.DepartmentGateway, health + reflection; examples/department_client.py)
   Service gRPC            org :${HONGLING_ORG_PORT}  intake :${HONGLING_INTAKE_PORT}  dispatch :${HONGLING_DISPATCH_PORT}  evaluation :${HONGLING_EVALUATION_PORT}  publication :${HONGLING_PUBLICATION_PORT}
   Service metrics         http://127.0.0.1:${HONGLING_ORG_METRICS_PORT}/metrics … :${HONGLING_PUBLICATION_METRICS_PORT}/metrics (one port per service)
   Kafka bootstrap         ${HONGLING_KAFKA_BOOTSTRAP}

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Start, stop and probe the five Hongling services and the gateway as background processes.
+# Start, stop and probe the five Hongling services, the gateway and its gRPC front door (for district
+# department systems) as background processes.
 #
 #   deploy/local/services.sh start [name ...]   # default: all, in dependency order
 #   deploy/local/services.sh stop  [name ...]
@@ -11,12 +12,18 @@ set -euo pipefail
 source "$(dirname -- "${BASH_SOURCE[0]}")/env.sh"
 
 PY="${HONGLING_PYTHON:-$HONGLING_REPO_ROOT/.venv/bin/python}"
-ALL=(org intake dispatch evaluation publication gateway)
+ALL=(org intake dispatch evaluation publication gateway frontdoor)
 RUN_DIR="$HONGLING_STATE_DIR/run"
 LOG_DIR="$HONGLING_STATE_DIR/logs"
 mkdir -p "$RUN_DIR" "$LOG_DIR"
 
-module_of() { if [[ "$1" == gateway ]]; then echo gateway; else echo "services.$1"; fi; }
+module_of() {
+  case "$1" in
+    gateway) echo gateway ;;
+    frontdoor) echo gateway.frontdoor ;; # gRPC, probed by its grpc.health.v1 service like the services
+    *) echo "services.$1" ;;
+  esac
+}
 port_of() {
   local var
   var="HONGLING_$(tr '[:lower:]' '[:upper:]' <<<"$1")_PORT"
@@ -129,7 +136,7 @@ case "$cmd" in
     done
     ;;
   *)
-    echo "usage: $0 {start|stop|status} [org intake dispatch evaluation publication gateway]" >&2
+    echo "usage: $0 {start|stop|status} [${ALL[*]}]" >&2
     exit 2
     ;;
 esac

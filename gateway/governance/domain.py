@@ -92,6 +92,7 @@ class Grant:
     quota: int = 0
     used: int = 0
     revoked: bool = False
+    tasks: frozenset[str] = frozenset()  # assistance: the approved task titles, the only ones handed over
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class Narrowing:
     fields: Iterable[str] | None = None
     ends_on: date | None = None
     quota: int | None = None
+    tasks: Iterable[str] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -222,6 +224,14 @@ def approve(request: Request, grant_id: str, request_id: str, narrowing: Narrowi
         if n.ends_on > request.ends_on or n.ends_on < request.starts_on:
             raise InvalidArgument("an approval may only shorten the period", field="ends_on")
         ends = n.ends_on
+    tasks = set(request.tasks)
+    if n.tasks is not None:
+        extra = set(n.tasks) - tasks
+        if extra:
+            raise InvalidArgument(f"an approval cannot add tasks: {', '.join(sorted(extra))}", field="tasks")
+        tasks = set(n.tasks)
+        if request.kind == "assistance_task" and not tasks:
+            raise InvalidArgument("an approval must leave at least one task", field="tasks")
     quota = request.quota
     if n.quota is not None:
         if (request.quota and n.quota > request.quota) or n.quota < 0:
@@ -241,6 +251,7 @@ def approve(request: Request, grant_id: str, request_id: str, narrowing: Narrowi
         starts_at=datetime.combine(request.starts_on, time.min, SHANGHAI),
         expires_at=datetime.combine(ends + timedelta(days=1), time.min, SHANGHAI),
         quota=quota,
+        tasks=frozenset(tasks),
     )
 
 
@@ -252,6 +263,7 @@ def check(
     tenant: str,
     community_id: str,
     fields: Iterable[str] = (),
+    task: str | None = None,
     now: datetime,
 ) -> Decision:
     """Whether one department call fits inside its grant; the refusal names what is missing."""
@@ -283,6 +295,13 @@ def check(
     if extra:
         return Decision(
             False, f"grant {grant.id} does not cover field(s) {', '.join(extra)}", f"fields:{','.join(extra)}"
+        )
+    if grant.kind == "assistance_task" and task is not None and task not in grant.tasks:
+        return Decision(
+            False,
+            f"grant {grant.id} does not cover the task {task!r}: only the approved task(s) may be handed over "
+            f"({len(grant.tasks)} approved)",
+            "task",
         )
     if grant.quota and grant.used >= grant.quota:
         return Decision(False, f"grant {grant.id} quota of {grant.quota} is used up", "quota")

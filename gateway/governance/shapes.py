@@ -78,6 +78,7 @@ class ApproveIn(_Body):
     fields: Annotated[list[FieldName], Field(max_length=200)] | None = None
     ends_on: str | None = None
     quota: int | None = None
+    tasks: Annotated[list[Task], Field(max_length=100)] | None = None
     reason: Annotated[str, StringConstraints(max_length=REASON_MAX)] | None = None
 
 
@@ -140,7 +141,9 @@ def narrowing(body: ApproveIn) -> domain.Narrowing:
             raise BodyError("ends_on", f"ends_on {body.ends_on!r} is not a date YYYY-MM-DD (日期格式错误)") from None
     if body.quota is not None and not 0 <= body.quota <= domain.MAX_QUOTA:
         raise BodyError("quota", f"quota must be 0..{domain.MAX_QUOTA} (额度超出范围)")
-    return domain.Narrowing(operations=body.operations, fields=body.fields, ends_on=ends_on, quota=body.quota)
+    return domain.Narrowing(
+        operations=body.operations, fields=body.fields, ends_on=ends_on, quota=body.quota, tasks=body.tasks
+    )
 
 
 def required_reason(body: ReasonIn, what: str) -> str:
@@ -261,6 +264,7 @@ def grant_json(
         "community_id": doc["community_id"],
         "operations": list(doc.get("operations") or []),
         "fields": list(doc.get("fields") or []),
+        "tasks": list(doc.get("tasks") or []),
         "starts_at": local_time(doc["starts_at"]),
         "expires_at": local_time(doc["expires_at"]),
         "quota": quota,

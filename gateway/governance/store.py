@@ -168,6 +168,7 @@ def grant_terms(grant: domain.Grant) -> dict[str, Any]:
         "starts_at": grant.starts_at.astimezone(UTC),
         "expires_at": grant.expires_at.astimezone(UTC),
         "quota": grant.quota,
+        "tasks": sorted(grant.tasks),
     }
 
 
@@ -202,6 +203,7 @@ def grant_from_document(doc: Mapping[str, Any]) -> domain.Grant:
         quota=int(doc.get("quota") or 0),
         used=int(doc.get("used") or 0),
         revoked=bool(doc.get("revoked")),
+        tasks=frozenset(doc.get("tasks") or ()),
     )
 
 
@@ -363,15 +365,15 @@ class GovernanceStore:
         )
         return found
 
-    def use(self, grant_id: str, now: datetime | None = None) -> bool:
-        """Count one use of a grant, once and for all: only while it is in force and below its quota."""
+    def use(self, grant_id: str, now: datetime | None = None) -> int:
+        """Count one use of a grant, once and for all: only while it is in force and below its quota.
+        The use's number (1, 2, …), or 0 when none was counted."""
         current = self.grant(grant_id, trail=False)
         at = now or datetime.now(UTC)
         if current is None or current["revoked"] or not _utc(current["starts_at"]) <= at < _utc(current["expires_at"]):
-            return False
+            return 0
         quota = int(current.get("quota") or 0)
-        taken = self._take(self.grant_uses, f"uses:{grant_id}", grant_id, quota, {"at": at})
-        return taken is not None
+        return self._take(self.grant_uses, f"uses:{grant_id}", grant_id, quota, {"at": at}) or 0
 
     # ------------------------------------------------------------ numbered slots (uses, audit links)
 
@@ -478,7 +480,7 @@ def use_grant(grant_id: str, store: GovernanceStore | None = None, *, now: datet
     concurrent callers can never together exceed the quota, on MongoDB and on FerretDB alike. Call it
     after domain.check allowed the call, then write the audit entry with record_grant_audit.
     """
-    return (store or current_store()).use(grant_id, now)
+    return (store or current_store()).use(grant_id, now) > 0
 
 
 def record_grant_audit(

@@ -10,6 +10,10 @@ Storage: one district-level database (not per tenant) — `hl_audit` — with co
 look-ups by _id, whatever the length of the log). Appends from several processes are serialised
 by the unique _id: the loser of a race re-reads the head and tries the next seq. Entries never
 carry personal data: who acted (account id and role), what, on which tenant/target, the outcome.
+
+Reading: `page` (newest first, keyset pages by seq), `iter_entries` (seq order, a seq range, some
+tenants), `verify` (the whole chain). An export (`export_record`, one JSON object per entry with the
+exact UTC time the hash covers) can be checked offline: `python -m services.common.audit verify-file`.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+import threading
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -88,11 +93,22 @@ class Verification:
 
 
 def verify_chain(
-    entries: Iterable[Entry], checkpoints: Mapping[int, tuple[str, bytes]], public_key: Ed25519PublicKey
+    entries: Iterable[Entry],
+    checkpoints: Mapping[int, tuple[str, bytes]],
+    public_key: Ed25519PublicKey | None,
+    *,
+    start_seq: int = 1,
+    start_hash: str = GENESIS,
 ) -> Verification:
-    """Check links, hashes, continuity and every checkpoint signature; name the first broken entry."""
-    prev = GENESIS
-    expected_seq = 1
+    """Check links, hashes, continuity and every checkpoint signature; name the first broken entry.
+
+    The chain is expected to start at `start_seq`, linked to `start_hash` (the whole log: 1 and GENESIS;
+    an exported range: its first entry's seq and prev_hash, which only the full log can confirm).
+    `public_key` may be None only when there are no checkpoints to check."""
+    if checkpoints and public_key is None:
+        raise ValueError("checking signed checkpoints needs the public key")
+    prev = start_hash
+    expected_seq = start_seq
     checked = 0
     verified_checkpoints = 0
     for entry in entries:
@@ -112,6 +128,7 @@ def verify_chain(
         cp = checkpoints.get(entry.seq)
         if cp is not None:
             digest, signature = cp
+            assert public_key is not None  # checked above
             try:
                 public_key.verify(signature, checkpoint_message(entry.seq, digest))
             except InvalidSignature:
@@ -133,6 +150,66 @@ def verify_chain(
             f"entries up to signed checkpoint {max(beyond)} are missing (log truncated)",
         )
     return Verification(True, checked, verified_checkpoints)
+
+
+def export_record(entry: Entry) -> dict[str, Any]:
+    """An entry as one line of an ndjson export: every field the hash covers, as hashed (time in UTC)."""
+    return entry.body() | {"hash": entry.hash}
+
+
+def entry_from_record(record: Mapping[str, Any]) -> Entry:
+    """An entry read back from an export line (export_record, or the gateway's export, which adds
+    display fields: the UTC time the hash covers is `time_utc` there)."""
+    return Entry(
+        seq=int(record["seq"]),
+        time=str(record.get("time_utc") or record["time"]),
+        actor=record["actor"],
+        role=record["role"],
+        action=record["action"],
+        outcome=record["outcome"],
+        tenant=record.get("tenant") or "",
+        target=record.get("target") or "",
+        grant_id=record.get("grant_id") or "",
+        request_id=record.get("request_id") or "",
+        detail=record.get("detail") or {},
+        prev_hash=record["prev_hash"],
+        hash=record["hash"],
+    )
+
+
+def verify_export(entries: Iterable[Entry], *, contiguous: bool = True) -> Verification:
+    """Check an exported file offline (no key, no database).
+
+    `contiguous` (a whole log or a seq range): hashes, links and that no entry is missing, from the first
+    entry (whose own link only the full log can confirm). Otherwise (a tenant's entries, gaps expected):
+    each entry's hash, and the links where seqs follow each other. Signed checkpoints are not in an
+    export: only `verify` on the log itself checks them."""
+    items = iter(entries)
+    first = next(items, None)
+    if first is None:
+        return Verification(True, 0, 0)
+    if contiguous:
+        start_hash = GENESIS if first.seq == 1 else first.prev_hash
+        return verify_chain(_chain_from(first, items), {}, None, start_seq=first.seq, start_hash=start_hash)
+    checked = 0
+    prev: Entry | None = None
+    for entry in _chain_from(first, items):
+        checked += 1
+        if entry_hash(entry) != entry.hash:
+            return Verification(False, checked, 0, entry.seq, "content does not match its hash")
+        if prev is not None and entry.seq <= prev.seq:
+            return Verification(False, checked, 0, entry.seq, f"out of order (after entry {prev.seq})")
+        if prev is not None and entry.seq == prev.seq + 1 and entry.prev_hash != prev.hash:
+            return Verification(False, checked, 0, entry.seq, "link to the previous entry is wrong")
+        if entry.seq == 1 and entry.prev_hash != GENESIS:
+            return Verification(False, checked, 0, entry.seq, "link to the previous entry is wrong")
+        prev = entry
+    return Verification(True, checked, 0)
+
+
+def _chain_from(first: Entry, rest: Iterator[Entry]) -> Iterator[Entry]:
+    yield first
+    yield from rest
 
 
 def _from_doc(doc: Mapping[str, Any]) -> Entry:
@@ -260,33 +337,149 @@ class AuditLog:
             upsert=True,
         )
 
-    def iter_entries(self, *, tenant: str | None = None, batch: int = 2000) -> Iterator[Entry]:
-        query: dict[str, Any] = {} if tenant is None else {"tenant": tenant}
+    @staticmethod
+    def _query(
+        *,
+        tenant: str | None = None,
+        tenants: Collection[str] | None = None,
+        action: str | None = None,
+        actor: str | None = None,
+        seqs: Mapping[str, int] | None = None,
+    ) -> dict[str, Any]:
+        """The entries filter: one tenant ("" = district level), or any of `tenants`; exact action and
+        actor; `seqs` a range on _id such as {"$lt": 500}. None: no condition."""
+        query: dict[str, Any] = {}
+        if tenant is not None:
+            query["tenant"] = tenant
+        elif tenants is not None:
+            query["tenant"] = {"$in": sorted(set(tenants))}
+        if action is not None:
+            query["action"] = action
+        if actor is not None:
+            query["actor"] = actor
+        if seqs:
+            query["_id"] = dict(seqs)
+        return query
+
+    def page(
+        self,
+        *,
+        tenant: str | None = None,
+        tenants: Collection[str] | None = None,
+        action: str | None = None,
+        actor: str | None = None,
+        before: int | None = None,
+        limit: int = 50,
+    ) -> tuple[list[Entry], int | None]:
+        """Entries newest first, at most `limit`, with seq below `before` (None: from the head); and the
+        `before` that continues (the last seq shown), or None when there are no more. Filters as _query.
+
+        One query sorted by _id descending (keyset paging: a page costs the same however deep it is).
+        On the local FerretDB a filter other than _id scans the collection: fine for these admin reads."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        query = self._query(
+            tenant=tenant,
+            tenants=tenants,
+            action=action,
+            actor=actor,
+            seqs={"$lt": before} if before is not None else None,
+        )
+        docs = list(self.entries.find(query, sort=[("_id", pymongo.DESCENDING)], limit=limit + 1))
+        shown = [_from_doc(d) for d in docs[:limit]]
+        return shown, (shown[-1].seq if len(docs) > limit and shown else None)
+
+    def iter_entries(
+        self,
+        *,
+        tenant: str | None = None,
+        tenants: Collection[str] | None = None,
+        from_seq: int | None = None,
+        to_seq: int | None = None,
+        batch: int = 2000,
+    ) -> Iterator[Entry]:
+        """Entries in seq order, optionally from_seq..to_seq (inclusive) and of one tenant or some.
+
+        One cursor, read `batch` documents at a time: the local FerretDB scans the collection per query,
+        so one query for the whole range is far cheaper than a query per page."""
+        seqs: dict[str, int] = {}
+        if from_seq is not None:
+            seqs["$gte"] = from_seq
+        if to_seq is not None:
+            seqs["$lte"] = to_seq
+        query = self._query(tenant=tenant, tenants=tenants, seqs=seqs)
         cursor = self.entries.find(query, sort=[("_id", pymongo.ASCENDING)], batch_size=batch)
-        for doc in cursor:
-            yield _from_doc(doc)
+        try:
+            for doc in cursor:
+                yield _from_doc(doc)
+        finally:
+            cursor.close()
 
     def verify(self) -> Verification:
         checkpoints = {int(c["_id"]): (c["hash"], bytes(c["signature"])) for c in self.checkpoints.find()}
         return verify_chain(self.iter_entries(), checkpoints, self.public_key)
 
 
-def open_log(settings: Any) -> AuditLog:
+def open_log(settings: Any, **client_options: Any) -> AuditLog:
     """The deployment's audit log (district-level database) with its signing key."""
-    client: pymongo.MongoClient[Any] = pymongo.MongoClient(settings.mongo_uri, tz_aware=True)
+    client: pymongo.MongoClient[Any] = pymongo.MongoClient(settings.mongo_uri, tz_aware=True, **client_options)
     return AuditLog(client[DATABASE], signing_key(settings.audit_signing_key))
 
 
+_shared_lock = threading.Lock()
+_shared: dict[str, AuditLog] = {}
+
+
+def shared_log() -> AuditLog:
+    """This process's audit log, opened on first use (services that append now and then, e.g. the org
+    service recording reveals). Server selection gives up after 3 s, so a caller that must not go on
+    without its entry (a reveal) fails within a gRPC deadline instead of hanging."""
+    with _shared_lock:
+        found = _shared.get("log")
+        if found is None:
+            from services.common.settings import get_settings
+
+            found = _shared["log"] = open_log(get_settings(), serverSelectionTimeoutMS=3000, connectTimeoutMS=3000)
+        return found
+
+
+def read_export(lines: Iterable[str]) -> Iterator[Entry]:
+    """The entries of an ndjson export, line by line (blank lines skipped)."""
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            yield entry_from_record(json.loads(line))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"line {number} is not an exported audit entry: {exc!r}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """python -m services.common.audit verify — check the whole chain; exit 1 and name the first broken entry."""
+    """python -m services.common.audit verify — check the whole chain; exit 1 and name the first broken entry.
+
+    `verify-file FILE.ndjson [--partial]` checks an export offline (no database, no key): `--partial` for
+    a tenant's export, where entries of other tenants are missing by design."""
     import argparse
     import time
 
     from services.common.settings import get_settings
 
     parser = argparse.ArgumentParser(prog="python -m services.common.audit")
-    parser.add_argument("command", choices=["verify", "checkpoint"])
+    parser.add_argument("command", choices=["verify", "checkpoint", "verify-file"])
+    parser.add_argument("file", nargs="?", help="verify-file: the ndjson export to check")
+    parser.add_argument("--partial", action="store_true", help="verify-file: a tenant's export (gaps expected)")
     args = parser.parse_args(argv)
+    if args.command == "verify-file":
+        if not args.file:
+            parser.error("verify-file needs the export file")
+        with open(args.file, encoding="utf-8") as fh:
+            try:
+                checked = verify_export(read_export(fh), contiguous=not args.partial)
+            except ValueError as exc:
+                print(f"{args.file}: {exc}")
+                return 2
+        print(f"{args.file}: {checked.summary()}")
+        return 0 if checked.ok else 1
     audit = open_log(get_settings())
     if args.command == "checkpoint":
         seq = audit.checkpoint()

@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     relay_interval_seconds: float = Field(1.0, gt=0, le=60)
     gateway_port: int | None = Field(None, ge=1, le=65535)
     gateway_metrics_port: int | None = Field(None, ge=1, le=65535)
+    # The gRPC front door for district-department systems (gateway/frontdoor.py).
+    frontdoor_port: int | None = Field(None, ge=1, le=65535)
     org_port: int | None = Field(None, ge=1, le=65535)
     intake_port: int | None = Field(None, ge=1, le=65535)
     dispatch_port: int | None = Field(None, ge=1, le=65535)
@@ -104,6 +106,8 @@ class Settings(BaseSettings):
             self.gateway_port = base + 80
         if self.gateway_metrics_port is None:
             self.gateway_metrics_port = base + 160
+        if self.frontdoor_port is None:
+            self.frontdoor_port = base + 50
         return self
 
     def grpc_port(self, service: str) -> int:

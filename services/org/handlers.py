@@ -578,7 +578,11 @@ def list_(sp: EntitySpec, filters: Mapping[str, str], page_size: int, token: str
 
 
 def may_reveal(reveal: bool, sp: EntitySpec, ident: str) -> bool:
-    """Whether personal data is shown unmasked; refuses roles without the need, logs every reveal."""
+    """Whether personal data is shown unmasked; refuses roles without the need, records every reveal.
+
+    Each reveal is appended to the hash-chained audit log (who, which record; never the data itself)
+    before anything is shown: when the entry cannot be written (the database is down), the reveal is
+    refused (FAILED_PRECONDITION `audit_unavailable`) and the record can still be read masked."""
     if not reveal:
         return False
     principal = current_principal.get()
@@ -587,5 +591,27 @@ def may_reveal(reveal: bool, sp: EntitySpec, ident: str) -> bool:
             f"role {principal.role if principal else 'none'!r} may not see personal data unmasked",
             reason="reveal_not_allowed",
         )
+    from services.common.audit import shared_log  # opened once per process, on the first reveal
+    from services.common.context import current_request_id, current_tenant
+
+    try:
+        shared_log().append(
+            actor=principal.sub,
+            role=principal.role,
+            action="personal_data.reveal",
+            outcome="done",
+            tenant=current_tenant.get() or "",
+            target=f"{sp.name}/{ident}",
+            request_id=current_request_id.get() or "",
+        )
+    except Exception:
+        log.exception(
+            "personal data NOT revealed: %s %s to %s: the audit log is unavailable", sp.name, ident, principal.sub
+        )
+        raise FailedPrecondition(
+            "personal data cannot be shown right now: the audit log could not record the reveal; retry later, "
+            "or read the record masked (审计日志暂不可用，无法显示个人信息)",
+            reason="audit_unavailable",
+        ) from None
     log.info("personal data revealed: %s %s to %s (%s)", sp.name, ident, principal.sub, principal.role)
     return True
