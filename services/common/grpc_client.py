@@ -10,11 +10,10 @@ from typing import Any, NamedTuple
 import grpc
 
 from services.common import context
-from services.common.grpc_server import REQUEST_ID_KEY, TENANT_KEY, TRACE_KEY
-from services.common.principal import METADATA_KEY, mint
 
 # Spreadsheet imports and exports travel as one message; 16 MiB leaves room above the 5 MB file limit.
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+from services.common.grpc_server import MAX_MESSAGE_BYTES, REQUEST_ID_KEY, TENANT_KEY, TRACE_KEY
+from services.common.principal import METADATA_KEY, mint
 
 
 def service_config(service_names: list[str]) -> str:

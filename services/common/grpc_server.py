@@ -22,6 +22,8 @@ from services.common.principal import METADATA_KEY, verify
 from services.common.settings import Settings
 from services.common.tenants import get_tenant
 
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024  # gRPC messages either way: an issue with 5 attachments of 5 MiB fits
+
 log = logging.getLogger(__name__)
 
 TENANT_KEY = "x-hongling-tenant"
@@ -157,8 +159,8 @@ class ServiceHost:
             interceptors=[ServerInterceptor(settings.principal_secret, tenantless)],
             options=[
                 ("grpc.so_reuseport", 0),
-                ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-                ("grpc.max_send_message_length", 16 * 1024 * 1024),
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ],
         )
         service_names = list(register(self.server))

@@ -15,8 +15,13 @@ from services.common.settings import SERVICES, get_settings
 PARTITIONS = 3
 
 
+# Consumer groups with a dead-letter topic of their own, besides one per service name.
+EXTRA_GROUPS = ("intake-lifecycle",)
+
+
 def wanted_topics() -> list[str]:
-    return [topic_for(s) for s in SERVICES] + [dead_letter_topic(s) for s in SERVICES]
+    groups = [*SERVICES, *EXTRA_GROUPS]
+    return [topic_for(s) for s in SERVICES] + [dead_letter_topic(g) for g in groups]
 
 
 def ensure_topics(bootstrap: str, partitions: int = PARTITIONS, timeout: float = 60.0) -> list[str]:

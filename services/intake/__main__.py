@@ -1,8 +1,20 @@
-"""python -m services.intake: the intake service (gRPC + outbox relay)."""
+"""python -m services.intake: the intake service (gRPC + outbox relay + lifecycle consumer)."""
 
+from services.common.protect import protector
 from services.common.runner import run_service
+from services.common.settings import get_settings
+from services.intake.consumer import build_consumer
 from services.intake.documents import IssueDoc
+from services.intake.placement import OrgPlacer
 from services.intake.servicer import register
 
 if __name__ == "__main__":
-    run_service("intake", register, outbox_documents=[IssueDoc])
+    settings = get_settings()
+    placer = OrgPlacer(settings)
+    keys = protector(settings.data_key)
+    run_service(
+        "intake",
+        lambda server: register(server, placer, keys),
+        outbox_documents=[IssueDoc],
+        workers=[build_consumer],
+    )

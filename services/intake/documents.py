@@ -1,4 +1,11 @@
-"""Intake persistence schema (per-tenant database hl_intake_<tenant>)."""
+"""Intake persistence schema (per-tenant database hl_intake_<tenant>).
+
+- issues: one document per issue, carrying its history and its events (outbox).
+- attachments: the files, one document each, written before the issue that points at them.
+- rules: the tenant's classification rules (_id "rules"), absent until the tenant stores its own.
+- version_claims: who won the right to write an issue's (or the rules') next version.
+- duplicate_claims: which open issue holds a (category, cell, time bucket) for duplicate detection.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ from typing import Any, ClassVar
 
 import mongoengine as me
 
+from services.common.mongo import TenantDocument
 from services.common.outbox import OutboxDocument
 
 
@@ -14,6 +22,40 @@ class LocationDoc(me.EmbeddedDocument):
     lon = me.FloatField()
     address = me.StringField(default="")
     compound_id = me.StringField(default="")
+
+
+class PlaceDoc(me.EmbeddedDocument):
+    community_id = me.StringField(default="")
+    grid_id = me.StringField(default="")
+    compound_id = me.StringField(default="")
+    community_name_zh = me.StringField(default="")
+    grid_name_zh = me.StringField(default="")
+
+
+class ContactDoc(me.EmbeddedDocument):
+    """Personal data: sealed with HONGLING_DATA_KEY, and the masked forms every answer shows."""
+
+    name_enc = me.StringField(default="")
+    phone_enc = me.StringField(default="")
+    name_masked = me.StringField(default="")
+    phone_masked = me.StringField(default="")
+
+
+class AttachmentMetaDoc(me.EmbeddedDocument):
+    id = me.StringField(required=True)
+    filename = me.StringField(required=True)
+    content_type = me.StringField(required=True)
+    size = me.IntField(required=True)
+    sha256 = me.StringField(required=True)
+
+
+class HistoryDoc(me.EmbeddedDocument):
+    at = me.DateTimeField(required=True)
+    kind = me.StringField(required=True)
+    status = me.StringField(required=True)
+    note_zh = me.StringField(default="")
+    note_en = me.StringField(default="")
+    by = me.StringField(default="")
 
 
 class IssueDoc(OutboxDocument):
@@ -31,3 +73,68 @@ class IssueDoc(OutboxDocument):
     status = me.StringField(required=True)
     created_by = me.StringField(required=True)
     created_at = me.DateTimeField(required=True)
+    grant_id = me.StringField(default="")  # department_assistance: the assistance grant
+    urgency = me.StringField(default="")
+    urgency_reasons = me.ListField(me.StringField())
+    affected_households = me.IntField(default=0)
+    hazards = me.ListField(me.StringField())
+    contact = me.EmbeddedDocumentField(ContactDoc)
+    attachments = me.EmbeddedDocumentListField(AttachmentMetaDoc)
+    place = me.EmbeddedDocumentField(PlaceDoc)
+    duplicate_of = me.StringField(default="")
+    duplicates = me.ListField(me.StringField())
+    history = me.EmbeddedDocumentListField(HistoryDoc)
+    version = me.IntField(default=1)
+    updated_at = me.DateTimeField()
+    # The lifecycle's clock: when (by the events' own times) the status last changed and was last
+    # reopened, so a late or replayed older event changes nothing; and the kind of that last step.
+    status_changed_at = me.DateTimeField()
+    status_kind = me.StringField(default="")
+    reopened_at = me.DateTimeField()
+    # The duplicate claim this issue holds (deleted when it closes), "" for none.
+    dup_claim = me.StringField(default="")
+
+
+class AttachmentDoc(TenantDocument):
+    meta: ClassVar[dict[str, Any]] = {"collection": "attachments"}
+
+    id = me.StringField(primary_key=True)
+    issue_id = me.StringField(required=True)
+    filename = me.StringField(required=True)
+    content_type = me.StringField(required=True)
+    size = me.IntField(required=True)
+    sha256 = me.StringField(required=True)
+    content = me.BinaryField(required=True)
+    created_at = me.DateTimeField(required=True)
+
+
+class RulesDoc(TenantDocument):
+    meta: ClassVar[dict[str, Any]] = {"collection": "rules"}
+
+    id = me.StringField(primary_key=True)  # "rules"
+    version = me.IntField(required=True)
+    rules = me.DictField(required=True)
+    updated_at = me.DateTimeField(required=True)
+    updated_by = me.StringField(default="")
+
+
+class VersionClaimDoc(TenantDocument):
+    """_id "issue:<id>:<version>" (or "rules:<version>"): inserted before that version is written."""
+
+    meta: ClassVar[dict[str, Any]] = {"collection": "version_claims"}
+
+    id = me.StringField(primary_key=True)
+    at = me.DateTimeField(required=True)
+
+
+class DuplicateClaimDoc(TenantDocument):
+    """_id = geo.claim_key(...): the open issue that holds this category's cell in this time bucket."""
+
+    meta: ClassVar[dict[str, Any]] = {"collection": "duplicate_claims"}
+
+    id = me.StringField(primary_key=True)
+    issue_id = me.StringField(required=True)
+    category = me.StringField(required=True)
+    lat = me.FloatField(required=True)
+    lon = me.FloatField(required=True)
+    created_at = me.DateTimeField(required=True)  # the issue's

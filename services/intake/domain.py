@@ -1,26 +1,171 @@
-"""Intake domain rules (社区接单): what a valid new issue is. Plain Python, no infrastructure."""
+"""Intake domain rules (社区接单): what a valid new issue is, its lifecycle as the resident sees it, personal
+data masking and attachment checks. Plain Python, no infrastructure."""
 
 from __future__ import annotations
 
+import hashlib
+import re
+import unicodedata
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, PermissionDenied
+from services.intake.classify import URGENCIES, URGENCY_ZH, Rules
 
-# Channel code -> Chinese name. District-department assistance tasks arrive with the gateway issue.
+# Channel code -> Chinese name.
 CHANNELS: dict[str, str] = {
     "household_visit": "入户走访",
     "resident_report": "居民反映",
     "online": "线上接单",
     "grid_patrol": "网格巡查",
     "hotline_12345": "12345热线",
+    "department_assistance": "部门协助任务",
 }
+# Handed over by a district department under an approved assistance grant, and by nobody else.
+ASSISTANCE_CHANNEL = "department_assistance"
 TITLE_MAX = 120
 DESCRIPTION_MAX = 4000
 ADDRESS_MAX = 300
-STATUS_RECEIVED = "received"
-DEFAULT_CATEGORY = "unclassified"
+NAME_MAX = 50
+HOUSEHOLDS_MAX = 1_000_000
 ID_NAMESPACE = uuid.UUID("3f5b3c1e-6a39-4c56-9d2b-6d3b2a8e1f00")
+
+# Who may do what, checked again behind the gateway's policy table (defence in depth).
+HANDLER_ROLES = frozenset({"community_worker", "subdistrict_admin"})  # reclassify, see contacts
+LIST_ROLES = HANDLER_ROLES | {"service"}
+RULES_WRITERS = frozenset({"subdistrict_admin", "service"})
+
+# ---------------------------------------------------------------- attachments
+
+MAX_ATTACHMENTS = 5
+ATTACHMENT_MAX_BYTES = 5 * 1024 * 1024
+ATTACHMENT_TYPES = ("image/jpeg", "image/png", "image/webp", "application/pdf")
+EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "application/pdf": "pdf"}
+FILENAME_MAX = 200
+
+
+def sniff_type(content: bytes) -> str | None:
+    """The attachment type the bytes really are (by their magic numbers), or None if none we accept."""
+    if content.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if content.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if len(content) >= 12 and content[:4] == b"RIFF" and content[8:12] == b"WEBP":
+        return "image/webp"
+    if content.startswith(b"%PDF-"):
+        return "application/pdf"
+    return None
+
+
+@dataclass(frozen=True)
+class AttachmentIn:
+    filename: str
+    content_type: str
+    content: bytes
+
+
+@dataclass(frozen=True)
+class CheckedAttachment:
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    content: bytes = field(repr=False)
+
+
+def _filename(raw: str, index: int, content_type: str) -> str:
+    name = re.split(r"[\\/]", raw or "")[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip().strip(".")
+    if len(name) > FILENAME_MAX:
+        stem, dot, ext = name.rpartition(".")
+        name = (stem[: FILENAME_MAX - len(ext) - 1] + dot + ext) if dot and len(ext) <= 10 else name[:FILENAME_MAX]
+    return name or f"attachment-{index + 1}.{EXTENSIONS[content_type]}"
+
+
+def check_attachments(uploads: Sequence[AttachmentIn]) -> list[CheckedAttachment]:
+    """Checked attachments, or InvalidArgument naming the first bad one (attachments[i])."""
+    if len(uploads) > MAX_ATTACHMENTS:
+        raise InvalidArgument(
+            f"at most {MAX_ATTACHMENTS} attachments per issue (got {len(uploads)}) (附件过多)", field="attachments"
+        )
+    out = []
+    for i, up in enumerate(uploads):
+        where = f"attachments[{i}]"
+        size = len(up.content)
+        if size == 0:
+            raise InvalidArgument(f"{where} is empty", field=where)
+        if size > ATTACHMENT_MAX_BYTES:
+            raise InvalidArgument(
+                f"{where} is {size} bytes; at most {ATTACHMENT_MAX_BYTES} (5 MiB) are allowed (附件过大)", field=where
+            )
+        actual = sniff_type(up.content)
+        if actual is None:
+            raise InvalidArgument(
+                f"{where} is not an accepted file type; send one of {', '.join(ATTACHMENT_TYPES)} (文件类型不支持)",
+                field=where,
+            )
+        declared = (up.content_type or "").strip().lower()
+        if declared != actual:
+            raise InvalidArgument(
+                f"{where} is declared {declared or '(nothing)'!r} but its content is {actual} (文件类型与内容不符)",
+                field=where,
+            )
+        out.append(
+            CheckedAttachment(
+                filename=_filename(up.filename, i, actual),
+                content_type=actual,
+                size=size,
+                sha256=hashlib.sha256(up.content).hexdigest(),
+                content=up.content,
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------- contact (personal data)
+
+# Mainland mobile (1[3-9] + 9 digits) or landline with area code (0538-1234567, 05381234567).
+PHONE_RE = re.compile(r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$")
+
+
+@dataclass(frozen=True)
+class ContactIn:
+    name: str
+    phone: str
+
+
+def check_contact(name: str, phone: str) -> ContactIn | None:
+    """The reporter's contact, checked (None when none was given)."""
+    name = " ".join((name or "").split())
+    phone = re.sub(r"[\s()]", "", phone or "")
+    if phone.startswith("+86"):
+        phone = phone[3:].lstrip("-")
+    if not name and not phone:
+        return None
+    if len(name) > NAME_MAX:
+        raise InvalidArgument(f"contact.name is longer than {NAME_MAX} characters", field="contact.name")
+    if phone and not PHONE_RE.match(phone):
+        raise InvalidArgument(
+            "contact.phone must be a mainland mobile (11 digits, 1[3-9]…) or a landline with its area code "
+            "(0538-1234567) (电话号码格式不正确)",
+            field="contact.phone",
+        )
+    return ContactIn(name, phone)
+
+
+def mask_name(name: str) -> str:
+    return f"{name[0]}*" if name else ""
+
+
+def mask_phone(phone: str) -> str:
+    if not phone:
+        return ""
+    return phone[:3] + "*" * (len(phone) - 7) + phone[-4:] if len(phone) >= 8 else "*" * len(phone)
+
+
+# ---------------------------------------------------------------- the new issue
 
 
 @dataclass(frozen=True)
@@ -40,8 +185,12 @@ class NewIssue:
     title: str
     description: str
     channel: str
-    category: str
+    category: str  # "" = the tenant's catch-all (resolved against its rules by resolve_category)
     location: Location
+    hazards: tuple[str, ...] = ()
+    affected_households: int = 0
+    contact: ContactIn | None = None
+    attachments: tuple[CheckedAttachment, ...] = ()
 
 
 def _text(value: str, field: str, limit: int, *, required: bool) -> str:
@@ -56,30 +205,113 @@ def _text(value: str, field: str, limit: int, *, required: bool) -> str:
 
 
 def validate_location(loc: Location) -> Location:
+    """A location the org service can place: a point (both lat and lon, in range) and/or a compound id.
+
+    An address alone cannot be placed in a grid (there is no geocoder): it is refused."""
     if (loc.lat is None) != (loc.lon is None):
         raise InvalidArgument("location needs both lat and lon, or neither", field="location")
     if loc.has_point:
         assert loc.lat is not None and loc.lon is not None
-        if not -90 <= loc.lat <= 90:
+        if not (loc.lat == loc.lat and -90 <= loc.lat <= 90):  # NaN fails the first test
             raise InvalidArgument(f"location.lat {loc.lat} is outside -90..90", field="location.lat")
-        if not -180 <= loc.lon <= 180:
+        if not (loc.lon == loc.lon and -180 <= loc.lon <= 180):
             raise InvalidArgument(f"location.lon {loc.lon} is outside -180..180", field="location.lon")
     address = _text(loc.address, "location.address", ADDRESS_MAX, required=False)
-    if not loc.has_point and not address and not loc.compound_id:
+    compound = (loc.compound_id or "").strip()
+    if len(compound) > 100:
+        raise InvalidArgument("location.compound_id is too long", field="location.compound_id")
+    if not loc.has_point and not compound:
         raise InvalidArgument(
-            "location needs a point (lat, lon), an address or a compound id (请提供位置)", field="location"
+            "give a point (lat, lon) or a compound id so the issue can be placed in its grid (请提供坐标或小区)",
+            field="location",
         )
-    return Location(loc.lat, loc.lon, address, loc.compound_id.strip())
+    return Location(loc.lat, loc.lon, address, compound)
 
 
-def validate_new_issue(title: str, description: str, channel: str, category: str, location: Location) -> NewIssue:
-    """A checked NewIssue, or InvalidArgument naming the first field that is wrong."""
+def validate_new_issue(
+    title: str,
+    description: str,
+    channel: str,
+    category: str,
+    location: Location,
+    *,
+    hazards: Sequence[str] = (),
+    affected_households: int = 0,
+    contact: ContactIn | None = None,
+    attachments: Sequence[AttachmentIn] = (),
+) -> NewIssue:
+    """A checked NewIssue, or InvalidArgument naming the first field that is wrong.
+
+    Category and hazards are checked against the tenant's rules afterwards (resolve_category, check_hazards)."""
     title = _text(title, "title", TITLE_MAX, required=True)
     description = _text(description, "description", DESCRIPTION_MAX, required=True)
     if channel not in CHANNELS:
         raise InvalidArgument(f"unknown channel {channel!r}; use one of: {', '.join(CHANNELS)}", field="channel")
-    category = (category or "").strip() or DEFAULT_CATEGORY
-    return NewIssue(title, description, channel, category, validate_location(location))
+    if not 0 <= affected_households <= HOUSEHOLDS_MAX:
+        raise InvalidArgument(
+            f"affected_households must be 0..{HOUSEHOLDS_MAX} (got {affected_households})", field="affected_households"
+        )
+    return NewIssue(
+        title=title,
+        description=description,
+        channel=channel,
+        category=(category or "").strip(),
+        location=validate_location(location),
+        hazards=tuple(dict.fromkeys(h.strip() for h in hazards)),
+        affected_households=affected_households,
+        contact=contact,
+        attachments=tuple(check_attachments(attachments)),
+    )
+
+
+def resolve_category(rules: Rules, category: str, field: str = "category") -> str:
+    """The category code to use ("" = the catch-all), or InvalidArgument listing the valid codes."""
+    code = (category or "").strip() or rules.catch_all_category
+    if rules.category(code) is None:
+        raise InvalidArgument(
+            f"unknown {field} {code!r}; use one of: {', '.join(rules.category_codes())} (未知类别)", field=field
+        )
+    return code
+
+
+def check_hazards(rules: Rules, hazards: Sequence[str]) -> tuple[str, ...]:
+    for i, code in enumerate(hazards):
+        if rules.hazard(code) is None:
+            valid = ", ".join(h.code for h in rules.hazards)
+            raise InvalidArgument(f"unknown hazard {code!r}; use any of: {valid}", field=f"hazards[{i}]")
+    return tuple(hazards)
+
+
+def check_channel(channel: str, grant_id: str, role: str, principal_grant: str | None) -> str:
+    """The grant an issue is tagged with ("" for every channel but department assistance), or
+    PermissionDenied: assistance tasks only from a district department under the grant the gateway
+    checked (carried in the signed principal); a district department files nothing else."""
+    if channel == ASSISTANCE_CHANNEL:
+        if role != "district_department" or not grant_id or grant_id != principal_grant:
+            raise PermissionDenied(
+                "department assistance tasks come only from a district department under an approved "
+                "assistance grant, through the gateway (须经审核授权)",
+                field="channel",
+                reason="grant_required",
+            )
+        return grant_id
+    if role == "district_department":
+        raise PermissionDenied(
+            f"a district department hands over assistance tasks (channel {ASSISTANCE_CHANNEL}) only",
+            field="channel",
+            reason="assistance_only",
+        )
+    if grant_id:
+        raise InvalidArgument("grant_id belongs to department assistance tasks only", field="grant_id")
+    return ""
+
+
+def require_role(role: str | None, allowed: frozenset[str], what: str) -> None:
+    if role not in allowed:
+        raise PermissionDenied(
+            f"role {role or 'none'!r} may not {what} (allowed: {', '.join(sorted(allowed))})",
+            reason="role_not_allowed",
+        )
 
 
 def new_issue_id(idempotency_key: str = "") -> str:
@@ -87,3 +319,252 @@ def new_issue_id(idempotency_key: str = "") -> str:
     if idempotency_key:
         return uuid.uuid5(ID_NAMESPACE, idempotency_key).hex
     return uuid.uuid4().hex
+
+
+# ---------------------------------------------------------------- reclassification
+
+REASON_MAX = 500
+
+
+@dataclass(frozen=True)
+class Reclassification:
+    urgency: str
+    category: str
+    reason: str
+
+
+def check_reclassification(
+    rules: Rules, current_urgency: str, current_category: str, urgency: str, category: str, reason: str
+) -> Reclassification:
+    reason = _text(reason, "reason", REASON_MAX, required=True)
+    urgency = (urgency or "").strip() or current_urgency
+    if urgency not in URGENCIES:
+        raise InvalidArgument(f"urgency must be one of {', '.join(URGENCIES)} (got {urgency!r})", field="urgency")
+    category = resolve_category(rules, category) if (category or "").strip() else current_category
+    if urgency == current_urgency and category == current_category:
+        raise InvalidArgument("nothing to change: give a new urgency and/or category (与当前分类相同)", field="urgency")
+    return Reclassification(urgency, category, reason)
+
+
+# ---------------------------------------------------------------- lifecycle as the resident sees it
+
+STATUS_RECEIVED = "received"
+STATUS_CLASSIFIED = "classified"
+STATUS_DUPLICATE = "duplicate"
+STATUS_WHISTLE_BLOWN = "whistle_blown"
+STATUS_ASSIGNED = "assigned"
+STATUS_IN_PROGRESS = "in_progress"
+STATUS_DONE = "done"
+STATUS_VERIFIED = "verified"
+STATUS_PUBLISHED = "published"
+STATUS_RATED = "rated"
+STATUS_CANCELLED = "cancelled"
+# The lifecycle order: a status only ever moves to a higher rank (reopening aside, see next_status).
+RANK: dict[str, int] = {
+    STATUS_RECEIVED: 0,
+    STATUS_CLASSIFIED: 1,
+    STATUS_DUPLICATE: 1,
+    STATUS_WHISTLE_BLOWN: 2,
+    STATUS_ASSIGNED: 3,
+    STATUS_IN_PROGRESS: 4,
+    STATUS_DONE: 5,
+    STATUS_VERIFIED: 6,
+    STATUS_PUBLISHED: 7,
+    STATUS_RATED: 8,
+    STATUS_CANCELLED: 9,
+}
+STATUSES = tuple(RANK)
+CLOSED = frozenset({STATUS_VERIFIED, STATUS_PUBLISHED, STATUS_RATED, STATUS_CANCELLED})
+# A reopened task (rejected at verification, or reopened) sends a done or verified issue back to work.
+REOPENABLE = frozenset({STATUS_DONE, STATUS_VERIFIED})
+STATUS_ZH = {
+    STATUS_RECEIVED: "已受理",
+    STATUS_CLASSIFIED: "已分类",
+    STATUS_DUPLICATE: "重复反映",
+    STATUS_WHISTLE_BLOWN: "已吹号",
+    STATUS_ASSIGNED: "已派单",
+    STATUS_IN_PROGRESS: "办理中",
+    STATUS_DONE: "已办结",
+    STATUS_VERIFIED: "已验单",
+    STATUS_PUBLISHED: "已公示",
+    STATUS_RATED: "已评价",
+    STATUS_CANCELLED: "已撤销",
+}
+CALL_ZH = {"service": "服务集结号", "tackling": "攻坚集结号", "emergency": "紧急集结号"}
+# TaskStatusChanged.to_status -> (issue status, history kind); "reopen" means next_status(reopen=True).
+TASK_STATUS_MAP: dict[str, tuple[str, str]] = {
+    "assigned": (STATUS_ASSIGNED, "assigned"),
+    "accepted": (STATUS_IN_PROGRESS, "in_progress"),
+    "in_progress": (STATUS_IN_PROGRESS, "in_progress"),
+    "done": (STATUS_DONE, "done"),
+    "verified": (STATUS_VERIFIED, "verified"),
+    "rejected": (STATUS_IN_PROGRESS, "reopened"),
+    "reopened": (STATUS_IN_PROGRESS, "reopened"),
+    "cancelled": (STATUS_CANCELLED, "cancelled"),
+}
+
+
+def open311_status(status: str) -> str:
+    """Open311's two states: closed once verified, published, rated or cancelled; open before.
+
+    A duplicate stays open while it follows its original (it mirrors the original's status, so it closes
+    when the original does)."""
+    return "closed" if status in CLOSED else "open"
+
+
+def is_open_original(status: str) -> bool:
+    """May an issue in this status be the original a new report is linked to as a duplicate?"""
+    return status not in CLOSED and status != STATUS_DUPLICATE
+
+
+def next_status(
+    current: str,
+    target: str,
+    *,
+    reopen: bool,
+    event_at: datetime,
+    last_change_at: datetime | None,
+    reopened_at: datetime | None,
+) -> str | None:
+    """The status after a lifecycle event, or None when the event changes nothing.
+
+    - Forward only: a target of lower or equal rank adds nothing (a late or replayed older event).
+    - Cancelled is final; an issue closed by verification is not cancelled any more.
+    - Reopening (a task rejected at verification, or reopened) sends a done or verified issue back to
+      in_progress, unless the event is older than the issue's last change.
+    - After a reopening, forward events older than it (e.g. the first "done", delivered late) add nothing.
+    """
+    if current == STATUS_CANCELLED:
+        return None
+    if reopen:
+        if current not in REOPENABLE or (last_change_at is not None and event_at < last_change_at):
+            return None
+        return STATUS_IN_PROGRESS
+    if reopened_at is not None and event_at < reopened_at:
+        return None
+    if target == STATUS_CANCELLED:
+        return STATUS_CANCELLED if current not in CLOSED else None
+    if RANK.get(target, -1) > RANK.get(current, 0):
+        return target
+    return None
+
+
+def history_note(kind: str, **kw: str) -> tuple[str, str]:
+    """(note_zh, note_en) of a history step, readable by the resident."""
+    if kind == "received":
+        channel = kw.get("channel", "")
+        return f"已受理（{CHANNELS.get(channel, channel)}）", f"received ({channel})"
+    if kind == "classified":
+        u = kw.get("urgency", "")
+        return f"已分类为{URGENCY_ZH.get(u, u)}事项", f"classified as {u}"
+    if kind == "reclassified":
+        u, reason = kw.get("urgency", ""), kw.get("reason", "")
+        cat = kw.get("category_zh", "")
+        zh = f"重新分类为{URGENCY_ZH.get(u, u)}事项" + (f"（类别：{cat}）" if cat else "") + f"：{reason}"
+        en = f"reclassified as {u}" + (f" (category {kw.get('category', '')})" if cat else "") + f": {reason}"
+        return zh, en
+    if kind == "marked_duplicate":
+        orig = kw.get("original", "")
+        return f"与事项 {orig} 重复反映，随原事项办理", f"duplicate of issue {orig}; follows it"
+    if kind == "duplicate_linked":
+        dup = kw.get("duplicate", "")
+        return f"重复反映 {dup} 已并入本事项", f"duplicate report {dup} linked to this issue"
+    if kind == "whistle_blown":
+        call = kw.get("call_type", "")
+        return f"社区已吹响{CALL_ZH.get(call, '集结号')}", f"the community blew the whistle ({call or 'call'})"
+    fixed = {
+        "assigned": ("已派单，指定承办力量", "assigned to a helper"),
+        "in_progress": ("正在办理", "being worked on"),
+        "done": ("已办结，待验单", "done, awaiting verification"),
+        "verified": ("已验单通过", "verified"),
+        "reopened": ("验单未通过或被退回，重新办理", "sent back; being worked on again"),
+        "cancelled": ("已撤销", "cancelled"),
+        "published": ("已在月度公示中公开", "published on the monthly progress board"),
+        "rated": ("居民已评价", "rated by residents"),
+    }
+    return fixed.get(kind, (STATUS_ZH.get(kind, kind), kind))
+
+
+def mirrored_note(note_zh: str, note_en: str, original: str) -> tuple[str, str]:
+    return f"随原事项 {original}：{note_zh}", f"{note_en} (follows the original {original})"
+
+
+# ---------------------------------------------------------------- search
+
+PAGE_DEFAULT = 20
+PAGE_MAX = 100
+TEXT_MAX = 100
+IDS_MAX = 100
+
+
+@dataclass(frozen=True)
+class IssueFilter:
+    ids: tuple[str, ...] = ()
+    status: str = ""
+    category: str = ""
+    urgency: str = ""
+    channel: str = ""
+    community_id: str = ""
+    grid_id: str = ""
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    text: str = ""
+
+    def fingerprint(self) -> str:
+        """A short digest of the filters, so a page token is only accepted with the filters it was made for."""
+        parts = [
+            ",".join(self.ids),
+            self.status,
+            self.category,
+            self.urgency,
+            self.channel,
+            self.community_id,
+            self.grid_id,
+            self.created_from.isoformat() if self.created_from else "",
+            self.created_to.isoformat() if self.created_to else "",
+            self.text,
+        ]
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+
+
+def check_filter(f: IssueFilter, category_codes: Sequence[str]) -> IssueFilter:
+    if len(f.ids) > IDS_MAX:
+        raise InvalidArgument(f"ids: at most {IDS_MAX}", field="ids")
+    if f.status and f.status not in RANK:
+        raise InvalidArgument(f"unknown status {f.status!r}; use one of: {', '.join(STATUSES)}", field="status")
+    if f.urgency and f.urgency not in URGENCIES:
+        raise InvalidArgument(f"unknown urgency {f.urgency!r}; use one of: {', '.join(URGENCIES)}", field="urgency")
+    if f.channel and f.channel not in CHANNELS:
+        raise InvalidArgument(f"unknown channel {f.channel!r}; use one of: {', '.join(CHANNELS)}", field="channel")
+    if f.category and f.category not in category_codes:
+        raise InvalidArgument(
+            f"unknown category {f.category!r}; use one of: {', '.join(category_codes)}", field="category"
+        )
+    if f.created_from and f.created_to and f.created_to <= f.created_from:
+        raise InvalidArgument("created_to must be after created_from", field="created_to")
+    text = f.text.strip()
+    if len(text) > TEXT_MAX:
+        raise InvalidArgument(f"text: at most {TEXT_MAX} characters", field="text")
+    if any(unicodedata.category(ch)[0] == "C" for ch in text):
+        raise InvalidArgument("text must not contain control characters", field="text")
+    return IssueFilter(
+        ids=tuple(dict.fromkeys(i for i in f.ids if i)),
+        status=f.status,
+        category=f.category,
+        urgency=f.urgency,
+        channel=f.channel,
+        community_id=f.community_id,
+        grid_id=f.grid_id,
+        created_from=f.created_from,
+        created_to=f.created_to,
+        text=text,
+    )
+
+
+REGEX_SPECIAL = frozenset("\\.^$|?*+()[]{}-/#&~")
+
+
+def regex_literal(text: str) -> str:
+    """A regular expression matching `text` literally, in the syntax of both MongoDB (PCRE) and FerretDB
+    (Go RE2): only ASCII punctuation is escaped (RE2 refuses escapes of anything else, e.g. a space)."""
+    return "".join(f"\\{ch}" if ch in REGEX_SPECIAL else ch for ch in text)

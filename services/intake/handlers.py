@@ -1,74 +1,530 @@
-"""Intake commands: load, apply the domain rules, save state and events in one write."""
+"""Intake commands and event handlers: load, apply the domain rules, save state and events in one write.
+
+Concurrency. FerretDB's SQLite backend runs updates as unisolated read-modify-writes, so two writers of
+one issue could both "succeed" and one change would be lost. Every change to an issue after its creation
+therefore first claims the issue's next version by inserting {_id: "issue:<id>:<version>"} into
+`version_claims` (an insert with a unique _id is atomic everywhere), and only the winner writes that
+version (a whole-document replace conditional on the version it read). A loser re-reads and tries again
+(event-driven changes) or gets ABORTED (a reclassification sent with a stale version). A claim whose
+writer died before writing is taken over after CLAIM_STALE under the next name ("…~1"), so one crash
+cannot freeze an issue.
+
+Duplicates are found without scanning the issues: see services/intake/geo.py for the claim grid.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import base64
+import binascii
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import mongoengine as me
 import pymongo.errors
+from google.protobuf.timestamp_pb2 import Timestamp
 from hongling.common.v1 import location_pb2 as common_pb2
+from hongling.events.v1 import dispatch_events_pb2 as dev
+from hongling.events.v1 import evaluation_events_pb2 as eev
 from hongling.events.v1 import intake_events_pb2 as ev
+from hongling.events.v1 import publication_events_pb2 as pev
 
-from services.common.context import require_tenant
-from services.common.errors import InvalidArgument, NotFound
+from services.common.context import current_request_id, require_tenant
+from services.common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
+from services.common.events import CloudEvent, PoisonEvent
+from services.common.outbox import OUTBOX_SIGNAL, mark_pending
 from services.common.principal import Principal
-from services.intake.documents import IssueDoc, LocationDoc
-from services.intake.domain import STATUS_RECEIVED, NewIssue, new_issue_id
+from services.common.protect import Protector
+from services.intake import domain, geo, metrics
+from services.intake.classify import URGENCY_ZH, Rules, classify, default_rules, rules_from_dict
+from services.intake.documents import (
+    AttachmentDoc,
+    AttachmentMetaDoc,
+    ContactDoc,
+    DuplicateClaimDoc,
+    HistoryDoc,
+    IssueDoc,
+    LocationDoc,
+    PlaceDoc,
+    RulesDoc,
+    VersionClaimDoc,
+)
+from services.intake.placement import Placer
 
-PAGE_MAX = 100
+log = logging.getLogger(__name__)
+RULES_ID = "rules"
+CLAIM_STALE = timedelta(seconds=30)
+CLAIM_TAKEOVERS = 20
+CHANGE_DEADLINE_SECONDS = 5.0
+# How long linking a duplicate waits for its original's document (it may be being written right now).
+ORIGINAL_WAIT_SECONDS = 3.0
+# A duplicate claim whose issue document never appeared after this long belongs to a failed creation.
+ORPHAN_CLAIM_AGE = timedelta(seconds=60)
+
+# A change to an issue, made in memory (events recorded on the document): True if there is something to write.
+Mutation = Callable[[IssueDoc, datetime], bool]
+
+
+def utcnow() -> datetime:
+    """Now in UTC at the store's precision (milliseconds), so what is returned is what is read back."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def _aware(at: datetime | None) -> datetime | None:
+    if at is None:
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _ms(at: datetime) -> datetime:
+    at = _aware(at) or at
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
+
+
+def _subject(issue_id: str) -> str:
+    return f"issues/{issue_id}"
+
+
+# ---------------------------------------------------------------- rules
+
+
+def current_rules() -> Rules:
+    """The tenant's classification rules: its stored ones, or the default catalogue (version 0)."""
+    doc = RulesDoc.objects(id=RULES_ID).first()
+    if doc is None:
+        return default_rules()
+    return rules_from_dict(doc.rules, doc.version)
+
+
+def put_rules(data: Mapping[str, Any], expected_version: int, by: Principal) -> Rules:
+    """Replace the tenant's rules; `expected_version` is the one the caller read (0: the defaults)."""
+    domain.require_role(by.role, domain.RULES_WRITERS, "change the classification rules")
+    stored = RulesDoc.objects(id=RULES_ID).first()
+    version = stored.version if stored is not None else 0
+    if expected_version != version:
+        raise Aborted(f"the rules are at version {version}, not {expected_version}: reload and retry", field="version")
+    rules = rules_from_dict(data, version + 1)
+    if not claim_version(f"rules:{version + 1}"):
+        raise Aborted("the rules were changed by someone else at the same moment: reload and retry", field="version")
+    RulesDoc._get_collection().replace_one(
+        {"_id": RULES_ID},
+        {
+            "_id": RULES_ID,
+            "version": version + 1,
+            "rules": rules.to_dict(),
+            "updated_at": utcnow(),
+            "updated_by": by.sub,
+        },
+        upsert=True,
+    )
+    return rules
+
+
+# ---------------------------------------------------------------- versioned writes
+
+
+def claim_version(claim_id: str) -> bool:
+    """Win the right to write this version (see the module docstring); False if another writer has it."""
+    now = datetime.now(UTC)
+    for n in range(CLAIM_TAKEOVERS):
+        cid = claim_id if n == 0 else f"{claim_id}~{n}"
+        try:
+            VersionClaimDoc(id=cid, at=now).save(force_insert=True)
+            return True
+        except (me.NotUniqueError, pymongo.errors.DuplicateKeyError):
+            held = VersionClaimDoc.objects(id=cid).first()
+            held_at = _aware(held.at) if held is not None else None
+            if held_at is None or now - held_at < CLAIM_STALE:
+                return False
+            # Its writer claimed long ago and never wrote (it crashed): take over under the next name.
+    return False
+
+
+def _write(doc: IssueDoc, old_version: int, now: datetime) -> bool:
+    """Write the changed document as version old_version + 1, if this writer wins that version."""
+    if not claim_version(f"issue:{doc.id}:{old_version + 1}"):
+        return False
+    doc.version = old_version + 1
+    doc.updated_at = now
+    new_events = bool(getattr(doc, "_new_events", False))
+    if new_events:
+        mark_pending(IssueDoc, doc.id)
+    result = IssueDoc._get_collection().replace_one({"_id": doc.id, "version": old_version}, doc.to_mongo().to_dict())
+    if new_events:
+        doc._new_events = False
+        OUTBOX_SIGNAL.set()
+    return bool(result.matched_count)
+
+
+def change_issue(
+    issue_id: str, mutate: Mutation, *, expected_version: int | None = None, wait_for_doc: float = 0.0
+) -> IssueDoc | None:
+    """Apply `mutate` to the issue and write it as its next version; None if there is no such issue.
+
+    With `expected_version` (a caller's conditional change) a stale version or a lost race is ABORTED;
+    without it (event-driven changes) a lost race is retried on a fresh read for a few seconds."""
+    started = time.monotonic()
+    delay = 0.02
+    while True:
+        doc = IssueDoc.objects(id=issue_id).first() if issue_id else None
+        if doc is None:
+            if time.monotonic() - started < wait_for_doc:
+                time.sleep(0.1)
+                continue
+            return None
+        if expected_version is not None and doc.version != expected_version:
+            raise Aborted(
+                f"issue {issue_id} is at version {doc.version}, not {expected_version}: reload and retry",
+                field="version",
+            )
+        old_version = doc.version
+        now = utcnow()
+        if not mutate(doc, now):
+            return doc
+        if _write(doc, old_version, now):
+            return doc
+        if expected_version is not None:
+            raise Aborted(
+                f"issue {issue_id} was changed by someone else at the same moment: reload and retry", field="version"
+            )
+        if time.monotonic() - started > CHANGE_DEADLINE_SECONDS:
+            raise RuntimeError(f"issue {issue_id} kept changing under this update for {CHANGE_DEADLINE_SECONDS} s")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
+def _history(doc: IssueDoc, kind: str, at: datetime, by: str, note: tuple[str, str]) -> None:
+    doc.history.append(HistoryDoc(at=at, kind=kind, status=doc.status, note_zh=note[0], note_en=note[1], by=by))
+
+
+def _ts(at: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(at)
+    return ts
+
+
+# ---------------------------------------------------------------- duplicates
+
+
+@dataclass(frozen=True)
+class Original:
+    issue_id: str
+    distance_m: float
+
+
+def _release_claim(claim_id: str, issue_id: str) -> None:
+    """Delete a duplicate claim if it still is this issue's."""
+    if claim_id:
+        DuplicateClaimDoc._get_collection().delete_one({"_id": claim_id, "issue_id": issue_id})
+
+
+def _candidate(
+    claim: DuplicateClaimDoc, lat: float, lon: float, at: datetime, rules: Rules, issue_id: str
+) -> float | None:
+    """The distance to the claim's issue if a new issue here and now duplicates it, else None."""
+    if claim.issue_id == issue_id:
+        return None
+    claimed_at = _aware(claim.created_at) or at
+    if abs(at - claimed_at) > timedelta(hours=rules.duplicate_window_hours):
+        return None
+    distance = geo.haversine_m(lat, lon, claim.lat, claim.lon)
+    if distance > rules.duplicate_distance_m:
+        return None
+    holder = IssueDoc.objects(id=claim.issue_id).only("status").first()
+    if holder is None:
+        if datetime.now(UTC) - claimed_at < ORPHAN_CLAIM_AGE:
+            return distance  # being created right now
+        _release_claim(claim.id, claim.issue_id)  # its creation failed
+        return None
+    if not domain.is_open_original(holder.status):
+        _release_claim(claim.id, claim.issue_id)  # closed: should have gone already
+        return None
+    return distance
+
+
+def _find_or_claim(
+    rules: Rules, category: str, lat: float, lon: float, at: datetime, issue_id: str
+) -> tuple[Original | None, str]:
+    """(the open issue this one duplicates, or None; the claim this issue now holds, or "")."""
+    size, window = rules.duplicate_distance_m, rules.duplicate_window_hours
+    keys = geo.neighbourhood_keys(category, lat, lon, at, size, window)
+    best: Original | None = None
+    for key in keys:
+        claim = DuplicateClaimDoc.objects(id=key).first()
+        if claim is None:
+            continue
+        distance = _candidate(claim, lat, lon, at, rules, issue_id)
+        if distance is not None and (best is None or distance < best.distance_m):
+            best = Original(claim.issue_id, distance)
+    if best is not None:
+        return best, ""
+    own = keys[0]
+    for _attempt in range(3):
+        try:
+            DuplicateClaimDoc(id=own, issue_id=issue_id, category=category, lat=lat, lon=lon, created_at=at).save(
+                force_insert=True
+            )
+            return None, own
+        except (me.NotUniqueError, pymongo.errors.DuplicateKeyError):
+            held = DuplicateClaimDoc.objects(id=own).first()
+            if held is None:
+                continue  # released in between: try again
+            distance = _candidate(held, lat, lon, at, rules, issue_id)
+            if distance is not None:
+                return Original(held.issue_id, distance), ""  # claimed a moment ago by an issue right here
+            if held.issue_id == issue_id or DuplicateClaimDoc.objects(id=own).first() is not None:
+                # Ours already (a retried create), or held by an issue farther away than the distance in
+                # the same cell: this issue goes without a claim (a later report near it alone is not linked).
+                return None, ""
+    return None, ""
+
+
+def _mirror(original: IssueDoc) -> Mutation:
+    """Bring a duplicate's status to its original's (forward only, as any lifecycle step)."""
+
+    def mirror(dup: IssueDoc, now: datetime) -> bool:
+        if dup.duplicate_of != original.id or original.status in (
+            domain.STATUS_RECEIVED,
+            domain.STATUS_CLASSIFIED,
+            domain.STATUS_DUPLICATE,
+        ):
+            return False
+        kind = original.status_kind or original.status
+        event_at = _aware(original.status_changed_at) or now
+        new = domain.next_status(
+            dup.status,
+            original.status,
+            reopen=kind == "reopened" and dup.status in domain.REOPENABLE,
+            event_at=event_at,
+            last_change_at=_aware(dup.status_changed_at),
+            reopened_at=_aware(dup.reopened_at),
+        )
+        if new is None:
+            return False
+        last = original.history[-1] if original.history and original.history[-1].kind == kind else None
+        note = (last.note_zh, last.note_en) if last is not None else domain.history_note(kind)
+        _set_status(
+            dup, new, kind, event_at, domain.mirrored_note(note[0], note[1], original.id), f"intake:{original.id}"
+        )
+        return True
+
+    return mirror
+
+
+def link_duplicate(original_id: str, duplicate_id: str, *, wait: float = 0.0) -> IssueDoc:
+    """Record the duplicate on its original (history "duplicate_linked") and bring the duplicate to the
+    original's status. Idempotent: run at creation and again from the IssueMarkedDuplicate event."""
+
+    def add(doc: IssueDoc, now: datetime) -> bool:
+        if duplicate_id in doc.duplicates:
+            return False
+        doc.duplicates.append(duplicate_id)
+        _history(
+            doc, "duplicate_linked", now, "intake", domain.history_note("duplicate_linked", duplicate=duplicate_id)
+        )
+        return True
+
+    original = change_issue(original_id, add, wait_for_doc=wait)
+    if original is None:
+        raise NotFound(f"original issue {original_id!r} of duplicate {duplicate_id!r} not found")
+    change_issue(duplicate_id, _mirror(original))
+    return original
+
+
+# ---------------------------------------------------------------- create
 
 
 def _event_location(loc: LocationDoc) -> common_pb2.Location:
-    return common_pb2.Location(
-        lat=loc.lat,
-        lon=loc.lon,
-        address=loc.address or "",
-        compound_id=loc.compound_id or "",
-    )
+    return common_pb2.Location(lat=loc.lat, lon=loc.lon, address=loc.address or "", compound_id=loc.compound_id or "")
 
 
-def create_issue(new: NewIssue, by: Principal, idempotency_key: str = "") -> IssueDoc:
-    """Store the issue with its IssueReceived event; a retried key returns the first issue unchanged."""
+def _store_attachments(
+    issue_id: str, attachments: tuple[domain.CheckedAttachment, ...], now: datetime, stored: list[str]
+) -> list[AttachmentMetaDoc]:
+    metas = []
+    for a in attachments:
+        aid = uuid.uuid4().hex
+        AttachmentDoc(
+            id=aid,
+            issue_id=issue_id,
+            filename=a.filename,
+            content_type=a.content_type,
+            size=a.size,
+            sha256=a.sha256,
+            content=a.content,
+            created_at=now,
+        ).save(force_insert=True)
+        stored.append(aid)
+        metas.append(
+            AttachmentMetaDoc(id=aid, filename=a.filename, content_type=a.content_type, size=a.size, sha256=a.sha256)
+        )
+    return metas
+
+
+def _undo(attachment_ids: list[str], claim: str, issue_id: str) -> None:
+    """Take back what a failed creation wrote before its issue document (best effort)."""
+    try:
+        if attachment_ids:
+            AttachmentDoc._get_collection().delete_many({"_id": {"$in": attachment_ids}})
+        _release_claim(claim, issue_id)
+    except Exception:
+        log.exception("cleaning up after a failed creation of issue %s", issue_id)
+
+
+def create_issue(
+    new: domain.NewIssue,
+    by: Principal,
+    idempotency_key: str = "",
+    *,
+    grant_id: str = "",
+    placer: Placer,
+    protector: Protector,
+) -> tuple[IssueDoc, Rules]:
+    """Place, classify and store the issue with its events in one write (IssueReceived, then
+    IssueClassified, or IssueMarkedDuplicate when it duplicates an open one); a retried idempotency key
+    returns the first issue unchanged. Nothing is stored when anything is refused."""
     tenant = require_tenant()
-    issue_id = new_issue_id(idempotency_key)
+    rules = current_rules()
+    category = domain.resolve_category(rules, new.category)
+    hazards = domain.check_hazards(rules, new.hazards)
+    issue_id = domain.new_issue_id(idempotency_key)
     if idempotency_key:
         existing = IssueDoc.objects(id=issue_id).first()
         if existing is not None:
-            return existing
-    now = datetime.now(UTC)
-    doc = IssueDoc(
-        id=issue_id,
-        title=new.title,
-        description=new.description,
-        channel=new.channel,
-        category=new.category,
-        location=LocationDoc(
-            lat=new.location.lat,
-            lon=new.location.lon,
-            address=new.location.address,
-            compound_id=new.location.compound_id,
-        ),
-        status=STATUS_RECEIVED,
-        created_by=by.sub,
-        created_at=now,
-    )
-    received = ev.IssueReceived(
-        issue_id=issue_id,
-        tenant=tenant,
-        title=new.title,
-        channel=new.channel,
-        category=new.category,
-        location=_event_location(doc.location),
-    )
-    received.received_at.FromDatetime(now)
-    doc.record(received, subject=f"issues/{issue_id}", at=now)
+            return existing, rules
+    place = placer.place(new.location)
+    urgency, reasons = classify(rules, category, hazards, new.affected_households, new.title, new.description)
+    now = utcnow()
+    original: Original | None = None
+    claim = ""
+    if place.lat is not None and place.lon is not None:
+        original, claim = _find_or_claim(rules, category, place.lat, place.lon, now, issue_id)
+    stored: list[str] = []
     try:
+        doc = IssueDoc(
+            id=issue_id,
+            title=new.title,
+            description=new.description,
+            channel=new.channel,
+            category=category,
+            location=LocationDoc(
+                lat=new.location.lat,
+                lon=new.location.lon,
+                address=new.location.address,
+                compound_id=new.location.compound_id,
+            ),
+            status=domain.STATUS_RECEIVED,
+            created_by=by.sub,
+            created_at=now,
+            grant_id=grant_id,
+            urgency=urgency,
+            urgency_reasons=reasons,
+            affected_households=new.affected_households,
+            hazards=list(hazards),
+            contact=_contact_doc(new.contact, protector),
+            place=PlaceDoc(
+                community_id=place.community_id,
+                grid_id=place.grid_id,
+                compound_id=place.compound_id,
+                community_name_zh=place.community_name_zh,
+                grid_name_zh=place.grid_name_zh,
+            ),
+            version=1,
+            updated_at=now,
+            status_changed_at=now,
+            dup_claim=claim,
+        )
+        _history(doc, "received", now, by.sub, domain.history_note("received", channel=new.channel))
+        received = ev.IssueReceived(
+            issue_id=issue_id,
+            tenant=tenant,
+            title=new.title,
+            channel=new.channel,
+            category=category,
+            location=_event_location(doc.location),
+            grant_id=grant_id,
+            community_id=place.community_id,
+            grid_id=place.grid_id,
+        )
+        received.received_at.FromDatetime(now)
+        doc.record(received, subject=_subject(issue_id), at=now)
+        if original is not None:
+            doc.status = doc.status_kind = domain.STATUS_DUPLICATE
+            doc.duplicate_of = original.issue_id
+            _history(
+                doc,
+                "marked_duplicate",
+                now,
+                "intake",
+                domain.history_note("marked_duplicate", original=original.issue_id),
+            )
+            marked = ev.IssueMarkedDuplicate(
+                issue_id=issue_id,
+                tenant=tenant,
+                duplicate_of=original.issue_id,
+                distance_m=round(original.distance_m),
+                marked_at=_ts(now),
+            )
+            doc.record(marked, subject=_subject(issue_id), at=now)
+        else:
+            doc.status = doc.status_kind = domain.STATUS_CLASSIFIED
+            _history(doc, "classified", now, "intake", domain.history_note("classified", urgency=urgency))
+            classified = ev.IssueClassified(
+                issue_id=issue_id,
+                tenant=tenant,
+                urgency=urgency,
+                reasons=reasons,
+                category=category,
+                community_id=place.community_id,
+                grid_id=place.grid_id,
+                classified_at=_ts(now),
+                title=new.title,
+                hazards=list(hazards),
+                affected_households=new.affected_households,
+            )
+            doc.record(classified, subject=_subject(issue_id), at=now)
+        # The files go first, so an issue never points at a missing attachment.
+        doc.attachments = _store_attachments(issue_id, new.attachments, now, stored)
         doc.save(force_insert=True)
-    except pymongo.errors.DuplicateKeyError:
+    except (me.NotUniqueError, pymongo.errors.DuplicateKeyError):
+        _undo(stored, claim, issue_id)
         found = IssueDoc.objects(id=issue_id).first()
         if found is None:
             raise
-        return found
-    return doc
+        return found, rules  # the same idempotency key, created a moment ago by a concurrent call
+    except BaseException:
+        _undo(stored, claim, issue_id)
+        raise
+    metrics.ISSUES_RECEIVED.labels(tenant, new.channel, urgency).inc()
+    if original is not None:
+        metrics.DUPLICATES.labels(tenant, category).inc()
+        try:
+            link_duplicate(original.issue_id, issue_id, wait=ORIGINAL_WAIT_SECONDS)
+            doc = IssueDoc.objects(id=issue_id).first() or doc
+        except Exception:
+            # The IssueMarkedDuplicate event links it (intake-lifecycle consumer): at least once.
+            log.warning("linking duplicate %s to %s deferred to its event", issue_id, original.issue_id, exc_info=True)
+    return doc, rules
+
+
+def _contact_doc(contact: domain.ContactIn | None, protector: Protector) -> ContactDoc | None:
+    if contact is None:
+        return None
+    return ContactDoc(
+        name_enc=protector.seal(contact.name),
+        phone_enc=protector.seal(contact.phone),
+        name_masked=domain.mask_name(contact.name),
+        phone_masked=domain.mask_phone(contact.phone),
+    )
+
+
+# ---------------------------------------------------------------- reads
 
 
 def get_issue(issue_id: str) -> IssueDoc:
@@ -78,15 +534,320 @@ def get_issue(issue_id: str) -> IssueDoc:
     return doc
 
 
-def list_issues(page_size: int, page_token: str) -> tuple[list[IssueDoc], str]:
-    """Newest first; the page token is the offset of the next page."""
-    if page_size < 0 or page_size > PAGE_MAX:
-        raise InvalidArgument(f"page_size must be 1..{PAGE_MAX}", field="page_size")
-    size = page_size or 20
+def get_attachment(issue_id: str, attachment_id: str) -> AttachmentDoc:
+    doc = AttachmentDoc.objects(id=attachment_id).first() if attachment_id else None
+    if doc is None or doc.issue_id != issue_id:
+        raise NotFound(
+            f"issue {issue_id!r} has no attachment {attachment_id!r} in this tenant (未找到该附件)",
+            field="attachment_id",
+        )
+    return doc
+
+
+def _token(at: datetime, issue_id: str, fingerprint: str) -> str:
+    raw = json.dumps({"t": int(at.timestamp() * 1000), "i": issue_id, "f": fingerprint}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _untoken(token: str, fingerprint: str) -> tuple[datetime, str]:
+    bad = InvalidArgument("page_token is not one this service issued for these filters", field="page_token")
     try:
-        offset = int(page_token or 0)
-    except ValueError:
-        raise InvalidArgument("page_token is not one this service issued", field="page_token") from None
-    docs = list(IssueDoc.objects.order_by("-created_at").skip(offset).limit(size + 1))
-    next_token = str(offset + size) if len(docs) > size else ""
-    return docs[:size], next_token
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        at = datetime.fromtimestamp(int(data["t"]) / 1000, tz=UTC)
+        issue_id = str(data["i"])
+        made_for = str(data["f"])
+    except (ValueError, KeyError, TypeError, OverflowError, binascii.Error):
+        raise bad from None
+    if made_for != fingerprint:
+        raise bad
+    return at, issue_id
+
+
+def list_issues(flt: domain.IssueFilter, page_size: int, page_token: str) -> tuple[list[IssueDoc], str, Rules]:
+    """Newest first (created_at, then id, descending), keyset pages: a page costs the same however deep.
+
+    On the local FerretDB a filter other than _id reads the whole collection: fine for staff searches,
+    kept off the hot paths (create, get, event handling)."""
+    if not 0 <= page_size <= domain.PAGE_MAX:
+        raise InvalidArgument(f"page_size must be 1..{domain.PAGE_MAX}", field="page_size")
+    size = page_size or domain.PAGE_DEFAULT
+    rules = current_rules()
+    flt = domain.check_filter(flt, rules.category_codes())
+    fingerprint = flt.fingerprint()
+    clauses: list[dict[str, Any]] = []
+    if flt.ids:
+        clauses.append({"_id": {"$in": list(flt.ids)}})
+    for name, stored in (
+        ("status", "status"),
+        ("category", "category"),
+        ("urgency", "urgency"),
+        ("channel", "channel"),
+        ("community_id", "place.community_id"),
+        ("grid_id", "place.grid_id"),
+    ):
+        value = getattr(flt, name)
+        if value:
+            clauses.append({stored: value})
+    window: dict[str, datetime] = {}
+    if flt.created_from:
+        window["$gte"] = flt.created_from
+    if flt.created_to:
+        window["$lt"] = flt.created_to
+    if window:
+        clauses.append({"created_at": window})
+    if flt.text:
+        pattern = domain.regex_literal(flt.text)
+        clauses.append(
+            {
+                "$or": [
+                    {"title": {"$regex": pattern, "$options": "i"}},
+                    {"description": {"$regex": pattern, "$options": "i"}},
+                ]
+            }
+        )
+    if page_token:
+        at, after_id = _untoken(page_token, fingerprint)
+        clauses.append({"$or": [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": after_id}}]})
+    query: dict[str, Any] = {"$and": clauses} if clauses else {}
+    docs = list(IssueDoc.objects(__raw__=query).exclude("outbox").order_by("-created_at", "-id").limit(size + 1))
+    page = docs[:size]
+    next_token = _token(_aware(page[-1].created_at) or utcnow(), page[-1].id, fingerprint) if len(docs) > size else ""
+    return page, next_token, rules
+
+
+# ---------------------------------------------------------------- reclassify
+
+
+def reclassify_issue(
+    issue_id: str, urgency: str, category: str, reason: str, version: int, by: Principal
+) -> tuple[IssueDoc, Rules]:
+    """A community worker's new class and/or category, with a reason: history + IssueReclassified."""
+    domain.require_role(by.role, domain.HANDLER_ROLES, "reclassify issues")
+    if version <= 0:
+        raise InvalidArgument("version is required: send the version you read (防止覆盖他人修改)", field="version")
+    rules = current_rules()
+    tenant = require_tenant()
+    moved: dict[str, str] = {}
+
+    def change(doc: IssueDoc, now: datetime) -> bool:
+        if doc.status in domain.CLOSED:
+            raise FailedPrecondition(
+                f"issue {doc.id} is {doc.status}; a closed issue is not reclassified (已结束的事项不能重新分类)",
+                field="id",
+            )
+        rc = domain.check_reclassification(rules, doc.urgency, doc.category, urgency, category, reason)
+        from_urgency, from_category = doc.urgency, doc.category
+        doc.urgency, doc.category = rc.urgency, rc.category
+        doc.urgency_reasons.append(
+            f"人工重新分类为{URGENCY_ZH[rc.urgency]}：{rc.reason} "
+            f"(reclassified as {rc.urgency} by {by.sub}: {rc.reason})"
+        )
+        cat = rules.category(rc.category)
+        note = domain.history_note(
+            "reclassified",
+            urgency=rc.urgency,
+            reason=rc.reason,
+            category=rc.category if rc.category != from_category else "",
+            category_zh=(cat.name_zh if cat else rc.category) if rc.category != from_category else "",
+        )
+        _history(doc, "reclassified", now, by.sub, note)
+        event = ev.IssueReclassified(
+            issue_id=doc.id,
+            tenant=tenant,
+            from_urgency=from_urgency,
+            to_urgency=rc.urgency,
+            from_category=from_category,
+            to_category=rc.category,
+            reason=rc.reason,
+            by=by.sub,
+            reclassified_at=_ts(now),
+            community_id=doc.place.community_id if doc.place else "",
+            grid_id=doc.place.grid_id if doc.place else "",
+        )
+        doc.record(event, subject=_subject(doc.id), at=now)
+        if rc.category != from_category and doc.dup_claim:
+            new_claim = _move_claim(doc, rules)
+            moved.update(old=doc.dup_claim, new=new_claim)
+            doc.dup_claim = new_claim
+        return True
+
+    try:
+        doc = change_issue(issue_id, change, expected_version=version)
+    except BaseException:
+        if moved.get("new"):
+            _release_claim(moved["new"], issue_id)  # the write did not happen: give the new claim back
+        raise
+    if doc is None:
+        raise NotFound(f"issue {issue_id!r} not found in this tenant (未找到该事项)", field="id")
+    if moved.get("old"):
+        _release_claim(moved["old"], issue_id)
+    metrics.RECLASSIFICATIONS.labels(tenant, doc.urgency).inc()
+    return doc, rules
+
+
+def _move_claim(doc: IssueDoc, rules: Rules) -> str:
+    """A duplicate claim for the issue's new category (same point and time), or "" if that cell is held."""
+    old = DuplicateClaimDoc.objects(id=doc.dup_claim).first()
+    if old is None or old.issue_id != doc.id:
+        return ""
+    at = _aware(old.created_at) or utcnow()
+    key = geo.own_key(doc.category, old.lat, old.lon, at, rules.duplicate_distance_m, rules.duplicate_window_hours)
+    try:
+        DuplicateClaimDoc(id=key, issue_id=doc.id, category=doc.category, lat=old.lat, lon=old.lon, created_at=at).save(
+            force_insert=True
+        )
+    except (me.NotUniqueError, pymongo.errors.DuplicateKeyError):
+        return ""
+    return key
+
+
+# ---------------------------------------------------------------- personal data
+
+
+def reveal_contact(issue_id: str, by: Principal, protector: Protector) -> tuple[str, str]:
+    """The reporter's name and phone, unmasked, to those handling the issue; every reveal is audit-logged
+    first, and refused when it cannot be (never shown unrecorded)."""
+    domain.require_role(by.role, domain.HANDLER_ROLES, "see a reporter's contact unmasked")
+    doc = get_issue(issue_id)
+    contact = doc.contact
+    if contact is None or not (contact.name_enc or contact.phone_enc):
+        return "", ""
+    name, phone = protector.open(contact.name_enc), protector.open(contact.phone_enc)
+    tenant = require_tenant()
+    from services.common.audit import shared_log  # opened once per process, on the first reveal
+
+    try:
+        shared_log().append(
+            actor=by.sub,
+            role=by.role,
+            action="personal_data.reveal",
+            outcome="done",
+            tenant=tenant,
+            target=f"issues/{issue_id}/contact",
+            request_id=current_request_id.get() or "",
+        )
+    except Exception:
+        log.exception("contact of issue %s NOT revealed to %s: the audit log is unavailable", issue_id, by.sub)
+        raise FailedPrecondition(
+            "the contact cannot be shown right now: the audit log could not record the reveal; retry later "
+            "(审计日志暂不可用，无法显示个人信息)",
+            reason="audit_unavailable",
+        ) from None
+    metrics.REVEALS.labels(tenant, by.role).inc()
+    log.info("contact of issue %s revealed to %s (%s)", issue_id, by.sub, by.role)
+    return name, phone
+
+
+# ---------------------------------------------------------------- lifecycle events
+
+
+def _set_status(doc: IssueDoc, new: str, kind: str, event_at: datetime, note: tuple[str, str], by: str) -> None:
+    old = doc.status
+    doc.status = new
+    doc.status_kind = kind
+    doc.status_changed_at = event_at
+    if kind == "reopened":
+        doc.reopened_at = event_at
+    _history(doc, kind, event_at, by, note)
+    changed = ev.IssueStatusChanged(
+        issue_id=doc.id,
+        tenant=require_tenant(),
+        from_status=old,
+        to_status=new,
+        note_zh=note[0],
+        changed_at=_ts(event_at),
+    )
+    doc.record(changed, subject=_subject(doc.id), at=event_at)
+    metrics.STATUS_CHANGES.labels(require_tenant(), new).inc()
+
+
+def advance(issue_id: str, target: str, kind: str, event_at: datetime, by: str, **note_kw: str) -> IssueDoc | None:
+    """Move the issue along its lifecycle (forward only; see domain.next_status), then its duplicates."""
+    reopen = kind == "reopened"
+
+    def step(doc: IssueDoc, now: datetime) -> bool:
+        new = domain.next_status(
+            doc.status,
+            target,
+            reopen=reopen,
+            event_at=event_at,
+            last_change_at=_aware(doc.status_changed_at),
+            reopened_at=_aware(doc.reopened_at),
+        )
+        if new is None:
+            return False
+        _set_status(doc, new, kind, event_at, domain.history_note(kind, **note_kw), by)
+        return True
+
+    doc = change_issue(issue_id, step)
+    if doc is None:
+        log.info("lifecycle event for issue %s, unknown in this tenant: ignored", issue_id)
+        return None
+    if doc.status in domain.CLOSED and doc.dup_claim:
+        _release_claim(doc.dup_claim, doc.id)  # closed: new reports near it start their own issue
+    for dup in doc.duplicates:
+        change_issue(dup, _mirror(doc))
+    return doc
+
+
+def _event_at(ts: Timestamp, event: CloudEvent) -> datetime:
+    at = ts.ToDatetime(tzinfo=UTC) if (ts.seconds or ts.nanos) else event.time
+    return _ms(at)
+
+
+def _by(who: str, event: CloudEvent) -> str:
+    if who:
+        return who
+    parts = event.source.strip("/").split("/")  # /hongling/<service>/<tenant>
+    return f"service:{parts[1] if len(parts) > 1 else event.source}"
+
+
+def _need(issue_id: str, event: CloudEvent) -> str:
+    if not issue_id:
+        raise PoisonEvent(f"{event.type} {event.id} has no issue_id")
+    return issue_id
+
+
+def on_whistle_blown(event: CloudEvent, msg: dev.WhistleBlown) -> None:
+    if not msg.issue_ids:
+        raise PoisonEvent(f"WhistleBlown {event.id} names no issue")
+    at = _event_at(msg.blown_at, event)
+    for issue_id in dict.fromkeys(msg.issue_ids):
+        advance(
+            _need(issue_id, event),
+            domain.STATUS_WHISTLE_BLOWN,
+            "whistle_blown",
+            at,
+            _by("", event),
+            call_type=msg.call_type,
+        )
+
+
+def on_task_assigned(event: CloudEvent, msg: dev.TaskAssigned) -> None:
+    at = _event_at(msg.assigned_at, event)
+    advance(_need(msg.issue_id, event), domain.STATUS_ASSIGNED, "assigned", at, _by(msg.by, event))
+
+
+def on_task_status_changed(event: CloudEvent, msg: dev.TaskStatusChanged) -> None:
+    mapped = domain.TASK_STATUS_MAP.get(msg.to_status)
+    if mapped is None:
+        return  # "open" and anything new: nothing the resident sees
+    target, kind = mapped
+    advance(_need(msg.issue_id, event), target, kind, _event_at(msg.changed_at, event), _by(msg.by, event))
+
+
+def on_progress_published(event: CloudEvent, msg: pev.ProgressPublished) -> None:
+    at = _event_at(msg.published_at, event)
+    for issue_id in dict.fromkeys(msg.issue_ids):
+        advance(_need(issue_id, event), domain.STATUS_PUBLISHED, "published", at, _by("", event))
+
+
+def on_issue_rated(event: CloudEvent, msg: eev.IssueRated) -> None:
+    advance(_need(msg.issue_id, event), domain.STATUS_RATED, "rated", _event_at(msg.rated_at, event), _by("", event))
+
+
+def on_issue_marked_duplicate(event: CloudEvent, msg: ev.IssueMarkedDuplicate) -> None:
+    """The at-least-once path of linking a duplicate to its original (CreateIssue tries it at once)."""
+    if not msg.duplicate_of:
+        raise PoisonEvent(f"IssueMarkedDuplicate {event.id} has no duplicate_of")
+    link_duplicate(msg.duplicate_of, _need(msg.issue_id, event), wait=ORIGINAL_WAIT_SECONDS)

@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 from hongling.common.v1 import location_pb2 as common_pb2
 from hongling.intake.v1 import intake_pb2 as pb
 from hongling.intake.v1 import intake_pb2_grpc as pb_grpc
 
 from services.common.context import current_principal, require_tenant
-from services.intake import handlers
+from services.common.errors import InvalidArgument
+from services.common.principal import Principal
+from services.common.protect import Protector
+from services.intake import domain, handlers
+from services.intake.classify import Rules
 from services.intake.documents import IssueDoc
-from services.intake.domain import Location, validate_new_issue
+from services.intake.placement import Placer
+
+IDEMPOTENCY_KEY_MAX = 200
 
 
-def issue_to_pb(doc: IssueDoc) -> pb.Issue:
+def _ts(at: datetime | None) -> Timestamp | None:
+    if at is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(at if at.tzinfo else at.replace(tzinfo=UTC))
+    return ts
+
+
+def issue_to_pb(doc: IssueDoc, rules: Rules) -> pb.Issue:
     loc = doc.location
+    place = doc.place
+    contact = doc.contact
+    category = rules.category(doc.category)
     out = pb.Issue(
         id=doc.id,
         tenant=require_tenant(),
@@ -30,38 +51,195 @@ def issue_to_pb(doc: IssueDoc) -> pb.Issue:
         ),
         status=doc.status,
         created_by=doc.created_by,
+        created_at=_ts(doc.created_at),
+        grant_id=doc.grant_id or "",
+        urgency=doc.urgency or "",
+        urgency_reasons=list(doc.urgency_reasons or []),
+        affected_households=doc.affected_households or 0,
+        hazards=list(doc.hazards or []),
+        contact=pb.Contact(name=contact.name_masked, phone=contact.phone_masked) if contact else None,
+        attachments=[
+            pb.Attachment(id=a.id, filename=a.filename, content_type=a.content_type, size=a.size, sha256=a.sha256)
+            for a in doc.attachments or []
+        ],
+        place=pb.Place(
+            community_id=place.community_id,
+            grid_id=place.grid_id,
+            compound_id=place.compound_id,
+            community_name_zh=place.community_name_zh,
+            grid_name_zh=place.grid_name_zh,
+        )
+        if place
+        else None,
+        duplicate_of=doc.duplicate_of or "",
+        duplicates=list(doc.duplicates or []),
+        history=[
+            pb.HistoryEntry(at=_ts(h.at), kind=h.kind, status=h.status, note_zh=h.note_zh, note_en=h.note_en, by=h.by)
+            for h in doc.history or []
+        ],
+        version=doc.version or 1,
+        updated_at=_ts(doc.updated_at or doc.created_at),
+        category_zh=category.name_zh if category else "",
+        open311_status=domain.open311_status(doc.status),
     )
-    out.created_at.FromDatetime(doc.created_at)
     return out
 
 
+def rules_to_pb(rules: Rules) -> pb.ClassificationRules:
+    return pb.ClassificationRules(
+        categories=[
+            pb.Category(
+                code=c.code,
+                name_zh=c.name_zh,
+                name_en=c.name_en,
+                group=c.group,
+                default_urgency=c.default_urgency,
+                keywords=list(c.keywords),
+            )
+            for c in rules.categories
+        ],
+        hazards=[pb.HazardRule(code=h.code, name_zh=h.name_zh, urgency=h.urgency) for h in rules.hazards],
+        keywords=[pb.KeywordRule(keyword=k.keyword, urgency=k.urgency) for k in rules.keywords],
+        major_households=rules.major_households,
+        urgent_households=rules.urgent_households,
+        duplicate_distance_m=rules.duplicate_distance_m,
+        duplicate_window_hours=rules.duplicate_window_hours,
+        catch_all_category=rules.catch_all_category,
+        version=rules.version,
+    )
+
+
+def rules_from_pb(msg: pb.ClassificationRules) -> dict[str, Any]:
+    return {
+        "categories": [
+            {
+                "code": c.code,
+                "name_zh": c.name_zh,
+                "name_en": c.name_en,
+                "group": c.group,
+                "default_urgency": c.default_urgency,
+                "keywords": list(c.keywords),
+            }
+            for c in msg.categories
+        ],
+        "hazards": [{"code": h.code, "name_zh": h.name_zh, "urgency": h.urgency} for h in msg.hazards],
+        "keywords": [{"keyword": k.keyword, "urgency": k.urgency} for k in msg.keywords],
+        "major_households": msg.major_households,
+        "urgent_households": msg.urgent_households,
+        "duplicate_distance_m": msg.duplicate_distance_m,
+        "duplicate_window_hours": msg.duplicate_window_hours,
+        "catch_all_category": msg.catch_all_category,
+    }
+
+
+def _time(msg: Any, name: str) -> datetime | None:
+    """A request timestamp, or INVALID_ARGUMENT naming the field when it is not a valid time."""
+    if not msg.HasField(name):
+        return None
+    ts: Timestamp = getattr(msg, name)
+    if not 0 <= ts.nanos <= 999_999_999:
+        raise InvalidArgument(f"{name} has invalid nanos {ts.nanos}", field=name)
+    try:
+        at = ts.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError):
+        raise InvalidArgument(f"{name} is not a valid time", field=name) from None
+    return at
+
+
+def _principal() -> Principal:
+    principal = current_principal.get()
+    assert principal is not None  # the interceptor refuses calls without one
+    return principal
+
+
 class IntakeServicer(pb_grpc.IntakeServiceServicer):
+    def __init__(self, placer: Placer, protector: Protector) -> None:
+        self.placer = placer
+        self.protector = protector
+
     def CreateIssue(self, request: pb.CreateIssueRequest, context: grpc.ServicerContext) -> pb.Issue:
+        principal = _principal()
+        # Authority first: who may file on this channel is decided before the contents are looked at.
+        grant_id = domain.check_channel(request.channel, request.grant_id, principal.role, principal.grant_id)
         loc = request.location
-        new = validate_new_issue(
+        if len(request.idempotency_key) > IDEMPOTENCY_KEY_MAX:
+            raise InvalidArgument(f"idempotency_key: at most {IDEMPOTENCY_KEY_MAX} characters", field="idempotency_key")
+        contact = (
+            domain.check_contact(request.contact.name, request.contact.phone) if request.HasField("contact") else None
+        )
+        new = domain.validate_new_issue(
             request.title,
             request.description,
             request.channel,
             request.category,
-            Location(
+            domain.Location(
                 lat=loc.lat if loc.HasField("lat") else None,
                 lon=loc.lon if loc.HasField("lon") else None,
                 address=loc.address,
                 compound_id=loc.compound_id,
             ),
+            hazards=list(request.hazards),
+            affected_households=request.affected_households,
+            contact=contact,
+            attachments=[domain.AttachmentIn(a.filename, a.content_type, a.content) for a in request.attachments],
         )
-        principal = current_principal.get()
-        assert principal is not None  # the interceptor refuses calls without one
-        return issue_to_pb(handlers.create_issue(new, principal, request.idempotency_key))
+        doc, rules = handlers.create_issue(
+            new, principal, request.idempotency_key, grant_id=grant_id, placer=self.placer, protector=self.protector
+        )
+        return issue_to_pb(doc, rules)
 
     def GetIssue(self, request: pb.GetIssueRequest, context: grpc.ServicerContext) -> pb.Issue:
-        return issue_to_pb(handlers.get_issue(request.id))
+        return issue_to_pb(handlers.get_issue(request.id), handlers.current_rules())
 
     def ListIssues(self, request: pb.ListIssuesRequest, context: grpc.ServicerContext) -> pb.ListIssuesResponse:
-        docs, token = handlers.list_issues(request.page_size, request.page_token)
-        return pb.ListIssuesResponse(issues=[issue_to_pb(d) for d in docs], next_page_token=token)
+        principal = _principal()
+        if not (principal.role == "district_department" and principal.grant_id):  # under a grant the gateway checked
+            domain.require_role(principal.role, domain.LIST_ROLES, "list issues")
+        flt = domain.IssueFilter(
+            ids=tuple(request.ids),
+            status=request.status.strip(),
+            category=request.category.strip(),
+            urgency=request.urgency.strip(),
+            channel=request.channel.strip(),
+            community_id=request.community_id.strip(),
+            grid_id=request.grid_id.strip(),
+            created_from=_time(request, "created_from"),
+            created_to=_time(request, "created_to"),
+            text=request.text,
+        )
+        docs, token, rules = handlers.list_issues(flt, request.page_size, request.page_token)
+        return pb.ListIssuesResponse(issues=[issue_to_pb(d, rules) for d in docs], next_page_token=token)
+
+    def ReclassifyIssue(self, request: pb.ReclassifyIssueRequest, context: grpc.ServicerContext) -> pb.Issue:
+        doc, rules = handlers.reclassify_issue(
+            request.id, request.urgency, request.category, request.reason, request.version, _principal()
+        )
+        return issue_to_pb(doc, rules)
+
+    def RevealContact(self, request: pb.RevealContactRequest, context: grpc.ServicerContext) -> pb.Contact:
+        name, phone = handlers.reveal_contact(request.id, _principal(), self.protector)
+        return pb.Contact(name=name, phone=phone)
+
+    def GetAttachment(self, request: pb.GetAttachmentRequest, context: grpc.ServicerContext) -> pb.AttachmentContent:
+        doc = handlers.get_attachment(request.issue_id, request.attachment_id)
+        return pb.AttachmentContent(
+            attachment=pb.Attachment(
+                id=doc.id, filename=doc.filename, content_type=doc.content_type, size=doc.size, sha256=doc.sha256
+            ),
+            content=doc.content,
+        )
+
+    def GetClassificationRules(
+        self, request: pb.GetClassificationRulesRequest, context: grpc.ServicerContext
+    ) -> pb.ClassificationRules:
+        return rules_to_pb(handlers.current_rules())
+
+    def PutClassificationRules(
+        self, request: pb.ClassificationRules, context: grpc.ServicerContext
+    ) -> pb.ClassificationRules:
+        return rules_to_pb(handlers.put_rules(rules_from_pb(request), request.version, _principal()))
 
 
-def register(server: grpc.Server) -> list[str]:
-    pb_grpc.add_IntakeServiceServicer_to_server(IntakeServicer(), server)
+def register(server: grpc.Server, placer: Placer, protector: Protector) -> list[str]:
+    pb_grpc.add_IntakeServiceServicer_to_server(IntakeServicer(placer, protector), server)
     return [pb.DESCRIPTOR.services_by_name["IntakeService"].full_name]

@@ -1,0 +1,283 @@
+"""Classification (日常 / 重大 / 紧急): a tenant's rules and the pure function that applies them.
+
+An issue's class is the highest of its category's default, each hazard flag it carries, the affected
+households thresholds, and every keyword found in its title or description (a category's own keywords
+raise it to that category's default). The result comes with its reasons, one bilingual line each.
+Plain Python: no storage, no gRPC.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from services.common.errors import InvalidArgument
+
+DEFAULTS_FILE = Path(__file__).with_name("data") / "categories.toml"
+URGENCIES = ("routine", "major", "urgent")
+URGENCY_ZH = {"routine": "日常", "major": "重大", "urgent": "紧急"}
+LEVEL = {u: i for i, u in enumerate(URGENCIES)}
+CODE_RE = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
+MAX_CATEGORIES = 200
+MAX_HAZARDS = 50
+MAX_KEYWORDS = 500
+MAX_CATEGORY_KEYWORDS = 30
+KEYWORD_MAX = 20
+HOUSEHOLDS_MAX = 1_000_000
+DISTANCE_RANGE = (10, 5000)  # metres
+WINDOW_RANGE = (1, 720)  # hours (30 days)
+
+
+@dataclass(frozen=True)
+class Category:
+    code: str
+    name_zh: str
+    name_en: str = ""
+    group: str = ""
+    default_urgency: str = "routine"
+    keywords: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HazardRule:
+    code: str
+    name_zh: str
+    urgency: str
+
+
+@dataclass(frozen=True)
+class KeywordRule:
+    keyword: str
+    urgency: str
+
+
+@dataclass(frozen=True)
+class Rules:
+    categories: tuple[Category, ...]
+    hazards: tuple[HazardRule, ...]
+    keywords: tuple[KeywordRule, ...]
+    major_households: int
+    urgent_households: int
+    duplicate_distance_m: int
+    duplicate_window_hours: int
+    catch_all_category: str
+    version: int = 0
+    _by_code: dict[str, Category] = field(default_factory=dict, init=False, compare=False, repr=False)
+    _hazards: dict[str, HazardRule] = field(default_factory=dict, init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_code.update({c.code: c for c in self.categories})
+        self._hazards.update({h.code: h for h in self.hazards})
+
+    def category(self, code: str) -> Category | None:
+        return self._by_code.get(code)
+
+    def hazard(self, code: str) -> HazardRule | None:
+        return self._hazards.get(code)
+
+    def category_codes(self) -> list[str]:
+        return [c.code for c in self.categories]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The rules as stored (plain types; the version is kept beside them, not inside)."""
+        return {
+            "categories": [asdict(c) | {"keywords": list(c.keywords)} for c in self.categories],
+            "hazards": [asdict(h) for h in self.hazards],
+            "keywords": [asdict(k) for k in self.keywords],
+            "major_households": self.major_households,
+            "urgent_households": self.urgent_households,
+            "duplicate_distance_m": self.duplicate_distance_m,
+            "duplicate_window_hours": self.duplicate_window_hours,
+            "catch_all_category": self.catch_all_category,
+        }
+
+
+def _urgency(value: object, where: str) -> str:
+    if value not in URGENCIES:
+        raise InvalidArgument(f"{where} must be one of {', '.join(URGENCIES)} (got {value!r})", field=where)
+    return str(value)
+
+
+def _text(value: object, where: str, limit: int, *, required: bool = True) -> str:
+    text = str(value or "").strip()
+    if required and not text:
+        raise InvalidArgument(f"{where} is required (必填)", field=where)
+    if len(text) > limit:
+        raise InvalidArgument(f"{where} is longer than {limit} characters", field=where)
+    return text
+
+
+def _code(value: object, where: str) -> str:
+    code = str(value or "").strip()
+    if not CODE_RE.match(code):
+        raise InvalidArgument(
+            f"{where} {code!r} must be 2-40 lower-case letters, digits or '_', starting with a letter", field=where
+        )
+    return code
+
+
+def _int(value: object, where: str, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise InvalidArgument(f"{where} must be a whole number {low}..{high} (got {value!r})", field=where)
+    return value
+
+
+def rules_from_dict(data: Mapping[str, Any], version: int = 0) -> Rules:
+    """Checked rules, or InvalidArgument naming the first bad field (as PutClassificationRules reports it)."""
+    raw_categories = list(data.get("categories") or [])
+    if not raw_categories:
+        raise InvalidArgument("categories: give at least one category", field="categories")
+    if len(raw_categories) > MAX_CATEGORIES:
+        raise InvalidArgument(f"categories: at most {MAX_CATEGORIES}", field="categories")
+    categories: list[Category] = []
+    seen: set[str] = set()
+    for i, c in enumerate(raw_categories):
+        where = f"categories[{i}]"
+        code = _code(c.get("code"), f"{where}.code")
+        if code in seen:
+            raise InvalidArgument(f"{where}.code {code!r} is listed twice (编码重复)", field=f"{where}.code")
+        seen.add(code)
+        raw_keywords = list(c.get("keywords") or [])
+        if len(raw_keywords) > MAX_CATEGORY_KEYWORDS:
+            raise InvalidArgument(f"{where}.keywords: at most {MAX_CATEGORY_KEYWORDS}", field=f"{where}.keywords")
+        keywords = tuple(
+            dict.fromkeys(_text(k, f"{where}.keywords[{j}]", KEYWORD_MAX) for j, k in enumerate(raw_keywords))
+        )
+        categories.append(
+            Category(
+                code=code,
+                name_zh=_text(c.get("name_zh"), f"{where}.name_zh", 30),
+                name_en=_text(c.get("name_en"), f"{where}.name_en", 60, required=False),
+                group=_text(c.get("group"), f"{where}.group", 40, required=False),
+                default_urgency=_urgency(c.get("default_urgency"), f"{where}.default_urgency"),
+                keywords=keywords,
+            )
+        )
+    raw_hazards = list(data.get("hazards") or [])
+    if len(raw_hazards) > MAX_HAZARDS:
+        raise InvalidArgument(f"hazards: at most {MAX_HAZARDS}", field="hazards")
+    hazards: list[HazardRule] = []
+    seen = set()
+    for i, h in enumerate(raw_hazards):
+        where = f"hazards[{i}]"
+        code = _code(h.get("code"), f"{where}.code")
+        if code in seen:
+            raise InvalidArgument(f"{where}.code {code!r} is listed twice (编码重复)", field=f"{where}.code")
+        seen.add(code)
+        hazards.append(
+            HazardRule(
+                code, _text(h.get("name_zh"), f"{where}.name_zh", 30), _urgency(h.get("urgency"), f"{where}.urgency")
+            )
+        )
+    raw_keywords = list(data.get("keywords") or [])
+    if len(raw_keywords) > MAX_KEYWORDS:
+        raise InvalidArgument(f"keywords: at most {MAX_KEYWORDS}", field="keywords")
+    keyword_rules: list[KeywordRule] = []
+    seen = set()
+    for i, k in enumerate(raw_keywords):
+        where = f"keywords[{i}]"
+        word = _text(k.get("keyword"), f"{where}.keyword", KEYWORD_MAX)
+        if word in seen:
+            raise InvalidArgument(f"{where}.keyword {word!r} is listed twice", field=f"{where}.keyword")
+        seen.add(word)
+        keyword_rules.append(KeywordRule(word, _urgency(k.get("urgency"), f"{where}.urgency")))
+    major = _int(data.get("major_households"), "major_households", 1, HOUSEHOLDS_MAX)
+    urgent = _int(data.get("urgent_households"), "urgent_households", 1, HOUSEHOLDS_MAX)
+    if urgent < major:
+        raise InvalidArgument(
+            f"urgent_households ({urgent}) must be at least major_households ({major})", field="urgent_households"
+        )
+    catch_all = str(data.get("catch_all_category") or "").strip()
+    if catch_all not in {c.code for c in categories}:
+        raise InvalidArgument(
+            f"catch_all_category {catch_all!r} must be one of the categories' codes", field="catch_all_category"
+        )
+    return Rules(
+        categories=tuple(categories),
+        hazards=tuple(hazards),
+        keywords=tuple(keyword_rules),
+        major_households=major,
+        urgent_households=urgent,
+        duplicate_distance_m=_int(data.get("duplicate_distance_m"), "duplicate_distance_m", *DISTANCE_RANGE),
+        duplicate_window_hours=_int(data.get("duplicate_window_hours"), "duplicate_window_hours", *WINDOW_RANGE),
+        catch_all_category=catch_all,
+        version=version,
+    )
+
+
+@cache
+def default_rules() -> Rules:
+    """The shipped catalogue (data/categories.toml), version 0: what a tenant has until it stores its own."""
+    raw = tomllib.loads(DEFAULTS_FILE.read_text(encoding="utf-8"))
+    return rules_from_dict(
+        {
+            "categories": raw.get("category", []),
+            "hazards": raw.get("hazard", []),
+            "keywords": raw.get("keyword", []),
+            **{k: v for k, v in raw.items() if not isinstance(v, list)},
+        }
+    )
+
+
+def _line(zh: str, en: str) -> str:
+    return f"{zh} ({en})"
+
+
+def classify(
+    rules: Rules, category: str, hazards: Sequence[str], households: int, title: str, description: str
+) -> tuple[str, list[str]]:
+    """(urgency, reasons): the highest level any rule gives, and one bilingual line per rule that applied.
+
+    The category and hazards must be ones the rules know (the caller validated them)."""
+    reasons: list[str] = []
+    level = 0
+
+    def raise_to(urgency: str, zh: str, en: str) -> None:
+        nonlocal level
+        level = max(level, LEVEL[urgency])
+        reasons.append(_line(zh, en))
+
+    cat = rules.category(category)
+    if cat is not None:
+        u = cat.default_urgency
+        raise_to(u, f"类别「{cat.name_zh}」默认：{URGENCY_ZH[u]}", f"category {cat.code} default: {u}")
+    for code in dict.fromkeys(hazards):
+        rule = rules.hazard(code)
+        if rule is not None:
+            u = rule.urgency
+            raise_to(u, f"隐患：{rule.name_zh} → {URGENCY_ZH[u]}", f"hazard {rule.code} → {u}")
+    if households >= rules.urgent_households:
+        raise_to(
+            "urgent",
+            f"受影响 {households} 户 ≥ {rules.urgent_households} 户 → 紧急",
+            f"{households} affected households ≥ {rules.urgent_households} → urgent",
+        )
+    elif households >= rules.major_households:
+        raise_to(
+            "major",
+            f"受影响 {households} 户 ≥ {rules.major_households} 户 → 重大",
+            f"{households} affected households ≥ {rules.major_households} → major",
+        )
+    text = f"{title}\n{description}"
+    for kw in rules.keywords:
+        if kw.keyword in text:
+            u = kw.urgency
+            raise_to(u, f"关键词「{kw.keyword}」→ {URGENCY_ZH[u]}", f"keyword 「{kw.keyword}」 → {u}")
+    for other in rules.categories:
+        if other.code == category or other.default_urgency == "routine":
+            continue  # its default is counted above, or could raise nothing
+        for word in other.keywords:
+            if word in text:
+                u = other.default_urgency
+                raise_to(
+                    u,
+                    f"关键词「{word}」（{other.name_zh}）→ {URGENCY_ZH[u]}",
+                    f"keyword 「{word}」 suggests {other.code} → {u}",
+                )
+                break  # one line per category is enough
+    return URGENCIES[level], reasons
