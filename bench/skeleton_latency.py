@@ -9,11 +9,13 @@ environment). Prints p50/p90/p99/max over N issues, created one after another.
 from __future__ import annotations
 
 import os
+import random
 import statistics
 import sys
 import time
 
 import requests
+from benchlib import admin_headers, ensure_grid, percentile, random_point
 
 from services.common.settings import get_settings
 
@@ -21,15 +23,12 @@ N = int(os.environ.get("HONGLING_BENCH_ISSUES", "200"))
 POLL = 0.005
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
-    return ordered[k]
-
-
 def main() -> int:
-    base = f"http://127.0.0.1:{get_settings().gateway_port}/api/v1/tenants/taiqian/issues"
+    settings = get_settings()
+    ensure_grid(settings, "taiqian", admin_headers(settings))
+    base = f"http://127.0.0.1:{settings.gateway_port}/api/v1/tenants/taiqian/issues"
     session = requests.Session()
+    rng = random.Random(7)
     post_ms: list[float] = []
     visible_ms: list[float] = []
     for i in range(N):
@@ -37,7 +36,7 @@ def main() -> int:
             "title": f"基准事项 {i}",
             "description": "bench: skeleton latency",
             "channel": "online",
-            "location": {"address": "泰前街道嘉德社区"},
+            "location": random_point(rng),
         }
         t0 = time.perf_counter()
         resp = session.post(base, json=body, timeout=10)

@@ -165,6 +165,8 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
         )
 
     from gateway.docs import bp as docs_bp
+    from gateway.open311 import bp as open311_bp
+    from gateway.routes_audit import bp as audit_bp
     from gateway.routes_auth import init_app as init_auth
     from gateway.routes_governance import bp as governance_bp
     from gateway.routes_issues import bp as issues_bp
@@ -174,5 +176,7 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
     app.register_blueprint(org_bp)
     app.register_blueprint(governance_bp)
     app.register_blueprint(docs_bp)
+    app.register_blueprint(audit_bp)
+    app.register_blueprint(open311_bp)  # Open311 GeoReport v2 at /open311/v2
     init_auth(app, settings)  # people's accounts and sessions: /api/v1/auth/*, /api/v1/users
     return app

@@ -17,6 +17,7 @@ knowledge of still appears, with its docstring, parameters, roles and the error 
 
 from __future__ import annotations
 
+import copy
 import inspect
 import re
 from collections.abc import Callable, Iterable
@@ -28,13 +29,15 @@ from typing import Any
 
 from flask import Flask
 from google.protobuf.descriptor import FieldDescriptor
+from hongling.intake.v1 import intake_pb2
 from hongling.org.v1 import org_pb2
 from pydantic import BaseModel
 from werkzeug.routing import Rule as UrlRule
 
+from gateway.department import GRANT_HEADER
 from gateway.policy import POLICY, Rule
 from gateway.protojson import TIMESTAMP, FieldDesc, MessageDesc
-from gateway.routes_issues import CHANNEL_NAMES_ZH, CreateIssueIn
+from gateway.routes_issues import CHANNEL_NAMES_ZH, AssistanceTaskIn, CreateIssueIn, ReclassifyIn
 from gateway.routes_org import COLLECTIONS, ETAG_RE, IMPORT_MAX_BYTES, SHEET_FORMATS, Collection
 from gateway.tokens import TOKEN_ROLES
 from services.common.tenants import all_tenants
@@ -45,6 +48,26 @@ PROTO_ROOT = Path(__file__).resolve().parents[1] / "protos"
 JSON = "application/json"
 METHOD_ORDER = ("get", "post", "put", "patch", "delete")
 BINARY = {"schema": {"type": "string", "format": "binary"}}  # a spreadsheet as the body
+ISSUE_FILTERS = {
+    "status": "状态 received, classified, whistle_blown, assigned, in_progress, done, verified, published, rated, …",
+    "category": "类别 A category code of the tenant",
+    "urgency": "分类 routine (日常), major (重大), urgent (紧急)",
+    "channel": "渠道 Channel",
+    "community_id": "社区 Community",
+    "grid_id": "网格 Grid",
+    "created_from": "起 Created at or after (RFC 3339; no offset = Asia/Shanghai)",
+    "created_to": "止 Created before (RFC 3339)",
+    "text": "关键词 Title or description contains (case-insensitive)",
+    "ids": "编号 Comma-separated issue ids",
+}
+IF_MATCH: dict[str, Any] = {"$ref": "#/components/parameters/If-Match"}
+GRANT_PARAM: dict[str, Any] = {
+    "name": "X-Hongling-Grant",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "pattern": "^gr-[0-9a-f]{28}$"},
+    "description": "授权编号 District departments: the approved grant this call is made under (others: omit)",
+}
 F = FieldDescriptor
 Schema = dict[str, Any]
 
@@ -108,7 +131,7 @@ ISSUE_EXAMPLE = {
     "title": "楼道灯不亮",
     "description": "3号楼2单元楼道灯坏了",
     "channel": "online",
-    "location": {"address": "嘉德社区3号楼"},
+    "location": {"lat": 36.1876, "lon": 117.1296, "address": "嘉德社区3号楼"},
 }
 INFO_DESCRIPTION = """\
 红领益家社区共治平台（泰山区）的HTTP接口。本文档由网关在运行时根据代码生成：路由、权限表、请求模型与protobuf消息定义。
@@ -431,6 +454,8 @@ class SpecBuilder:
             else:
                 params.append(_param(name, "path", schema, PATH_PARAM_DOCS.get(name, name), required=True))
         params += op.params
+        if policy is not None and policy.grant:
+            params.append(GRANT_PARAM)
         base_id = endpoint.replace(".", "_") + (f"__{c.slug.replace('-', '_')}" if c else "")
         operation_id = base_id if base_id not in self.operation_ids else f"{base_id}__{method.lower()}"
         self.operation_ids.add(operation_id)
@@ -496,6 +521,24 @@ class SpecBuilder:
                 errors=(400, 409),
                 notes="The intake service owns the rules (lengths, channels, location); the gateway checks shapes.",
             )
+        if endpoint == "issues.hand_over_task":
+            self._issue_views()
+            handed = {
+                "type": "object",
+                "required": ["issue", "grant"],
+                "properties": {
+                    "issue": ref("IssueView"),
+                    "grant": {
+                        "type": "object",
+                        "properties": {"id": {"type": "string"}, "quota": {"type": "integer"}},
+                    },
+                },
+            }
+            return Op(
+                body={"required": True, "content": _json(self.model(AssistanceTaskIn))},
+                responses={"201": _ok("已移交 Handed over: the issue, on channel department_assistance", handed)},
+                errors=(400,),
+            )
         if endpoint == "issues.get_issue":
             self._issue_views()
             one = {
@@ -517,8 +560,41 @@ class SpecBuilder:
             params = [
                 _param("page_size", "query", {"type": "integer", "default": 20}, "每页条数 Issues per page"),
                 {"$ref": "#/components/parameters/page_token"},
+                *(_param(n, "query", {"type": "string"}, d) for n, d in ISSUE_FILTERS.items()),
             ]
             return Op(params=params, responses={"200": _ok("事项 A page of issues, newest first", page)}, errors=(400,))
+        if endpoint == "issues.reclassify_issue":
+            self._issue_views()
+            one = {"type": "object", "required": ["issue"], "properties": {"issue": ref("IssueView")}}
+            return Op(
+                params=[IF_MATCH],
+                body={"required": True, "content": _json(self.model(ReclassifyIn))},
+                responses={"200": _ok("已重新分类 The issue, reclassified; ETag: its version", one, ["ETag"])},
+                errors=(400, 404, 409, 412, 428),
+            )
+        if endpoint == "issues.reveal_contact":
+            contact = {
+                "type": "object",
+                "required": ["name", "phone"],
+                "properties": {"name": {"type": "string"}, "phone": {"type": "string"}},
+            }
+            return Op(
+                responses={"200": _ok("联系方式 The reporter's contact, unmasked (logged)", contact)}, errors=(404,)
+            )
+        if endpoint == "issues.get_attachment":
+            files = {t: BINARY for t in ("image/jpeg", "image/png", "image/webp", "application/pdf")}
+            return Op(responses={"200": {"description": "附件 The file as uploaded", "content": files}}, errors=(404,))
+        if endpoint in ("issues.get_rules", "issues.put_rules"):
+            rules = self.message(intake_pb2.ClassificationRules)
+            op = Op(responses={"200": _ok("分类规则 Categories and rules; ETag: their version", rules, ["ETag"])})
+            if endpoint == "issues.put_rules":
+                op = Op(
+                    params=[IF_MATCH],
+                    body={"required": True, "content": _json(rules)},
+                    responses=op.responses,
+                    errors=(400, 409, 412, 428),
+                )
+            return op
         if endpoint == "org.resolve_location":
             body = {
                 "oneOf": [
@@ -561,50 +637,30 @@ class SpecBuilder:
         return Op(responses={"200": _ok("成功 Success", {})})
 
     def _issue_views(self) -> None:
-        """The issue routes' own JSON (routes_issues.issue_json / task_json), not a protobuf message."""
+        """The issue routes' JSON (routes_issues.issue_json): the intake Issue message as protojson writes it,
+        plus the Chinese names and each attachment's URL."""
         if "IssueView" in self.schemas:
             return
         channels = ", ".join(f"{k} ({v})" for k, v in CHANNEL_NAMES_ZH.items())
-        self.schemas["IssueLocationView"] = {
-            "type": "object",
-            "required": ["lat", "lon", "address", "compound_id"],
-            "properties": {
-                "lat": {"type": ["number", "null"]},
-                "lon": {"type": ["number", "null"]},
-                "address": {"type": "string"},
-                "compound_id": {"type": "string"},
-            },
-            "additionalProperties": False,
+        self.message(intake_pb2.Issue)
+        base = copy.deepcopy(self.schemas[component_name(intake_pb2.Issue.DESCRIPTOR)])
+        props = base["properties"]
+        props["channel"] = {**props["channel"], "description": f"渠道 One of: {channels}"}
+        props["grant_id"] = {
+            "type": ["string", "null"],
+            "description": "部门协助任务的授权 The assistance grant (channel department_assistance only)",
         }
-        self.schemas["IssueView"] = {
-            "type": "object",
-            "title": "Issue",
-            "required": [
-                "id",
-                "tenant",
-                "title",
-                "description",
-                "channel",
-                "channel_zh",
-                "category",
-                "location",
-                "status",
-                "created_at",
-            ],
-            "properties": {
-                "id": {"type": "string"},
-                "tenant": {"type": "string"},
-                "title": {"type": "string"},
-                "description": {"type": "string"},
-                "channel": {"type": "string", "description": f"渠道 One of: {channels}"},
-                "channel_zh": {"type": "string", "description": "渠道中文名 The channel's Chinese name"},
-                "category": {"type": "string"},
-                "location": ref("IssueLocationView"),
-                "status": {"type": "string"},
-                "created_at": {"type": "string", "format": "date-time"},
-            },
-            "additionalProperties": False,
-        }
+        props["channel_zh"] = {"type": "string", "description": "渠道中文名 The channel's Chinese name"}
+        props["status_zh"] = {"type": "string", "description": "状态中文名 The status in Chinese"}
+        props["urgency_zh"] = {"type": "string", "description": "日常事项 / 重大事项 / 紧急事项"}
+        attachment = copy.deepcopy(self.schemas[component_name(intake_pb2.Attachment.DESCRIPTOR)])
+        attachment["properties"]["url"] = {"type": "string", "description": "下载地址 Where the file is served"}
+        attachment["required"] = [*attachment.get("required", []), "url"]
+        self.schemas["IssueAttachmentView"] = attachment
+        props["attachments"] = {"type": "array", "items": ref("IssueAttachmentView")}
+        base["required"] = sorted({*base.get("required", []), "channel_zh", "status_zh", "urgency_zh", "grant_id"})
+        base["title"] = "Issue"
+        self.schemas["IssueView"] = base
         self.schemas["TaskView"] = {
             "type": "object",
             "title": "Task",
@@ -746,7 +802,7 @@ class SpecBuilder:
 
     @staticmethod
     def _roles(policy: Rule | None) -> list[str]:
-        return [r for r in TOKEN_ROLES if policy is not None and r in policy.roles]
+        return [r for r in TOKEN_ROLES if policy is not None and policy.admits(r)]
 
     @staticmethod
     def _security(policy: Rule | None) -> list[Schema]:
@@ -761,6 +817,12 @@ class SpecBuilder:
         text = f"**角色 Roles** ({policy.family}): {', '.join(shown)}."
         if policy.local_only:
             text += f" Only from this host: {', '.join(sorted(policy.local_only))}."
+        if policy.grant:
+            text += (
+                f" district_department only under an approved grant covering `{policy.grant}` (header "
+                f"`{GRANT_HEADER}`), its community and fields; every such call, allowed or refused, is audited "
+                "(须经审核授权)."
+            )
         if policy.tenant_scoped:
             text += " 按街道/镇授权 Tenant-scoped: a token's scope must include `{tenant}` (`*` = every tenant)" + (
                 "; the anonymous public may act on any tenant." if "public" in policy.roles else "."

@@ -19,14 +19,19 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from flask import Flask, g, request
+from flask import Flask, Response, g, request
 from prometheus_client import Counter
 
-from gateway.errors import ApiError
+from gateway import department
+from gateway.errors import ApiError, error_response
+from gateway.governance.domain import ASSISTANCE_OPERATION
+from gateway.governance.store import GovernanceStore, current_audit, current_store
 from gateway.identity import Identity, challenge, identify
 from gateway.tokens import TokenStore
+from services.common.audit import AuditLog
 from services.common.errors import UnknownTenant
 from services.common.principal import ROLES, Principal
 from services.common.tenants import get_tenant
@@ -41,6 +46,7 @@ APPROVERS = frozenset({"district_approver"})
 DEPARTMENTS = frozenset({"district_department"})
 REQUEST_READERS = frozenset({"district_approver", "district_department", "subdistrict_admin"})
 GRANT_READERS = REQUEST_READERS | STAFF
+FRONTDOOR = "frontdoor."  # POLICY keys of the gRPC front door's methods (not Flask endpoints)
 REFUSALS = Counter(
     "hongling_gateway_refusals_total", "Requests the gateway's policy refused.", ["route", "role", "status"]
 )
@@ -53,6 +59,12 @@ class Rule:
     tenant_scoped: bool
     # Roles honoured only on a direct loopback connection (no proxy header), e.g. an unauthenticated scraper.
     local_only: frozenset[str] = frozenset()
+    # A district department may call this route only under an approved grant covering this operation
+    # (formatted with the path's parameters, e.g. "org.read:{collection}"); "" = never.
+    grant: str = ""
+
+    def admits(self, role: str) -> bool:
+        return role in self.roles or (role == "district_department" and bool(self.grant))
 
 
 POLICY: dict[str, Rule] = {
@@ -64,11 +76,24 @@ POLICY: dict[str, Rule] = {
     "tenants": Rule("tenants list", ANYONE, tenant_scoped=False),
     # Issues: anyone may report one and read it back by its (unguessable) id; listing is for staff.
     "issues.create_issue": Rule("issues: report", REPORTERS, tenant_scoped=True),
-    "issues.get_issue": Rule("issues: read one", REPORTERS, tenant_scoped=True),
-    "issues.list_issues": Rule("issues: list", STAFF, tenant_scoped=True),
+    # District departments read issues only under a data-access grant (intake.read:issues).
+    "issues.get_issue": Rule("issues: read one", REPORTERS, tenant_scoped=True, grant="intake.read:issues"),
+    "issues.list_issues": Rule("issues: list", STAFF, tenant_scoped=True, grant="intake.read:issues"),
+    "issues.get_attachment": Rule("issues: attachments", REPORTERS, tenant_scoped=True),
+    # Handling an issue: reclassify it, see who reported it (each reveal logged by intake).
+    "issues.reclassify_issue": Rule("issues: reclassify", STAFF, tenant_scoped=True),
+    "issues.reveal_contact": Rule("issues: reporter contact", STAFF, tenant_scoped=True),
+    # Categories and classification rules: every reporting client reads them; subdistrict admins set them.
+    "issues.get_rules": Rule("issues: categories and rules", REPORTERS, tenant_scoped=True),
+    "issues.put_rules": Rule("issues: set rules", frozenset({"subdistrict_admin"}), tenant_scoped=True),
+    # A district department hands over an approved assistance task (协助任务) under its grant, within quota.
+    "issues.hand_over_task": Rule(
+        "issues: hand over an assistance task", frozenset(), tenant_scoped=True, grant=ASSISTANCE_OPERATION
+    ),
     # Organisation structure: holds people's personal data; staff of the tenant only.
-    "org.list_items": Rule("org: read", STAFF, tenant_scoped=True),
-    "org.get_item": Rule("org: read", STAFF, tenant_scoped=True),
+    # District departments read them only under a data-access grant (gateway/department.py).
+    "org.list_items": Rule("org: read", STAFF, tenant_scoped=True, grant="org.read:{collection}"),
+    "org.get_item": Rule("org: read", STAFF, tenant_scoped=True, grant="org.read:{collection}"),
     "org.create_item": Rule("org: write", STAFF, tenant_scoped=True),
     "org.update_item": Rule("org: write", STAFF, tenant_scoped=True),
     "org.delete_item": Rule("org: write", STAFF, tenant_scoped=True),
@@ -87,6 +112,15 @@ POLICY: dict[str, Rule] = {
     "governance.get_grant": Rule("grants: read one", GRANT_READERS, tenant_scoped=False),
     "governance.list_tenant_grants": Rule("grants: tenant list", STAFF, tenant_scoped=True),
     "governance.revoke_grant": Rule("grants: revoke", APPROVERS, tenant_scoped=False),
+    # The audit log: district approvers (their tenant scope) and subdistrict admins (their tenant);
+    # verification: approvers and ops.
+    # Approvers (and ops) read a tenant's entries on the district-wide routes (?tenant=): district roles get
+    # no tenant-scoped route (tests/unit/test_gateway_policy.py); the views apply the token's tenant scope.
+    "audit.list_entries": Rule("audit: read", APPROVERS | {"ops"}, tenant_scoped=False),
+    "audit.list_tenant_entries": Rule("audit: read a tenant", frozenset({"subdistrict_admin"}), tenant_scoped=True),
+    "audit.export_tenant_entries": Rule("audit: read a tenant", frozenset({"subdistrict_admin"}), tenant_scoped=True),
+    "audit.export_entries": Rule("audit: export", APPROVERS | {"ops"}, tenant_scoped=False),
+    "audit.verify_chain": Rule("audit: verify", APPROVERS | {"ops"}, tenant_scoped=False),
     # The API's own description: the OpenAPI document, the docs page and its static files; anyone.
     "docs.openapi_json": Rule("api docs", ANYONE, tenant_scoped=False),
     "docs.docs_page": Rule("api docs", ANYONE, tenant_scoped=False),
@@ -100,6 +134,33 @@ POLICY: dict[str, Rule] = {
     "users.list_users": Rule("users: manage", ACCOUNT_ADMINS, tenant_scoped=False),
     "users.create_user": Rule("users: manage", ACCOUNT_ADMINS, tenant_scoped=False),
     "users.change_role": Rule("users: manage", ACCOUNT_ADMINS, tenant_scoped=False),
+    # Open311 GeoReport v2 (gateway/open311.py, /open311/v2/…): the jurisdiction is the tenant, named by the
+    # jurisdiction_id parameter, not the path, so these lines are not tenant-scoped here; the views enforce it.
+    # Reading services and requests is public, as the spec has it (Open311 fields only, never contact data).
+    # Reporting: the credential is the form field api_key (an hl_ API token), not the Authorization header:
+    # the view authenticates it (identity.identify) and applies this same line to it with jurisdiction_id as
+    # the tenant (decide, tenant-scoped), so it needs a reporter's role and the jurisdiction in its scope.
+    "open311.list_services": Rule("open311: read", ANYONE, tenant_scoped=False),
+    "open311.get_service_definition": Rule("open311: read", ANYONE, tenant_scoped=False),
+    "open311.list_requests": Rule("open311: read", ANYONE, tenant_scoped=False),
+    "open311.get_request": Rule("open311: read", ANYONE, tenant_scoped=False),
+    "open311.get_token": Rule("open311: read", ANYONE, tenant_scoped=False),
+    "open311.unknown_resource": Rule("open311: read", ANYONE, tenant_scoped=False),  # 404/405, the spec's shape
+    "open311.create_request": Rule("open311: report", REPORTERS, tenant_scoped=False),
+    # The gRPC front door for district-department systems (gateway/frontdoor.py), keyed "frontdoor.<Method>"
+    # of hongling.frontdoor.v1.DepartmentGateway; the tenant is the request's `tenant` field. District
+    # departments only, each call under its grant exactly as on the HTTP routes (org.list_items/get_item,
+    # issues.hand_over_task), and their own grants; every call, allowed or refused, is in the audit log.
+    f"{FRONTDOOR}ListOrgRecords": Rule(
+        "front door: org: read", frozenset(), tenant_scoped=True, grant="org.read:{collection}"
+    ),
+    f"{FRONTDOOR}GetOrgRecord": Rule(
+        "front door: org: read", frozenset(), tenant_scoped=True, grant="org.read:{collection}"
+    ),
+    f"{FRONTDOOR}HandOverTask": Rule(
+        "front door: hand over an assistance task", frozenset(), tenant_scoped=True, grant=ASSISTANCE_OPERATION
+    ),
+    f"{FRONTDOOR}GetGrant": Rule("front door: grants: read one", DEPARTMENTS, tenant_scoped=False),
 }
 
 
@@ -128,7 +189,7 @@ def decide(
     if rule is None:
         log.error("route %s is not in the policy table: refused (default deny)", endpoint)
         return None, ApiError(403, "forbidden", "this endpoint is not open to anyone (default deny) (拒绝访问)")
-    allowed = p.role in rule.roles and (p.role not in rule.local_only or local)
+    allowed = rule.admits(p.role) and (p.role not in rule.local_only or local)
     if not allowed:
         if identity.anonymous:
             return None, ApiError(
@@ -138,10 +199,13 @@ def decide(
                 headers=challenge(),
             )
         where = " from this host" if p.role in rule.local_only else ""
+        needs = _roles(rule.roles) if rule.roles else ""
+        if rule.grant:
+            needs = (needs + ", or " if needs else "") + "district_department under an approved grant"
         return None, ApiError(
             403,
             "forbidden",
-            f"role {p.role!r} may not use {rule.family}{where}; it needs one of: {_roles(rule.roles)} "
+            f"role {p.role!r} may not use {rule.family}{where}; it needs one of: {needs or 'nobody'} "
             "(当前角色无权访问)",
         )
     if not rule.tenant_scoped:
@@ -182,11 +246,119 @@ def install(app: Flask, store: TokenStore) -> None:
         forwarded = any(h in request.headers for h in ("Forwarded", "X-Forwarded-For", "X-Real-Ip"))
         local = is_direct_loopback(request.remote_addr, forwarded)
         principal, refusal = decide(rule, endpoint, identity, tenant, local=local)
+        route = request.url_rule.rule if request.url_rule else endpoint
         if refusal is not None:
-            route = request.url_rule.rule if request.url_rule else endpoint
             REFUSALS.labels(route, identity.principal.role, str(refusal.status)).inc()
+            if identity.principal.role == "district_department":
+                _audit_department(identity.principal, route, tenant, "refused", {"reason": refusal.code})
             raise refusal
+        assert principal is not None
+        if principal.role == "district_department":
+            if rule is not None and rule.grant and tenant is not None:
+                principal = _department_grant(principal, rule, route, tenant)
+            else:
+                _audit_department(principal, route, tenant, "allowed", {})
         g.principal = principal
+
+    @app.after_request
+    def _admitted(resp: Response) -> Response:
+        access: department.Access | None = g.get("department_access")
+        if access is None or access.recorded:
+            return resp
+        if resp.status_code < 400:
+            # A view that answered a department without admitting the call (a bug): answer nothing.
+            log.error("route %s answered a department call it did not admit: refused", request.endpoint)
+            access.record_failure("403", "not_admitted")
+            return error_response(
+                ApiError(403, "forbidden", "this call was not admitted under its grant (default deny) (拒绝访问)")
+            )
+        code = ""
+        if resp.is_json:
+            body = resp.get_json(silent=True)
+            code = str(((body or {}).get("error") or {}).get("code") or "")
+        access.record_failure(str(resp.status_code), code)
+        return resp
+
+
+def _audit_department(p: Principal, route: str, tenant: str | None, outcome: str, detail: dict[str, str]) -> None:
+    department.audit_plain_call(
+        p,
+        outcome=outcome,
+        door="http",
+        method=f"{request.method} {route}",
+        tenant=tenant or "",
+        request_id=g.get("request_id") or "",
+        detail=detail,
+        audit=current_audit(),
+    )
+
+
+def _department_grant(p: Principal, rule: Rule, route: str, tenant: str) -> Principal:
+    """Check a department's call against the grant it names; the principal to forward carries the grant."""
+    body = request.get_json(silent=True) if request.is_json else None
+    task = body.get("title") if isinstance(body, dict) and isinstance(body.get("title"), str) else None
+    try:
+        access = check_department_grant(
+            rule,
+            p,
+            tenant,
+            {k: str(v) for k, v in (request.view_args or {}).items()},
+            door="http",
+            method=f"{request.method} {route}",
+            grant_id=request.headers.get(department.GRANT_HEADER) or "",
+            community_id=request.args.get("community_id", ""),
+            fields=department.parse_fields(request.args.get("fields")),
+            filters=tuple(sorted(k for k in request.args if k not in department.NON_FILTER_ARGS)),
+            title=task,
+            request_id=g.get("request_id") or "",
+            store=current_store(),
+            audit=current_audit(),
+        )
+    except ApiError:
+        REFUSALS.labels(route, p.role, "403").inc()
+        raise
+    g.department_access = access
+    return Principal(sub=p.sub, role=p.role, tenants=(tenant,), grant_id=access.grant.id)
+
+
+def check_department_grant(
+    rule: Rule,
+    p: Principal,
+    tenant: str,
+    params: Mapping[str, str],
+    *,
+    door: str,
+    method: str,
+    grant_id: str,
+    community_id: str,
+    fields: tuple[str, ...],
+    filters: tuple[str, ...],
+    title: str | None,
+    request_id: str,
+    store: GovernanceStore,
+    audit: AuditLog,
+) -> department.Access:
+    """A district department's call on a grant rule, through either door (HTTP route: `params` are the path's;
+    gRPC front door: the request's collection / item_id), checked against the grant it names: the Access to
+    admit, or ApiError 403 `outside_grant` naming what is missing (department.check logged the refusal)."""
+    call = department.Call(
+        principal=p,
+        grant_id=grant_id.strip(),
+        operation=rule.grant.format(**params),
+        tenant=tenant,
+        door=door,
+        method=method,
+        community_id=community_id.strip(),
+        fields=fields,
+        filters=filters,
+        task=title if rule.grant == ASSISTANCE_OPERATION else None,
+        target=params.get("item_id") or params.get("collection") or "",
+        request_id=request_id,
+    )
+    try:
+        return department.check(call, store, audit)
+    except department.Refused as exc:
+        raise ApiError(403, "outside_grant", f"{exc.message} (超出授权范围)", field=exc.missing) from None
 
 
 def table() -> str:
@@ -200,7 +372,9 @@ def table() -> str:
     for family, rule in families.items():
         cells = []
         for role in roles:
-            if role not in rule.roles:
+            if role not in rule.roles and role == "district_department" and rule.grant:
+                cells.append("grant")
+            elif role not in rule.roles:
                 cells.append("–")
             elif role in rule.local_only:
                 cells.append("loopback")
@@ -213,7 +387,9 @@ def table() -> str:
         "",
         "scoped: only on the tenants in the token's scope (* = every tenant); loopback: only on a direct",
         "connection from this host; public: the anonymous caller (on any tenant) or a public-role token (its",
-        "tenants); –: refused (401 anonymous, 403 with a token). A route not in the table is refused to all.",
+        "tenants); grant: only under an approved grant covering the operation, tenant, community and fields",
+        "(every call, allowed or refused, in the audit log); –: refused (401 anonymous, 403 with a token).",
+        "A route not in the table is refused to all.",
     ]
     return "\n".join(lines)
 

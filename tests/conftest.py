@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -28,6 +29,9 @@ from services.common.tenants import tenant_slugs
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICES_SH = REPO / "deploy" / "local" / "services.sh"
+# Every tenant of the test stack has a grid around this point (System.place_test_grids), in 测试社区.
+TEST_POINT = (36.1876, 117.1296)
+TEST_COMMUNITY = "test-place"
 
 
 def _port_open(host_port: str) -> bool:
@@ -72,6 +76,11 @@ class System:
     @property
     def gateway(self) -> str:
         return f"http://127.0.0.1:{self.settings.gateway_port}"
+
+    @property
+    def frontdoor(self) -> str:
+        """host:port of the gateway's gRPC front door for district departments (gateway/frontdoor.py)."""
+        return f"127.0.0.1:{self.settings.frontdoor_port}"
 
     @property
     def tokens_file(self) -> Path:
@@ -127,6 +136,32 @@ class System:
     def start(self, *names: str) -> None:
         self.services_sh("start", *names)
 
+    def place_test_grids(self) -> None:
+        """In every tenant, a community with one grid around TEST_POINT, so issues reported there are placed
+        (intake refuses a location outside every grid of the tenant)."""
+        lat, lon = TEST_POINT
+        ring = [[lon - 0.005, lat - 0.005], [lon + 0.005, lat - 0.005], [lon + 0.005, lat + 0.005]]
+        ring += [[lon - 0.005, lat + 0.005], ring[0]]
+        boundary = json.dumps({"type": "Polygon", "coordinates": [ring]})
+        for tenant in tenant_slugs():
+            base = f"{self.gateway}/api/v1/tenants/{tenant}/org"
+            h = self.auth("subdistrict_admin", "*")
+            for path, body in (
+                ("communities", {"id": TEST_COMMUNITY, "name_zh": "测试社区"}),
+                (
+                    "grids",
+                    {
+                        "id": f"{TEST_COMMUNITY}-g",
+                        "community_id": TEST_COMMUNITY,
+                        "name_zh": "测试网格",
+                        "boundary_geojson": boundary,
+                    },
+                ),
+            ):
+                resp = requests.post(f"{base}/{path}", json=body, headers=h, timeout=15)
+                if resp.status_code not in (201, 409):
+                    raise RuntimeError(f"cannot create the test {path} in {tenant}: {resp.status_code} {resp.text}")
+
     def channel(self, service: str) -> grpc.Channel:
         return grpc.insecure_channel(self.settings.address(service))
 
@@ -150,6 +185,7 @@ def system(infra: Settings) -> Iterator[System]:
         except requests.RequestException:
             pass
         time.sleep(0.3)
+    sys_.place_test_grids()
     yield sys_
     sys_.services_sh("stop")
 

@@ -20,13 +20,13 @@ from hongling.org.v1 import org_pb2, org_pb2_grpc
 from services.common.grpc_server import TENANT_KEY
 from services.common.principal import METADATA_KEY, Principal, mint
 from services.common.settings import SERVICES
-from tests.conftest import System, call_metadata, wait_for
+from tests.conftest import TEST_POINT, System, call_metadata, wait_for
 
 NEW = intake_pb2.CreateIssueRequest(
     title="路灯不亮",
     description="小区门口路灯坏了",
     channel="grid_patrol",
-    location=location_pb2.Location(address="岱庙街道"),
+    location=location_pb2.Location(lat=TEST_POINT[0], lon=TEST_POINT[1], address="岱庙街道"),
 )
 
 

@@ -96,4 +96,5 @@ def test_an_org_record_and_an_error_fit_the_document(system: System, spec: dict[
     assert refused.status_code == 401
     check(spec, "components", "schemas", "Error").validate(refused.json())
     op = spec["paths"]["/api/v1/tenants/{tenant}/org/communities"]["get"]
-    assert "401" in op["responses"] and op["x-hongling-roles"] == ["community_worker", "subdistrict_admin"]
+    assert "401" in op["responses"]
+    assert op["x-hongling-roles"] == ["community_worker", "subdistrict_admin", "district_department"]

@@ -42,16 +42,19 @@ def test_issue_flows_to_a_task(system: System, mongo_client: MongoClient[Any]) -
 
     t = wait_for(task)
     assert t["issue_id"] == issue["id"] and t["status"] == "open"
-    # The relay published the issue's event once and recorded it as published.
+    # The relay published each of the issue's events (received, then classified or marked duplicate) once
+    # and recorded it as published.
     stored = mongo_client["hl_intake_taiqian"]["issues"].find_one({"_id": issue["id"]})
-    [event] = stored["outbox"]
-    assert mongo_client["hl_intake_taiqian"]["outbox_published"].find_one({"_id": event["id"]}) is not None
+    events = stored["outbox"]
+    assert len(events) == 2
+    for event in events:
+        assert mongo_client["hl_intake_taiqian"]["outbox_published"].find_one({"_id": event["id"]}) is not None
     published = [
         r
         for r in read_topic(system.settings.kafka_bootstrap, topic_for("intake"))
         if r.key == f"taiqian:{issue['id']}".encode()
     ]
-    assert len(published) == 1
+    assert sorted(dict(r.headers)["ce_id"].decode() for r in published) == sorted(e["id"] for e in events)
 
 
 def test_same_idempotency_key_stores_one_issue(system: System) -> None:

@@ -42,7 +42,7 @@ from services.common.settings import Settings
 from tests.unit.test_gateway_policy import NoNetwork
 
 SPEC_URI = "urn:hongling:openapi"
-SAMPLE_ARGS = {"tenant": "taiqian", "item_id": "x-1", "issue_id": "i-1"}
+SAMPLE_ARGS = {"tenant": "taiqian", "item_id": "x-1", "issue_id": "i-1", "attachment_id": "a-1"}
 METHODS = ("get", "post", "put", "patch", "delete")
 
 
@@ -194,7 +194,18 @@ def test_the_issue_create_body_is_the_pydantic_model(spec: dict[str, Any]) -> No
     assert op["requestBody"]["required"] is True
     body = resolve(spec, op["requestBody"]["content"]["application/json"]["schema"])
     assert set(body["required"]) == {"title", "description", "channel", "location"}
-    assert {"title", "description", "channel", "location", "category", "idempotency_key"} == set(body["properties"])
+    assert {
+        "title",
+        "description",
+        "channel",
+        "location",
+        "category",
+        "idempotency_key",
+        "affected_households",
+        "hazards",
+        "contact",
+        "attachments",
+    } == set(body["properties"])
     assert body["additionalProperties"] is False
     assert "online" in body["properties"]["channel"]["description"]
     location = resolve(spec, body["properties"]["location"])
@@ -465,13 +476,16 @@ def test_bearer_security_and_the_roles_of_the_policy_table(app: Flask, spec: dic
         concrete = re.sub(r"\{(\w+)\}", lambda m: SAMPLE_ARGS[m.group(1)], path)
         endpoint, _ = endpoints.match(concrete, method=method.upper())
         rule = POLICY[str(endpoint)]
-        roles = [r for r in TOKEN_ROLES if r in rule.roles]
+        roles = [r for r in TOKEN_ROLES if r in rule.roles or (r == "district_department" and rule.grant)]
         assert op["x-hongling-roles"] == roles, (path, method)
+        if rule.grant:  # a department names its grant in a header, and the description says so
+            assert any(p.get("name") == "X-Hongling-Grant" for p in op["parameters"]), (path, method)
+            assert rule.grant.split(":")[0] in op["description"], (path, method)
         assert all(r in op["description"] for r in roles)
         public = "public" in rule.roles and "public" not in rule.local_only
         assert op["security"] == ([{}, {"bearer": []}] if public else [{"bearer": []}]), (path, method)
     staff = spec["paths"]["/api/v1/tenants/{tenant}/org/people"]["get"]
-    assert staff["x-hongling-roles"] == ["community_worker", "subdistrict_admin"]
+    assert staff["x-hongling-roles"] == ["community_worker", "subdistrict_admin", "district_department"]
     assert spec["paths"]["/api/v1/tenants/{tenant}/issues"]["post"]["security"] == [{}, {"bearer": []}]
 
 

@@ -1,0 +1,62 @@
+"""Shared by the benchmarks: percentiles, an admin token, and a grid to report issues in.
+
+The benchmarks run against a running system (deploy/local/test.sh bench starts a private one). Issues are
+placed by intake in a grid of the tenant, so a benchmark first makes sure its tenant has one: a community
+and a 0.02° square grid (about 2 km) around BENCH_POINT, created through the gateway with an API token the
+benchmark writes into the gateway's token file (read without a restart).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import requests
+
+from gateway.tokens import TokenFile
+from services.common.settings import Settings
+
+BENCH_POINT = (36.40, 117.40)  # away from the demo area (lat 36.15-36.25) and the scale area (36.03-36.14)
+HALF = 0.01
+COMMUNITY = "bench-place"
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def admin_headers(settings: Settings) -> dict[str, str]:
+    """A fresh, one-day subdistrict admin token for every tenant."""
+    token, _ = TokenFile(settings.api_tokens_file).create("bench-admin", "subdistrict_admin", ["*"], days=1)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def ensure_grid(settings: Settings, tenant: str, headers: dict[str, str]) -> None:
+    """The benchmark community and grid of the tenant (created once; 409 = there already)."""
+    lat, lon = BENCH_POINT
+    ring = [[lon - HALF, lat - HALF], [lon + HALF, lat - HALF], [lon + HALF, lat + HALF], [lon - HALF, lat + HALF]]
+    boundary = json.dumps({"type": "Polygon", "coordinates": [[*ring, ring[0]]]})
+    base = f"http://127.0.0.1:{settings.gateway_port}/api/v1/tenants/{tenant}/org"
+    for path, body in (
+        ("communities", {"id": COMMUNITY, "name_zh": "基准测试社区"}),
+        (
+            "grids",
+            {
+                "id": f"{COMMUNITY}-g",
+                "community_id": COMMUNITY,
+                "name_zh": "基准测试网格",
+                "boundary_geojson": boundary,
+            },
+        ),
+    ):
+        resp = requests.post(f"{base}/{path}", json=body, headers=headers, timeout=30)
+        if resp.status_code not in (201, 409):
+            raise SystemExit(f"cannot create the bench {path} in {tenant}: {resp.status_code} {resp.text}")
+
+
+def random_point(rng: random.Random) -> dict[str, float]:
+    """A point well inside the benchmark grid."""
+    lat, lon = BENCH_POINT
+    return {"lat": round(lat + rng.uniform(-0.9, 0.9) * HALF, 6), "lon": round(lon + rng.uniform(-0.9, 0.9) * HALF, 6)}

@@ -1,0 +1,153 @@
+"""Sustained intake throughput through the gateway, next to the raw insert rate of the same database.
+
+Both phases run in this one process against the running stack, with the same number of concurrent
+workers (HONGLING_BENCH_WORKERS, default 16) for the same time (HONGLING_BENCH_SECONDS, default 20):
+
+1. full path: POST /api/v1/tenants/<t>/issues at the gateway (policy, rate limits) -> intake
+   CreateIssue (validation, ResolveLocation at the org service, classification, duplicate look-ups,
+   one document write with its events) -> 201; random points in a benchmark grid and random
+   categories, as residents report; the outbox relay publishes the events to Kafka meanwhile;
+2. raw database: insert_one of a document of the same shape and size (an issue with its two pending
+   events) into a scratch collection of the same FerretDB, through pymongo, nothing else.
+
+Prints requests/s, p50/p99 latency of each and their ratio (goal: the full path sustains at least half
+of the raw insert rate). `make bench` runs every benchmark; this one alone:
+
+    bash deploy/local/test.sh bench bench/intake_throughput.py
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import statistics
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+from benchlib import admin_headers, ensure_grid, percentile, random_point
+from pymongo import MongoClient
+
+from services.common.settings import get_settings
+
+WORKERS = int(os.environ.get("HONGLING_BENCH_WORKERS", "16"))
+SECONDS = float(os.environ.get("HONGLING_BENCH_SECONDS", "20"))
+TENANT = "shengzhuang"
+CATEGORIES = ("property_repair", "sanitation", "parking", "greening", "noise", "road_facility", "elderly_care")
+
+
+def run(name: str, op: Callable[[random.Random], None]) -> tuple[float, list[float], int]:
+    """Run op from WORKERS threads for SECONDS; (ops/s, latencies in ms, errors). Progress every 5 s."""
+    latencies: list[list[float]] = [[] for _ in range(WORKERS)]
+    errors = [0] * WORKERS
+    stop = threading.Event()
+
+    def worker(i: int) -> None:
+        rng = random.Random(i)
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            try:
+                op(rng)
+            except Exception as exc:  # counted, and the first one shown
+                if errors[i] == 0:
+                    print(f"[bench] {name}: {exc}", file=sys.stderr)
+                errors[i] += 1
+                continue
+            latencies[i].append((time.perf_counter() - t0) * 1000)
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(WORKERS)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    while (elapsed := time.perf_counter() - started) < SECONDS:
+        time.sleep(min(5.0, SECONDS - elapsed))
+        done = sum(len(x) for x in latencies)
+        print(f"[bench] {name}: {done} in {time.perf_counter() - started:.0f} s", flush=True)
+    stop.set()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    flat = [v for x in latencies for v in x]
+    return len(flat) / elapsed, flat, sum(errors)
+
+
+def issue_like(rng: random.Random) -> dict[str, Any]:
+    """A document shaped like a stored issue with its two pending events (same fields, similar size)."""
+    now = datetime.now(UTC)
+    event = {"id": uuid.uuid4().hex, "type": "hongling.events.v1.IssueReceived", "payload": rng.randbytes(220)}
+    return {
+        "_id": uuid.uuid4().hex,
+        "title": "楼道灯不亮，晚上看不见",
+        "description": "3号楼2单元楼道灯坏了一周，老人晚上上下楼不方便。" * 3,
+        "channel": "online",
+        "category": rng.choice(CATEGORIES),
+        "location": random_point(rng),
+        "place": {"community_id": "bench-place", "grid_id": "bench-place-g", "community_name_zh": "基准测试社区"},
+        "urgency": "routine",
+        "urgency_reasons": ["类别默认：日常 (category default: routine)"],
+        "status": "classified",
+        "history": [{"at": now, "kind": "received"}, {"at": now, "kind": "classified"}],
+        "created_by": "anonymous",
+        "created_at": now,
+        "version": 1,
+        "outbox": [event, {**event, "id": uuid.uuid4().hex, "type": "hongling.events.v1.IssueClassified"}],
+    }
+
+
+def show(name: str, rate: float, values: list[float], errors: int) -> None:
+    if not values:
+        print(f"{name:34s} no successful operations ({errors} errors)")
+        return
+    print(
+        f"{name:34s} {rate:8.1f}/s  n={len(values)} errors={errors}  p50={percentile(values, 50):.1f} ms "
+        f"p99={percentile(values, 99):.1f} ms  mean={statistics.fmean(values):.1f} ms"
+    )
+
+
+def main() -> int:
+    settings = get_settings()
+    ensure_grid(settings, TENANT, admin_headers(settings))
+    url = f"http://127.0.0.1:{settings.gateway_port}/api/v1/tenants/{TENANT}/issues"
+    local = threading.local()
+
+    def post(rng: random.Random) -> None:
+        session = getattr(local, "session", None) or requests.Session()
+        local.session = session
+        body = {
+            "title": f"基准事项 {rng.randrange(10**6)}",
+            "description": "bench: sustained intake throughput (持续受理吞吐)",
+            "channel": "online",
+            "category": rng.choice(CATEGORIES),
+            "location": random_point(rng),
+        }
+        resp = session.post(url, json=body, timeout=30)
+        if resp.status_code != 201:
+            raise RuntimeError(f"{resp.status_code} {resp.text[:200]}")
+
+    client: MongoClient[Any] = MongoClient(settings.mongo_uri, maxPoolSize=WORKERS + 4)
+    scratch = client["hl_bench_raw"]["issues"]
+    scratch.drop()
+
+    def insert(rng: random.Random) -> None:
+        scratch.insert_one(issue_like(rng))
+
+    print(f"[bench] {WORKERS} workers, {SECONDS:.0f} s per phase; load average {os.getloadavg()[0]:.1f}")
+    post(random.Random(0))  # warm the path (connections, the org index) before measuring
+    full = run("gateway POST /issues", post)
+    raw = run("raw insert_one", insert)
+    client.drop_database("hl_bench_raw")
+    show("full path (gateway -> intake, 201)", *full)
+    show("raw FerretDB insert_one", *raw)
+    if raw[0]:
+        print(f"full path / raw insert rate = {full[0] / raw[0]:.2f} (goal >= 0.50)")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+    return 0 if full[2] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
