@@ -469,7 +469,6 @@ def test_refusals_happen_before_intake_is_asked_to_store(
         ({"api_key": "hl_" + "q" * 43}, 403, "invalid api_key"),
         ({"api_key": resident, "jurisdiction_id": "daimiao"}, 403, "'daimiao'"),
         ({"api_key": key(tokens, "ops", "*")}, 403, "role 'ops'"),
-        ({"api_key": key(tokens, "district_department", "*")}, 403, "role 'district_department'"),
         ({"api_key": resident, "jurisdiction_id": ""}, 400, "jurisdiction_id was not provided"),
         ({"api_key": resident, "jurisdiction_id": "gotham"}, 404, "'gotham' was not found"),
         ({"api_key": resident, "service_code": "potholes"}, 404, "'potholes' was not found"),
