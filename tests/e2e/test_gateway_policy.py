@@ -38,6 +38,13 @@ EXPECTED: dict[str, tuple[set[str], bool]] = {
     "issues: report": (REPORTERS, True),
     "issues: read one": (REPORTERS, True),
     "issues: list": (STAFF, True),
+    "issues: attachments": (REPORTERS, True),
+    "issues: reclassify": (STAFF, True),
+    "issues: reporter contact": (STAFF, True),
+    "issues: categories and rules": (REPORTERS, True),
+    "issues: set rules": ({"subdistrict_admin"}, True),
+    # Only a district department under an assistance grant (tests/e2e/test_department_access.py): nobody here.
+    "issues: hand over an assistance task": (set(), True),
     "org: read": (STAFF, True),
     "org: write": (STAFF, True),
     "org: resolve": (STAFF, True),
@@ -83,6 +90,11 @@ SCOPE_FREE: dict[str, set[str]] = {f: {"ops"} for f in ("users: list a tenant", 
 # Records a caller may not see are 404 and a decided request or revoked grant is 409: for these families
 # too the policy's answer is "through" (the records themselves are tests/e2e/test_governance.py's).
 THROUGH_ONLY = {
+    # No such attachment (404); a stale If-Match (412); an issue without a contact; rules that do not validate.
+    "issues: attachments",
+    "issues: reclassify",
+    "issues: reporter contact",
+    "issues: set rules",
     "org: import",
     "org: export",
     "department requests: read one",
@@ -115,6 +127,26 @@ CALLS: dict[str, list[Call]] = {
     "issues: report": [lambda t, s: ("POST", f"/api/v1/tenants/{t}/issues", {"json": ISSUE})],
     "issues: read one": [lambda t, s: ("GET", f"/api/v1/tenants/{t}/issues/{s.issue_id}", {})],
     "issues: list": [lambda t, s: ("GET", f"/api/v1/tenants/{t}/issues?page_size=1", {})],
+    "issues: attachments": [lambda t, s: ("GET", f"/api/v1/tenants/{t}/issues/{s.issue_id}/attachments/none", {})],
+    "issues: reclassify": [
+        lambda t, s: (
+            "POST",
+            f"/api/v1/tenants/{t}/issues/{s.issue_id}/reclassify",
+            {"json": {"urgency": "major", "reason": "矩阵"}, "headers": {"If-Match": '"999"'}},
+        )
+    ],
+    "issues: reporter contact": [lambda t, s: ("GET", f"/api/v1/tenants/{t}/issues/{s.issue_id}/contact", {})],
+    "issues: categories and rules": [lambda t, s: ("GET", f"/api/v1/tenants/{t}/classification-rules", {})],
+    "issues: set rules": [
+        lambda t, s: (
+            "PUT",
+            f"/api/v1/tenants/{t}/classification-rules",
+            {"json": {"categories": []}, "headers": {"If-Match": '"999"'}},
+        )
+    ],
+    "issues: hand over an assistance task": [
+        lambda t, s: ("POST", f"/api/v1/tenants/{t}/assistance-tasks", {"json": {"title": "矩阵", "description": "x"}})
+    ],
     "org: read": [
         lambda t, s: ("GET", f"/api/v1/tenants/{t}/org/communities?page_size=1", {}),
         lambda t, s: ("GET", f"/api/v1/tenants/{t}/org/communities/{s.community_id}", {}),
@@ -281,7 +313,8 @@ def test_role_x_tenant_x_route_family(system: System, seeds: dict[str, Seed], na
         for tenant, label in ((OWN, "own"), (OTHER, "other")):
             for call in calls:
                 method, path, kw = call(tenant, seeds[tenant])
-                sent = headers
+                kw = dict(kw)
+                sent = {**headers, **kw.pop("headers", {})}
                 if family in API_KEY:  # the token as the form's api_key, no Authorization header
                     token = headers.get("Authorization", "").removeprefix("Bearer ")
                     kw, sent = {"data": {**kw["data"], **({"api_key": token} if token else {})}}, {}

@@ -45,6 +45,7 @@ def test_issue_flows_to_a_task(system: System, mongo_client: MongoClient[Any]) -
     # The relay published each of the issue's events (received, then classified or marked duplicate) once
     # and recorded it as published.
     stored = mongo_client["hl_intake_taiqian"]["issues"].find_one({"_id": issue["id"]})
+    assert stored is not None
     events = stored["outbox"]
     assert len(events) == 2
     for event in events:
