@@ -69,8 +69,10 @@ def test_a_lagging_head_hint_still_chains_correctly(audit: AuditLog) -> None:
     for i in range(5):
         audit.append(actor="x", role="ops", action="role.change", outcome="done", target=str(i))
     audit.meta.update_one({"_id": "head"}, {"$set": {"seq": 2}})
+    head = audit.head()
+    assert head is not None and head.seq == 5 and audit.last_seq() == 2
     entry = audit.append(actor="y", role="ops", action="role.change", outcome="done", target="after-crash")
-    assert entry.seq == 6
+    assert entry.seq == 6 and audit.last_seq() == 6
     assert audit.verify().ok
 
 
