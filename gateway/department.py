@@ -174,7 +174,7 @@ def _record(
         detail=_detail(call, **detail),
     )
     if grant is not None:
-        store.link_audit(grant.id, entry.seq)
+        store.link_audit(grant.id, entry)
 
 
 def _refuse(

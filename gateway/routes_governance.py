@@ -45,7 +45,6 @@ from gateway.governance.store import (
     GovernanceStore,
     current_audit,
     current_store,
-    entries,
     grant_id_for,
     is_grant_id,
     is_request_id,
@@ -426,8 +425,9 @@ def reject_request(item_id: str) -> Response:
 
 
 def _grant_with_trail(doc: Mapping[str, Any], *, limit: int, before: int | None, now: datetime) -> dict[str, Any]:
-    seqs, more = _store().audit_seqs(doc["_id"], int(doc.get("audit_count") or 0), before=before, limit=limit)
-    return shapes.grant_json(doc, now=now, audit=entries(current_audit(), seqs), audit_more=more)
+    count = int(doc.get("audit_count") or 0)
+    trail, more = _store().audit_trail(doc["_id"], count, current_audit(), before=before, limit=limit)
+    return shapes.grant_json(doc, now=now, audit=trail, audit_more=more)
 
 
 @bp.get(f"{GRANTS}/<item_id>")

@@ -403,25 +403,33 @@ class GovernanceStore:
 
     # ------------------------------------------------------------ the grants' audit trail
 
-    def link_audit(self, grant_id: str, seq: int) -> None:
-        """Note that audit entry `seq` concerns this grant (call right after appending the entry)."""
-        self._take(self.grant_audit, f"audit:{grant_id}", grant_id, 0, {"seq": seq})
+    def link_audit(self, grant_id: str, entry: Entry) -> None:
+        """Note that this audit entry concerns the grant (call right after appending it). The link keeps a
+        copy of the entry, so a grant's trail is read from its own links (string _ids) and never looks
+        entries up in the log by seq (on the local FerretDB each such look-up scans the whole log)."""
+        stored = entry.body() | {"_id": entry.seq, "hash": entry.hash}
+        stored.pop("seq")
+        self._take(self.grant_audit, f"audit:{grant_id}", grant_id, 0, {"seq": entry.seq, "entry": stored})
 
-    def audit_seqs(
-        self, grant_id: str, count: int, *, before: int | None = None, limit: int = 100
-    ) -> tuple[list[int], int | None]:
-        """Sequence numbers of the audit entries about a grant, newest first, from the links numbered
-        below `before` (None: all), at most `limit`; and the `before` that continues (None: no more).
+    def audit_trail(
+        self, grant_id: str, count: int, audit: AuditLog, *, before: int | None = None, limit: int = 100
+    ) -> tuple[list[Entry], int | None]:
+        """The audit entries about a grant, newest first, from the links numbered below `before` (None: all),
+        at most `limit`; and the `before` that continues (None: no more). One query for the page's links;
+        links written before they carried their entry are completed from the log in one more query.
 
         `count` is the grant's audit_count as read with the grant."""
-        n = min(count, (before if before is not None else count + 1) - 1)
-        seqs: list[int] = []
-        while n >= 1 and len(seqs) < limit:
-            link = self.grant_audit.find_one({"_id": slot_id(grant_id, n)})
-            if link is not None:
-                seqs.append(int(link["seq"]))
-            n -= 1
-        return seqs, (n + 1 if n >= 1 else None)
+        top = min(count, (before if before is not None else count + 1) - 1)
+        numbers = list(range(top, max(top - limit, 0), -1))
+        if not numbers:
+            return [], None
+        found = {d["_id"]: d for d in self.grant_audit.find({"_id": {"$in": [slot_id(grant_id, n) for n in numbers]}})}
+        links = [found[slot_id(grant_id, n)] for n in numbers if slot_id(grant_id, n) in found]
+        missing = [int(link["seq"]) for link in links if "entry" not in link]
+        older = {d["_id"]: d for d in audit.entries.find({"_id": {"$in": missing}})} if missing else {}
+        docs = [link.get("entry") or older.get(int(link["seq"])) for link in links]
+        last = numbers[-1]
+        return [audit_entry(d) for d in docs if d is not None], (last if last > 1 else None)
 
 
 def _page(cursor: Any, limit: int) -> Page:
@@ -435,12 +443,6 @@ def open_store(settings: Any) -> GovernanceStore:
     """The deployment's governance store (district-level database hl_governance)."""
     client: pymongo.MongoClient[Any] = pymongo.MongoClient(settings.mongo_uri, tz_aware=True)
     return GovernanceStore(client[DATABASE])
-
-
-def entries(audit: AuditLog, seqs: Sequence[int]) -> list[Entry]:
-    """Audit entries by sequence number (each looked up by _id), in the order given; missing ones skipped."""
-    found = (audit.entries.find_one({"_id": seq}) for seq in seqs)
-    return [audit_entry(doc) for doc in found if doc is not None]
 
 
 # ---------------------------------------------------------------- for grant enforcement
@@ -514,5 +516,5 @@ def record_grant_audit(
         request_id=request_id,
         detail=detail,
     )
-    store.link_audit(grant_id, entry.seq)
+    store.link_audit(grant_id, entry)
     return entry
