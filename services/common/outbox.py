@@ -18,6 +18,18 @@ after MARKER_GRACE (far longer than the moment between a marker and its document
 deleted; a crash between marker and write leaves a marker to a document without new events, which
 is cleaned up the same way. Several relay processes may publish the same event twice; consumers
 drop the duplicate.
+
+Hand-off. On the local FerretDB (SQLite) every read, even by _id, scans its collection (FerretDB 1.24
+matches no index for it), so the reads above grow with the data. A creation (`save(force_insert=True)`)
+therefore also hands its events to this process's own relay once its write succeeded: the relay
+publishes them from memory (no document read, no `outbox_published` look-up: nobody else can have
+published events of a document this process just created, short of another relay seeing its marker,
+which is the duplicate consumers already drop), records them in one insert, and deletes the marker
+after its grace without reading the document. Nothing else changes: the marker is written before the
+document, so after a crash, a failed publish or in another process the marker path above finds the
+events as before. Creations have no earlier events, so publishing them first keeps the order per
+aggregate; a document with a creation still under way or handed over is skipped by the marker scan.
+Changes (not creations) signal the scan at once; otherwise markers are scanned every `interval`.
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 import uuid
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
@@ -37,6 +50,7 @@ from google.protobuf.message import Message
 from kafka import KafkaProducer
 
 from services.common import metrics
+from services.common.context import require_tenant
 from services.common.events import CloudEvent, record_key, topic_for
 from services.common.mongo import TenantDocument, tenant_database
 from services.common.tenants import tenant_slugs
@@ -45,24 +59,75 @@ log = logging.getLogger(__name__)
 
 # Set whenever a handler saves events, so the relay publishes at once instead of at its next poll.
 OUTBOX_SIGNAL = threading.Event()
+# Set when a write other than a creation is about to carry events (the relay scans the markers for it).
+CHANGE_SIGNAL = threading.Event()
 MARKERS = "outbox_markers"
 PUBLISHED = "outbox_published"
 MARKER_GRACE = timedelta(seconds=10)
 # A marker younger than this may belong to a write still under way: look at it on every pass.
 MARKER_YOUNG = timedelta(seconds=2)
 KNOWN_PUBLISHED_MAX = 200_000
+HANDOFF_MAX = 20_000
+YOUNG_RESCAN_SECONDS = 0.05
 
 
 def _aware(at: datetime) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-def mark_pending(doc_cls: type[Any], doc_id: str) -> None:
-    """Tell the relay that this document is about to carry new events (call before the write)."""
+class _Handoff:
+    """This process's creations, handed to its own relay (see "Hand-off" in the module docstring)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        # marker id -> (tenant, collection, doc id): a creation whose write is under way.
+        self.in_flight: dict[str, tuple[str, str, Any]] = {}
+        # marker id -> (tenant, collection, doc id, events): a creation written with these events.
+        self.ready: OrderedDict[str, tuple[str, str, Any, list[dict[str, Any]]]] = OrderedDict()
+
+    def begin(self, marker_id: str, key: tuple[str, str, Any]) -> None:
+        with self.lock:
+            self.in_flight[marker_id] = key
+
+    def end(self, marker_id: str, events: list[dict[str, Any]] | None) -> None:
+        """The write of this marker's creation is over: written with `events`, or failed (None)."""
+        with self.lock:
+            key = self.in_flight.pop(marker_id, None)
+            if key is not None and events:
+                self.ready[marker_id] = (*key, events)
+                while len(self.ready) > HANDOFF_MAX:
+                    self.ready.popitem(last=False)  # the relay is far behind: these take the marker path
+
+    def busy(self) -> set[tuple[str, str, Any]]:
+        """The documents this process's relay publishes from the hand-off (or is about to)."""
+        with self.lock:
+            return {*self.in_flight.values(), *((t, c, d) for t, c, d, _ in self.ready.values())}
+
+
+HANDOFF = _Handoff()
+
+
+def mark_pending(doc_cls: type[Any], doc_id: str, *, creation: bool = False) -> str:
+    """Tell the relay that this document is about to carry new events (call before the write);
+    returns the marker's id. A `creation` must be followed by `hand_over` once its write is over."""
     name = doc_cls._get_collection_name()
-    doc_cls._get_db()[MARKERS].insert_one(
-        {"_id": uuid.uuid4().hex, "collection": name, "doc": doc_id, "at": datetime.now(UTC)}
+    marker_id = uuid.uuid4().hex
+    marker = {"_id": marker_id, "collection": name, "doc": doc_id, "at": datetime.now(UTC)}
+    doc_cls._get_db()[MARKERS].insert_one(marker)
+    if creation:
+        HANDOFF.begin(marker_id, (require_tenant(), name, doc_id))
+    else:
+        CHANGE_SIGNAL.set()  # found through its marker: the relay scans at once
+    return marker_id
+
+
+def hand_over(marker_id: str, events: list[PendingEvent] | None) -> None:
+    """A creation's write is over: written with these new events, or failed (None)."""
+    HANDOFF.end(
+        marker_id,
+        None if events is None else [{f: ev[f] for f in ("id", "type", "subject", "time", "data")} for ev in events],
     )
+    OUTBOX_SIGNAL.set()
 
 
 class PendingEvent(me.EmbeddedDocument):
@@ -92,16 +157,31 @@ class OutboxDocument(TenantDocument):
                 data=message.SerializeToString(),
             )
         )
+        self._new_count = getattr(self, "_new_count", 0) + 1 if getattr(self, "_new_events", False) else 1
         self._new_events = True
         return event_id
 
+    def new_events(self) -> list[PendingEvent]:
+        """The events recorded since the last save (the tail of `outbox`)."""
+        count = getattr(self, "_new_count", 0) if getattr(self, "_new_events", False) else 0
+        return list(self.outbox[len(self.outbox) - count :]) if count else []
+
     def save(self, *args: Any, **kwargs: Any) -> Any:
         new_events = getattr(self, "_new_events", False)
-        if new_events:
-            mark_pending(type(self), str(self.pk))
-        result = super().save(*args, **kwargs)
+        creation = bool(kwargs.get("force_insert"))  # a new document: no earlier events, no other writer
+        marker_id = mark_pending(type(self), str(self.pk), creation=creation) if new_events else ""
+        pending = self.new_events() if new_events else []
+        try:
+            result = super().save(*args, **kwargs)
+        except BaseException:
+            if marker_id and creation:
+                hand_over(marker_id, None)
+            raise
         if new_events:
             self._new_events = False
+            self._new_count = 0
+            if creation:
+                hand_over(marker_id, pending)
             OUTBOX_SIGNAL.set()
         return result
 
@@ -142,21 +222,77 @@ class OutboxRelay:
         self._clean: dict[str, datetime] = {}
         # Event ids known to be published, so a document's history is not looked up again and again.
         self._known: OrderedDict[str, None] = OrderedDict()
+        # Markers of handed-over creations, published: deleted after their grace without a look (id -> at).
+        self._done: dict[str, datetime] = {}
+        self._young = False  # the last scan saw a marker whose write may be under way
 
     def run(self, stop: threading.Event) -> None:
         producer = make_producer(self.bootstrap, self.name)
         try:
+            next_scan = 0.0
             while not stop.is_set():
                 OUTBOX_SIGNAL.clear()
-                published = self.publish_pending(producer)
+                published = self.publish_handed(producer)
+                if CHANGE_SIGNAL.is_set() or time.monotonic() >= next_scan:
+                    CHANGE_SIGNAL.clear()
+                    published += self.scan_markers(producer)
+                    next_scan = time.monotonic() + (YOUNG_RESCAN_SECONDS if self._young else self.interval)
                 if published == 0:
-                    OUTBOX_SIGNAL.wait(self.interval)
+                    OUTBOX_SIGNAL.wait(max(0.0, next_scan - time.monotonic()))
         finally:
             producer.close(timeout=10)
 
     def publish_pending(self, producer: KafkaProducer) -> int:
+        """One full pass: the hand-off, then every tenant's markers; returns how many events were published."""
+        return self.publish_handed(producer) + self.scan_markers(producer)
+
+    def publish_handed(self, producer: KafkaProducer) -> int:
+        """Publish the creations this process handed over, from memory: no reads (see the module docstring)."""
+        collections = {d._get_collection_name() for d in self.documents}
+        with HANDOFF.lock:
+            taken = [(m, e) for m, e in HANDOFF.ready.items() if e[1] in collections]
+            for m, _ in taken:
+                del HANDOFF.ready[m]
+        if not taken:
+            return 0
+        sends: list[tuple[str, str, Any, list[dict[str, Any]], list[Any]]] = []
+        try:
+            for marker_id, (tenant, _name, doc_id, events) in taken:
+                futures = [
+                    producer.send(self.topic, key=record_key(tenant, str(doc_id)), value=ce.data, headers=ce.headers())
+                    for ce in (self._cloud_event(tenant, ev) for ev in events)
+                ]
+                sends.append((marker_id, tenant, doc_id, events, futures))
+            producer.flush(timeout=15)
+        except Exception:
+            log.exception("publishing %d handed-over creation(s) failed; their markers lead to them", len(taken))
+        total = 0
+        now = datetime.now(UTC)
+        done: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for marker_id, tenant, doc_id, events, futures in sends:
+            try:
+                for f in futures:
+                    f.get(timeout=15)
+            except Exception:
+                # Left to the marker (the next scan reads the document and publishes what is unpublished).
+                metrics.OUTBOX_ERRORS.labels(self.service).inc()
+                log.warning("publishing the events of %s failed; they stay pending", doc_id, exc_info=True)
+                continue
+            for ev in events:
+                done[tenant].append({"_id": ev["id"], "at": now, "doc": doc_id})
+                self._remember(ev["id"])
+                metrics.OUTBOX_PUBLISHED.labels(self.service, tenant, ev["type"]).inc()
+            self._done[marker_id] = now
+            total += len(events)
+        for tenant, records in done.items():
+            with contextlib.suppress(pymongo.errors.BulkWriteError):  # duplicates: recorded already
+                tenant_database(tenant)[PUBLISHED].insert_many(records, ordered=False)
+        return total
+
+    def scan_markers(self, producer: KafkaProducer) -> int:
         """One pass over every tenant's markers; returns how many events were published."""
         total = 0
+        self._young = False
         collections = {d._get_collection_name() for d in self.documents}
         for tenant in tenant_slugs():
             db = tenant_database(tenant)
@@ -166,8 +302,16 @@ class OutboxRelay:
                 if marker.get("collection") in collections:
                     by_doc[(marker["collection"], marker["doc"])].append(marker)
             backlog = 0
+            busy = HANDOFF.busy()
+            gone: list[str] = []
             for (name, doc_id), markers in by_doc.items():
+                if (tenant, name, doc_id) in busy:
+                    continue  # a creation of this process, published from the hand-off
                 expired = [m for m in markers if now - _aware(m["at"]) > MARKER_GRACE]
+                if all(m["_id"] in self._done for m in markers):
+                    # Its write is known to be over and its events published: no need to read it.
+                    gone.extend(m["_id"] for m in expired)
+                    continue
                 if not expired and all(m["_id"] in self._clean for m in markers):
                     continue  # looked at already; wait for the grace period before the last look
                 doc = db[name].find_one({"_id": doc_id}, {"outbox": 1, "deleted": 1})
@@ -183,13 +327,20 @@ class OutboxRelay:
                     if marker in expired:
                         db[MARKERS].delete_one({"_id": marker["_id"]})
                         self._clean.pop(marker["_id"], None)
+                        self._done.pop(marker["_id"], None)
                     elif now - _aware(marker["at"]) > MARKER_YOUNG:
                         # Found clean and not so young that its write could still be on the way:
                         # skip it until the last look after the grace period.
                         self._clean[marker["_id"]] = now
+                    else:
+                        self._young = True  # its write may still be on the way: look again soon
                 if doc is not None and doc.get("deleted") and not db[MARKERS].find_one({"doc": doc_id}):
                     # A tombstone (kept only to carry its deletion event) goes once that event is out.
                     db[name].delete_one({"_id": doc_id, "deleted": True})
+            if gone:
+                db[MARKERS].delete_many({"_id": {"$in": gone}})
+                for marker_id in gone:
+                    self._done.pop(marker_id, None)
             metrics.OUTBOX_BACKLOG.labels(self.service, tenant).set(backlog)
         return total
 
