@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Provision the pinned local infrastructure tools into $HONGLING_CACHE_DIR (idempotent, cached):
 #   $HONGLING_CACHE_DIR/kafka-<version>/libs/*.jar       Kafka broker + tools jars, via Maven
-#   $HONGLING_CACHE_DIR/ferretdb-<version>/bin/ferretdb  FerretDB, built from its Go module
+#   $HONGLING_CACHE_DIR/ferretdb-<version>/bin/ferretdb  FerretDB, built from its Go module with
+#                                                     deploy/local/patches/ferretdb-<version>-*.patch
 # A component counts as provisioned only when its .complete marker exists; the marker is written
 # after everything else succeeded, in a temporary directory that is then renamed into place.
+# FerretDB's marker also records the patch set ("patches <sha256>"): a build from another patch set
+# (e.g. one cached before a patch was added) is rebuilt once.
 set -euo pipefail
 
 HERE="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -15,7 +18,26 @@ FERRETDB_MARKER="${HONGLING_FERRETDB_HOME}/.complete"
 KAFKA_LABEL="Kafka ${HONGLING_KAFKA_VERSION}"
 FERRETDB_LABEL="FerretDB ${HONGLING_FERRETDB_VERSION}"
 
-if [[ -f "${KAFKA_MARKER}" && -f "${FERRETDB_MARKER}" ]]; then
+# The FerretDB source patches, applied in name order, and their identity: the sha256 of their
+# names and sha256 sums ("none" without patches).
+FERRETDB_PATCHES=()
+for f in "${HERE}/patches/ferretdb-${HONGLING_FERRETDB_VERSION}-"*.patch; do
+  [[ -f "${f}" ]] && FERRETDB_PATCHES+=("${f}")
+done
+sha256() {
+  if command -v sha256sum >/dev/null 2>&1; then sha256sum "$@"; else shasum -a 256 "$@"; fi
+}
+FERRETDB_PATCH_ID=none
+if ((${#FERRETDB_PATCHES[@]} > 0)); then
+  FERRETDB_PATCH_ID=$(cd "${HERE}/patches" && sha256 "${FERRETDB_PATCHES[@]##*/}" | sha256 - | cut -c1-64)
+fi
+
+# ferretdb_current: the cached FerretDB build is complete and made with the current patch set.
+ferretdb_current() {
+  [[ -f "${FERRETDB_MARKER}" ]] && grep -qx "patches ${FERRETDB_PATCH_ID}" "${FERRETDB_MARKER}"
+}
+
+if [[ -f "${KAFKA_MARKER}" ]] && ferretdb_current; then
   echo "[provision] ${KAFKA_LABEL} and ${FERRETDB_LABEL} already provisioned in ${HONGLING_CACHE_DIR}"
   exit 0
 fi
@@ -48,7 +70,7 @@ if command -v flock >/dev/null 2>&1; then
   if ! flock -n 9; then
     echo "[provision] another provision is running on ${HONGLING_CACHE_DIR}; waiting for it ..."
     flock 9
-    if [[ -f "${KAFKA_MARKER}" && -f "${FERRETDB_MARKER}" ]]; then
+    if [[ -f "${KAFKA_MARKER}" ]] && ferretdb_current; then
       echo "[provision] ${KAFKA_LABEL} and ${FERRETDB_LABEL} were provisioned by the other run"
       exit 0
     fi
@@ -105,14 +127,21 @@ provision_kafka() {
 # FerretDB v1 cannot simply be `go install`ed: the module's build/version/version.txt is generated
 # by its release tooling and absent from the published module, and a binary built without it
 # panics at start ("Invalid build/version/version.txt file content"). So: download the module
-# source with the go command, copy it, write version.txt, and `go build` cmd/ferretdb.
+# source with the go command, copy it, write version.txt, apply deploy/local/patches, and
+# `go build` cmd/ferretdb.
 provision_ferretdb() {
   step=$((step + 1))
-  if [[ -f "${FERRETDB_MARKER}" ]]; then
+  if ferretdb_current; then
     echo "[provision ${step}/${total}] ${FERRETDB_LABEL}: already in ${HONGLING_FERRETDB_HOME}"
     return
   fi
-  echo "[provision ${step}/${total}] ${FERRETDB_LABEL} via go mod download + go build …"
+  local how="go mod download + go build"
+  ((${#FERRETDB_PATCHES[@]} == 0)) || how="go mod download + ${#FERRETDB_PATCHES[@]} patch(es) + go build"
+  if [[ -f "${FERRETDB_MARKER}" ]]; then
+    echo "[provision ${step}/${total}] ${FERRETDB_LABEL}: the cached build has another patch set; rebuilding via ${how} …"
+  else
+    echo "[provision ${step}/${total}] ${FERRETDB_LABEL} via ${how} …"
+  fi
   local go_bin="go"
   if ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then
     go_bin=/usr/local/go/bin/go
@@ -134,6 +163,7 @@ provision_ferretdb() {
   cp -R "${src}" "${WORK}/src"
   chmod -R u+w "${WORK}/src"
   printf '%s\n' "${HONGLING_FERRETDB_VERSION}" >"${WORK}/src/build/version/version.txt"
+  apply_ferretdb_patches "${WORK}/src" "${log}"
   if ! (cd "${WORK}/src" && CGO_ENABLED=0 GOWORK=off GOFLAGS="-mod=mod -buildvcs=false" \
     "${go_bin}" build -trimpath -o "${staged}/bin/ferretdb" ./cmd/ferretdb) >"${log}" 2>&1; then
     die_with_log "go build ./cmd/ferretdb (${module})" "${log}"
@@ -145,10 +175,45 @@ provision_ferretdb() {
   fi
   grep -q "version: ${HONGLING_FERRETDB_VERSION}\$" <<<"${version}" ||
     die "built ferretdb reports an unexpected version: ${version%%$'\n'*}"
-  printf 'ferretdb %s\nprovisioned %s\n' "${HONGLING_FERRETDB_VERSION}" \
-    "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"${staged}/.complete"
+  printf 'ferretdb %s\npatches %s\n' "${HONGLING_FERRETDB_VERSION}" "${FERRETDB_PATCH_ID}" >"${staged}/.complete"
+  if ((${#FERRETDB_PATCHES[@]} > 0)); then
+    printf 'patch %s\n' "${FERRETDB_PATCHES[@]##*/}" >>"${staged}/.complete"
+  fi
+  printf 'provisioned %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >>"${staged}/.complete"
   install_dir "${staged}" "${HONGLING_FERRETDB_HOME}"
   echo "    ${HONGLING_FERRETDB_BIN} ($((SECONDS - t0))s)"
+}
+
+# apply_ferretdb_patches SRC LOG: apply FERRETDB_PATCHES to the source tree SRC (a fresh copy of the
+# module). A patch that is already applied (its reverse applies cleanly) is skipped.
+apply_ferretdb_patches() {
+  local src="$1" log="$2" p name tool=patch
+  ((${#FERRETDB_PATCHES[@]} > 0)) || return 0
+  if ! command -v patch >/dev/null 2>&1; then
+    need git "'patch' or 'git' applies deploy/local/patches to the FerretDB source"
+    tool=git
+  fi
+  for p in "${FERRETDB_PATCHES[@]}"; do
+    name="deploy/local/patches/${p##*/}"
+    if [[ "${tool}" == patch ]]; then
+      if (cd "${src}" && patch -p1 -R -s -f --dry-run <"${p}") >/dev/null 2>&1; then
+        echo "    ${name}: already applied"
+        continue
+      fi
+      if ! (cd "${src}" && patch -p1 -N -f --no-backup-if-mismatch -r - <"${p}") >"${log}" 2>&1; then
+        die_with_log "applying ${name} to ${HONGLING_FERRETDB_VERSION} (does the patch match this FerretDB version?)" "${log}"
+      fi
+    else
+      if (cd "${src}" && git apply -p1 -R --check "${p}") >/dev/null 2>&1; then
+        echo "    ${name}: already applied"
+        continue
+      fi
+      if ! (cd "${src}" && git apply -p1 "${p}") >"${log}" 2>&1; then
+        die_with_log "applying ${name} to ${HONGLING_FERRETDB_VERSION} (does the patch match this FerretDB version?)" "${log}"
+      fi
+    fi
+    echo "    patched: ${name}"
+  done
 }
 
 provision_kafka

@@ -311,9 +311,8 @@ launch() {
 }
 
 ensure_provisioned() {
-  if [[ ! -f "${HONGLING_KAFKA_HOME}/.complete" || ! -f "${HONGLING_FERRETDB_HOME}/.complete" ]]; then
-    "${HERE}/provision.sh"
-  fi
+  # Always: a warm run is instant, and it rebuilds FerretDB once when the cached build lacks a patch.
+  "${HERE}/provision.sh"
 }
 
 ensure_state_dirs() {
