@@ -24,9 +24,7 @@ per-caller rate limits), 503 UNAVAILABLE. Every answer carries `x-request-id` in
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent import futures
@@ -63,7 +61,7 @@ from gateway.tokens import TokenFileError, TokenStore
 from gateway.users import AccountStore
 from services.common import context
 from services.common.audit import AuditLog, open_log
-from services.common.grpc_server import ERROR_FIELD_KEY, ERROR_REASON_KEY, REQUEST_ID_KEY
+from services.common.grpc_server import ERROR_FIELD_KEY, ERROR_REASON_KEY, REQUEST_ID_KEY, run_until_signalled
 from services.common.logs import setup_logging
 from services.common.principal import Principal
 from services.common.settings import Settings, get_settings
@@ -541,16 +539,7 @@ class FrontDoorServer:
 
     def serve_forever(self) -> None:
         """Start, then block until SIGTERM/SIGINT, then shut down gracefully (calls in flight finish)."""
-        done = threading.Event()
-
-        def _on_signal(signum: int, _frame: object) -> None:
-            done.set()
-
-        signal.signal(signal.SIGTERM, _on_signal)
-        signal.signal(signal.SIGINT, _on_signal)
-        self.start()
-        done.wait()
-        self.stop()
+        run_until_signalled(self.start, self.stop)
 
 
 def main() -> None:

@@ -215,13 +215,18 @@ class ServiceHost:
 
     def serve_forever(self) -> None:
         """Start, then block until SIGTERM/SIGINT, then shut down gracefully."""
-        done = threading.Event()
+        run_until_signalled(self.start, self.stop)
 
-        def _on_signal(signum: int, _frame: object) -> None:
-            done.set()
 
-        signal.signal(signal.SIGTERM, _on_signal)
-        signal.signal(signal.SIGINT, _on_signal)
-        self.start()
-        done.wait()
-        self.stop()
+def run_until_signalled(start: Callable[[], object], stop: Callable[[], object]) -> None:
+    """start(), block until SIGTERM or SIGINT, then stop() (a graceful shutdown: calls in flight finish)."""
+    done = threading.Event()
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    start()
+    done.wait()
+    stop()
