@@ -242,6 +242,16 @@ class AuditLog:
         self.public_key = key.public_key()
         self.checkpoint_every = checkpoint_every
 
+    def ensure_indexes(self) -> None:
+        """Indexes for the admin reads (a tenant's or an action's entries, newest first). MongoDB uses them;
+        the local FerretDB creates but does not use them for such filters. Best effort: a log that cannot
+        be reached now is still opened (appends say so when they fail)."""
+        try:
+            self.entries.create_index([("tenant", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)])
+            self.entries.create_index([("action", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)])
+        except pymongo.errors.PyMongoError as exc:
+            log.warning("audit log indexes not created now: %s", exc)
+
     def head(self) -> Entry | None:
         """The last entry: from the `head` hint on, in one query (entries written after the hint, by a
         writer that stopped before moving it, are in it). On the local FerretDB that query scans the
@@ -457,7 +467,9 @@ class AuditLog:
 def open_log(settings: Any, **client_options: Any) -> AuditLog:
     """The deployment's audit log (district-level database) with its signing key."""
     client: pymongo.MongoClient[Any] = pymongo.MongoClient(settings.mongo_uri, tz_aware=True, **client_options)
-    return AuditLog(client[DATABASE], signing_key(settings.audit_signing_key))
+    audit = AuditLog(client[DATABASE], signing_key(settings.audit_signing_key))
+    audit.ensure_indexes()
+    return audit
 
 
 _shared_lock = threading.Lock()

@@ -297,15 +297,15 @@ def _find_or_claim(
     return None, ""
 
 
+# An original in one of these statuses has nothing for its duplicates to take over.
+NOT_MIRRORED = frozenset((domain.STATUS_RECEIVED, domain.STATUS_CLASSIFIED, domain.STATUS_DUPLICATE))
+
+
 def _mirror(original: IssueDoc) -> Mutation:
     """Bring a duplicate's status to its original's (forward only, as any lifecycle step)."""
 
     def mirror(dup: IssueDoc, now: datetime) -> bool:
-        if dup.duplicate_of != original.id or original.status in (
-            domain.STATUS_RECEIVED,
-            domain.STATUS_CLASSIFIED,
-            domain.STATUS_DUPLICATE,
-        ):
+        if dup.duplicate_of != original.id or original.status in NOT_MIRRORED:
             return False
         kind = original.status_kind or original.status
         event_at = _aware(original.status_changed_at) or now
@@ -329,9 +329,11 @@ def _mirror(original: IssueDoc) -> Mutation:
     return mirror
 
 
-def link_duplicate(original_id: str, duplicate_id: str, *, wait: float = 0.0) -> IssueDoc:
+def link_duplicate(original_id: str, duplicate_id: str, *, wait: float = 0.0) -> tuple[IssueDoc, IssueDoc | None]:
     """Record the duplicate on its original (history "duplicate_linked") and bring the duplicate to the
-    original's status. Idempotent: run at creation and again from the IssueMarkedDuplicate event."""
+    original's status. Idempotent: run at creation and again from the IssueMarkedDuplicate event.
+    Returns (the original, the duplicate as it was written when it took over the original's status, or
+    None when there was nothing to take over: the duplicate is not read then)."""
 
     def add(doc: IssueDoc, now: datetime) -> bool:
         if duplicate_id in doc.duplicates:
@@ -345,8 +347,9 @@ def link_duplicate(original_id: str, duplicate_id: str, *, wait: float = 0.0) ->
     original = change_issue(original_id, add, wait_for_doc=wait)
     if original is None:
         raise NotFound(f"original issue {original_id!r} of duplicate {duplicate_id!r} not found")
-    change_issue(duplicate_id, _mirror(original))
-    return original
+    if original.status in NOT_MIRRORED:
+        return original, None  # nothing to mirror: spare the duplicate's read
+    return original, change_issue(duplicate_id, _mirror(original))
 
 
 # ---------------------------------------------------------------- create
@@ -517,8 +520,8 @@ def create_issue(
     if original is not None:
         metrics.DUPLICATES.labels(tenant, category).inc()
         try:
-            link_duplicate(original.issue_id, issue_id, wait=ORIGINAL_WAIT_SECONDS)
-            doc = IssueDoc.objects(id=issue_id).first() or doc
+            # The duplicate changed only if it took over its original's status: then that is its state.
+            doc = link_duplicate(original.issue_id, issue_id, wait=ORIGINAL_WAIT_SECONDS)[1] or doc
         except Exception:
             # The IssueMarkedDuplicate event links it (intake-lifecycle consumer): at least once.
             log.warning("linking duplicate %s to %s deferred to its event", issue_id, original.issue_id, exc_info=True)

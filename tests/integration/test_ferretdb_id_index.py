@@ -72,3 +72,13 @@ def test_find_by_id_in_uses_the_id_index(coll: Collection[Any]) -> None:
     assert sorted(d["n"] for d in coll.find({"_id": {"$in": ids}})) == [3, 40, 101]
     # Not pushed down (a non-string id), still answered correctly by FerretDB's own filter.
     assert sorted(d["n"] for d in coll.find({"_id": {"$in": ["doc-3", 5]}})) == [3]
+
+
+def test_an_id_among_other_keys_uses_the_id_index_and_the_rest_still_filters(coll: Collection[Any]) -> None:
+    # A conditional write's filter ({_id, version}) must not scan the collection.
+    _assert_index_search(coll, {"_id": "doc-7", "n": 7})
+    assert coll.find_one({"_id": "doc-7", "n": 7})["n"] == 7  # type: ignore[index]
+    assert coll.find_one({"_id": "doc-7", "n": 8}) is None
+    updated = coll.update_one({"_id": "doc-9", "n": 9}, {"$set": {"seen": True}})
+    assert updated.modified_count == 1
+    assert coll.update_one({"_id": "doc-9", "n": 10}, {"$set": {"seen": False}}).modified_count == 0
