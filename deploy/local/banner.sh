@@ -40,6 +40,8 @@ cat <<TXT
 红领益家 Hongling is running.
 
   Gateway (HTTP API)      http://127.0.0.1:${HONGLING_GATEWAY_PORT}/api/v1/tenants
+  API docs                http://127.0.0.1:${HONGLING_GATEWAY_PORT}/api/docs  (OpenAPI: /api/v1/openapi.json)
+  Open311 GeoReport v2    http://127.0.0.1:${HONGLING_GATEWAY_PORT}/open311/v2/services.json?jurisdiction_id=taiqian
   Gateway health          http://127.0.0.1:${HONGLING_GATEWAY_PORT}/readyz
   Gateway metrics         http://127.0.0.1:${HONGLING_GATEWAY_PORT}/metrics
   Department front door   127.0.0.1:${HONGLING_FRONTDOOR_PORT} (gRPC hongling.frontdoor.v1.DepartmentGateway, health + reflection; examples/department_client.py)
@@ -55,7 +57,7 @@ cat <<TXT
 
   Try:  curl -s -XPOST http://127.0.0.1:${HONGLING_GATEWAY_PORT}/api/v1/tenants/taiqian/issues \\
           -H 'content-type: application/json' \\
-          -d '{"title":"楼道灯不亮","description":"3号楼2单元楼道灯坏了","channel":"online","location":{"address":"嘉德社区3号楼"}}'
+          -d '{"title":"楼道灯不亮","description":"3号楼2单元楼道灯坏了","channel":"online","location":{"compound_id":"jiade-g01-c1","address":"嘉德花园3号楼"}}'
         curl -s http://127.0.0.1:${HONGLING_GATEWAY_PORT}/api/v1/tenants/taiqian/org/communities \\
           -H "Authorization: Bearer ${demo_token}"
   Stop: make down
