@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import mongoengine as me
+import pymongo.errors
 from google.protobuf.message import Message
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
@@ -138,9 +140,12 @@ class EventConsumer:
             else:
                 self._dead_letter(record, dlq, error, tenant=event.tenant, type_=event.type)
                 return "dead_lettered"
-            ProcessedEvent(id=event.id, group=self.group, type=event.type, handled_at=datetime.now(UTC)).save(
-                force_insert=False
-            )
+            # An insert by _id (one write; an upsert would read first): a duplicate was recorded by a
+            # concurrent delivery of the same event, and one mark is all that is needed.
+            with contextlib.suppress(me.NotUniqueError, pymongo.errors.DuplicateKeyError):
+                ProcessedEvent(id=event.id, group=self.group, type=event.type, handled_at=datetime.now(UTC)).save(
+                    force_insert=True
+                )
             metrics.CONSUMED.labels(self.group, event.tenant, event.type, "handled").inc()
             return "handled"
 

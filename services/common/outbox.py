@@ -29,7 +29,9 @@ after its grace without reading the document. Nothing else changes: the marker i
 document, so after a crash, a failed publish or in another process the marker path above finds the
 events as before. Creations have no earlier events, so publishing them first keeps the order per
 aggregate; a document with a creation still under way or handed over is skipped by the marker scan.
-Changes (not creations) signal the scan at once; otherwise markers are scanned every `interval`.
+Changes (not creations) signal the relay at once: it reads the markers this process wrote for them
+(and, until their write is surely over, the young markers it saw) by _id, instead of scanning the
+markers of every tenant for each change; the full marker scan runs every `interval`.
 """
 
 from __future__ import annotations
@@ -59,8 +61,13 @@ log = logging.getLogger(__name__)
 
 # Set whenever a handler saves events, so the relay publishes at once instead of at its next poll.
 OUTBOX_SIGNAL = threading.Event()
-# Set when a write other than a creation is about to carry events (the relay scans the markers for it).
+# Set when a write other than a creation is about to carry events (the relay looks at its marker at once).
 CHANGE_SIGNAL = threading.Event()
+# The markers behind CHANGE_SIGNAL: (tenant, collection) -> marker ids written by this process. The relay
+# reads them by _id (an index look-up on the local FerretDB, where the full marker scan reads every marker
+# of every tenant) instead of scanning all markers for each change; the full scan still runs every interval.
+_CHANGED_LOCK = threading.Lock()
+_CHANGED: dict[tuple[str, str], set[str]] = defaultdict(set)
 MARKERS = "outbox_markers"
 PUBLISHED = "outbox_published"
 MARKER_GRACE = timedelta(seconds=10)
@@ -117,7 +124,9 @@ def mark_pending(doc_cls: type[Any], doc_id: str, *, creation: bool = False) -> 
     if creation:
         HANDOFF.begin(marker_id, (require_tenant(), name, doc_id))
     else:
-        CHANGE_SIGNAL.set()  # found through its marker: the relay scans at once
+        with _CHANGED_LOCK:
+            _CHANGED[(require_tenant(), name)].add(marker_id)
+        CHANGE_SIGNAL.set()  # found through its marker: the relay looks at it at once
     return marker_id
 
 
@@ -225,20 +234,31 @@ class OutboxRelay:
         # Markers of handed-over creations, published: deleted after their grace without a look (id -> at).
         self._done: dict[str, datetime] = {}
         self._young = False  # the last scan saw a marker whose write may be under way
+        # Markers to look at again soon by _id (their write may be under way): tenant -> ids.
+        self._young_ids: dict[str, set[str]] = defaultdict(set)
 
     def run(self, stop: threading.Event) -> None:
         producer = make_producer(self.bootstrap, self.name)
         try:
-            next_scan = 0.0
+            next_scan = 0.0  # the next full scan of every tenant's markers
+            next_look = 0.0  # the next look, by _id, at the markers of this process's changes and young ones
             while not stop.is_set():
                 OUTBOX_SIGNAL.clear()
                 published = self.publish_handed(producer)
-                if CHANGE_SIGNAL.is_set() or time.monotonic() >= next_scan:
+                now = time.monotonic()
+                if now >= next_scan:
                     CHANGE_SIGNAL.clear()
+                    self.take_changed()  # the full scan reads them anyway
                     published += self.scan_markers(producer)
-                    next_scan = time.monotonic() + (YOUNG_RESCAN_SECONDS if self._young else self.interval)
+                    next_scan = time.monotonic() + self.interval
+                    next_look = time.monotonic() + YOUNG_RESCAN_SECONDS
+                elif CHANGE_SIGNAL.is_set() or (self._young_ids and now >= next_look):
+                    CHANGE_SIGNAL.clear()
+                    published += self.look_at_markers(producer)
+                    next_look = time.monotonic() + YOUNG_RESCAN_SECONDS
                 if published == 0:
-                    OUTBOX_SIGNAL.wait(max(0.0, next_scan - time.monotonic()))
+                    wake = min(next_scan, next_look) if self._young_ids else next_scan
+                    OUTBOX_SIGNAL.wait(max(0.0, wake - time.monotonic()))
         finally:
             producer.close(timeout=10)
 
@@ -289,58 +309,93 @@ class OutboxRelay:
                 tenant_database(tenant)[PUBLISHED].insert_many(records, ordered=False)
         return total
 
+    def take_changed(self) -> dict[str, set[str]]:
+        """The markers of this process's changes to this relay's collections, signalled since the last call."""
+        collections = {d._get_collection_name() for d in self.documents}
+        taken: dict[str, set[str]] = defaultdict(set)
+        with _CHANGED_LOCK:
+            for key in [k for k in _CHANGED if k[1] in collections]:
+                taken[key[0]] |= _CHANGED.pop(key)
+        return taken
+
     def scan_markers(self, producer: KafkaProducer) -> int:
         """One pass over every tenant's markers; returns how many events were published."""
         total = 0
         self._young = False
-        collections = {d._get_collection_name() for d in self.documents}
+        self._young_ids.clear()
         for tenant in tenant_slugs():
             db = tenant_database(tenant)
-            now = datetime.now(UTC)
-            by_doc: dict[tuple[str, Any], list[dict[str, Any]]] = defaultdict(list)
-            for marker in db[MARKERS].find().limit(self.batch):
-                if marker.get("collection") in collections:
-                    by_doc[(marker["collection"], marker["doc"])].append(marker)
-            backlog = 0
-            busy = HANDOFF.busy()
-            gone: list[str] = []
-            for (name, doc_id), markers in by_doc.items():
-                if (tenant, name, doc_id) in busy:
-                    continue  # a creation of this process, published from the hand-off
-                expired = [m for m in markers if now - _aware(m["at"]) > MARKER_GRACE]
-                if all(m["_id"] in self._done for m in markers):
-                    # Its write is known to be over and its events published: no need to read it.
-                    gone.extend(m["_id"] for m in expired)
-                    continue
-                if not expired and all(m["_id"] in self._clean for m in markers):
-                    continue  # looked at already; wait for the grace period before the last look
-                doc = db[name].find_one({"_id": doc_id}, {"outbox": 1, "deleted": 1})
-                events = (doc or {}).get("outbox") or []
-                unpublished = [ev for ev in events if not self._published(db, ev["id"])]
-                backlog += len(unpublished)
-                if unpublished:
-                    sent = self._publish(producer, db, tenant, doc_id, unpublished)
-                    total += sent
-                    if sent < len(unpublished):
-                        continue  # failed: keep the markers for the next pass
-                for marker in markers:
-                    if marker in expired:
-                        db[MARKERS].delete_one({"_id": marker["_id"]})
-                        self._clean.pop(marker["_id"], None)
-                        self._done.pop(marker["_id"], None)
-                    elif now - _aware(marker["at"]) > MARKER_YOUNG:
-                        # Found clean and not so young that its write could still be on the way:
-                        # skip it until the last look after the grace period.
-                        self._clean[marker["_id"]] = now
-                    else:
-                        self._young = True  # its write may still be on the way: look again soon
-                if doc is not None and doc.get("deleted") and not db[MARKERS].find_one({"doc": doc_id}):
-                    # A tombstone (kept only to carry its deletion event) goes once that event is out.
-                    db[name].delete_one({"_id": doc_id, "deleted": True})
-            if gone:
-                db[MARKERS].delete_many({"_id": {"$in": gone}})
-                for marker_id in gone:
-                    self._done.pop(marker_id, None)
+            total += self._markers_pass(producer, tenant, db, db[MARKERS].find().limit(self.batch), full=True)
+        return total
+
+    def look_at_markers(self, producer: KafkaProducer) -> int:
+        """A pass over just the markers of this process's changes and the young markers of earlier passes,
+        read by _id; returns how many events were published. Markers from elsewhere wait for the full scan."""
+        wanted = self.take_changed()
+        for tenant, ids in self._young_ids.items():
+            wanted[tenant] |= ids
+        self._young_ids.clear()
+        self._young = False
+        total = 0
+        for tenant, ids in wanted.items():
+            db = tenant_database(tenant)
+            ordered = sorted(ids)
+            for i in range(0, len(ordered), 1000):  # the local FerretDB pushes `$in` down up to 1000 ids
+                found = db[MARKERS].find({"_id": {"$in": ordered[i : i + 1000]}})
+                total += self._markers_pass(producer, tenant, db, found, full=False)
+        return total
+
+    def _markers_pass(self, producer: KafkaProducer, tenant: str, db: Any, found: Any, *, full: bool) -> int:
+        """Publish what the documents of these markers of one tenant hold unpublished, and clean the markers up."""
+        total = 0
+        collections = {d._get_collection_name() for d in self.documents}
+        now = datetime.now(UTC)
+        by_doc: dict[tuple[str, Any], list[dict[str, Any]]] = defaultdict(list)
+        for marker in found:
+            if marker.get("collection") in collections:
+                by_doc[(marker["collection"], marker["doc"])].append(marker)
+        backlog = 0
+        busy = HANDOFF.busy()
+        gone: list[str] = []
+        for (name, doc_id), markers in by_doc.items():
+            if (tenant, name, doc_id) in busy:
+                continue  # a creation of this process, published from the hand-off
+            expired = [m for m in markers if now - _aware(m["at"]) > MARKER_GRACE]
+            if all(m["_id"] in self._done for m in markers):
+                # Its write is known to be over and its events published: no need to read it.
+                gone.extend(m["_id"] for m in expired)
+                continue
+            if not expired and all(m["_id"] in self._clean for m in markers):
+                continue  # looked at already; wait for the grace period before the last look
+            doc = db[name].find_one({"_id": doc_id}, {"outbox": 1, "deleted": 1})
+            events = (doc or {}).get("outbox") or []
+            unpublished = [ev for ev in events if not self._published(db, ev["id"])]
+            backlog += len(unpublished)
+            if unpublished:
+                sent = self._publish(producer, db, tenant, doc_id, unpublished)
+                total += sent
+                if sent < len(unpublished):
+                    continue  # failed: keep the markers for the next pass
+            for marker in markers:
+                if marker in expired:
+                    db[MARKERS].delete_one({"_id": marker["_id"]})
+                    self._clean.pop(marker["_id"], None)
+                    self._done.pop(marker["_id"], None)
+                elif now - _aware(marker["at"]) > MARKER_YOUNG:
+                    # Found clean and not so young that its write could still be on the way:
+                    # skip it until the last look after the grace period.
+                    self._clean[marker["_id"]] = now
+                else:
+                    self._young = True  # its write may still be on the way: look again soon
+                    self._young_ids[tenant].add(marker["_id"])
+            if doc is not None and doc.get("deleted") and not db[MARKERS].find_one({"doc": doc_id}):
+                # A tombstone (kept only to carry its deletion event) goes once that event is out.
+                db[name].delete_one({"_id": doc_id, "deleted": True})
+        if gone:
+            db[MARKERS].delete_many({"_id": {"$in": gone}})
+            for marker_id in gone:
+                self._done.pop(marker_id, None)
+        if full:
             metrics.OUTBOX_BACKLOG.labels(self.service, tenant).set(backlog)
         return total
 

@@ -42,7 +42,9 @@ def get_task(task_id: str) -> TaskDoc:
 
 
 def get_task_for_issue(issue_id: str) -> TaskDoc:
-    doc = TaskDoc.objects(issue_id=issue_id).first() if issue_id else None
-    if doc is None:
+    # The task of an issue has the id task_id_for_issue(issue_id) (on_issue_received opens no other):
+    # a look-up by _id, where a filter on issue_id reads the whole collection on the local FerretDB.
+    doc = TaskDoc.objects(id=task_id_for_issue(issue_id)).first() if issue_id else None
+    if doc is None or doc.issue_id != issue_id:
         raise NotFound(f"no task for issue {issue_id!r} yet (该事项尚未派单)", field="issue_id")
     return doc
