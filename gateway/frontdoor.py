@@ -50,12 +50,13 @@ from gateway.calls import admit
 from gateway.clients import Clients
 from gateway.errors import GRPC_TO_HTTP, ApiError
 from gateway.governance import shapes
-from gateway.governance.store import GovernanceStore, open_store, record_grant_audit
+from gateway.governance.store import GovernanceStore, open_store
 from gateway.identity import Identity, identify
 from gateway.policy import FRONTDOOR, POLICY, Rule, check_department_grant, decide
 from gateway.protojson import to_json
 from gateway.ratelimit import RateLimits, bucket_key
-from gateway.routes_org import COLLECTIONS, Collection, community_of
+from gateway.routes_issues import hand_over
+from gateway.routes_org import Collection, collection_of, community_of, department_records
 from gateway.sessions import SessionVerifier
 from gateway.tokens import TokenFileError, TokenStore
 from gateway.users import AccountStore
@@ -390,40 +391,19 @@ class DepartmentGateway(pb_grpc.DepartmentGatewayServicer):
         method: Callable[..., Any] = getattr(self.door.clients.org, c.method(verb))
         return method
 
-    @staticmethod
-    def _collection(slug: str) -> Collection:
-        found = COLLECTIONS.get(slug)
-        if found is None:
-            raise ApiError(
-                404,
-                "unknown_collection",
-                f"no collection {slug!r} (未知数据集合); use one of: {', '.join(COLLECTIONS)}",
-                field="collection",
-            )
-        return found
-
     def ListOrgRecords(self, request: pb.ListOrgRecordsRequest, context: grpc.ServicerContext) -> Any:
         """As gateway/routes_org.py _department_list: the grant's community only, only the granted fields."""
         access = self._access()
-        c = self._collection(request.collection)
-        if c.slug == "communities":  # the grant's one community
-            admit(access, target=c.slug)
-            items, token = [self._rpc(c, "Get")(org_pb2.GetRequest(id=access.community_id))], ""
-        else:
-            filters = {k: v for k, v in request.filter.items() if k not in department.NON_FILTER_ARGS}
-            filters["community_id"] = access.community_id
-            req = org_pb2.ListRequest(page_size=request.page_size, page_token=request.page_token, filter=filters)
-            admit(access, target=c.slug)
-            resp = self._rpc(c, "List")(req)
-            items, token = list(resp.items), resp.next_page_token
-        return pb.ListOrgRecordsResponse(
-            records=[_struct(department.project(to_json(i), access.fields)) for i in items], next_page_token=token
+        c = collection_of(request.collection)
+        records, token = department_records(
+            c, access, self.door.clients.org, dict(request.filter), request.page_size, request.page_token
         )
+        return pb.ListOrgRecordsResponse(records=[_struct(r) for r in records], next_page_token=token)
 
     def GetOrgRecord(self, request: pb.GetOrgRecordRequest, context: grpc.ServicerContext) -> Any:
         """As gateway/routes_org.py get_item: fetched, then admitted once its community is known."""
         access = self._access()
-        c = self._collection(request.collection)
+        c = collection_of(request.collection)
         if not request.id:
             raise ApiError(400, "invalid_argument", "id is required: the record's id (需要记录编号)", field="id")
         found = self._rpc(c, "Get")(org_pb2.GetRequest(id=request.id))
@@ -433,37 +413,19 @@ class DepartmentGateway(pb_grpc.DepartmentGatewayServicer):
     def HandOverTask(self, request: pb.HandOverTaskRequest, context: grpc.ServicerContext) -> Any:
         """As gateway/routes_issues.py hand_over_task: counted, then taken in by intake tagged with the grant."""
         access = self._access()
-        call = current_call()
         grant_id = access.grant.id
-        key = f"{grant_id}:{request.idempotency_key}" if request.idempotency_key else ""
         location = location_pb2.Location()
         location.CopyFrom(request.location)
-        community_id = department.task_community(self.door.clients.org.ResolveLocation, location)
-        admit(access, target="assistance-tasks", community_id=community_id)
-        issue = self.door.clients.intake.CreateIssue(
-            intake_pb2.CreateIssueRequest(
-                title=request.title,
-                description=request.description,
-                channel=ASSISTANCE_CHANNEL,
-                category=request.category,
-                location=location,
-                idempotency_key=key,
-                grant_id=grant_id,
-            )
+        req = intake_pb2.CreateIssueRequest(
+            title=request.title,
+            description=request.description,
+            channel=ASSISTANCE_CHANNEL,
+            category=request.category,
+            location=location,
+            grant_id=grant_id,
         )
-        p = access.call.principal
-        record_grant_audit(
-            grant_id,
-            actor=p.sub,
-            role=p.role,
-            action="assistance_task.hand_over",
-            outcome="done",
-            tenant=call.tenant or "",
-            target=f"issues/{issue.id}",
-            request_id=call.request_id,
-            detail={"community_id": access.community_id, "use": access.use},
-            audit=self.door.audit,
-            store=self.door.store,
+        issue = hand_over(
+            access, req, self.door.clients, key=request.idempotency_key, audit=self.door.audit, store=self.door.store
         )
         return pb.HandOverTaskResponse(
             issue_id=issue.id,

@@ -33,10 +33,12 @@ from gateway import department
 from gateway.app import json_body
 from gateway.calls import admit, department_access, tenant_call
 from gateway.calls import clients as _clients
+from gateway.clients import Clients
 from gateway.errors import ApiError
-from gateway.governance.store import record_grant_audit
+from gateway.governance.store import GovernanceStore, record_grant_audit
 from gateway.protojson import from_json, to_json
 from gateway.routes_org import content_disposition, if_match_version, parse_time
+from services.common.audit import AuditLog
 
 bp = Blueprint("issues", __name__)
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -217,6 +219,39 @@ def _create_body() -> tuple[dict[str, Any], list[intake_pb2.AttachmentUpload]]:
     return body, files
 
 
+def hand_over(
+    access: department.Access,
+    req: intake_pb2.CreateIssueRequest,
+    clients: Clients,
+    *,
+    key: str = "",
+    audit: AuditLog | None = None,
+    store: GovernanceStore | None = None,
+) -> intake_pb2.Issue:
+    """Hand over an assistance task under its grant (both doors; the caller binds the tenant and principal):
+    its location checked against the granted community, the use counted, intake's issue created (a retry
+    with the same `key` returns the first), and the hand-over recorded in the grant's trail."""
+    community_id = department.task_community(clients.org.ResolveLocation, req.location)
+    admit(access, target="assistance-tasks", community_id=community_id)
+    req.idempotency_key = f"{access.grant.id}:{key}" if key else ""
+    issue: intake_pb2.Issue = clients.intake.CreateIssue(req)
+    p = access.call.principal
+    record_grant_audit(
+        access.grant.id,
+        actor=p.sub,
+        role=p.role,
+        action="assistance_task.hand_over",
+        outcome="done",
+        tenant=access.call.tenant,
+        target=f"issues/{issue.id}",
+        request_id=access.call.request_id,
+        detail={"community_id": access.community_id, "use": access.use},
+        audit=audit,
+        store=store,
+    )
+    return issue
+
+
 @bp.post("/api/v1/tenants/<tenant>/assistance-tasks")
 def hand_over_task(tenant: str) -> tuple[Response, int]:
     """移交协助任务 Hand over an approved assistance task (district departments, under their grant)
@@ -238,23 +273,7 @@ def hand_over_task(tenant: str) -> tuple[Response, int]:
     grant_id = access.grant.id
     req = _create_request(data, "department_assistance", "", grant_id)
     with tenant_call(tenant):
-        community_id = department.task_community(_clients().org.ResolveLocation, req.location)
-    admit(access, target="assistance-tasks", community_id=community_id)
-    req.idempotency_key = f"{grant_id}:{data.idempotency_key}" if data.idempotency_key else ""
-    with tenant_call(tenant):
-        issue = _clients().intake.CreateIssue(req)
-    p = access.call.principal
-    record_grant_audit(
-        grant_id,
-        actor=p.sub,
-        role=p.role,
-        action="assistance_task.hand_over",
-        outcome="done",
-        tenant=tenant,
-        target=f"issues/{issue.id}",
-        request_id=access.call.request_id,
-        detail={"community_id": access.community_id, "use": access.use},
-    )
+        issue = hand_over(access, req, _clients(), key=data.idempotency_key)
     resp = jsonify({"issue": issue_json(issue), "grant": {"id": grant_id, "quota": access.grant.quota}})
     resp.headers["Location"] = f"/api/v1/tenants/{tenant}/issues/{issue.id}"
     return resp, 201

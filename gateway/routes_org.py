@@ -20,7 +20,7 @@ Who may call what is in gateway/policy.py; whether personal data may be revealed
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -117,7 +117,8 @@ def readable_fields(operations: Iterable[str]) -> frozenset[str]:
 # ---------------------------------------------------------------- request helpers
 
 
-def _collection(slug: str, *, sheets: bool = False) -> Collection:
+def collection_of(slug: str, *, sheets: bool = False) -> Collection:
+    """The collection a URL slug names, or 404 naming the valid ones (both doors use it)."""
     found = COLLECTIONS.get(slug)
     if found is None:
         raise ApiError(
@@ -248,26 +249,22 @@ def community_of(c: Collection, record: Message) -> str:
     return str(getattr(record, "id" if c.slug == "communities" else "community_id", ""))
 
 
-def _department_list(tenant: str, c: Collection, access: department.Access) -> Response:
-    """A district department's list under its grant: its community only, only the granted fields."""
+def department_records(
+    c: Collection, access: department.Access, org: Any, filters: Mapping[str, str], page_size: int, page_token: str
+) -> tuple[list[dict[str, Any]], str]:
+    """A district department's page of records under its grant (both doors; the caller binds the tenant and
+    principal): its community only, only the granted fields; (records, next page token)."""
     if c.slug == "communities":  # the grant's one community
         admit(access, target=c.slug)
-        with tenant_call(tenant):
-            found = c.rpc("Get")(pb.GetRequest(id=access.community_id))
-        items, token = [found], ""
+        items, token = [getattr(org, c.method("Get"))(pb.GetRequest(id=access.community_id))], ""
     else:
-        filters = _filters(tuple(department.NON_FILTER_ARGS))
-        filters["community_id"] = access.community_id
-        req = pb.ListRequest(
-            page_size=_int_arg("page_size"), page_token=request.args.get("page_token", ""), filter=filters
-        )
+        scoped = {k: v for k, v in filters.items() if k not in department.NON_FILTER_ARGS}
+        scoped["community_id"] = access.community_id
+        req = pb.ListRequest(page_size=page_size, page_token=page_token, filter=scoped)
         admit(access, target=c.slug)
-        with tenant_call(tenant):
-            resp = c.rpc("List")(req)
+        resp = getattr(org, c.method("List"))(req)
         items, token = list(resp.items), resp.next_page_token
-    return jsonify(
-        {"items": [department.project(to_json(i), access.fields) for i in items], "next_page_token": token or None}
-    )
+    return [department.project(to_json(i), access.fields) for i in items], token
 
 
 @bp.get(f"{ORG}/<collection>")
@@ -277,10 +274,14 @@ def list_items(tenant: str, collection: str) -> Response:
     A district department reads only under a data-access grant (header `X-Hongling-Grant`): records of
     the grant's community, `id` and the granted fields (`fields=a,b` asks for fewer), filters only on
     granted fields."""
-    c = _collection(collection)
+    c = collection_of(collection)
     access = department_access()
     if access is not None:
-        return _department_list(tenant, c, access)
+        filters = _filters(tuple(department.NON_FILTER_ARGS))
+        page_size, page_token = _int_arg("page_size"), request.args.get("page_token", "")
+        with tenant_call(tenant):
+            records, token = department_records(c, access, clients().org, filters, page_size, page_token)
+        return jsonify({"items": records, "next_page_token": token or None})
     req = pb.ListRequest(
         page_size=_int_arg("page_size"),
         page_token=request.args.get("page_token", ""),
@@ -293,7 +294,7 @@ def list_items(tenant: str, collection: str) -> Response:
 
 @bp.post(f"{ORG}/<collection>")
 def create_item(tenant: str, collection: str) -> Response:
-    c = _collection(collection)
+    c = collection_of(collection)
     msg = from_json(json_body(), c.message, drop=("meta", "version"))
     with tenant_call(tenant):
         created = c.rpc("Create")(msg)
@@ -308,7 +309,7 @@ def get_item(tenant: str, collection: str, item_id: str) -> Response:
 
     A district department reads a record only under a data-access grant covering its community:
     `id` and the granted fields."""
-    c = _collection(collection)
+    c = collection_of(collection)
     req = pb.GetRequest(id=item_id, reveal=_bool_arg("reveal"))
     access = department_access()
     with tenant_call(tenant):
@@ -321,7 +322,7 @@ def get_item(tenant: str, collection: str, item_id: str) -> Response:
 
 @bp.put(f"{ORG}/<collection>/<item_id>")
 def update_item(tenant: str, collection: str, item_id: str) -> Response:
-    c = _collection(collection)
+    c = collection_of(collection)
     version = if_match_version(request.headers.get("If-Match"))
     body = json_body()
     if body.get("id") not in (None, "", item_id):
@@ -339,7 +340,7 @@ def update_item(tenant: str, collection: str, item_id: str) -> Response:
 
 @bp.delete(f"{ORG}/<collection>/<item_id>")
 def delete_item(tenant: str, collection: str, item_id: str) -> tuple[str, int]:
-    c = _collection(collection)
+    c = collection_of(collection)
     if not c.deletable:
         raise ApiError(
             405,
@@ -395,7 +396,7 @@ def find_candidates(tenant: str) -> Response:
 
 @bp.post(f"{ORG}/<collection>/import")
 def import_sheet(tenant: str, collection: str) -> Response:
-    c = _collection(collection, sheets=True)
+    c = collection_of(collection, sheets=True)
     request.max_content_length = IMPORT_MAX_BYTES + 64 * 1024  # room for multipart framing
     filename = ""
     if request.mimetype == "multipart/form-data":
@@ -426,7 +427,7 @@ def import_sheet(tenant: str, collection: str) -> Response:
 
 @bp.get(f"{ORG}/<collection>/export")
 def export_sheet(tenant: str, collection: str) -> Response:
-    c = _collection(collection, sheets=True)
+    c = collection_of(collection, sheets=True)
     fmt = sheet_format(request.args.get("format") or "xlsx")
     req = pb.ExportSheetRequest(entity=c.entity, format=fmt, filter=_filters(("format",)))
     with tenant_call(tenant):

@@ -3,7 +3,7 @@
 - issues: one document per issue, carrying its history and its events (outbox).
 - attachments: the files, one document each, written before the issue that points at them.
 - rules: the tenant's classification rules (_id "rules"), absent until the tenant stores its own.
-- version_claims: who won the right to write an issue's (or the rules') next version.
+- version_claims: who won the right to write an issue's (or the rules') next version (services/common/claims.py).
 - duplicate_claims: which open issue holds a (category, cell, time bucket) for duplicate detection.
 """
 
@@ -116,15 +116,6 @@ class RulesDoc(TenantDocument):
     rules = me.DictField(required=True)
     updated_at = me.DateTimeField(required=True)
     updated_by = me.StringField(default="")
-
-
-class VersionClaimDoc(TenantDocument):
-    """_id "issue:<id>:<version>" (or "rules:<version>"): inserted before that version is written."""
-
-    meta: ClassVar[dict[str, Any]] = {"collection": "version_claims"}
-
-    id = me.StringField(primary_key=True)
-    at = me.DateTimeField(required=True)
 
 
 class DuplicateClaimDoc(TenantDocument):

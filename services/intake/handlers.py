@@ -6,8 +6,8 @@ therefore first claims the issue's next version by inserting {_id: "issue:<id>:<
 `version_claims` (an insert with a unique _id is atomic everywhere), and only the winner writes that
 version (a whole-document replace conditional on the version it read). A loser re-reads and tries again
 (event-driven changes) or gets ABORTED (a reclassification sent with a stale version). A claim whose
-writer died before writing is taken over after CLAIM_STALE under the next name ("…~1"), so one crash
-cannot freeze an issue.
+writer died before writing is taken over after a while under the next name ("…~1"), so one crash
+cannot freeze an issue (services/common/claims.py).
 
 Duplicates are found without scanning the issues: see services/intake/geo.py for the claim grid.
 """
@@ -34,6 +34,7 @@ from hongling.events.v1 import evaluation_events_pb2 as eev
 from hongling.events.v1 import intake_events_pb2 as ev
 from hongling.events.v1 import publication_events_pb2 as pev
 
+from services.common.claims import claim_version
 from services.common.context import current_request_id, require_tenant
 from services.common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
 from services.common.events import CloudEvent, PoisonEvent
@@ -52,14 +53,11 @@ from services.intake.documents import (
     LocationDoc,
     PlaceDoc,
     RulesDoc,
-    VersionClaimDoc,
 )
 from services.intake.placement import Placer
 
 log = logging.getLogger(__name__)
 RULES_ID = "rules"
-CLAIM_STALE = timedelta(seconds=30)
-CLAIM_TAKEOVERS = 20
 CHANGE_DEADLINE_SECONDS = 5.0
 # How long linking a duplicate waits for its original's document (it may be being written right now).
 ORIGINAL_WAIT_SECONDS = 3.0
@@ -139,23 +137,6 @@ def put_rules(data: Mapping[str, Any], expected_version: int, by: Principal) -> 
 
 
 # ---------------------------------------------------------------- versioned writes
-
-
-def claim_version(claim_id: str) -> bool:
-    """Win the right to write this version (see the module docstring); False if another writer has it."""
-    now = datetime.now(UTC)
-    for n in range(CLAIM_TAKEOVERS):
-        cid = claim_id if n == 0 else f"{claim_id}~{n}"
-        try:
-            VersionClaimDoc(id=cid, at=now).save(force_insert=True)
-            return True
-        except (me.NotUniqueError, pymongo.errors.DuplicateKeyError):
-            held = VersionClaimDoc.objects(id=cid).first()
-            held_at = _aware(held.at) if held is not None else None
-            if held_at is None or now - held_at < CLAIM_STALE:
-                return False
-            # Its writer claimed long ago and never wrote (it crashed): take over under the next name.
-    return False
 
 
 def _write(doc: IssueDoc, old_version: int, now: datetime) -> bool:

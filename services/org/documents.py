@@ -215,14 +215,6 @@ class PublicAffairsItemDoc(OrgDocument):
     basis = me.StringField(default="")
 
 
-class VersionClaimDoc(TenantDocument):
-    """Who won the right to write a record's next version (see handlers.claim_version)."""
-
-    meta: ClassVar[dict[str, Any]] = {"collection": "version_claims"}
-    id = me.StringField(primary_key=True)
-    at = me.DateTimeField(required=True)
-
-
 class TenantStateDoc(TenantDocument):
     """One document per tenant database (id "state"): a generation number bumped around every write,
     so every org process can tell when its in-memory matching index is stale."""

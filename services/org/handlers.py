@@ -20,6 +20,7 @@ import pymongo.errors
 from google.protobuf.message import Message
 from hongling.events.v1 import org_events_pb2 as oev
 
+from services.common import claims
 from services.common.context import current_principal
 from services.common.errors import (
     Aborted,
@@ -395,19 +396,13 @@ def spec(name: str) -> EntitySpec:
 
 
 def claim_version(sp: EntitySpec, ident: str, version: int) -> None:
-    """Win the right to write `version` of this record, or Aborted if another writer has it.
-
-    A conditional update alone is not enough: FerretDB's SQLite backend runs findAndModify without
-    isolation, so two writers holding the same version could both succeed. Inserting a document with
-    a unique _id is atomic everywhere, so exactly one writer per (record, version) gets past here.
-    """
-    try:
-        d.VersionClaimDoc(id=f"{sp.name}:{ident}:{version}", at=datetime.now(UTC)).save(force_insert=True)
-    except (me.NotUniqueError, pymongo.errors.DuplicateKeyError):
+    """Win the right to write `version` of this record (services/common/claims.py), or Aborted if another
+    writer has it: exactly one writer per (record, version) gets past here."""
+    if not claims.claim_version(f"{sp.name}:{ident}:{version}"):
         raise Aborted(
             f"{sp.name} {ident!r} was changed by someone else at the same moment: reload and retry",
             field="version",
-        ) from None
+        )
 
 
 def bump_generation() -> None:
