@@ -8,7 +8,6 @@ benchmark writes into the gateway's token file (read without a restart).
 
 from __future__ import annotations
 
-import json
 import os
 import random
 
@@ -16,6 +15,7 @@ import requests
 
 from gateway.tokens import TokenFile
 from services.common.settings import Settings
+from services.org.seed import Rect
 
 BENCH_POINT = (36.40, 117.40)  # away from the demo area (lat 36.15-36.25) and the scale area (36.03-36.14)
 # Half the side of the benchmark grid, in degrees (0.01 ≈ 1 km): reports spread over a larger area make
@@ -39,8 +39,7 @@ def admin_headers(settings: Settings) -> dict[str, str]:
 def ensure_grid(settings: Settings, tenant: str, headers: dict[str, str]) -> None:
     """The benchmark community and grid of the tenant (created once per stack; 409 = there already)."""
     lat, lon = BENCH_POINT
-    ring = [[lon - HALF, lat - HALF], [lon + HALF, lat - HALF], [lon + HALF, lat + HALF], [lon - HALF, lat + HALF]]
-    boundary = json.dumps({"type": "Polygon", "coordinates": [[*ring, ring[0]]]})
+    boundary = Rect(lon - HALF, lat - HALF, lon + HALF, lat + HALF).geojson()
     base = f"http://127.0.0.1:{settings.gateway_port}/api/v1/tenants/{tenant}/org"
     for path, body in (
         ("communities", {"id": COMMUNITY, "name_zh": "基准测试社区"}),

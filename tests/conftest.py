@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -26,6 +25,7 @@ from services.common.grpc_server import TENANT_KEY
 from services.common.principal import METADATA_KEY, Principal, mint
 from services.common.settings import Settings, get_settings
 from services.common.tenants import tenant_slugs
+from services.org.seed import Rect
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICES_SH = REPO / "deploy" / "local" / "services.sh"
@@ -140,9 +140,7 @@ class System:
         """In every tenant, a community with one grid around TEST_POINT, so issues reported there are placed
         (intake refuses a location outside every grid of the tenant)."""
         lat, lon = TEST_POINT
-        ring = [[lon - 0.005, lat - 0.005], [lon + 0.005, lat - 0.005], [lon + 0.005, lat + 0.005]]
-        ring += [[lon - 0.005, lat + 0.005], ring[0]]
-        boundary = json.dumps({"type": "Polygon", "coordinates": [ring]})
+        boundary = Rect(lon - 0.005, lat - 0.005, lon + 0.005, lat + 0.005).geojson()
         for tenant in tenant_slugs():
             base = f"{self.gateway}/api/v1/tenants/{tenant}/org"
             h = self.auth("subdistrict_admin", "*")

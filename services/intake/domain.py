@@ -34,7 +34,8 @@ ID_NAMESPACE = uuid.UUID("3f5b3c1e-6a39-4c56-9d2b-6d3b2a8e1f00")
 
 # Who may do what, checked again behind the gateway's policy table (defence in depth).
 HANDLER_ROLES = frozenset({"community_worker", "subdistrict_admin"})  # reclassify, see contacts
-LIST_ROLES = HANDLER_ROLES | {"service"}
+# A district department lists only under a grant the gateway checked (require_role checks it carries one).
+LIST_ROLES = HANDLER_ROLES | {"service", "district_department"}
 RULES_WRITERS = frozenset({"subdistrict_admin", "service"})
 
 # ---------------------------------------------------------------- attachments
@@ -306,11 +307,16 @@ def check_channel(channel: str, grant_id: str, role: str, principal_grant: str |
     return ""
 
 
-def require_role(role: str | None, allowed: frozenset[str], what: str) -> None:
+def require_role(role: str | None, allowed: frozenset[str], what: str, grant_id: str | None = None) -> None:
+    """PermissionDenied unless the role is allowed; a district department also needs the grant it acts under."""
     if role not in allowed:
         raise PermissionDenied(
             f"role {role or 'none'!r} may not {what} (allowed: {', '.join(sorted(allowed))})",
             reason="role_not_allowed",
+        )
+    if role == "district_department" and not grant_id:
+        raise PermissionDenied(
+            f"a district department may {what} only under an approved grant (须经审核授权)", reason="grant_required"
         )
 
 

@@ -193,8 +193,7 @@ class IntakeServicer(pb_grpc.IntakeServiceServicer):
 
     def ListIssues(self, request: pb.ListIssuesRequest, context: grpc.ServicerContext) -> pb.ListIssuesResponse:
         principal = _principal()
-        if not (principal.role == "district_department" and principal.grant_id):  # under a grant the gateway checked
-            domain.require_role(principal.role, domain.LIST_ROLES, "list issues")
+        domain.require_role(principal.role, domain.LIST_ROLES, "list issues", principal.grant_id)
         flt = domain.IssueFilter(
             ids=tuple(request.ids),
             status=request.status.strip(),
