@@ -15,6 +15,7 @@ import mongoengine
 from pymongo import MongoClient
 from pymongo.collection import Collection
 
+from services.common import groupcommit
 from services.common.context import require_tenant
 from services.common.tenants import get_tenant
 
@@ -84,3 +85,9 @@ class TenantDocument(mongoengine.Document):
             if cls._meta.get("auto_create_index", True):
                 cls.ensure_indexes()
         return coll
+
+    def _save_create(self, doc: dict[str, Any], force_insert: bool, write_concern: Any) -> Any:
+        """A new document (save(force_insert=True)) shares its insert with concurrent ones (groupcommit)."""
+        if force_insert and not write_concern and "_id" in doc:
+            return groupcommit.insert(self._get_collection(), doc)
+        return super()._save_create(doc, force_insert, write_concern)

@@ -51,7 +51,7 @@ import pymongo.errors
 from google.protobuf.message import Message
 from kafka import KafkaProducer
 
-from services.common import metrics
+from services.common import groupcommit, metrics
 from services.common.context import require_tenant
 from services.common.events import CloudEvent, record_key, topic_for
 from services.common.mongo import TenantDocument, tenant_database
@@ -120,7 +120,7 @@ def mark_pending(doc_cls: type[Any], doc_id: str, *, creation: bool = False) -> 
     name = doc_cls._get_collection_name()
     marker_id = uuid.uuid4().hex
     marker = {"_id": marker_id, "collection": name, "doc": doc_id, "at": datetime.now(UTC)}
-    doc_cls._get_db()[MARKERS].insert_one(marker)
+    groupcommit.insert(doc_cls._get_db()[MARKERS], marker)
     if creation:
         HANDOFF.begin(marker_id, (require_tenant(), name, doc_id))
     else:
