@@ -26,9 +26,12 @@ element names) and `.json` (application/json, the same data as arrays, as in the
 
 Reading is open to everyone (the spec needs no key there): the gateway reads as itself (a service
 principal scoped to the jurisdiction) and shows Open311 fields only: never the reporter's contact, nor
-who filed it. Errors have the spec's shape, [{code, description}] or <errors><error>…, with its HTTP
-statuses (404 missing resources, 403 api_key, 400 anything else wrong) and bilingual descriptions naming
-the parameter; nothing is stored when a report is refused.
+who filed it; and only what residents brought in themselves (PUBLIC_CHANNELS: resident reports, online
+reports, grid patrols, the 12345 hotline). Household visits (入户走访, a worker's notes on one household)
+and district departments' assistance tasks are not public civic requests: the public reads answer for
+them as for an id that does not exist. Errors have the spec's shape, [{code, description}] or
+<errors><error>…, with its HTTP statuses (404 missing resources, 403 api_key, 400 anything else wrong)
+and bilingual descriptions naming the parameter; nothing is stored when a report is refused.
 """
 
 from __future__ import annotations
@@ -78,6 +81,8 @@ PAGE = 100  # intake's largest page
 READER_SUB = "gateway-open311"
 REPORT_ENDPOINT = "open311.create_request"
 CHANNEL = "online"  # 线上接单
+# The channels whose issues the public Open311 reads show (see the module docstring).
+PUBLIC_CHANNELS = frozenset(("resident_report", "online", "grid_patrol", "hotline_12345"))
 TITLE_MAX = 60
 HOUSEHOLDS_MAX = 1_000_000
 MEDIA_URL_MAX = 500
@@ -613,7 +618,7 @@ def _by_ids(tenant: str, ids: Sequence[str]) -> list[intake_pb2.Issue]:
         for i in range(0, len(ids), PAGE):
             chunk = ids[i : i + PAGE]
             resp = clients().intake.ListIssues(intake_pb2.ListIssuesRequest(ids=chunk, page_size=PAGE))
-            found.extend(resp.issues)
+            found.extend(i for i in resp.issues if i.channel in PUBLIC_CHANNELS)
     return _newest_first(found)
 
 
@@ -638,7 +643,7 @@ def _search(
                     )
                 )
                 for issue in resp.issues:
-                    if (issue.open311_status or "open") in statuses:
+                    if issue.channel in PUBLIC_CHANNELS and (issue.open311_status or "open") in statuses:
                         found[issue.id] = issue
                         matched += 1
                 if matched >= LIMIT or not resp.next_page_token:
@@ -655,6 +660,8 @@ def _get(tenant: str, request_id: str, what: str) -> intake_pb2.Issue:
         if err.status == 404:
             raise Open311Error(404, f"{what} {request_id[:60]!r} was not found in {tenant} (未找到该诉求)") from None
         raise
+    if issue.channel not in PUBLIC_CHANNELS:  # not a public request: answered as one that does not exist
+        raise Open311Error(404, f"{what} {request_id[:60]!r} was not found in {tenant} (未找到该诉求)")
     return issue
 
 

@@ -346,3 +346,36 @@ def test_the_stock_client_sees_errors_as_http_errors(system: System) -> None:
     with pytest.raises(requests.HTTPError) as err:
         GeoReport(root(system), None).get_service_list()  # no jurisdiction: this endpoint serves seven
     assert err.value.response is not None and err.value.response.status_code == 400
+
+
+def test_household_visits_are_not_public_requests(system: System) -> None:
+    """A community worker's household visit is an issue like any other inside the system, but the public
+    Open311 reads answer for it as for an id that does not exist (it is about one household)."""
+    lat, lon = point(77)
+    body = {
+        "title": "入户走访：独居老人家中水管漏水",
+        "description": "走访时发现厨房水管漏水，老人行动不便",
+        "channel": "household_visit",
+        "category": "property_repair",
+        "location": {"lat": float(lat), "lon": float(lon)},
+    }
+    made = requests.post(
+        f"{system.gateway}/api/v1/tenants/{T}/issues", json=body, headers=system.auth("community_worker", T), timeout=15
+    )
+    assert made.status_code == 201, made.text
+    visit = made.json()["issue"]["id"]
+    for fmt in FORMATS:
+        one = requests.get(f"{root(system)}/requests/{visit}.{fmt}?jurisdiction_id={T}", timeout=10)
+        assert one.status_code == 404 and errors(one, fmt)[0][0] == 404
+        token = requests.get(f"{root(system)}/tokens/{visit}.{fmt}?jurisdiction_id={T}", timeout=10)
+        assert token.status_code == 404
+    by_id = requests.get(f"{root(system)}/requests.json?jurisdiction_id={T}&service_request_id={visit}", timeout=10)
+    assert by_id.status_code == 200 and by_id.json() == []
+    listed = requests.get(f"{root(system)}/requests.json?jurisdiction_id={T}&service_code=property_repair", timeout=10)
+    assert listed.status_code == 200 and visit not in [r["service_request_id"] for r in listed.json()]
+    assert "独居老人" not in listed.text
+    # Inside the system the worker reads it as always.
+    inside = requests.get(
+        f"{system.gateway}/api/v1/tenants/{T}/issues/{visit}", headers=system.auth("community_worker", T), timeout=10
+    )
+    assert inside.status_code == 200 and inside.json()["issue"]["channel"] == "household_visit"
