@@ -11,7 +11,11 @@ workers (HONGLING_BENCH_WORKERS, default 16) for the same time (HONGLING_BENCH_S
    events) into a scratch collection of the same FerretDB, through pymongo, nothing else.
 
 Prints requests/s, p50/p99 latency of each and their ratio (goal: the full path sustains at least half
-of the raw insert rate). `make bench` runs every benchmark; this one alone:
+of the raw insert rate), and where the CPU went: each process of the stack's CPU milliseconds per
+operation in each phase (from /proc, pid files under HONGLING_STATE_DIR/run), so the ratio can be
+read against what one issue costs the whole machine compared with one raw insert.
+
+`make bench` runs every benchmark; this one alone:
 
     bash deploy/local/test.sh bench bench/intake_throughput.py
 """
@@ -76,6 +80,35 @@ def run(name: str, op: Callable[[random.Random], None]) -> tuple[float, list[flo
     return len(flat) / elapsed, flat, sum(errors)
 
 
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each process of the stack and by this benchmark."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    run_dir = os.path.join(os.environ.get("HONGLING_STATE_DIR", ".local"), "run")
+    pids = {"bench (client)": str(os.getpid())}
+    if os.path.isdir(run_dir):
+        for name in sorted(os.listdir(run_dir)):
+            if name.endswith(".pid"):
+                with open(os.path.join(run_dir, name)) as f:
+                    pids[name[:-4]] = f.read().strip()
+    for name, pid in pids.items():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            out[name] = (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def show_cpu(before: dict[str, float], after: dict[str, float], ops: int, name: str) -> None:
+    used = {k: after[k] - before.get(k, 0.0) for k in after}
+    busy = {k: v for k, v in used.items() if v >= 0.05}
+    total = sum(used.values())
+    parts = ", ".join(f"{k} {1000 * v / ops:.2f}" for k, v in sorted(busy.items(), key=lambda kv: -kv[1]))
+    print(f"CPU ms per operation, {name}: total {1000 * total / max(ops, 1):.2f} = {parts}")
+
+
 def issue_like(rng: random.Random) -> dict[str, Any]:
     """A document shaped like a stored issue with its two pending events (same fields, similar size)."""
     now = datetime.now(UTC)
@@ -138,13 +171,18 @@ def main() -> int:
 
     print(f"[bench] {WORKERS} workers, {SECONDS:.0f} s per phase; load average {os.getloadavg()[0]:.1f}")
     post(random.Random(0))  # warm the path (connections, the org index) before measuring
+    cpu0 = cpu_seconds()
     full = run("gateway POST /issues", post)
+    cpu1 = cpu_seconds()
     raw = run("raw insert_one", insert)
+    cpu2 = cpu_seconds()
     client.drop_database("hl_bench_raw")
     show("full path (gateway -> intake, 201)", *full)
     show("raw FerretDB insert_one", *raw)
     if raw[0]:
         print(f"full path / raw insert rate = {full[0] / raw[0]:.2f} (goal >= 0.50)")
+    show_cpu(cpu0, cpu1, len(full[1]), "full path")
+    show_cpu(cpu1, cpu2, len(raw[1]), "raw insert")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     return 0 if full[2] == 0 else 1
 

@@ -409,7 +409,7 @@ start_ferretdb() {
     --sqlite-url="file:${FERRETDB_DATA}/" \
     --state-dir="${FERRETDB_DIR}" \
     --listen-addr="127.0.0.1:${HONGLING_MONGO_PORT}" \
-    --debug-addr=- \
+    --debug-addr="${HONGLING_FERRETDB_DEBUG_ADDR:--}" \
     --telemetry=disable \
     --log-level=info \
     --log-format=text
