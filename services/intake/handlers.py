@@ -310,27 +310,59 @@ def _mirror(original: IssueDoc) -> Mutation:
     return mirror
 
 
-def link_duplicate(original_id: str, duplicate_id: str, *, wait: float = 0.0) -> tuple[IssueDoc, IssueDoc | None]:
+def _add_to_original(original_id: str, duplicate_id: str, wait: float) -> str | None:
+    """Record the duplicate on its original as the original's next version; the original's status, or None
+    if there is no such issue. One small read (version, status, duplicates) and one targeted update: the
+    original is never read whole nor rewritten whole, however many duplicates it already has."""
+    coll = IssueDoc._get_collection()
+    started = time.monotonic()
+    delay = 0.02
+    while True:
+        raw = coll.find_one({"_id": original_id}, {"version": 1, "status": 1, "duplicates": 1})
+        if raw is None:
+            if time.monotonic() - started < wait:
+                time.sleep(0.1)
+                continue
+            return None
+        status = str(raw.get("status", ""))
+        if duplicate_id in (raw.get("duplicates") or []):
+            return status
+        version = int(raw.get("version") or 1)
+        if claim_version(f"issue:{original_id}:{version + 1}"):
+            now = utcnow()
+            note = domain.history_note("duplicate_linked", duplicate=duplicate_id)
+            entry = HistoryDoc(
+                at=now, kind="duplicate_linked", status=status, note_zh=note[0], note_en=note[1], by="intake"
+            ).to_mongo()
+            done = coll.update_one(
+                {"_id": original_id, "version": version},
+                {
+                    "$push": {"duplicates": duplicate_id, "history": entry},
+                    "$set": {"version": version + 1, "updated_at": _ms(now)},
+                },
+            )
+            if done.matched_count:
+                return status
+        if time.monotonic() - started > CHANGE_DEADLINE_SECONDS:
+            raise RuntimeError(f"issue {original_id} kept changing under this update for {CHANGE_DEADLINE_SECONDS} s")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
+def link_duplicate(original_id: str, duplicate_id: str, *, wait: float = 0.0) -> IssueDoc | None:
     """Record the duplicate on its original (history "duplicate_linked") and bring the duplicate to the
     original's status. Idempotent: run at creation and again from the IssueMarkedDuplicate event.
-    Returns (the original, the duplicate as it was written when it took over the original's status, or
-    None when there was nothing to take over: the duplicate is not read then)."""
-
-    def add(doc: IssueDoc, now: datetime) -> bool:
-        if duplicate_id in doc.duplicates:
-            return False
-        doc.duplicates.append(duplicate_id)
-        _history(
-            doc, "duplicate_linked", now, "intake", domain.history_note("duplicate_linked", duplicate=duplicate_id)
-        )
-        return True
-
-    original = change_issue(original_id, add, wait_for_doc=wait)
+    Returns the duplicate as it was written when it took over the original's status, or None when there
+    was nothing to take over (then neither the duplicate nor the whole original is read)."""
+    status = _add_to_original(original_id, duplicate_id, wait)
+    if status is None:
+        raise NotFound(f"original issue {original_id!r} of duplicate {duplicate_id!r} not found")
+    if status in NOT_MIRRORED:
+        return None  # nothing to mirror
+    original = IssueDoc.objects(id=original_id).first()
     if original is None:
         raise NotFound(f"original issue {original_id!r} of duplicate {duplicate_id!r} not found")
-    if original.status in NOT_MIRRORED:
-        return original, None  # nothing to mirror: spare the duplicate's read
-    return original, change_issue(duplicate_id, _mirror(original))
+    return change_issue(duplicate_id, _mirror(original))
 
 
 # ---------------------------------------------------------------- create
@@ -502,7 +534,7 @@ def create_issue(
         metrics.DUPLICATES.labels(tenant, category).inc()
         try:
             # The duplicate changed only if it took over its original's status: then that is its state.
-            doc = link_duplicate(original.issue_id, issue_id, wait=ORIGINAL_WAIT_SECONDS)[1] or doc
+            doc = link_duplicate(original.issue_id, issue_id, wait=ORIGINAL_WAIT_SECONDS) or doc
         except Exception:
             # The IssueMarkedDuplicate event links it (intake-lifecycle consumer): at least once.
             log.warning("linking duplicate %s to %s deferred to its event", issue_id, original.issue_id, exc_info=True)
