@@ -58,6 +58,7 @@ class EventConsumer:
         *,
         max_retries: int = 3,
         retry_backoff: float = 0.2,
+        mark_prefix: str = "",
     ) -> None:
         self.name = f"{group}-consumer"
         self.group = group
@@ -68,6 +69,9 @@ class EventConsumer:
         self.retry_backoff = retry_backoff
         self.dlq_topic = dead_letter_topic(group)
         self.principal = Principal(sub=f"service:{group}", role="service", tenants=("*",))
+        # Processed-event marks share the service's database: a second group of a service that reads the
+        # same topics keeps its own marks under this prefix (the main group's marks are the bare event ids).
+        self.mark_prefix = mark_prefix
 
     def run(self, stop: threading.Event) -> None:
         consumer = KafkaConsumer(
@@ -87,10 +91,17 @@ class EventConsumer:
         try:
             while not stop.is_set():
                 batches = consumer.poll(timeout_ms=200)
-                for tp, records in batches.items():
-                    for record in records:
-                        self.handle_record(record, dlq)
-                        consumer.commit({tp: OffsetAndMetadata(record.offset + 1, "", -1)})
+                done: dict[TopicPartition, OffsetAndMetadata] = {}
+                try:
+                    for tp, records in batches.items():
+                        for record in records:
+                            self.handle_record(record, dlq)
+                            done[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
+                finally:
+                    # One commit for what this poll brought (and for what was handled of it when a handler
+                    # failed): a crash before it redelivers those records, and their marks make that a no-op.
+                    if done:
+                        consumer.commit(done)
                 self._report_lag(consumer)
         finally:
             try:
@@ -116,7 +127,7 @@ class EventConsumer:
             request_id=event.id,
             trace=f"{event.source}>{self.group}",
         ):
-            if ProcessedEvent.objects(id=event.id).first() is not None:
+            if ProcessedEvent.objects(id=self.mark_prefix + event.id).first() is not None:
                 metrics.CONSUMED.labels(self.group, event.tenant, event.type, "duplicate").inc()
                 return "duplicate"
             try:
@@ -143,9 +154,9 @@ class EventConsumer:
             # An insert by _id (one write; an upsert would read first): a duplicate was recorded by a
             # concurrent delivery of the same event, and one mark is all that is needed.
             with contextlib.suppress(me.NotUniqueError, pymongo.errors.DuplicateKeyError):
-                ProcessedEvent(id=event.id, group=self.group, type=event.type, handled_at=datetime.now(UTC)).save(
-                    force_insert=True
-                )
+                ProcessedEvent(
+                    id=self.mark_prefix + event.id, group=self.group, type=event.type, handled_at=datetime.now(UTC)
+                ).save(force_insert=True)
             metrics.CONSUMED.labels(self.group, event.tenant, event.type, "handled").inc()
             return "handled"
 
