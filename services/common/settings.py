@@ -69,6 +69,21 @@ class Settings(BaseSettings):
     call_timeout_seconds: float = Field(5.0, gt=0, le=120)
     consumer_max_retries: int = Field(3, ge=0, le=20)
     relay_interval_seconds: float = Field(1.0, gt=0, le=60)
+    # Dispatch's durable timers (services/dispatch/clocks.py): how often each worker rereads every tenant's
+    # timers (those scheduled in this process fire on time without it; the rescan finds those written by
+    # another process or left by a dead one), the lease of one firing, and the retry backoff.
+    timer_rescan_seconds: float = Field(15.0, gt=0, le=3600)
+    timer_lease_seconds: float = Field(60.0, ge=1, le=3600)
+    timer_backoff_base_seconds: float = Field(1.0, gt=0, le=3600)
+    timer_backoff_max_seconds: float = Field(300.0, gt=0, le=86400)
+    # Dispatch's webhook notifier (services/dispatch/webhooks.py): per-attempt timeout, attempts before
+    # a delivery is failed, retry backoff (base doubling up to the max).
+    webhook_timeout_seconds: float = Field(5.0, gt=0, le=120)
+    webhook_max_attempts: int = Field(8, ge=1, le=50)
+    webhook_backoff_base_seconds: float = Field(2.0, gt=0, le=3600)
+    webhook_backoff_max_seconds: float = Field(600.0, gt=0, le=86400)
+    # Deliveries sent at once (a slow receiver does not hold up the others).
+    webhook_concurrency: int = Field(4, ge=1, le=64)
     gateway_port: int | None = Field(None, ge=1, le=65535)
     gateway_metrics_port: int | None = Field(None, ge=1, le=65535)
     # The gRPC front door for district-department systems (gateway/frontdoor.py).

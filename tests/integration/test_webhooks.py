@@ -1,0 +1,370 @@
+"""The webhook notifier end to end: a real local HTTP receiver, dispatch events produced on Kafka as the
+outbox relay produces them (CloudEvents binary mode), the dispatch service's consumer group
+dispatch-webhooks and its delivery worker; signatures verified as a receiver would. The give-up and
+timeout paths run the same fan-out and delivery code in this process, with short settings."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf.message import Message
+from hongling.dispatch.v1 import webhooks_pb2 as wpb
+from hongling.dispatch.v1 import webhooks_pb2_grpc as wpb_grpc
+from hongling.events.v1 import dispatch_events_pb2 as dev
+from kafka import KafkaProducer
+from pymongo import MongoClient
+
+from services.common import context, mongo
+from services.common.errors import InvalidArgument
+from services.common.events import CloudEvent, record_key, topic_for
+from services.common.principal import Principal
+from services.common.protect import protector
+from services.common.settings import Settings
+from services.dispatch import clocks, webhook_delivery, webhooks
+from tests.conftest import System, call_metadata, wait_for
+
+T = "caiyuan"
+
+
+# ---------------------------------------------------------------- the receiver
+
+
+class Receiver:
+    """A real HTTP server on a free port. Each path answers with its script of status codes (the last
+    one repeats), after an optional delay; every request is kept (path, headers, raw body)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        self.scripts: dict[str, list[int]] = defaultdict(lambda: [200])
+        self.delays: dict[str, float] = {}
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with receiver.lock:
+                    receiver.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                    script = receiver.scripts[self.path]
+                    code = script.pop(0) if len(script) > 1 else script[0]
+                delay = receiver.delays.get(self.path, 0.0)
+                if delay:
+                    time.sleep(delay)
+                self.send_response(code)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def at(self, path: str) -> list[tuple[dict[str, str], bytes]]:
+        with self.lock:
+            return [(h, b) for p, h, b in self.requests if p == path]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def producer(system: System) -> Iterator[KafkaProducer]:
+    p = KafkaProducer(bootstrap_servers=system.settings.kafka_bootstrap, acks="all")
+    yield p
+    p.close(timeout=10)
+
+
+def stub(system: System) -> wpb_grpc.WebhookServiceStub:
+    return wpb_grpc.WebhookServiceStub(system.channel("dispatch"))
+
+
+def md(system: System, role: str = "subdistrict_admin") -> list[tuple[str, str]]:
+    return call_metadata(system.settings, T, role=role)
+
+
+def make_event(msg: Message, key: str) -> CloudEvent:
+    return CloudEvent(
+        id=uuid.uuid4().hex,
+        source=f"/hongling/dispatch/{T}",
+        type=msg.DESCRIPTOR.full_name,
+        time=datetime.now(UTC),
+        subject=key,
+        tenant=T,
+        data=msg.SerializeToString(),
+    )
+
+
+def publish(producer: KafkaProducer, ce: CloudEvent) -> None:
+    """As the dispatch outbox relay sends it: binary mode, key <tenant>:<aggregate>."""
+    producer.send(topic_for("dispatch"), key=record_key(T, ce.subject), value=ce.data, headers=ce.headers()).get(
+        timeout=15
+    )
+
+
+def register(system: System, url: str, types: list[str], description: str = "短信网关") -> wpb.RegisterWebhookResponse:
+    resp: wpb.RegisterWebhookResponse = stub(system).RegisterWebhook(
+        wpb.RegisterWebhookRequest(url=url, event_types=types, description=description), metadata=md(system)
+    )
+    return resp
+
+
+def deliveries(system: System, webhook_id: str) -> list[wpb.WebhookDelivery]:
+    resp = stub(system).ListWebhookDeliveries(
+        wpb.ListWebhookDeliveriesRequest(webhook_id=webhook_id), metadata=md(system)
+    )
+    return list(resp.deliveries)
+
+
+# ---------------------------------------------------------------- through the dispatch service
+
+
+def test_an_event_on_kafka_arrives_signed_and_verifiable(
+    system: System, receiver: Receiver, producer: KafkaProducer
+) -> None:
+    path = f"/sms-{uuid.uuid4().hex[:6]}"
+    reg = register(system, receiver.url(path), ["Escalated", "hongling.events.v1.DeadlineReminder"])
+    assert reg.secret.startswith("whsec_")
+    assert reg.webhook.active and list(reg.webhook.event_types) == ["Escalated", "DeadlineReminder"]
+    assert reg.webhook.secret_hint == reg.secret[:10]
+    # The secret is shown once: reading the registration again never returns it.
+    got = stub(system).GetWebhook(wpb.GetWebhookRequest(id=reg.webhook.id), metadata=md(system))
+    assert reg.secret not in str(got) and got.url == receiver.url(path)
+
+    task = uuid.uuid4().hex
+    msg = dev.Escalated(tenant=T, task_id=task, level="subdistrict", reason="逾期未办结，上报街道")
+    msg.escalated_at.GetCurrentTime()
+    ce = make_event(msg, f"tasks/{task}")
+    sent = time.monotonic()
+    publish(producer, ce)
+
+    (headers, body), *_ = wait_for(lambda: receiver.at(path), timeout=30)
+    assert time.monotonic() - sent < 10
+    assert webhooks.verify_signature(reg.secret, headers["x-hongling-signature"], body)
+    assert not webhooks.verify_signature("whsec_wrong", headers["x-hongling-signature"], body)
+    assert headers["ce-id"] == ce.id
+    assert headers["ce-type"] == "hongling.events.v1.Escalated"
+    assert headers["content-type"].startswith("application/cloudevents+json")
+    assert headers["x-hongling-attempt"] == "1"
+    assert "逾期未办结".encode() in body  # UTF-8 as it is
+    doc = json.loads(body.decode("utf-8"))
+    assert (doc["specversion"], doc["id"], doc["type"], doc["tenant"]) == ("1.0", ce.id, ce.type, T)
+    assert doc["data"]["task_id"] == task and doc["data"]["level"] == "subdistrict"
+    assert doc["data"]["reason"] == "逾期未办结，上报街道"
+
+    (d,) = wait_for(lambda: [x for x in deliveries(system, reg.webhook.id) if x.status == "delivered"], timeout=10)
+    assert (d.event_id, d.event_type, d.attempts, d.id) == (ce.id, "Escalated", 1, f"{reg.webhook.id}:{ce.id}")
+    assert [a.status_code for a in d.attempt_log] == [200]
+    assert d.finished_at.seconds > 0
+
+
+def test_a_receiver_failing_twice_gets_it_on_the_third_attempt(
+    system: System, receiver: Receiver, producer: KafkaProducer
+) -> None:
+    path = f"/flaky-{uuid.uuid4().hex[:6]}"
+    receiver.scripts[path] = [500, 500, 200]
+    reg = register(system, receiver.url(path), ["DeadlineReminder"])
+    task = uuid.uuid4().hex
+    ce = make_event(dev.DeadlineReminder(tenant=T, deadline="completion", task_id=task), f"tasks/{task}")
+    publish(producer, ce)
+    wait_for(lambda: len(receiver.at(path)) == 3, timeout=60)
+    got = receiver.at(path)
+    assert [h["x-hongling-attempt"] for h, _ in got] == ["1", "2", "3"]
+    assert {h["ce-id"] for h, _ in got} == {ce.id}  # the same event each time: receivers dedupe by ce-id
+    assert all(webhooks.verify_signature(reg.secret, h["x-hongling-signature"], b) for h, b in got)
+    (d,) = wait_for(lambda: [x for x in deliveries(system, reg.webhook.id) if x.status == "delivered"], timeout=10)
+    assert d.attempts == 3
+    assert [a.status_code for a in d.attempt_log] == [500, 500, 200]
+    assert [a.error for a in d.attempt_log] == ["HTTP 500", "HTTP 500", ""]
+    # Backoff: the retries were spaced (the default base is 2 s, less up to 10 % jitter).
+    at = [a.at.ToDatetime() for a in d.attempt_log]
+    assert (at[1] - at[0]).total_seconds() >= 1.5
+    assert (at[2] - at[1]).total_seconds() >= 3.0
+    time.sleep(1.0)
+    assert len(receiver.at(path)) == 3
+
+
+def test_only_the_chosen_event_types_are_delivered_and_a_replay_delivers_nothing_more(
+    system: System, receiver: Receiver, producer: KafkaProducer, mongo_client: MongoClient[Any]
+) -> None:
+    path = f"/wechat-{uuid.uuid4().hex[:6]}"
+    reg = register(system, receiver.url(path), ["Escalated"])
+    task = uuid.uuid4().hex
+    not_wanted = make_event(
+        dev.UnitReportedIn(tenant=T, whistle_id=task, responder_id="u1", answer="accept"), f"whistles/{task}"
+    )
+    wanted = make_event(dev.Escalated(tenant=T, task_id=task, level="district"), f"whistles/{task}")
+    publish(producer, not_wanted)  # same key: the consumer sees it before the next one
+    publish(producer, wanted)
+    wait_for(lambda: receiver.at(path), timeout=30)
+    # The same event again: once as Kafka redelivers it, once more after its processed mark is gone
+    # (as after a crash between the delivery write and the mark); neither adds a delivery.
+    publish(producer, wanted)
+    time.sleep(3.0)
+    mongo_client[f"hl_dispatch_{T}"]["processed_events"].delete_one({"_id": wanted.id})
+    publish(producer, wanted)
+    time.sleep(4.0)
+    got = receiver.at(path)
+    assert [h["ce-id"] for h, _ in got] == [wanted.id]
+    assert [d.event_id for d in deliveries(system, reg.webhook.id)] == [wanted.id]
+
+
+def test_a_paused_or_deleted_registration_gets_nothing_and_management_needs_an_admin(
+    system: System, receiver: Receiver, producer: KafkaProducer
+) -> None:
+    path = f"/paused-{uuid.uuid4().hex[:6]}"
+    reg = register(system, receiver.url(path), ["Escalated"])
+    s = stub(system)
+    paused = s.SetWebhookActive(wpb.SetWebhookActiveRequest(id=reg.webhook.id, active=False), metadata=md(system))
+    assert not paused.active
+    listed = s.ListWebhooks(wpb.ListWebhooksRequest(), metadata=md(system))
+    assert reg.webhook.id in [w.id for w in listed.webhooks]
+    task = uuid.uuid4().hex
+    publish(producer, make_event(dev.Escalated(tenant=T, task_id=task, level="district"), f"tasks/{task}"))
+    time.sleep(4.0)
+    assert receiver.at(path) == []
+    s.DeleteWebhook(wpb.DeleteWebhookRequest(id=reg.webhook.id), metadata=md(system))
+    with pytest.raises(grpc.RpcError) as exc:
+        s.GetWebhook(wpb.GetWebhookRequest(id=reg.webhook.id), metadata=md(system))
+    assert exc.value.code() == grpc.StatusCode.NOT_FOUND
+    assert reg.webhook.id not in [w.id for w in s.ListWebhooks(wpb.ListWebhooksRequest(), metadata=md(system)).webhooks]
+    # Refusals name the field or the role.
+    with pytest.raises(grpc.RpcError) as exc:
+        s.RegisterWebhook(wpb.RegisterWebhookRequest(url="ftp://x/", event_types=["Escalated"]), metadata=md(system))
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as exc:
+        s.RegisterWebhook(
+            wpb.RegisterWebhookRequest(url=receiver.url("/x"), event_types=["IssueReceived"]), metadata=md(system)
+        )
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as exc:
+        s.ListWebhooks(wpb.ListWebhooksRequest(), metadata=md(system, role="community_worker"))
+    assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+# ---------------------------------------------------------------- the same code in this process
+
+
+@pytest.fixture
+def local_delivery(infra: Settings) -> Iterator[clocks.TimerWorker]:
+    """Fan-out and delivery against this process's own databases (hl_itest_*), short settings."""
+    mongo.init("itest", infra.mongo_uri)
+    webhook_delivery.configure(
+        webhook_delivery.DeliveryConfig(
+            timeout=0.5, max_attempts=3, backoff_base=0.2, backoff_cap=1.0, data_key=infra.data_key
+        )
+    )
+    worker = clocks.TimerWorker(group=webhooks.TIMER_GROUP, concurrency=2, tenants=[T])
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    yield worker
+    stop.set()
+    thread.join(timeout=10)
+
+
+def local_register(infra: Settings, url: str) -> tuple[webhooks.WebhookDoc, str]:
+    admin = Principal(sub="test-admin", role="subdistrict_admin", tenants=(T,))
+    with context.bound(tenant=T, principal=admin):
+        return webhooks.register(url, ["Escalated"], "", admin, protector(infra.data_key))
+
+
+def local_status(webhook_id: str) -> list[webhooks.WebhookDeliveryDoc]:
+    admin = Principal(sub="test-admin", role="subdistrict_admin", tenants=(T,))
+    with context.bound(tenant=T):
+        docs, _ = webhooks.list_deliveries(webhook_id, "", 50, "", admin)
+    return docs
+
+
+def test_a_delivery_gives_up_after_the_last_attempt_and_shows_failed(
+    infra: Settings, receiver: Receiver, local_delivery: clocks.TimerWorker
+) -> None:
+    path = f"/down-{uuid.uuid4().hex[:6]}"
+    receiver.scripts[path] = [503]
+    hook, _ = local_register(infra, receiver.url(path))
+    task = uuid.uuid4().hex
+    msg = dev.Escalated(tenant=T, task_id=task, level="district")
+    failed_before = webhooks.WEBHOOK_DELIVERIES.labels(T, "Escalated", "failed")._value.get()
+    with context.bound(tenant=T):
+        webhooks.on_event(make_event(msg, f"tasks/{task}"), msg)
+    (d,) = wait_for(lambda: [x for x in local_status(hook.id) if x.status == "failed"], timeout=20)
+    assert d.attempts == 3 and [a["status_code"] for a in d.attempt_log] == [503, 503, 503]
+    assert d.last_error == "HTTP 503"
+    assert webhooks.WEBHOOK_DELIVERIES.labels(T, "Escalated", "failed")._value.get() - failed_before == 1
+    time.sleep(1.0)
+    assert len(receiver.at(path)) == 3
+    with context.bound(tenant=T):
+        assert clocks.get(webhooks.timer_key(d.id), group=webhooks.TIMER_GROUP) is None  # nothing left to fire
+
+
+def test_a_receiver_slower_than_the_timeout_is_a_failed_attempt(
+    infra: Settings, receiver: Receiver, local_delivery: clocks.TimerWorker
+) -> None:
+    path = f"/slow-{uuid.uuid4().hex[:6]}"
+    receiver.delays[path] = 1.5
+    receiver.scripts[path] = [200]
+    hook, _ = local_register(infra, receiver.url(path))
+    task = uuid.uuid4().hex
+    msg = dev.Escalated(tenant=T, task_id=task, level="district")
+    with context.bound(tenant=T):
+        webhooks.on_event(make_event(msg, f"tasks/{task}"), msg)
+    d = wait_for(lambda: [x for x in local_status(hook.id) if x.attempts >= 1], timeout=20)[0]
+    assert d.attempt_log[0]["status_code"] == 0
+    assert d.attempt_log[0]["error"] == "timeout after 0.5 s"
+    assert d.attempt_log[0]["duration_ms"] < 1400
+
+
+def test_deliveries_are_listed_newest_first_in_pages(
+    infra: Settings, receiver: Receiver, local_delivery: clocks.TimerWorker
+) -> None:
+    path = f"/paged-{uuid.uuid4().hex[:6]}"
+    hook, _ = local_register(infra, receiver.url(path))
+    events = []
+    for _ in range(5):
+        task = uuid.uuid4().hex
+        msg = dev.Escalated(tenant=T, task_id=task, level="district")
+        ce = make_event(msg, f"tasks/{task}")
+        with context.bound(tenant=T):
+            webhooks.on_event(ce, msg)
+        events.append(ce.id)
+        time.sleep(0.01)
+    wait_for(lambda: len(receiver.at(path)) == 5, timeout=20)
+    admin = Principal(sub="test-admin", role="subdistrict_admin", tenants=(T,))
+    seen: list[str] = []
+    token = ""
+    with context.bound(tenant=T):
+        for _ in range(3):
+            docs, token = webhooks.list_deliveries(hook.id, "delivered", 2, token, admin)
+            seen.extend(d.event_id for d in docs)
+            if not token:
+                break
+        with pytest.raises(InvalidArgument):
+            webhooks.list_deliveries(hook.id, "failed", 2, token or "bm90LWEtdG9rZW4=", admin)
+    assert seen == list(reversed(events))
