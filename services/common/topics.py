@@ -16,7 +16,7 @@ PARTITIONS = 3
 
 
 # Consumer groups with a dead-letter topic of their own, besides one per service name.
-EXTRA_GROUPS = ("intake-lifecycle",)
+EXTRA_GROUPS = ("intake-lifecycle", "dispatch-matching", "dispatch-webhooks")
 
 
 def wanted_topics() -> list[str]:
