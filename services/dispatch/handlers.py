@@ -1,37 +1,623 @@
-"""Dispatch commands and event handlers."""
+"""Dispatch commands and event handlers: load, apply the domain rules, write state and events in one write.
+
+Concurrency. Every change of a task, a call or the rules is "claim version v+1, then replace the document
+at version v" (services/common/claims.py): of two writers holding the same version exactly one wins, on
+MongoDB and on FerretDB's unisolated SQLite updates alike; the loser re-reads and decides again on the
+new state (a claim for the last place then finds no place left and is refused). Two dispatch processes
+in one consumer group therefore never double-assign or over-fill a task. Creations insert by a
+deterministic _id (the task and the call of an issue derive from the issue id), so a replayed event or a
+second process finds what the first made and changes nothing.
+
+Effects outside the document (timers, metrics) run after the write succeeded, once.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
+import mongoengine as me
 import pymongo.errors
+from google.protobuf.timestamp_pb2 import Timestamp
 from hongling.events.v1 import dispatch_events_pb2 as dev
 from hongling.events.v1 import intake_events_pb2 as iev
+from hongling.events.v1 import org_events_pb2 as oev
 
+from services.common.claims import claim_version
 from services.common.context import require_tenant
-from services.common.errors import NotFound
+from services.common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.common.events import CloudEvent, PoisonEvent
-from services.dispatch.documents import TaskDoc
-from services.dispatch.domain import STATUS_OPEN, task_id_for_issue
+from services.common.outbox import OUTBOX_SIGNAL, OutboxDocument, mark_pending
+from services.common.principal import Principal
+from services.dispatch import deadlines, domain, matching, metrics
+from services.dispatch.directory import directory
+from services.dispatch.documents import (
+    AssignmentDoc,
+    CrewDoc,
+    DispatchRulesDoc,
+    IssueLinkDoc,
+    ReportDoc,
+    TargetDoc,
+    TaskDoc,
+    TaskEventDoc,
+    WhistleDoc,
+)
+
+log = logging.getLogger(__name__)
+
+DISPATCH = "service:dispatch"
+RULES_ID = "rules"
+RULES_TTL_SECONDS = 2.0
+CHANGE_DEADLINE_SECONDS = 10.0
+PAGE_DEFAULT = 50
+PAGE_MAX = 200
+MAX_ISSUES_PER_CALL = 50
+IDEMPOTENCY_KEY_MAX = 200
+RANK_FOR_OVERRIDE = 100  # an assignee among this many best-ranked helpers is "from the list"
+
+D = TypeVar("D", bound=OutboxDocument)
+Effects = list[Callable[[], None]]
 
 
-def on_issue_received(event: CloudEvent, msg: iev.IssueReceived) -> None:
-    """Open the task for a newly received issue; a replayed event finds the task and changes nothing."""
-    if not msg.issue_id:
-        raise PoisonEvent(f"IssueReceived {event.id} has no issue_id")
+# ---------------------------------------------------------------- time
+
+
+def ms(at: datetime) -> datetime:
+    """UTC, to the millisecond (what the database keeps): replays compute the same deadlines."""
+    at = at if at.tzinfo else at.replace(tzinfo=UTC)
+    at = at.astimezone(UTC)
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
+
+
+def utcnow() -> datetime:
+    return ms(datetime.now(UTC))
+
+
+def aware(at: datetime | None) -> datetime | None:
+    if at is None:
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def ts(at: datetime | None) -> Timestamp | None:
+    if at is None:
+        return None
+    out = Timestamp()
+    out.FromDatetime(aware(at))  # type: ignore[arg-type]
+    return out
+
+
+def _event_at(stamp: Timestamp, event: CloudEvent) -> datetime:
+    at = stamp.ToDatetime(tzinfo=UTC) if (stamp.seconds or stamp.nanos) else event.time
+    return ms(at)
+
+
+# ---------------------------------------------------------------- rules
+
+_rules_cache: dict[str, tuple[float, domain.Rules]] = {}
+
+
+def current_rules() -> domain.Rules:
+    """The tenant's dispatch rules: its stored ones, or the defaults (version 0)."""
     tenant = require_tenant()
-    task_id = task_id_for_issue(msg.issue_id)
-    if TaskDoc.objects(id=task_id).first() is not None:
-        return
-    now = datetime.now(UTC)
-    task = TaskDoc(id=task_id, issue_id=msg.issue_id, status=STATUS_OPEN, created_at=now, source_event_id=event.id)
-    created = dev.TaskCreated(task_id=task_id, issue_id=msg.issue_id, tenant=tenant, status=STATUS_OPEN)
-    created.created_at.FromDatetime(now)
-    task.record(created, subject=f"tasks/{task_id}", at=now)
+    cached = _rules_cache.get(tenant)
+    if cached is not None and time.monotonic() - cached[0] < RULES_TTL_SECONDS:
+        return cached[1]
+    read_at = time.monotonic()
+    doc = DispatchRulesDoc.objects(id=RULES_ID).first()
+    if doc is None:
+        rules = domain.DEFAULT_RULES
+    else:
+        rules = domain.rules_from_dict(doc.rules, doc.version, aware(doc.updated_at), doc.updated_by)
+    _rules_cache[tenant] = (read_at, rules)
+    return rules
+
+
+def put_rules(
+    calls: Sequence[dict[str, Any]], matching_targets: int, expected_version: int, by: Principal
+) -> domain.Rules:
+    """Replace the tenant's rules; `expected_version` is the one the caller read (0: the defaults)."""
+    domain.require_role(by.role, domain.RULES_WRITERS, "change the dispatch rules")
+    checked = domain.check_rules(calls, matching_targets)
+    stored = DispatchRulesDoc.objects(id=RULES_ID).first()
+    version = stored.version if stored is not None else 0
+    if expected_version != version:
+        raise Aborted(
+            f"the dispatch rules are at version {version}, not {expected_version}: reload and retry (规则已被修改)",
+            field="version",
+        )
+    if not claim_version(f"dispatch_rules:{version + 1}"):
+        raise Aborted("the dispatch rules were changed by someone else at the same moment: reload and retry")
+    now = utcnow()
+    DispatchRulesDoc._get_collection().replace_one(
+        {"_id": RULES_ID},
+        {
+            "_id": RULES_ID,
+            "version": version + 1,
+            "rules": domain.rules_to_dict(checked),
+            "updated_at": now,
+            "updated_by": by.sub,
+        },
+        upsert=True,
+    )
+    _rules_cache.pop(require_tenant(), None)
+    return current_rules()
+
+
+# ---------------------------------------------------------------- versioned writes
+
+
+def _write(doc: OutboxDocument, prefix: str, old_version: int, now: datetime) -> bool:
+    """Write the changed document as version old_version + 1, if this writer wins that version."""
+    cls = type(doc)
+    if not claim_version(f"{prefix}:{doc.pk}:{old_version + 1}"):
+        return False
+    doc.version = old_version + 1
+    doc.updated_at = now
+    new_events = bool(getattr(doc, "_new_events", False))
+    if new_events:
+        mark_pending(cls, str(doc.pk))
+    # Documents written before versions existed have none: they count as version 1.
+    version_filter: dict[str, Any] = (
+        {"$or": [{"version": 1}, {"version": {"$exists": False}}]} if old_version == 1 else {"version": old_version}
+    )
+    result = cls._get_collection().replace_one({"_id": doc.pk, **version_filter}, doc.to_mongo().to_dict())
+    if new_events:
+        doc._new_events = False
+        OUTBOX_SIGNAL.set()
+    return bool(result.matched_count)
+
+
+def _change(
+    cls: type[D],
+    prefix: str,
+    doc_id: str,
+    mutate: Callable[[D, datetime, Effects], bool],
+    *,
+    expected_version: int = 0,
+    missing: Callable[[], Exception],
+) -> D:
+    """Apply `mutate` to the document and write it as its next version; `mutate` returns False when there
+    is nothing to change. With `expected_version` a stale version or a lost race is ABORTED; without it a
+    lost race is decided again on a fresh read (for a few seconds)."""
+    started = time.monotonic()
+    delay = 0.02
+    while True:
+        doc = cls.objects(id=doc_id).first() if doc_id else None
+        if doc is None:
+            raise missing()
+        version = int(getattr(doc, "version", 1) or 1)
+        if expected_version and version != expected_version:
+            raise Aborted(
+                f"{prefix} {doc_id} is at version {version}, not {expected_version}: reload and retry "
+                "(已被他人修改，请刷新后重试)",
+                field="expected_version",
+            )
+        now = utcnow()
+        effects: Effects = []
+        if not mutate(doc, now, effects):
+            return doc
+        if _write(doc, prefix, version, now):
+            for effect in effects:
+                try:
+                    effect()
+                except Exception:
+                    log.exception("after-write effect on %s %s failed", prefix, doc_id)
+            return doc
+        if expected_version:
+            raise Aborted(
+                f"{prefix} {doc_id} was changed by someone else at the same moment: reload and retry "
+                "(已被他人同时修改，请刷新后重试)",
+                field="expected_version",
+            )
+        if time.monotonic() - started > CHANGE_DEADLINE_SECONDS:
+            raise Aborted(f"{prefix} {doc_id} kept changing under this update; retry (请稍后重试)")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.3)
+
+
+def _task_missing(task_id: str) -> Callable[[], Exception]:
+    return lambda: NotFound(f"task {task_id!r} not found in this tenant (未找到该任务)", field="task_id")
+
+
+def _whistle_missing(whistle_id: str) -> Callable[[], Exception]:
+    return lambda: NotFound(f"call {whistle_id!r} not found in this tenant (未找到该集结号)", field="whistle_id")
+
+
+def change_task(
+    task_id: str, mutate: Callable[[TaskDoc, datetime, Effects], bool], *, expected_version: int = 0
+) -> TaskDoc:
+    return _change(TaskDoc, "task", task_id, mutate, expected_version=expected_version, missing=_task_missing(task_id))
+
+
+def change_whistle(
+    whistle_id: str, mutate: Callable[[WhistleDoc, datetime, Effects], bool], *, expected_version: int = 0
+) -> WhistleDoc:
+    return _change(
+        WhistleDoc,
+        "whistle",
+        whistle_id,
+        mutate,
+        expected_version=expected_version,
+        missing=_whistle_missing(whistle_id),
+    )
+
+
+# ---------------------------------------------------------------- task helpers
+
+
+def lead_of(task: TaskDoc) -> CrewDoc | None:
+    return next((c for c in task.crew or [] if c.role == domain.LEAD), None)
+
+
+def task_places(task: TaskDoc) -> domain.Places:
+    return domain.places(
+        task.lead_places or 1,
+        task.assistant_places or 0,
+        [domain.Member(c.kind, c.id, c.role) for c in task.crew or []],
+    )
+
+
+def places_left(task: TaskDoc) -> int:
+    """Places still open for claims (none on a finished or rejected task)."""
+    if task.status in domain.FINISHED or task.status == domain.REJECTED:
+        return 0
+    p = task_places(task)
+    return p.left if task.status == domain.OPEN else p.assistants_free
+
+
+def is_overdue(task: TaskDoc, now: datetime | None = None) -> bool:
+    due = aware(task.complete_by)
+    return due is not None and task.status not in domain.FINISHED and (now or utcnow()) > due
+
+
+def add_history(
+    task: TaskDoc, action: str, at: datetime, by: str, frm: str = "", to: str = "", reason: str = "", **kw: str
+) -> None:
+    zh, en = domain.note(action, reason=reason, **kw)
+    task.history.append(
+        TaskEventDoc(at=at, action=action, from_status=frm, to_status=to, reason=reason, by=by, note_zh=zh, note_en=en)
+    )
+
+
+def _set_status(
+    task: TaskDoc,
+    to: str,
+    action: str,
+    at: datetime,
+    by: str,
+    fx: Effects,
+    *,
+    reason: str = "",
+    released: CrewDoc | None = None,
+    **note_kw: str,
+) -> None:
+    """Move the task to `to`, with its history step and its TaskStatusChanged."""
+    frm = task.status
+    task.status = to
+    add_history(task, action, at, by, frm, to, reason, **note_kw)
+    lead = released or lead_of(task)
+    msg = dev.TaskStatusChanged(
+        task_id=task.id,
+        issue_id=task.issue_id,
+        tenant=require_tenant(),
+        from_status=frm,
+        to_status=to,
+        reason=reason,
+        by=by,
+        changed_at=ts(at),
+        assignee_kind=lead.kind if lead else "",
+        assignee_id=lead.id if lead else "",
+        community_id=task.community_id or "",
+        call_type=task.call_type or "",
+        crew_ids=[f"{c.kind}:{c.id}" for c in task.crew or []],
+    )
+    task.record(msg, subject=f"tasks/{task.id}", at=at)
+    tenant = require_tenant()
+    fx.append(lambda: metrics.TRANSITIONS.labels(tenant, to).inc())
+
+
+def _remove_crew(task: TaskDoc, member: CrewDoc) -> None:
+    task.crew = [c for c in task.crew if not (c.kind == member.kind and c.id == member.id)]
+    task.crew_ids = [c.id for c in task.crew]
+
+
+def need_of(task: TaskDoc) -> matching.Need:
+    if task.skills or task.services or task.resources:
+        return matching.Need(
+            tuple(task.skills), tuple(task.services), tuple(task.resources), task.community_id or "", task.grid_id or ""
+        )
+    return matching.need_for(task.category or "", list(task.hazards or []), task.community_id or "", task.grid_id or "")
+
+
+# ---------------------------------------------------------------- targets
+
+
+def find_targets(
+    need: matching.Need,
+    community_id: str,
+    grid_id: str,
+    call_type: str,
+    rules: domain.Rules,
+    extra: Iterable[domain.TargetIn] = (),
+) -> list[domain.TargetIn]:
+    """Who a call goes to: the community's member units serving the grid (every unit of the community for an
+    emergency), the best-ranked helpers for the need, and anyone named by hand.
+
+    A call is never held back because org cannot be asked: it goes out with the targets that could be found
+    (logged), and anyone may still report in."""
+    area: list[domain.TargetIn] = []
     try:
-        task.save(force_insert=True)
-    except pymongo.errors.DuplicateKeyError:
-        return  # another consumer (or an earlier delivery) opened it first
+        for u in directory.units_of(community_id):
+            if domain.unit_serves(u.serves_grid_ids, grid_id, call_type):
+                area.append(
+                    domain.TargetIn(
+                        domain.MEMBER_UNIT,
+                        u.id,
+                        u.name_zh,
+                        "serves_area",
+                        ("服务本社区/网格的成员单位 / member unit serving this community or grid",),
+                    )
+                )
+    except Exception:
+        log.warning("member units of %s could not be listed: the call goes without them", community_id, exc_info=True)
+    matched: list[domain.TargetIn] = []
+    if rules.matching_targets > 0:
+        try:
+            ranked, _ = matching.rank_candidates(need, limit=rules.matching_targets)
+            for r in ranked:
+                kind = domain.KIND_ALIASES.get(r.kind, r.kind)
+                directory.remember(kind, r.id, r.name_zh)
+                matched.append(domain.TargetIn(kind, r.id, r.name_zh, "matching", tuple(r.reasons)))
+        except Exception:
+            log.warning("candidates for a call could not be ranked: the call goes without them", exc_info=True)
+    return domain.merge_targets(area, matched, extra)
+
+
+def _target_docs(targets: Iterable[domain.TargetIn]) -> list[TargetDoc]:
+    return [
+        TargetDoc(kind=t.kind, id=t.id, name_zh=t.name_zh, source=t.source, reasons=list(t.reasons)) for t in targets
+    ]
+
+
+def _whistle_blown(w: WhistleDoc) -> dev.WhistleBlown:
+    return dev.WhistleBlown(
+        whistle_id=w.id,
+        tenant=require_tenant(),
+        issue_ids=list(w.issue_ids),
+        call_type=w.call_type,
+        community_id=w.community_id or "",
+        grid_id=w.grid_id or "",
+        report_in_by=ts(w.report_in_by),
+        complete_by=ts(w.complete_by),
+        blown_at=ts(w.blown_at),
+        task_ids=list(w.task_ids),
+        target_kinds=[t.kind for t in w.targets],
+        target_ids=[t.id for t in w.targets],
+        blown_by=w.blown_by or DISPATCH,
+        manual=bool(w.manual),
+    )
+
+
+def _insert(doc: OutboxDocument) -> OutboxDocument | None:
+    """Insert a new document; None when one with its _id exists already (a replay or another process)."""
+    try:
+        doc.save(force_insert=True)
+    except (me.NotUniqueError, pymongo.errors.DuplicateKeyError):
+        return None
+    return doc
+
+
+# ---------------------------------------------------------------- events from intake
+
+
+def on_issue_classified(event: CloudEvent, msg: iev.IssueClassified) -> None:
+    """A classified issue gets its task and blows its call (the type follows the class). Deterministic ids:
+    a replayed event (or a second process) finds both and changes nothing; timers are (re)scheduled by
+    key, which moves nothing."""
+    if not msg.issue_id:
+        raise PoisonEvent(f"IssueClassified {event.id} has no issue_id")
+    tenant = require_tenant()
+    at = _event_at(msg.classified_at, event)
+    rules = current_rules()
+    call_type = domain.call_type_for(msg.urgency)
+    rule = rules.rule(call_type)
+    dl = domain.deadlines_for(rule, at)
+    task_id = domain.task_id_for_issue(msg.issue_id)
+    whistle_id = domain.whistle_id_for_issue(msg.issue_id)
+    # The task is written before its call: a call that exists means a replay (its task exists too).
+    whistle = WhistleDoc.objects(id=whistle_id).exclude("outbox").first()
+    task = TaskDoc.objects(id=task_id).exclude("outbox", "history").first() if whistle is not None else None
+    need = matching.need_for(msg.category, list(msg.hazards), msg.community_id, msg.grid_id)
+    # Who the call goes to is asked of org before anything is written, so the task and its call appear
+    # within moments of each other.
+    targets = find_targets(need, msg.community_id, msg.grid_id, call_type, rules) if whistle is None else []
+    if task is None:
+        fresh = TaskDoc(
+            id=task_id,
+            issue_id=msg.issue_id,
+            status=domain.OPEN,
+            created_at=at,
+            source_event_id=event.id,
+            title=msg.title,
+            category=msg.category,
+            urgency=msg.urgency,
+            call_type=call_type,
+            community_id=msg.community_id,
+            grid_id=msg.grid_id,
+            hazards=list(msg.hazards),
+            affected_households=msg.affected_households,
+            whistle_id=whistle_id,
+            whistle_ids=[whistle_id],
+            skills=list(need.skills),
+            services=list(need.services),
+            resources=list(need.resources),
+            lead_places=1,
+            assistant_places=rule.assistant_places,
+            report_in_by=dl.report_in_by,
+            complete_by=dl.complete_by,
+            version=1,
+            updated_at=at,
+        )
+        add_history(fresh, "created", at, DISPATCH, "", domain.OPEN, call_type=call_type)
+        fresh.record(
+            dev.TaskCreated(
+                task_id=task_id, issue_id=msg.issue_id, tenant=tenant, status=domain.OPEN, created_at=ts(at)
+            ),
+            subject=f"tasks/{task_id}",
+            at=at,
+        )
+        task = _insert(fresh) or TaskDoc.objects(id=task_id).first()
+    if whistle is None:
+        fresh_w = WhistleDoc(
+            id=whistle_id,
+            call_type=call_type,
+            community_id=msg.community_id,
+            grid_id=msg.grid_id,
+            issue_ids=[msg.issue_id],
+            task_ids=[task_id],
+            targets=_target_docs(targets),
+            target_ids=[t.id for t in targets],
+            report_in_by=dl.report_in_by,
+            complete_by=dl.complete_by,
+            blown_at=at,
+            blown_by=DISPATCH,
+            manual=False,
+            source_event_id=event.id,
+            version=1,
+            updated_at=at,
+        )
+        fresh_w.record(_whistle_blown(fresh_w), subject=f"whistles/{whistle_id}", at=at)
+        created = _insert(fresh_w)
+        if created is not None:
+            metrics.WHISTLES_BLOWN.labels(tenant, call_type, "false").inc()
+        whistle = created or WhistleDoc.objects(id=whistle_id).first()
+    if whistle is not None:
+        deadlines.schedule_whistle(whistle, rules)
+    if task is not None:
+        deadlines.schedule_task(task, rules)
+
+
+def on_issue_reclassified(event: CloudEvent, msg: iev.IssueReclassified) -> None:
+    """A more urgent class upgrades the issue's task and its own call (deadlines brought forward, never
+    pushed back; see domain). A less urgent one changes only the recorded class. A replay changes nothing."""
+    if not msg.issue_id:
+        raise PoisonEvent(f"IssueReclassified {event.id} has no issue_id")
+    task_id = domain.task_id_for_issue(msg.issue_id)
+    if TaskDoc.objects(id=task_id).only("id").first() is None:
+        return  # a duplicate (no task of its own) or an issue dispatch never saw
+    at = _event_at(msg.reclassified_at, event)
+    rules = current_rules()
+    new_call = domain.call_type_for(msg.to_urgency) if msg.to_urgency else ""
+    reason = msg.reason.strip()[: domain.REASON_MAX]
+    by = msg.by or "service:intake"
+
+    def mutate(t: TaskDoc, now: datetime, fx: Effects) -> bool:
+        changed = False
+        if msg.to_category and msg.to_category != t.category:
+            t.category = msg.to_category
+            need = matching.need_for(t.category, list(t.hazards or []), t.community_id or "", t.grid_id or "")
+            t.skills, t.services, t.resources = list(need.skills), list(need.services), list(need.resources)
+            changed = True
+        if msg.to_urgency and msg.to_urgency != t.urgency:
+            t.urgency = msg.to_urgency
+            changed = True
+        if new_call and domain.more_urgent(new_call, t.call_type) and t.status not in domain.FINISHED:
+            rule = rules.rule(new_call)
+            dl = domain.upgraded_deadlines(
+                domain.Deadlines(aware(t.report_in_by) or at, aware(t.complete_by) or at), rule, at
+            )
+            t.call_type = new_call
+            t.report_in_by, t.complete_by = dl.report_in_by, dl.complete_by
+            t.assistant_places = max(t.assistant_places or 0, rule.assistant_places)
+            add_history(t, "upgraded", at, by, t.status, t.status, reason, call_type=new_call)
+            fx.append(lambda: deadlines.schedule_task(t, rules))
+            changed = True
+        return changed
+
+    change_task(task_id, mutate)
+    if new_call:
+        upgrade_whistle(domain.whistle_id_for_issue(msg.issue_id), new_call, at, reason, rules)
+
+
+def upgrade_whistle(whistle_id: str, new_call: str, at: datetime, reason: str, rules: domain.Rules) -> None:
+    """Raise an open call to a more urgent type: earlier deadlines, and the targets the new type calls."""
+    w = WhistleDoc.objects(id=whistle_id).first()
+    if w is None or not domain.more_urgent(new_call, w.call_type):
+        return
+    tasks = whistle_tasks([w])
+    if tasks and all(t.status in domain.FINISHED for t in tasks.values()):
+        return
+    first = next(iter(tasks.values()), None)
+    need = need_of(first) if first is not None else matching.Need((), (), (), w.community_id or "", w.grid_id or "")
+    found = find_targets(need, w.community_id or "", w.grid_id or "", new_call, rules)
+    tenant = require_tenant()
+
+    def mutate(w: WhistleDoc, now: datetime, fx: Effects) -> bool:
+        if not domain.more_urgent(new_call, w.call_type):
+            return False
+        rule = rules.rule(new_call)
+        dl = domain.upgraded_deadlines(
+            domain.Deadlines(aware(w.report_in_by) or at, aware(w.complete_by) or at), rule, at
+        )
+        old = w.call_type
+        w.upgraded_from = w.upgraded_from or old
+        w.call_type = new_call
+        w.report_in_by, w.complete_by = dl.report_in_by, dl.complete_by
+        known = {(t.kind, t.id) for t in w.targets}
+        for t in found:
+            if (t.kind, t.id) not in known:
+                w.targets.append(
+                    TargetDoc(kind=t.kind, id=t.id, name_zh=t.name_zh, source=t.source, reasons=list(t.reasons))
+                )
+                w.target_ids.append(t.id)
+        w.record(
+            dev.WhistleUpgraded(
+                whistle_id=w.id,
+                tenant=tenant,
+                issue_ids=list(w.issue_ids),
+                from_call_type=old,
+                to_call_type=new_call,
+                report_in_by=ts(dl.report_in_by),
+                complete_by=ts(dl.complete_by),
+                reason=reason,
+                upgraded_at=ts(at),
+            ),
+            subject=f"whistles/{w.id}",
+            at=at,
+        )
+        fx.append(lambda: deadlines.schedule_whistle(w, rules))
+        fx.append(lambda: metrics.WHISTLES_UPGRADED.labels(tenant, new_call).inc())
+        return True
+
+    change_whistle(whistle_id, mutate)
+
+
+def on_org_entity_changed(event: CloudEvent, msg: oev.OrgEntityChanged) -> None:
+    """A member unit joined, changed or left at org: the next calls target the community's units as they are."""
+    if msg.entity == "member_unit":
+        directory.units_changed()
+
+
+def on_issue_marked_duplicate(event: CloudEvent, msg: iev.IssueMarkedDuplicate) -> None:
+    """A duplicate gets no task or call of its own: remember which original it follows."""
+    if not msg.issue_id or not msg.duplicate_of:
+        raise PoisonEvent(f"IssueMarkedDuplicate {event.id} has no issue_id or duplicate_of")
+    link = IssueLinkDoc(id=msg.issue_id, original=msg.duplicate_of, at=_event_at(msg.marked_at, event))
+    with contextlib.suppress(me.NotUniqueError, pymongo.errors.DuplicateKeyError):
+        link.save(force_insert=True)
+
+
+# ---------------------------------------------------------------- reading tasks
 
 
 def get_task(task_id: str) -> TaskDoc:
@@ -42,9 +628,700 @@ def get_task(task_id: str) -> TaskDoc:
 
 
 def get_task_for_issue(issue_id: str) -> TaskDoc:
-    # The task of an issue has the id task_id_for_issue(issue_id) (on_issue_received opens no other):
-    # a look-up by _id, where a filter on issue_id reads the whole collection on the local FerretDB.
-    doc = TaskDoc.objects(id=task_id_for_issue(issue_id)).first() if issue_id else None
-    if doc is None or doc.issue_id != issue_id:
-        raise NotFound(f"no task for issue {issue_id!r} yet (该事项尚未派单)", field="issue_id")
+    """The task of an issue (_id task_id_for_issue: an index look-up); a duplicate answers with the task of the
+    original it follows."""
+    current = issue_id
+    for _ in range(4):
+        doc = TaskDoc.objects(id=domain.task_id_for_issue(current)).first() if current else None
+        if doc is not None and doc.issue_id == current:
+            return doc
+        link = IssueLinkDoc.objects(id=current).first() if current else None
+        if link is None:
+            break
+        current = link.original
+    raise NotFound(f"no task for issue {issue_id!r} yet (该事项尚未派单)", field="issue_id")
+
+
+def _fingerprint(**filters: Any) -> str:
+    raw = json.dumps(filters, sort_keys=True, default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def _token(at: datetime, doc_id: str, fingerprint: str) -> str:
+    raw = json.dumps({"t": int(at.timestamp() * 1000), "i": doc_id, "f": fingerprint}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _untoken(token: str, fingerprint: str) -> tuple[datetime, str]:
+    bad = InvalidArgument("page_token is not one this service issued for these filters", field="page_token")
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        at = datetime.fromtimestamp(int(data["t"]) / 1000, tz=UTC)
+        doc_id, made_for = str(data["i"]), str(data["f"])
+    except (ValueError, KeyError, TypeError, OverflowError, binascii.Error):
+        raise bad from None
+    if made_for != fingerprint:
+        raise bad
+    return at, doc_id
+
+
+def _page_size(page_size: int) -> int:
+    if not 0 <= page_size <= PAGE_MAX:
+        raise InvalidArgument(f"page_size must be 1..{PAGE_MAX}", field="page_size")
+    return page_size or PAGE_DEFAULT
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    status: str = ""
+    community_id: str = ""
+    grid_id: str = ""
+    assignee_id: str = ""
+    whistle_id: str = ""
+    overdue: bool = False
+    call_type: str = ""
+
+
+def list_tasks(flt: TaskFilter, page_size: int, page_token: str) -> tuple[list[TaskDoc], str]:
+    """Newest first, keyset pages. (A filter other than _id scans on the local FerretDB: staff lists only.)"""
+    size = _page_size(page_size)
+    if flt.status and flt.status not in domain.STATUSES:
+        raise InvalidArgument(f"status must be one of {', '.join(domain.STATUSES)}", field="status")
+    if flt.call_type and flt.call_type not in domain.CALL_TYPES:
+        raise InvalidArgument(f"call_type must be one of {', '.join(domain.CALL_TYPES)}", field="call_type")
+    fingerprint = _fingerprint(**flt.__dict__)
+    clauses: list[dict[str, Any]] = []
+    for name, stored in (
+        ("status", "status"),
+        ("community_id", "community_id"),
+        ("grid_id", "grid_id"),
+        ("assignee_id", "crew_ids"),
+        ("whistle_id", "whistle_ids"),
+        ("call_type", "call_type"),
+    ):
+        value = getattr(flt, name).strip()
+        if value:
+            clauses.append({stored: value})
+    if flt.overdue:
+        clauses.append({"complete_by": {"$lt": utcnow()}, "status": {"$nin": sorted(domain.FINISHED)}})
+    if page_token:
+        at, after = _untoken(page_token, fingerprint)
+        clauses.append({"$or": [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": after}}]})
+    query: dict[str, Any] = {"$and": clauses} if clauses else {}
+    docs = list(TaskDoc.objects(__raw__=query).exclude("outbox").order_by("-created_at", "-id").limit(size + 1))
+    page = docs[:size]
+    token = _token(aware(page[-1].created_at), page[-1].id, fingerprint) if len(docs) > size else ""  # type: ignore[arg-type]
+    return page, token
+
+
+def list_overdue(community_id: str, deadline: str, page_size: int, page_token: str) -> tuple[list[TaskDoc], str]:
+    """Unfinished tasks past a deadline, most overdue first: report_in = still without a lead after the
+    report-in deadline; completion = not done by the completion deadline; "" = either."""
+    size = _page_size(page_size)
+    if deadline not in ("", "report_in", "completion"):
+        raise InvalidArgument("deadline must be report_in, completion or empty", field="deadline")
+    now = utcnow()
+    fingerprint = _fingerprint(community_id=community_id, deadline=deadline)
+    late_report = {"status": domain.OPEN, "report_in_by": {"$lt": now}}
+    late_done = {"complete_by": {"$lt": now}, "status": {"$nin": sorted(domain.FINISHED)}}
+    field = "report_in_by" if deadline == "report_in" else "complete_by"
+    clauses: list[dict[str, Any]] = [
+        late_report
+        if deadline == "report_in"
+        else late_done
+        if deadline == "completion"
+        else {"$or": [late_report, late_done]}
+    ]
+    if community_id.strip():
+        clauses.append({"community_id": community_id.strip()})
+    if page_token:
+        at, after = _untoken(page_token, fingerprint)
+        clauses.append({"$or": [{field: {"$gt": at}}, {field: at, "_id": {"$gt": after}}]})
+    docs = list(TaskDoc.objects(__raw__={"$and": clauses}).exclude("outbox").order_by(field, "id").limit(size + 1))
+    page = docs[:size]
+    token = _token(aware(getattr(page[-1], field)), page[-1].id, fingerprint) if len(docs) > size else ""  # type: ignore[arg-type]
+    return page, token
+
+
+# ---------------------------------------------------------------- calls (whistles)
+
+
+def whistle_tasks(whistles: Iterable[WhistleDoc]) -> dict[str, TaskDoc]:
+    """The tasks of these calls, by id (one look-up by _id)."""
+    ids = sorted({tid for w in whistles for tid in w.task_ids})
+    if not ids:
+        return {}
+    return {t.id: t for t in TaskDoc.objects(id__in=ids).exclude("outbox", "history")}
+
+
+def whistle_open(w: WhistleDoc, tasks: dict[str, TaskDoc]) -> bool:
+    mine = [tasks[t] for t in w.task_ids if t in tasks]
+    return not mine or any(t.status not in domain.FINISHED for t in mine)
+
+
+def get_whistle(whistle_id: str) -> WhistleDoc:
+    doc = WhistleDoc.objects(id=whistle_id).first() if whistle_id else None
+    if doc is None:
+        raise NotFound(f"call {whistle_id!r} not found in this tenant (未找到该集结号)", field="id")
     return doc
+
+
+def list_whistles(
+    community_id: str, status: str, call_type: str, responder_id: str, page_size: int, page_token: str
+) -> tuple[list[WhistleDoc], dict[str, TaskDoc], str]:
+    """The whistle board: calls newest first (blown_at, id), with their tasks; `status` open/closed is
+    derived from the tasks, so such a page is filled from as many calls as it takes."""
+    size = _page_size(page_size)
+    if status not in ("", "open", "closed"):
+        raise InvalidArgument("status must be open, closed or empty", field="status")
+    if call_type and call_type not in domain.CALL_TYPES:
+        raise InvalidArgument(f"call_type must be one of {', '.join(domain.CALL_TYPES)}", field="call_type")
+    fingerprint = _fingerprint(c=community_id, s=status, t=call_type, r=responder_id)
+    base: list[dict[str, Any]] = []
+    for value, stored in ((community_id, "community_id"), (call_type, "call_type"), (responder_id, "target_ids")):
+        if value.strip():
+            base.append({stored: value.strip()})
+    cursor: tuple[datetime, str] | None = _untoken(page_token, fingerprint) if page_token else None
+    out: list[WhistleDoc] = []
+    tasks: dict[str, TaskDoc] = {}
+    more = False
+    for _ in range(20):  # at most 20 batches looked at for one page
+        clauses = list(base)
+        if cursor is not None:
+            at, after = cursor
+            clauses.append({"$or": [{"blown_at": {"$lt": at}}, {"blown_at": at, "_id": {"$lt": after}}]})
+        batch = list(
+            WhistleDoc.objects(__raw__={"$and": clauses} if clauses else {})
+            .exclude("outbox")
+            .order_by("-blown_at", "-id")
+            .limit(size + 1)
+        )
+        found = whistle_tasks(batch)
+        tasks.update(found)
+        for w in batch:
+            if len(out) == size:
+                more = True
+                break
+            cursor = (aware(w.blown_at) or utcnow(), w.id)
+            if status and (status == "open") != whistle_open(w, found):
+                continue
+            out.append(w)
+        if more or len(batch) < size + 1:
+            break
+    else:
+        more = True  # looked at enough calls for one page: a short page, and a token for the rest
+    token = _token(cursor[0], cursor[1], fingerprint) if more and cursor is not None else ""
+    return out, tasks, token
+
+
+def _responder_name(w: WhistleDoc, kind: str, rid: str, field: str) -> str:
+    for t in w.targets:
+        if t.kind == kind and t.id == rid and t.name_zh:
+            return str(t.name_zh)
+    return directory.name_of(kind, rid, field)
+
+
+def blow_whistle(
+    issue_ids: Sequence[str],
+    call_type: str,
+    note: str,
+    named: Sequence[tuple[str, str]],
+    idempotency_key: str,
+    by: Principal,
+) -> WhistleDoc:
+    """A call blown by hand for one or several issues of one community (their tasks exist, unfinished)."""
+    domain.require_role(by.role, domain.STAFF_ROLES, "blow a call")
+    ids = list(dict.fromkeys(i.strip() for i in issue_ids if i.strip()))
+    if not 1 <= len(ids) <= MAX_ISSUES_PER_CALL:
+        raise InvalidArgument(f"issue_ids: 1..{MAX_ISSUES_PER_CALL} issues (须选择事项)", field="issue_ids")
+    if call_type and call_type not in domain.CALL_TYPES:
+        raise InvalidArgument(f"call_type must be one of {', '.join(domain.CALL_TYPES)} or empty", field="call_type")
+    note = note.strip()
+    if len(note) > domain.NOTE_MAX:
+        raise InvalidArgument(f"note: at most {domain.NOTE_MAX} characters", field="note")
+    if len(idempotency_key) > IDEMPOTENCY_KEY_MAX:
+        raise InvalidArgument(f"idempotency_key: at most {IDEMPOTENCY_KEY_MAX} characters", field="idempotency_key")
+    whistle_id = domain.manual_whistle_id(by.sub, idempotency_key)
+    rules = current_rules()
+    existing = WhistleDoc.objects(id=whistle_id).first()
+    if existing is not None:
+        _link_tasks(existing, rules, by.sub)
+        return existing
+    task_ids = [domain.task_id_for_issue(i) for i in ids]
+    found = {t.id: t for t in TaskDoc.objects(id__in=task_ids).exclude("outbox", "history")}
+    missing = [i for i, tid in zip(ids, task_ids, strict=True) if tid not in found]
+    if missing:
+        raise NotFound(
+            f"no task for issue(s) {', '.join(missing)}: not classified yet, a duplicate (it follows its original), "
+            "or of another tenant (该事项尚无任务)",
+            field="issue_ids",
+        )
+    tasks = [found[t] for t in task_ids]
+    finished = [t.issue_id for t in tasks if t.status in domain.FINISHED]
+    if finished:
+        raise FailedPrecondition(
+            f"issue(s) {', '.join(finished)} are done, verified or cancelled: no call for them (事项已办结或已取消)",
+            field="issue_ids",
+            reason="task_finished",
+        )
+    communities = {t.community_id or "" for t in tasks}
+    if len(communities) > 1:
+        raise InvalidArgument(
+            "the issues of one call must be in one community (一次吹号限同一社区的事项)", field="issue_ids"
+        )
+    community = communities.pop()
+    grids = {t.grid_id or "" for t in tasks}
+    grid = grids.pop() if len(grids) == 1 else ""
+    ct = call_type or max((t.call_type or domain.SERVICE for t in tasks), key=lambda c: domain.CALL_RANK.get(c, 0))
+    extra = []
+    for n, (kind, rid) in enumerate(named):
+        k, r = domain.check_responder(kind, rid, f"targets[{n}]")
+        extra.append(
+            domain.TargetIn(k, r, directory.name_of(k, r, f"targets[{n}]"), "manual", ("吹号时点名 / named by hand",))
+        )
+    needs = [need_of(t) for t in tasks]
+    need = matching.Need(
+        tuple(dict.fromkeys(s for n in needs for s in n.skills)),
+        tuple(dict.fromkeys(s for n in needs for s in n.services)),
+        tuple(dict.fromkeys(s for n in needs for s in n.resources)),
+        community,
+        grid,
+    )
+    targets = find_targets(need, community, grid, ct, rules, extra)
+    now = utcnow()
+    dl = domain.deadlines_for(rules.rule(ct), now)
+    w = WhistleDoc(
+        id=whistle_id,
+        call_type=ct,
+        community_id=community,
+        grid_id=grid,
+        issue_ids=ids,
+        task_ids=task_ids,
+        targets=_target_docs(targets),
+        target_ids=[t.id for t in targets],
+        report_in_by=dl.report_in_by,
+        complete_by=dl.complete_by,
+        blown_at=now,
+        blown_by=by.sub,
+        manual=True,
+        note=note,
+        version=1,
+        updated_at=now,
+    )
+    w.record(_whistle_blown(w), subject=f"whistles/{whistle_id}", at=now)
+    created = _insert(w)
+    if created is None:  # the same key, at the same moment
+        w = get_whistle(whistle_id)
+    else:
+        metrics.WHISTLES_BLOWN.labels(require_tenant(), ct, "true").inc()
+    _link_tasks(w, rules, by.sub)
+    deadlines.schedule_whistle(w, rules)
+    return w
+
+
+def _link_tasks(w: WhistleDoc, rules: domain.Rules, by: str) -> None:
+    """Put the call's tasks on it (idempotent): the call becomes their latest; a more urgent call upgrades
+    them, and their deadlines become the earlier of theirs and the call's."""
+    for task_id in w.task_ids:
+
+        def mutate(t: TaskDoc, now: datetime, fx: Effects) -> bool:
+            if w.id in (t.whistle_ids or []) or t.status in domain.FINISHED:
+                return False
+            t.whistle_ids.append(w.id)
+            t.whistle_id = w.id
+            if domain.more_urgent(w.call_type, t.call_type):
+                t.call_type = w.call_type
+                t.assistant_places = max(t.assistant_places or 0, rules.rule(w.call_type).assistant_places)
+            w_in, w_done = aware(w.report_in_by), aware(w.complete_by)
+            t_in, t_done = aware(t.report_in_by), aware(t.complete_by)
+            t.report_in_by = min(x for x in (t_in, w_in) if x is not None) if (t_in or w_in) else None
+            t.complete_by = min(x for x in (t_done, w_done) if x is not None) if (t_done or w_done) else None
+            add_history(t, "whistle", now, by, t.status, t.status, w.note or "", call_type=w.call_type)
+            fx.append(lambda: deadlines.schedule_task(t, rules))
+            return True
+
+        try:
+            change_task(task_id, mutate)
+        except NotFound:
+            log.warning("call %s names task %s, which does not exist", w.id, task_id)
+
+
+def report_in(
+    whistle_id: str,
+    responder: tuple[str, str],
+    answer: str,
+    reason: str,
+    proposed: tuple[str, str] | None,
+    expected_version: int,
+    by: Principal,
+) -> WhistleDoc:
+    """An answer to a call (报到): accept, decline with a reason, or propose another (who becomes a target).
+    After the report-in deadline it is recorded as late. The same answer again changes nothing."""
+    domain.require_role(by.role, domain.HELPER_ROLES, "record a report-in")
+    kind, rid = domain.acting_as(by.role, by.responder, responder, "responder")
+    prop = domain.check_responder(*proposed, "proposed") if proposed is not None else None
+    a, r = domain.check_answer(answer, reason, prop)
+    if prop == (kind, rid):
+        raise InvalidArgument("a responder cannot propose itself (不能推荐自己)", field="proposed")
+    w = get_whistle(whistle_id)
+    if not whistle_open(w, whistle_tasks([w])):
+        raise FailedPrecondition(
+            "该集结号的任务均已办结或取消，不再接受报到 (every task of this call is finished: the call is closed)",
+            reason="call_closed",
+        )
+    name = _responder_name(w, kind, rid, "responder")
+    prop_name = _responder_name(w, *prop, "proposed") if prop is not None else ""
+    tenant = require_tenant()
+
+    def mutate(w: WhistleDoc, now: datetime, fx: Effects) -> bool:
+        earlier = [x for x in w.reports if x.responder_kind == kind and x.responder_id == rid]
+        last = earlier[-1] if earlier else None
+        if (
+            last is not None
+            and last.answer == a
+            and last.reason == r
+            and (last.proposed_kind, last.proposed_id) == (prop or ("", ""))
+        ):
+            return False
+        report_by = aware(w.report_in_by) or now
+        late = domain.is_late(now, report_by)
+        target = next((t for t in w.targets if t.kind == kind and t.id == rid), None)
+        w.reports.append(
+            ReportDoc(
+                responder_kind=kind,
+                responder_id=rid,
+                name_zh=name,
+                answer=a,
+                reason=r,
+                proposed_kind=prop[0] if prop else "",
+                proposed_id=prop[1] if prop else "",
+                late=late,
+                targeted=target is not None,
+                reported_at=now,
+                by=by.sub,
+            )
+        )
+        if target is not None:
+            target.answer, target.answered_at, target.late = a, now, late
+        if prop is not None and not any(t.kind == prop[0] and t.id == prop[1] for t in w.targets):
+            w.targets.append(
+                TargetDoc(
+                    kind=prop[0],
+                    id=prop[1],
+                    name_zh=prop_name,
+                    source="proposed",
+                    reasons=[f"由 {name} 推荐：{r} / proposed by {name}: {r}"],
+                )
+            )
+            w.target_ids.append(prop[1])
+        w.record(
+            dev.UnitReportedIn(
+                whistle_id=w.id,
+                tenant=tenant,
+                responder_kind=kind,
+                responder_id=rid,
+                answer=a,
+                reason=r,
+                proposed_kind=prop[0] if prop else "",
+                proposed_id=prop[1] if prop else "",
+                late=late,
+                reported_at=ts(now),
+            ),
+            subject=f"whistles/{w.id}",
+            at=now,
+        )
+        waited = (now - (aware(w.blown_at) or now)).total_seconds()
+        call = w.call_type
+        fx.append(lambda: metrics.REPORT_INS.labels(tenant, a, str(late).lower()).inc())
+        if last is None:
+            fx.append(lambda: metrics.REPORT_IN_SECONDS.labels(tenant, call, a).observe(max(0.0, waited)))
+        return True
+
+    return change_whistle(whistle_id, mutate, expected_version=expected_version)
+
+
+# ---------------------------------------------------------------- claims and assignment
+
+
+def claim_task(task_id: str, claimant: tuple[str, str], role: str, by: Principal) -> TaskDoc:
+    """Take a place on a task. Racing claimants for the last place: exactly one wins (versioned write), the
+    other re-reads, finds it full and gets FAILED_PRECONDITION. Claiming the lead of an open task assigns it
+    to the claimant, accepted at once (TaskClaimed, TaskAssigned, open → assigned → accepted)."""
+    domain.require_role(by.role, domain.HELPER_ROLES, "claim a place on a task")
+    kind, cid = domain.acting_as(by.role, by.responder, claimant, "claimant")
+    role = role.strip()
+    task = get_task(task_id)
+    name = _known_name(task, kind, cid) or directory.name_of(kind, cid, "claimant")
+    tenant = require_tenant()
+
+    def mutate(t: TaskDoc, now: datetime, fx: Effects) -> bool:
+        crew = [domain.Member(c.kind, c.id, c.role) for c in t.crew or []]
+        got = domain.claim_role(t.status, role, (kind, cid), crew, t.lead_places or 1, t.assistant_places or 0)
+        if got is None:
+            return False
+        member = CrewDoc(kind=kind, id=cid, name_zh=name, role=got, via="claim", joined_at=now, by=by.sub)
+        t.crew.append(member)
+        t.crew_ids = [c.id for c in t.crew]
+        add_history(t, "claimed", now, by.sub, t.status, t.status, who=name, role=got)
+        t.record(
+            dev.TaskClaimed(
+                task_id=t.id,
+                issue_id=t.issue_id,
+                tenant=tenant,
+                claimant_kind=kind,
+                claimant_id=cid,
+                role=got,
+                places_left=places_left(t),
+                claimed_at=ts(now),
+            ),
+            subject=f"tasks/{t.id}",
+            at=now,
+        )
+        if got == domain.LEAD:
+            t.assignment = AssignmentDoc(
+                kind=kind,
+                id=cid,
+                name_zh=name,
+                by=by.sub,
+                override=False,
+                reason="认领牵头 / claimed the lead place",
+                assigned_at=now,
+                response="accepted",
+                responded_at=now,
+                via="claim",
+            )
+            _assigned_event(t, now, by.sub, via="claim", override=False, reason="")
+            _set_status(t, domain.ASSIGNED, "assigned", now, by.sub, fx, who=name)
+            _set_status(t, domain.ACCEPTED, "accepted", now, by.sub, fx, who=name)
+        fx.append(lambda: metrics.CLAIMS.labels(tenant, "won").inc())
+        return True
+
+    try:
+        return change_task(task_id, mutate)
+    except FailedPrecondition as exc:
+        metrics.CLAIMS.labels(tenant, exc.reason).inc()
+        raise
+
+
+def _known_name(task: TaskDoc, kind: str, helper_id: str) -> str:
+    for c in task.crew or []:
+        if c.kind == kind and c.id == helper_id and c.name_zh:
+            return str(c.name_zh)
+    if task.whistle_id:
+        w = WhistleDoc.objects(id=task.whistle_id).only("targets").first()
+        for t in (w.targets if w else []) or []:
+            if t.kind == kind and t.id == helper_id and t.name_zh:
+                return str(t.name_zh)
+    return ""
+
+
+def _assigned_event(t: TaskDoc, at: datetime, by: str, *, via: str, override: bool, reason: str) -> None:
+    a = t.assignment
+    t.record(
+        dev.TaskAssigned(
+            task_id=t.id,
+            issue_id=t.issue_id,
+            tenant=require_tenant(),
+            assignee_kind=a.kind,
+            assignee_id=a.id,
+            by=by,
+            override=override,
+            assigned_at=ts(at),
+            reason=reason,
+            via=via,
+            community_id=t.community_id or "",
+            call_type=t.call_type or "",
+        ),
+        subject=f"tasks/{t.id}",
+        at=at,
+    )
+
+
+@dataclass(frozen=True)
+class RankedView:
+    candidates: list[matching.Ranked]
+    considered: int
+    need: matching.Need
+    on_crew: frozenset[tuple[str, str]]
+    reported_in: frozenset[tuple[str, str]]
+
+
+def rank_for_task(task_id: str, limit: int, by: Principal) -> RankedView:
+    """点将: helpers for the task, best first, with their reasons; who is already on it or answered its call."""
+    domain.require_role(by.role, domain.READ_ROLES, "rank candidates")
+    if not 0 <= limit <= matching.MAX_LIMIT:
+        raise InvalidArgument(f"limit must be 1..{matching.MAX_LIMIT}", field="limit")
+    task = get_task(task_id)
+    need = need_of(task)
+    ranked, considered = matching.rank_candidates(need, limit or 20)
+    accepted: set[tuple[str, str]] = set()
+    for wid in task.whistle_ids or []:
+        w = WhistleDoc.objects(id=wid).only("targets").first()
+        for t in (w.targets if w else []) or []:
+            if t.answer == domain.ACCEPT:
+                accepted.add((t.kind, t.id))
+    return RankedView(
+        ranked,
+        considered,
+        need,
+        frozenset((c.kind, c.id) for c in task.crew or []),
+        frozenset(accepted),
+    )
+
+
+def assign_task(task_id: str, assignee: tuple[str, str], reason: str, expected_version: int, by: Principal) -> TaskDoc:
+    """点将: assign an open task (or replace a pending assignee, with a reason). Someone outside the ranked list
+    is an override and needs a reason."""
+    domain.require_role(by.role, domain.STAFF_ROLES, "assign tasks")
+    kind, aid = domain.check_responder(*assignee, "assignee")
+    r = domain.check_reason(reason, required=False, what="assign")
+    task = get_task(task_id)
+    if task.status not in (domain.OPEN, domain.ASSIGNED):
+        raise FailedPrecondition(
+            f"任务当前为「{domain.status_zh(task.status)}」，不能派单 "
+            f"(a task that is {task.status} cannot be assigned; allowed from: assigned, open)",
+            reason="illegal_transition",
+            field="task_id",
+        )
+    lead = lead_of(task)
+    if task.status == domain.ASSIGNED and lead is not None and (lead.kind, lead.id) == (kind, aid):
+        return task  # already theirs, awaiting their answer
+    ranked, _ = matching.rank_candidates(need_of(task), RANK_FOR_OVERRIDE)
+    hit = next((c for c in ranked if (domain.KIND_ALIASES.get(c.kind, c.kind), c.id) == (kind, aid)), None)
+    override = hit is None
+    if override and not r:
+        raise InvalidArgument(
+            "the assignee is not among the ranked candidates: an override needs a reason "
+            "(不在推荐名单中的点将须说明理由)",
+            field="reason",
+        )
+    name = (
+        hit.name_zh if hit is not None else (_known_name(task, kind, aid) or directory.name_of(kind, aid, "assignee"))
+    )
+    tenant = require_tenant()
+
+    def mutate(t: TaskDoc, now: datetime, fx: Effects) -> bool:
+        if t.status not in (domain.OPEN, domain.ASSIGNED):
+            raise FailedPrecondition(
+                f"任务当前为「{domain.status_zh(t.status)}」，不能派单 (a task that is {t.status} cannot be assigned)",
+                reason="illegal_transition",
+                field="task_id",
+            )
+        current = lead_of(t)
+        if t.status == domain.ASSIGNED and current is not None:
+            if (current.kind, current.id) == (kind, aid):
+                return False
+            if not r:
+                raise InvalidArgument(
+                    "replacing the assignee who has not answered yet needs a reason (更换承办人须说明理由)",
+                    field="reason",
+                )
+            _remove_crew(t, current)
+            _set_status(
+                t,
+                domain.OPEN,
+                "released",
+                now,
+                by.sub,
+                fx,
+                reason=r,
+                released=current,
+                who=current.name_zh or current.id,
+            )
+        mine = next((c for c in t.crew if c.kind == kind and c.id == aid), None)
+        if mine is not None:  # an assistant promoted to lead
+            _remove_crew(t, mine)
+        t.crew.append(
+            CrewDoc(kind=kind, id=aid, name_zh=name, role=domain.LEAD, via="assignment", joined_at=now, by=by.sub)
+        )
+        t.crew_ids = [c.id for c in t.crew]
+        t.assignment = AssignmentDoc(
+            kind=kind,
+            id=aid,
+            name_zh=name,
+            by=by.sub,
+            override=override,
+            reason=r,
+            assigned_at=now,
+            score=hit.score if hit is not None else 0.0,
+            via="assignment",
+        )
+        _assigned_event(t, now, by.sub, via="assignment", override=override, reason=r)
+        _set_status(t, domain.ASSIGNED, "assigned", now, by.sub, fx, reason=r, who=name)
+        fx.append(lambda: metrics.ASSIGNMENTS.labels(tenant, str(override).lower()).inc())
+        return True
+
+    return change_task(task_id, mutate, expected_version=expected_version)
+
+
+def respond_to_assignment(task_id: str, accept: bool, reason: str, expected_version: int, by: Principal) -> TaskDoc:
+    """The assignee accepts (assigned → accepted) or declines with a reason (assigned → open, place freed)."""
+    domain.require_role(by.role, domain.HELPER_ROLES, "answer an assignment")
+    r = domain.check_reason(reason, required=not accept, what="decline an assignment")
+
+    def mutate(t: TaskDoc, now: datetime, fx: Effects) -> bool:
+        a = t.assignment
+        if by.role == domain.MEMBER and (
+            by.responder is None or a is None or (a.kind, a.id) != domain.acting_as(by.role, by.responder, ("", ""), "")
+        ):
+            raise PermissionDenied(
+                "仅限派给本单位/本人的任务 (a member answers only an assignment to itself)", reason="not_your_task"
+            )
+        if accept and t.status == domain.ACCEPTED and a is not None and a.response == "accepted":
+            return False  # answered already (a retry)
+        if t.status != domain.ASSIGNED or a is None:
+            raise FailedPrecondition(
+                f"任务当前为「{domain.status_zh(t.status)}」，没有待答复的派单 (a task that is {t.status} has no "
+                "assignment awaiting an answer)",
+                reason="illegal_transition",
+                field="task_id",
+            )
+        a.response = "accepted" if accept else "declined"
+        a.response_reason = r
+        a.responded_at = now
+        who = a.name_zh or a.id
+        if accept:
+            _set_status(t, domain.ACCEPTED, "accepted", now, by.sub, fx, who=who)
+        else:
+            current = lead_of(t)
+            if current is not None:
+                _remove_crew(t, current)
+            _set_status(t, domain.OPEN, "declined", now, by.sub, fx, reason=r, released=current, who=who)
+        return True
+
+    return change_task(task_id, mutate, expected_version=expected_version)
+
+
+def transition_task(task_id: str, action: str, reason: str, expected_version: int, by: Principal) -> TaskDoc:
+    """start, done, verify, reject, reopen, cancel (domain.TRANSITIONS); illegal ones are FAILED_PRECONDITION."""
+    domain.require_role(by.role, domain.HELPER_ROLES, "change a task's status")
+    action = action.strip()
+    if action not in domain.TRANSITIONS:
+        raise InvalidArgument(f"action must be one of {', '.join(domain.TRANSITIONS)} (操作无效)", field="action")
+    r = domain.check_reason(reason, required=action in domain.REASON_REQUIRED, what=action)
+    rules = current_rules()
+
+    def mutate(t: TaskDoc, now: datetime, fx: Effects) -> bool:
+        lead = lead_of(t)
+        domain.member_may(by.role, by.responder, action, (lead.kind, lead.id) if lead is not None else None)
+        to = domain.transition(t.status, action)
+        _set_status(t, to, action, now, by.sub, fx, reason=r)
+        if to == domain.CANCELLED:
+            t.cancel_reason = r
+        if to in domain.FINISHED:
+            t.finished_at = t.finished_at if to == domain.VERIFIED and t.finished_at else now
+            fx.append(lambda: deadlines.cancel_task(t))
+        elif to == domain.REJECTED:
+            t.finished_at = None
+            fx.append(lambda: deadlines.schedule_task(t, rules))
+        return True
+
+    return change_task(task_id, mutate, expected_version=expected_version)
+
+
+# ---------------------------------------------------------------- used by the timers (deadlines.py)
+
+
+def lead_pair(task: TaskDoc) -> tuple[str, str]:
+    lead = lead_of(task)
+    return (lead.kind, lead.id) if lead is not None else ("", "")

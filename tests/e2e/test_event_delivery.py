@@ -25,8 +25,9 @@ def publish(system: System, records: list[tuple[bytes, bytes, list[tuple[str, by
     producer.close()
 
 
-def issue_received(tenant: str, issue_id: str, event_id: str | None = None) -> tuple[bytes, bytes, list[Any]]:
-    msg = ev.IssueReceived(issue_id=issue_id, tenant=tenant, title="重复事件", channel="online")
+def issue_classified(tenant: str, issue_id: str, event_id: str | None = None) -> tuple[bytes, bytes, list[Any]]:
+    """An IssueClassified as intake publishes it (dispatch opens a task and blows a call on it)."""
+    msg = ev.IssueClassified(issue_id=issue_id, tenant=tenant, title="重复事件", urgency="routine", category="other")
     ce = CloudEvent(
         id=event_id or uuid.uuid4().hex,
         source=f"/hongling/intake/{tenant}",
@@ -45,14 +46,14 @@ def tasks(mongo: MongoClient[Any], tenant: str, issue_id: str) -> list[dict[str,
 
 def test_an_event_published_twice_creates_one_task(system: System, mongo_client: MongoClient[Any]) -> None:
     issue_id = unique("dup")
-    event = issue_received("shanggao", issue_id)
+    event = issue_classified("shanggao", issue_id)
     publish(system, [event, event])
     wait_for(lambda: tasks(mongo_client, "shanggao", issue_id))
     # A second, different event for the same issue is also absorbed (natural key), and the duplicate
     # delivery is recorded as such, not as a new task.
-    publish(system, [issue_received("shanggao", issue_id)])
+    publish(system, [issue_classified("shanggao", issue_id)])
     marker = unique("marker")
-    publish(system, [issue_received("shanggao", marker)])
+    publish(system, [issue_classified("shanggao", marker)])
     wait_for(lambda: tasks(mongo_client, "shanggao", marker))  # everything before it was consumed
     found = tasks(mongo_client, "shanggao", issue_id)
     assert len(found) == 1 and found[0]["_id"] == task_id_for_issue(issue_id)
@@ -68,12 +69,12 @@ def test_poison_messages_go_to_the_dead_letter_topic_and_the_consumer_goes_on(
     system: System, mongo_client: MongoClient[Any]
 ) -> None:
     no_envelope = (f"caiyuan:{unique('raw')}".encode(), b"hello", [])
-    key, _, headers = issue_received("caiyuan", unique("bad"))
+    key, _, headers = issue_classified("caiyuan", unique("bad"))
     bad_payload = (key, b"\xff\xff\xff\xff", headers)
-    empty_key, empty_value, empty_headers = issue_received("caiyuan", "")
+    empty_key, empty_value, empty_headers = issue_classified("caiyuan", "")
     publish(system, [no_envelope, bad_payload, (empty_key, empty_value, empty_headers)])
     good = unique("after-poison")
-    publish(system, [issue_received("caiyuan", good)])
+    publish(system, [issue_classified("caiyuan", good)])
     wait_for(lambda: tasks(mongo_client, "caiyuan", good))
 
     def mine() -> list[Any]:
@@ -83,7 +84,7 @@ def test_poison_messages_go_to_the_dead_letter_topic_and_the_consumer_goes_on(
     found = wait_for(lambda: len(mine()) == 3 and mine())
     reasons = sorted(dict(r.headers)["hl_dlq_reason"].decode() for r in found)
     assert any("missing header" in r for r in reasons)
-    assert any("not a valid hongling.events.v1.IssueReceived" in r for r in reasons)
+    assert any("not a valid hongling.events.v1.IssueClassified" in r for r in reasons)
     assert any("has no issue_id" in r for r in reasons)
     assert all(dict(r.headers)["hl_original_topic"] == topic_for("intake").encode() for r in found)
 
