@@ -168,12 +168,16 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
     from gateway.open311 import bp as open311_bp
     from gateway.routes_audit import bp as audit_bp
     from gateway.routes_auth import init_app as init_auth
+    from gateway.routes_dispatch import bp as dispatch_bp
     from gateway.routes_governance import bp as governance_bp
     from gateway.routes_issues import bp as issues_bp
     from gateway.routes_org import bp as org_bp
+    from gateway.routes_webhooks import bp as webhooks_bp
 
     app.register_blueprint(issues_bp)
     app.register_blueprint(org_bp)
+    app.register_blueprint(dispatch_bp)  # whistles, tasks, dispatch rules
+    app.register_blueprint(webhooks_bp)
     app.register_blueprint(governance_bp)
     app.register_blueprint(docs_bp)
     app.register_blueprint(audit_bp)

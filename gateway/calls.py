@@ -48,7 +48,9 @@ def tenant_call(tenant: str, *, conditional: bool = False) -> Iterator[None]:
     caller: Principal | None = g.get("principal")
     if caller is None or not caller.may_act_on(tenant):  # the policy hook guarantees this; never assume it
         raise ApiError(403, "tenant_out_of_scope", f"no scope on tenant {tenant!r} (无权访问该街道/镇数据)")
-    principal = Principal(sub=caller.sub, role=caller.role, tenants=(tenant,), grant_id=caller.grant_id)
+    principal = Principal(
+        sub=caller.sub, role=caller.role, tenants=(tenant,), grant_id=caller.grant_id, responder=caller.responder
+    )
     with context.bound(tenant=tenant, principal=principal):
         try:
             yield

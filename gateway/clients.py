@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from hongling.dispatch.v1 import dispatch_pb2_grpc
+from hongling.dispatch.v1 import dispatch_pb2_grpc, webhooks_pb2_grpc
 from hongling.intake.v1 import intake_pb2_grpc
 from hongling.org.v1 import org_pb2_grpc
 
@@ -20,20 +20,21 @@ class Clients:
     intake: intake_pb2_grpc.IntakeServiceStub
     dispatch: dispatch_pb2_grpc.DispatchServiceStub
     org: org_pb2_grpc.OrgServiceStub
+    webhooks: webhooks_pb2_grpc.WebhookServiceStub  # served by the dispatch process
 
     @classmethod
     def connect(cls, settings: Settings) -> Clients:
         names = {
-            "org": "hongling.org.v1.OrgService",
-            "intake": "hongling.intake.v1.IntakeService",
-            "dispatch": "hongling.dispatch.v1.DispatchService",
-            "evaluation": "hongling.evaluation.v1.EvaluationService",
-            "publication": "hongling.publication.v1.PublicationService",
+            "org": ["hongling.org.v1.OrgService"],
+            "intake": ["hongling.intake.v1.IntakeService"],
+            "dispatch": ["hongling.dispatch.v1.DispatchService", "hongling.dispatch.v1.WebhookService"],
+            "evaluation": ["hongling.evaluation.v1.EvaluationService"],
+            "publication": ["hongling.publication.v1.PublicationService"],
         }
         channels = {
             s: make_channel(
                 settings.address(s),
-                [names[s]],
+                names[s],
                 secret=settings.principal_secret,
                 caller="gateway",
                 default_timeout=settings.call_timeout_seconds,
@@ -45,6 +46,7 @@ class Clients:
             intake=intake_pb2_grpc.IntakeServiceStub(channels["intake"]),
             dispatch=dispatch_pb2_grpc.DispatchServiceStub(channels["dispatch"]),
             org=org_pb2_grpc.OrgServiceStub(channels["org"]),
+            webhooks=webhooks_pb2_grpc.WebhookServiceStub(channels["dispatch"]),
         )
 
     def health(self, timeout: float = 1.0) -> dict[str, str]:

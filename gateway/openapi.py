@@ -8,7 +8,9 @@ Nothing here lists the routes: build_spec() walks the Flask url_map (every /api/
   security, `security: [{}, {bearer: []}]` where the anonymous public is admitted;
 - request and response schemas from what the route really uses: pydantic models' JSON Schema
   (CreateIssueIn), and for the org routes JSON Schema converted from the protobuf message descriptors
-  exactly as gateway/protojson.py writes them (ProtoSchemas), with the .proto comments as descriptions.
+  exactly as gateway/protojson.py writes them (ProtoSchemas), with the .proto comments as descriptions;
+  the dispatch and webhook routes declare theirs next to the views (routes_dispatch.DOCS: body model or
+  message, answer message or page of them, query parameters, If-Match, headers).
 The generic org routes (`<collection>`) are expanded into one path per collection of
 gateway/routes_org.py COLLECTIONS, with that collection's message; import/export only where the
 collection has spreadsheets, DELETE only where the service deletes. A route this module has no
@@ -37,8 +39,10 @@ from werkzeug.routing import Rule as UrlRule
 from gateway.department import GRANT_HEADER
 from gateway.policy import POLICY, Rule
 from gateway.protojson import TIMESTAMP, FieldDesc, MessageDesc
+from gateway.routes_dispatch import DOCS, Doc
 from gateway.routes_issues import CHANNEL_NAMES_ZH, AssistanceTaskIn, CreateIssueIn, ReclassifyIn
 from gateway.routes_org import COLLECTIONS, ETAG_RE, IMPORT_MAX_BYTES, SHEET_FORMATS, Collection
+from gateway.routes_webhooks import bp as _webhooks_bp  # noqa: F401  (adds its routes' DOCS)
 from gateway.tokens import TOKEN_ROLES
 from services.common.tenants import all_tenants
 
@@ -114,6 +118,9 @@ ORG_READ_ONLY = ("meta", "version")
 PATH_PARAM_DOCS = {
     "item_id": "记录编号 The record's id",
     "issue_id": "事项编号 The issue's id",
+    "task_id": "任务编号 The task's id",
+    "whistle_id": "集结号编号 The call's id",
+    "webhook_id": "推送地址编号 The webhook registration's id",
 }
 ERRORS: dict[int, str] = {
     400: "请求有误 Bad request: not JSON, an unknown field, a wrong type or value; `field` names it",
@@ -399,9 +406,13 @@ class SpecBuilder:
 
     def __init__(self) -> None:
         self.schemas: dict[str, Schema] = {}
-        self.proto = ProtoSchemas(
-            self.schemas, read_only={component_name(c.message.DESCRIPTOR): ORG_READ_ONLY for c in COLLECTIONS.values()}
-        )
+        read_only: dict[str, Iterable[str]] = {
+            component_name(c.message.DESCRIPTOR): ORG_READ_ONLY for c in COLLECTIONS.values()
+        }
+        for doc in DOCS.values():
+            if doc.read_only and doc.body is not None and not issubclass(doc.body, BaseModel):
+                read_only[component_name(doc.body.DESCRIPTOR)] = doc.read_only
+        self.proto = ProtoSchemas(self.schemas, read_only=read_only)
         self.paths: dict[str, dict[str, Schema]] = {}
         self.tags: dict[str, str] = {}
         self.operation_ids: set[str] = set()
@@ -485,6 +496,10 @@ class SpecBuilder:
             "tenants": "街道/镇 The tenants: 7 subdistricts (街道) and towns (镇)",
             "issues": "民情事项 Issues: residents' problems from every channel (社区接单)",
             "org": "组织架构 Organisation: location and matching queries",
+            "dispatch": "吹号派单 Dispatch: the whistle board (集结号), report-ins (报到), claims (认领), "
+            "assignment (点将), task transitions and deadlines",
+            "webhooks": "事件推送 Webhooks: signed deliveries of dispatch events to SMS / WeChat gateways and "
+            "other systems",
             "docs": "接口文档 This API's description",
         }
         self.tags.setdefault(family, known.get(family, family))
@@ -496,6 +511,8 @@ class SpecBuilder:
         """What the route really takes and returns, from the objects it uses."""
         if c is not None:
             return self._org_collection(endpoint, c)
+        if endpoint in DOCS:
+            return self._declared(DOCS[endpoint])
         if endpoint == "tenants":
             tenants = {
                 "type": "object",
@@ -635,6 +652,55 @@ class SpecBuilder:
         if endpoint == "docs.openapi_json":
             return Op(responses={"200": _ok("本文档 This OpenAPI document", {"type": "object"})})
         return Op(responses={"200": _ok("成功 Success", {})})
+
+    def _declared(self, doc: Doc) -> Op:
+        """A route that declares what it takes and answers (routes_dispatch.DOCS)."""
+        params: list[Schema] = [_param(name, "query", schema, text) for name, schema, text in doc.query]
+        if doc.list_key and doc.paged:
+            params.append({"$ref": "#/components/parameters/page_token"})
+        if doc.if_match == "required":
+            params.append(IF_MATCH)
+        elif doc.if_match == "optional":
+            params.append(self._if_match_param())
+        body: Schema | None = None
+        if doc.body is not None:
+            schema = self.model(doc.body) if issubclass(doc.body, BaseModel) else self.message(doc.body)
+            body = {"required": True, "content": _json(schema)}
+        if doc.response is None:
+            return Op(
+                params=params, body=body, responses={str(doc.status): _ok("成功 Done, no body")}, errors=doc.errors
+            )
+        answer = self.message(doc.response)
+        text = f"成功 The {doc.response.DESCRIPTOR.name}"
+        if doc.list_key:
+            props: Schema = {doc.list_key: {"type": "array", "items": answer}}
+            if doc.paged:
+                props["next_page_token"] = {
+                    "type": ["string", "null"],
+                    "description": "null on the last page (末页为null)",
+                }
+            answer = {"type": "object", "required": sorted(props), "properties": props, "additionalProperties": False}
+            text = f"成功 A page of {doc.response.DESCRIPTOR.name} ({doc.list_key})"
+        if "ETag" in doc.headers:
+            text += "; ETag: its version, to send back in If-Match"
+        return Op(
+            params=params,
+            body=body,
+            responses={str(doc.status): _ok(text, answer, doc.headers)},
+            errors=doc.errors,
+            notes="Fields sent back as read and ignored (只读): " + ", ".join(f"`{f}`" for f in doc.read_only) + "."
+            if doc.read_only
+            else "",
+        )
+
+    @staticmethod
+    def _if_match_param() -> Schema:
+        return _param(
+            "If-Match",
+            "header",
+            {"type": "string", "pattern": ETAG_RE.pattern},
+            '版本号 Optional: the ETag you read, e.g. "3"; a stale one is 412',
+        )
 
     def _issue_views(self) -> None:
         """The issue routes' JSON (routes_issues.issue_json): the intake Issue message as protojson writes it,

@@ -10,7 +10,8 @@ Refusals: 401 when the caller is anonymous and the route needs a token, 403 nami
 tenant scope) and what the route needs otherwise. District departments get no default access to
 anything tenant-scoped: their access comes only from approved, scoped grants (the next issue).
 Community workers are scoped to tenants here; scoping them to their own community comes with people's
-logins.
+logins. Members (成员单位/个人) are bound to one helper in one tenant: on the dispatch routes open to them
+they act only as that helper (gateway/routes_dispatch.py), and on nothing else.
 
 `python -m gateway.policy` prints the table (role x route family) as Markdown.
 """
@@ -42,6 +43,11 @@ ANYONE = frozenset(ROLES)
 STAFF = frozenset({"community_worker", "subdistrict_admin"})
 REPORTERS = frozenset({"public", "resident", "community_worker", "subdistrict_admin"})
 ACCOUNT_ADMINS = frozenset({"subdistrict_admin", "ops"})
+# Dispatch: staff run it; members answer calls, claim and work on their own tasks as their bound helper.
+MEMBERS = frozenset({"member"})
+DISPATCHERS = STAFF | MEMBERS
+SUBDISTRICT_ADMIN = frozenset({"subdistrict_admin"})
+OPS = frozenset({"ops"})
 APPROVERS = frozenset({"district_approver"})
 DEPARTMENTS = frozenset({"district_department"})
 REQUEST_READERS = frozenset({"district_approver", "district_department", "subdistrict_admin"})
@@ -101,6 +107,37 @@ POLICY: dict[str, Rule] = {
     "org.find_candidates": Rule("org: resolve / candidates", STAFF, tenant_scoped=True),
     "org.import_sheet": Rule("org: import", STAFF, tenant_scoped=True),
     "org.export_sheet": Rule("org: export", STAFF, tenant_scoped=True),
+    # Dispatch (吹号 · 报到 · 认领 · 点将): staff of the tenant run it; members read the whistle board, answer
+    # calls, claim, answer their assignment, start and finish the tasks they lead and list their own tasks,
+    # always as the helper their credential is bound to (the views enforce it; the service checks again).
+    # Residents and the public follow progress through their issue. Verifying is the community's.
+    "dispatch.list_whistles": Rule("dispatch: whistle board", DISPATCHERS, tenant_scoped=True),
+    "dispatch.get_whistle": Rule("dispatch: whistle board", DISPATCHERS, tenant_scoped=True),
+    "dispatch.blow_whistle": Rule("dispatch: blow a call", STAFF, tenant_scoped=True),
+    "dispatch.report_in": Rule("dispatch: report in", DISPATCHERS, tenant_scoped=True),
+    "dispatch.list_tasks": Rule("dispatch: tasks", STAFF, tenant_scoped=True),
+    "dispatch.get_task": Rule("dispatch: tasks", STAFF, tenant_scoped=True),
+    "dispatch.list_overdue": Rule("dispatch: overdue list", STAFF, tenant_scoped=True),
+    "dispatch.my_tasks": Rule("dispatch: my tasks", MEMBERS, tenant_scoped=True),
+    "dispatch.claim_task": Rule("dispatch: claim", DISPATCHERS, tenant_scoped=True),
+    "dispatch.rank_candidates": Rule("dispatch: candidates and assignment", STAFF, tenant_scoped=True),
+    "dispatch.assign_task": Rule("dispatch: candidates and assignment", STAFF, tenant_scoped=True),
+    "dispatch.respond_to_assignment": Rule("dispatch: answer an assignment", DISPATCHERS, tenant_scoped=True),
+    "dispatch.transition_task": Rule("dispatch: task transitions", DISPATCHERS, tenant_scoped=True),
+    "dispatch.get_rules": Rule("dispatch: rules", STAFF, tenant_scoped=True),
+    "dispatch.put_rules": Rule("dispatch: set rules", SUBDISTRICT_ADMIN, tenant_scoped=True),
+    # Ops read a tenant's overdue list on a district-wide route (?tenant=, within the token's scope).
+    "dispatch.list_overdue_district": Rule("dispatch: overdue list (ops)", OPS, tenant_scoped=False),
+    # Webhooks (SMS / WeChat gateways, hotline systems): subdistrict admins register and manage them; the
+    # signing secret is shown once, in the registration's answer. Ops read them district-wide (?tenant=).
+    "webhooks.register_webhook": Rule("webhooks: manage", SUBDISTRICT_ADMIN, tenant_scoped=True),
+    "webhooks.list_webhooks": Rule("webhooks: manage", SUBDISTRICT_ADMIN, tenant_scoped=True),
+    "webhooks.get_webhook": Rule("webhooks: manage", SUBDISTRICT_ADMIN, tenant_scoped=True),
+    "webhooks.set_webhook_active": Rule("webhooks: manage", SUBDISTRICT_ADMIN, tenant_scoped=True),
+    "webhooks.delete_webhook": Rule("webhooks: manage", SUBDISTRICT_ADMIN, tenant_scoped=True),
+    "webhooks.list_deliveries": Rule("webhooks: manage", SUBDISTRICT_ADMIN, tenant_scoped=True),
+    "webhooks.list_webhooks_district": Rule("webhooks: read (ops)", OPS, tenant_scoped=False),
+    "webhooks.list_deliveries_district": Rule("webhooks: read (ops)", OPS, tenant_scoped=False),
     # District department requests (审核把关): a department files; a district approver decides; which
     # records each caller sees (own / tenant scope) is gateway/governance/shapes.py.
     "governance.file_request": Rule("department requests: file", DEPARTMENTS, tenant_scoped=False),

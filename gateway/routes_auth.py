@@ -4,8 +4,8 @@
     POST /api/v1/auth/logout    ends every session of the caller's account (bumps its token_version) -> 204
     GET  /api/v1/auth/me        who the caller is (session, API token or the anonymous public)
     GET  /api/v1/users?tenant=&page_size=&page_token=       accounts the caller may manage
-    POST /api/v1/users          {username, display_name, role, tenants, community_id?, password} -> 201
-    PUT  /api/v1/users/<username>/role   {role, tenants, community_id?}: ends the account's sessions
+    POST /api/v1/users          {username, display_name, role, tenants, community_id?, responder?, password} -> 201
+    PUT  /api/v1/users/<username>/role   {role, tenants, community_id?, responder?}: ends the account's sessions
                                 (the route's parameter is named item_id, as the other routes' ids)
 
 Account management is for ops (any account) and subdistrict admins (accounts with a tenant-level role
@@ -75,12 +75,14 @@ class LoginIn(BaseModel):
 
 
 class RoleIn(BaseModel):
-    """The account's new scope: role, tenants (slugs, or ["*"]) and, for a community worker, its community."""
+    """The account's new scope: role, tenants (slugs, or ["*"]), for a community worker its community, for a
+    member (成员单位/个人) the helper it acts as, `responder` = member_unit:ID, person:ID or team:ID."""
 
     model_config = ConfigDict(extra="forbid")
     role: str
     tenants: list[str] = Field(default_factory=list, max_length=20)
     community_id: str | None = None
+    responder: str | None = None
 
 
 class CreateUserIn(RoleIn):
@@ -232,6 +234,8 @@ def me() -> Response:
     identity: Identity = g.identity
     p = identity.principal
     body: dict[str, Any] = {"kind": identity.kind, "sub": p.sub, "role": p.role, "tenants": list(p.tenants)}
+    if p.responder is not None:
+        body["responder"] = {"kind": p.responder[0], "id": p.responder[1]}
     if identity.account is not None:
         body |= {"display_name": identity.account.display_name, "community_id": identity.account.community_id}
     if identity.token_id is not None:
@@ -338,7 +342,7 @@ def create_user() -> tuple[Response, int]:
     try:
         username = normalise_username(data.username)
         display_name = check_display_name(data.display_name)
-        scope = check_scope(data.role, data.tenants, data.community_id)
+        scope = check_scope(data.role, data.tenants, data.community_id, data.responder)
     except InvalidAccount as exc:
         raise _invalid(exc) from None
     if not may_manage(actor, scope):
@@ -380,7 +384,7 @@ def change_role(item_id: str) -> Response:
     except InvalidAccount:
         name = ""
     try:
-        scope = check_scope(data.role, data.tenants, data.community_id)
+        scope = check_scope(data.role, data.tenants, data.community_id, data.responder)
         account: Account | None = _accounts().get(name) if name else None
     except InvalidAccount as exc:
         raise _invalid(exc) from None

@@ -2,11 +2,14 @@
 
 A token is `hl_` + secrets.token_urlsafe(32). Only its SHA-256 hash is kept, with who it is for
 (sub), the role, the tenant scope (`*` = every tenant), when it was made, when it expires and, once
-revoked, when. The file (TOML, named by HONGLING_API_TOKENS_FILE) is written only by this module:
+revoked, when. A `member` token (成员单位/个人) is also bound to the one helper it acts as, `responder`
+(member_unit|person|team:id), in exactly one tenant; the gateway takes that helper from the token, never
+from a request. The file (TOML, named by HONGLING_API_TOKENS_FILE) is written only by this module:
 read-modify-write under a lock file, then an atomic rename, so the gateway never reads half a file.
 The gateway re-reads it whenever it changes, so a revocation takes effect without a restart.
 
     python -m gateway.tokens create --sub NAME --role ROLE [--tenant T ...|--all-tenants] [--days N]
+                                    [--responder member_unit:ID|person:ID|team:ID]   # role member only
     python -m gateway.tokens list
     python -m gateway.tokens revoke --sub NAME | --id ID
     python -m gateway.tokens verify < token-file        # which principal a token is, or why it is refused
@@ -37,7 +40,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from services.common.principal import ROLES, Principal
+from services.common.principal import ROLES, Principal, format_responder, parse_responder
 from services.common.tenants import tenant_slugs
 
 log = logging.getLogger("gateway.tokens")
@@ -81,6 +84,7 @@ class TokenRecord:
     created_at: datetime
     expires_at: datetime
     revoked_at: datetime | None = None
+    responder: tuple[str, str] | None = None  # role member only: the helper (kind, id) it acts as
 
     def status(self, now: datetime) -> str:
         if self.revoked_at is not None:
@@ -90,7 +94,7 @@ class TokenRecord:
         return "active"
 
     def principal(self) -> Principal:
-        return Principal(sub=self.sub, role=self.role, tenants=self.tenants)
+        return Principal(sub=self.sub, role=self.role, tenants=self.tenants, responder=self.responder)
 
 
 def new_token() -> str:
@@ -127,13 +131,38 @@ def check_scope(role: str, tenants: Sequence[str]) -> tuple[str, ...]:
     return scope
 
 
+def check_responder(
+    role: str, tenants: Sequence[str], responder: str | tuple[str, str] | None
+) -> tuple[str, str] | None:
+    """The helper a token of this role and scope is bound to: a member needs exactly one, in exactly one
+    tenant; no other role has one. ValueError saying what is wrong."""
+    if role != "member":
+        if responder:
+            raise ValueError(f"only a member token is bound to a responder, not a {role} token")
+        return None
+    if not responder:
+        raise ValueError(
+            "a member token needs --responder kind:id (member_unit, person or team) (须绑定成员单位或个人)"
+        )
+    if len(tenants) != 1 or tenants[0] == ALL_TENANTS:
+        raise ValueError("a member token acts in exactly one tenant: give one --tenant (成员只属于一个街道/镇)")
+    return parse_responder(responder) if isinstance(responder, str) else parse_responder(format_responder(responder))
+
+
 def make_record(
-    sub: str, role: str, tenants: Sequence[str], expires_at: datetime, now: datetime | None = None
+    sub: str,
+    role: str,
+    tenants: Sequence[str],
+    expires_at: datetime,
+    now: datetime | None = None,
+    responder: str | tuple[str, str] | None = None,
 ) -> tuple[str, TokenRecord]:
-    """A new token and the record to store for it (the token itself is not in the record)."""
+    """A new token and the record to store for it (the token itself is not in the record). `responder`
+    ("kind:id" or (kind, id)): the helper a member token acts as; required for role member, refused for others."""
     if not SUB_RE.match(sub):
         raise ValueError(f"sub {sub!r} must be 1-64 letters, digits, '.', '_', '@' or '-'")
     scope = check_scope(role, tenants)
+    bound = check_responder(role, scope, responder)
     token = new_token()
     record = TokenRecord(
         id="tok_" + secrets.token_hex(4),
@@ -143,6 +172,7 @@ def make_record(
         sha256=token_hash(token),
         created_at=(now or _now()).replace(microsecond=0),
         expires_at=expires_at.astimezone(UTC).replace(microsecond=0),
+        responder=bound,
     )
     return token, record
 
@@ -174,6 +204,8 @@ def dumps(records: Sequence[TokenRecord]) -> str:
         ]
         if r.revoked_at is not None:
             lines.append(f"revoked_at = {_toml_time(r.revoked_at)}")
+        if r.responder is not None:
+            lines.append(f"responder = {_toml_str(format_responder(r.responder))}")
         parts.append("\n".join(lines) + "\n")
     return "".join(parts)
 
@@ -205,6 +237,13 @@ def _record(entry: Any, where: str) -> TokenRecord:
     if not SUB_RE.match(str(strings["sub"])):
         raise ValueError(f"{where}.sub is not a valid name")
     scope = check_scope(str(strings["role"]), tenants)
+    responder = entry.get("responder")
+    if responder is not None and not isinstance(responder, str):
+        raise ValueError(f"{where}.responder must be a string kind:id")
+    try:
+        bound = check_responder(str(strings["role"]), scope, responder)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
     return TokenRecord(
         id=str(strings["id"]),
         sub=str(strings["sub"]),
@@ -214,6 +253,7 @@ def _record(entry: Any, where: str) -> TokenRecord:
         created_at=_time(entry, "created_at", where),
         expires_at=_time(entry, "expires_at", where),
         revoked_at=_time(entry, "revoked_at", where) if "revoked_at" in entry else None,
+        responder=bound,
     )
 
 
@@ -288,12 +328,18 @@ class TokenFile:
         return problems
 
     def create(
-        self, sub: str, role: str, tenants: Sequence[str], days: int = DEFAULT_DAYS, now: datetime | None = None
+        self,
+        sub: str,
+        role: str,
+        tenants: Sequence[str],
+        days: int = DEFAULT_DAYS,
+        now: datetime | None = None,
+        responder: str | tuple[str, str] | None = None,
     ) -> tuple[str, TokenRecord]:
         if not 1 <= days <= MAX_DAYS:
             raise ValueError(f"days must be 1..{MAX_DAYS}")
         now = now or _now()
-        token, record = make_record(sub, role, tenants, now + timedelta(days=days), now)
+        token, record = make_record(sub, role, tenants, now + timedelta(days=days), now, responder)
         self.update(lambda records: [*records, record])
         return token, record
 
@@ -411,11 +457,12 @@ def _cmd_create(tf: TokenFile, args: argparse.Namespace) -> int:
     if args.all_tenants and args.tenant:
         raise ValueError("give --tenant or --all-tenants, not both")
     tenants = [ALL_TENANTS] if args.all_tenants else list(args.tenant or [])
-    token, r = tf.create(args.sub, args.role, tenants, args.days)
+    token, r = tf.create(args.sub, args.role, tenants, args.days, responder=args.responder)
     scope = ", ".join(r.tenants) if r.tenants else "none (only routes that are not tenant-scoped)"
+    bound = f"; acts as {format_responder(r.responder)}" if r.responder else ""
     print(token)
     print(
-        f"created {r.id} for {r.sub} (role {r.role}; tenants {scope}); expires {_local(r.expires_at)}.\n"
+        f"created {r.id} for {r.sub} (role {r.role}; tenants {scope}{bound}); expires {_local(r.expires_at)}.\n"
         "The token is shown only this once: store it now (令牌只显示这一次，请妥善保存).",
         file=sys.stderr,
     )
@@ -425,13 +472,14 @@ def _cmd_create(tf: TokenFile, args: argparse.Namespace) -> int:
 def _cmd_list(tf: TokenFile, _args: argparse.Namespace) -> int:
     records, problems = tf.read()
     now = _now()
-    rows = [("id", "sub", "role", "tenants", "created", "expires", "status")]
+    rows = [("id", "sub", "role", "tenants", "responder", "created", "expires", "status")]
     rows += [
         (
             r.id,
             r.sub,
             r.role,
             ",".join(r.tenants) or "-",
+            format_responder(r.responder) if r.responder else "-",
             _local(r.created_at),
             _local(r.expires_at),
             r.status(now),
@@ -462,7 +510,11 @@ def _cmd_verify(tf: TokenFile, _args: argparse.Namespace) -> int:
     except AuthError as exc:
         print(f"refused ({exc.kind}): {exc.message}", file=sys.stderr)
         return 1
-    print(f"{r.id}: sub {r.sub}, role {r.role}, tenants {','.join(r.tenants) or '-'}, expires {_local(r.expires_at)}")
+    bound = f", responder {format_responder(r.responder)}" if r.responder else ""
+    print(
+        f"{r.id}: sub {r.sub}, role {r.role}, tenants {','.join(r.tenants) or '-'}{bound}, "
+        f"expires {_local(r.expires_at)}"
+    )
     return 0
 
 
@@ -476,6 +528,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     create.add_argument("--tenant", action="append", help="a tenant the token may act on (repeatable)")
     create.add_argument("--all-tenants", action="store_true", help="every tenant ('*')")
     create.add_argument("--days", type=int, default=DEFAULT_DAYS, help=f"valid for N days (default {DEFAULT_DAYS})")
+    create.add_argument(
+        "--responder",
+        help="role member: the helper the token acts as, member_unit:ID, person:ID or team:ID (one tenant)",
+    )
     sub.add_parser("list", help="list the tokens (never the tokens themselves)")
     revoke = sub.add_parser("revoke", help="revoke the active tokens of a sub, or one token by id")
     revoke.add_argument("--sub")

@@ -3,7 +3,8 @@
 Accounts live in one district-level database, `hl_identity`, collection `accounts`; `_id` is the login
 name, normalised (NFKC, lower case), so every look-up is by `_id`. A document holds the display name, the
 role (principal.ROLES except `service` and `public`), the tenant scope (slugs, or `["*"]` for every
-tenant), an optional community id (community workers; enforced by later work), the password's argon2id
+tenant), an optional community id (community workers; enforced by later work), for a `member` (成员单位/个人)
+the one helper it acts as (`responder`, member_unit|person|team:id, in exactly one tenant), the password's argon2id
 hash (argon2-cffi defaults), a disabled flag, created/updated times and `token_version`: every session
 JWT carries the version it was issued under, so bumping it (log-out, role change, new password,
 disabling) ends every session of the account at once. Passwords are never stored, logged or taken from
@@ -11,10 +12,10 @@ a command line.
 
 Who may manage whom (`may_manage`): ops any account; a subdistrict admin only accounts with a tenant-level
 role (resident, community worker, subdistrict admin) whose tenants are all within its own scope — it can
-never grant a district role or ops, nor a scope wider than its own.
+never grant a district role or ops, nor a scope wider than its own. A member account is tenant-level too.
 
     python -m gateway.users create --username U --role R [--tenant T ...|--all-tenants] [--community C]
-                                   [--display-name NAME]     # password: stdin, or prompted twice
+                                   [--responder KIND:ID] [--display-name NAME]  # password: stdin or prompted
     python -m gateway.users set-password --username U       # ends the account's sessions
     python -m gateway.users disable --username U             # ends the account's sessions
     python -m gateway.users enable --username U
@@ -47,7 +48,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pymongo.collection import Collection
 
-from services.common.principal import ROLES, Principal
+from services.common.principal import ROLES, Principal, format_responder, parse_responder
 from services.common.tenants import tenant_slugs
 
 DATABASE = "hl_identity"
@@ -55,7 +56,7 @@ COLLECTION = "accounts"
 ALL_TENANTS = "*"
 ACCOUNT_ROLES = tuple(r for r in ROLES if r not in ("service", "public"))
 # Roles that belong to a subdistrict/town: they need a tenant, and a subdistrict admin may grant them there.
-TENANT_ROLES = ("resident", "community_worker", "subdistrict_admin")
+TENANT_ROLES = ("resident", "community_worker", "subdistrict_admin", "member")
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._@-]{1,63}$")
 RESERVED_USERNAMES = frozenset({"anonymous"})
 COMMUNITY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
@@ -164,17 +165,23 @@ def normalise_username(raw: str) -> str:
 
 @dataclass(frozen=True)
 class Scope:
-    """What an account may do: its role, tenants and (community workers) community."""
+    """What an account may do: its role, tenants, (community workers) community and (members) responder."""
 
     role: str
     tenants: tuple[str, ...]
     community_id: str | None = None
+    responder: tuple[str, str] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"role": self.role, "tenants": list(self.tenants), "community_id": self.community_id}
+        out: dict[str, Any] = {"role": self.role, "tenants": list(self.tenants), "community_id": self.community_id}
+        if self.responder is not None:
+            out["responder"] = format_responder(self.responder)
+        return out
 
 
-def check_scope(role: str, tenants: Sequence[str], community_id: str | None = None) -> Scope:
+def check_scope(
+    role: str, tenants: Sequence[str], community_id: str | None = None, responder: str | None = None
+) -> Scope:
     """A valid scope, or InvalidAccount naming the field that is wrong."""
     if role not in ACCOUNT_ROLES:
         raise InvalidAccount(f"role must be one of: {', '.join(ACCOUNT_ROLES)} (角色无效)", "role")
@@ -199,7 +206,23 @@ def check_scope(role: str, tenants: Sequence[str], community_id: str | None = No
             raise InvalidAccount(
                 "a community belongs to one tenant: give exactly that tenant (社区只属于一个街道/镇)", "tenants"
             )
-    return Scope(role, tenants=scope, community_id=community_id or None)
+    bound: tuple[str, str] | None = None
+    if role == "member":
+        if not responder:
+            raise InvalidAccount(
+                "a member acts as one member unit, person or team: give responder kind:id, e.g. person:p-12 "
+                "(成员须绑定成员单位、个人或队伍)",
+                "responder",
+            )
+        try:
+            bound = parse_responder(responder)
+        except ValueError as exc:
+            raise InvalidAccount(str(exc), "responder") from None
+        if len(scope) != 1 or scope[0] == ALL_TENANTS:
+            raise InvalidAccount("a member acts in exactly one tenant (成员只属于一个街道/镇)", "tenants")
+    elif responder:
+        raise InvalidAccount("only a member has a responder (仅成员可绑定成员单位或个人)", "responder")
+    return Scope(role, tenants=scope, community_id=community_id or None, responder=bound)
 
 
 def may_manage(actor: Principal, scope: Scope) -> bool:
@@ -318,13 +341,14 @@ class Account:
     token_version: int
     created_at: datetime
     updated_at: datetime
+    responder: tuple[str, str] | None = None
 
     @property
     def scope(self) -> Scope:
-        return Scope(self.role, self.tenants, self.community_id)
+        return Scope(self.role, self.tenants, self.community_id, self.responder)
 
     def principal(self) -> Principal:
-        return Principal(sub=self.username, role=self.role, tenants=self.tenants)
+        return Principal(sub=self.username, role=self.role, tenants=self.tenants, responder=self.responder)
 
     def as_json(self) -> dict[str, Any]:
         """What the API shows (never the hash or the version)."""
@@ -334,6 +358,7 @@ class Account:
             "role": self.role,
             "tenants": list(self.tenants),
             "community_id": self.community_id,
+            "responder": format_responder(self.responder) if self.responder else None,
             "disabled": self.disabled,
             "created_at": local_time(self.created_at),
             "updated_at": local_time(self.updated_at),
@@ -349,6 +374,16 @@ def check_display_name(raw: str) -> str:
     return name
 
 
+def _responder_of(doc: Mapping[str, Any]) -> tuple[str, str] | None:
+    raw = doc.get("responder")
+    if not raw:
+        return None
+    try:
+        return parse_responder(str(raw))
+    except ValueError:
+        return None  # a member without a valid responder gets no principal the services accept
+
+
 def _from_doc(doc: Mapping[str, Any]) -> Account:
     created = doc["created_at"]
     return Account(
@@ -362,6 +397,7 @@ def _from_doc(doc: Mapping[str, Any]) -> Account:
         token_version=int(doc.get("token_version", 0)),
         created_at=created,
         updated_at=doc.get("updated_at", created),
+        responder=_responder_of(doc),
     )
 
 
@@ -401,6 +437,7 @@ class AccountStore:
             "role": scope.role,
             "tenants": list(scope.tenants),
             "community_id": scope.community_id,
+            "responder": format_responder(scope.responder) if scope.responder else None,
             "password_hash": password_hash,
             "disabled": False,
             "token_version": 1,
@@ -425,7 +462,12 @@ class AccountStore:
         account changed since `account` was read (its token_version is the optimistic lock)."""
         changed = self._modify(
             {"_id": account.username, "token_version": account.token_version},
-            {"role": scope.role, "tenants": list(scope.tenants), "community_id": scope.community_id},
+            {
+                "role": scope.role,
+                "tenants": list(scope.tenants),
+                "community_id": scope.community_id,
+                "responder": format_responder(scope.responder) if scope.responder else None,
+            },
             bump=True,
         )
         if changed is None:
@@ -493,7 +535,9 @@ def _cmd_create(store: AccountStore, settings: Any, args: argparse.Namespace) ->
     if args.all_tenants and args.tenant:
         raise InvalidAccount("give --tenant or --all-tenants, not both", "tenants")
     username = normalise_username(args.username)
-    scope = check_scope(args.role, [ALL_TENANTS] if args.all_tenants else list(args.tenant or []), args.community)
+    scope = check_scope(
+        args.role, [ALL_TENANTS] if args.all_tenants else list(args.tenant or []), args.community, args.responder
+    )
     display_name = check_display_name(args.display_name or username)
     if store.get(username) is not None:
         raise AccountExists(username)
@@ -573,6 +617,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     create.add_argument("--tenant", action="append", help="a tenant the account may act on (repeatable)")
     create.add_argument("--all-tenants", action="store_true", help="every tenant ('*')")
     create.add_argument("--community", help="a community worker's community id")
+    create.add_argument("--responder", help="a member's helper: member_unit:ID, person:ID or team:ID")
     create.add_argument("--display-name", help="the name shown in portals (default: the user name)")
     for name, text in (
         ("set-password", "set a new password (stdin or prompted twice); ends the account's sessions"),

@@ -88,8 +88,18 @@ class System:
         return Path(self.settings_state_dir) / "test-api-tokens.toml"
 
     def token(self, role: str, tenant: str = "*") -> str:
-        """An API token of this role scoped to one tenant, or to every tenant with '*' (made by the fixture)."""
+        """An API token of this role scoped to one tenant, or to every tenant with '*' (made by the fixture).
+        A member's acts in one tenant only, as the placeholder helper person:test-member-<tenant> (no such
+        person exists: enough for the policy; use member_auth for a real one)."""
         return self.tokens[(role, tenant)]
+
+    def member_auth(self, tenant: str, kind: str, helper_id: str) -> dict[str, str]:
+        """The Authorization header of a new member token bound to this helper (member_unit, person or team)
+        in this tenant; the running gateway picks it up without a restart."""
+        token, _ = TokenFile(self.tokens_file).create(
+            f"test-member-{uuid.uuid4().hex[:8]}", "member", [tenant], days=1, responder=f"{kind}:{helper_id}"
+        )
+        return {"Authorization": f"Bearer {token}"}
 
     def auth(self, role: str, tenant: str = "*") -> dict[str, str]:
         """The Authorization header of system.token(role, tenant)."""
@@ -101,8 +111,13 @@ class System:
         records: list[TokenRecord] = []
         for role in TOKEN_ROLES:
             for tenant in (*tenant_slugs(), "*"):
+                if role == "member" and tenant == "*":
+                    continue  # a member acts in one tenant, as one helper
+                responder = f"person:test-member-{tenant}" if role == "member" else None
                 sub = f"test-{role}-{'all' if tenant == '*' else tenant}"
-                self.tokens[(role, tenant)], record = make_record(sub, role, [tenant], now + timedelta(days=1), now)
+                self.tokens[(role, tenant)], record = make_record(
+                    sub, role, [tenant], now + timedelta(days=1), now, responder
+                )
                 records.append(record)
         self.expired_token, record = make_record(
             "test-expired", "subdistrict_admin", ["*"], now - timedelta(minutes=1), now - timedelta(days=1)

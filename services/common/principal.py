@@ -1,8 +1,11 @@
 """The signed, short-lived principal the gateway mints and every service verifies.
 
 It travels in gRPC metadata `x-hongling-principal` as a JWT (HS256, shared secret): who (sub),
-role, the tenants the caller may act on, and the grant id when a district department acts under an
-approved request. Services refuse calls without a valid one (UNAUTHENTICATED).
+role, the tenants the caller may act on, the grant id when a district department acts under an
+approved request, and for a `member` (成员单位/个人: a member unit's contact, a registered party member or
+volunteer) the one helper its credential is bound to, as `responder` = (kind, id), kind member_unit |
+person | team; the claim is "kind:id" and absent for every other role (older tokens read as before).
+Services refuse calls without a valid one (UNAUTHENTICATED), and a member's without its responder.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ ROLES = (
     "resident",
     "community_worker",
     "subdistrict_admin",
+    "member",
     "district_approver",
     "district_department",
     "ops",
@@ -31,12 +35,44 @@ ROLES = (
 )
 
 
+# The kinds of helper a member's credential can be bound to (dispatch's Responder.kind); "unit" is read as
+# member_unit, as dispatch accepts it.
+RESPONDER_KINDS = ("member_unit", "person", "team")
+KIND_ALIASES = {"unit": "member_unit"}
+MAX_RESPONDER_ID = 120
+
+
+def parse_responder(value: str) -> tuple[str, str]:
+    """(kind, id) from "kind:id" (e.g. member_unit:mu-12, person:p-3), or ValueError saying what is wrong."""
+    kind, sep, rid = value.strip().partition(":")
+    kind = KIND_ALIASES.get(kind.strip(), kind.strip())
+    rid = rid.strip()
+    if (
+        not sep
+        or kind not in RESPONDER_KINDS
+        or not rid
+        or len(rid) > MAX_RESPONDER_ID
+        or any(c.isspace() for c in rid)
+    ):
+        raise ValueError(
+            f"responder {value!r} must be kind:id with kind one of {', '.join(RESPONDER_KINDS)} "
+            "(成员单位/个人/队伍的编号), e.g. member_unit:mu-12"
+        )
+    return kind, rid
+
+
+def format_responder(responder: tuple[str, str]) -> str:
+    return f"{responder[0]}:{responder[1]}"
+
+
 @dataclass(frozen=True)
 class Principal:
     sub: str
     role: str
     tenants: tuple[str, ...] = field(default_factory=tuple)
     grant_id: str | None = None
+    # role "member" only: the helper (kind, id) the caller is; it acts as that helper and no other.
+    responder: tuple[str, str] | None = None
 
     def may_act_on(self, tenant: str) -> bool:
         return "*" in self.tenants or tenant in self.tenants
@@ -62,6 +98,8 @@ def mint(principal: Principal, secret: str, ttl_seconds: int = 60, now: float | 
     }
     if principal.grant_id:
         claims["grant"] = principal.grant_id
+    if principal.responder is not None:
+        claims["responder"] = format_responder(principal.responder)
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -86,9 +124,19 @@ def verify(token: str | None, secret: str) -> Principal:
     tenants = claims.get("tenants")
     if role not in ROLES or not isinstance(tenants, list):
         raise Unauthenticated("principal token refused: unknown role or malformed tenant scope")
+    raw = claims.get("responder")
+    responder = None
+    if raw is not None:
+        try:
+            responder = parse_responder(str(raw))
+        except ValueError:
+            raise Unauthenticated("principal token refused: malformed responder") from None
+    if (role == "member") != (responder is not None):
+        raise Unauthenticated("principal token refused: a member, and only a member, is bound to one responder")
     return Principal(
         sub=str(claims["sub"]),
         role=str(role),
         tenants=tuple(str(t) for t in tenants),
         grant_id=claims.get("grant"),
+        responder=responder,
     )

@@ -42,7 +42,15 @@ from services.common.settings import Settings
 from tests.unit.test_gateway_policy import NoNetwork
 
 SPEC_URI = "urn:hongling:openapi"
-SAMPLE_ARGS = {"tenant": "taiqian", "item_id": "x-1", "issue_id": "i-1", "attachment_id": "a-1"}
+SAMPLE_ARGS = {
+    "tenant": "taiqian",
+    "item_id": "x-1",
+    "issue_id": "i-1",
+    "attachment_id": "a-1",
+    "task_id": "t-1",
+    "whistle_id": "w-1",
+    "webhook_id": "wh-1",
+}
 METHODS = ("get", "post", "put", "patch", "delete")
 
 
