@@ -16,6 +16,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -59,6 +60,7 @@ class EventConsumer:
         max_retries: int = 3,
         retry_backoff: float = 0.2,
         mark_prefix: str = "",
+        concurrency: int = 1,
     ) -> None:
         self.name = f"{group}-consumer"
         self.group = group
@@ -72,6 +74,9 @@ class EventConsumer:
         # Processed-event marks share the service's database: a second group of a service that reads the
         # same topics keeps its own marks under this prefix (the main group's marks are the bare event ids).
         self.mark_prefix = mark_prefix
+        # Records with different keys (different aggregates) handled at once by this many threads; the
+        # records of one key always one after another, in their order (see _handle_concurrently).
+        self.concurrency = max(1, concurrency)
 
     def run(self, stop: threading.Event) -> None:
         consumer = KafkaConsumer(
@@ -87,10 +92,21 @@ class EventConsumer:
             max_poll_interval_ms=300000,
         )
         dlq = make_producer(self.bootstrap, f"{self.name}-dlq")
+        pool = (
+            ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"{self.name}-handler")
+            if self.concurrency > 1
+            else None
+        )
         log.info("consumer %s subscribed to %s", self.group, ", ".join(self.topics))
         try:
             while not stop.is_set():
                 batches = consumer.poll(timeout_ms=200)
+                if pool is not None and sum(len(r) for r in batches.values()) > 1:
+                    # All or nothing: a failure leaves the whole poll to be redelivered (marks skip what
+                    # was handled of it).
+                    consumer.commit(self._handle_concurrently(batches, dlq, pool))
+                    self._report_lag(consumer)
+                    continue
                 done: dict[TopicPartition, OffsetAndMetadata] = {}
                 try:
                     for tp, records in batches.items():
@@ -107,7 +123,33 @@ class EventConsumer:
             try:
                 consumer.close(autocommit=False)
             finally:
+                if pool is not None:
+                    pool.shutdown(wait=True)
                 dlq.close(timeout=10)
+
+    def _handle_concurrently(
+        self,
+        batches: Mapping[TopicPartition, Sequence[ConsumerRecord]],
+        dlq: KafkaProducer,
+        pool: ThreadPoolExecutor,
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
+        """Handle one poll's records, a thread per key at a time (a key's records in their order, as one
+        partition would), and return the offsets to commit; raises the first failure after all finished."""
+        by_key: dict[tuple[TopicPartition, bytes | None], list[ConsumerRecord]] = {}
+        for tp, records in batches.items():
+            for record in records:
+                by_key.setdefault((tp, record.key), []).append(record)
+
+        def in_order(records: list[ConsumerRecord]) -> None:
+            for record in records:
+                self.handle_record(record, dlq)
+
+        futures = [pool.submit(in_order, records) for records in by_key.values()]
+        failures = [f.exception() for f in futures]
+        failed = next((e for e in failures if e is not None), None)
+        if failed is not None:
+            raise failed
+        return {tp: OffsetAndMetadata(records[-1].offset + 1, "", -1) for tp, records in batches.items() if records}
 
     def handle_record(self, record: ConsumerRecord, dlq: KafkaProducer) -> str:
         """Handle one record; returns the outcome (handled, duplicate, skipped, dead_lettered)."""

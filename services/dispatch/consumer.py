@@ -9,7 +9,9 @@ IssueReceived is not handled any more: a task waits for the class, which picks t
 A process runs THREADS consumers of the group, one per partition of hongling.intake.v1 (3): handling an
 event waits mostly on the database and org (about 50-100 ms on the local FerretDB), so one consumer alone
 would cap a process near 10-20 events/s. Kafka gives each its own partitions (an issue's events stay in
-order: its key picks its partition); more processes in the group share them the same way.
+order: its key picks its partition); more processes in the group share them the same way. Each consumer
+also handles the records of one poll that belong to different issues at once, CONCURRENCY at a time (an
+issue's records still one after another): their inserts then share commands (services/common/groupcommit.py).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from services.dispatch import handlers
 
 GROUP = "dispatch"
 THREADS = 3
+CONCURRENCY = 8
 
 
 def build_consumer(settings: Settings) -> EventConsumer:
@@ -40,6 +43,7 @@ def build_consumer(settings: Settings) -> EventConsumer:
         },
         settings.kafka_bootstrap,
         max_retries=settings.consumer_max_retries,
+        concurrency=CONCURRENCY,
     )
 
 
