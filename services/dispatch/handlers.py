@@ -620,8 +620,10 @@ def on_issue_marked_duplicate(event: CloudEvent, msg: iev.IssueMarkedDuplicate) 
 # ---------------------------------------------------------------- reading tasks
 
 
-def get_task(task_id: str) -> TaskDoc:
-    doc = TaskDoc.objects(id=task_id).first() if task_id else None
+def get_task(task_id: str, *, light: bool = False) -> TaskDoc:
+    """The task; `light`: without its pending events and history (read-only uses that need neither)."""
+    found = TaskDoc.objects(id=task_id).exclude("outbox", "history") if light else TaskDoc.objects(id=task_id)
+    doc = found.first() if task_id else None
     if doc is None:
         raise NotFound(f"task {task_id!r} not found in this tenant (未找到该任务)", field="id")
     return doc
@@ -1151,7 +1153,7 @@ def rank_for_task(task_id: str, limit: int, by: Principal) -> RankedView:
     domain.require_role(by.role, domain.READ_ROLES, "rank candidates")
     if not 0 <= limit <= matching.MAX_LIMIT:
         raise InvalidArgument(f"limit must be 1..{matching.MAX_LIMIT}", field="limit")
-    task = get_task(task_id)
+    task = get_task(task_id, light=True)
     need = need_of(task)
     ranked, considered = matching.rank_candidates(need, limit or 20)
     accepted: set[tuple[str, str]] = set()
