@@ -8,8 +8,9 @@ full lists.
 This process publishes IssueClassified events (protos/hongling/events/v1/intake_events.proto) on
 hongling.intake.v1 exactly as intake's outbox relay does — CloudEvents 1.0 in Kafka binary mode, key
 "<tenant>:<issue id>", the idempotent producer — at a steady HONGLING_BENCH_RATE per second (default 50)
-for HONGLING_BENCH_SECONDS (default 30): random tenants, scale grids, categories, classes (70 % routine,
-20 % major, 10 % urgent) and now and then a hazard. Meanwhile it reads hongling.dispatch.v1 (from its end
+for HONGLING_BENCH_SECONDS (default 30), after a warm-up of three calls per tenant (not measured):
+random tenants, scale grids, categories, classes (70 % routine, 20 % major, 10 % urgent) and now and then
+a hazard. Meanwhile it reads hongling.dispatch.v1 (from its end
 at the start, no consumer group) and matches each WhistleBlown to its issues by issue id. The latency of an
 issue is from just before its event was handed to the producer to the moment its WhistleBlown was read
 here: Kafka both ways, dispatch's consumer, the task and call written with their events (targets from
@@ -143,6 +144,24 @@ def main() -> int:
     whistles = Whistles(settings.kafka_bootstrap)
     whistles.thread.start()
     producer = make_producer(settings.kafka_bootstrap, f"bench-pipeline-{run}")
+    # Warm-up, not measured: a few calls per tenant first, so org's candidate index and dispatch's unit lists
+    # are loaded (a running system has them; a fresh one builds them on the first call of each tenant).
+    warm = [f"bench-{run}-warm-{t}-{n}" for t in tenants for n in range(3)]
+    for issue_id in warm:
+        tenant = issue_id.split("-warm-")[1].rsplit("-", 1)[0]
+        grid_id = rng.choice(grids[tenant])[0]
+        ce = classified(rng, tenant, issue_id, grid_id, communities[tenant].get(grid_id, ""))
+        producer.send(topic_for("intake"), key=record_key(tenant, issue_id), value=ce.data, headers=ce.headers())
+    producer.flush(timeout=30)
+    warm_started = time.perf_counter()
+    while time.perf_counter() - warm_started < 120:
+        with whistles.lock:
+            ready = sum(1 for k in warm if k in whistles.seen)
+        if ready == len(warm):
+            break
+        print(f"[bench] warm-up: {ready}/{len(warm)} calls blown", flush=True)
+        time.sleep(2)
+    print(f"[bench] warm-up done in {time.perf_counter() - warm_started:.1f} s", flush=True)
     sent: dict[str, float] = {}
     total = int(RATE * SECONDS)
     topic = topic_for("intake")
