@@ -61,6 +61,7 @@ class EventConsumer:
         retry_backoff: float = 0.2,
         mark_prefix: str = "",
         concurrency: int = 1,
+        wants: Callable[[CloudEvent], bool] | None = None,
     ) -> None:
         self.name = f"{group}-consumer"
         self.group = group
@@ -77,6 +78,9 @@ class EventConsumer:
         # Records with different keys (different aggregates) handled at once by this many threads; the
         # records of one key always one after another, in their order (see _handle_concurrently).
         self.concurrency = max(1, concurrency)
+        # Asked in the event's tenant before anything is read or written: False skips the event as one of a
+        # type without a handler (no processed mark), e.g. an event nobody subscribed to.
+        self.wants = wants
 
     def run(self, stop: threading.Event) -> None:
         consumer = KafkaConsumer(
@@ -169,6 +173,9 @@ class EventConsumer:
             request_id=event.id,
             trace=f"{event.source}>{self.group}",
         ):
+            if self.wants is not None and not self.wants(event):
+                metrics.CONSUMED.labels(self.group, event.tenant, event.type, "skipped").inc()
+                return "skipped"
             if ProcessedEvent.objects(id=self.mark_prefix + event.id).first() is not None:
                 metrics.CONSUMED.labels(self.group, event.tenant, event.type, "duplicate").inc()
                 return "duplicate"

@@ -418,6 +418,12 @@ def list_deliveries(
 # ---------------------------------------------------------------- fan-out (the consumer)
 
 
+def wanted(event: CloudEvent) -> bool:
+    """Does any active registration of the event's tenant want its type? (Others are skipped unmarked.)"""
+    short = short_type(event.type)
+    return short is not None and any(short in types for _, types in active_registrations())
+
+
 def on_event(event: CloudEvent, payload: Message) -> None:
     """One delivery per active registration wanting this event type (idempotent by delivery _id)."""
     short = short_type(event.type)
@@ -462,6 +468,7 @@ def build_webhook_consumer(settings: Settings) -> EventConsumer:
         dict.fromkeys(EVENT_TYPES.values(), on_event),
         settings.kafka_bootstrap,
         max_retries=settings.consumer_max_retries,
+        wants=wanted,
     )
 
 
