@@ -72,3 +72,32 @@ def random_point(rng: random.Random) -> dict[str, float]:
     """A point well inside the benchmark grid."""
     lat, lon = BENCH_POINT
     return {"lat": round(lat + rng.uniform(-0.9, 0.9) * HALF, 6), "lon": round(lon + rng.uniform(-0.9, 0.9) * HALF, 6)}
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each process of the stack and by this benchmark."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    run_dir = os.path.join(os.environ.get("HONGLING_STATE_DIR", ".local"), "run")
+    pids = {"bench (client)": str(os.getpid())}
+    if os.path.isdir(run_dir):
+        for name in sorted(os.listdir(run_dir)):
+            if name.endswith(".pid"):
+                with open(os.path.join(run_dir, name)) as f:
+                    pids[name[:-4]] = f.read().strip()
+    for name, pid in pids.items():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            out[name] = (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def show_cpu(before: dict[str, float], after: dict[str, float], ops: int, name: str) -> None:
+    used = {k: after[k] - before.get(k, 0.0) for k in after}
+    busy = {k: v for k, v in used.items() if v >= 0.05}
+    total = sum(used.values())
+    parts = ", ".join(f"{k} {1000 * v / ops:.2f}" for k, v in sorted(busy.items(), key=lambda kv: -kv[1]))
+    print(f"CPU ms per operation, {name}: total {1000 * total / max(ops, 1):.2f} = {parts}")

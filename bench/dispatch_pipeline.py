@@ -33,6 +33,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchlib import cpu_seconds, show_cpu
 from google.protobuf.timestamp_pb2 import Timestamp
 from hongling.events.v1 import dispatch_events_pb2 as dev
 from hongling.events.v1 import intake_events_pb2 as iev
@@ -164,6 +165,7 @@ def main() -> int:
     print(f"[bench] warm-up done in {time.perf_counter() - warm_started:.1f} s", flush=True)
     sent: dict[str, float] = {}
     total = int(RATE * SECONDS)
+    cpu_before = cpu_seconds()
     topic = topic_for("intake")
     started = time.perf_counter()
     last_report = started
@@ -200,6 +202,7 @@ def main() -> int:
         if not missing:
             break
         time.sleep(0.5)
+    show_cpu(cpu_before, cpu_seconds(), total, "per issue, sending and draining")
     whistles.stop.set()
     whistles.thread.join(timeout=5)
     producer.close(timeout=10)

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
-from benchlib import admin_headers, ensure_grid, percentile, random_point
+from benchlib import admin_headers, cpu_seconds, ensure_grid, percentile, random_point, show_cpu
 from pymongo import MongoClient
 
 from services.common.settings import get_settings
@@ -78,35 +78,6 @@ def run(name: str, op: Callable[[random.Random], None]) -> tuple[float, list[flo
     elapsed = time.perf_counter() - started
     flat = [v for x in latencies for v in x]
     return len(flat) / elapsed, flat, sum(errors)
-
-
-def cpu_seconds() -> dict[str, float]:
-    """CPU seconds (user + system) used so far by each process of the stack and by this benchmark."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out: dict[str, float] = {}
-    run_dir = os.path.join(os.environ.get("HONGLING_STATE_DIR", ".local"), "run")
-    pids = {"bench (client)": str(os.getpid())}
-    if os.path.isdir(run_dir):
-        for name in sorted(os.listdir(run_dir)):
-            if name.endswith(".pid"):
-                with open(os.path.join(run_dir, name)) as f:
-                    pids[name[:-4]] = f.read().strip()
-    for name, pid in pids.items():
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            out[name] = (int(fields[11]) + int(fields[12])) / tick
-        except (OSError, ValueError, IndexError):
-            continue
-    return out
-
-
-def show_cpu(before: dict[str, float], after: dict[str, float], ops: int, name: str) -> None:
-    used = {k: after[k] - before.get(k, 0.0) for k in after}
-    busy = {k: v for k, v in used.items() if v >= 0.05}
-    total = sum(used.values())
-    parts = ", ".join(f"{k} {1000 * v / ops:.2f}" for k, v in sorted(busy.items(), key=lambda kv: -kv[1]))
-    print(f"CPU ms per operation, {name}: total {1000 * total / max(ops, 1):.2f} = {parts}")
 
 
 def issue_like(rng: random.Random) -> dict[str, Any]:
