@@ -13,8 +13,6 @@ Effects outside the document (timers, metrics) run after the write succeeded, on
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import hashlib
 import json
@@ -32,6 +30,7 @@ from hongling.events.v1 import dispatch_events_pb2 as dev
 from hongling.events.v1 import intake_events_pb2 as iev
 from hongling.events.v1 import org_events_pb2 as oev
 
+from services.common import paging
 from services.common.claims import claim_version
 from services.common.context import require_tenant
 from services.common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
@@ -649,24 +648,6 @@ def _fingerprint(**filters: Any) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
-def _token(at: datetime, doc_id: str, fingerprint: str) -> str:
-    raw = json.dumps({"t": int(at.timestamp() * 1000), "i": doc_id, "f": fingerprint}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _untoken(token: str, fingerprint: str) -> tuple[datetime, str]:
-    bad = InvalidArgument("page_token is not one this service issued for these filters", field="page_token")
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        at = datetime.fromtimestamp(int(data["t"]) / 1000, tz=UTC)
-        doc_id, made_for = str(data["i"]), str(data["f"])
-    except (ValueError, KeyError, TypeError, OverflowError, binascii.Error):
-        raise bad from None
-    if made_for != fingerprint:
-        raise bad
-    return at, doc_id
-
-
 def _page_size(page_size: int) -> int:
     if not 0 <= page_size <= PAGE_MAX:
         raise InvalidArgument(f"page_size must be 1..{PAGE_MAX}", field="page_size")
@@ -707,12 +688,12 @@ def list_tasks(flt: TaskFilter, page_size: int, page_token: str) -> tuple[list[T
     if flt.overdue:
         clauses.append({"complete_by": {"$lt": utcnow()}, "status": {"$nin": sorted(domain.FINISHED)}})
     if page_token:
-        at, after = _untoken(page_token, fingerprint)
+        at, after = paging.parse_page_token(page_token, fingerprint)
         clauses.append({"$or": [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": after}}]})
     query: dict[str, Any] = {"$and": clauses} if clauses else {}
     docs = list(TaskDoc.objects(__raw__=query).exclude("outbox").order_by("-created_at", "-id").limit(size + 1))
     page = docs[:size]
-    token = _token(aware(page[-1].created_at), page[-1].id, fingerprint) if len(docs) > size else ""  # type: ignore[arg-type]
+    token = paging.page_token(aware(page[-1].created_at), page[-1].id, fingerprint) if len(docs) > size else ""  # type: ignore[arg-type]
     return page, token
 
 
@@ -737,11 +718,11 @@ def list_overdue(community_id: str, deadline: str, page_size: int, page_token: s
     if community_id.strip():
         clauses.append({"community_id": community_id.strip()})
     if page_token:
-        at, after = _untoken(page_token, fingerprint)
+        at, after = paging.parse_page_token(page_token, fingerprint)
         clauses.append({"$or": [{field: {"$gt": at}}, {field: at, "_id": {"$gt": after}}]})
     docs = list(TaskDoc.objects(__raw__={"$and": clauses}).exclude("outbox").order_by(field, "id").limit(size + 1))
     page = docs[:size]
-    token = _token(aware(getattr(page[-1], field)), page[-1].id, fingerprint) if len(docs) > size else ""  # type: ignore[arg-type]
+    token = paging.page_token(aware(getattr(page[-1], field)), page[-1].id, fingerprint) if len(docs) > size else ""  # type: ignore[arg-type]
     return page, token
 
 
@@ -783,7 +764,7 @@ def list_whistles(
     for value, stored in ((community_id, "community_id"), (call_type, "call_type"), (responder_id, "target_ids")):
         if value.strip():
             base.append({stored: value.strip()})
-    cursor: tuple[datetime, str] | None = _untoken(page_token, fingerprint) if page_token else None
+    cursor: tuple[datetime, str] | None = paging.parse_page_token(page_token, fingerprint) if page_token else None
     out: list[WhistleDoc] = []
     tasks: dict[str, TaskDoc] = {}
     more = False
@@ -812,7 +793,7 @@ def list_whistles(
             break
     else:
         more = True  # looked at enough calls for one page: a short page, and a token for the rest
-    token = _token(cursor[0], cursor[1], fingerprint) if more and cursor is not None else ""
+    token = paging.page_token(cursor[0], cursor[1], fingerprint) if more and cursor is not None else ""
     return out, tasks, token
 
 

@@ -14,9 +14,6 @@ Duplicates are found without scanning the issues: see services/intake/geo.py for
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 import time
 import uuid
@@ -34,6 +31,7 @@ from hongling.events.v1 import evaluation_events_pb2 as eev
 from hongling.events.v1 import intake_events_pb2 as ev
 from hongling.events.v1 import publication_events_pb2 as pev
 
+from services.common import paging
 from services.common.claims import claim_version
 from services.common.context import current_request_id, require_tenant
 from services.common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
@@ -572,25 +570,6 @@ def get_attachment(issue_id: str, attachment_id: str) -> AttachmentDoc:
     return doc
 
 
-def _token(at: datetime, issue_id: str, fingerprint: str) -> str:
-    raw = json.dumps({"t": int(at.timestamp() * 1000), "i": issue_id, "f": fingerprint}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _untoken(token: str, fingerprint: str) -> tuple[datetime, str]:
-    bad = InvalidArgument("page_token is not one this service issued for these filters", field="page_token")
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        at = datetime.fromtimestamp(int(data["t"]) / 1000, tz=UTC)
-        issue_id = str(data["i"])
-        made_for = str(data["f"])
-    except (ValueError, KeyError, TypeError, OverflowError, binascii.Error):
-        raise bad from None
-    if made_for != fingerprint:
-        raise bad
-    return at, issue_id
-
-
 def list_issues(flt: domain.IssueFilter, page_size: int, page_token: str) -> tuple[list[IssueDoc], str, Rules]:
     """Newest first (created_at, then id, descending), keyset pages: a page costs the same however deep.
 
@@ -634,12 +613,14 @@ def list_issues(flt: domain.IssueFilter, page_size: int, page_token: str) -> tup
             }
         )
     if page_token:
-        at, after_id = _untoken(page_token, fingerprint)
+        at, after_id = paging.parse_page_token(page_token, fingerprint)
         clauses.append({"$or": [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": after_id}}]})
     query: dict[str, Any] = {"$and": clauses} if clauses else {}
     docs = list(IssueDoc.objects(__raw__=query).exclude("outbox").order_by("-created_at", "-id").limit(size + 1))
     page = docs[:size]
-    next_token = _token(_aware(page[-1].created_at) or utcnow(), page[-1].id, fingerprint) if len(docs) > size else ""
+    next_token = (
+        paging.page_token(_aware(page[-1].created_at) or utcnow(), page[-1].id, fingerprint) if len(docs) > size else ""
+    )
     return page, next_token, rules
 
 
