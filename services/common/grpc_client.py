@@ -4,8 +4,9 @@ caller's principal, tenant, request id and call chain forwarded in metadata."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import grpc
 
@@ -14,6 +15,9 @@ from services.common import context
 # Spreadsheet imports and exports travel as one message; 16 MiB leaves room above the 5 MB file limit.
 from services.common.grpc_server import MAX_MESSAGE_BYTES, REQUEST_ID_KEY, TENANT_KEY, TRACE_KEY
 from services.common.principal import METADATA_KEY, mint
+from services.common.settings import Settings, get_settings
+
+S = TypeVar("S")
 
 
 def service_config(service_names: list[str]) -> str:
@@ -94,3 +98,38 @@ def make_channel(
         ],
     )
     return grpc.intercept_channel(channel, ContextInterceptor(secret, default_timeout, caller))
+
+
+class LazyStub(Generic[S]):
+    """A stub of another service, its channel opened on first use: calls carry this service's identity
+    (`caller`), deadlines and UNAVAILABLE retries (make_channel). Thread-safe; one channel per instance."""
+
+    def __init__(
+        self,
+        stub_class: Callable[[grpc.Channel], S],
+        service: str,
+        full_name: str,
+        caller: str,
+        settings: Settings | None = None,
+    ) -> None:
+        self._stub_class = stub_class
+        self._service = service
+        self._full_name = full_name
+        self._caller = caller
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._stub: S | None = None
+
+    def __call__(self) -> S:
+        with self._lock:
+            if self._stub is None:
+                settings = self._settings or get_settings()
+                channel = make_channel(
+                    settings.address(self._service),
+                    [self._full_name],
+                    secret=settings.principal_secret,
+                    caller=self._caller,
+                    default_timeout=settings.call_timeout_seconds,
+                )
+                self._stub = self._stub_class(channel)
+            return self._stub

@@ -25,10 +25,10 @@ from hongling.org.v1 import org_pb2, org_pb2_grpc
 
 from services.common import context
 from services.common.errors import HonglingError, InvalidArgument
-from services.common.grpc_client import make_channel
+from services.common.grpc_client import LazyStub
 from services.common.mongo import tenant_database
 from services.common.principal import Principal
-from services.common.settings import Settings, get_settings
+from services.common.settings import Settings
 from services.dispatch import domain
 
 log = logging.getLogger(__name__)
@@ -58,27 +58,11 @@ class Unit:
 
 class Directory:
     def __init__(self, settings: Settings | None = None) -> None:
-        self._settings = settings
-        self._lock = threading.Lock()
-        self._stub: org_pb2_grpc.OrgServiceStub | None = None
+        self._org = LazyStub(org_pb2_grpc.OrgServiceStub, "org", ORG_SERVICE, "dispatch", settings)
         # tenant -> (read at, generation read before, community -> units)
         self._units: dict[str, tuple[float, str, dict[str, list[Unit]]]] = {}
         self._refreshing: set[str] = set()
         self._names: dict[tuple[str, str, str], tuple[float, str]] = {}
-
-    def _org(self) -> org_pb2_grpc.OrgServiceStub:
-        with self._lock:
-            if self._stub is None:
-                settings = self._settings or get_settings()
-                channel = make_channel(
-                    settings.address("org"),
-                    [ORG_SERVICE],
-                    secret=settings.principal_secret,
-                    caller="dispatch",
-                    default_timeout=settings.call_timeout_seconds,
-                )
-                self._stub = org_pb2_grpc.OrgServiceStub(channel)
-            return self._stub
 
     def _call(self, method: str, request: Any) -> Any:
         tenant = context.require_tenant()

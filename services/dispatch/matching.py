@@ -22,7 +22,6 @@ Interface used by the dispatch core (keep stable):
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -39,9 +38,9 @@ from prometheus_client import Histogram
 
 from services.common import context
 from services.common.errors import HonglingError, InvalidArgument
-from services.common.grpc_client import make_channel
+from services.common.grpc_client import LazyStub
 from services.common.principal import Principal
-from services.common.settings import Settings, get_settings
+from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -292,23 +291,7 @@ class OrgCandidates:
     """OrgService.FindCandidates, called as the dispatch service (a "service" principal of the call's tenant)."""
 
     def __init__(self, settings: Settings | None = None) -> None:
-        self._settings = settings
-        self._lock = threading.Lock()
-        self._stub: org_pb2_grpc.OrgServiceStub | None = None
-
-    def _org(self) -> org_pb2_grpc.OrgServiceStub:
-        with self._lock:
-            if self._stub is None:
-                settings = self._settings or get_settings()
-                channel = make_channel(
-                    settings.address("org"),
-                    [ORG_SERVICE],
-                    secret=settings.principal_secret,
-                    caller="dispatch",
-                    default_timeout=settings.call_timeout_seconds,
-                )
-                self._stub = org_pb2_grpc.OrgServiceStub(channel)
-            return self._stub
+        self._org = LazyStub(org_pb2_grpc.OrgServiceStub, "org", ORG_SERVICE, "dispatch", settings)
 
     def find(self, need: Need, pool: int = POOL_MIN) -> tuple[list[Ranked], int]:
         request = org_pb2.FindCandidatesRequest(

@@ -7,7 +7,6 @@ resident reporting a problem may not read org data, but the issue must still be 
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -16,7 +15,7 @@ from hongling.org.v1 import org_pb2, org_pb2_grpc
 
 from services.common import context
 from services.common.errors import HonglingError, InvalidArgument
-from services.common.grpc_client import make_channel
+from services.common.grpc_client import LazyStub
 from services.common.principal import Principal
 from services.common.settings import Settings
 from services.common.tenants import get_tenant
@@ -54,21 +53,7 @@ class OrgPlacer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._lock = threading.Lock()
-        self._stub: org_pb2_grpc.OrgServiceStub | None = None
-
-    def _org(self) -> org_pb2_grpc.OrgServiceStub:
-        with self._lock:
-            if self._stub is None:
-                channel = make_channel(
-                    self.settings.address("org"),
-                    [ORG_SERVICE],
-                    secret=self.settings.principal_secret,
-                    caller="intake",
-                    default_timeout=self.settings.call_timeout_seconds,
-                )
-                self._stub = org_pb2_grpc.OrgServiceStub(channel)
-            return self._stub
+        self._org = LazyStub(org_pb2_grpc.OrgServiceStub, "org", ORG_SERVICE, "intake", settings)
 
     def _call(self, method: str, request: Any) -> Any:
         tenant = context.require_tenant()

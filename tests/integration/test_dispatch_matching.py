@@ -10,14 +10,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import grpc
 import pytest
 from hongling.org.v1 import org_pb2 as pb
 from pymongo import MongoClient, ReturnDocument
 
 from services.common import context, mongo
 from services.common.errors import InvalidArgument
-from services.common.settings import Settings
+from services.common.settings import Settings, get_settings
 from services.dispatch import helpers_model as model
 from services.dispatch.matching import HelperRecord, Need, rank_candidates, record_key
 from tests.conftest import System, unique, wait_for
@@ -223,9 +222,8 @@ def test_an_unknown_grid_is_refused_with_its_field(helpers: dict[str, Any]) -> N
 def test_ranking_without_org_is_unavailable(helpers: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     from services.dispatch import matching
 
-    broken = matching.OrgCandidates()
-    channel = grpc.insecure_channel("127.0.0.1:1")
-    broken._stub = matching.org_pb2_grpc.OrgServiceStub(channel)
+    # The org service's address points at a port nobody listens on.
+    broken = matching.OrgCandidates(get_settings().model_copy(update={"org_addr": "127.0.0.1:1"}))
     monkeypatch.setattr(matching, "_org", broken)
     with pytest.raises(matching.Unavailable):
         rank_candidates(Need((helpers["skill"],), (), (), helpers["community"], helpers["g1"]))
