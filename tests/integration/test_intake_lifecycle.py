@@ -21,6 +21,7 @@ from kafka import KafkaProducer
 from pymongo import MongoClient
 
 from services.common.events import CloudEvent, record_key, topic_for
+from services.dispatch.domain import whistle_id_for_issue
 from tests.conftest import System, wait_for
 from tests.integration.test_intake_service import Area, events_of, intake, make_area, new_issue
 
@@ -102,19 +103,15 @@ def test_events_move_the_issue_forward_and_its_duplicate_follows(
     clock = Clock()
     key = original.id
 
-    blown_at = clock.next()
-    publish(
-        producer,
-        "dispatch",
-        key,
-        dev.WhistleBlown(
-            whistle_id="w1", tenant=T, issue_ids=[original.id], call_type="tackling", blown_at=ts(blown_at)
-        ),
-        blown_at,
-    )
+    # The running dispatch service blows the call of the classified original (a major issue: tackling);
+    # the synthetic events below are dated after it, as later steps are.
     got = reaches(system, original.id, "whistle_blown")
+    calls = mongo_client[f"hl_dispatch_{T}"]["whistles"]
+    call = wait_for(lambda: calls.find_one({"_id": whistle_id_for_issue(original.id)}))
+    blown_at = call["blown_at"]
     assert got.history[-1].kind == "whistle_blown" and "攻坚集结号" in got.history[-1].note_zh
-    assert got.history[-1].at.ToDatetime(tzinfo=UTC) == blown_at  # when it happened, not when it was heard
+    heard = got.history[-1].at.ToDatetime(tzinfo=UTC)
+    assert abs(heard - blown_at) < timedelta(milliseconds=1)  # when it happened, not when it was heard
     follower = reaches(system, dup.id, "whistle_blown")
     assert follower.history[-1].note_zh.startswith(f"随原事项 {original.id}：")
     assert "follows the original" in follower.history[-1].note_en
@@ -151,8 +148,10 @@ def test_events_move_the_issue_forward_and_its_duplicate_follows(
         producer,
         "dispatch",
         key,
-        dev.WhistleBlown(whistle_id="w0", tenant=T, issue_ids=[original.id], blown_at=ts(blown_at)),
-        blown_at,
+        dev.WhistleBlown(
+            whistle_id="w0", tenant=T, issue_ids=[original.id], blown_at=ts(blown_at - timedelta(minutes=1))
+        ),
+        blown_at - timedelta(minutes=1),
     )
     # Rejected at verification: back to work (reopened → in_progress), and the duplicate with it.
     rejected_at = clock.next()
