@@ -14,11 +14,13 @@ Effects outside the document (timers, metrics) run after the write succeeded, on
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -1129,6 +1131,19 @@ class RankedView:
     reported_in: frozenset[tuple[str, str]]
 
 
+_READS = ThreadPoolExecutor(8, thread_name_prefix="dispatch-read")
+
+
+def _accepted_on(whistle_ids: list[str]) -> set[tuple[str, str]]:
+    """(kind, id) of the targets that accepted these calls (the targets only, as stored: no document build)."""
+    accepted: set[tuple[str, str]] = set()
+    for raw in WhistleDoc._get_collection().find({"_id": {"$in": whistle_ids}}, {"targets": 1}) if whistle_ids else []:
+        for t in raw.get("targets") or []:
+            if t.get("answer") == domain.ACCEPT:
+                accepted.add((str(t.get("kind", "")), str(t.get("id", ""))))
+    return accepted
+
+
 def rank_for_task(task_id: str, limit: int, by: Principal) -> RankedView:
     """点将: helpers for the task, best first, with their reasons; who is already on it or answered its call."""
     domain.require_role(by.role, domain.READ_ROLES, "rank candidates")
@@ -1136,13 +1151,10 @@ def rank_for_task(task_id: str, limit: int, by: Principal) -> RankedView:
         raise InvalidArgument(f"limit must be 1..{matching.MAX_LIMIT}", field="limit")
     task = get_task(task_id, light=True)
     need = need_of(task)
+    # Who accepted the task's calls is read while org ranks (both wait on other processes).
+    answers = _READS.submit(contextvars.copy_context().run, _accepted_on, list(task.whistle_ids or []))
     ranked, considered = matching.rank_candidates(need, limit or 20)
-    accepted: set[tuple[str, str]] = set()
-    for wid in task.whistle_ids or []:
-        w = WhistleDoc.objects(id=wid).only("targets").first()
-        for t in (w.targets if w else []) or []:
-            if t.answer == domain.ACCEPT:
-                accepted.add((t.kind, t.id))
+    accepted = answers.result()
     return RankedView(
         ranked,
         considered,

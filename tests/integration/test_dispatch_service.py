@@ -801,6 +801,11 @@ def test_a_member_acts_only_as_itself(system: System, scene: Scene) -> None:
     assert t.status == "accepted" and t.assignment.id == scene.fitter and t.crew[0].by == f"member-{scene.fitter}"
     w = me.ReportIn(pb.ReportInRequest(whistle_id=task.whistle_id, answer="accept"))
     assert [(r.responder_id, r.answer) for r in w.reports] == [(scene.fitter, "accept")]
+    # The ranked list marks who is on the task and who answered its call.
+    ranked = dispatch(system).RankCandidates(pb.RankCandidatesRequest(task_id=task.id, limit=20))
+    fitter = next(c for c in ranked.candidates if c.id == scene.fitter)
+    assert fitter.on_crew and fitter.reported_in
+    assert not any(c.reported_in for c in ranked.candidates if c.id != scene.fitter)
     assert other.fails("TransitionTask", pb.TransitionTaskRequest(task_id=task.id, action="start")).code() == (
         grpc.StatusCode.PERMISSION_DENIED
     )
