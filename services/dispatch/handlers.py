@@ -37,7 +37,7 @@ from services.common.claims import claim_version
 from services.common.context import require_tenant
 from services.common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.common.events import CloudEvent, PoisonEvent
-from services.common.outbox import OUTBOX_SIGNAL, OutboxDocument, mark_pending
+from services.common.outbox import OutboxDocument, write_next_version
 from services.common.principal import Principal
 from services.dispatch import deadlines, domain, matching, metrics
 from services.dispatch.directory import directory
@@ -157,27 +157,6 @@ def put_rules(
 # ---------------------------------------------------------------- versioned writes
 
 
-def _write(doc: OutboxDocument, prefix: str, old_version: int, now: datetime) -> bool:
-    """Write the changed document as version old_version + 1, if this writer wins that version."""
-    cls = type(doc)
-    if not claim_version(f"{prefix}:{doc.pk}:{old_version + 1}"):
-        return False
-    doc.version = old_version + 1
-    doc.updated_at = now
-    new_events = bool(getattr(doc, "_new_events", False))
-    if new_events:
-        mark_pending(cls, str(doc.pk))
-    # Documents written before versions existed have none: they count as version 1.
-    version_filter: dict[str, Any] = (
-        {"$or": [{"version": 1}, {"version": {"$exists": False}}]} if old_version == 1 else {"version": old_version}
-    )
-    result = cls._get_collection().replace_one({"_id": doc.pk, **version_filter}, doc.to_mongo().to_dict())
-    if new_events:
-        doc._new_events = False
-        OUTBOX_SIGNAL.set()
-    return bool(result.matched_count)
-
-
 def _change(
     cls: type[D],
     prefix: str,
@@ -207,7 +186,7 @@ def _change(
         effects: Effects = []
         if not mutate(doc, now, effects):
             return doc
-        if _write(doc, prefix, version, now):
+        if write_next_version(doc, prefix, version, now):
             for effect in effects:
                 try:
                     effect()

@@ -36,7 +36,7 @@ from services.common.claims import claim_version
 from services.common.context import current_request_id, require_tenant
 from services.common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
 from services.common.events import CloudEvent, PoisonEvent
-from services.common.outbox import OUTBOX_SIGNAL, mark_pending
+from services.common.outbox import write_next_version
 from services.common.principal import Principal
 from services.common.protect import Protector
 from services.intake import domain, geo, metrics
@@ -137,22 +137,6 @@ def put_rules(data: Mapping[str, Any], expected_version: int, by: Principal) -> 
 # ---------------------------------------------------------------- versioned writes
 
 
-def _write(doc: IssueDoc, old_version: int, now: datetime) -> bool:
-    """Write the changed document as version old_version + 1, if this writer wins that version."""
-    if not claim_version(f"issue:{doc.id}:{old_version + 1}"):
-        return False
-    doc.version = old_version + 1
-    doc.updated_at = now
-    new_events = bool(getattr(doc, "_new_events", False))
-    if new_events:
-        mark_pending(IssueDoc, doc.id)
-    result = IssueDoc._get_collection().replace_one({"_id": doc.id, "version": old_version}, doc.to_mongo().to_dict())
-    if new_events:
-        doc._new_events = False
-        OUTBOX_SIGNAL.set()
-    return bool(result.matched_count)
-
-
 def change_issue(
     issue_id: str, mutate: Mutation, *, expected_version: int | None = None, wait_for_doc: float = 0.0
 ) -> IssueDoc | None:
@@ -178,7 +162,7 @@ def change_issue(
         now = utcnow()
         if not mutate(doc, now):
             return doc
-        if _write(doc, old_version, now):
+        if write_next_version(doc, "issue", old_version, now):
             return doc
         if expected_version is not None:
             raise Aborted(

@@ -55,7 +55,7 @@ def community(system: System) -> Community:
     for kind in ("property_company", "owners_committee"):
         unit = {
             "community_id": c["id"],
-            "name_zh": f"单位{unique()}",
+            "name_zh": f"成员单位{unique()}",
             "kind": kind,
             "contact_name": "李经理",
             "contact_phone": phone(),

@@ -31,55 +31,14 @@ from gateway.governance.store import DATABASE as GOVERNANCE
 from gateway.tokens import TOKEN_ROLES, new_token
 from services.common.audit import DATABASE as AUDIT
 from tests.conftest import REPO, System, unique
+from tests.e2e.test_department_access import Community, community
 from tests.e2e.test_governance import Place, approver, body, department, file
-from tests.e2e.test_org_api import created, new_community, new_grid, org, phone, square
+from tests.e2e.test_org_api import new_grid, square
 
 T, OTHER = "shanggao", "daimiao"
 SERVICE = "hongling.frontdoor.v1.DepartmentGateway"
 DATA_OPS = ["org.read:member-units", "org.read:people", "org.read:communities"]
 DATA_FIELDS = ["contact_name", "kind", "name_zh"]
-
-
-@dataclass(frozen=True)
-class Community:
-    id: str
-    item_id: str  # a public-affairs item (承办) of it
-    unit_ids: tuple[str, ...]  # a property company, then an owners' committee
-    person_id: str
-
-
-def community(system: System) -> Community:
-    c = new_community(system, T)
-    item = created(
-        org(
-            system,
-            "POST",
-            "public-affairs-items",
-            tenant=T,
-            json={"community_id": c["id"], "mode": "undertake", "title_zh": f"养老服务{unique()}"},
-        )
-    )
-    units = []
-    for kind in ("property_company", "owners_committee"):
-        unit = {
-            "community_id": c["id"],
-            "name_zh": f"成员单位{unique()}",
-            "kind": kind,
-            "contact_name": "李经理",
-            "contact_phone": phone(),
-            "joined_on": "2025-03-01",
-        }
-        units.append(created(org(system, "POST", "member-units", tenant=T, json=unit))["id"])
-    person = created(
-        org(
-            system,
-            "POST",
-            "people",
-            tenant=T,
-            json={"community_id": c["id"], "name_zh": "张志愿", "roles": ["volunteer"], "phone": phone()},
-        )
-    )
-    return Community(c["id"], item["id"], tuple(units), person["id"])
 
 
 @pytest.fixture(scope="module")
