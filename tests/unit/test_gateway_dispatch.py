@@ -24,8 +24,6 @@ from google.protobuf.message import Message
 from hongling.dispatch.v1 import dispatch_pb2 as pb
 from hongling.dispatch.v1 import webhooks_pb2 as wpb
 
-from gateway.app import create_app
-from gateway.clients import Clients
 from gateway.policy import POLICY
 from gateway.protojson import to_json
 from gateway.tokens import TokenFile, TokenStore, make_record
@@ -34,7 +32,6 @@ from services.common import context
 from services.common.errors import Unauthenticated
 from services.common.grpc_server import ERROR_FIELD_KEY, ERROR_REASON_KEY
 from services.common.principal import Principal, mint, parse_responder, verify
-from services.common.settings import Settings
 from tests.unit.test_gateway_openapi import validator
 
 T = "taiqian"
@@ -108,23 +105,8 @@ class FakeClients:
 
 
 @pytest.fixture
-def tokens(tmp_path: Path) -> Path:
-    return tmp_path / "api-tokens.toml"
-
-
-@pytest.fixture
-def fake() -> FakeClients:
+def fake() -> FakeClients:  # the app and client fixtures (tests/unit/conftest.py) are built around it
     return FakeClients()
-
-
-@pytest.fixture
-def app(tokens: Path, fake: FakeClients) -> Flask:
-    return create_app(Settings(api_tokens_file=str(tokens)), clients=cast(Clients, fake))
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 def bearer(tokens: Path, role: str, tenant: str = T, responder: str | None = None) -> dict[str, str]:

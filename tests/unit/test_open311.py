@@ -9,23 +9,19 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 from google.protobuf.timestamp_pb2 import Timestamp
 from hongling.intake.v1 import intake_pb2
 from werkzeug.datastructures import MultiDict
 
 from gateway import open311
-from gateway.app import create_app
-from gateway.clients import Clients
 from gateway.open311 import Open311Error
 from gateway.tokens import TokenFile
 from services.common import context
 from services.common.principal import Principal
-from services.common.settings import Settings
 from services.intake import domain
 from services.intake.classify import default_rules
 from services.intake.servicer import rules_to_pb
@@ -425,23 +421,8 @@ class FakeClients:
 
 
 @pytest.fixture
-def tokens(tmp_path: Path) -> Path:
-    return tmp_path / "api-tokens.toml"
-
-
-@pytest.fixture
-def fake() -> FakeClients:
+def fake() -> FakeClients:  # the app and client fixtures (tests/unit/conftest.py) are built around it
     return FakeClients()
-
-
-@pytest.fixture
-def app(tokens: Path, fake: FakeClients) -> Flask:
-    return create_app(Settings(api_tokens_file=str(tokens)), clients=cast(Clients, fake))
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 def key(tokens: Path, role: str, *tenants: str) -> str:
