@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import random
+from collections import Counter
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.tokens import TokenFile
-from services.common.settings import Settings
+from services.common.settings import Settings, get_settings
 from services.org.seed import Rect
 
 BENCH_POINT = (36.40, 117.40)  # away from the demo area (lat 36.15-36.25) and the scale area (36.03-36.14)
@@ -101,3 +103,38 @@ def show_cpu(before: dict[str, float], after: dict[str, float], ops: int, name: 
     total = sum(used.values())
     parts = ", ".join(f"{k} {1000 * v / ops:.2f}" for k, v in sorted(busy.items(), key=lambda kv: -kv[1]))
     print(f"CPU ms per operation, {name}: total {1000 * total / max(ops, 1):.2f} = {parts}")
+
+
+SERVICES = ("gateway", "org", "intake", "dispatch", "evaluation", "publication")
+
+
+def mongo_commands() -> Counter[tuple[str, str, str]]:
+    """Database commands sent so far by each service process: (service, command, collection) -> count,
+    from hongling_mongo_commands_total on their /metrics."""
+    settings = get_settings()
+    out: Counter[tuple[str, str, str]] = Counter()
+    for service in SERVICES:
+        try:
+            text = requests.get(f"http://{settings.host}:{settings.metrics_port(service)}/metrics", timeout=5).text
+        except (requests.RequestException, ValueError, AttributeError):
+            continue
+        for family in text_string_to_metric_families(text):
+            if family.name != "hongling_mongo_commands":
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    key = (service, sample.labels["command"], sample.labels["collection"])
+                    out[key] += int(sample.value)
+    return out
+
+
+def show_commands(before: Counter[tuple[str, str, str]], after: Counter[tuple[str, str, str]], ops: int) -> None:
+    """Print the database commands per operation, by service, command and collection (largest first)."""
+    used = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0) > 0}
+    skip = {"hello", "ismaster", "isMaster", "endSessions", "ping", "buildInfo", "listCollections", "listIndexes"}
+    rows = sorted(((k, v) for k, v in used.items() if k[1] not in skip), key=lambda kv: -kv[1])
+    total = sum(v for _, v in rows)
+    print(f"database commands per operation: {total / max(ops, 1):.2f}")
+    for (service, command, collection), n in rows:
+        if n / max(ops, 1) >= 0.02:
+            print(f"  {n / max(ops, 1):6.2f}  {service:<11} {command:<8} {collection}")

@@ -33,7 +33,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchlib import cpu_seconds, show_cpu
+from benchlib import cpu_seconds, mongo_commands, show_commands, show_cpu
 from google.protobuf.timestamp_pb2 import Timestamp
 from hongling.events.v1 import dispatch_events_pb2 as dev
 from hongling.events.v1 import intake_events_pb2 as iev
@@ -166,6 +166,7 @@ def main() -> int:
     sent: dict[str, float] = {}
     total = int(RATE * SECONDS)
     cpu_before = cpu_seconds()
+    commands_before = mongo_commands()
     topic = topic_for("intake")
     started = time.perf_counter()
     last_report = started
@@ -203,6 +204,7 @@ def main() -> int:
             break
         time.sleep(0.5)
     show_cpu(cpu_before, cpu_seconds(), total, "per issue, sending and draining")
+    show_commands(commands_before, mongo_commands(), total)
     whistles.stop.set()
     whistles.thread.join(timeout=5)
     producer.close(timeout=10)

@@ -34,7 +34,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
-from benchlib import admin_headers, cpu_seconds, ensure_grid, percentile, random_point, show_cpu
+from benchlib import (
+    admin_headers,
+    cpu_seconds,
+    ensure_grid,
+    mongo_commands,
+    percentile,
+    random_point,
+    show_commands,
+    show_cpu,
+)
 from pymongo import MongoClient
 
 from services.common.settings import get_settings
@@ -143,8 +152,10 @@ def main() -> int:
     print(f"[bench] {WORKERS} workers, {SECONDS:.0f} s per phase; load average {os.getloadavg()[0]:.1f}")
     post(random.Random(0))  # warm the path (connections, the org index) before measuring
     cpu0 = cpu_seconds()
+    commands0 = mongo_commands()
     full = run("gateway POST /issues", post)
     cpu1 = cpu_seconds()
+    commands1 = mongo_commands()
     raw = run("raw insert_one", insert)
     cpu2 = cpu_seconds()
     client.drop_database("hl_bench_raw")
@@ -154,6 +165,7 @@ def main() -> int:
         print(f"full path / raw insert rate = {full[0] / raw[0]:.2f} (goal >= 0.50)")
     show_cpu(cpu0, cpu1, len(full[1]), "full path")
     show_cpu(cpu1, cpu2, len(raw[1]), "raw insert")
+    show_commands(commands0, commands1, len(full[1]))
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     return 0 if full[2] == 0 else 1
 

@@ -188,6 +188,9 @@ def system(infra: Settings) -> Iterator[System]:
     for name in ("IP", "PRINCIPAL"):
         os.environ.setdefault(f"HONGLING_RATE_{name}_PER_SECOND", "100000")
         os.environ.setdefault(f"HONGLING_RATE_{name}_BURST", "100000")
+    # Some tests move a timer in the database as another dispatch process would; the rescan that finds such
+    # a timer runs every 5 s in this stack instead of every minute, so they do not wait for it.
+    os.environ.setdefault("HONGLING_TIMER_RESCAN_SECONDS", "5")
     sys_.services_sh("start")
     # The gateway answers /healthz before every service is SERVING; wait for /readyz too.
     deadline = time.monotonic() + 30

@@ -4,6 +4,9 @@
 - A record whose event id was already handled is dropped (ProcessedEvent, per tenant database).
   Handlers are also written idempotently by natural key, so a crash between the handler's write
   and the mark changes nothing on redelivery.
+- Types whose handlers are idempotent by themselves (listed in `idempotent`: every write is an insert
+  by a deterministic _id or a change that a second run finds done) skip the mark: its read and its
+  insert are two database commands per event that a replay would not need.
 - A record that cannot be parsed goes straight to the dead-letter topic; one whose handler keeps
   failing goes there after bounded retries. Either way the consumer moves on.
 """
@@ -62,6 +65,7 @@ class EventConsumer:
         mark_prefix: str = "",
         concurrency: int = 1,
         wants: Callable[[CloudEvent], bool] | None = None,
+        idempotent: Sequence[type[Message]] = (),
     ) -> None:
         self.name = f"{group}-consumer"
         self.group = group
@@ -81,6 +85,11 @@ class EventConsumer:
         # Asked in the event's tenant before anything is read or written: False skips the event as one of a
         # type without a handler (no processed mark), e.g. an event nobody subscribed to.
         self.wants = wants
+        # Types handled without the processed-event mark (see the module docstring).
+        self.idempotent = frozenset(cls.DESCRIPTOR.full_name for cls in idempotent)
+        unknown = self.idempotent - set(self.handlers)
+        if unknown:
+            raise ValueError(f"idempotent types without a handler: {', '.join(sorted(unknown))}")
 
     def run(self, stop: threading.Event) -> None:
         consumer = KafkaConsumer(
@@ -176,7 +185,8 @@ class EventConsumer:
             if self.wants is not None and not self.wants(event):
                 metrics.CONSUMED.labels(self.group, event.tenant, event.type, "skipped").inc()
                 return "skipped"
-            if ProcessedEvent.objects(id=self.mark_prefix + event.id).first() is not None:
+            marked = event.type not in self.idempotent
+            if marked and ProcessedEvent.objects(id=self.mark_prefix + event.id).first() is not None:
                 metrics.CONSUMED.labels(self.group, event.tenant, event.type, "duplicate").inc()
                 return "duplicate"
             try:
@@ -202,10 +212,11 @@ class EventConsumer:
                 return "dead_lettered"
             # An insert by _id (one write; an upsert would read first): a duplicate was recorded by a
             # concurrent delivery of the same event, and one mark is all that is needed.
-            with contextlib.suppress(me.NotUniqueError, pymongo.errors.DuplicateKeyError):
-                ProcessedEvent(
-                    id=self.mark_prefix + event.id, group=self.group, type=event.type, handled_at=datetime.now(UTC)
-                ).save(force_insert=True)
+            if marked:
+                with contextlib.suppress(me.NotUniqueError, pymongo.errors.DuplicateKeyError):
+                    ProcessedEvent(
+                        id=self.mark_prefix + event.id, group=self.group, type=event.type, handled_at=datetime.now(UTC)
+                    ).save(force_insert=True)
             metrics.CONSUMED.labels(self.group, event.tenant, event.type, "handled").inc()
             return "handled"
 

@@ -69,31 +69,48 @@ def _group(collection: Collection[Any]) -> _Group:
 def insert(collection: Collection[Any], doc: dict[str, Any]) -> Any:
     """Insert one document (it must carry its _id), sharing the command with concurrent inserts into the
     same collection; returns the _id or raises what insert_one would have raised for this document."""
+    error = insert_all(collection, [doc])[0]
+    if error is not None:
+        raise error
+    return doc["_id"]
+
+
+def insert_all(collection: Collection[Any], docs: list[dict[str, Any]]) -> list[BaseException | None]:
+    """Insert several documents (each with its _id) in one go with whatever else is queued for the
+    collection; returns each document's error (None: inserted), in order. They are queued together, so
+    they share a command unless the queue holds more than BATCH_MAX."""
+    if not docs:
+        return []
     group = _group(collection)
-    item = _Item(doc)
+    items = [_Item(doc) for doc in docs]
     with group.lock:
-        group.queue.append(item)
+        group.queue.extend(items)
         if not group.busy:
-            group.busy = item.lead = True
+            group.busy = items[0].lead = True
+    for item in items:
+        _settle(collection, group, item)
+    return [item.error for item in items]
+
+
+def _settle(collection: Collection[Any], group: _Group, item: _Item) -> None:
+    """Wait until the item is written; lead the next batch when it is its turn (the oldest queued)."""
     if not item.lead:
         item.wake.wait()
-    if not item.done:  # this thread leads the next batch (its own document is the oldest in it)
+    if item.done:
+        return
+    with group.lock:  # this thread leads the next batch (its document is the oldest in it)
+        batch = group.queue[:BATCH_MAX]
+        del group.queue[:BATCH_MAX]
+    try:
+        _write(collection, batch)
+    finally:
         with group.lock:
-            batch = group.queue[:BATCH_MAX]
-            del group.queue[:BATCH_MAX]
-        try:
-            _write(collection, batch)
-        finally:
-            with group.lock:
-                if group.queue:
-                    nxt = group.queue[0]
-                    nxt.lead = True
-                    nxt.wake.set()
-                else:
-                    group.busy = False
-    if item.error is not None:
-        raise item.error
-    return doc["_id"]
+            if group.queue:
+                nxt = group.queue[0]
+                nxt.lead = True
+                nxt.wake.set()
+            else:
+                group.busy = False
 
 
 def _write(collection: Collection[Any], batch: list[_Item]) -> None:

@@ -37,6 +37,12 @@ CONSUMER_LAG = Gauge(
     "hongling_consumer_lag", "Records behind the end of the partition.", ["group", "topic", "partition"]
 )
 
+MONGO_COMMANDS = Counter(
+    "hongling_mongo_commands_total",
+    "Commands this process sent to the database, by command and collection (what each event or request costs).",
+    ["command", "collection"],
+)
+
 
 def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
     """Expose /metrics on its own port (a daemon thread)."""

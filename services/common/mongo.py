@@ -12,16 +12,36 @@ import threading
 from typing import Any, ClassVar
 
 import mongoengine
-from pymongo import MongoClient
+from pymongo import MongoClient, monitoring
 from pymongo.collection import Collection
 
-from services.common import groupcommit
+from services.common import groupcommit, metrics
 from services.common.context import require_tenant
 from services.common.tenants import get_tenant
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {"client": None, "service": None}
 _collections: dict[tuple[type, str], Collection[Any]] = {}
+# Commands whose first field names the collection; the rest (hello, endSessions, ...) count under "".
+_ON_COLLECTION = frozenset(
+    ("find", "insert", "update", "delete", "aggregate", "count", "distinct", "findAndModify", "createIndexes")
+)
+
+
+class _CommandCounter(monitoring.CommandListener):
+    """Counts every command by name and collection (hongling_mongo_commands_total): the database work an
+    event or request costs shows on /metrics, and the benchmarks print it per operation."""
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        name = event.command_name
+        target = event.command.get(name) if name in _ON_COLLECTION else ""
+        metrics.MONGO_COMMANDS.labels(name, target if isinstance(target, str) else "").inc()
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        return None
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        return None
 
 
 def init(service: str, uri: str, **client_options: Any) -> MongoClient[Any]:
@@ -33,6 +53,7 @@ def init(service: str, uri: str, **client_options: Any) -> MongoClient[Any]:
                 tz_aware=True,
                 serverSelectionTimeoutMS=client_options.pop("serverSelectionTimeoutMS", 5000),
                 uuidRepresentation="standard",
+                event_listeners=[_CommandCounter(), *client_options.pop("event_listeners", [])],
                 **client_options,
             )
             _state["client"] = client

@@ -42,7 +42,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -77,6 +77,7 @@ MARKER_YOUNG = timedelta(seconds=2)
 KNOWN_PUBLISHED_MAX = 200_000
 HANDOFF_MAX = 20_000
 YOUNG_RESCAN_SECONDS = 0.05
+RELAY_LINGER_SECONDS = 0.01
 
 
 def _aware(at: datetime) -> datetime:
@@ -131,6 +132,42 @@ def mark_pending(doc_cls: type[Any], doc_id: str, *, creation: bool = False) -> 
     return marker_id
 
 
+@contextlib.contextmanager
+def creations(*docs: OutboxDocument) -> Iterator[None]:
+    """mark_pending for several documents that are about to be created (save(force_insert=True)) in the
+    block: their markers go in one insert, where each save would write its own, and each save uses its
+    marker. A document not saved by the end of the block gives its marker back (the relay cleans it up)."""
+    fresh = [doc for doc in docs if getattr(doc, "_new_events", False) and not getattr(doc, "_premarked", "")]
+    if fresh:
+        _mark_all(fresh)
+    try:
+        yield
+    finally:
+        for doc in fresh:
+            if getattr(doc, "_premarked", ""):
+                hand_over(doc._premarked, None)
+                doc._premarked = ""
+
+
+def _mark_all(fresh: Sequence[OutboxDocument]) -> None:
+    tenant = require_tenant()
+    now = datetime.now(UTC)
+    markers = [
+        {"_id": uuid.uuid4().hex, "collection": type(doc)._get_collection_name(), "doc": str(doc.pk), "at": now}
+        for doc in fresh
+    ]
+    for marker in markers:
+        HANDOFF.begin(marker["_id"], (tenant, marker["collection"], marker["doc"]))
+    errors = groupcommit.insert_all(type(fresh[0])._get_db()[MARKERS], markers)
+    failed = next((e for e in errors if e is not None), None)
+    if failed is not None:
+        for marker in markers:
+            HANDOFF.end(marker["_id"], None)
+        raise failed
+    for doc, marker in zip(fresh, markers, strict=True):
+        doc._premarked = marker["_id"]
+
+
 def hand_over(marker_id: str, events: list[PendingEvent] | None) -> None:
     """A creation's write is over: written with these new events, or failed (None)."""
     HANDOFF.end(
@@ -179,7 +216,9 @@ class OutboxDocument(TenantDocument):
     def save(self, *args: Any, **kwargs: Any) -> Any:
         new_events = getattr(self, "_new_events", False)
         creation = bool(kwargs.get("force_insert"))  # a new document: no earlier events, no other writer
-        marker_id = mark_pending(type(self), str(self.pk), creation=creation) if new_events else ""
+        premarked = getattr(self, "_premarked", "") if creation else ""  # mark_creations wrote its marker
+        self._premarked = ""
+        marker_id = premarked or (mark_pending(type(self), str(self.pk), creation=creation) if new_events else "")
         pending = self.new_events() if new_events else []
         try:
             result = super().save(*args, **kwargs)
@@ -282,7 +321,10 @@ class OutboxRelay:
                     next_look = time.monotonic() + YOUNG_RESCAN_SECONDS
                 if published == 0:
                     wake = min(next_scan, next_look) if self._young_ids else next_scan
-                    OUTBOX_SIGNAL.wait(max(0.0, wake - time.monotonic()))
+                    if OUTBOX_SIGNAL.wait(max(0.0, wake - time.monotonic())):
+                        # Let the writes of the same moment (a handler's task and call, other threads') join
+                        # this pass: one flush and one record of what was published for all of them.
+                        stop.wait(RELAY_LINGER_SECONDS)
         finally:
             producer.close(timeout=10)
 

@@ -21,7 +21,8 @@ Storage — the database is the only truth
 Finding due timers cheaply
 - On the local FerretDB any filter but ``_id`` scans its collection, and decoding costs ~0.2 ms a
   document: a per-second scan costs 30 ms at 100 pending timers and 200 ms at 1,000, per tenant. So a
-  :class:`TimerWorker` scans each tenant's collection only at start and every ``timer_rescan_seconds``,
+  :class:`TimerWorker` scans each tenant's collection only at start and every ``timer_rescan_seconds``
+  (default 60: with 1,000 open timers in each of 7 tenants a 15 s rescan kept the database 7 % busy idle),
   and keeps what it found in an in-memory heap of (due time, tenant, key) — a cache of *when to look*,
   never of what a timer is. ``schedule`` in this process hands the new due time to the running workers
   at once, so a timer scheduled here fires on time (well under a second late); one written by another
@@ -73,7 +74,7 @@ import pymongo.errors
 from prometheus_client import Counter, Gauge, Histogram
 from pymongo.collection import Collection
 
-from services.common import context
+from services.common import context, groupcommit
 from services.common.context import require_tenant
 from services.common.mongo import tenant_database
 from services.common.principal import Principal
@@ -167,13 +168,10 @@ def group_of(kind: str) -> str:
     return entry[1] if entry is not None else DEFAULT_GROUP
 
 
-def schedule(key: str, kind: str, due_at: datetime, payload: Mapping[str, str], *, group: str | None = None) -> None:
-    """Schedule (or move) the timer ``key`` in the current tenant; it fires once at ``due_at``.
-
-    Idempotent per key: scheduling a key again replaces its kind, due time and payload (its attempts
-    start again). A due time in the past fires at once. ``group`` defaults to the group the kind's
-    handler was registered with (the default group if none is registered in this process).
-    """
+def _prepare(
+    key: str, kind: str, due_at: datetime, payload: Mapping[str, str], group: str | None
+) -> tuple[str, datetime, dict[str, Any]]:
+    """Check a timer's parts; returns its group, due time and stored fields."""
     if not key or len(key) > MAX_KEY_LENGTH:
         raise ValueError(f"timer key must be 1..{MAX_KEY_LENGTH} characters")
     if not kind:
@@ -185,27 +183,67 @@ def schedule(key: str, kind: str, due_at: datetime, payload: Mapping[str, str], 
     if registered is not None and registered[1] != group:
         raise ValueError(f"timer kind {kind!r} belongs to group {registered[1]!r}, not {group!r}")
     collection_name(group)
-    tenant = require_tenant()
-    _collection(group, tenant).update_one(
-        {"_id": key},
-        {
-            "$set": {
-                "kind": kind,
-                "due_at": due,
-                "next_at": due,
-                "payload": body,
-                "generation": uuid.uuid4().hex,
-                "attempts": 0,
-                "last_error": "",
-                "scheduled_at": datetime.now(UTC),
-            },
-        },
-        upsert=True,
-    )
+    fields = {
+        "kind": kind,
+        "due_at": due,
+        "next_at": due,
+        "payload": body,
+        "generation": uuid.uuid4().hex,
+        "attempts": 0,
+        "last_error": "",
+        "scheduled_at": datetime.now(UTC),
+    }
+    return group, due, fields
+
+
+def _offer(group: str, tenant: str, key: str, kind: str, due: datetime) -> None:
     with _workers_lock:
         workers = list(_workers)
     for w in workers:
         w.offer(group, tenant, key, kind, due)
+
+
+def schedule(key: str, kind: str, due_at: datetime, payload: Mapping[str, str], *, group: str | None = None) -> None:
+    """Schedule (or move) the timer ``key`` in the current tenant; it fires once at ``due_at``.
+
+    Idempotent per key: scheduling a key again replaces its kind, due time and payload (its attempts
+    start again). A due time in the past fires at once. ``group`` defaults to the group the kind's
+    handler was registered with (the default group if none is registered in this process).
+    """
+    group, due, fields = _prepare(key, kind, due_at, payload, group)
+    tenant = require_tenant()
+    _collection(group, tenant).update_one({"_id": key}, {"$set": fields}, upsert=True)
+    _offer(group, tenant, key, kind, due)
+
+
+def schedule_new(
+    key: str, kind: str, due_at: datetime, payload: Mapping[str, str], *, group: str | None = None
+) -> None:
+    """schedule() for a key that is most likely new (the clock of something just created)."""
+    schedule_new_many([(key, kind, due_at, payload)], group=group)
+
+
+def schedule_new_many(
+    timers: Iterable[tuple[str, str, datetime, Mapping[str, str]]], *, group: str | None = None
+) -> None:
+    """schedule() for keys that are most likely new (the clocks of what was just created): inserts, which go
+    to the database in one command with each other and with concurrent ones (services/common/groupcommit.py),
+    where each upsert is a command of its own that reads first. A key that exists already is moved as
+    schedule() moves it."""
+    tenant = require_tenant()
+    prepared = [(key, kind, *_prepare(key, kind, due_at, payload, group)) for key, kind, due_at, payload in timers]
+    by_group: dict[str, list[tuple[str, str, datetime, dict[str, Any]]]] = {}
+    for key, kind, grp, due, fields in prepared:
+        by_group.setdefault(grp, []).append((key, kind, due, fields))
+    for grp, items in by_group.items():
+        coll = _collection(grp, tenant)
+        errors = groupcommit.insert_all(coll, [{"_id": key, **fields} for key, _, _, fields in items])
+        for (key, kind, due, fields), error in zip(items, errors, strict=True):
+            if isinstance(error, pymongo.errors.DuplicateKeyError):
+                coll.update_one({"_id": key}, {"$set": fields}, upsert=True)
+            elif error is not None:
+                raise error
+            _offer(grp, tenant, key, kind, due)
 
 
 def _groups(group: str | None) -> list[str]:

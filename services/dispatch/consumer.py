@@ -44,6 +44,9 @@ def build_consumer(settings: Settings) -> EventConsumer:
         settings.kafka_bootstrap,
         max_retries=settings.consumer_max_retries,
         concurrency=CONCURRENCY,
+        # Inserts by deterministic _id (task, call, link, timers by key) and a cache drop: a replay changes
+        # nothing, so these skip the processed-event mark. A replayed reclassification could undo a later one.
+        idempotent=(iev.IssueClassified, iev.IssueMarkedDuplicate, oev.OrgEntityChanged),
     )
 
 

@@ -32,7 +32,7 @@ from hongling.events.v1 import dispatch_events_pb2 as dev
 from hongling.events.v1 import intake_events_pb2 as iev
 from hongling.events.v1 import org_events_pb2 as oev
 
-from services.common import paging
+from services.common import outbox, paging
 from services.common.claims import claim_version
 from services.common.context import require_tenant
 from services.common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
@@ -414,77 +414,77 @@ def on_issue_classified(event: CloudEvent, msg: iev.IssueClassified) -> None:
     dl = domain.deadlines_for(rule, at)
     task_id = domain.task_id_for_issue(msg.issue_id)
     whistle_id = domain.whistle_id_for_issue(msg.issue_id)
-    # The task is written before its call: a call that exists means a replay (its task exists too).
-    whistle = WhistleDoc.objects(id=whistle_id).exclude("outbox").first()
-    task = TaskDoc.objects(id=task_id).exclude("outbox", "history").first() if whistle is not None else None
     need = matching.need_for(msg.category, list(msg.hazards), msg.community_id, msg.grid_id)
-    # Who the call goes to is asked of org before anything is written, so the task and its call appear
-    # within moments of each other.
-    targets = find_targets(need, msg.community_id, msg.grid_id, call_type, rules) if whistle is None else []
-    if task is None:
-        fresh = TaskDoc(
-            id=task_id,
-            issue_id=msg.issue_id,
-            status=domain.OPEN,
-            created_at=at,
-            source_event_id=event.id,
-            title=msg.title,
-            category=msg.category,
-            urgency=msg.urgency,
-            call_type=call_type,
-            community_id=msg.community_id,
-            grid_id=msg.grid_id,
-            hazards=list(msg.hazards),
-            affected_households=msg.affected_households,
-            whistle_id=whistle_id,
-            whistle_ids=[whistle_id],
-            skills=list(need.skills),
-            services=list(need.services),
-            resources=list(need.resources),
-            lead_places=1,
-            assistant_places=rule.assistant_places,
-            report_in_by=dl.report_in_by,
-            complete_by=dl.complete_by,
-            version=1,
-            updated_at=at,
-        )
-        add_history(fresh, "created", at, DISPATCH, "", domain.OPEN, call_type=call_type)
-        fresh.record(
-            dev.TaskCreated(
-                task_id=task_id, issue_id=msg.issue_id, tenant=tenant, status=domain.OPEN, created_at=ts(at)
-            ),
-            subject=f"tasks/{task_id}",
-            at=at,
-        )
-        task = _insert(fresh) or TaskDoc.objects(id=task_id).first()
-    if whistle is None:
-        fresh_w = WhistleDoc(
-            id=whistle_id,
-            call_type=call_type,
-            community_id=msg.community_id,
-            grid_id=msg.grid_id,
-            issue_ids=[msg.issue_id],
-            task_ids=[task_id],
-            targets=_target_docs(targets),
-            target_ids=[t.id for t in targets],
-            report_in_by=dl.report_in_by,
-            complete_by=dl.complete_by,
-            blown_at=at,
-            blown_by=DISPATCH,
-            manual=False,
-            source_event_id=event.id,
-            version=1,
-            updated_at=at,
-        )
-        fresh_w.record(_whistle_blown(fresh_w), subject=f"whistles/{whistle_id}", at=at)
-        created = _insert(fresh_w)
-        if created is not None:
-            metrics.WHISTLES_BLOWN.labels(tenant, call_type, "false").inc()
-        whistle = created or WhistleDoc.objects(id=whistle_id).first()
+    # Written insert first, without a look beforehand: a replay (rare) finds its task and call by their
+    # duplicate _ids, where a look before every insert would cost every event a read. Who the call goes to
+    # is asked of org before anything is written, so the task and its call appear within moments of each
+    # other; the task is written before its call, so a call that exists means its task does too.
+    targets = find_targets(need, msg.community_id, msg.grid_id, call_type, rules)
+    fresh = TaskDoc(
+        id=task_id,
+        issue_id=msg.issue_id,
+        status=domain.OPEN,
+        created_at=at,
+        source_event_id=event.id,
+        title=msg.title,
+        category=msg.category,
+        urgency=msg.urgency,
+        call_type=call_type,
+        community_id=msg.community_id,
+        grid_id=msg.grid_id,
+        hazards=list(msg.hazards),
+        affected_households=msg.affected_households,
+        whistle_id=whistle_id,
+        whistle_ids=[whistle_id],
+        skills=list(need.skills),
+        services=list(need.services),
+        resources=list(need.resources),
+        lead_places=1,
+        assistant_places=rule.assistant_places,
+        report_in_by=dl.report_in_by,
+        complete_by=dl.complete_by,
+        version=1,
+        updated_at=at,
+    )
+    add_history(fresh, "created", at, DISPATCH, "", domain.OPEN, call_type=call_type)
+    fresh.record(
+        dev.TaskCreated(task_id=task_id, issue_id=msg.issue_id, tenant=tenant, status=domain.OPEN, created_at=ts(at)),
+        subject=f"tasks/{task_id}",
+        at=at,
+    )
+    fresh_w = WhistleDoc(
+        id=whistle_id,
+        call_type=call_type,
+        community_id=msg.community_id,
+        grid_id=msg.grid_id,
+        issue_ids=[msg.issue_id],
+        task_ids=[task_id],
+        targets=_target_docs(targets),
+        target_ids=[t.id for t in targets],
+        report_in_by=dl.report_in_by,
+        complete_by=dl.complete_by,
+        blown_at=at,
+        blown_by=DISPATCH,
+        manual=False,
+        source_event_id=event.id,
+        version=1,
+        updated_at=at,
+    )
+    fresh_w.record(_whistle_blown(fresh_w), subject=f"whistles/{whistle_id}", at=at)
+    with outbox.creations(fresh, fresh_w):  # both markers in one insert
+        task_created = _insert(fresh) is not None
+        whistle_created = _insert(fresh_w) is not None
+    task = fresh if task_created else TaskDoc.objects(id=task_id).exclude("outbox", "history").first()
+    if whistle_created:
+        metrics.WHISTLES_BLOWN.labels(tenant, call_type, "false").inc()
+    whistle = fresh_w if whistle_created else WhistleDoc.objects(id=whistle_id).exclude("outbox").first()
+    if task_created and whistle_created:
+        deadlines.schedule_created(whistle, task, rules)  # both timers in one insert
+        return
     if whistle is not None:
-        deadlines.schedule_whistle(whistle, rules)
+        deadlines.schedule_whistle(whistle, rules, new=whistle_created)
     if task is not None:
-        deadlines.schedule_task(task, rules)
+        deadlines.schedule_task(task, rules, new=task_created)
 
 
 def on_issue_reclassified(event: CloudEvent, msg: iev.IssueReclassified) -> None:

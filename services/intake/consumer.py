@@ -40,4 +40,15 @@ def build_consumer(settings: Settings) -> EventConsumer:
         },
         settings.kafka_bootstrap,
         max_retries=settings.consumer_max_retries,
+        # The lifecycle only moves forward (domain.next_status: an event older than the issue's last change
+        # or its reopening adds nothing) and linking a duplicate is by its ids: a replay changes nothing, so
+        # no processed-event mark (two commands per event) is needed.
+        idempotent=(
+            dev.WhistleBlown,
+            dev.TaskAssigned,
+            dev.TaskStatusChanged,
+            eev.IssueRated,
+            pev.ProgressPublished,
+            iev.IssueMarkedDuplicate,
+        ),
     )

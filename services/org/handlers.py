@@ -21,7 +21,7 @@ from google.protobuf.message import Message
 from hongling.events.v1 import org_events_pb2 as oev
 
 from services.common import claims
-from services.common.context import current_principal
+from services.common.context import current_principal, require_tenant
 from services.common.errors import (
     Aborted,
     AlreadyExists,
@@ -33,7 +33,7 @@ from services.common.errors import (
 from services.common.outbox import OUTBOX_SIGNAL, mark_pending
 from services.common.protect import Protector
 from services.org import documents as d
-from services.org import domain
+from services.org import domain, index
 
 log = logging.getLogger(__name__)
 PAGE_DEFAULT = 50
@@ -411,6 +411,7 @@ def bump_generation() -> None:
     except (me.NotUniqueError, pymongo.errors.DuplicateKeyError):
         # Two first writes of a fresh tenant both tried to create the counter; it exists now.
         d.TenantStateDoc.objects(id="state").update_one(inc__generation=1)
+    index.forget_generation(require_tenant())  # this process's next query sees the write
 
 
 def generation() -> int:

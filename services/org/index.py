@@ -5,8 +5,11 @@ Built from the tenant's org database with plain projections and kept until the t
 generation) plus dictionary look-ups, whatever the size of the tenant.
 
 Measured at scale (bench/org_candidates.py: 7 tenants, 1,089 grids, 12,000 people) the generation read is
-most of a query's time, so it is made with plain pymongo; the build is bound by the store reading
-whole documents (people most of all), so its reads run side by side.
+most of a query's time, so it is made with plain pymongo, and trusted for GENERATION_CHECK_SECONDS per
+tenant: every issue placed and every call blown asks org, and at tens a second the read was one database
+command each. A write in this process forgets the tenant's generation at once (handlers.bump_generation),
+so its own next query sees the write; a write by another org process shows within that half second. The
+build is bound by the store reading whole documents (people most of all), so its reads run side by side.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ from services.org import domain
 
 log = logging.getLogger(__name__)
 MAX_AGE_SECONDS = 300.0  # a safety net: rebuild at least this often even if no generation change was seen
+GENERATION_CHECK_SECONDS = 0.5  # how long a generation read is trusted, per tenant and process
+# tenant -> (generation, monotonic time it was read)
+_SEEN: dict[str, tuple[int, float]] = {}
 # Reads of one build run side by side: FerretDB decodes every document whole, whatever the projection.
 _READERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="org-index-read")
 
@@ -80,6 +86,23 @@ def generation() -> int:
     """handlers.generation() (the same document and rule) without mongoengine: it runs on every query."""
     state = _coll(d.TenantStateDoc).find_one({"_id": "state"}, {"generation": 1})
     return int(state.get("generation") or 0) if state else 0
+
+
+def recent_generation() -> int:
+    """The tenant's generation, read again when the last read is older than GENERATION_CHECK_SECONDS."""
+    tenant = require_tenant()
+    seen = _SEEN.get(tenant)
+    now = time.monotonic()
+    if seen is not None and now - seen[1] < GENERATION_CHECK_SECONDS:
+        return seen[0]
+    gen = generation()
+    _SEEN[tenant] = (gen, now)
+    return gen
+
+
+def forget_generation(tenant: str) -> None:
+    """This process changed the tenant: its next query reads the generation again."""
+    _SEEN.pop(tenant, None)
 
 
 LIVE = {"deleted": {"$ne": True}}
@@ -201,7 +224,7 @@ class IndexCache:
 
     def current(self) -> TenantIndex:
         tenant = require_tenant()
-        gen = generation()
+        gen = recent_generation()
         idx = self._by_tenant.get(tenant)
         if idx is not None and idx.generation == gen and time.monotonic() - idx.built_at < MAX_AGE_SECONDS:
             return idx

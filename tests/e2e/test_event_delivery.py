@@ -28,6 +28,10 @@ def publish(system: System, records: list[tuple[bytes, bytes, list[tuple[str, by
 def issue_classified(tenant: str, issue_id: str, event_id: str | None = None) -> tuple[bytes, bytes, list[Any]]:
     """An IssueClassified as intake publishes it (dispatch opens a task and blows a call on it)."""
     msg = ev.IssueClassified(issue_id=issue_id, tenant=tenant, title="重复事件", urgency="routine", category="other")
+    return as_record(tenant, issue_id, msg, event_id)
+
+
+def as_record(tenant: str, issue_id: str, msg: Any, event_id: str | None = None) -> tuple[bytes, bytes, list[Any]]:
     ce = CloudEvent(
         id=event_id or uuid.uuid4().hex,
         source=f"/hongling/intake/{tenant}",
@@ -57,6 +61,35 @@ def test_an_event_published_twice_creates_one_task(system: System, mongo_client:
     wait_for(lambda: tasks(mongo_client, "shanggao", marker))  # everything before it was consumed
     found = tasks(mongo_client, "shanggao", issue_id)
     assert len(found) == 1 and found[0]["_id"] == task_id_for_issue(issue_id)
+    calls = mongo_client["hl_dispatch_shanggao"]["whistles"].count_documents({"issue_ids": issue_id})
+    assert calls == 1
+    # IssueClassified is absorbed by its ids alone (an insert by a deterministic _id): no processed mark.
+    processed = mongo_client["hl_dispatch_shanggao"]["processed_events"]
+    assert processed.count_documents({"_id": dict(event[2])["ce_id"].decode()}) == 0
+
+
+def test_a_reclassification_delivered_twice_is_applied_once(system: System, mongo_client: MongoClient[Any]) -> None:
+    """IssueReclassified is not idempotent by itself (a replay could undo a later one): the processed mark
+    drops the second delivery."""
+    issue_id = unique("reclass")
+    publish(system, [issue_classified("shanggao", issue_id)])
+    wait_for(lambda: tasks(mongo_client, "shanggao", issue_id))
+    msg = ev.IssueReclassified(
+        issue_id=issue_id,
+        tenant="shanggao",
+        from_urgency="routine",
+        to_urgency="urgent",
+        reason="燃气泄漏 / gas leak",
+        by="user:worker",
+    )
+    event = as_record("shanggao", issue_id, msg)
+    publish(system, [event, event])
+    marker = unique("marker")
+    publish(system, [issue_classified("shanggao", marker)])
+    wait_for(lambda: tasks(mongo_client, "shanggao", marker))
+    task = tasks(mongo_client, "shanggao", issue_id)[0]
+    assert task["call_type"] == "emergency"
+    assert [h["action"] for h in task["history"]].count("upgraded") == 1
     processed = mongo_client["hl_dispatch_shanggao"]["processed_events"]
     assert processed.count_documents({"_id": dict(event[2])["ce_id"].decode()}) == 1
 

@@ -295,3 +295,28 @@ def test_a_timer_written_by_another_process_is_found_by_the_rescan(
     wait_for(lambda: fired.calls, timeout=10)
     assert fired.calls[0][1] - due < timedelta(seconds=3)
     assert fired.keys() == {key: 1}
+
+
+def test_new_timers_are_inserted_together_and_an_existing_key_is_moved(
+    workers: Running, mongo_client: MongoClient[Any]
+) -> None:
+    """schedule_new_many (the clocks of a call and its task just created): the new keys fire at their times;
+    a key that already exists is moved to the new time, as schedule() would."""
+    fired = Fired()
+    workers.start(fired.group)
+    now = datetime.now(UTC)
+    old, a, b = (f"new:{uuid.uuid4().hex}" for _ in range(3))
+    schedule(old, fired.kind, now + timedelta(hours=2), {"v": "old"})
+    with context.bound(tenant=T):
+        clocks.schedule_new_many(
+            [
+                (a, fired.kind, now + timedelta(seconds=1), {"v": "a"}),
+                (b, fired.kind, now + timedelta(hours=1), {"v": "b"}),
+                (old, fired.kind, now + timedelta(seconds=1), {"v": "moved"}),
+            ]
+        )
+    assert stored(mongo_client, b, fired.group)["payload"] == {"v": "b"}  # type: ignore[index]
+    wait_for(lambda: fired.keys() == {a: 1, old: 1}, timeout=10)
+    assert {t.key: dict(t.payload) for t, _ in fired.calls} == {a: {"v": "a"}, old: {"v": "moved"}}
+    time.sleep(0.5)
+    assert fired.keys()[b] == 0  # not due for an hour

@@ -784,6 +784,26 @@ def test_business_metrics_per_tenant(system: System, scene: Scene) -> None:
     assert "# TYPE hongling_dispatch_deadlines_missed_total counter" in text
 
 
+def _commands(system: System, service: str, command: str, collection: str) -> float:
+    text = requests.get(f"http://127.0.0.1:{system.settings.metrics_port(service)}/metrics", timeout=5).text
+    line = f'hongling_mongo_commands_total{{collection="{collection}",command="{command}"}} '
+    return sum(float(row[len(line) :]) for row in text.splitlines() if row.startswith(line))
+
+
+def test_database_commands_are_counted_per_command_and_collection(system: System, scene: Scene) -> None:
+    """What an issue costs the database shows on each service's /metrics (the benchmarks print it per issue):
+    a new issue's task and call are inserted once each, and no processed mark is read or written for it."""
+    before = {
+        (c, coll): _commands(system, "dispatch", c, coll)
+        for c, coll in (("insert", "tasks"), ("insert", "whistles"), ("find", "processed_events"))
+    }
+    task_of(system, report(system, scene).id)
+    wait_for(lambda: _commands(system, "dispatch", "insert", "whistles") > before[("insert", "whistles")])
+    assert _commands(system, "dispatch", "insert", "tasks") == before[("insert", "tasks")] + 1
+    assert _commands(system, "dispatch", "insert", "whistles") == before[("insert", "whistles")] + 1
+    assert _commands(system, "dispatch", "find", "processed_events") == before[("find", "processed_events")]
+
+
 def member(system: System, kind: str, rid: str) -> Stub:
     """Calls as a member (成员单位/个人) whose credential is bound to the helper (kind, rid)."""
     stub = dispatch(system)

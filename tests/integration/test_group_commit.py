@@ -88,3 +88,32 @@ def test_one_insert_alone_is_an_insert_one(coll: Collection[Any]) -> None:
     assert coll.find_one({"_id": "alone"}) == {"_id": "alone", "名": "单独"}
     with pytest.raises(pymongo.errors.DuplicateKeyError):
         groupcommit.insert(coll, {"_id": "alone"})
+
+
+def test_insert_all_writes_a_callers_documents_in_one_command_with_each_ones_outcome(coll: Collection[Any]) -> None:
+    coll.insert_one({"_id": "taken", "n": -1})
+    commands_before, docs_before = _batches("docs")
+    errors = groupcommit.insert_all(coll, [{"_id": "a", "n": 1}, {"_id": "taken", "n": 2}, {"_id": "b", "n": 3}])
+    assert errors[0] is None and errors[2] is None
+    assert isinstance(errors[1], pymongo.errors.DuplicateKeyError)
+    commands, docs = _batches("docs")
+    assert (commands - commands_before, docs - docs_before) == (1, 3)
+    assert {d["_id"]: d["n"] for d in coll.find()} == {"taken": -1, "a": 1, "b": 3}  # the taken one unchanged
+    assert groupcommit.insert_all(coll, []) == []
+
+
+def test_insert_all_from_racing_callers_all_arrive(coll: Collection[Any]) -> None:
+    start = threading.Barrier(12)
+    outcome: dict[int, list[BaseException | None]] = {}
+
+    def caller(i: int) -> None:
+        start.wait()
+        outcome[i] = groupcommit.insert_all(coll, [{"_id": f"c{i}-{k}", "k": k} for k in range(5)])
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert all(errors == [None] * 5 for errors in outcome.values()) and len(outcome) == 12
+    assert coll.count_documents({}) == 60

@@ -133,3 +133,58 @@ def test_markers_lead_the_relay_to_work_and_are_cleaned_up_after_their_grace(
         r for r in read_topic(relay_env.kafka_bootstrap, topic_for("itest")) if r.key == f"shengzhuang:{pid}".encode()
     ]
     assert len(mine) == 1
+
+
+class Crate(OutboxDocument):
+    meta: ClassVar[dict[str, Any]] = {"collection": "crates"}
+    id = me.StringField(primary_key=True)
+
+
+def test_creations_mark_several_documents_in_one_insert_and_a_document_not_written_gives_its_marker_back(
+    relay_env: Settings, mongo_client: MongoClient[Any]
+) -> None:
+    """outbox.creations (a handler creating a task and its call): both markers go in one insert, each save
+    uses its own, the relay publishes both; a document the block did not write (a failed insert) leaves a
+    marker the relay cleans up as for a crash, and is not held back as a creation under way."""
+    from services.common import groupcommit
+    from services.common.outbox import HANDOFF, MARKERS, creations
+
+    db = mongo_client["hl_itest_daimiao"]
+    a, b, never = unique("parcel"), unique("crate"), unique("parcel")
+
+    def commands() -> float:
+        return sum(
+            s.value
+            for metric in groupcommit.BATCH_SIZE.collect()
+            for s in metric.samples
+            if s.name.endswith("_count") and s.labels == {"collection": MARKERS}
+        )
+
+    before = commands()
+    with context.bound(tenant="daimiao"):
+        first, second, unsaved = Parcel(id=a, state="new"), Crate(id=b), Parcel(id=never, state="new")
+        events = [
+            first.record(ev.IssueReceived(issue_id=a), subject=f"parcels/{a}"),
+            second.record(ev.IssueReceived(issue_id=b), subject=f"crates/{b}"),
+        ]
+        unsaved.record(ev.IssueReceived(issue_id=never), subject=f"parcels/{never}")
+        with creations(first, second, unsaved):
+            first.save(force_insert=True)
+            second.save(force_insert=True)
+    assert commands() - before == 1  # three markers, one insert
+    assert {m["doc"] for m in db[MARKERS].find({"doc": {"$in": [a, b, never]}})} == {a, b, never}
+    busy = HANDOFF.busy()
+    assert ("daimiao", "parcels", never) not in busy  # given back: the marker path deals with it
+
+    relay = OutboxRelay("itest", [Parcel, Crate], relay_env.kafka_bootstrap)
+    producer = KafkaProducer(bootstrap_servers=relay_env.kafka_bootstrap, enable_idempotence=True, acks="all")
+    try:
+        wait_for(
+            lambda: (
+                relay.publish_pending(producer) >= 0
+                and all(db["outbox_published"].find_one({"_id": e}) is not None for e in events)
+            )
+        )
+    finally:
+        producer.close(timeout=5)
+    assert db["parcels"].find_one({"_id": never}) is None
