@@ -39,6 +39,7 @@ from services.common.principal import Principal
 log = logging.getLogger(__name__)
 
 Handler = Callable[[CloudEvent, Any], None]
+LAG_REPORT_SECONDS = 2.0
 
 
 class ProcessedEvent(TenantDocument):
@@ -85,6 +86,7 @@ class EventConsumer:
         # Asked in the event's tenant before anything is read or written: False skips the event as one of a
         # type without a handler (no processed mark), e.g. an event nobody subscribed to.
         self.wants = wants
+        self._lag_reported = 0.0
         # Types handled without the processed-event mark (see the module docstring).
         self.idempotent = frozenset(cls.DESCRIPTOR.full_name for cls in idempotent)
         unknown = self.idempotent - set(self.handlers)
@@ -117,7 +119,7 @@ class EventConsumer:
                 if pool is not None and sum(len(r) for r in batches.values()) > 1:
                     # All or nothing: a failure leaves the whole poll to be redelivered (marks skip what
                     # was handled of it).
-                    consumer.commit(self._handle_concurrently(batches, dlq, pool))
+                    self._commit(consumer, self._handle_concurrently(batches, dlq, pool))
                     self._report_lag(consumer)
                     continue
                 done: dict[TopicPartition, OffsetAndMetadata] = {}
@@ -130,7 +132,7 @@ class EventConsumer:
                     # One commit for what this poll brought (and for what was handled of it when a handler
                     # failed): a crash before it redelivers those records, and their marks make that a no-op.
                     if done:
-                        consumer.commit(done)
+                        self._commit(consumer, done)
                 self._report_lag(consumer)
         finally:
             try:
@@ -240,7 +242,22 @@ class EventConsumer:
             reason,
         )
 
+    def _commit(self, consumer: KafkaConsumer, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        """Commit what was handled without waiting for the broker's answer: a commit that is lost (a crash, a
+        rebalance) only redelivers records whose handling is idempotent or marked."""
+
+        def answered(offsets: Any, response: Any) -> None:
+            if isinstance(response, Exception):
+                log.warning("offset commit for %s failed (the records come again): %s", self.group, response)
+
+        consumer.commit_async(offsets, callback=answered)
+
     def _report_lag(self, consumer: KafkaConsumer) -> None:
+        """Every LAG_REPORT_SECONDS at most: asking for positions after every poll cost more than the poll."""
+        now = time.monotonic()
+        if now - self._lag_reported < LAG_REPORT_SECONDS:
+            return
+        self._lag_reported = now
         for tp in consumer.assignment():
             high = consumer.highwater(tp)
             if high is None:

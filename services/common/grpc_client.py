@@ -14,7 +14,7 @@ from services.common import context
 
 # Spreadsheet imports and exports travel as one message; 16 MiB leaves room above the 5 MB file limit.
 from services.common.grpc_server import MAX_MESSAGE_BYTES, REQUEST_ID_KEY, TENANT_KEY, TRACE_KEY
-from services.common.principal import METADATA_KEY, mint
+from services.common.principal import METADATA_KEY, token_for
 from services.common.settings import Settings, get_settings
 
 S = TypeVar("S")
@@ -62,7 +62,7 @@ class ContextInterceptor(grpc.UnaryUnaryClientInterceptor):
         keys = {k for k, _ in md}
         principal = context.current_principal.get()
         if METADATA_KEY not in keys and principal is not None:
-            md.append((METADATA_KEY, mint(principal, self.secret, self.ttl_seconds)))
+            md.append((METADATA_KEY, token_for(principal, self.secret, self.ttl_seconds)))
         tenant = context.current_tenant.get()
         if TENANT_KEY not in keys and tenant:
             md.append((TENANT_KEY, tenant))

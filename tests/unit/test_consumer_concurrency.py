@@ -69,3 +69,14 @@ def test_a_failure_commits_nothing_of_the_poll_and_stops_nothing_else() -> None:
     # The failed key stopped at its failure; every other key was handled to its end.
     assert (b"tenant:issue-0-2", 107) not in consumer.seen
     assert (b"tenant:issue-1-4", 129) in consumer.seen and (b"tenant:issue-0-3", 128) in consumer.seen
+
+
+def test_an_idempotent_type_must_have_a_handler() -> None:
+    from hongling.events.v1 import intake_events_pb2 as iev
+
+    with pytest.raises(ValueError, match="IssueClassified"):
+        EventConsumer("g", ["t"], {}, "127.0.0.1:1", idempotent=(iev.IssueClassified,))
+    consumer = EventConsumer(
+        "g", ["t"], {iev.IssueClassified: lambda e, m: None}, "127.0.0.1:1", idempotent=(iev.IssueClassified,)
+    )
+    assert consumer.idempotent == {"hongling.events.v1.IssueClassified"}
