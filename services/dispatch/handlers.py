@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -312,11 +312,19 @@ def _remove_crew(task: TaskDoc, member: CrewDoc) -> None:
 
 
 def need_of(task: TaskDoc) -> matching.Need:
-    if task.skills or task.services or task.resources:
-        return matching.Need(
-            tuple(task.skills), tuple(task.services), tuple(task.resources), task.community_id or "", task.grid_id or ""
-        )
-    return matching.need_for(task.category or "", list(task.hazards or []), task.community_id or "", task.grid_id or "")
+    return need_from({f: getattr(task, f) for f in NEED_FIELDS})
+
+
+NEED_FIELDS = ("skills", "services", "resources", "category", "hazards", "community_id", "grid_id")
+
+
+def need_from(fields: Mapping[str, Any]) -> matching.Need:
+    """The task's need from its stored fields (NEED_FIELDS): what it was given, or its category's."""
+    community, grid = str(fields.get("community_id") or ""), str(fields.get("grid_id") or "")
+    skills, services, resources = (list(fields.get(f) or []) for f in ("skills", "services", "resources"))
+    if skills or services or resources:
+        return matching.Need(tuple(skills), tuple(services), tuple(resources), community, grid)
+    return matching.need_for(str(fields.get("category") or ""), list(fields.get("hazards") or []), community, grid)
 
 
 # ---------------------------------------------------------------- targets
@@ -1128,17 +1136,21 @@ def rank_for_task(task_id: str, limit: int, by: Principal) -> RankedView:
     domain.require_role(by.role, domain.READ_ROLES, "rank candidates")
     if not 0 <= limit <= matching.MAX_LIMIT:
         raise InvalidArgument(f"limit must be 1..{matching.MAX_LIMIT}", field="limit")
-    task = get_task(task_id, light=True)
-    need = need_of(task)
+    # What the ranking needs of the task, read as stored (no mongoengine document is built).
+    wanted = {**dict.fromkeys(NEED_FIELDS, 1), "crew": 1, "whistle_ids": 1}
+    raw = TaskDoc._get_collection().find_one({"_id": task_id}, wanted) if task_id else None
+    if raw is None:
+        raise NotFound(f"task {task_id!r} not found in this tenant (未找到该任务)", field="id")
+    need = need_from(raw)
     # Who accepted the task's calls is read while org ranks (both wait on other processes).
-    answers = _READS.submit(contextvars.copy_context().run, _accepted_on, list(task.whistle_ids or []))
+    answers = _READS.submit(contextvars.copy_context().run, _accepted_on, list(raw.get("whistle_ids") or []))
     ranked, considered = matching.rank_candidates(need, limit or 20)
     accepted = answers.result()
     return RankedView(
         ranked,
         considered,
         need,
-        frozenset((c.kind, c.id) for c in task.crew or []),
+        frozenset((str(c.get("kind", "")), str(c.get("id", ""))) for c in raw.get("crew") or []),
         frozenset(accepted),
     )
 
