@@ -6,7 +6,7 @@ outside the grant is refused with PERMISSION_DENIED naming what is missing, and 
 refused, is in Hongling's audit log.
 
     export HONGLING_TOKEN=hl_…      # the department's API token (or --token)
-    python examples/department_client.py --target 127.0.0.1:37050 --tenant shanggao --grant gr-… \\
+    python examples/department_client.py --target 127.0.0.1:17050 --tenant shanggao --grant gr-… \\
         list member-units --fields name_zh,kind --filter kind=property_company
     python examples/department_client.py … get member-units <id>
     python examples/department_client.py … hand-over --title 协助开展防汛物资清点 --description … --address …
@@ -32,7 +32,7 @@ from hongling.common.v1 import location_pb2
 from hongling.frontdoor.v1 import frontdoor_pb2 as pb
 from hongling.frontdoor.v1 import frontdoor_pb2_grpc as pb_grpc
 
-DEFAULT_TARGET = os.environ.get("HONGLING_FRONTDOOR", "127.0.0.1:37050")
+DEFAULT_TARGET = os.environ.get("HONGLING_FRONTDOOR", "127.0.0.1:17050")
 
 
 def plain(value: Any) -> Any:

@@ -13,7 +13,7 @@ HONGLING_REPO_ROOT="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../.." && pwd -P)
 export HONGLING_REPO_ROOT
 
 # Values that an earlier sourcing filled in as defaults (and that nobody changed since) are
-# forgotten first and derived again, so `HONGLING_PORT_BASE=38000 deploy/local/stack.sh start`
+# forgotten first and derived again, so `HONGLING_PORT_BASE=19000 deploy/local/stack.sh start`
 # works even from a shell or Makefile that already sourced this file with the old base.
 while IFS= read -r _hl_line; do
   [[ -n "${_hl_line}" ]] || continue
@@ -38,7 +38,10 @@ _hl_default HONGLING_KAFKA_VERSION "4.1.1"
 _hl_default HONGLING_FERRETDB_VERSION "v1.24.2"
 
 # ---- ports (all on 127.0.0.1) -----------------------------------------------------------------
-_hl_default HONGLING_PORT_BASE "37000"
+# Below Linux's ephemeral range (32768-60999, net.ipv4.ip_local_port_range): a port in it can be held as
+# the local end of some outgoing connection (a client of Kafka or FerretDB) at the moment a service binds
+# it, and the service then fails to start. The tests run at 18000 (deploy/local/test.sh).
+_hl_default HONGLING_PORT_BASE "17000"
 _hl_default HONGLING_MONGO_PORT "$((HONGLING_PORT_BASE + 17))"
 _hl_default HONGLING_KAFKA_PORT "$((HONGLING_PORT_BASE + 92))"
 _hl_default HONGLING_KAFKA_CONTROLLER_PORT "$((HONGLING_PORT_BASE + 93))"

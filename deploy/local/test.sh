@@ -5,13 +5,13 @@
 #   deploy/local/test.sh test tests/e2e -k x  the same, with these arguments for pytest
 #   deploy/local/test.sh bench [bench/x.py]  the benchmarks under bench/ (or just those named)
 #
-# The stack uses HONGLING_TEST_PORT_BASE (default 38000) and .local/test-state-<base>, so it runs
+# The stack uses HONGLING_TEST_PORT_BASE (default 18000) and .local/test-state-<base>, so it runs
 # beside a `make up` system (and beside another test run on another base) without touching it.
 # Everything it started is stopped on exit, pass or fail. HONGLING_SKIP_LINT=1 skips lint (quick
 # iterations on a few tests; `make test` always lints).
 set -euo pipefail
 here="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
-export HONGLING_PORT_BASE="${HONGLING_TEST_PORT_BASE:-38000}"
+export HONGLING_PORT_BASE="${HONGLING_TEST_PORT_BASE:-18000}"
 export HONGLING_STATE_DIR="$here/../../.local/test-state-$HONGLING_PORT_BASE"
 # shellcheck source=deploy/local/env.sh
 source "$here/env.sh"

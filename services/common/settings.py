@@ -1,6 +1,6 @@
 """Settings from the environment, validated once at start-up.
 
-Every port derives from HONGLING_PORT_BASE (default 37000) unless set on its own, matching
+Every port derives from HONGLING_PORT_BASE (default 17000) unless set on its own, matching
 deploy/local/env.sh, so a second checkout runs beside the first by changing that one variable.
 A bad value stops the process with a message naming the variable and what is expected.
 """
@@ -37,7 +37,7 @@ def _ip_networks(value: str) -> str:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HONGLING_", extra="ignore")
 
-    port_base: int = Field(37000, ge=1024, le=65000)
+    port_base: int = Field(17000, ge=1024, le=65000)
     mongo_uri: str = ""
     kafka_bootstrap: str = ""
     mongo_port: int | None = Field(None, ge=1, le=65535)
