@@ -216,7 +216,7 @@ class OutboxDocument(TenantDocument):
     def save(self, *args: Any, **kwargs: Any) -> Any:
         new_events = getattr(self, "_new_events", False)
         creation = bool(kwargs.get("force_insert"))  # a new document: no earlier events, no other writer
-        premarked = getattr(self, "_premarked", "") if creation else ""  # mark_creations wrote its marker
+        premarked = getattr(self, "_premarked", "") if creation else ""  # written by creations()
         self._premarked = ""
         marker_id = premarked or (mark_pending(type(self), str(self.pk), creation=creation) if new_events else "")
         pending = self.new_events() if new_events else []
