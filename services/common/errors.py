@@ -59,5 +59,12 @@ class Unauthenticated(HonglingError):
     reason = "unauthenticated"
 
 
+class Unavailable(HonglingError):
+    """A service or store this call depends on cannot be reached; nothing was changed, the caller may retry."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "unavailable"
+
+
 class UnknownTenant(NotFound):
     reason = "unknown_tenant"

@@ -217,13 +217,6 @@ def schedule(key: str, kind: str, due_at: datetime, payload: Mapping[str, str], 
     _offer(group, tenant, key, kind, due)
 
 
-def schedule_new(
-    key: str, kind: str, due_at: datetime, payload: Mapping[str, str], *, group: str | None = None
-) -> None:
-    """schedule() for a key that is most likely new (the clock of something just created)."""
-    schedule_new_many([(key, kind, due_at, payload)], group=group)
-
-
 def schedule_new_many(
     timers: Iterable[tuple[str, str, datetime, Mapping[str, str]]], *, group: str | None = None
 ) -> None:

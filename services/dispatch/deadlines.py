@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 import pymongo.errors
@@ -56,18 +56,21 @@ def task_key(task_id: str) -> str:
 # ---------------------------------------------------------------- scheduling
 
 
-def _schedule(key: str, kind: str, due: datetime, payload: Mapping[str, str], *, new: bool = False) -> None:
-    """clocks.schedule (clocks.schedule_new for the clock of something just created), again when two writers
-    upserted the same new key at the same moment (FerretDB then refuses the second insert; the second try
-    updates the timer the first made)."""
+def _retrying(schedule: Callable[[], None]) -> None:
+    """Run a scheduling call, again when two writers upserted the same new key at the same moment (FerretDB then
+    refuses the second insert; the second try updates the timer the first made)."""
     for attempt in range(3):
         try:
-            (clocks.schedule_new if new else clocks.schedule)(key, kind, due, payload)
+            schedule()
             return
         except pymongo.errors.DuplicateKeyError:
             if attempt == 2:
                 raise
             time.sleep(0.05)
+
+
+def _schedule(key: str, kind: str, due: datetime, payload: Mapping[str, str]) -> None:
+    _retrying(lambda: clocks.schedule(key, kind, due, payload))
 
 
 def next_whistle_clock(w: WhistleDoc, rules: domain.Rules, now: datetime) -> tuple[str, datetime] | None:
@@ -97,41 +100,34 @@ def next_task_clock(t: TaskDoc, rules: domain.Rules, now: datetime) -> tuple[str
     return None
 
 
-def schedule_whistle(w: WhistleDoc, rules: domain.Rules, *, new: bool = False) -> None:
-    """Set the call's timer to its next clock point (or cancel it). `new`: the call was just created."""
+def schedule_whistle(w: WhistleDoc, rules: domain.Rules) -> None:
+    """Set the call's timer to its next clock point (or cancel it)."""
     nxt = next_whistle_clock(w, rules, handlers.utcnow())
     if nxt is None:
         clocks.cancel(whistle_key(w.id))
     else:
-        _schedule(whistle_key(w.id), nxt[0], nxt[1], {"whistle_id": w.id}, new=new)
+        _schedule(whistle_key(w.id), nxt[0], nxt[1], {"whistle_id": w.id})
 
 
-def schedule_task(t: TaskDoc, rules: domain.Rules, *, new: bool = False) -> None:
+def schedule_task(t: TaskDoc, rules: domain.Rules) -> None:
     """Set the task's timer to its next clock point (or cancel it: then also the clocks of its calls whose
-    tasks are all finished). `new`: the task was just created."""
+    tasks are all finished)."""
     nxt = next_task_clock(t, rules, handlers.utcnow())
     if nxt is None:
         cancel_task(t)
     else:
-        _schedule(task_key(t.id), nxt[0], nxt[1], {"task_id": t.id}, new=new)
+        _schedule(task_key(t.id), nxt[0], nxt[1], {"task_id": t.id})
 
 
-def schedule_created(w: WhistleDoc | None, t: TaskDoc | None, rules: domain.Rules) -> None:
+def schedule_created(w: WhistleDoc, t: TaskDoc, rules: domain.Rules) -> None:
     """The first clocks of a call and its task, both just created: one insert for the two timers."""
     now = handlers.utcnow()
     timers: list[tuple[str, str, datetime, Mapping[str, str]]] = []
-    if w is not None and (nxt := next_whistle_clock(w, rules, now)) is not None:
+    if (nxt := next_whistle_clock(w, rules, now)) is not None:
         timers.append((whistle_key(w.id), nxt[0], nxt[1], {"whistle_id": w.id}))
-    if t is not None and (nxt := next_task_clock(t, rules, now)) is not None:
+    if (nxt := next_task_clock(t, rules, now)) is not None:
         timers.append((task_key(t.id), nxt[0], nxt[1], {"task_id": t.id}))
-    for attempt in range(3):  # as _schedule: a concurrent upsert of the same new key
-        try:
-            clocks.schedule_new_many(timers)
-            return
-        except pymongo.errors.DuplicateKeyError:
-            if attempt == 2:
-                raise
-            time.sleep(0.05)
+    _retrying(lambda: clocks.schedule_new_many(timers))
 
 
 def cancel_task(t: TaskDoc) -> None:

@@ -26,10 +26,11 @@ import grpc
 from hongling.org.v1 import org_pb2, org_pb2_grpc
 
 from services.common import context
-from services.common.errors import HonglingError, InvalidArgument
+from services.common.errors import InvalidArgument, Unavailable
 from services.common.grpc_client import LazyStub
 from services.common.mongo import tenant_database
 from services.common.principal import Principal
+from services.common.recent import RecentRead
 from services.common.settings import Settings
 from services.dispatch import domain
 
@@ -44,13 +45,6 @@ GENERATION_CHECK = 1.0  # seconds a generation read is trusted (per tenant and p
 GENERATION = "directory_generation"  # collection of the tenant's dispatch database: {_id: "member_units", gen}
 
 
-class Unavailable(HonglingError):
-    """The org service cannot be reached; nothing was changed, the caller may retry."""
-
-    code = grpc.StatusCode.UNAVAILABLE
-    reason = "unavailable"
-
-
 @dataclass(frozen=True)
 class Unit:
     id: str
@@ -59,14 +53,18 @@ class Unit:
     serves_grid_ids: tuple[str, ...]
 
 
+def _read_generation() -> str:
+    found = tenant_database(context.require_tenant())[GENERATION].find_one({"_id": "member_units"}, {"gen": 1})
+    return str((found or {}).get("gen", ""))
+
+
 class Directory:
     def __init__(self, settings: Settings | None = None) -> None:
         self._org = LazyStub(org_pb2_grpc.OrgServiceStub, "org", ORG_SERVICE, "dispatch", settings)
         # tenant -> (read at, generation read before, community -> units)
         self._units: dict[str, tuple[float, str, dict[str, list[Unit]]]] = {}
         self._refreshing: set[str] = set()
-        # tenant -> (generation, monotonic time it was read)
-        self._generations: dict[str, tuple[str, float]] = {}
+        self._generation = RecentRead(_read_generation, GENERATION_CHECK)
         self._names: dict[tuple[str, str, str], tuple[float, str]] = {}
 
     def _call(self, method: str, request: Any) -> Any:
@@ -88,7 +86,7 @@ class Directory:
         if not community_id:
             return []
         tenant = context.require_tenant()
-        generation = self._generation(tenant)
+        generation = self._generation.get()
         hit = self._units.get(tenant)
         if hit is None or hit[1] != generation:
             return self._load_units(tenant, generation).get(community_id, [])
@@ -107,18 +105,8 @@ class Directory:
             {"_id": "member_units", "gen": uuid.uuid4().hex, "at": datetime.now(UTC)},
             upsert=True,
         )
-        self._generations.pop(tenant, None)
+        self._generation.forget(tenant)
         self._units.pop(tenant, None)
-
-    def _generation(self, tenant: str) -> str:
-        seen = self._generations.get(tenant)
-        now = time.monotonic()
-        if seen is not None and now - seen[1] < GENERATION_CHECK:
-            return seen[0]
-        found = tenant_database(tenant)[GENERATION].find_one({"_id": "member_units"}, {"gen": 1})
-        gen = str((found or {}).get("gen", ""))
-        self._generations[tenant] = (gen, now)
-        return gen
 
     def _refresh(self, tenant: str, generation: str) -> None:
         try:

@@ -487,12 +487,13 @@ def on_issue_classified(event: CloudEvent, msg: iev.IssueClassified) -> None:
         metrics.WHISTLES_BLOWN.labels(tenant, call_type, "false").inc()
     whistle = fresh_w if whistle_created else WhistleDoc.objects(id=whistle_id).exclude("outbox").first()
     if task_created and whistle_created:
-        deadlines.schedule_created(whistle, task, rules)  # both timers in one insert
+        deadlines.schedule_created(fresh_w, fresh, rules)  # both timers in one insert
         return
+    # A replay (or a crash between the two inserts): each clock set to where its document is now.
     if whistle is not None:
-        deadlines.schedule_whistle(whistle, rules, new=whistle_created)
+        deadlines.schedule_whistle(whistle, rules)
     if task is not None:
-        deadlines.schedule_task(task, rules, new=task_created)
+        deadlines.schedule_task(task, rules)
 
 
 def on_issue_reclassified(event: CloudEvent, msg: iev.IssueReclassified) -> None:

@@ -37,7 +37,7 @@ from hongling.org.v1 import org_pb2, org_pb2_grpc
 from prometheus_client import Histogram
 
 from services.common import context
-from services.common.errors import HonglingError, InvalidArgument
+from services.common.errors import HonglingError, InvalidArgument, Unavailable
 from services.common.grpc_client import LazyStub
 from services.common.principal import Principal
 from services.common.settings import Settings
@@ -278,13 +278,6 @@ def combine(
 
 
 # ---------------------------------------------------------------- ranking (I/O)
-
-
-class Unavailable(HonglingError):
-    """The org service cannot be reached; nothing was changed, the caller may retry."""
-
-    code = grpc.StatusCode.UNAVAILABLE
-    reason = "unavailable"
 
 
 class OrgCandidates:

@@ -14,7 +14,7 @@ import grpc
 from hongling.org.v1 import org_pb2, org_pb2_grpc
 
 from services.common import context
-from services.common.errors import HonglingError, InvalidArgument
+from services.common.errors import HonglingError, InvalidArgument, Unavailable
 from services.common.grpc_client import LazyStub
 from services.common.principal import Principal
 from services.common.settings import Settings
@@ -23,13 +23,6 @@ from services.intake.domain import Location
 
 log = logging.getLogger(__name__)
 ORG_SERVICE = "hongling.org.v1.OrgService"
-
-
-class Unavailable(HonglingError):
-    """A service this call depends on cannot be reached; nothing was stored, the caller may retry."""
-
-    code = grpc.StatusCode.UNAVAILABLE
-    reason = "unavailable"
 
 
 @dataclass(frozen=True)

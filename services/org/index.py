@@ -6,10 +6,11 @@ generation) plus dictionary look-ups, whatever the size of the tenant.
 
 Measured at scale (bench/org_candidates.py: 7 tenants, 1,089 grids, 12,000 people) the generation read is
 most of a query's time, so it is made with plain pymongo, and trusted for GENERATION_CHECK_SECONDS per
-tenant: every issue placed and every call blown asks org, and at tens a second the read was one database
-command each. A write in this process forgets the tenant's generation at once (handlers.bump_generation),
-so its own next query sees the write; a write by another org process shows within that half second. The
-build is bound by the store reading whole documents (people most of all), so its reads run side by side.
+tenant (services/common/recent.py): every issue placed and every call blown asks org, and at tens a
+second the read was one database command each. A write in this process forgets the tenant's generation
+at once (handlers.bump_generation), so its own next query sees the write; a write by another org process
+shows within that half second. The build is bound by the store reading whole documents (people most of
+all), so its reads run side by side.
 """
 
 from __future__ import annotations
@@ -27,14 +28,13 @@ from shapely import STRtree
 from shapely.geometry import Point, shape
 
 from services.common.context import require_tenant
+from services.common.recent import RecentRead
 from services.org import documents as d
 from services.org import domain
 
 log = logging.getLogger(__name__)
 MAX_AGE_SECONDS = 300.0  # a safety net: rebuild at least this often even if no generation change was seen
 GENERATION_CHECK_SECONDS = 0.5  # how long a generation read is trusted, per tenant and process
-# tenant -> (generation, monotonic time it was read)
-_SEEN: dict[str, tuple[int, float]] = {}
 # Reads of one build run side by side: FerretDB decodes every document whole, whatever the projection.
 _READERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="org-index-read")
 
@@ -88,21 +88,12 @@ def generation() -> int:
     return int(state.get("generation") or 0) if state else 0
 
 
-def recent_generation() -> int:
-    """The tenant's generation, read again when the last read is older than GENERATION_CHECK_SECONDS."""
-    tenant = require_tenant()
-    seen = _SEEN.get(tenant)
-    now = time.monotonic()
-    if seen is not None and now - seen[1] < GENERATION_CHECK_SECONDS:
-        return seen[0]
-    gen = generation()
-    _SEEN[tenant] = (gen, now)
-    return gen
+RECENT_GENERATION = RecentRead(generation, GENERATION_CHECK_SECONDS)
 
 
 def forget_generation(tenant: str) -> None:
     """This process changed the tenant: its next query reads the generation again."""
-    _SEEN.pop(tenant, None)
+    RECENT_GENERATION.forget(tenant)
 
 
 LIVE = {"deleted": {"$ne": True}}
@@ -224,7 +215,7 @@ class IndexCache:
 
     def current(self) -> TenantIndex:
         tenant = require_tenant()
-        gen = recent_generation()
+        gen = RECENT_GENERATION.get()
         idx = self._by_tenant.get(tenant)
         if idx is not None and idx.generation == gen and time.monotonic() - idx.built_at < MAX_AGE_SECONDS:
             return idx
