@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     grpc_workers: int = Field(16, ge=1, le=256)
     call_timeout_seconds: float = Field(5.0, gt=0, le=120)
     consumer_max_retries: int = Field(3, ge=0, le=20)
+    # Consumers off the whistle's path (intake's lifecycle, dispatch's webhooks and matching model) poll at
+    # most this often while records keep coming, so that a poll brings several (services/common/consumer.py).
+    consumer_gather_ms: int = Field(50, ge=0, le=1000)
     relay_interval_seconds: float = Field(1.0, gt=0, le=60)
     # Dispatch's durable timers (services/dispatch/clocks.py): how often each worker rereads every tenant's
     # timers (those scheduled in this process fire on time without it; the rescan finds those written by

@@ -79,5 +79,6 @@ def build_consumer(settings: Settings) -> EventConsumer:
         },
         settings.kafka_bootstrap,
         max_retries=settings.consumer_max_retries,
+        gather_ms=settings.consumer_gather_ms,
         mark_prefix=f"{GROUP}:",
     )

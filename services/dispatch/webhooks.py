@@ -468,6 +468,7 @@ def build_webhook_consumer(settings: Settings) -> EventConsumer:
         dict.fromkeys(EVENT_TYPES.values(), on_event),
         settings.kafka_bootstrap,
         max_retries=settings.consumer_max_retries,
+        gather_ms=settings.consumer_gather_ms,
         wants=wanted,
     )
 

@@ -40,6 +40,7 @@ def build_consumer(settings: Settings) -> EventConsumer:
         },
         settings.kafka_bootstrap,
         max_retries=settings.consumer_max_retries,
+        gather_ms=settings.consumer_gather_ms,
         # The lifecycle only moves forward (domain.next_status: an event older than the last change
         # or its reopening adds nothing) and linking a duplicate is by its ids: a replay changes nothing, so
         # no processed-event mark (two commands per event) is needed.
