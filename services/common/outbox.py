@@ -24,8 +24,10 @@ matches no index for it), so the reads above grow with the data. A creation (`sa
 therefore also hands its events to this process's own relay once its write succeeded: the relay
 publishes them from memory (no document read, no `outbox_published` look-up: nobody else can have
 published events of a document this process just created, short of another relay seeing its marker,
-which is the duplicate consumers already drop), records them in one insert, and deletes the marker
-after its grace without reading the document. Nothing else changes: the marker is written before the
+which is the duplicate consumers already drop), records them in `outbox_published` with the other
+creations of its tenant at most a second later (one insert per tenant and second under load, where each
+creation took its own; a crash in that second republishes them, which consumers drop), and deletes
+the marker after its grace without reading the document. Nothing else changes: the marker is written before the
 document, so after a crash, a failed publish or in another process the marker path above finds the
 events as before. Creations have no earlier events, so publishing them first keeps the order per
 aggregate; a document with a creation still under way or handed over is skipped by the marker scan.
@@ -42,7 +44,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -78,6 +80,9 @@ KNOWN_PUBLISHED_MAX = 200_000
 HANDOFF_MAX = 20_000
 YOUNG_RESCAN_SECONDS = 0.05
 RELAY_LINGER_SECONDS = 0.01
+# Published hand-off events are recorded at least this often, or once this many are waiting.
+RECORD_SECONDS = 1.0
+RECORD_MAX = 2000
 
 
 def _aware(at: datetime) -> datetime:
@@ -132,44 +137,58 @@ def mark_pending(doc_cls: type[Any], doc_id: str, *, creation: bool = False) -> 
     return marker_id
 
 
-@contextlib.contextmanager
-def creations(*docs: OutboxDocument) -> Iterator[None]:
-    """mark_pending for several documents that are about to be created (save(force_insert=True)) in the
-    block: their markers go in one insert, where each save would write its own, and each save uses its
-    marker. A document not saved by the end of the block gives its marker back (the relay cleans it up)."""
-    fresh = [doc for doc in docs if getattr(doc, "_new_events", False) and not getattr(doc, "_premarked", "")]
-    if fresh:
-        _mark_all(fresh)
-    try:
-        yield
-    finally:
-        for doc in fresh:
-            if getattr(doc, "_premarked", ""):
-                hand_over(doc._premarked, None)
-                doc._premarked = ""
+def stored_event(message: Message, subject: str, at: datetime) -> dict[str, Any]:
+    """An event as `OutboxDocument.record` stores it in `outbox`, for a document written as a plain dict."""
+    return {
+        "id": uuid.uuid4().hex,
+        "type": message.DESCRIPTOR.full_name,
+        "subject": subject,
+        "time": at,
+        "data": message.SerializeToString(),
+    }
 
 
-def _mark_all(fresh: Sequence[OutboxDocument]) -> None:
+def insert_created(docs: Sequence[tuple[type[OutboxDocument], dict[str, Any]]]) -> list[bool]:
+    """Create documents given as stored (each with its _id and its events in `outbox`, from stored_event), in
+    the order given, as `save(force_insert=True)` of each would, without building mongoengine documents (for a
+    call with many targets that was a fifth of the work of handling its event): every marker in one insert
+    first (each save writes its own), then each document (sharing the command with concurrent inserts into
+    its collection, groupcommit), handed to this process's relay once written. Per document: True when
+    written, False when one with its _id existed already (a replay); other errors raise, and a document not
+    written gives its marker back (the relay cleans it up)."""
+    if not docs:
+        return []
     tenant = require_tenant()
     now = datetime.now(UTC)
     markers = [
-        {"_id": uuid.uuid4().hex, "collection": type(doc)._get_collection_name(), "doc": str(doc.pk), "at": now}
-        for doc in fresh
+        {"_id": uuid.uuid4().hex, "collection": cls._get_collection_name(), "doc": str(son["_id"]), "at": now}
+        for cls, son in docs
     ]
     for marker in markers:
         HANDOFF.begin(marker["_id"], (tenant, marker["collection"], marker["doc"]))
-    errors = groupcommit.insert_all(type(fresh[0])._get_db()[MARKERS], markers)
-    failed = next((e for e in errors if e is not None), None)
-    if failed is not None:
-        for marker in markers:
+    written: list[bool] = []
+    try:
+        failed = next((e for e in groupcommit.insert_all(docs[0][0]._get_db()[MARKERS], markers) if e), None)
+        if failed is not None:
+            raise failed
+        for (cls, son), marker in zip(docs, markers, strict=True):
+            try:
+                groupcommit.insert(cls._get_collection(), son)
+            except (me.NotUniqueError, pymongo.errors.DuplicateKeyError):
+                hand_over(marker["_id"], None)
+                written.append(False)
+                continue
+            hand_over(marker["_id"], son.get("outbox") or [])
+            written.append(True)
+    finally:
+        for marker in markers[len(written) :]:
             HANDOFF.end(marker["_id"], None)
-        raise failed
-    for doc, marker in zip(fresh, markers, strict=True):
-        doc._premarked = marker["_id"]
+    return written
 
 
-def hand_over(marker_id: str, events: list[PendingEvent] | None) -> None:
-    """A creation's write is over: written with these new events, or failed (None)."""
+def hand_over(marker_id: str, events: Sequence[Any] | None) -> None:
+    """A creation's write is over: written with these new events (PendingEvents or their stored dicts), or
+    failed (None)."""
     HANDOFF.end(
         marker_id,
         None if events is None else [{f: ev[f] for f in ("id", "type", "subject", "time", "data")} for ev in events],
@@ -216,9 +235,7 @@ class OutboxDocument(TenantDocument):
     def save(self, *args: Any, **kwargs: Any) -> Any:
         new_events = getattr(self, "_new_events", False)
         creation = bool(kwargs.get("force_insert"))  # a new document: no earlier events, no other writer
-        premarked = getattr(self, "_premarked", "") if creation else ""  # written by creations()
-        self._premarked = ""
-        marker_id = premarked or (mark_pending(type(self), str(self.pk), creation=creation) if new_events else "")
+        marker_id = mark_pending(type(self), str(self.pk), creation=creation) if new_events else ""
         pending = self.new_events() if new_events else []
         try:
             result = super().save(*args, **kwargs)
@@ -299,6 +316,10 @@ class OutboxRelay:
         self._young = False  # the last scan saw a marker whose write may be under way
         # Markers to look at again soon by _id (their write may be under way): tenant -> ids.
         self._young_ids: dict[str, set[str]] = defaultdict(set)
+        # Published hand-off events not yet recorded in PUBLISHED (tenant -> records), see record_published.
+        self._unrecorded: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._unrecorded_n = 0
+        self._recorded = time.monotonic()
 
     def run(self, stop: threading.Event) -> None:
         producer = make_producer(self.bootstrap, self.name)
@@ -308,6 +329,7 @@ class OutboxRelay:
             while not stop.is_set():
                 OUTBOX_SIGNAL.clear()
                 published = self.publish_handed(producer)
+                self.record_published(due=True)
                 now = time.monotonic()
                 if now >= next_scan:
                     CHANGE_SIGNAL.clear()
@@ -326,11 +348,16 @@ class OutboxRelay:
                         # this pass: one flush and one record of what was published for all of them.
                         stop.wait(RELAY_LINGER_SECONDS)
         finally:
-            producer.close(timeout=10)
+            try:
+                self.record_published()
+            finally:
+                producer.close(timeout=10)
 
     def publish_pending(self, producer: KafkaProducer) -> int:
         """One full pass: the hand-off, then every tenant's markers; returns how many events were published."""
-        return self.publish_handed(producer) + self.scan_markers(producer)
+        published = self.publish_handed(producer)
+        self.record_published()
+        return published + self.scan_markers(producer)
 
     def publish_handed(self, producer: KafkaProducer) -> int:
         """Publish the creations this process handed over, from memory: no reads (see the module docstring)."""
@@ -371,9 +398,31 @@ class OutboxRelay:
             self._done[marker_id] = now
             total += len(events)
         for tenant, records in done.items():
-            with contextlib.suppress(pymongo.errors.BulkWriteError):  # duplicates: recorded already
-                tenant_database(tenant)[PUBLISHED].insert_many(records, ordered=False)
+            self._unrecorded[tenant].extend(records)
+        self._unrecorded_n += sum(len(r) for r in done.values())
+        if self._unrecorded_n >= RECORD_MAX:
+            self.record_published()
         return total
+
+    def record_published(self, *, due: bool = False) -> None:
+        """Write the ids of the handed-over events published since the last call, one insert per tenant.
+        With `due`, only once RECORD_SECONDS have passed since the last call: under load a tenant's creations
+        then share one insert a second instead of taking one each (a crash before it republishes them at
+        most; consumers drop the duplicates)."""
+        if not self._unrecorded_n or (due and time.monotonic() - self._recorded < RECORD_SECONDS):
+            return
+        pending, self._unrecorded, self._unrecorded_n = self._unrecorded, defaultdict(list), 0
+        self._recorded = time.monotonic()
+        for tenant, records in pending.items():
+            try:
+                tenant_database(tenant)[PUBLISHED].insert_many(records, ordered=False)
+            except pymongo.errors.BulkWriteError:
+                pass  # duplicates: recorded already
+            except Exception:
+                # Not recorded: a relay reading these documents again later publishes them once more, which
+                # consumers drop as duplicates. Nothing is lost.
+                metrics.OUTBOX_ERRORS.labels(self.service).inc()
+                log.warning("recording %d published event(s) of %s failed", len(records), tenant, exc_info=True)
 
     def take_changed(self) -> dict[str, set[str]]:
         """The markers of this process's changes to this relay's collections, signalled since the last call."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 import pymongo.errors
@@ -75,27 +75,53 @@ def _schedule(key: str, kind: str, due: datetime, payload: Mapping[str, str]) ->
 
 def next_whistle_clock(w: WhistleDoc, rules: domain.Rules, now: datetime) -> tuple[str, datetime] | None:
     """(kind, when) of the call's next clock point; None once its report-in is closed."""
-    due = handlers.aware(w.report_in_by)
-    if w.report_in_closed or due is None:
+    return _whistle_clock(
+        w.call_type, handlers.aware(w.report_in_by), bool(w.report_in_closed), bool(w.reminded), rules, now
+    )
+
+
+def _whistle_clock(
+    call_type: str, due: datetime | None, closed: bool, reminded: bool, rules: domain.Rules, now: datetime
+) -> tuple[str, datetime] | None:
+    if closed or due is None:
         return None
-    remind = domain.reminder_at(due, rules.rule(w.call_type).report_in_reminder, now)
-    if remind is not None and not w.reminded:
+    remind = domain.reminder_at(due, rules.rule(call_type).report_in_reminder, now)
+    if remind is not None and not reminded:
         return REPORT_IN_REMINDER, remind
     return REPORT_IN_DEADLINE, due
 
 
 def next_task_clock(t: TaskDoc, rules: domain.Rules, now: datetime) -> tuple[str, datetime] | None:
     """(kind, when) of the task's next clock point; None when finished or escalated to the district."""
-    due = handlers.aware(t.complete_by)
-    if t.status in domain.FINISHED or due is None:
+    return _task_clock(
+        t.call_type or domain.SERVICE,
+        handlers.aware(t.complete_by),
+        t.status,
+        t.escalation_level or "",
+        list(t.reminded or []),
+        rules,
+        now,
+    )
+
+
+def _task_clock(
+    call_type: str,
+    due: datetime | None,
+    status: str,
+    escalation_level: str,
+    reminded: Sequence[str],
+    rules: domain.Rules,
+    now: datetime,
+) -> tuple[str, datetime] | None:
+    if status in domain.FINISHED or due is None:
         return None
-    rule = rules.rule(t.call_type or domain.SERVICE)
-    if not t.escalation_level:
+    rule = rules.rule(call_type)
+    if not escalation_level:
         remind = domain.reminder_at(due, rule.completion_reminder, now)
-        if remind is not None and _reminder_tag(due) not in (t.reminded or []):
+        if remind is not None and _reminder_tag(due) not in reminded:
             return COMPLETION_REMINDER, remind
         return COMPLETION_DEADLINE, due
-    if t.escalation_level == SUBDISTRICT:
+    if escalation_level == SUBDISTRICT:
         return DISTRICT_ESCALATION, domain.district_escalation_at(due, rule)
     return None
 
@@ -119,14 +145,17 @@ def schedule_task(t: TaskDoc, rules: domain.Rules) -> None:
         _schedule(task_key(t.id), nxt[0], nxt[1], {"task_id": t.id})
 
 
-def schedule_created(w: WhistleDoc, t: TaskDoc, rules: domain.Rules) -> None:
-    """The first clocks of a call and its task, both just created: one insert for the two timers."""
+def schedule_created(
+    whistle_id: str, task_id: str, call_type: str, report_in_by: datetime, complete_by: datetime, rules: domain.Rules
+) -> None:
+    """The first clocks of a call and its task, both just created (open, nothing reminded): one insert for the
+    two timers."""
     now = handlers.utcnow()
     timers: list[tuple[str, str, datetime, Mapping[str, str]]] = []
-    if (nxt := next_whistle_clock(w, rules, now)) is not None:
-        timers.append((whistle_key(w.id), nxt[0], nxt[1], {"whistle_id": w.id}))
-    if (nxt := next_task_clock(t, rules, now)) is not None:
-        timers.append((task_key(t.id), nxt[0], nxt[1], {"task_id": t.id}))
+    if (nxt := _whistle_clock(call_type, report_in_by, False, False, rules, now)) is not None:
+        timers.append((whistle_key(whistle_id), nxt[0], nxt[1], {"whistle_id": whistle_id}))
+    if (nxt := _task_clock(call_type, complete_by, domain.OPEN, "", (), rules, now)) is not None:
+        timers.append((task_key(task_id), nxt[0], nxt[1], {"task_id": task_id}))
     _retrying(lambda: clocks.schedule_new_many(timers))
 
 

@@ -428,72 +428,150 @@ def on_issue_classified(event: CloudEvent, msg: iev.IssueClassified) -> None:
     # is asked of org before anything is written, so the task and its call appear within moments of each
     # other; the task is written before its call, so a call that exists means its task does too.
     targets = find_targets(need, msg.community_id, msg.grid_id, call_type, rules)
-    fresh = TaskDoc(
-        id=task_id,
-        issue_id=msg.issue_id,
-        status=domain.OPEN,
-        created_at=at,
-        source_event_id=event.id,
-        title=msg.title,
-        category=msg.category,
-        urgency=msg.urgency,
-        call_type=call_type,
-        community_id=msg.community_id,
-        grid_id=msg.grid_id,
-        hazards=list(msg.hazards),
-        affected_households=msg.affected_households,
-        whistle_id=whistle_id,
-        whistle_ids=[whistle_id],
-        skills=list(need.skills),
-        services=list(need.services),
-        resources=list(need.resources),
-        lead_places=1,
-        assistant_places=rule.assistant_places,
-        report_in_by=dl.report_in_by,
-        complete_by=dl.complete_by,
-        version=1,
-        updated_at=at,
-    )
-    add_history(fresh, "created", at, DISPATCH, "", domain.OPEN, call_type=call_type)
-    fresh.record(
-        dev.TaskCreated(task_id=task_id, issue_id=msg.issue_id, tenant=tenant, status=domain.OPEN, created_at=ts(at)),
-        subject=f"tasks/{task_id}",
-        at=at,
-    )
-    fresh_w = WhistleDoc(
-        id=whistle_id,
-        call_type=call_type,
-        community_id=msg.community_id,
-        grid_id=msg.grid_id,
-        issue_ids=[msg.issue_id],
-        task_ids=[task_id],
-        targets=_target_docs(targets),
-        target_ids=[t.id for t in targets],
-        report_in_by=dl.report_in_by,
-        complete_by=dl.complete_by,
-        blown_at=at,
-        blown_by=DISPATCH,
-        manual=False,
-        source_event_id=event.id,
-        version=1,
-        updated_at=at,
-    )
-    fresh_w.record(_whistle_blown(fresh_w), subject=f"whistles/{whistle_id}", at=at)
-    with outbox.creations(fresh, fresh_w):  # both markers in one insert
-        task_created = _insert(fresh) is not None
-        whistle_created = _insert(fresh_w) is not None
-    task = fresh if task_created else TaskDoc.objects(id=task_id).exclude("outbox", "history").first()
+    task_son = created_task(task_id, whistle_id, msg, event.id, at, call_type, need, rule.assistant_places, dl)
+    whistle_son = created_whistle(whistle_id, task_id, msg, event.id, at, call_type, targets, dl)
+    task_created, whistle_created = outbox.insert_created([(TaskDoc, task_son), (WhistleDoc, whistle_son)])
     if whistle_created:
         metrics.WHISTLES_BLOWN.labels(tenant, call_type, "false").inc()
-    whistle = fresh_w if whistle_created else WhistleDoc.objects(id=whistle_id).exclude("outbox").first()
     if task_created and whistle_created:
-        deadlines.schedule_created(fresh_w, fresh, rules)  # both timers in one insert
+        # Both timers in one insert.
+        deadlines.schedule_created(whistle_id, task_id, call_type, dl.report_in_by, dl.complete_by, rules)
         return
     # A replay (or a crash between the two inserts): each clock set to where its document is now.
+    whistle = WhistleDoc.objects(id=whistle_id).exclude("outbox").first()
     if whistle is not None:
         deadlines.schedule_whistle(whistle, rules)
+    task = TaskDoc.objects(id=task_id).exclude("outbox", "history").first()
     if task is not None:
         deadlines.schedule_task(task, rules)
+
+
+def created_task(
+    task_id: str,
+    whistle_id: str,
+    msg: iev.IssueClassified,
+    event_id: str,
+    at: datetime,
+    call_type: str,
+    need: matching.Need,
+    assistant_places: int,
+    dl: domain.Deadlines,
+) -> dict[str, Any]:
+    """A classified issue's new task as stored (TaskDoc's fields, with its history step and TaskCreated)."""
+    zh, en = domain.note("created", call_type=call_type)
+    created = dev.TaskCreated(
+        task_id=task_id, issue_id=msg.issue_id, tenant=require_tenant(), status=domain.OPEN, created_at=ts(at)
+    )
+    return {
+        "_id": task_id,
+        "outbox": [outbox.stored_event(created, f"tasks/{task_id}", at)],
+        "issue_id": msg.issue_id,
+        "status": domain.OPEN,
+        "created_at": at,
+        "source_event_id": event_id,
+        "title": msg.title,
+        "category": msg.category,
+        "urgency": msg.urgency,
+        "call_type": call_type,
+        "community_id": msg.community_id,
+        "grid_id": msg.grid_id,
+        "hazards": list(msg.hazards),
+        "affected_households": msg.affected_households,
+        "whistle_id": whistle_id,
+        "whistle_ids": [whistle_id],
+        "skills": list(need.skills),
+        "services": list(need.services),
+        "resources": list(need.resources),
+        "lead_places": 1,
+        "assistant_places": assistant_places,
+        "crew": [],
+        "crew_ids": [],
+        "report_in_by": dl.report_in_by,
+        "complete_by": dl.complete_by,
+        "escalation_level": "",
+        "deadline_missed": False,
+        "reminded": [],
+        "history": [
+            {
+                "at": at,
+                "action": "created",
+                "from_status": "",
+                "to_status": domain.OPEN,
+                "reason": "",
+                "by": DISPATCH,
+                "note_zh": zh,
+                "note_en": en,
+            }
+        ],
+        "cancel_reason": "",
+        "version": 1,
+        "updated_at": at,
+    }
+
+
+def created_whistle(
+    whistle_id: str,
+    task_id: str,
+    msg: iev.IssueClassified,
+    event_id: str,
+    at: datetime,
+    call_type: str,
+    targets: Sequence[domain.TargetIn],
+    dl: domain.Deadlines,
+) -> dict[str, Any]:
+    """The call a classified issue raises by itself, as stored (WhistleDoc's fields, with its WhistleBlown)."""
+    blown = dev.WhistleBlown(
+        whistle_id=whistle_id,
+        tenant=require_tenant(),
+        issue_ids=[msg.issue_id],
+        call_type=call_type,
+        community_id=msg.community_id,
+        grid_id=msg.grid_id,
+        report_in_by=ts(dl.report_in_by),
+        complete_by=ts(dl.complete_by),
+        blown_at=ts(at),
+        task_ids=[task_id],
+        target_kinds=[t.kind for t in targets],
+        target_ids=[t.id for t in targets],
+        blown_by=DISPATCH,
+        manual=False,
+    )
+    return {
+        "_id": whistle_id,
+        "outbox": [outbox.stored_event(blown, f"whistles/{whistle_id}", at)],
+        "call_type": call_type,
+        "community_id": msg.community_id,
+        "grid_id": msg.grid_id,
+        "issue_ids": [msg.issue_id],
+        "task_ids": [task_id],
+        "targets": [
+            {
+                "kind": t.kind,
+                "id": t.id,
+                "name_zh": t.name_zh,
+                "source": t.source,
+                "reasons": list(t.reasons),
+                "answer": "",
+                "late": False,
+                "silent": False,
+            }
+            for t in targets
+        ],
+        "target_ids": [t.id for t in targets],
+        "reports": [],
+        "report_in_by": dl.report_in_by,
+        "complete_by": dl.complete_by,
+        "blown_at": at,
+        "blown_by": DISPATCH,
+        "manual": False,
+        "note": "",
+        "upgraded_from": "",
+        "report_in_closed": False,
+        "reminded": False,
+        "source_event_id": event_id,
+        "version": 1,
+        "updated_at": at,
+    }
 
 
 def on_issue_reclassified(event: CloudEvent, msg: iev.IssueReclassified) -> None:

@@ -140,17 +140,20 @@ class Crate(OutboxDocument):
     id = me.StringField(primary_key=True)
 
 
-def test_creations_mark_several_documents_in_one_insert_and_a_document_not_written_gives_its_marker_back(
+def test_created_documents_share_one_marker_insert_and_one_that_exists_gives_its_marker_back(
     relay_env: Settings, mongo_client: MongoClient[Any]
 ) -> None:
-    """outbox.creations (a handler creating a task and its call): both markers go in one insert, each save
-    uses its own, the relay publishes both; a document the block did not write (a failed insert) leaves a
-    marker the relay cleans up as for a crash, and is not held back as a creation under way."""
+    """outbox.insert_created (a handler creating a task and its call as stored dicts): the markers go in one
+    insert, each document is written and published with its events; a document whose _id exists already (a
+    replay) is reported, is not written over, and leaves a marker the relay cleans up as for a crash."""
+    from datetime import UTC, datetime
+
     from services.common import groupcommit
-    from services.common.outbox import HANDOFF, MARKERS, creations
+    from services.common.outbox import HANDOFF, MARKERS, insert_created, stored_event
 
     db = mongo_client["hl_itest_daimiao"]
-    a, b, never = unique("parcel"), unique("crate"), unique("parcel")
+    a, b, taken = unique("parcel"), unique("crate"), unique("parcel")
+    db["parcels"].insert_one({"_id": taken, "state": "first", "outbox": []})
 
     def commands() -> float:
         return sum(
@@ -160,21 +163,26 @@ def test_creations_mark_several_documents_in_one_insert_and_a_document_not_writt
             if s.name.endswith("_count") and s.labels == {"collection": MARKERS}
         )
 
+    now = datetime.now(UTC)
+
+    def son(doc_id: str, subject: str, **fields: Any) -> dict[str, Any]:
+        return {"_id": doc_id, **fields, "outbox": [stored_event(ev.IssueReceived(issue_id=doc_id), subject, now)]}
+
+    sons: list[tuple[type[OutboxDocument], dict[str, Any]]] = [
+        (Parcel, son(a, f"parcels/{a}", state="new")),
+        (Crate, son(b, f"crates/{b}")),
+        (Parcel, son(taken, f"parcels/{taken}", state="again")),
+    ]
+    events = [doc["outbox"][0]["id"] for _, doc in sons[:2]]
     before = commands()
     with context.bound(tenant="daimiao"):
-        first, second, unsaved = Parcel(id=a, state="new"), Crate(id=b), Parcel(id=never, state="new")
-        events = [
-            first.record(ev.IssueReceived(issue_id=a), subject=f"parcels/{a}"),
-            second.record(ev.IssueReceived(issue_id=b), subject=f"crates/{b}"),
-        ]
-        unsaved.record(ev.IssueReceived(issue_id=never), subject=f"parcels/{never}")
-        with creations(first, second, unsaved):
-            first.save(force_insert=True)
-            second.save(force_insert=True)
+        assert insert_created(sons) == [True, True, False]
     assert commands() - before == 1  # three markers, one insert
-    assert {m["doc"] for m in db[MARKERS].find({"doc": {"$in": [a, b, never]}})} == {a, b, never}
-    busy = HANDOFF.busy()
-    assert ("daimiao", "parcels", never) not in busy  # given back: the marker path deals with it
+    assert {m["doc"] for m in db[MARKERS].find({"doc": {"$in": [a, b, taken]}})} == {a, b, taken}
+    assert (db["parcels"].find_one({"_id": taken}) or {}).get("state") == "first"  # not written over
+    assert ("daimiao", "parcels", taken) not in HANDOFF.busy()  # given back: the marker path deals with it
+    with context.bound(tenant="daimiao"):
+        assert Parcel.objects(id=a).first().state == "new"  # loads as the document class
 
     relay = OutboxRelay("itest", [Parcel, Crate], relay_env.kafka_bootstrap)
     producer = KafkaProducer(bootstrap_servers=relay_env.kafka_bootstrap, enable_idempotence=True, acks="all")
@@ -187,4 +195,53 @@ def test_creations_mark_several_documents_in_one_insert_and_a_document_not_writt
         )
     finally:
         producer.close(timeout=5)
-    assert db["parcels"].find_one({"_id": never}) is None
+    published = {
+        CloudEvent.from_record(r.headers, r.value).subject
+        for r in read_topic(relay_env.kafka_bootstrap, topic_for("itest"))
+        if r.key in (f"daimiao:{a}".encode(), f"daimiao:{b}".encode(), f"daimiao:{taken}".encode())
+    }
+    assert published == {f"parcels/{a}", f"crates/{b}"}
+
+
+def test_the_relay_records_what_it_published_of_a_tenant_together(
+    relay_env: Settings, mongo_client: MongoClient[Any]
+) -> None:
+    """Creations published from the hand-off are recorded in outbox_published per tenant at most once a
+    second, not one insert each; what is waiting is recorded when the relay stops."""
+    from services.common.metrics import MONGO_COMMANDS
+
+    def inserts() -> float:
+        return sum(
+            s.value
+            for metric in MONGO_COMMANDS.collect()
+            for s in metric.samples
+            if s.name.endswith("_total") and s.labels == {"command": "insert", "collection": "outbox_published"}
+        )
+
+    db = mongo_client["hl_itest_qiujiadian"]
+    relay = OutboxRelay("itest", [Parcel], relay_env.kafka_bootstrap)
+    stop = threading.Event()
+    t = threading.Thread(target=relay.run, args=(stop,), daemon=True)
+    t.start()
+    events: list[str] = []
+    try:
+        before = inserts()
+        for _ in range(10):
+            pid = unique("parcel")
+            with context.bound(tenant="qiujiadian"):
+                p = Parcel(id=pid, state="new")
+                events.append(p.record(ev.IssueReceived(issue_id=pid), subject=f"parcels/{pid}"))
+                p.save(force_insert=True)
+            wait_for(lambda: relay._unrecorded_n > 0 or db["outbox_published"].find_one({"_id": events[-1]}))
+        wait_for(lambda: all(db["outbox_published"].find_one({"_id": e}) is not None for e in events))
+        assert inserts() - before <= 3  # ten creations published one by one, recorded in one to three inserts
+        pid = unique("parcel")
+        with context.bound(tenant="qiujiadian"):
+            p = Parcel(id=pid, state="new")
+            last = p.record(ev.IssueReceived(issue_id=pid), subject=f"parcels/{pid}")
+            p.save(force_insert=True)
+        wait_for(lambda: relay._unrecorded_n > 0 or db["outbox_published"].find_one({"_id": last}) is not None)
+    finally:
+        stop.set()
+        t.join(20)
+    assert db["outbox_published"].find_one({"_id": last}) is not None  # recorded on the way out
