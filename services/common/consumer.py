@@ -93,11 +93,11 @@ class EventConsumer:
         unknown = self.idempotent - set(self.handlers)
         if unknown:
             raise ValueError(f"idempotent types without a handler: {', '.join(sorted(unknown))}")
-        # While records keep coming, poll at most once per this many ms (0: at once). Every poll costs the
-        # client about as much CPU as handling a small record (kafka-python's fetch round), and at tens of
-        # records a second a consumer that polls at once fetches them one by one: gathering for 50 ms cut
-        # a consumer's CPU by 40 % at 150 records/s (bench notes in the issue 6 closing note). A record
-        # then waits up to twice this long; consumers off the latency-critical path use it.
+        # While records keep coming, poll at most once per this many ms (0: at once). A kafka-python poll costs
+        # about as much CPU as handling a small record, and at tens of records a second a consumer that polls
+        # at once fetches them one by one. Gathering for 50 ms took intake's lifecycle consumer from 3-4.5 to
+        # 2.3 ms of CPU per issue in bench/dispatch_pipeline.py. A record then waits up to twice this long, so
+        # only consumers off the latency-critical path use it.
         self.gather = max(0, gather_ms) / 1000
 
     def run(self, stop: threading.Event) -> None:
