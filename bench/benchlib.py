@@ -16,7 +16,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.tokens import TokenFile
-from services.common.settings import Settings, get_settings
+from services.common.settings import SERVICES, Settings, get_settings
 from services.org.seed import Rect
 
 BENCH_POINT = (36.40, 117.40)  # away from the demo area (lat 36.15-36.25) and the scale area (36.03-36.14)
@@ -105,15 +105,12 @@ def show_cpu(before: dict[str, float], after: dict[str, float], ops: int, name: 
     print(f"CPU ms per operation, {name}: total {1000 * total / max(ops, 1):.2f} = {parts}")
 
 
-SERVICES = ("gateway", "org", "intake", "dispatch", "evaluation", "publication")
-
-
 def mongo_commands() -> Counter[tuple[str, str, str]]:
     """Database commands sent so far by each service process: (service, command, collection) -> count,
     from hongling_mongo_commands_total on their /metrics."""
     settings = get_settings()
     out: Counter[tuple[str, str, str]] = Counter()
-    for service in SERVICES:
+    for service in ("gateway", *SERVICES):
         try:
             text = requests.get(f"http://{settings.host}:{settings.metrics_port(service)}/metrics", timeout=5).text
         except (requests.RequestException, ValueError, AttributeError):

@@ -121,12 +121,17 @@ class _Handoff:
 HANDOFF = _Handoff()
 
 
+def _marker(collection: str, doc_id: str, at: datetime) -> dict[str, Any]:
+    """A new marker: the document `doc_id` of `collection` is about to carry new events."""
+    return {"_id": uuid.uuid4().hex, "collection": collection, "doc": doc_id, "at": at}
+
+
 def mark_pending(doc_cls: type[Any], doc_id: str, *, creation: bool = False) -> str:
     """Tell the relay that this document is about to carry new events (call before the write);
     returns the marker's id. A `creation` must be followed by `hand_over` once its write is over."""
     name = doc_cls._get_collection_name()
-    marker_id = uuid.uuid4().hex
-    marker = {"_id": marker_id, "collection": name, "doc": doc_id, "at": datetime.now(UTC)}
+    marker = _marker(name, doc_id, datetime.now(UTC))
+    marker_id = marker["_id"]
     groupcommit.insert(doc_cls._get_db()[MARKERS], marker)
     if creation:
         HANDOFF.begin(marker_id, (require_tenant(), name, doc_id))
@@ -160,10 +165,7 @@ def insert_created(docs: Sequence[tuple[type[OutboxDocument], dict[str, Any]]]) 
         return []
     tenant = require_tenant()
     now = datetime.now(UTC)
-    markers = [
-        {"_id": uuid.uuid4().hex, "collection": cls._get_collection_name(), "doc": str(son["_id"]), "at": now}
-        for cls, son in docs
-    ]
+    markers = [_marker(cls._get_collection_name(), str(son["_id"]), now) for cls, son in docs]
     for marker in markers:
         HANDOFF.begin(marker["_id"], (tenant, marker["collection"], marker["doc"]))
     written: list[bool] = []
@@ -318,7 +320,6 @@ class OutboxRelay:
         self._young_ids: dict[str, set[str]] = defaultdict(set)
         # Published hand-off events not yet recorded in PUBLISHED (tenant -> records), see record_published.
         self._unrecorded: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        self._unrecorded_n = 0
         self._recorded = time.monotonic()
 
     def run(self, stop: threading.Event) -> None:
@@ -399,8 +400,7 @@ class OutboxRelay:
             total += len(events)
         for tenant, records in done.items():
             self._unrecorded[tenant].extend(records)
-        self._unrecorded_n += sum(len(r) for r in done.values())
-        if self._unrecorded_n >= RECORD_MAX:
+        if sum(map(len, self._unrecorded.values())) >= RECORD_MAX:
             self.record_published()
         return total
 
@@ -409,9 +409,9 @@ class OutboxRelay:
         With `due`, only once RECORD_SECONDS have passed since the last call: under load a tenant's creations
         then share one insert a second instead of taking one each (a crash before it republishes them at
         most; consumers drop the duplicates)."""
-        if not self._unrecorded_n or (due and time.monotonic() - self._recorded < RECORD_SECONDS):
+        if not self._unrecorded or (due and time.monotonic() - self._recorded < RECORD_SECONDS):
             return
-        pending, self._unrecorded, self._unrecorded_n = self._unrecorded, defaultdict(list), 0
+        pending, self._unrecorded = self._unrecorded, defaultdict(list)
         self._recorded = time.monotonic()
         for tenant, records in pending.items():
             try:

@@ -139,8 +139,7 @@ def verify(token: str | None, secret: str) -> Principal:
     hit = _VERIFIED.get((token, secret))
     if hit is not None and time.time() < hit[1]:
         return hit[0]
-    principal = _verify(token, secret)
-    return principal
+    return _verify(token, secret)
 
 
 def _verify(token: str, secret: str) -> Principal:

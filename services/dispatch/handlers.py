@@ -205,8 +205,12 @@ def _change(
         delay = min(delay * 2, 0.3)
 
 
+def _no_task(task_id: str, field: str = "task_id") -> NotFound:
+    return NotFound(f"task {task_id!r} not found in this tenant (未找到该任务)", field=field)
+
+
 def _task_missing(task_id: str) -> Callable[[], Exception]:
-    return lambda: NotFound(f"task {task_id!r} not found in this tenant (未找到该任务)", field="task_id")
+    return lambda: _no_task(task_id)
 
 
 def _whistle_missing(whistle_id: str) -> Callable[[], Exception]:
@@ -687,12 +691,10 @@ def on_issue_marked_duplicate(event: CloudEvent, msg: iev.IssueMarkedDuplicate) 
 # ---------------------------------------------------------------- reading tasks
 
 
-def get_task(task_id: str, *, light: bool = False) -> TaskDoc:
-    """The task; `light`: without its pending events and history (read-only uses that need neither)."""
-    found = TaskDoc.objects(id=task_id).exclude("outbox", "history") if light else TaskDoc.objects(id=task_id)
-    doc = found.first() if task_id else None
+def get_task(task_id: str) -> TaskDoc:
+    doc = TaskDoc.objects(id=task_id).first() if task_id else None
     if doc is None:
-        raise NotFound(f"task {task_id!r} not found in this tenant (未找到该任务)", field="id")
+        raise _no_task(task_id, "id")
     return doc
 
 
@@ -1219,7 +1221,7 @@ def rank_for_task(task_id: str, limit: int, by: Principal) -> RankedView:
     wanted = {**dict.fromkeys(NEED_FIELDS, 1), "crew": 1, "whistle_ids": 1}
     raw = TaskDoc._get_collection().find_one({"_id": task_id}, wanted) if task_id else None
     if raw is None:
-        raise NotFound(f"task {task_id!r} not found in this tenant (未找到该任务)", field="id")
+        raise _no_task(task_id, "id")
     need = need_from(raw)
     # Who accepted the task's calls is read while org ranks (both wait on other processes).
     answers = _READS.submit(contextvars.copy_context().run, _accepted_on, list(raw.get("whistle_ids") or []))
