@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from collections import Counter
 
 import requests
@@ -95,6 +96,28 @@ def cpu_seconds() -> dict[str, float]:
         except (OSError, ValueError, IndexError):
             continue
     return out
+
+
+def settle(limit_s: float = 120.0, busy_share: float = 0.3) -> float:
+    """Wait until the stack is quiet again after a phase (its processes, this benchmark aside, use less
+    than busy_share of one core over a second: dispatch has caught up with the issues it was sent, the
+    relays have published), at most limit_s; a counted line every 5 s. Returns the seconds waited.
+
+    So each phase starts from the same quiet machine, not with the last one's backlog still running."""
+    started = time.monotonic()
+    last_note = started
+    before = cpu_seconds()
+    while (waited := time.monotonic() - started) < limit_s:
+        time.sleep(1.0)
+        after = cpu_seconds()
+        used = sum(v - before.get(k, 0.0) for k, v in after.items() if k != "bench (client)")
+        before = after
+        if used < busy_share:
+            return waited + 1.0
+        if time.monotonic() - last_note >= 5:
+            last_note = time.monotonic()
+            print(f"[bench] waiting for the stack to settle: {used:.2f} cores busy at {waited + 1:.0f} s", flush=True)
+    return limit_s
 
 
 def show_cpu(before: dict[str, float], after: dict[str, float], ops: int, name: str) -> None:
