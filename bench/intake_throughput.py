@@ -34,6 +34,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -168,21 +169,21 @@ def main() -> int:
         f"[bench] {WORKERS} workers, {SECONDS:.0f} s per phase, seed {RUN_SEED}; load average {os.getloadavg()[0]:.1f}"
     )
     post(random.Random(0))  # warm the path (connections, the org index) before measuring
-    settle()
-    cpu0 = cpu_seconds()
-    commands0 = mongo_commands()
-    full = run("gateway POST /issues", post)
-    cpu1 = cpu_seconds()
-    commands1 = mongo_commands()
-    caught_up = settle()
-    print(f"[bench] the stack worked off the full path's backlog in {caught_up:.0f} s", flush=True)
-    cpu1b = cpu_seconds()
-    hop = run("gateway POST /issues refused by intake", refused)
-    cpu2 = cpu_seconds()
-    settle()
-    cpu2b = cpu_seconds()
-    raw = run("raw insert_one", insert)
-    cpu3 = cpu_seconds()
+
+    # Per phase: (CPU seconds per process, database commands per service) before and after it.
+    seen: list[tuple[dict[str, float], dict[str, float], Counter[Any], Counter[Any]]] = []
+
+    def phase(name: str, op: Callable[[random.Random], None]) -> tuple[float, list[float], int]:
+        """run() from a quiet stack (settle()), noting what each process used meanwhile."""
+        print(f"[bench] {name}: the stack settled in {settle():.0f} s", flush=True)
+        cpu0, commands0 = cpu_seconds(), mongo_commands()
+        result = run(name, op)
+        seen.append((cpu0, cpu_seconds(), commands0, mongo_commands()))
+        return result
+
+    full = phase("gateway POST /issues", post)
+    hop = phase("gateway POST /issues refused by intake", refused)
+    raw = phase("raw insert_one", insert)
     client.drop_database("hl_bench_raw")
     show("full path (gateway -> intake, 201)", *full)
     show("hop alone (refused by intake, 400)", *hop)
@@ -190,10 +191,11 @@ def main() -> int:
     if raw[0]:
         print(f"full path / raw insert rate = {full[0] / raw[0]:.2f} (goal >= 0.50)")
         print(f"hop alone / raw insert rate = {hop[0] / raw[0]:.2f} (the ceiling of any full path here)")
-    show_cpu(cpu0, cpu1, len(full[1]), "full path")
-    show_cpu(cpu1b, cpu2, len(hop[1]), "hop alone")
-    show_cpu(cpu2b, cpu3, len(raw[1]), "raw insert")
-    show_commands(commands0, commands1, len(full[1]))
+    for (cpu0, cpu1, _, _), (name, result) in zip(
+        seen, (("full path", full), ("hop alone", hop), ("raw insert", raw)), strict=True
+    ):
+        show_cpu(cpu0, cpu1, len(result[1]), name)
+    show_commands(seen[0][2], seen[0][3], len(full[1]))
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     return 0 if full[2] == 0 and hop[2] == 0 else 1
 

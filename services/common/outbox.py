@@ -143,7 +143,8 @@ def mark_pending(doc_cls: type[Any], doc_id: str, *, creation: bool = False) -> 
 
 
 def stored_event(message: Message, subject: str, at: datetime) -> dict[str, Any]:
-    """An event as `OutboxDocument.record` stores it in `outbox`, for a document written as a plain dict."""
+    """An event as it is stored in a document's `outbox` (by `OutboxDocument.record`, or in a document
+    written as a plain dict)."""
     return {
         "id": uuid.uuid4().hex,
         "type": message.DESCRIPTOR.full_name,
@@ -215,19 +216,11 @@ class OutboxDocument(TenantDocument):
 
     def record(self, message: Message, subject: str, *, at: datetime | None = None) -> str:
         """Queue an event to be written with this document's next save(); returns its id."""
-        event_id = uuid.uuid4().hex
-        self.outbox.append(
-            PendingEvent(
-                id=event_id,
-                type=message.DESCRIPTOR.full_name,
-                subject=subject,
-                time=at or datetime.now(UTC),
-                data=message.SerializeToString(),
-            )
-        )
+        stored = stored_event(message, subject, at or datetime.now(UTC))
+        self.outbox.append(PendingEvent(**stored))
         self._new_count = getattr(self, "_new_count", 0) + 1 if getattr(self, "_new_events", False) else 1
         self._new_events = True
-        return event_id
+        return str(stored["id"])
 
     def new_events(self) -> list[PendingEvent]:
         """The events recorded since the last save (the tail of `outbox`)."""
