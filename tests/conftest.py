@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import time
@@ -23,11 +24,16 @@ from pymongo import MongoClient
 from gateway.tokens import TOKEN_ROLES, TokenFile, TokenRecord, make_record
 from services.common.grpc_server import TENANT_KEY
 from services.common.principal import METADATA_KEY, Principal, mint
-from services.common.settings import Settings, get_settings
+from services.common.settings import SECRET_SETTINGS, Settings, get_settings
 from services.common.tenants import tenant_slugs
 from services.org.seed import Rect
 
 REPO = Path(__file__).resolve().parents[1]
+# No process starts without secrets (services/common/settings.py). deploy/local/test.sh exports its fresh state
+# dir's; a bare `pytest tests/unit` gets random ones for this session (inherited by anything it starts).
+for _name in SECRET_SETTINGS:
+    if not os.environ.get(f"HONGLING_{_name.upper()}"):
+        os.environ[f"HONGLING_{_name.upper()}"] = secrets.token_urlsafe(32)
 SERVICES_SH = REPO / "deploy" / "local" / "services.sh"
 # Every tenant of the test stack has a grid around this point (System.place_test_grids), in 测试社区.
 TEST_POINT = (36.1876, 117.1296)
@@ -232,8 +238,12 @@ def unique(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.1) -> Any:
-    """Poll until predicate() returns something truthy; returns it, or fails the test at the timeout."""
+def wait_for(predicate: Any, timeout: float = 60.0, interval: float = 0.1) -> Any:
+    """Poll until predicate() returns something truthy; returns it, or fails the test at the timeout.
+
+    The timeout is a deadline for "it never happens", not a measure of speed: on a busy shared machine
+    everything can take many times longer than on an idle one, so keep it generous (speed is bench/'s).
+    To show that something did *not* happen, wait for a later event that would have come after it."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
