@@ -1,5 +1,9 @@
-"""Dispatch's durable timers against the real FerretDB: they fire once, on time, across worker restarts
-and racing workers; failures are retried; cancel and re-schedule do what they say."""
+"""Dispatch's durable timers against the real FerretDB: they fire once, never before their time, across
+worker restarts and racing workers; failures are retried; cancel and re-schedule do what they say.
+
+How late a timer fires is a speed, measured by bench/timer_lateness.py, not asserted here: a test waits
+to a generous deadline (wait_for). "It fired only once" is shown after the workers were stopped (joined):
+no firing can come after that; "it did not fire" by a later timer of the same worker that did."""
 
 from __future__ import annotations
 
@@ -74,8 +78,13 @@ class Running:
         stop.set()
         for s, t in self.items:
             if s is stop:
-                t.join(timeout=10)
+                t.join(timeout=60)
                 assert not t.is_alive()
+
+    def stop_all(self) -> None:
+        """Stop every worker and wait for each to finish its firings: nothing fires after this returns."""
+        for stop, _ in self.items:
+            self.stop(stop)
 
 
 @pytest.fixture
@@ -98,7 +107,7 @@ def stored(mongo_client: MongoClient[Any], key: str, group: str) -> dict[str, An
     return doc
 
 
-def test_a_timer_fires_once_within_two_seconds_of_its_due_time_and_is_then_gone(
+def test_a_timer_fires_once_not_before_its_due_time_and_is_then_gone(
     workers: Running, mongo_client: MongoClient[Any]
 ) -> None:
     fired = Fired()
@@ -107,15 +116,15 @@ def test_a_timer_fires_once_within_two_seconds_of_its_due_time_and_is_then_gone(
     due = datetime.now(UTC) + timedelta(seconds=1.5)
     schedule(key, fired.kind, due, {"task_id": "T-1", "说明": "报到截止"})
     assert stored(mongo_client, key, fired.group) is not None
-    wait_for(lambda: fired.calls, timeout=10)
+    wait_for(lambda: fired.calls)
     timer, at = fired.calls[0]
     assert (timer.key, timer.kind, timer.attempt) == (key, fired.kind, 1)
     assert dict(timer.payload) == {"task_id": "T-1", "说明": "报到截止"}
-    assert abs((timer.due_at - due).total_seconds()) < 0.01
-    assert timedelta(0) <= at - due < timedelta(seconds=2)
-    time.sleep(2.5)
+    assert abs((timer.due_at - due).total_seconds()) < 0.01  # the stored time, to the millisecond
+    assert at >= due
+    wait_for(lambda: stored(mongo_client, key, fired.group) is None)
+    workers.stop_all()
     assert fired.keys() == {key: 1}
-    assert stored(mongo_client, key, fired.group) is None
 
 
 def test_racing_workers_fire_each_timer_exactly_once(workers: Running, mongo_client: MongoClient[Any]) -> None:
@@ -128,8 +137,8 @@ def test_racing_workers_fire_each_timer_exactly_once(workers: Running, mongo_cli
     workers.start(fired.group)
     workers.start(fired.group, concurrency=4)
     workers.start(fired.group, concurrency=4)
-    wait_for(lambda: len(fired.keys()) == len(keys), timeout=30)
-    time.sleep(1.5)
+    wait_for(lambda: all(stored(mongo_client, k, fired.group) is None for k in keys))
+    workers.stop_all()  # every firing under way is over
     counts = fired.keys()
     assert set(counts) == set(keys)
     assert [k for k, n in counts.items() if n != 1] == []
@@ -144,16 +153,19 @@ def test_a_timer_due_while_no_worker_runs_fires_when_one_starts(
     fired = Fired()
     first = workers.start(fired.group)
     key = f"restart:{uuid.uuid4().hex}"
-    due = datetime.now(UTC) + timedelta(seconds=1)
+    due = datetime.now(UTC) + timedelta(seconds=3)
     schedule(key, fired.kind, due)
     workers.stop(first)  # the service goes down before the timer is due
-    time.sleep(2.0)
+    assert fired.calls == []
+    time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()) + 0.5)  # it comes due while no worker runs
     assert fired.calls == []
     assert stored(mongo_client, key, fired.group) is not None  # it lives in the database, not in the stopped worker
+    restarted = datetime.now(UTC)
     workers.start(fired.group)  # a new process (a new worker, a new owner) comes up
-    wait_for(lambda: fired.calls, timeout=10)
+    wait_for(lambda: stored(mongo_client, key, fired.group) is None)
+    workers.stop_all()
     assert fired.keys() == {key: 1}
-    assert fired.calls[0][1] - due >= timedelta(seconds=1)  # late, but not lost
+    assert fired.calls[0][1] >= restarted > due  # late, but not lost
 
 
 def test_a_failing_handler_is_retried_with_backoff_until_it_succeeds(
@@ -164,11 +176,11 @@ def test_a_failing_handler_is_retried_with_backoff_until_it_succeeds(
     before = clocks.TIMERS_FAILED.labels(T, fired.kind)._value.get()
     schedule(key, fired.kind, datetime.now(UTC))
     workers.start(fired.group, backoff_base=0.5)
-    wait_for(lambda: len(fired.calls) >= 2, timeout=10)
-    doc = wait_for(lambda: (d := stored(mongo_client, key, fired.group)) and d.get("attempts") == 2 and d, timeout=5)
+    wait_for(lambda: len(fired.calls) >= 2)
+    doc = wait_for(lambda: (d := stored(mongo_client, key, fired.group)) and d.get("attempts") == 2 and d)
     assert "receiver down" in doc["last_error"]
-    wait_for(lambda: len(fired.calls) == 3, timeout=15)
-    wait_for(lambda: stored(mongo_client, key, fired.group) is None, timeout=5)
+    wait_for(lambda: stored(mongo_client, key, fired.group) is None)  # the third attempt succeeded
+    workers.stop_all()
     attempts = [t.attempt for t, _ in fired.calls]
     assert attempts == [1, 2, 3]
     times = [at for _, at in fired.calls]
@@ -176,8 +188,6 @@ def test_a_failing_handler_is_retried_with_backoff_until_it_succeeds(
     assert times[1] - times[0] >= timedelta(seconds=0.44)
     assert times[2] - times[1] >= timedelta(seconds=0.89)
     assert clocks.TIMERS_FAILED.labels(T, fired.kind)._value.get() - before == 2
-    time.sleep(1.0)
-    assert len(fired.calls) == 3
 
 
 def test_a_cancelled_timer_never_fires(workers: Running, mongo_client: MongoClient[Any]) -> None:
@@ -187,13 +197,15 @@ def test_a_cancelled_timer_never_fires(workers: Running, mongo_client: MongoClie
     kept = f"kept:{uuid.uuid4().hex}"
     due = datetime.now(UTC) + timedelta(seconds=1)
     schedule(key, fired.kind, due)
-    schedule(kept, fired.kind, due)
+    schedule(kept, fired.kind, due + timedelta(milliseconds=100))  # looked at after the cancelled one
     with context.bound(tenant=T):
         clocks.cancel(key)
         clocks.cancel(f"never-scheduled-{uuid.uuid4().hex}")  # no error
         assert clocks.get(key) is None
-    wait_for(lambda: fired.calls, timeout=10)
-    time.sleep(1.0)
+    # One worker looks at its timers in the order they come due: once the later one fired, the cancelled one
+    # had its turn.
+    wait_for(lambda: stored(mongo_client, kept, fired.group) is None)
+    workers.stop_all()
     assert fired.keys() == {kept: 1}
 
 
@@ -208,18 +220,16 @@ def test_scheduling_a_key_again_moves_it(workers: Running, mongo_client: MongoCl
         pending = clocks.get(key)
     assert pending is not None and abs(pending.due_at - (now + timedelta(seconds=3))) < timedelta(milliseconds=1)
     assert dict(pending.payload) == {"v": "2"}
-    time.sleep(2.0)
-    assert fired.calls == []  # not at the old time
-    wait_for(lambda: fired.calls, timeout=10)
+    wait_for(lambda: fired.calls)
     timer, at = fired.calls[0]
     assert dict(timer.payload) == {"v": "2"}
-    assert at >= now + timedelta(seconds=3)
+    assert at >= now + timedelta(seconds=3)  # its first and only firing: not at the old time
     # Brought forward again: the earlier time wins.
     key2 = f"move:{uuid.uuid4().hex}"
     schedule(key2, fired.kind, datetime.now(UTC) + timedelta(hours=1))
     schedule(key2, fired.kind, datetime.now(UTC))
-    wait_for(lambda: fired.keys().get(key2) == 1, timeout=5)
-    time.sleep(0.5)
+    wait_for(lambda: stored(mongo_client, key2, fired.group) is None)
+    workers.stop_all()
     assert fired.keys() == {key: 1, key2: 1}
 
 
@@ -241,10 +251,12 @@ def test_a_handler_that_schedules_its_own_key_again_keeps_the_timer(
     key = f"remind:{uuid.uuid4().hex}"
     schedule(key, kind, datetime.now(UTC), {"n": "1"})
     workers.start(group)
-    wait_for(lambda: len(seen) == 3, timeout=10)
-    wait_for(lambda: stored(mongo_client, key, group) is None, timeout=5)
-    time.sleep(0.5)
+    wait_for(lambda: stored(mongo_client, key, group) is None)  # the third firing scheduled no fourth
+    workers.stop_all()
     assert seen == ["1", "2", "3"]
+
+
+LEASE = 5  # seconds: the live lease of the next test must outlast the worker's start on a busy machine
 
 
 def test_a_lease_left_by_a_dead_worker_is_taken_over_after_it_runs_out(
@@ -257,18 +269,19 @@ def test_a_lease_left_by_a_dead_worker_is_taken_over_after_it_runs_out(
     schedule(dead_key, fired.kind, datetime.now(UTC))
     firings = mongo_client[DB]["timer_firings"]
     now = datetime.now(UTC)
-    for key, at in ((live_key, now), (dead_key, now - timedelta(seconds=10))):
+    for key, at in ((live_key, now), (dead_key, now - timedelta(seconds=2 * LEASE))):
         doc = stored(mongo_client, key, fired.group)
         assert doc is not None
         firings.insert_one({"_id": clocks.firing_id(key, doc["generation"], 0), "at": at, "owner": "crashed"})
-    workers.start(fired.group, lease_seconds=3)
-    # The stale lease (10 s old, lease 3 s) is taken over at once; the live one only after it runs out.
-    wait_for(lambda: fired.keys().get(dead_key) == 1, timeout=5)
-    assert fired.keys().get(live_key) is None
-    wait_for(lambda: fired.keys().get(live_key) == 1, timeout=10)
-    assert fired.calls[-1][1] - now >= timedelta(seconds=3)
-    time.sleep(0.5)
+    workers.start(fired.group, lease_seconds=LEASE)
+    # The stale lease (older than the lease) is taken over when the worker first looks; the live one only
+    # after it runs out, so the stale one fires first although the live one came due first.
+    wait_for(lambda: all(stored(mongo_client, k, fired.group) is None for k in (live_key, dead_key)))
+    workers.stop_all()
     assert fired.keys() == {dead_key: 1, live_key: 1}
+    at = {t.key: at for t, at in fired.calls}
+    assert at[live_key] >= now + timedelta(seconds=LEASE)
+    assert at[dead_key] < at[live_key]
 
 
 def test_a_timer_written_by_another_process_is_found_by_the_rescan(
@@ -278,7 +291,9 @@ def test_a_timer_written_by_another_process_is_found_by_the_rescan(
     (here: straight into the database) is found by the next rescan and fired then."""
     fired = Fired()
     workers.start(fired.group, rescan_seconds=2)
-    time.sleep(0.3)  # the worker's first scan is over
+    first = f"here:{uuid.uuid4().hex}"
+    schedule(first, fired.kind, datetime.now(UTC))
+    wait_for(lambda: fired.calls)  # the worker fires only once its first scan is over
     key = f"elsewhere:{uuid.uuid4().hex}"
     due = datetime.now(UTC) + timedelta(milliseconds=500)
     mongo_client[DB][clocks.collection_name(fired.group)].insert_one(
@@ -292,9 +307,11 @@ def test_a_timer_written_by_another_process_is_found_by_the_rescan(
             "attempts": 0,
         }
     )
-    wait_for(lambda: fired.calls, timeout=10)
-    assert fired.calls[0][1] - due < timedelta(seconds=3)
-    assert fired.keys() == {key: 1}
+    # Nothing told the worker of it: a rescan found it. A deadline of ten rescans, as no wait is a speed.
+    wait_for(lambda: stored(mongo_client, key, fired.group) is None, timeout=20)
+    workers.stop_all()
+    assert fired.keys() == {first: 1, key: 1}
+    assert fired.calls[-1][1] >= due
 
 
 def test_new_timers_are_inserted_together_and_an_existing_key_is_moved(
@@ -316,7 +333,8 @@ def test_new_timers_are_inserted_together_and_an_existing_key_is_moved(
             ]
         )
     assert stored(mongo_client, b, fired.group)["payload"] == {"v": "b"}  # type: ignore[index]
-    wait_for(lambda: fired.keys() == {a: 1, old: 1}, timeout=10)
+    wait_for(lambda: all(stored(mongo_client, k, fired.group) is None for k in (a, old)))
+    workers.stop_all()
     assert {t.key: dict(t.payload) for t, _ in fired.calls} == {a: {"v": "a"}, old: {"v": "moved"}}
-    time.sleep(0.5)
-    assert fired.keys()[b] == 0  # not due for an hour
+    assert fired.keys() == {a: 1, old: 1}  # b not due for an hour: still waiting
+    assert stored(mongo_client, b, fired.group)["next_at"] > now + timedelta(minutes=59)  # type: ignore[index]
