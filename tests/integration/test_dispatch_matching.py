@@ -195,22 +195,29 @@ def test_changes_by_another_process_show_after_the_generation_moved(
     doc = coll.find_one_and_update(
         {"_id": key}, {"$inc": {"load": 3, "v": 1}}, upsert=True, return_document=ReturnDocument.AFTER
     )
-    checks = model.CACHE.check_seconds
+    changed = time.monotonic()
+    checks, max_age = model.CACHE.check_seconds, model.CACHE.max_age
     model.CACHE.check_seconds = 0.1
+    model.CACHE.max_age = 3600.0  # no whole reload (which would see anything) during this test
     try:
-        time.sleep(0.3)
-        assert not a_is_full() and not a_is_full()  # not seen: nothing said it changed
+
+        def caught_up_since_the_change() -> bool:
+            a_is_full()  # a ranking has the cache catch up in the background, check_seconds after the last time
+            return model.CACHE._snapshots[T].checked_at > changed
+
+        wait_for(caught_up_since_the_change)
+        assert not a_is_full()  # caught up since, yet not seen: nothing said it changed
         assert doc is not None
         model.log_change(key, doc)
-        wait_for(a_is_full, timeout=10, interval=0.1)
+        wait_for(a_is_full)
         doc = coll.find_one_and_update(
             {"_id": key}, {"$inc": {"load": -3, "v": 1}}, return_document=ReturnDocument.AFTER
         )
         assert doc is not None
         model.log_change(key, doc)
-        wait_for(lambda: not a_is_full(), timeout=10, interval=0.1)
+        wait_for(lambda: not a_is_full())
     finally:
-        model.CACHE.check_seconds = checks
+        model.CACHE.check_seconds, model.CACHE.max_age = checks, max_age
 
 
 def test_an_unknown_grid_is_refused_with_its_field(helpers: dict[str, Any]) -> None:

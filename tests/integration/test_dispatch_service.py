@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -313,11 +312,18 @@ def test_a_replayed_classification_changes_nothing(system: System, scene: Scene)
         producer.send(topic_for("intake"), key=originals[0].key, value=originals[0].value, headers=headers)
     producer.flush(10)
     producer.close()
-    marker = report(system, scene)  # same partition order is not guaranteed: wait for a later issue, then a bit
-    task_of(system, marker.id)
-    time.sleep(2)
-    assert dispatch(system).GetTask(pb.GetTaskRequest(id=task.id)).version == task.version
-    assert whistle(system, w.id).version == w.version
+    # Then a later event of the same issue (the same key: the same partition, handled after the replays): a
+    # more urgent class. Once its upgrade shows, the replays had their turn; the upgrade is one write of each.
+    get = intake(system).GetIssue
+    blown = wait_for(lambda: (i := get(ipb.GetIssueRequest(id=issue.id))).status == "whistle_blown" and i)
+    intake(system).ReclassifyIssue(
+        ipb.ReclassifyIssueRequest(id=issue.id, urgency="urgent", reason="复核：墙体开裂", version=blown.version)
+    )
+    up = wait_for(lambda: (x := whistle(system, w.id)).call_type == "emergency" and x)
+    assert up.version == w.version + 1
+    t = dispatch(system).GetTask(pb.GetTaskRequest(id=task.id))
+    assert t.version == task.version + 1 and t.history[-1].action == "upgraded"
+    wait_for(lambda: "WhistleUpgraded" in kinds_of(events(system, w.id)))  # after anything a replay wrote
     assert kinds_of(events(system, w.id)).count("WhistleBlown") == 1
     assert kinds_of(events(system, task.id)).count("TaskCreated") == 1
 

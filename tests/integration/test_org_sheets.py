@@ -16,6 +16,7 @@ import openpyxl
 import pytest
 from hongling.org.v1 import org_pb2 as pb
 from hongling.org.v1 import org_pb2_grpc
+from pymongo import MongoClient
 
 from services.common.events import topic_for
 from services.org import domain
@@ -97,6 +98,12 @@ def errors_of(resp: Any) -> list[tuple[int, str, str]]:
 def events_for(system: System, ids: set[str]) -> int:
     keys = {f"{TENANT}:{i}".encode() for i in ids}
     return sum(1 for r in read_topic(system.settings.kafka_bootstrap, topic_for("org")) if r.key in keys)
+
+
+def recorded_events(mongo_client: MongoClient[Any], ids: set[str]) -> list[str]:
+    """The ids of the events in these member units' histories, unit by unit."""
+    units = mongo_client[f"hl_org_{TENANT}"]["member_units"].find({"_id": {"$in": sorted(ids)}}).sort("_id", 1)
+    return [e["id"] for u in units for e in u.get("outbox") or []]
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +216,9 @@ def test_dry_run_reports_every_bad_row_and_a_bad_file_stores_nothing(org: Org, p
 # ---------------------------------------------------------------- import, re-import, update
 
 
-def test_good_csv_imports_and_reimport_changes_nothing(org: Org, place: dict[str, str], system: System) -> None:
+def test_good_csv_imports_and_reimport_changes_nothing(
+    org: Org, place: dict[str, str], system: System, mongo_client: MongoClient[Any]
+) -> None:
     c = place["c"]
     names = [f"{unique('单位')}" for _ in range(3)]
     rows = [
@@ -243,14 +252,17 @@ def test_good_csv_imports_and_reimport_changes_nothing(org: Org, place: dict[str
     assert stored[names[2]].joined_on == "2023-06-01" and stored[names[2]].status == "left"
     ids = {u.id for u in stored.values()}
     versions = {u.id: u.version for u in stored.values()}
-    before = wait_for(lambda: (n := events_for(system, ids)) >= 6 and n)  # created + joined/left per unit
+    # An event is published with its document's key from the document's own history (`outbox`): what the
+    # units hold is what the topic gets, and an import that records nothing there publishes nothing.
+    recorded = recorded_events(mongo_client, ids)
+    assert len(recorded) == 6  # created + joined/left per unit
+    wait_for(lambda: events_for(system, ids) == len(recorded))
 
     again = org.import_("member_units", "csv", content)
     assert errors_of(again) == []
     assert (again.rows, again.created, again.updated, again.unchanged) == (3, 0, 0, 3)
     assert {u.id: u.version for u in units_in(org, c) if u.id in ids} == versions
-    time.sleep(2.5)  # the relay publishes within its 1 s interval
-    assert events_for(system, ids) == before
+    assert recorded_events(mongo_client, ids) == recorded
 
     rows[2][4] = "吴主任"
     changed = org.import_("member_units", "csv", csv_bom(rows))
@@ -258,6 +270,9 @@ def test_good_csv_imports_and_reimport_changes_nothing(org: Org, place: dict[str
     after = {u.id: u for u in units_in(org, c) if u.id in ids}
     assert [u.contact_name for u in after.values() if u.name_zh == names[1]] == ["吴主任"]
     assert sorted(u.version - versions[u.id] for u in after.values()) == [0, 0, 1]
+    now = recorded_events(mongo_client, ids)
+    assert set(recorded) < set(now)  # the change's event(s) added to the history
+    wait_for(lambda: events_for(system, ids) == len(now))  # published: no more, no fewer
 
 
 def test_people_export_and_import_back_keep_masked_personal_data(org: Org, place: dict[str, str]) -> None:
