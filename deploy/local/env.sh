@@ -36,6 +36,10 @@ _hl_default() {
 # ---- pinned tool versions ---------------------------------------------------------------------
 _hl_default HONGLING_KAFKA_VERSION "4.1.1"
 _hl_default HONGLING_FERRETDB_VERSION "v1.24.2"
+# PostgreSQL from Debian's packages: the major version is the data format; the package version is what
+# `make test` was run with, and what provision.sh installs where PostgreSQL 15 is missing.
+_hl_default HONGLING_POSTGRES_MAJOR "15"
+_hl_default HONGLING_POSTGRES_DEB_VERSION "15.18-0+deb12u1"
 
 # ---- ports (all on 127.0.0.1) -----------------------------------------------------------------
 # Below Linux's ephemeral range (32768-60999, net.ipv4.ip_local_port_range): a port in it can be held as
@@ -43,6 +47,7 @@ _hl_default HONGLING_FERRETDB_VERSION "v1.24.2"
 # it, and the service then fails to start. The tests run at 18000 (deploy/local/test.sh).
 _hl_default HONGLING_PORT_BASE "17000"
 _hl_default HONGLING_MONGO_PORT "$((HONGLING_PORT_BASE + 17))"
+_hl_default HONGLING_POSTGRES_PORT "$((HONGLING_PORT_BASE + 32))"
 _hl_default HONGLING_KAFKA_PORT "$((HONGLING_PORT_BASE + 92))"
 _hl_default HONGLING_KAFKA_CONTROLLER_PORT "$((HONGLING_PORT_BASE + 93))"
 _hl_default HONGLING_GATEWAY_PORT "$((HONGLING_PORT_BASE + 80))"
@@ -80,6 +85,8 @@ HONGLING_KAFKA_HOME="${HONGLING_CACHE_DIR}/kafka-${HONGLING_KAFKA_VERSION}"
 HONGLING_KAFKA_LIBS="${HONGLING_KAFKA_HOME}/libs"
 HONGLING_FERRETDB_HOME="${HONGLING_CACHE_DIR}/ferretdb-${HONGLING_FERRETDB_VERSION}"
 HONGLING_FERRETDB_BIN="${HONGLING_FERRETDB_HOME}/bin/ferretdb"
+# Debian's layout: server binaries of each major version side by side.
+_hl_default HONGLING_POSTGRES_BIN_DIR "/usr/lib/postgresql/${HONGLING_POSTGRES_MAJOR}/bin"
 export HONGLING_LOG_DIR HONGLING_RUN_DIR \
   HONGLING_KAFKA_HOME HONGLING_KAFKA_LIBS HONGLING_FERRETDB_HOME HONGLING_FERRETDB_BIN
 
@@ -88,6 +95,7 @@ _hl_default HONGLING_JAVA "${JAVA_HOME:+${JAVA_HOME}/bin/}java"
 _hl_default HONGLING_KAFKA_HEAP_OPTS "-Xms256m -Xmx512m"
 _hl_default HONGLING_KAFKA_START_TIMEOUT "90"
 _hl_default HONGLING_FERRETDB_START_TIMEOUT "30"
+_hl_default HONGLING_POSTGRES_START_TIMEOUT "60"
 _hl_default HONGLING_STOP_TIMEOUT "20"
 
 export _HONGLING_DEFAULTS

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Provision the pinned local infrastructure tools into $HONGLING_CACHE_DIR (idempotent, cached):
+# Provision the pinned local infrastructure tools (idempotent, cached):
 #   $HONGLING_CACHE_DIR/kafka-<version>/libs/*.jar       Kafka broker + tools jars, via Maven
+#   $HONGLING_POSTGRES_BIN_DIR (/usr/lib/postgresql/15)  PostgreSQL 15 from Debian's packages, installed
+#                                                     (postgresql-15=$HONGLING_POSTGRES_DEB_VERSION) when missing
 #   $HONGLING_CACHE_DIR/ferretdb-<version>/bin/ferretdb  FerretDB, built from its Go module with
 #                                                     deploy/local/patches/ferretdb-<version>-*.patch
 # A component counts as provisioned only when its .complete marker exists; the marker is written
@@ -37,8 +39,14 @@ ferretdb_current() {
   [[ -f "${FERRETDB_MARKER}" ]] && grep -qx "patches ${FERRETDB_PATCH_ID}" "${FERRETDB_MARKER}"
 }
 
-if [[ -f "${KAFKA_MARKER}" ]] && ferretdb_current; then
-  echo "[provision] ${KAFKA_LABEL} and ${FERRETDB_LABEL} already provisioned in ${HONGLING_CACHE_DIR}"
+POSTGRES_LABEL="PostgreSQL ${HONGLING_POSTGRES_MAJOR}"
+# postgres_present: Debian's PostgreSQL server of the pinned major version is installed.
+postgres_present() {
+  [[ -x "${HONGLING_POSTGRES_BIN_DIR}/postgres" && -x "${HONGLING_POSTGRES_BIN_DIR}/initdb" && -x "${HONGLING_POSTGRES_BIN_DIR}/psql" ]]
+}
+
+if [[ -f "${KAFKA_MARKER}" ]] && ferretdb_current && postgres_present; then
+  echo "[provision] ${KAFKA_LABEL}, ${POSTGRES_LABEL} and ${FERRETDB_LABEL} already provisioned"
   exit 0
 fi
 
@@ -70,8 +78,8 @@ if command -v flock >/dev/null 2>&1; then
   if ! flock -n 9; then
     echo "[provision] another provision is running on ${HONGLING_CACHE_DIR}; waiting for it ..."
     flock 9
-    if [[ -f "${KAFKA_MARKER}" ]] && ferretdb_current; then
-      echo "[provision] ${KAFKA_LABEL} and ${FERRETDB_LABEL} were provisioned by the other run"
+    if [[ -f "${KAFKA_MARKER}" ]] && ferretdb_current && postgres_present; then
+      echo "[provision] ${KAFKA_LABEL}, ${POSTGRES_LABEL} and ${FERRETDB_LABEL} were provisioned by the other run"
       exit 0
     fi
   fi
@@ -81,7 +89,7 @@ WORK="$(mktemp -d "${HONGLING_CACHE_DIR}/.provision.XXXXXX")"
 trap 'rm -rf -- "${WORK}"' EXIT
 
 step=0
-total=2
+total=3
 
 # install_dir STAGED FINAL: replace FINAL (an incomplete leftover, if any) by STAGED.
 install_dir() {
@@ -216,6 +224,53 @@ apply_ferretdb_patches() {
   done
 }
 
+# PostgreSQL 15 from Debian's packages. Installed only where it is missing, at the pinned package
+# version; the package's own cluster is not created (and no system service started): the project runs a
+# private cluster under the state dir (stack.sh). An installed 15.x is used as it is (a patch release
+# keeps the data format); its version is printed.
+provision_postgres() {
+  step=$((step + 1))
+  local pkg="postgresql-${HONGLING_POSTGRES_MAJOR}" installed
+  if postgres_present; then
+    installed="$(dpkg-query -W -f='${Version}' "${pkg}" 2>/dev/null || true)"
+    echo "[provision ${step}/${total}] ${POSTGRES_LABEL}: already in ${HONGLING_POSTGRES_BIN_DIR} (${pkg} ${installed:-not from a Debian package})"
+    if [[ -n "${installed}" && "${installed}" != "${HONGLING_POSTGRES_DEB_VERSION}" ]]; then
+      echo "    note: the tested version is ${HONGLING_POSTGRES_DEB_VERSION} (HONGLING_POSTGRES_DEB_VERSION in deploy/local/env.sh)"
+    fi
+    return
+  fi
+  echo "[provision ${step}/${total}] ${POSTGRES_LABEL} via apt-get install ${pkg}=${HONGLING_POSTGRES_DEB_VERSION} …"
+  need apt-get "PostgreSQL ${HONGLING_POSTGRES_MAJOR} comes from Debian's packages"
+  local -a sudo=()
+  if [[ ${EUID} -ne 0 ]]; then
+    command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null ||
+      die "PostgreSQL ${HONGLING_POSTGRES_MAJOR} is not installed and this user cannot install it; run once:
+    sudo apt-get install -y ${pkg}=${HONGLING_POSTGRES_DEB_VERSION}"
+    sudo=(sudo -n)
+  fi
+  local t0=${SECONDS} log="${WORK}/apt.log"
+  # Debian's package would create and start a cluster of its own: it is not wanted here.
+  "${sudo[@]}" mkdir -p /etc/postgresql-common
+  if [[ ! -e /etc/postgresql-common/createcluster.conf ]]; then
+    printf 'create_main_cluster = false\n' | "${sudo[@]}" tee /etc/postgresql-common/createcluster.conf >/dev/null
+  fi
+  if ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q >"${log}" 2>&1; then
+    die_with_log "apt-get update" "${log}"
+  fi
+  if ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    -o Dpkg::Options::=--force-confold "${pkg}=${HONGLING_POSTGRES_DEB_VERSION}" >"${log}" 2>&1; then
+    {
+      echo "    (the pinned version may no longer be served; what Debian serves now:)"
+      apt-cache policy "${pkg}" 2>&1 | sed 's/^/    /'
+      echo "    To move the pin, change HONGLING_POSTGRES_DEB_VERSION in deploy/local/env.sh and run make test."
+    } >>"${log}"
+    die_with_log "apt-get install ${pkg}=${HONGLING_POSTGRES_DEB_VERSION}" "${log}"
+  fi
+  postgres_present || die "${pkg} installed, but ${HONGLING_POSTGRES_BIN_DIR}/postgres is missing"
+  echo "    $("${HONGLING_POSTGRES_BIN_DIR}/postgres" --version) ($((SECONDS - t0))s)"
+}
+
 provision_kafka
+provision_postgres
 provision_ferretdb
 echo "[provision] done in $((SECONDS - started))s (cache: ${HONGLING_CACHE_DIR})"

@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# Local infrastructure for Hongling, without Docker: a single-node KRaft Kafka and FerretDB (SQLite).
+# Local infrastructure for Hongling, without Docker: a single-node KRaft Kafka, a private PostgreSQL 15
+# cluster, and FerretDB (the MongoDB wire protocol) storing its data in that PostgreSQL.
 #
-#   deploy/local/stack.sh start  [kafka] [ferretdb]   start (idempotent) and wait until they serve
-#   deploy/local/stack.sh stop   [kafka] [ferretdb]   SIGTERM, up to $HONGLING_STOP_TIMEOUT s, then SIGKILL
-#   deploy/local/stack.sh status [kafka] [ferretdb]   one line per component (always exits 0)
-#   deploy/local/stack.sh wait   [kafka] [ferretdb]   wait until already started components serve
+#   deploy/local/stack.sh start  [kafka] [postgres] [ferretdb]   start (idempotent) and wait until they serve
+#   deploy/local/stack.sh stop   [kafka] [postgres] [ferretdb]   stop (up to $HONGLING_STOP_TIMEOUT s, then SIGKILL)
+#   deploy/local/stack.sh status [kafka] [postgres] [ferretdb]   one line per component (always exits 0)
+#   deploy/local/stack.sh wait   [kafka] [postgres] [ferretdb]   wait until already started components serve
+#   deploy/local/stack.sh purge                                  stop all, delete their data (a fresh stack next)
 #
-# Components default to both. Ports, directories and tools come from deploy/local/env.sh.
-# Everything binds 127.0.0.1 only.
+# Components default to all three; starting FerretDB starts PostgreSQL first. Ports, directories and
+# tools come from deploy/local/env.sh. Everything binds 127.0.0.1 only. Run as root, PostgreSQL (which
+# refuses to run as root) runs as the unprivileged user `postgres` (or $HONGLING_POSTGRES_OS_USER).
 set -euo pipefail
 
 HERE="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
 # shellcheck source=deploy/local/env.sh
 source "${HERE}/env.sh"
 
-ALL_COMPONENTS=(kafka ferretdb)
+ALL_COMPONENTS=(kafka postgres ferretdb)
 
 KAFKA_DIR="${HONGLING_STATE_DIR}/kafka"
 KAFKA_DATA="${KAFKA_DIR}/data"
@@ -25,14 +28,26 @@ KAFKA_OUT="${HONGLING_LOG_DIR}/kafka.stdout.log"
 LOG4J2_CONFIG="${HERE}/log4j2.properties"
 
 FERRETDB_DIR="${HONGLING_STATE_DIR}/ferretdb"
-FERRETDB_DATA="${FERRETDB_DIR}/data"
 FERRETDB_LOG="${HONGLING_LOG_DIR}/ferretdb.log"
+
+# The PostgreSQL cluster: its data directory is owned by the user the server runs as; the password of
+# its one role (FerretDB's) is made once, beside it, readable by the invoking user only.
+PG_DIR="${HONGLING_STATE_DIR}/postgres"
+PG_DATA="${PG_DIR}/data"
+PG_PASSWORD_FILE="${PG_DIR}/password"
+PG_LOG="${HONGLING_LOG_DIR}/postgres.log"
+PG_ROLE=hongling
+PG_FERRETDB_DB=ferretdb
+PG_OS_USER=""
+if [[ ${EUID} -eq 0 ]]; then
+  PG_OS_USER="${HONGLING_POSTGRES_OS_USER:-postgres}"
+fi
 
 usage() {
   cat >&2 <<EOF
-usage: ${0##*/} {start|stop|status|wait} [kafka] [ferretdb]
+usage: ${0##*/} {start|stop|status|wait} [kafka] [postgres] [ferretdb]  |  ${0##*/} purge
   state: ${HONGLING_STATE_DIR}
-  ports: kafka 127.0.0.1:${HONGLING_KAFKA_PORT} (controller ${HONGLING_KAFKA_CONTROLLER_PORT}), ferretdb 127.0.0.1:${HONGLING_MONGO_PORT}
+  ports: kafka 127.0.0.1:${HONGLING_KAFKA_PORT} (controller ${HONGLING_KAFKA_CONTROLLER_PORT}), postgres 127.0.0.1:${HONGLING_POSTGRES_PORT}, ferretdb 127.0.0.1:${HONGLING_MONGO_PORT}
 EOF
   exit 2
 }
@@ -62,19 +77,22 @@ canonical() {
 instance_path() {
   case "$1" in
     kafka) printf '%s' "${KAFKA_PROPS}" ;;
+    postgres) readlink -m -- "${PG_DATA}" ;;
     ferretdb) printf '%s' "${FERRETDB_DIR}" ;;
   esac
 }
 
 # process_instance_path PID COMPONENT: that path as found in the command line of PID.
 process_instance_path() {
-  local arg
+  local arg prev=""
   if [[ -r "/proc/$1/cmdline" ]]; then
     while IFS= read -r -d '' arg; do
-      case "$2:${arg}" in
-        kafka:*/server.properties) printf '%s' "${arg}" && return 0 ;;
-        ferretdb:--state-dir=*) printf '%s' "${arg#--state-dir=}" && return 0 ;;
+      case "$2:${prev}:${arg}" in
+        kafka:*:*/server.properties) printf '%s' "${arg}" && return 0 ;;
+        postgres:-D:*) printf '%s' "${arg}" && return 0 ;;
+        ferretdb:*:--state-dir=*) printf '%s' "${arg#--state-dir=}" && return 0 ;;
       esac
+      prev="${arg}"
     done <"/proc/$1/cmdline"
   else # no /proc (macOS): arguments are space-joined, so match the expected path literally
     arg="$(ps -o args= -p "$1" 2>/dev/null || true)"
@@ -111,6 +129,7 @@ port_owner() {
 port_vars() {
   case "$1" in
     kafka) echo HONGLING_KAFKA_PORT HONGLING_KAFKA_CONTROLLER_PORT ;;
+    postgres) echo HONGLING_POSTGRES_PORT ;;
     ferretdb) echo HONGLING_MONGO_PORT ;;
   esac
 }
@@ -118,6 +137,7 @@ port_vars() {
 main_port() {
   case "$1" in
     kafka) printf '%s' "${HONGLING_KAFKA_PORT}" ;;
+    postgres) printf '%s' "${HONGLING_POSTGRES_PORT}" ;;
     ferretdb) printf '%s' "${HONGLING_MONGO_PORT}" ;;
   esac
 }
@@ -125,6 +145,7 @@ main_port() {
 log_file() {
   case "$1" in
     kafka) printf '%s' "${KAFKA_LOG}" ;;
+    postgres) printf '%s' "${PG_LOG}" ;;
     ferretdb) printf '%s' "${FERRETDB_LOG}" ;;
   esac
 }
@@ -225,6 +246,11 @@ probe() {
         return 1
       fi
       printf 'metadata: %s' "${answer}"
+      ;;
+    postgres)
+      # It must be this checkout's cluster: our role's password is accepted.
+      [[ -s "${PG_PASSWORD_FILE}" ]] || return 1
+      pg_sql postgres "SELECT 'PostgreSQL ' || current_setting('server_version')" 2>/dev/null || return 1
       ;;
     ferretdb) mongo_probe "${HONGLING_MONGO_PORT}" ;;
   esac
@@ -399,14 +425,111 @@ start_kafka() {
     -cp "${HONGLING_KAFKA_LIBS}/*" kafka.Kafka "${KAFKA_PROPS}"
 }
 
+# ---- PostgreSQL --------------------------------------------------------------------------------
+
+# The command prefix that runs a command as the user the cluster belongs to (setpriv execs: no extra process).
+pg_user_prefix() {
+  PG_AS=()
+  if [[ -n "${PG_OS_USER}" ]]; then
+    PG_AS=(setpriv --reuid="${PG_OS_USER}" --regid="$(id -g "${PG_OS_USER}")" --init-groups --)
+  fi
+}
+
+# as_pg COMMAND...: run COMMAND as the user the cluster belongs to.
+as_pg() {
+  pg_user_prefix
+  "${PG_AS[@]}" "$@"
+}
+
+# pg_url DATABASE: the connection URL of our role (password included: never print it).
+pg_url() {
+  printf 'postgres://%s:%s@127.0.0.1:%s/%s' "${PG_ROLE}" "$(<"${PG_PASSWORD_FILE}")" "${HONGLING_POSTGRES_PORT}" "$1"
+}
+
+# pg_sql DATABASE SQL: run one statement over TCP as our role, print the bare result.
+pg_sql() {
+  PGPASSWORD="$(<"${PG_PASSWORD_FILE}")" PGCONNECT_TIMEOUT=3 "${HONGLING_POSTGRES_BIN_DIR}/psql" -X -q -t -A \
+    -h 127.0.0.1 -p "${HONGLING_POSTGRES_PORT}" -U "${PG_ROLE}" -d "$1" -v ON_ERROR_STOP=1 -c "$2"
+}
+
+# The data directory must be reachable by the cluster's user. A state dir below a directory that user
+# cannot enter (e.g. a checkout under /root) keeps its cluster in /var/tmp, linked from the state dir.
+pg_data_dir() {
+  mkdir -p "${PG_DIR}"
+  chmod 755 "${PG_DIR}"
+  [[ -n "${PG_OS_USER}" ]] || return 0
+  id "${PG_OS_USER}" >/dev/null 2>&1 ||
+    die "postgres: the user '${PG_OS_USER}' that runs PostgreSQL does not exist (Debian's postgresql-common makes it; or set HONGLING_POSTGRES_OS_USER)"
+  [[ -e "${PG_DATA}" ]] && return 0
+  if ! as_pg test -x "${PG_DIR}"; then
+    local key elsewhere
+    key="$(printf '%s' "$(canonical "${PG_DIR}")" | sha256sum | cut -c1-16)"
+    elsewhere="/var/tmp/hongling-postgres/${key}"
+    mkdir -p "${elsewhere}"
+    chmod 755 /var/tmp/hongling-postgres "${elsewhere}"
+    ln -sfn "${elsewhere}" "${PG_DATA}"
+    echo "postgres: ${PG_OS_USER} cannot enter ${PG_DIR}; its data lives in ${elsewhere} (linked from ${PG_DATA})"
+  fi
+}
+
+# Create the cluster once: UTF-8, our role with a random password, password (SCRAM) auth only.
+init_postgres() {
+  pg_data_dir
+  [[ -f "${PG_DATA}/PG_VERSION" ]] && return 0
+  [[ -x "${HONGLING_POSTGRES_BIN_DIR}/initdb" ]] || die "postgres: ${HONGLING_POSTGRES_BIN_DIR}/initdb not found (run deploy/local/provision.sh)"
+  if [[ ! -s "${PG_PASSWORD_FILE}" ]]; then
+    (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"${PG_PASSWORD_FILE}")
+  fi
+  mkdir -p "${PG_DATA}"
+  local data pwfile out
+  data="$(readlink -m -- "${PG_DATA}")"
+  chmod 700 "${data}"
+  pwfile="$(mktemp)"
+  cat "${PG_PASSWORD_FILE}" >"${pwfile}"
+  if [[ -n "${PG_OS_USER}" ]]; then
+    chown -R "${PG_OS_USER}:" "${data}" "${pwfile}"
+  fi
+  if ! out="$(as_pg "${HONGLING_POSTGRES_BIN_DIR}/initdb" -D "${data}" -U "${PG_ROLE}" --pwfile="${pwfile}" \
+    --auth=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 2>&1)"; then
+    rm -f -- "${pwfile}"
+    die "postgres: initdb failed:
+${out}"
+  fi
+  rm -f -- "${pwfile}"
+  echo "postgres: initialised ${PG_DATA} (PostgreSQL ${HONGLING_POSTGRES_MAJOR}, role ${PG_ROLE}, UTF-8)"
+}
+
+start_postgres() {
+  init_postgres
+  # Settings on the command line: loopback TCP only (no socket file), logs to our log file.
+  pg_user_prefix
+  # -D names the physical directory (the user may not be able to pass through the state dir's link).
+  launch postgres "${PG_LOG}" "${PG_AS[@]}" "${HONGLING_POSTGRES_BIN_DIR}/postgres" -D "$(readlink -m -- "${PG_DATA}")" \
+    -c listen_addresses=127.0.0.1 -c port="${HONGLING_POSTGRES_PORT}" -c unix_socket_directories= \
+    -c max_connections=200 -c shared_buffers=128MB -c logging_collector=off \
+    -c log_line_prefix='%m [%p] %q%u@%d ' -c log_min_messages=warning -c log_timezone=UTC -c timezone=UTC
+}
+
+# FerretDB keeps every MongoDB database of ours as a schema of one PostgreSQL database.
+ensure_ferretdb_database() {
+  local found
+  found="$(pg_sql postgres "SELECT 1 FROM pg_database WHERE datname = '${PG_FERRETDB_DB}'")" ||
+    die "postgres: cannot query 127.0.0.1:${HONGLING_POSTGRES_PORT} (see ${PG_LOG})"
+  [[ "${found}" == 1 ]] && return 0
+  pg_sql postgres "CREATE DATABASE ${PG_FERRETDB_DB}" >/dev/null ||
+    die "postgres: CREATE DATABASE ${PG_FERRETDB_DB} failed (see ${PG_LOG})"
+  echo "postgres: created database ${PG_FERRETDB_DB}"
+}
+
 # ---- FerretDB ---------------------------------------------------------------------------------
 
 start_ferretdb() {
-  mkdir -p "${FERRETDB_DATA}"
+  mkdir -p "${FERRETDB_DIR}"
+  # The URL (with the role's password) goes through the environment, not the command line that `ps` shows.
   # The console log format colours its output only on a terminal; text is plain key=value.
-  launch ferretdb "${FERRETDB_LOG}" "${HONGLING_FERRETDB_BIN}" \
-    --handler=sqlite \
-    --sqlite-url="file:${FERRETDB_DATA}/" \
+  FERRETDB_POSTGRESQL_URL="$(pg_url "${PG_FERRETDB_DB}")" \
+    launch ferretdb "${FERRETDB_LOG}" "${HONGLING_FERRETDB_BIN}" \
+    --handler=postgresql \
     --state-dir="${FERRETDB_DIR}" \
     --listen-addr="127.0.0.1:${HONGLING_MONGO_PORT}" \
     --debug-addr="${HONGLING_FERRETDB_DEBUG_ADDR:--}" \
@@ -440,14 +563,23 @@ cmd_start() {
     rm -f -- "$(pid_file "${comp}")"
     check_ports_free "${comp}"
   done
-  for comp in "${launching[@]}"; do
+  # PostgreSQL first: FerretDB needs it serving, with its database, before it starts.
+  for comp in postgres kafka ferretdb; do
+    [[ " ${launching[*]} " == *" ${comp} "* ]] || continue
+    if [[ "${comp}" == ferretdb ]]; then
+      if [[ " ${waiting[*]} " == *" postgres "* ]]; then
+        cmd_wait postgres
+        waiting=("${waiting[@]/postgres/}")
+      fi
+      ensure_ferretdb_database
+    fi
     "start_${comp}"
     echo "${comp}: started (pid $(<"$(pid_file "${comp}")"), 127.0.0.1:$(main_port "${comp}"), log $(log_file "${comp}"))"
     waiting+=("${comp}")
   done
   # Quick ones first, so each "ready in" is about that component.
   local -a ordered=()
-  for comp in ferretdb kafka; do
+  for comp in postgres ferretdb kafka; do
     [[ " ${waiting[*]} " != *" ${comp} "* ]] || ordered+=("${comp}")
   done
   if ((${#ordered[@]} > 0)); then
@@ -466,6 +598,7 @@ cmd_wait() {
     fi
     case "${comp}" in
       kafka) timeout="${HONGLING_KAFKA_START_TIMEOUT}" ;;
+      postgres) timeout="${HONGLING_POSTGRES_START_TIMEOUT}" ;;
       ferretdb) timeout="${HONGLING_FERRETDB_START_TIMEOUT}" ;;
     esac
     printf '%s: waiting for 127.0.0.1:%s ' "${comp}" "$(main_port "${comp}")"
@@ -476,7 +609,8 @@ cmd_wait() {
 cmd_stop() {
   local comp pid i n
   local -a stopping=() pids=()
-  # SIGTERM to all first, so the components shut down in parallel.
+  # Signal all first, so the components shut down in parallel. PostgreSQL gets SIGINT (its fast
+  # shutdown: clients disconnected, data checkpointed); SIGTERM would wait for every client to leave.
   for comp in "$@"; do
     pid="$(running_pid "${comp}")"
     if [[ -z "${pid}" ]]; then
@@ -484,7 +618,11 @@ cmd_stop() {
       echo "${comp}: not running"
       continue
     fi
-    kill -TERM "${pid}" 2>/dev/null || true
+    if [[ "${comp}" == postgres ]]; then
+      kill -INT "${pid}" 2>/dev/null || true
+    else
+      kill -TERM "${pid}" 2>/dev/null || true
+    fi
     stopping+=("${comp}")
     pids+=("${pid}")
   done
@@ -508,6 +646,16 @@ cmd_stop() {
     fi
     rm -f -- "$(pid_file "${comp}")"
   done
+}
+
+# Stop everything and delete the state of every component (a cluster kept in /var/tmp included).
+cmd_purge() {
+  cmd_stop "${ALL_COMPONENTS[@]}"
+  if [[ -L "${PG_DATA}" ]]; then
+    rm -rf -- "$(readlink -- "${PG_DATA}")"
+  fi
+  rm -rf -- "${KAFKA_DIR}" "${PG_DIR}" "${FERRETDB_DIR}"
+  echo "stack: data of ${ALL_COMPONENTS[*]} deleted from ${HONGLING_STATE_DIR}"
 }
 
 cmd_status() {
@@ -547,13 +695,22 @@ if ((${#components[@]} == 0)); then
 fi
 for comp in "${components[@]}"; do
   case "${comp}" in
-    kafka | ferretdb) ;;
+    kafka | postgres | ferretdb) ;;
     *) echo "stack: unknown component '${comp}' (known: ${ALL_COMPONENTS[*]})" >&2 && usage ;;
   esac
 done
 
+# FerretDB stores everything in PostgreSQL: starting it starts PostgreSQL; stopping PostgreSQL stops it.
+if [[ "${command}" == start && " ${components[*]} " == *" ferretdb "* && " ${components[*]} " != *" postgres "* ]]; then
+  components=(postgres "${components[@]}")
+fi
+if [[ "${command}" == stop && " ${components[*]} " == *" postgres "* && " ${components[*]} " != *" ferretdb "* ]]; then
+  components+=(ferretdb)
+fi
+
 case "${command}" in
   start) cmd_start "${components[@]}" ;;
+  purge) cmd_purge ;;
   stop) cmd_stop "${components[@]}" ;;
   status) cmd_status "${components[@]}" ;;
   wait) cmd_wait "${components[@]}" ;;
