@@ -16,12 +16,24 @@ ENV := source deploy/local/env.sh
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP_VENV): pyproject.toml
-	@echo "[setup] Python environment in $(VENV)"
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+# The environment is built from the lock alone: every package (dev tools included) at the pinned version,
+# every file checked against its sha256, nothing resolved at install time. A changed lock rebuilds it from
+# scratch, so it holds exactly what the lock says; `make lock` is the one deliberate way to upgrade.
+$(STAMP_VENV): $(LOCK)
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "$(LOCK) is resolved for Python 3.11; run with PYTHON=python3.11 (found " + sys.version.split()[0] + ")")'
+	@echo "[setup] Python environment in $(VENV) from $(LOCK) (pinned, sha256-checked)"
+	@rm -rf $(VENV)
+	@$(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check --require-hashes --no-deps -r $(LOCK)
+	@$(PY) -m pip check -q >/dev/null || { $(PY) -m pip check; exit 1; }
+	@$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
+
+lock: ## add pyproject.toml's new dependencies to requirements.lock; UPGRADE=1 moves every pin to the newest
+	@test -x $(VENV)/bin/pip-compile || $(MAKE) venv
+	@$(VENV)/bin/pip-compile -q $(if $(UPGRADE),--upgrade) --generate-hashes --allow-unsafe --extra dev --strip-extras \
+	  --no-emit-index-url --no-emit-find-links --output-file $(LOCK) pyproject.toml
+	@echo "[lock] $(LOCK) written: review its diff, then make test"
 
 venv: $(STAMP_VENV) ## create the virtualenv and install dependencies
 

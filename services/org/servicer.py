@@ -172,7 +172,9 @@ class OrgServicer(pb_grpc.OrgServiceServicer):
         )
 
 
-def _attach(name: str, msg_cls: type[Message], plural: str, list_cls: type[Message]) -> None:
+def _attach(name: str, msg_cls: type[Message], plural: str, list_cls: Callable[..., Message]) -> None:
+    # list_cls is a generated list response class (fields items, next_page_token): protobuf's typing
+    # of Message.__init__ takes no fields, so it is typed as the constructor it is used as.
     sp = handlers.SPECS[name]
     camel = msg_cls.DESCRIPTOR.name
 
