@@ -77,8 +77,24 @@ def random_point(rng: random.Random) -> dict[str, float]:
     return {"lat": round(lat + rng.uniform(-0.9, 0.9) * HALF, 6), "lon": round(lon + rng.uniform(-0.9, 0.9) * HALF, 6)}
 
 
+def _proc_stats() -> dict[str, list[str]]:
+    """The /proc/<pid>/stat fields (after the command name) of every process, by pid."""
+    out: dict[str, list[str]] = {}
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    out[pid] = f.read().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+    return out
+
+
 def cpu_seconds() -> dict[str, float]:
-    """CPU seconds (user + system) used so far by each process of the stack and by this benchmark."""
+    """CPU seconds (user + system) used so far by each process of the stack and by this benchmark.
+
+    A process counts with its descendants, the living ones and those it has reaped: PostgreSQL works in a
+    backend process per connection, which its postmaster (the pid file's process) forks."""
     tick = os.sysconf("SC_CLK_TCK")
     out: dict[str, float] = {}
     run_dir = os.path.join(os.environ.get("HONGLING_STATE_DIR", ".local"), "run")
@@ -88,13 +104,21 @@ def cpu_seconds() -> dict[str, float]:
             if name.endswith(".pid"):
                 with open(os.path.join(run_dir, name)) as f:
                     pids[name[:-4]] = f.read().strip()
+    stats = _proc_stats()
+    children: dict[str, list[str]] = {}
+    for pid, fields in stats.items():
+        children.setdefault(fields[1], []).append(pid)  # fields[1]: the parent's pid
     for name, pid in pids.items():
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            out[name] = (int(fields[11]) + int(fields[12])) / tick
-        except (OSError, ValueError, IndexError):
+        if pid not in stats:
             continue
+        own = stats[pid]
+        ticks = int(own[11]) + int(own[12]) + (int(own[13]) + int(own[14]) if name != "bench (client)" else 0)
+        todo = list(children.get(pid, []))
+        while todo:
+            child = todo.pop()
+            ticks += int(stats[child][11]) + int(stats[child][12])
+            todo.extend(children.get(child, []))
+        out[name] = ticks / tick
     return out
 
 

@@ -195,6 +195,11 @@ def main() -> int:
         seen, (("full path", full), ("hop alone", hop), ("raw insert", raw)), strict=True
     ):
         show_cpu(cpu0, cpu1, len(result[1]), name)
+    # The stack's processes only (the load generator aside), as the per-process lines above show them.
+    stack = [sum(v - c0.get(k, 0.0) for k, v in c1.items() if k != "bench (client)") for c0, c1, _, _ in seen]
+    if full[1] and raw[1] and stack[2] > 0:
+        ratio = (stack[0] / len(full[1])) / (stack[2] / len(raw[1]))
+        print(f"CPU per accepted issue / CPU per raw insert (the stack's processes, this run) = {ratio:.1f}x")
     show_commands(seen[0][2], seen[0][3], len(full[1]))
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     return 0 if full[2] == 0 and hop[2] == 0 else 1
