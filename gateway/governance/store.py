@@ -3,8 +3,8 @@
 Every document is keyed by its id (`_id`), so every single-record look-up is by _id.
 
 Once-only steps are inserts, not conditional updates. MongoDB applies `find_one_and_update({_id, status:
-"filed"}, …)` atomically, but FerretDB v1 on SQLite (the local and CI database) reads and writes such
-an update without a transaction (FerretDB issue #3040): measured here, two concurrent approvals of one
+"filed"}, …)` atomically, but FerretDB v1 (the local and CI database, on either backend) reads and
+writes such an update without a transaction (FerretDB issue #3040): measured here, two concurrent approvals of one
 request both "won" and 12 concurrent uses of a grant with quota 5 all passed. An insert with a given
 _id is atomic on both (the primary key), so each step that may happen only once claims its _id:
 

@@ -1,6 +1,6 @@
 """Version claims: who may write a record's next version, on MongoDB and on FerretDB alike.
 
-FerretDB's SQLite backend runs update/findAndModify as unisolated read-modify-writes, so a conditional
+FerretDB v1 runs update/findAndModify as unisolated read-modify-writes (measured on both its backends), so a conditional
 update cannot decide between two writers holding the same version. An insert with a unique _id is atomic
 everywhere: a writer inserts {_id: "<record>:<version>"} into the service's per-tenant `version_claims`
 and only the winner writes that version. A claim whose writer died before writing (older than

@@ -1,6 +1,6 @@
 """Group commit: concurrent inserts into one collection share one insert_many.
 
-Each insert command costs the local FerretDB (SQLite) a transaction of its own, and that per-command
+Each insert command costs the local FerretDB (on PostgreSQL) a transaction of its own, and that per-command
 cost, not the bytes, is most of an insert's price: one insert_many of 8 documents costs about what two
 insert_one calls cost (`bench/intake_throughput.py` prints both rates). Request threads that insert
 into the same collection at the same moment therefore go in one command:

@@ -4,7 +4,7 @@ A handler changes an aggregate and calls `aggregate.record(event)`; one `save()`
 and the pending events together (a single-document write). The relay publishes them with the
 idempotent producer, in order per aggregate, and records each published event id in the tenant's
 `outbox_published` collection (an insert by _id). It never writes the aggregate document itself:
-on FerretDB's SQLite backend an update is a read-modify-write without isolation, so a relay update
+on FerretDB v1 an update is a read-modify-write without isolation, so a relay update
 racing a handler's update could silently undo one of them. A crash between publishing and
 recording republishes (at least once); consumers drop the duplicate by event id. Nothing is lost.
 The aggregate keeps its events as its history (`outbox`); what is still pending is the part whose
@@ -19,8 +19,8 @@ deleted; a crash between marker and write leaves a marker to a document without 
 is cleaned up the same way. Several relay processes may publish the same event twice; consumers
 drop the duplicate.
 
-Hand-off. On the local FerretDB (SQLite) every read, even by _id, scans its collection (FerretDB 1.24
-matches no index for it), so the reads above grow with the data. A creation (`save(force_insert=True)`)
+Hand-off. Each read above is a round trip through FerretDB to PostgreSQL and back (by _id an index
+search, deploy/local/patches; the marker scan reads every marker of the tenant). A creation (`save(force_insert=True)`)
 therefore also hands its events to this process's own relay once its write succeeded: the relay
 publishes them from memory (no document read, no `outbox_published` look-up: nobody else can have
 published events of a document this process just created, short of another relay seeing its marker,

@@ -2,7 +2,7 @@
 
 Concurrency. Every change of a task, a call or the rules is "claim version v+1, then replace the document
 at version v" (services/common/claims.py): of two writers holding the same version exactly one wins, on
-MongoDB and on FerretDB's unisolated SQLite updates alike; the loser re-reads and decides again on the
+MongoDB and on FerretDB v1's unisolated updates alike; the loser re-reads and decides again on the
 new state (a claim for the last place then finds no place left and is refused). Two dispatch processes
 in one consumer group therefore never double-assign or over-fill a task. Creations insert by a
 deterministic _id (the task and the call of an issue derive from the issue id), so a replayed event or a

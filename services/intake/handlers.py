@@ -1,6 +1,6 @@
 """Intake commands and event handlers: load, apply the domain rules, save state and events in one write.
 
-Concurrency. FerretDB's SQLite backend runs updates as unisolated read-modify-writes, so two writers of
+Concurrency. FerretDB v1 runs updates as unisolated read-modify-writes, so two writers of
 one issue could both "succeed" and one change would be lost. Every change to an issue after its creation
 therefore first claims the issue's next version by inserting {_id: "issue:<id>:<version>"} into
 `version_claims` (an insert with a unique _id is atomic everywhere), and only the winner writes that

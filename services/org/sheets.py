@@ -780,8 +780,8 @@ def _column_for(field_name: str | None, titles: Mapping[str, str], data: Mapping
 class _Checker:
     """Checks rows one by one against storage, and against the rows before them in the file.
 
-    What the rows need from the entity's own collection is read in one pass (load): FerretDB on
-    SQLite answers any query not by _id with a full scan, so a look-up per row would make a large
+    What the rows need from the entity's own collection is read in one pass (load): FerretDB v1
+    answers any query not by _id with a full scan, so a look-up per row would make a large
     import quadratic. References to other entities go through the handlers' checks (by _id).
     """
 
