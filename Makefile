@@ -46,16 +46,17 @@ protos: $(STAMP_PROTOS) ## build the protobuf/gRPC Python code into build/gen (g
 provision: ## fetch Kafka (Maven) and FerretDB (go install) into the tool cache, once
 	@bash deploy/local/provision.sh
 
-infra: provision $(STAMP_VENV) ## start Kafka and FerretDB and create the topics
+infra: provision $(STAMP_VENV) ## start Kafka, PostgreSQL and FerretDB, create the topics, move data from the former SQLite backend once
 	@bash deploy/local/stack.sh start
 	@$(ENV); $(PY) -m services.common.topics
+	@$(ENV); $(PY) deploy/local/migrate_sqlite.py
 
 up: protos infra ## run the whole system locally and print where to reach it
 	@bash deploy/local/services.sh start
 	@$(ENV); $(PY) -m services.org.seed demo
 	@$(ENV); bash deploy/local/banner.sh
 
-down: ## stop the services, the gateway, Kafka and FerretDB
+down: ## stop the services, the gateway, Kafka, FerretDB and PostgreSQL
 	@bash deploy/local/services.sh stop
 	@bash deploy/local/stack.sh stop
 
