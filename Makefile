@@ -9,7 +9,8 @@ PY := $(VENV)/bin/python
 STAMP_VENV := $(VENV)/.installed
 STAMP_PROTOS := build/gen/.built
 PROTO_FILES := $(shell find protos -name '*.proto' 2>/dev/null)
-ENV := source deploy/local/env.sh
+# The state dir's random secrets are made once (deploy/local/secrets.sh) and loaded by env.sh.
+ENV := bash deploy/local/secrets.sh ensure && source deploy/local/env.sh
 
 .PHONY: help venv protos provision infra topics up down logs status test lint unit bench clean
 

@@ -101,3 +101,10 @@ _hl_default HONGLING_STOP_TIMEOUT "20"
 export _HONGLING_DEFAULTS
 unset -f _hl_default
 unset _hl_line _hl_name
+
+# ---- secrets (deploy/local/secrets.sh) --------------------------------------------------------
+# Random per state dir, made once by `bash deploy/local/secrets.sh ensure` into $HONGLING_STATE_DIR/secrets.env
+# (make and the scripts under deploy/local run it); loaded here if it exists. A value set in the
+# environment wins. No process starts without these (services/common/settings.py).
+# shellcheck source=deploy/local/secrets.sh
+source "${HONGLING_REPO_ROOT}/deploy/local/secrets.sh"

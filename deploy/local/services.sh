@@ -115,8 +115,29 @@ shift || true
 names=("$@")
 [[ ${#names[@]} -gt 0 ]] || names=("${ALL[@]}")
 
+# Secrets: made once per state dir (deploy/local/secrets.sh), loaded; data from before they existed re-sealed.
+prepare_secrets() {
+  bash "$HONGLING_REPO_ROOT/deploy/local/secrets.sh" ensure
+  # shellcheck source=deploy/local/secrets.sh
+  source "$HONGLING_REPO_ROOT/deploy/local/secrets.sh"
+  [[ -e "$HONGLING_STATE_DIR/rekey-pending" ]] || return 0
+  local n running=()
+  for n in "${ALL[@]}"; do
+    if alive "$n"; then running+=("$n"); fi
+  done
+  if [[ ${#running[@]} -gt 0 ]]; then
+    echo "error: ${running[*]} still run with the former built-in keys (started before this state dir had secrets);" >&2
+    echo "       stop them, then start again: bash deploy/local/services.sh stop && make up" >&2
+    return 1
+  fi
+  echo "[services] re-sealing data written with the former built-in keys (python -m services.common.rekey)"
+  (cd "$HONGLING_REPO_ROOT" && "$PY" -m services.common.rekey)
+  rm -f "$HONGLING_STATE_DIR/rekey-pending"
+}
+
 case "$cmd" in
   start)
+    prepare_secrets
     total=${#names[@]}
     i=0
     for n in "${names[@]}"; do start_one "$n"; done

@@ -41,6 +41,10 @@ bash "$here/services.sh" stop >/dev/null 2>&1 || true
 bash "$here/stack.sh" stop >/dev/null 2>&1 || true
 rm -rf "$HONGLING_STATE_DIR"
 trap cleanup EXIT
+# Fresh random secrets for this run's state dir, exported to everything started below.
+bash "$here/secrets.sh" ensure
+# shellcheck source=deploy/local/secrets.sh
+source "$here/secrets.sh"
 bash "$here/stack.sh" start
 "$PY" -m services.common.topics
 

@@ -7,6 +7,7 @@ A bad value stops the process with a message naming the variable and what is exp
 
 from __future__ import annotations
 
+import re
 import sys
 from functools import cache
 from ipaddress import ip_network
@@ -18,10 +19,54 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 SERVICES = ("org", "intake", "dispatch", "evaluation", "publication")
 # Offsets from HONGLING_PORT_BASE: gRPC port, metrics port.
 SERVICE_PORT_OFFSETS = {name: (51 + i, 151 + i) for i, name in enumerate(SERVICES)}
-DEV_SECRET = "hongling-local-development-secret-not-for-production"
-DEV_AUDIT_KEY = "hongling-local-development-audit-signing-key-not-for-production"
-DEV_DATA_KEY = "hongling-local-development-data-key-not-for-production"
-DEV_SESSION_SECRET = "hongling-local-development-session-secret-not-for-production"
+# The secrets every process needs; none has a default. Locally deploy/local/secrets.sh generates them once
+# into $HONGLING_STATE_DIR/secrets.env and deploy/local/env.sh loads that file (a value already set in the
+# environment wins); any other deployment sets them itself (docker-compose.yml requires them).
+SECRET_SETTINGS = ("principal_secret", "data_key", "audit_signing_key", "session_secret")
+# PUBLISHED values, hence no secrets: the built-in defaults of earlier versions (in this repository's history)
+# and docker-compose.yml's former placeholder. A process given one of them refuses to start. The former data
+# and audit keys are still read by services.common.rekey, once, to re-seal what a local state dir made before
+# holds with the new keys; nothing writes with them.
+FORMER_BUILT_IN = {
+    "principal_secret": "hongling-local-development-secret-not-for-production",
+    "data_key": "hongling-local-development-data-key-not-for-production",
+    "audit_signing_key": "hongling-local-development-audit-signing-key-not-for-production",
+    "session_secret": "hongling-local-development-session-secret-not-for-production",
+}
+KNOWN_PUBLIC_VALUES = {
+    **{value: f"the former built-in HONGLING_{name.upper()}" for name, value in FORMER_BUILT_IN.items()},
+    "change-me-to-a-long-random-secret-for-this-deployment": "docker-compose.yml's former placeholder",
+}
+# Obvious placeholders, whatever their length: "change-me…", "…-not-for-production", "your-secret-here", "xxxx…".
+_PLACEHOLDER = re.compile(
+    r"change[-_ ]?me|replace[-_ ]?me|not[-_ ]for[-_ ]production|placeholder|your[-_ ]?(own[-_ ]?)?"
+    r"(secret|key|password)|^(.)\3*$",
+    re.IGNORECASE,
+)
+HOW_TO_SET_SECRETS = (
+    "A secret is a random value of at least 32 characters, e.g. from "
+    "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`. Locally, `make up` and `make test` "
+    "generate them once into $HONGLING_STATE_DIR/secrets.env (deploy/local/secrets.sh) and "
+    "`source deploy/local/env.sh` loads them; elsewhere set them in the environment."
+)
+
+
+def _secret(value: str) -> str:
+    """A secret setting: set, not a published value or an obvious placeholder, long enough."""
+    stripped = value.strip()
+    if not stripped:
+        raise ValueError("not set")
+    known = KNOWN_PUBLIC_VALUES.get(stripped) or KNOWN_PUBLIC_VALUES.get(stripped.lower())
+    if known:
+        raise ValueError(f"is {known}, a published value anyone can use: set a secret of your own")
+    if _PLACEHOLDER.search(stripped):
+        raise ValueError("is a placeholder, not a secret: set a random value")
+    if len(stripped) < 32:
+        raise ValueError("is shorter than 32 characters: set a longer random value")
+    return value
+
+
+Secret = Annotated[str, AfterValidator(_secret)]
 
 
 def _ip_networks(value: str) -> str:
@@ -43,16 +88,18 @@ class Settings(BaseSettings):
     mongo_port: int | None = Field(None, ge=1, le=65535)
     kafka_port: int | None = Field(None, ge=1, le=65535)
     host: str = "127.0.0.1"
-    principal_secret: str = Field(DEV_SECRET, min_length=32)
-    # Encrypts personal data at rest (phones, ID numbers); changing it makes stored values unreadable.
-    data_key: str = Field(DEV_DATA_KEY, min_length=32)
+    # Signs the principal the gateway sends with every call to a service (services/common/principal.py).
+    principal_secret: Secret = Field("", validate_default=True)
+    # Encrypts personal data at rest (phones, ID numbers); changing it makes stored values unreadable
+    # (services.common.rekey re-seals them from a former key).
+    data_key: Secret = Field("", validate_default=True)
     # Signs the audit log's checkpoints (Ed25519 key derived from it); keep it out of the database's reach.
-    audit_signing_key: str = Field(DEV_AUDIT_KEY, min_length=32)
+    audit_signing_key: Secret = Field("", validate_default=True)
     principal_ttl_seconds: int = Field(60, ge=5, le=3600)
     # The gateway's API tokens (SHA-256 hashes, managed by `python -m gateway.tokens`); empty = no tokens.
     api_tokens_file: str = ""
     # Signs people's session JWTs (gateway/sessions.py, `POST /api/v1/auth/login`); set it in any shared deployment.
-    session_secret: str = Field(DEV_SESSION_SECRET, min_length=32)
+    session_secret: Secret = Field("", validate_default=True)
     session_ttl_seconds: int = Field(1800, ge=60, le=86400)
     # Rate limits (gateway/ratelimit.py), token buckets per gateway process: requests per second and burst.
     rate_principal_per_second: float = Field(20.0, gt=0, le=100000)
@@ -148,10 +195,17 @@ class Settings(BaseSettings):
 
 
 def describe_errors(exc: ValidationError) -> str:
+    """One line per bad variable, naming it; a secret's value is never shown."""
     lines = []
     for err in exc.errors():
         var = "HONGLING_" + "_".join(str(p) for p in err["loc"]).upper() if err["loc"] else "settings"
-        lines.append(f"  {var}: {err['msg']} (got {err.get('input')!r})")
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["loc"] and err["loc"][0] in SECRET_SETTINGS:
+            lines.append(f"  {var}: {msg}")
+        else:
+            lines.append(f"  {var}: {msg} (got {err.get('input')!r})")
+    if any(err["loc"] and err["loc"][0] in SECRET_SETTINGS for err in exc.errors()):
+        lines.append(HOW_TO_SET_SECRETS)
     return "invalid settings — fix these environment variables:\n" + "\n".join(lines)
 
 
