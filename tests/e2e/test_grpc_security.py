@@ -19,7 +19,7 @@ from hongling.org.v1 import org_pb2, org_pb2_grpc
 
 from services.common.grpc_server import TENANT_KEY
 from services.common.principal import METADATA_KEY, Principal, mint
-from services.common.settings import SERVICES
+from services.common.settings import FORMER_BUILT_IN, SERVICES
 from tests.conftest import TEST_POINT, System, call_metadata, wait_for
 
 NEW = intake_pb2.CreateIssueRequest(
@@ -55,6 +55,22 @@ def test_forged_and_expired_principals_are_refused(system: System) -> None:
         assert code_of(lambda md=md: intake(system).CreateIssue(NEW, metadata=md, timeout=5)) == (
             grpc.StatusCode.UNAUTHENTICATED
         )
+
+
+def test_principal_signed_with_the_former_built_in_secret_is_refused(system: System) -> None:
+    """The published secret of earlier versions signs nothing a service accepts (the stack has its own)."""
+    p = Principal(sub="mallory", role="subdistrict_admin", tenants=("*",))
+    md = [(METADATA_KEY, mint(p, FORMER_BUILT_IN["principal_secret"])), (TENANT_KEY, "taiqian")]
+    listing = intake_pb2.ListIssuesRequest()
+    assert (
+        code_of(lambda: intake(system).ListIssues(listing, metadata=md, timeout=5)) == grpc.StatusCode.UNAUTHENTICATED
+    )
+    org = org_pb2_grpc.OrgServiceStub(system.channel("org"))
+    assert code_of(lambda: org.ListTenants(org_pb2.ListTenantsRequest(), metadata=md[:1], timeout=5)) == (
+        grpc.StatusCode.UNAUTHENTICATED
+    )
+    # The same call signed with the stack's own secret is answered: it is the secret that is refused.
+    intake(system).ListIssues(listing, metadata=call_metadata(system.settings, "taiqian"), timeout=5)
 
 
 def test_principal_of_one_tenant_cannot_act_on_another(system: System) -> None:
