@@ -7,12 +7,13 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP_VENV := $(VENV)/.installed
+LOCK := requirements.lock
 STAMP_PROTOS := build/gen/.built
 PROTO_FILES := $(shell find protos -name '*.proto' 2>/dev/null)
 # The state dir's random secrets are made once (deploy/local/secrets.sh) and loaded by env.sh.
 ENV := bash deploy/local/secrets.sh ensure && source deploy/local/env.sh
 
-.PHONY: help venv protos provision infra topics up down logs status test lint unit bench clean
+.PHONY: help venv lock protos provision infra topics up down logs status test lint unit bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'

@@ -38,7 +38,7 @@ fi
 
 echo "[test 2/4] fresh test stack on port base $HONGLING_PORT_BASE ($HONGLING_STATE_DIR)"
 bash "$here/services.sh" stop >/dev/null 2>&1 || true
-bash "$here/stack.sh" stop >/dev/null 2>&1 || true
+bash "$here/stack.sh" purge >/dev/null 2>&1 || true
 rm -rf "$HONGLING_STATE_DIR"
 trap cleanup EXIT
 # Fresh random secrets for this run's state dir, exported to everything started below.
