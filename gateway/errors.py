@@ -7,7 +7,7 @@ from typing import Any
 import grpc
 from flask import Response, g, jsonify
 
-from services.common.grpc_server import ERROR_FIELD_KEY, ERROR_REASON_KEY
+from services.common.grpc_server import ERROR_FIELD_KEY, ERROR_REASON_KEY, from_metadata_value
 
 GRPC_TO_HTTP = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
@@ -60,9 +60,10 @@ def from_rpc_error(exc: grpc.RpcError) -> ApiError:
         )
     if status == 502:
         return ApiError(502, "upstream_error", f"a back-end service failed (request id {g.get('request_id')})")
+    field = trailing.get(ERROR_FIELD_KEY)
     return ApiError(
         status,
-        str(trailing.get(ERROR_REASON_KEY) or code.name.lower()),
+        from_metadata_value(str(trailing.get(ERROR_REASON_KEY) or code.name.lower())),
         exc.details() or code.name,
-        field=trailing.get(ERROR_FIELD_KEY),
+        field=from_metadata_value(str(field)) if field else None,
     )

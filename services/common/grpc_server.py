@@ -6,6 +6,7 @@ import logging
 import signal
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
 from typing import Any, Protocol
@@ -31,6 +32,22 @@ REQUEST_ID_KEY = "x-request-id"
 TRACE_KEY = "x-hongling-trace"
 ERROR_REASON_KEY = "x-hongling-error-reason"
 ERROR_FIELD_KEY = "x-hongling-error-field"
+# gRPC metadata values are printable ASCII: the reason and field go percent-encoded (UTF-8) beyond it, so a
+# field named after a caller's odd query key (control characters, Chinese) still reaches the caller;
+# gateway/errors.py decodes them. Any other value would make the call fail as INTERNAL instead.
+METADATA_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
+def metadata_value(text: str) -> str:
+    """A trailing metadata value gRPC accepts: printable ASCII, anything else percent-encoded."""
+    return urllib.parse.quote(text, safe=METADATA_SAFE)
+
+
+def from_metadata_value(value: str) -> str:
+    """The text metadata_value() encoded."""
+    return urllib.parse.unquote(value)
+
+
 # Probes from stock tools (grpc_health_probe, grpcurl) need no principal.
 OPEN_SERVICES = (
     "grpc.health.v1.Health",
@@ -113,9 +130,9 @@ class ServerInterceptor(grpc.ServerInterceptor):
                                 f"internal error (request id {request_id}); the operators have the details"
                             )
                         code = mapped.code
-                        trailing = [(ERROR_REASON_KEY, mapped.reason)]
+                        trailing = [(ERROR_REASON_KEY, metadata_value(mapped.reason))]
                         if mapped.field:
-                            trailing.append((ERROR_FIELD_KEY, mapped.field))
+                            trailing.append((ERROR_FIELD_KEY, metadata_value(mapped.field)))
                         ctx.set_trailing_metadata(tuple(trailing))
                         if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
                             log.warning("refused %s: %s", method, mapped.message)
