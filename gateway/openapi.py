@@ -39,6 +39,8 @@ from werkzeug.routing import Rule as UrlRule
 from gateway.department import GRANT_HEADER
 from gateway.policy import POLICY, Rule
 from gateway.protojson import TIMESTAMP, FieldDesc, MessageDesc
+from gateway.query import declared, filter_params
+from gateway.routes_audit import EXPORT_FORMATS
 from gateway.routes_dispatch import DOCS, Doc
 from gateway.routes_issues import CHANNEL_NAMES_ZH, AssistanceTaskIn, CreateIssueIn, ReclassifyIn
 from gateway.routes_org import COLLECTIONS, ETAG_RE, IMPORT_MAX_BYTES, SHEET_FORMATS, Collection
@@ -52,18 +54,6 @@ PROTO_ROOT = Path(__file__).resolve().parents[1] / "protos"
 JSON = "application/json"
 METHOD_ORDER = ("get", "post", "put", "patch", "delete")
 BINARY = {"schema": {"type": "string", "format": "binary"}}  # a spreadsheet as the body
-ISSUE_FILTERS = {
-    "status": "状态 received, classified, whistle_blown, assigned, in_progress, done, verified, published, rated, …",
-    "category": "类别 A category code of the tenant",
-    "urgency": "分类 routine (日常), major (重大), urgent (紧急)",
-    "channel": "渠道 Channel",
-    "community_id": "社区 Community",
-    "grid_id": "网格 Grid",
-    "created_from": "起 Created at or after (RFC 3339; no offset = Asia/Shanghai)",
-    "created_to": "止 Created before (RFC 3339)",
-    "text": "关键词 Title or description contains (case-insensitive)",
-    "ids": "编号 Comma-separated issue ids",
-}
 IF_MATCH: dict[str, Any] = {"$ref": "#/components/parameters/If-Match"}
 GRANT_PARAM: dict[str, Any] = {
     "name": "X-Hongling-Grant",
@@ -375,21 +365,6 @@ def _param(name: str, where: str, schema: Schema, description: str, *, required:
     return out
 
 
-FILTER_PARAM = {
-    "name": "filter",
-    "in": "query",
-    "style": "form",
-    "explode": True,
-    "schema": {"type": "object", "additionalProperties": {"type": "string"}},
-    "description": (
-        "筛选条件 Filters as query parameters, `key=value`, each key once, exact matches. The gateway passes "
-        "them through: the org service defines each collection's filter keys (e.g. community_id, grid_id, kind, "
-        "role, skill, serves_grid_id) and refuses an unknown key with 400 naming the keys it accepts, so they "
-        "are documented here as free-form. 筛选键由组织服务定义，未知键返回400并列出可用的键。"
-    ),
-}
-
-
 @dataclass
 class Op:
     """What one operation documents beyond what every operation gets."""
@@ -464,6 +439,7 @@ class SpecBuilder:
                 params.append({"$ref": "#/components/parameters/tenant"})
             else:
                 params.append(_param(name, "path", schema, PATH_PARAM_DOCS.get(name, name), required=True))
+        params += [p.openapi() for p in declared(view)]  # the view's @query (gateway/query.py)
         params += op.params
         if policy is not None and policy.grant:
             params.append(GRANT_PARAM)
@@ -574,12 +550,7 @@ class SpecBuilder:
                     "next_page_token": {"type": ["string", "null"], "description": "null on the last page"},
                 },
             }
-            params = [
-                _param("page_size", "query", {"type": "integer", "default": 20}, "每页条数 Issues per page"),
-                {"$ref": "#/components/parameters/page_token"},
-                *(_param(n, "query", {"type": "string"}, d) for n, d in ISSUE_FILTERS.items()),
-            ]
-            return Op(params=params, responses={"200": _ok("事项 A page of issues, newest first", page)}, errors=(400,))
+            return Op(responses={"200": _ok("事项 A page of issues, newest first", page)}, errors=(400,))
         if endpoint == "issues.reclassify_issue":
             self._issue_views()
             one = {"type": "object", "required": ["issue"], "properties": {"issue": ref("IssueView")}}
@@ -649,15 +620,18 @@ class SpecBuilder:
                 errors=(400,),
                 notes="`time` may leave out the offset: it is then Asia/Shanghai time (未带时区按北京时间).",
             )
+        if endpoint in ("audit.export_entries", "audit.export_tenant_entries"):
+            files = {mime.split(";")[0]: {"schema": {"type": "string"}} for mime in EXPORT_FORMATS.values()}
+            text = "审计日志 ndjson (one entry per line; format=ndjson, the default) or CSV (format=csv)"
+            headers = ["Content-Disposition", "X-Audit-From-Seq", "X-Audit-To-Seq"]
+            return Op(responses={"200": _ok(text, headers=headers, content=files)}, errors=(400,))
         if endpoint == "docs.openapi_json":
             return Op(responses={"200": _ok("本文档 This OpenAPI document", {"type": "object"})})
         return Op(responses={"200": _ok("成功 Success", {})})
 
     def _declared(self, doc: Doc) -> Op:
         """A route that declares what it takes and answers (routes_dispatch.DOCS)."""
-        params: list[Schema] = [_param(name, "query", schema, text) for name, schema, text in doc.query]
-        if doc.list_key and doc.paged:
-            params.append({"$ref": "#/components/parameters/page_token"})
+        params: list[Schema] = []
         if doc.if_match == "required":
             params.append(IF_MATCH)
         elif doc.if_match == "optional":
@@ -749,6 +723,11 @@ class SpecBuilder:
         )
         return body
 
+    @staticmethod
+    def _filters(c: Collection) -> list[Schema]:
+        """The collection's exact-match filters (routes_org Collection.filters; any other key is 400)."""
+        return [p.openapi() for p in filter_params(c.filters, "筛选 Exact match on")]
+
     def _org_collection(self, endpoint: str, c: Collection) -> Op:
         msg = self.message(c.message)
         etag = ["ETag"]
@@ -764,30 +743,13 @@ class SpecBuilder:
                     },
                 },
             }
-            params = [
-                _param(
-                    "page_size",
-                    "query",
-                    {"type": "integer", "format": "int32", "minimum": 0, "maximum": 500},
-                    "每页条数 Records per page, 1..500; 0 or absent: the service's default (50)",
-                ),
-                {"$ref": "#/components/parameters/page_token"},
-                FILTER_PARAM,
-            ]
             return Op(
-                params=params,
+                params=self._filters(c),
                 responses={"200": _ok(f"{COLLECTION_ZH.get(c.slug, c.slug)} A page, by id", page)},
                 errors=(400,),
             )
         if endpoint == "org.get_item":
-            reveal = _param(
-                "reveal",
-                "query",
-                {"type": "boolean", "default": False},
-                "显示个人信息 Show personal data (phones, ID numbers) unmasked: only roles that handle people "
-                "may, and every reveal is logged (按权限显示，留痕). Accepts true/false, 1/0, yes/no.",
-            )
-            return Op(params=[reveal], responses={"200": _ok(c.name, msg, etag)}, errors=(400, 404))
+            return Op(responses={"200": _ok(c.name, msg, etag)}, errors=(400, 404))
         body = {"required": True, "content": _json(msg)}
         if endpoint == "org.create_item":
             return Op(
@@ -810,7 +772,6 @@ class SpecBuilder:
             )
         if endpoint == "org.delete_item":
             return Op(params=[if_match], responses={"204": _ok("已删除 Deleted")}, errors=(400, 404, 409, 412, 428))
-        fmt_doc = "表格格式 xlsx or csv"
         if endpoint == "org.import_sheet":
             content: dict[str, Schema] = {mime.split(";")[0]: BINARY for mime in SHEET_FORMATS.values()}
             content["multipart/form-data"] = {
@@ -820,22 +781,7 @@ class SpecBuilder:
                     "properties": {"file": {"type": "string", "format": "binary", "description": "the spreadsheet"}},
                 }
             }
-            params = [
-                _param(
-                    "format",
-                    "query",
-                    {"type": "string", "enum": list(SHEET_FORMATS)},
-                    f"{fmt_doc}; absent: from the uploaded file's name or content type",
-                ),
-                _param(
-                    "dry_run",
-                    "query",
-                    {"type": "boolean", "default": False},
-                    "试导入 Check every row and report the bad ones (row, column, reason); store nothing",
-                ),
-            ]
             return Op(
-                params=params,
                 body={"required": True, "content": content, "description": f"≤ {IMPORT_MAX_BYTES} bytes"},
                 responses={
                     "200": _ok(
@@ -847,12 +793,8 @@ class SpecBuilder:
                 notes="A real import is all-or-nothing and idempotent (全部成功才写入，可重复导入).",
             )
         if endpoint == "org.export_sheet":
-            params = [
-                _param("format", "query", {"type": "string", "enum": list(SHEET_FORMATS), "default": "xlsx"}, fmt_doc),
-                FILTER_PARAM,
-            ]
             return Op(
-                params=params,
+                params=self._filters(c),
                 responses={
                     "200": _ok(
                         "表格 The spreadsheet, personal data masked (个人信息已脱敏)",
@@ -952,9 +894,6 @@ class SpecBuilder:
             "responses": responses,
             "parameters": {
                 "tenant": tenant_param,
-                "page_token": _param(
-                    "page_token", "query", {"type": "string"}, "翻页 The next_page_token of the previous page"
-                ),
                 "If-Match": _param(
                     "If-Match",
                     "header",
@@ -974,6 +913,11 @@ class SpecBuilder:
                 "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}},
                 "Content-Disposition": {"description": "attachment; filename*=UTF-8''…", "schema": {"type": "string"}},
                 "X-Row-Count": {"description": "导出行数 Rows in the spreadsheet", "schema": {"type": "integer"}},
+                "X-Audit-From-Seq": {
+                    "description": "导出起始序号 The first seq exported",
+                    "schema": {"type": "integer"},
+                },
+                "X-Audit-To-Seq": {"description": "导出结束序号 Last seq exported", "schema": {"type": "integer"}},
             },
             "securitySchemes": {
                 "bearer": {

@@ -24,11 +24,12 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, request, stream_with_context
+from flask import Blueprint, Response, g, jsonify, stream_with_context
 
 from gateway.errors import ApiError
 from gateway.governance.shapes import entry_json
 from gateway.governance.store import current_audit
+from gateway.query import Param, args, integer, query, text
 from services.common.audit import AuditLog, Entry
 from services.common.errors import UnknownTenant
 from services.common.principal import Principal
@@ -82,35 +83,28 @@ def _bad(field: str, message: str) -> ApiError:
     return ApiError(400, "invalid_argument", message, field=field)
 
 
-def _int_arg(name: str, lo: int, hi: int) -> int | None:
-    raw = request.args.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise _bad(name, f"{name} must be a whole number (应为整数)") from None
-    if not lo <= value <= hi:
-        raise _bad(name, f"{name} must be {lo}..{hi} (超出范围)")
-    return value
+def _seq(name: str, description: str) -> Param:
+    return integer(name, f"{description}, 1..{SEQ_MAX}", lo=1, hi=SEQ_MAX, default=None)
 
 
-def _text_arg(name: str) -> str | None:
-    raw = request.args.get(name, "").strip()
-    if len(raw) > TEXT_MAX:
-        raise _bad(name, f"{name} is longer than {TEXT_MAX} characters (内容过长)")
-    return raw or None
-
-
-def _limit() -> int:
-    limit = _int_arg("limit", 1, LIMIT_MAX)
-    return LIMIT_DEFAULT if limit is None else limit
+TENANT = text("tenant", "街道/镇 Only this tenant's entries (in the caller's scope); absent: the whole scope")
+PAGE = (
+    text("action", "操作 e.g. personal_data.reveal, request.approve", max_length=TEXT_MAX),
+    text("actor", "操作人 An account id", max_length=TEXT_MAX),
+    integer("limit", f"条数 Entries per page, 1..{LIMIT_MAX}", lo=1, hi=LIMIT_MAX, default=LIMIT_DEFAULT),
+    _seq("before_seq", "翻页 The previous page's next_before_seq"),
+)
+EXPORT = (
+    text("format", "格式 ndjson (default) or csv", enum=EXPORT_FORMATS),
+    _seq("from_seq", "起始序号 The first entry (inclusive); absent: 1"),
+    _seq("to_seq", "结束序号 The last entry (inclusive); absent: the last when the export began"),
+)
 
 
 def _scope_filter(p: Principal) -> tuple[str | None, tuple[str, ...] | None]:
     """(tenant, tenants) for the district-wide routes: ?tenant= (known, in the caller's scope), or
     everything the caller's scope covers: its tenants and the district-level entries (tenant "")."""
-    wanted = request.args.get("tenant", "").strip()
+    wanted = args()["tenant"]
     if wanted:
         try:
             get_tenant(wanted)
@@ -132,18 +126,20 @@ def _scope_filter(p: Principal) -> tuple[str | None, tuple[str, ...] | None]:
 
 
 def _page(tenant: str | None, tenants: tuple[str, ...] | None) -> Response:
+    q = args()
     entries, more = current_audit().page(
         tenant=tenant,
         tenants=tenants,
-        action=_text_arg("action"),
-        actor=_text_arg("actor"),
-        before=_int_arg("before_seq", 1, SEQ_MAX),
-        limit=_limit(),
+        action=q["action"] or None,
+        actor=q["actor"] or None,
+        before=q["before_seq"],
+        limit=q["limit"],
     )
     return jsonify({"entries": [entry_json(e) for e in entries], "next_before_seq": more})
 
 
 @bp.get(AUDIT)
+@query(TENANT, *PAGE)
 def list_entries() -> Response:
     """审计日志 The audit log, newest first
 
@@ -155,6 +151,7 @@ def list_entries() -> Response:
 
 
 @bp.get(TENANT_AUDIT)
+@query(*PAGE)
 def list_tenant_entries(tenant: str) -> Response:
     """街道/镇审计日志 One tenant's audit entries, newest first
 
@@ -206,11 +203,9 @@ def _csv(entries: Iterator[Entry]) -> Iterator[str]:
 
 
 def _export(tenant: str | None, tenants: tuple[str, ...] | None) -> Response:
-    fmt = (request.args.get("format") or "ndjson").strip().lower()
-    if fmt not in EXPORT_FORMATS:
-        raise _bad("format", "format must be ndjson or csv (仅支持ndjson或csv)")
-    from_seq = _int_arg("from_seq", 1, SEQ_MAX) or 1
-    to_seq = _int_arg("to_seq", 1, SEQ_MAX)
+    q = args()
+    fmt = q["format"] or "ndjson"
+    from_seq, to_seq = q["from_seq"] or 1, q["to_seq"]
     if to_seq is not None and to_seq < from_seq:
         raise _bad("to_seq", "to_seq must not be below from_seq (结束序号不能小于起始序号)")
     audit: AuditLog = current_audit()
@@ -229,6 +224,7 @@ def _export(tenant: str | None, tenants: tuple[str, ...] | None) -> Response:
 
 
 @bp.get(f"{AUDIT}/export")
+@query(TENANT, *EXPORT)
 def export_entries() -> Response:
     """导出审计日志 Export the audit log (ndjson or CSV), in seq order
 
@@ -242,6 +238,7 @@ def export_entries() -> Response:
 
 
 @bp.get(f"{TENANT_AUDIT}/export")
+@query(*EXPORT)
 def export_tenant_entries(tenant: str) -> Response:
     """导出街道/镇审计日志 Export one tenant's audit entries (ndjson or CSV), in seq order
 

@@ -38,6 +38,7 @@ from gateway.app import json_body
 from gateway.calls import clients, tenant_call
 from gateway.errors import ApiError
 from gateway.protojson import from_json, to_json
+from gateway.query import PAGE_TOKEN, args, boolean, integer, page_size, query, text
 from gateway.routes_issues import _validation_error
 from gateway.routes_org import if_match_version
 from services.common.principal import KIND_ALIASES, Principal
@@ -50,7 +51,17 @@ RULES = f"{TENANT}/dispatch-rules"
 MEMBER_ACTIONS = ("start", "done")  # a member starts and finishes the tasks it leads; verifying is the community's
 # Fields of DispatchRules a client may send back as it read them; ignored (the call types' names are too).
 RULES_READ_ONLY = ("version", "updated_at", "updated_by")
-TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no", "")
+# What the dispatch service accepts (services/dispatch/domain.py, handlers.py): declared once here for the
+# query parameters below, which check and document them (gateway/query.py).
+PAGE_MAX, PAGE_DEFAULT = 200, 50
+CALL_TYPES = ("service", "tackling", "emergency")
+TASK_STATUSES = ("open", "assigned", "accepted", "in_progress", "done", "verified", "rejected", "reopened", "cancelled")
+PAGED = (page_size(PAGE_MAX, PAGE_DEFAULT), PAGE_TOKEN)
+COMMUNITY = text("community_id", "社区 Community")
+CALL_TYPE = text(
+    "call_type", "集结号类型 Call type: service 服务集结号, tackling 攻坚集结号, emergency 紧急集结号", enum=CALL_TYPES
+)
+TASK_STATUS = text("status", "状态 Task status", enum=TASK_STATUSES)
 
 
 # ---------------------------------------------------------------- request bodies (shapes; the service owns the rules)
@@ -184,29 +195,6 @@ def page(key: str, items: list[Message], token: str) -> Response:
     return jsonify({key: [to_json(m) for m in items], "next_page_token": token or None})
 
 
-def int_arg(name: str, default: int = 0) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ApiError(400, "invalid_argument", f"{name} must be a whole number (应为整数)", field=name) from None
-
-
-def bool_arg(name: str) -> bool:
-    raw = request.args.get(name, "").strip().lower()
-    if raw in TRUE:
-        return True
-    if raw in FALSE:
-        return False
-    raise ApiError(400, "invalid_argument", f"{name} must be true or false (应为 true/false)", field=name)
-
-
-def text_arg(name: str) -> str:
-    return request.args.get(name, "").strip()
-
-
 def optional_version() -> int:
     """If-Match when sent (a stale one is 412), else 0: no check (answers to a call are not conflicts)."""
     header = request.headers.get("If-Match")
@@ -221,19 +209,19 @@ def task_url(tenant: str, task_id: str) -> str:
 
 
 @bp.get(WHISTLES)
+@query(
+    COMMUNITY,
+    text("status", "状态 open (some task unfinished), closed", enum=("open", "closed")),
+    CALL_TYPE,
+    text("responder_id", "报到对象 Calls that target this unit or person"),
+    *PAGED,
+)
 def list_whistles(tenant: str) -> Response:
     """集结号看板 The whistle board: calls newest first, with targets, report-ins and places left
 
     Filters: community_id, status (open, closed), call_type (service 服务集结号, tackling 攻坚集结号,
     emergency 紧急集结号), responder_id (calls that target this unit or person); page_size 1..200, page_token."""
-    req = pb.ListWhistlesRequest(
-        community_id=text_arg("community_id"),
-        status=text_arg("status"),
-        call_type=text_arg("call_type"),
-        responder_id=text_arg("responder_id"),
-        page_size=int_arg("page_size"),
-        page_token=request.args.get("page_token", ""),
-    )
+    req = pb.ListWhistlesRequest(**args())
     with tenant_call(tenant):
         resp = clients().dispatch.ListWhistles(req)
     return page("whistles", list(resp.whistles), resp.next_page_token)
@@ -299,40 +287,53 @@ def report_in(tenant: str, whistle_id: str) -> tuple[Response, int] | Response:
 
 
 @bp.get(TASKS)
+@query(
+    TASK_STATUS,
+    COMMUNITY,
+    text("grid_id", "网格 Grid"),
+    text("assignee", "承办 The lead or any crew member (unit, person or team id)"),
+    text("whistle_id", "集结号 Tasks on this call"),
+    CALL_TYPE,
+    boolean("overdue", "超时 Only unfinished tasks past their completion deadline"),
+    *PAGED,
+)
 def list_tasks(tenant: str) -> Response:
     """任务列表 Tasks, newest first: status, community_id, grid_id, assignee (the lead or any crew member),
     whistle_id, call_type, overdue=true; page_size 1..200, page_token"""
+    q = args()
     req = pb.ListTasksRequest(
-        page_size=int_arg("page_size"),
-        page_token=request.args.get("page_token", ""),
-        status=text_arg("status"),
-        community_id=text_arg("community_id"),
-        grid_id=text_arg("grid_id"),
-        assignee_id=text_arg("assignee"),
-        whistle_id=text_arg("whistle_id"),
-        overdue=bool_arg("overdue"),
-        call_type=text_arg("call_type"),
+        page_size=q["page_size"],
+        page_token=q["page_token"],
+        status=q["status"],
+        community_id=q["community_id"],
+        grid_id=q["grid_id"],
+        assignee_id=q["assignee"],
+        whistle_id=q["whistle_id"],
+        overdue=q["overdue"],
+        call_type=q["call_type"],
     )
     with tenant_call(tenant):
         resp = clients().dispatch.ListTasks(req)
     return page("tasks", list(resp.tasks), resp.next_page_token)
 
 
+OVERDUE_QUERY = (
+    COMMUNITY,
+    text("deadline", "时限 Which deadline: report_in or completion; absent: either", enum=("report_in", "completion")),
+    *PAGED,
+)
+
+
 def _overdue(tenant: str) -> Response:
-    req = pb.ListOverdueRequest(
-        community_id=text_arg("community_id"),
-        deadline=text_arg("deadline"),
-        page_size=int_arg("page_size"),
-        page_token=request.args.get("page_token", ""),
-    )
-    if req.deadline not in ("", "report_in", "completion"):
-        raise ApiError(400, "invalid_argument", "deadline must be report_in or completion (或留空)", field="deadline")
+    q = args()
+    req = pb.ListOverdueRequest(**{k: v for k, v in q.items() if k != "tenant"})
     with tenant_call(tenant):
         resp = clients().dispatch.ListOverdue(req)
     return page("tasks", list(resp.tasks), resp.next_page_token)
 
 
 @bp.get(f"{TASKS}/overdue")
+@query(*OVERDUE_QUERY)
 def list_overdue(tenant: str) -> Response:
     """超时任务 Tasks past their report-in or completion deadline and unfinished, most overdue first
 
@@ -341,18 +342,18 @@ def list_overdue(tenant: str) -> Response:
 
 
 @bp.get("/api/v1/dispatch/overdue")
+@query(text("tenant", "街道/镇 The tenant (in the token's scope)", required=True), *OVERDUE_QUERY)
 def list_overdue_district() -> Response:
     """超时任务（运维只读） A tenant's overdue tasks for ops, read-only: ?tenant= (in the token's scope)
 
     The same list as GET /api/v1/tenants/{tenant}/tasks/overdue, on a district-wide route: ops get no
     tenant-scoped route (gateway/policy.py)."""
-    tenant = text_arg("tenant")
-    if not tenant:
-        raise ApiError(400, "invalid_argument", "tenant is required (须指明街道/镇)", field="tenant")
+    tenant: str = args()["tenant"]
     return _overdue(tenant)
 
 
 @bp.get(f"{TASKS}/mine")
+@query(TASK_STATUS, *PAGED)
 def my_tasks(tenant: str) -> Response:
     """我的任务 A member's own tasks: those it leads or helps on, newest first
 
@@ -360,12 +361,7 @@ def my_tasks(tenant: str) -> Response:
     p = caller()
     if p.responder is None:  # only members are admitted (gateway/policy.py), and each is bound to a helper
         raise ApiError(403, "forbidden", "only a member bound to a helper has tasks of its own (仅成员可用)")
-    req = pb.ListTasksRequest(
-        page_size=int_arg("page_size"),
-        page_token=request.args.get("page_token", ""),
-        status=text_arg("status"),
-        assignee_id=p.responder[1],
-    )
+    req = pb.ListTasksRequest(**args(), assignee_id=p.responder[1])
     with tenant_call(tenant):
         resp = clients().dispatch.ListTasks(req)
     kind = p.responder[0]
@@ -398,12 +394,13 @@ def claim_task(tenant: str, task_id: str) -> tuple[Response, int] | Response:
 
 
 @bp.get(f"{TASKS}/<task_id>/candidates")
+@query(integer("limit", "条数 Candidates, 1..100; 0 or absent: 20", lo=0, hi=100, default=0))
 def rank_candidates(tenant: str, task_id: str) -> Response:
     """点将台 Helpers for the task ranked best first, each score with its reasons; limit 1..100 (20)
 
     Each candidate says whether it is already on the task (on_crew) and whether it accepted the task's call
     (reported_in)."""
-    req = pb.RankCandidatesRequest(task_id=task_id, limit=int_arg("limit"))
+    req = pb.RankCandidatesRequest(task_id=task_id, limit=args()["limit"])
     with tenant_call(tenant):
         resp = clients().dispatch.RankCandidates(req)
     return jsonify(to_json(resp))
@@ -507,7 +504,6 @@ class Doc:
     response: type[Message] | None  # the answer's message; None: 204 without a body
     status: int = 200
     body: type[BaseModel] | type[Message] | None = None
-    query: tuple[tuple[str, dict[str, Any], str], ...] = ()
     if_match: Literal["", "required", "optional"] = ""
     list_key: str = ""  # the answer is {list_key: [response...]} and, when paged, next_page_token
     paged: bool = True
@@ -516,84 +512,20 @@ class Doc:
     read_only: tuple[str, ...] = ()  # body fields the route ignores (as read)
 
 
-STRING: dict[str, Any] = {"type": "string"}
-PAGED = (("page_size", {"type": "integer", "minimum": 0, "maximum": 200}, "每页条数 1..200; absent: 50"),)
-DOCS: dict[str, Doc] = {
-    "dispatch.list_whistles": Doc(
-        pb.Whistle,
-        list_key="whistles",
-        query=(
-            ("community_id", STRING, "社区 Community"),
-            ("status", {"type": "string", "enum": ["open", "closed"]}, "状态 open (some task unfinished), closed"),
-            ("call_type", {"type": "string", "enum": ["service", "tackling", "emergency"]}, "集结号类型 Call type"),
-            ("responder_id", STRING, "报到对象 Calls that target this unit or person"),
-            *PAGED,
-        ),
-        errors=(400,),
-    ),
+DOCS: dict[str, Doc] = {  # query parameters: the views' @query declarations
+    "dispatch.list_whistles": Doc(pb.Whistle, list_key="whistles", errors=(400,)),
     "dispatch.blow_whistle": Doc(pb.Whistle, 201, BlowWhistleIn, errors=(400, 404, 409), headers=("ETag", "Location")),
     "dispatch.get_whistle": Doc(pb.Whistle, errors=(404,), headers=("ETag",)),
     "dispatch.report_in": Doc(
         pb.Whistle, 201, ReportInIn, if_match="optional", errors=(400, 404, 409, 412), headers=("ETag", "Location")
     ),
-    "dispatch.list_tasks": Doc(
-        pb.Task,
-        list_key="tasks",
-        query=(
-            (
-                "status",
-                STRING,
-                "状态 open, assigned, accepted, in_progress, done, verified, rejected, reopened, cancelled",
-            ),
-            ("community_id", STRING, "社区 Community"),
-            ("grid_id", STRING, "网格 Grid"),
-            ("assignee", STRING, "承办 The lead or any crew member (unit, person or team id)"),
-            ("whistle_id", STRING, "集结号 Tasks on this call"),
-            ("call_type", STRING, "集结号类型 service, tackling, emergency"),
-            ("overdue", {"type": "boolean"}, "超时 Only unfinished tasks past their completion deadline"),
-            *PAGED,
-        ),
-        errors=(400,),
-    ),
-    "dispatch.list_overdue": Doc(
-        pb.Task,
-        list_key="tasks",
-        query=(
-            ("community_id", STRING, "社区 Community"),
-            (
-                "deadline",
-                {"type": "string", "enum": ["report_in", "completion"]},
-                "时限 Which deadline; absent: either",
-            ),
-            *PAGED,
-        ),
-        errors=(400,),
-    ),
-    "dispatch.list_overdue_district": Doc(
-        pb.Task,
-        list_key="tasks",
-        query=(
-            ("tenant", STRING, "街道/镇 The tenant (in the token's scope)"),
-            ("community_id", STRING, "社区 Community"),
-            (
-                "deadline",
-                {"type": "string", "enum": ["report_in", "completion"]},
-                "时限 Which deadline; absent: either",
-            ),
-            *PAGED,
-        ),
-        errors=(400, 404, 429, 503),
-    ),
-    "dispatch.my_tasks": Doc(
-        pb.Task, list_key="tasks", query=(("status", STRING, "状态 Task status"), *PAGED), errors=(400,)
-    ),
+    "dispatch.list_tasks": Doc(pb.Task, list_key="tasks", errors=(400,)),
+    "dispatch.list_overdue": Doc(pb.Task, list_key="tasks", errors=(400,)),
+    "dispatch.list_overdue_district": Doc(pb.Task, list_key="tasks", errors=(400, 404, 429, 503)),
+    "dispatch.my_tasks": Doc(pb.Task, list_key="tasks", errors=(400,)),
     "dispatch.get_task": Doc(pb.Task, errors=(404,), headers=("ETag",)),
     "dispatch.claim_task": Doc(pb.Task, 201, ClaimIn, errors=(400, 404, 409), headers=("ETag", "Location")),
-    "dispatch.rank_candidates": Doc(
-        pb.RankCandidatesResponse,
-        query=(("limit", {"type": "integer", "minimum": 0, "maximum": 100}, "条数 1..100; absent: 20"),),
-        errors=(400, 404),
-    ),
+    "dispatch.rank_candidates": Doc(pb.RankCandidatesResponse, errors=(400, 404)),
     "dispatch.assign_task": Doc(
         pb.Task, body=AssignIn, if_match="required", errors=(400, 404, 409, 412, 428), headers=("ETag",)
     ),

@@ -37,7 +37,8 @@ from gateway.clients import Clients
 from gateway.errors import ApiError
 from gateway.governance.store import GovernanceStore, record_grant_audit
 from gateway.protojson import from_json, to_json
-from gateway.routes_org import content_disposition, if_match_version, parse_time
+from gateway.query import PAGE_TOKEN, args, integer, query, text, timestamp
+from gateway.routes_org import content_disposition, if_match_version
 from services.common.audit import AuditLog
 
 bp = Blueprint("issues", __name__)
@@ -328,23 +329,26 @@ def get_issue(tenant: str, issue_id: str) -> Response:
     return resp
 
 
-def _search_time(name: str) -> Timestamp | None:
-    raw = request.args.get(name)
-    if raw is None:
-        return None
-    ts = Timestamp()
-    ts.FromDatetime(parse_time(raw, name).astimezone(UTC))
-    return ts
-
-
-def _page_size() -> int:
-    try:
-        return int(request.args.get("page_size", "20"))
-    except ValueError:
-        raise ApiError(400, "invalid_argument", "page_size must be a whole number", field="page_size") from None
+SEARCH_TEXT_MAX = 100  # the intake service's limit (services/intake/domain.py TEXT_MAX)
+IDS_MAX = 100
+LIST_QUERY = (
+    integer("page_size", "每页条数 Issues per page, 1..100; 0: 20", lo=0, hi=100, default=20),
+    PAGE_TOKEN,
+    text("status", "状态 Status", enum=STATUS_ZH),
+    text("category", "类别 A category code of the tenant (GET classification-rules); another is 400"),
+    text("urgency", "分类 routine (日常), major (重大), urgent (紧急)", enum=URGENCY_ZH),
+    text("channel", "渠道 Channel", enum=CHANNEL_NAMES_ZH),
+    text("community_id", "社区 Community"),
+    text("grid_id", "网格 Grid"),
+    timestamp("created_from", "起 Created at or after"),
+    timestamp("created_to", "止 Created before"),
+    text("text", "关键词 Title or description contains (case-insensitive)", max_length=SEARCH_TEXT_MAX),
+    text("ids", f"编号 Comma-separated issue ids, at most {IDS_MAX}", max_length=IDS_MAX * 40),
+)
 
 
 @bp.get(ISSUES)
+@query(*LIST_QUERY)
 def list_issues(tenant: str) -> Response:
     """查询事项 Search issues, newest first: status, category, urgency, channel, community_id, grid_id,
     created_from / created_to (RFC 3339), text, ids (comma list); paged
@@ -352,18 +356,18 @@ def list_issues(tenant: str) -> Response:
     A district department lists only under a data-access grant (`intake.read:issues`): its community's
     issues, `id` and the granted fields, filters on granted fields only."""
     access = department_access()
+    q = args()
     known = ("status", "category", "urgency", "channel", "community_id", "grid_id", "text")
     req = intake_pb2.ListIssuesRequest(
-        page_size=_page_size(),
-        page_token=request.args.get("page_token", ""),
-        ids=[i.strip() for i in request.args.get("ids", "").split(",") if i.strip()],
+        page_size=q["page_size"],
+        page_token=q["page_token"],
+        ids=[i.strip() for i in q["ids"].split(",") if i.strip()],
     )
     for name in known:
-        setattr(req, name, request.args.get(name, ""))
+        setattr(req, name, q[name])
     for name in ("created_from", "created_to"):
-        ts = _search_time(name)
-        if ts is not None:
-            getattr(req, name).CopyFrom(ts)
+        if q[name] is not None:
+            getattr(req, name).FromDatetime(q[name].astimezone(UTC))
     if access is not None:
         req.community_id = access.community_id
         admit(access, target="issues")

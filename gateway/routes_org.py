@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 from urllib.parse import quote
 
@@ -34,7 +34,8 @@ from gateway import department
 from gateway.app import json_body
 from gateway.calls import admit, clients, department_access, tenant_call
 from gateway.errors import ApiError
-from gateway.protojson import SHANGHAI, from_json, to_json
+from gateway.protojson import from_json, to_json
+from gateway.query import PAGE_TOKEN, args, boolean, filters, page_size, parse_time, query, text
 
 bp = Blueprint("org", __name__)
 ORG = "/api/v1/tenants/<tenant>/org"
@@ -47,8 +48,7 @@ SHEET_FORMATS = {
 # up to 16 MiB (services/common/grpc_client.py), so the file passes through whole.
 IMPORT_MAX_BYTES = 5 * 1024 * 1024
 ETAG_RE = re.compile(r'^\s*"([1-9][0-9]{0,17})"\s*$')
-TRUE = ("true", "1", "yes")
-FALSE = ("false", "0", "no", "")
+PAGE_MAX, PAGE_DEFAULT = 500, 50  # the org service's list pages (services/org/handlers.py)
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,9 @@ class Collection:
     slug: str  # in the URL
     message: type[Message]
     plural: str  # as in the List method's name
+    # The exact-match filters its List (and ExportSheet) takes: the org service's EntitySpec.filters,
+    # checked here so a wrong key is refused before the call (tests/unit/test_gateway_org.py compares them).
+    filters: tuple[str, ...] = ()
     sheets: bool = False  # importable from / exportable to spreadsheets
 
     @property
@@ -83,18 +86,37 @@ COLLECTIONS: dict[str, Collection] = {
     c.slug: c
     for c in (
         Collection("communities", pb.Community, "Communities"),
-        Collection("grids", pb.Grid, "Grids"),
-        Collection("compounds", pb.Compound, "Compounds"),
-        Collection("grid-stations", pb.GridStation, "GridStations"),
-        Collection("party-organizations", pb.PartyOrganization, "PartyOrganizations"),
-        Collection("member-units", pb.MemberUnit, "MemberUnits", sheets=True),
-        Collection("people", pb.Person, "People", sheets=True),
-        Collection("volunteer-teams", pb.VolunteerTeam, "VolunteerTeams"),
-        Collection("talent-entries", pb.TalentEntry, "TalentEntries", sheets=True),
-        Collection("team-service-entries", pb.TeamServiceEntry, "TeamServiceEntries", sheets=True),
-        Collection("unit-resource-entries", pb.UnitResourceEntry, "UnitResourceEntries", sheets=True),
-        Collection("responsibility-items", pb.ResponsibilityItem, "ResponsibilityItems"),
-        Collection("public-affairs-items", pb.PublicAffairsItem, "PublicAffairsItems"),
+        Collection("grids", pb.Grid, "Grids", ("community_id",)),
+        Collection("compounds", pb.Compound, "Compounds", ("grid_id", "community_id")),
+        Collection("grid-stations", pb.GridStation, "GridStations", ("grid_id", "community_id")),
+        Collection(
+            "party-organizations",
+            pb.PartyOrganization,
+            "PartyOrganizations",
+            ("community_id", "kind", "place_id", "parent_id"),
+        ),
+        Collection(
+            "member-units", pb.MemberUnit, "MemberUnits", ("community_id", "kind", "status", "serves_grid_id"), True
+        ),
+        Collection("people", pb.Person, "People", ("community_id", "grid_id", "role"), True),
+        Collection("volunteer-teams", pb.VolunteerTeam, "VolunteerTeams", ("community_id",)),
+        Collection("talent-entries", pb.TalentEntry, "TalentEntries", ("person_id", "skill", "community_id"), True),
+        Collection(
+            "team-service-entries",
+            pb.TeamServiceEntry,
+            "TeamServiceEntries",
+            ("team_id", "service", "community_id"),
+            True,
+        ),
+        Collection(
+            "unit-resource-entries",
+            pb.UnitResourceEntry,
+            "UnitResourceEntries",
+            ("unit_id", "resource", "category", "community_id"),
+            True,
+        ),
+        Collection("responsibility-items", pb.ResponsibilityItem, "ResponsibilityItems", ("domain", "unit_kind")),
+        Collection("public-affairs-items", pb.PublicAffairsItem, "PublicAffairsItems", ("community_id", "mode")),
     )
 }
 for _c in COLLECTIONS.values():  # a typo here must fail at import, not on the first request
@@ -136,35 +158,6 @@ def collection_of(slug: str, *, sheets: bool = False) -> Collection:
             field="collection",
         )
     return found
-
-
-def _bool_arg(name: str) -> bool:
-    value = request.args.get(name, "").strip().lower()
-    if value in TRUE:
-        return True
-    if value in FALSE:
-        return False
-    raise ApiError(400, "invalid_argument", f"{name} must be true or false (应为true或false)", field=name)
-
-
-def _int_arg(name: str) -> int:
-    raw = request.args.get(name, "0")
-    try:
-        return int(raw)
-    except ValueError:
-        raise ApiError(400, "invalid_argument", f"{name} must be a whole number (应为整数)", field=name) from None
-
-
-def _filters(skip: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for key in request.args:
-        if key in skip:
-            continue
-        values = request.args.getlist(key)
-        if len(values) != 1:
-            raise ApiError(400, "invalid_argument", f"give the filter {key} once (筛选条件重复)", field=f"filter.{key}")
-        out[key] = values[0]
-    return out
 
 
 def if_match_version(header: str | None) -> int:
@@ -219,22 +212,6 @@ def sheet_format(value: str | None, filename: str = "", mimetype: str = "") -> s
     raise ApiError(400, "invalid_argument", "say format=xlsx or format=csv (请指明文件格式)", field="format")
 
 
-def parse_time(value: Any, field: str = "time") -> datetime:
-    """An RFC 3339 time; without an offset it is Asia/Shanghai time."""
-    if not isinstance(value, str):
-        raise ApiError(400, "invalid_argument", f"{field} must be an RFC 3339 time (时间格式错误)", field=field)
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise ApiError(
-            400,
-            "invalid_argument",
-            f"{field} {value!r} is not an RFC 3339 time such as 2025-05-01T09:30:00+08:00 (时间格式错误)",
-            field=field,
-        ) from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=SHANGHAI)
-
-
 @bp.after_request
 def _no_store(resp: Response) -> Response:
     resp.headers["Cache-Control"] = "no-store"  # records hold personal data, masked or not
@@ -267,7 +244,12 @@ def department_records(
     return [department.project(to_json(i), access.fields) for i in items], token
 
 
+LIST_QUERY = (page_size(PAGE_MAX, PAGE_DEFAULT), PAGE_TOKEN)
+SHEET_FORMAT_DOC = "表格格式 xlsx or csv"
+
+
 @bp.get(f"{ORG}/<collection>")
+@query(*LIST_QUERY)
 def list_items(tenant: str, collection: str) -> Response:
     """列出记录 List a collection's records (paged; filters as the collection defines them)
 
@@ -275,17 +257,17 @@ def list_items(tenant: str, collection: str) -> Response:
     the grant's community, `id` and the granted fields (`fields=a,b` asks for fewer), filters only on
     granted fields."""
     c = collection_of(collection)
+    q = args()
     access = department_access()
     if access is not None:
-        filters = _filters(tuple(department.NON_FILTER_ARGS))
-        page_size, page_token = _int_arg("page_size"), request.args.get("page_token", "")
+        scoped = filters(c.filters, department.NON_FILTER_ARGS)
         with tenant_call(tenant):
-            records, token = department_records(c, access, clients().org, filters, page_size, page_token)
+            records, token = department_records(c, access, clients().org, scoped, q["page_size"], q["page_token"])
         return jsonify({"items": records, "next_page_token": token or None})
     req = pb.ListRequest(
-        page_size=_int_arg("page_size"),
-        page_token=request.args.get("page_token", ""),
-        filter=_filters(("page_size", "page_token")),
+        page_size=q["page_size"],
+        page_token=q["page_token"],
+        filter=filters(c.filters, [p.name for p in LIST_QUERY]),
     )
     with tenant_call(tenant):
         resp = c.rpc("List")(req)
@@ -304,13 +286,20 @@ def create_item(tenant: str, collection: str) -> Response:
 
 
 @bp.get(f"{ORG}/<collection>/<item_id>")
+@query(
+    boolean(
+        "reveal",
+        "显示个人信息 Show personal data (phones, ID numbers) unmasked: only roles that handle people may, and "
+        "every reveal is logged (按权限显示，留痕)",
+    )
+)
 def get_item(tenant: str, collection: str, item_id: str) -> Response:
     """查看记录 One record, with its version as ETag; reveal=true shows personal data unmasked (logged)
 
     A district department reads a record only under a data-access grant covering its community:
     `id` and the granted fields."""
     c = collection_of(collection)
-    req = pb.GetRequest(id=item_id, reveal=_bool_arg("reveal"))
+    req = pb.GetRequest(id=item_id, reveal=args()["reveal"])
     access = department_access()
     with tenant_call(tenant):
         found = c.rpc("Get")(req)
@@ -395,6 +384,10 @@ def find_candidates(tenant: str) -> Response:
 
 
 @bp.post(f"{ORG}/<collection>/import")
+@query(
+    text("format", f"{SHEET_FORMAT_DOC}; absent: from the uploaded file's name or content type", enum=SHEET_FORMATS),
+    boolean("dry_run", "试导入 Check every row and report the bad ones (row, column, reason); store nothing"),
+)
 def import_sheet(tenant: str, collection: str) -> Response:
     c = collection_of(collection, sheets=True)
     request.max_content_length = IMPORT_MAX_BYTES + 64 * 1024  # room for multipart framing
@@ -417,19 +410,23 @@ def import_sheet(tenant: str, collection: str) -> Response:
         )
     req = pb.ImportSheetRequest(
         entity=c.entity,
-        format=sheet_format(request.args.get("format"), filename, mimetype),
+        format=sheet_format(args()["format"], filename, mimetype),
         content=content,
-        dry_run=_bool_arg("dry_run"),
+        dry_run=args()["dry_run"],
     )
     with tenant_call(tenant):
         return jsonify(to_json(clients().org.ImportSheet(req)))
 
 
+EXPORT_FORMAT = text("format", f"{SHEET_FORMAT_DOC}; absent: xlsx", enum=SHEET_FORMATS)
+
+
 @bp.get(f"{ORG}/<collection>/export")
+@query(EXPORT_FORMAT)
 def export_sheet(tenant: str, collection: str) -> Response:
     c = collection_of(collection, sheets=True)
-    fmt = sheet_format(request.args.get("format") or "xlsx")
-    req = pb.ExportSheetRequest(entity=c.entity, format=fmt, filter=_filters(("format",)))
+    fmt = args()["format"] or "xlsx"
+    req = pb.ExportSheetRequest(entity=c.entity, format=fmt, filter=filters(c.filters, [EXPORT_FORMAT.name]))
     with tenant_call(tenant):
         out = clients().org.ExportSheet(req)
     resp = Response(out.content, content_type=out.content_type or SHEET_FORMATS[fmt])

@@ -17,15 +17,15 @@ registrations; ops read them on the district-wide routes (gateway/policy.py give
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 from hongling.dispatch.v1 import webhooks_pb2 as pb
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
 from gateway.app import json_body
 from gateway.calls import clients, tenant_call
-from gateway.errors import ApiError
 from gateway.protojson import to_json
-from gateway.routes_dispatch import DOCS, Doc, int_arg, parse, text_arg
+from gateway.query import PAGE_TOKEN, args, page_size, query, text
+from gateway.routes_dispatch import DOCS, Doc, parse
 
 bp = Blueprint("webhooks", __name__)
 WEBHOOKS = "/api/v1/tenants/<tenant>/webhooks"
@@ -65,19 +65,18 @@ def _no_store(resp: Response) -> Response:
     return resp
 
 
-def _tenant_arg() -> str:
-    tenant = text_arg("tenant")
-    if not tenant:
-        raise ApiError(400, "invalid_argument", "tenant is required (须指明街道/镇)", field="tenant")
-    return tenant
+TENANT = text("tenant", "街道/镇 The tenant (in the token's scope)", required=True)
+DELIVERIES = (
+    text("status", "状态 Only deliveries in this status", enum=("pending", "delivered", "failed", "cancelled")),
+    page_size(200, 50),  # the webhook registry's pages (services/dispatch/webhooks.py)
+    PAGE_TOKEN,
+)
 
 
 def _deliveries(tenant: str, webhook_id: str) -> Response:
+    q = args()
     req = pb.ListWebhookDeliveriesRequest(
-        webhook_id=webhook_id,
-        status=text_arg("status"),
-        page_size=int_arg("page_size"),
-        page_token=request.args.get("page_token", ""),
+        webhook_id=webhook_id, status=q["status"], page_size=q["page_size"], page_token=q["page_token"]
     )
     with tenant_call(tenant):
         resp = clients().webhooks.ListWebhookDeliveries(req)
@@ -142,6 +141,7 @@ def delete_webhook(tenant: str, webhook_id: str) -> tuple[str, int]:
 
 
 @bp.get(f"{WEBHOOKS}/<webhook_id>/deliveries")
+@query(*DELIVERIES)
 def list_deliveries(tenant: str, webhook_id: str) -> Response:
     """推送记录 Deliveries to one registration, newest first, with every attempt (status code, error, time)
 
@@ -150,24 +150,19 @@ def list_deliveries(tenant: str, webhook_id: str) -> Response:
 
 
 @bp.get(DISTRICT)
+@query(TENANT)
 def list_webhooks_district() -> Response:
     """推送地址列表（运维只读） A tenant's webhook registrations for ops, read-only: ?tenant= (in the token's scope)"""
-    return _list(_tenant_arg())
+    return _list(args()["tenant"])
 
 
 @bp.get(f"{DISTRICT}/<webhook_id>/deliveries")
+@query(TENANT, *DELIVERIES)
 def list_deliveries_district(webhook_id: str) -> Response:
     """推送记录（运维只读） A registration's deliveries for ops, read-only: ?tenant= (in the token's scope)"""
-    return _deliveries(_tenant_arg(), webhook_id)
+    return _deliveries(args()["tenant"], webhook_id)
 
 
-TENANT_PARAM = ("tenant", {"type": "string"}, "街道/镇 The tenant (in the token's scope)")
-STATUS_PARAM = (
-    "status",
-    {"type": "string", "enum": ["pending", "delivered", "failed", "cancelled"]},
-    "状态 Only deliveries in this status",
-)
-PAGE_PARAM = ("page_size", {"type": "integer", "minimum": 0, "maximum": 200}, "每页条数 1..200; absent: 50")
 DOCS.update(
     {
         "webhooks.register_webhook": Doc(
@@ -177,16 +172,13 @@ DOCS.update(
         "webhooks.get_webhook": Doc(pb.Webhook, errors=(404,)),
         "webhooks.set_webhook_active": Doc(pb.Webhook, body=ActiveIn, errors=(400, 404)),
         "webhooks.delete_webhook": Doc(None, 204, errors=(404,)),
-        "webhooks.list_deliveries": Doc(
-            pb.WebhookDelivery, list_key="deliveries", query=(STATUS_PARAM, PAGE_PARAM), errors=(400, 404)
-        ),
+        "webhooks.list_deliveries": Doc(pb.WebhookDelivery, list_key="deliveries", errors=(400, 404)),
         "webhooks.list_webhooks_district": Doc(
-            pb.Webhook, list_key="webhooks", paged=False, query=(TENANT_PARAM,), errors=(400, 404, 429, 503)
+            pb.Webhook, list_key="webhooks", paged=False, errors=(400, 404, 429, 503)
         ),
         "webhooks.list_deliveries_district": Doc(
             pb.WebhookDelivery,
             list_key="deliveries",
-            query=(TENANT_PARAM, STATUS_PARAM, PAGE_PARAM),
             errors=(400, 404, 429, 503),
         ),
     }

@@ -426,13 +426,13 @@ def test_proto_comments_become_descriptions() -> None:
 # ---------------------------------------------------------------- parameters, headers, errors
 
 
-def test_org_lists_take_free_form_filters_and_items_carry_etags(spec: dict[str, Any]) -> None:
+def test_org_lists_document_their_filters_and_page_limits_and_items_carry_etags(spec: dict[str, Any]) -> None:
     base = "/api/v1/tenants/{tenant}/org/people"
     params = {p.get("name") or p["$ref"]: p for p in spec["paths"][base]["get"]["parameters"]}
-    filt = params["filter"]
-    assert filt["in"] == "query" and filt["style"] == "form" and filt["explode"] is True
-    assert filt["schema"]["additionalProperties"] == {"type": "string"} and "free-form" in filt["description"]
-    assert "page_size" in params
+    query = {"page_size", "page_token", *COLLECTIONS["people"].filters}
+    assert set(params) == {"#/components/parameters/tenant", "X-Hongling-Grant", *query}
+    assert all(params[k]["in"] == "query" and params[k]["schema"]["type"] == "string" for k in ("role", "grid_id"))
+    assert params["page_size"]["schema"] == {"type": "integer", "minimum": 0, "maximum": 500}
     item = spec["paths"][f"{base}/{{item_id}}"]
     assert "ETag" in item["get"]["responses"]["200"]["headers"]
     assert {"$ref": "#/components/parameters/If-Match"} in item["put"]["parameters"]
@@ -454,6 +454,36 @@ def test_spreadsheet_routes_document_files(spec: dict[str, Any]) -> None:
     exp = spec["paths"]["/api/v1/tenants/{tenant}/org/people/export"]["get"]
     assert "text/csv" in exp["responses"]["200"]["content"]
     assert "Content-Disposition" in exp["responses"]["200"]["headers"]
+    fmt = next(p for p in exp["parameters"] if p.get("name") == "format")
+    assert fmt["schema"] == {"type": "string", "enum": ["xlsx", "csv"]}
+
+
+def test_the_audit_export_documents_ndjson_and_csv(spec: dict[str, Any]) -> None:
+    for path in ("/api/v1/audit/export", "/api/v1/tenants/{tenant}/audit/export"):
+        ok = spec["paths"][path]["get"]["responses"]["200"]
+        assert set(ok["content"]) == {"application/x-ndjson", "text/csv"}
+        fmt = next(p for p in spec["paths"][path]["get"]["parameters"] if p.get("name") == "format")
+        assert fmt["schema"]["enum"] == ["ndjson", "csv"]
+
+
+def test_query_parameters_carry_the_limits_and_enums_the_views_check(spec: dict[str, Any]) -> None:
+    def params(path: str) -> dict[str, Any]:
+        return {p["name"]: p for p in spec["paths"][path]["get"]["parameters"] if "name" in p}
+
+    tasks = params("/api/v1/tenants/{tenant}/tasks")
+    assert tasks["page_size"]["schema"] == {"type": "integer", "minimum": 0, "maximum": 200}
+    assert tasks["call_type"]["schema"]["enum"] == ["service", "tackling", "emergency"]
+    assert "open" in tasks["status"]["schema"]["enum"] and tasks["overdue"]["schema"]["type"] == "boolean"
+    issues = params("/api/v1/tenants/{tenant}/issues")
+    assert issues["created_from"]["schema"] == {"type": "string", "format": "date-time"}
+    assert issues["page_size"]["schema"]["maximum"] == 100 and issues["text"]["schema"]["maxLength"] == 100
+    assert params("/api/v1/dispatch/overdue")["tenant"]["required"] is True
+    assert params("/api/v1/audit")["limit"]["schema"] == {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 500,
+        "default": 50,
+    }
 
 
 def test_errors_have_the_one_shape_and_the_statuses_that_apply(spec: dict[str, Any]) -> None:

@@ -33,6 +33,16 @@ def test_every_entity_of_the_org_service_has_a_collection() -> None:
     assert created == {c.name for c in COLLECTIONS.values()}
 
 
+def test_each_collection_filters_by_what_the_org_service_filters_by() -> None:
+    from services.org.handlers import SPECS
+    from services.org.servicer import ENTITIES
+
+    by_message = {message: tuple(SPECS[entity].filters) for entity, (message, _, _) in ENTITIES.items()}
+    assert {c.slug: c.filters for c in COLLECTIONS.values()} == {
+        c.slug: by_message[c.message] for c in COLLECTIONS.values()
+    }
+
+
 def test_deletable_collections_are_the_list_entries() -> None:
     assert {c.slug for c in COLLECTIONS.values() if c.deletable} == {
         "talent-entries",
