@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from gateway.clients import Clients
 from gateway.errors import ApiError, error_response
@@ -125,8 +125,14 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
             405: f"{request.method} is not allowed on {request.path}",
             413: f"request body is larger than {request.max_content_length or MAX_BODY_BYTES} bytes (请求体过大)",
         }
+        # A 405 says which methods the path takes (RFC 9110 §15.5.6), as werkzeug's own answer would.
+        allow: dict[str, str] = {}
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            allow["Allow"] = ", ".join(exc.valid_methods)
         return error_response(
-            ApiError(status, code.get(status, "http_error"), messages.get(status, exc.description or exc.name))
+            ApiError(
+                status, code.get(status, "http_error"), messages.get(status, exc.description or exc.name), headers=allow
+            )
         )
 
     @app.errorhandler(Exception)

@@ -201,7 +201,9 @@ def test_a_bad_credential_is_refused_even_on_open_routes(client: FlaskClient) ->
 
 def test_unknown_routes_are_404_and_methods_405_whoever_asks(client: FlaskClient) -> None:
     assert client.get("/api/v1/nothing").status_code == 404
-    assert client.delete("/api/v1/tenants/taiqian/issues").status_code == 405
+    wrong_method = client.delete("/api/v1/tenants/taiqian/issues")
+    assert wrong_method.status_code == 405
+    assert set(wrong_method.headers["Allow"].split(", ")) >= {"GET", "POST"}
     assert client.get("/static/x.css").status_code == 404
 
 
