@@ -84,4 +84,8 @@ bench: protos provision ## run the benchmarks under bench/ against a private sta
 	@bash deploy/local/test.sh bench
 
 clean: down ## stop everything and remove local state and build output (keeps the tool cache)
+	@# every state dir's stack, a PostgreSQL cluster kept in /var/tmp included (deploy/local/stack.sh purge)
+	@for d in .local/state* .local/test-state-*; do \
+	  if [[ -d "$$d" ]]; then HONGLING_STATE_DIR="$$PWD/$$d" bash deploy/local/stack.sh purge >/dev/null || true; fi; \
+	done
 	rm -rf .local build
