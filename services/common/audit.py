@@ -468,7 +468,8 @@ def open_log(settings: Any, **client_options: Any) -> AuditLog:
     """The deployment's audit log (district-level database) with its signing key."""
     client: pymongo.MongoClient[Any] = pymongo.MongoClient(settings.mongo_uri, tz_aware=True, **client_options)
     audit = AuditLog(client[DATABASE], signing_key(settings.audit_signing_key))
-    audit.ensure_indexes()
+    # Best effort and in the background: opening the log (a gateway starting) never waits for the database.
+    threading.Thread(target=audit.ensure_indexes, name="audit-indexes", daemon=True).start()
     return audit
 
 
