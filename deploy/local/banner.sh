@@ -51,7 +51,8 @@ cat <<TXT
   Service gRPC            org :${HONGLING_ORG_PORT}  intake :${HONGLING_INTAKE_PORT}  dispatch :${HONGLING_DISPATCH_PORT}  evaluation :${HONGLING_EVALUATION_PORT}  publication :${HONGLING_PUBLICATION_PORT}
   Service metrics         http://127.0.0.1:${HONGLING_ORG_METRICS_PORT}/metrics … :${HONGLING_PUBLICATION_METRICS_PORT}/metrics (one port per service)
   Kafka bootstrap         ${HONGLING_KAFKA_BOOTSTRAP}
-  MongoDB (FerretDB)      ${HONGLING_MONGO_URI}
+  MongoDB (FerretDB)      ${HONGLING_MONGO_URI}  (stored in PostgreSQL)
+  PostgreSQL 15           127.0.0.1:${HONGLING_POSTGRES_PORT}  role hongling, password in ${HONGLING_STATE_DIR}/postgres/password
   Logs                    ${HONGLING_STATE_DIR}/logs/  (make logs)
 
   API tokens              ${tokens_file}  (.venv/bin/python -m gateway.tokens create|list|revoke)
