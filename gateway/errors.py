@@ -7,7 +7,7 @@ from typing import Any
 import grpc
 from flask import Response, g, jsonify
 
-from services.common.grpc_server import ERROR_FIELD_KEY, ERROR_REASON_KEY, from_metadata_value
+from services.common.grpc_server import error_details
 
 GRPC_TO_HTTP = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
@@ -49,7 +49,6 @@ def error_response(err: ApiError) -> Response:
 def from_rpc_error(exc: grpc.RpcError) -> ApiError:
     """Translate a service's status into the HTTP error the portal sees (never a stack trace)."""
     code = exc.code()
-    trailing = dict(exc.trailing_metadata() or ())
     status = GRPC_TO_HTTP.get(code, 502)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         return ApiError(
@@ -60,10 +59,5 @@ def from_rpc_error(exc: grpc.RpcError) -> ApiError:
         )
     if status == 502:
         return ApiError(502, "upstream_error", f"a back-end service failed (request id {g.get('request_id')})")
-    field = trailing.get(ERROR_FIELD_KEY)
-    return ApiError(
-        status,
-        from_metadata_value(str(trailing.get(ERROR_REASON_KEY) or code.name.lower())),
-        exc.details() or code.name,
-        field=from_metadata_value(str(field)) if field else None,
-    )
+    reason, field = error_details(exc, code.name.lower())
+    return ApiError(status, reason, exc.details() or code.name, field=field)

@@ -62,14 +62,7 @@ from gateway.tokens import TokenFileError, TokenStore
 from gateway.users import AccountStore
 from services.common import context
 from services.common.audit import AuditLog, open_log
-from services.common.grpc_server import (
-    ERROR_FIELD_KEY,
-    ERROR_REASON_KEY,
-    REQUEST_ID_KEY,
-    from_metadata_value,
-    metadata_value,
-    run_until_signalled,
-)
+from services.common.grpc_server import REQUEST_ID_KEY, error_details, error_trailers, run_until_signalled
 from services.common.logs import setup_logging
 from services.common.principal import Principal
 from services.common.settings import Settings, get_settings
@@ -150,13 +143,7 @@ def refusal_of(exc: BaseException, request_id: str) -> Refusal:
                 "service_unavailable",
             )
         if code in GRPC_TO_HTTP:  # the service's answer to the caller: passed on as the HTTP door does
-            trailing = {k: v for k, v in (exc.trailing_metadata() or ()) if isinstance(v, str)}
-            return Refusal(
-                code,
-                exc.details() or code.name,
-                from_metadata_value(trailing.get(ERROR_REASON_KEY) or code.name.lower()),
-                from_metadata_value(trailing[ERROR_FIELD_KEY]) if trailing.get(ERROR_FIELD_KEY) else None,
-            )
+            return Refusal(code, exc.details() or code.name, *error_details(exc, code.name.lower()))
         log.error("a back-end service failed: %s %s", code.name, exc.details())
         return Refusal(
             grpc.StatusCode.INTERNAL, f"a back-end service failed (request id {request_id})", "upstream_error"
@@ -370,10 +357,9 @@ class FrontDoorInterceptor(grpc.ServerInterceptor):
                     # Passed its grant check, then failed (no such record, a service refused): recorded as
                     # refused with the error. A refusal by the grant itself (Access.admit) is recorded already.
                     access.record_failure(code.name, refusal.reason)
-                trailing = [(REQUEST_ID_KEY, request_id), (ERROR_REASON_KEY, metadata_value(refusal.reason))]
-                if refusal.field:
-                    trailing.append((ERROR_FIELD_KEY, metadata_value(refusal.field)))
-                ctx.set_trailing_metadata(tuple(trailing))
+                ctx.set_trailing_metadata(
+                    ((REQUEST_ID_KEY, request_id), *error_trailers(refusal.reason, refusal.field))
+                )
                 if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
                     log.warning("refused %s (%s): %s", method, who, refusal.message)
                 ctx.abort(code, refusal.message)

@@ -33,19 +33,26 @@ TRACE_KEY = "x-hongling-trace"
 ERROR_REASON_KEY = "x-hongling-error-reason"
 ERROR_FIELD_KEY = "x-hongling-error-field"
 # gRPC metadata values are printable ASCII: the reason and field go percent-encoded (UTF-8) beyond it, so a
-# field named after a caller's odd query key (control characters, Chinese) still reaches the caller;
-# gateway/errors.py decodes them. Any other value would make the call fail as INTERNAL instead.
+# field named after a caller's odd query key (control characters, Chinese) still reaches the caller. Any
+# other value would make the call fail as INTERNAL instead. error_trailers() writes them, error_details()
+# reads them (the gateway's two doors).
 METADATA_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
 
 
-def metadata_value(text: str) -> str:
-    """A trailing metadata value gRPC accepts: printable ASCII, anything else percent-encoded."""
-    return urllib.parse.quote(text, safe=METADATA_SAFE)
+def error_trailers(reason: str, field: str | None) -> list[tuple[str, str]]:
+    """The trailing metadata that names an error's reason and (if any) its field."""
+    trailing = [(ERROR_REASON_KEY, urllib.parse.quote(reason, safe=METADATA_SAFE))]
+    if field:
+        trailing.append((ERROR_FIELD_KEY, urllib.parse.quote(field, safe=METADATA_SAFE)))
+    return trailing
 
 
-def from_metadata_value(value: str) -> str:
-    """The text metadata_value() encoded."""
-    return urllib.parse.unquote(value)
+def error_details(call: grpc.Call, default_reason: str) -> tuple[str, str | None]:
+    """(reason, field) that error_trailers() wrote into a failed call's trailing metadata."""
+    trailing = {k: v for k, v in (call.trailing_metadata() or ()) if isinstance(v, str)}
+    field = trailing.get(ERROR_FIELD_KEY)
+    reason = urllib.parse.unquote(trailing.get(ERROR_REASON_KEY) or default_reason)
+    return reason, urllib.parse.unquote(field) if field else None
 
 
 # Probes from stock tools (grpc_health_probe, grpcurl) need no principal.
@@ -130,10 +137,7 @@ class ServerInterceptor(grpc.ServerInterceptor):
                                 f"internal error (request id {request_id}); the operators have the details"
                             )
                         code = mapped.code
-                        trailing = [(ERROR_REASON_KEY, metadata_value(mapped.reason))]
-                        if mapped.field:
-                            trailing.append((ERROR_FIELD_KEY, metadata_value(mapped.field)))
-                        ctx.set_trailing_metadata(tuple(trailing))
+                        ctx.set_trailing_metadata(tuple(error_trailers(mapped.reason, mapped.field)))
                         if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
                             log.warning("refused %s: %s", method, mapped.message)
                         ctx.abort(code, mapped.message)
