@@ -112,7 +112,7 @@ def cpu_seconds() -> dict[str, float]:
         if pid not in stats:
             continue
         own = stats[pid]
-        ticks = int(own[11]) + int(own[12]) + (int(own[13]) + int(own[14]) if name != "bench (client)" else 0)
+        ticks = int(own[11]) + int(own[12]) + int(own[13]) + int(own[14])  # its own, and its reaped children's
         todo = list(children.get(pid, []))
         while todo:
             child = todo.pop()

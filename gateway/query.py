@@ -163,6 +163,8 @@ def page_size(hi: int, default: int) -> Param:
     return replace(integer("page_size", text, lo=0, hi=hi, default=None), default=0)  # 0: the service's default
 
 
+# The tenant a district-wide route (ops' reads) is about: required, and in the caller's scope.
+SCOPE_TENANT = text("tenant", "街道/镇 The tenant (in the token's scope)", required=True)
 PAGE_TOKEN = text(
     "page_token",
     "翻页 The next_page_token of the previous page (opaque; one not given out by this API is 400)",

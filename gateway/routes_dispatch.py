@@ -38,7 +38,7 @@ from gateway.app import json_body
 from gateway.calls import clients, tenant_call
 from gateway.errors import ApiError
 from gateway.protojson import from_json, to_json
-from gateway.query import PAGE_TOKEN, args, boolean, integer, page_size, query, text
+from gateway.query import PAGE_TOKEN, SCOPE_TENANT, args, boolean, integer, page_size, query, text
 from gateway.routes_issues import _validation_error
 from gateway.routes_org import if_match_version
 from services.common.principal import KIND_ALIASES, Principal
@@ -342,7 +342,7 @@ def list_overdue(tenant: str) -> Response:
 
 
 @bp.get("/api/v1/dispatch/overdue")
-@query(text("tenant", "街道/镇 The tenant (in the token's scope)", required=True), *OVERDUE_QUERY)
+@query(SCOPE_TENANT, *OVERDUE_QUERY)
 def list_overdue_district() -> Response:
     """超时任务（运维只读） A tenant's overdue tasks for ops, read-only: ?tenant= (in the token's scope)
 

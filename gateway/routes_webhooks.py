@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from gateway.app import json_body
 from gateway.calls import clients, tenant_call
 from gateway.protojson import to_json
-from gateway.query import PAGE_TOKEN, args, page_size, query, text
+from gateway.query import PAGE_TOKEN, SCOPE_TENANT, args, page_size, query, text
 from gateway.routes_dispatch import DOCS, Doc, parse
 
 bp = Blueprint("webhooks", __name__)
@@ -65,7 +65,6 @@ def _no_store(resp: Response) -> Response:
     return resp
 
 
-TENANT = text("tenant", "街道/镇 The tenant (in the token's scope)", required=True)
 DELIVERIES = (
     text("status", "状态 Only deliveries in this status", enum=("pending", "delivered", "failed", "cancelled")),
     page_size(200, 50),  # the webhook registry's pages (services/dispatch/webhooks.py)
@@ -150,14 +149,14 @@ def list_deliveries(tenant: str, webhook_id: str) -> Response:
 
 
 @bp.get(DISTRICT)
-@query(TENANT)
+@query(SCOPE_TENANT)
 def list_webhooks_district() -> Response:
     """推送地址列表（运维只读） A tenant's webhook registrations for ops, read-only: ?tenant= (in the token's scope)"""
     return _list(args()["tenant"])
 
 
 @bp.get(f"{DISTRICT}/<webhook_id>/deliveries")
-@query(TENANT, *DELIVERIES)
+@query(SCOPE_TENANT, *DELIVERIES)
 def list_deliveries_district(webhook_id: str) -> Response:
     """推送记录（运维只读） A registration's deliveries for ops, read-only: ?tenant= (in the token's scope)"""
     return _deliveries(args()["tenant"], webhook_id)

@@ -4,9 +4,6 @@
 # 30 days) and prints it: the token file keeps only hashes, so the token itself is kept for this
 # local demo in $HONGLING_STATE_DIR/demo-admin.token (mode 600; the state dir is git-ignored).
 set -euo pipefail
-# The state dir's secrets (env.sh loads them too; a value set in the environment wins).
-# shellcheck source=deploy/local/secrets.sh
-source "$HONGLING_REPO_ROOT/deploy/local/secrets.sh"
 PY="${HONGLING_PYTHON:-$HONGLING_REPO_ROOT/.venv/bin/python}"
 tokens_file="${HONGLING_API_TOKENS_FILE:-$HONGLING_STATE_DIR/api-tokens.toml}"
 demo_copy="$HONGLING_STATE_DIR/demo-admin.token"

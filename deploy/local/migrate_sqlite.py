@@ -110,7 +110,7 @@ def _copy_collection(source: Any, target: Any) -> int:
                 raise
         batch.clear()
 
-    for doc in source.find({}, sort=None, batch_size=BATCH):
+    for doc in source.find({}, batch_size=BATCH):
         batch.append(doc)
         total += 1
         if len(batch) >= BATCH:
