@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Start, stop and probe the five Hongling services, the gateway and its gRPC front door (for district
-# department systems) as background processes.
+# Start, stop and probe the five Hongling services, the projector that keeps their SQL read models, the
+# gateway and its gRPC front door (for district department systems) as background processes.
 #
 #   deploy/local/services.sh start [name ...]   # default: all, in dependency order
 #   deploy/local/services.sh stop  [name ...]
@@ -12,7 +12,7 @@ set -euo pipefail
 source "$(dirname -- "${BASH_SOURCE[0]}")/env.sh"
 
 PY="${HONGLING_PYTHON:-$HONGLING_REPO_ROOT/.venv/bin/python}"
-ALL=(org intake dispatch evaluation publication gateway frontdoor)
+ALL=(org intake dispatch evaluation publication projector gateway frontdoor)
 RUN_DIR="$HONGLING_STATE_DIR/run"
 LOG_DIR="$HONGLING_STATE_DIR/logs"
 mkdir -p "$RUN_DIR" "$LOG_DIR"
@@ -138,6 +138,8 @@ prepare_secrets() {
 case "$cmd" in
   start)
     prepare_secrets
+    # The read models' schemas (Alembic, idempotent): before anything reads or projects into them.
+    (cd "$HONGLING_REPO_ROOT" && "$PY" -m services.common.readside migrate)
     total=${#names[@]}
     i=0
     for n in "${names[@]}"; do start_one "$n"; done

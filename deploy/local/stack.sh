@@ -38,6 +38,7 @@ PG_PASSWORD_FILE="${PG_DIR}/password"
 PG_LOG="${HONGLING_LOG_DIR}/postgres.log"
 PG_ROLE=hongling
 PG_FERRETDB_DB=ferretdb
+PG_READ_DB=hongling_read
 PG_OS_USER=""
 if [[ ${EUID} -eq 0 ]]; then
   PG_OS_USER="${HONGLING_POSTGRES_OS_USER:-postgres}"
@@ -510,15 +511,16 @@ start_postgres() {
     -c log_line_prefix='%m [%p] %q%u@%d ' -c log_min_messages=warning -c log_timezone=UTC -c timezone=UTC
 }
 
-# FerretDB keeps every MongoDB database of ours as a schema of one PostgreSQL database.
-ensure_ferretdb_database() {
+# ensure_database NAME: create the database if it is missing. FerretDB keeps every MongoDB database of
+# ours as a schema of one PostgreSQL database; the SQL read models live in another (services/common/readside.py).
+ensure_database() {
   local found
-  found="$(pg_sql postgres "SELECT 1 FROM pg_database WHERE datname = '${PG_FERRETDB_DB}'")" ||
+  found="$(pg_sql postgres "SELECT 1 FROM pg_database WHERE datname = '$1'")" ||
     die "postgres: cannot query 127.0.0.1:${HONGLING_POSTGRES_PORT} (see ${PG_LOG})"
   [[ "${found}" == 1 ]] && return 0
-  pg_sql postgres "CREATE DATABASE ${PG_FERRETDB_DB}" >/dev/null ||
-    die "postgres: CREATE DATABASE ${PG_FERRETDB_DB} failed (see ${PG_LOG})"
-  echo "postgres: created database ${PG_FERRETDB_DB}"
+  pg_sql postgres "CREATE DATABASE $1" >/dev/null ||
+    die "postgres: CREATE DATABASE $1 failed (see ${PG_LOG})"
+  echo "postgres: created database $1"
 }
 
 # ---- FerretDB ---------------------------------------------------------------------------------
@@ -571,7 +573,7 @@ cmd_start() {
         cmd_wait postgres
         waiting=("${waiting[@]/postgres/}")
       fi
-      ensure_ferretdb_database
+      ensure_database "${PG_FERRETDB_DB}"
     fi
     "start_${comp}"
     echo "${comp}: started (pid $(<"$(pid_file "${comp}")"), 127.0.0.1:$(main_port "${comp}"), log $(log_file "${comp}"))"
@@ -584,6 +586,10 @@ cmd_start() {
   done
   if ((${#ordered[@]} > 0)); then
     cmd_wait "${ordered[@]}"
+  fi
+  # The read models' database (its tables: python -m services.common.readside migrate, run by make and services.sh).
+  if [[ -n "$(running_pid postgres)" ]]; then
+    ensure_database "${PG_READ_DB}"
   fi
 }
 

@@ -86,6 +86,15 @@ def tenant_database(tenant: str) -> Any:
     return client[database_name(_state["service"], tenant)]
 
 
+def service_collection(service: str, collection: str) -> Collection[Any]:
+    """A collection of the call tenant's database of `service`, whatever this process's service is: the
+    projector (services/projector) reads the aggregates of the services whose read models it keeps."""
+    client = _state["client"]
+    if client is None:
+        raise RuntimeError("mongo.init() was not called")
+    return client[database_name(service, require_tenant())][collection]
+
+
 class TenantDocument(mongoengine.Document):
     """A document stored in the current call's tenant database."""
 

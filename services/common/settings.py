@@ -19,6 +19,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 SERVICES = ("org", "intake", "dispatch", "evaluation", "publication")
 # Offsets from HONGLING_PORT_BASE: gRPC port, metrics port.
 SERVICE_PORT_OFFSETS = {name: (51 + i, 151 + i) for i, name in enumerate(SERVICES)}
+# The projector (python -m services.projector) keeps the SQL read models; it serves health and metrics only.
+SERVICE_PORT_OFFSETS["projector"] = (56, 156)
 # The secrets every process needs; none has a default. Locally deploy/local/secrets.sh generates them once
 # into $HONGLING_STATE_DIR/secrets.env and deploy/local/env.sh loads that file (a value already set in the
 # environment wins); any other deployment sets them itself (docker-compose.yml requires them).
@@ -155,12 +157,28 @@ class Settings(BaseSettings):
     dispatch_metrics_port: int | None = Field(None, ge=1, le=65535)
     evaluation_metrics_port: int | None = Field(None, ge=1, le=65535)
     publication_metrics_port: int | None = Field(None, ge=1, le=65535)
+    projector_port: int | None = Field(None, ge=1, le=65535)
+    projector_metrics_port: int | None = Field(None, ge=1, le=65535)
+    projector_addr: str = ""
+    # The SQL read side (services/common/readside.py): a SQLAlchemy URL of the PostgreSQL database that holds
+    # the read models. Empty: the local stack's (deploy/local/stack.sh), database hongling_read at base + 32.
+    read_db_url: str = ""
+    postgres_port: int | None = Field(None, ge=1, le=65535)
+    # A file holding the read side's password (the local stack's $HONGLING_STATE_DIR/postgres/password), used
+    # when the URL names none; elsewhere put it in the URL or in PGPASSWORD.
+    read_db_password_file: str = ""
+    # Connections per process to the read side (a pool; a list or count holds one for a few milliseconds).
+    read_db_pool_size: int = Field(8, ge=1, le=200)
 
     @model_validator(mode="after")
     def _derive(self) -> Settings:
         base = self.port_base
         if not self.mongo_uri:
             self.mongo_uri = f"mongodb://127.0.0.1:{self.mongo_port or base + 17}/"
+        if not self.read_db_url:
+            self.read_db_url = (
+                f"postgresql+psycopg://hongling@127.0.0.1:{self.postgres_port or base + 32}/hongling_read"
+            )
         if not self.kafka_bootstrap:
             self.kafka_bootstrap = f"127.0.0.1:{self.kafka_port or base + 92}"
         for name, (grpc_off, metrics_off) in SERVICE_PORT_OFFSETS.items():

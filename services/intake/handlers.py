@@ -31,7 +31,6 @@ from hongling.events.v1 import evaluation_events_pb2 as eev
 from hongling.events.v1 import intake_events_pb2 as ev
 from hongling.events.v1 import publication_events_pb2 as pev
 
-from services.common import paging
 from services.common.claims import claim_version
 from services.common.context import current_request_id, require_tenant
 from services.common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
@@ -39,7 +38,7 @@ from services.common.events import CloudEvent, PoisonEvent
 from services.common.outbox import write_next_version
 from services.common.principal import Principal
 from services.common.protect import Protector
-from services.intake import domain, geo, metrics
+from services.intake import domain, geo, metrics, readmodel
 from services.intake.classify import URGENCY_ZH, Rules, classify, default_rules, rules_from_dict
 from services.intake.documents import (
     AttachmentDoc,
@@ -555,57 +554,15 @@ def get_attachment(issue_id: str, attachment_id: str) -> AttachmentDoc:
 
 
 def list_issues(flt: domain.IssueFilter, page_size: int, page_token: str) -> tuple[list[IssueDoc], str, Rules]:
-    """Newest first (created_at, then id, descending), keyset pages: a page costs the same however deep.
-
-    On the local FerretDB a filter other than _id reads the whole collection: fine for staff searches,
-    kept off the hot paths (create, get, event handling)."""
-    if not 0 <= page_size <= domain.PAGE_MAX:
-        raise InvalidArgument(f"page_size must be 1..{domain.PAGE_MAX}", field="page_size")
-    size = page_size or domain.PAGE_DEFAULT
+    """Newest first, keyset pages, from the SQL read model (services/intake/readmodel.py)."""
     rules = current_rules()
-    flt = domain.check_filter(flt, rules.category_codes())
-    fingerprint = flt.fingerprint()
-    clauses: list[dict[str, Any]] = []
-    if flt.ids:
-        clauses.append({"_id": {"$in": list(flt.ids)}})
-    for name, stored in (
-        ("status", "status"),
-        ("category", "category"),
-        ("urgency", "urgency"),
-        ("channel", "channel"),
-        ("community_id", "place.community_id"),
-        ("grid_id", "place.grid_id"),
-    ):
-        value = getattr(flt, name)
-        if value:
-            clauses.append({stored: value})
-    window: dict[str, datetime] = {}
-    if flt.created_from:
-        window["$gte"] = flt.created_from
-    if flt.created_to:
-        window["$lt"] = flt.created_to
-    if window:
-        clauses.append({"created_at": window})
-    if flt.text:
-        pattern = domain.regex_literal(flt.text)
-        clauses.append(
-            {
-                "$or": [
-                    {"title": {"$regex": pattern, "$options": "i"}},
-                    {"description": {"$regex": pattern, "$options": "i"}},
-                ]
-            }
-        )
-    if page_token:
-        at, after_id = paging.parse_page_token(page_token, fingerprint)
-        clauses.append({"$or": [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": after_id}}]})
-    query: dict[str, Any] = {"$and": clauses} if clauses else {}
-    docs = list(IssueDoc.objects(__raw__=query).exclude("outbox").order_by("-created_at", "-id").limit(size + 1))
-    page = docs[:size]
-    next_token = (
-        paging.page_token(_aware(page[-1].created_at) or utcnow(), page[-1].id, fingerprint) if len(docs) > size else ""
-    )
-    return page, next_token, rules
+    docs, token = readmodel.list_issues(domain.check_filter(flt, rules.category_codes()), page_size, page_token)
+    return docs, token, rules
+
+
+def count_issues(community_id: str) -> dict[str, int]:
+    """Issues by status, of one community or the whole tenant, from the read model's counts."""
+    return readmodel.count_issues(community_id)
 
 
 # ---------------------------------------------------------------- reclassify

@@ -512,7 +512,8 @@ def test_search_by_status_category_grid_time_and_text_with_paging(
                 return out
 
     newest_first = [i.id for i in reversed(made)]
-    assert ids(community_id=mine.community_id) == newest_first
+    # Lists come from the SQL read model, which the projector brings up to date just after each write.
+    wait_for(lambda: ids(community_id=mine.community_id) == newest_first)
     assert ids(grid_id=mine.g1) == newest_first[1:]
     assert ids(grid_id=mine.g1, category="greening") == [made[3].id, made[1].id]
     assert ids(community_id=mine.community_id, text=tag.lower()) == [i.id for i in reversed(made) if i.id != made[4].id]

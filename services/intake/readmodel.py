@@ -1,0 +1,245 @@
+"""Intake's SQL read model: the issue list, its search and its counts (services/common/readside.py).
+
+Kept by the projector (services/common/projection.py) from intake's events; ListIssues and CountIssues
+answer from it, GetIssue from the write side. A row holds the filters' columns and `body`, the issue as
+the write side held it at `version` (BSON, contact still sealed), which the list answers with.
+
+Text search is a substring match on title and description, case-insensitive, as it was on the write
+side. Chinese has no spaces to split words at and most words are two characters, which a trigram index
+(pg_trgm) cannot serve; so a row carries its characters and character pairs (`grams`, a GIN index) and a
+query looks for the rows holding every pair of its text (every character, for one character), then
+confirms the substring on the row's lower-cased text.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import Counter
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import bson
+from hongling.events.v1 import intake_events_pb2 as ev
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    Integer,
+    LargeBinary,
+    Table,
+    Text,
+    and_,
+    literal,
+    select,
+    text,
+    tuple_,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.sql.elements import ColumnElement
+
+from services.common import mongo, paging, readside
+from services.common.errors import InvalidArgument
+from services.common.events import topic_for
+from services.common.projection import Projection, Ref
+from services.intake import domain
+from services.intake.documents import IssueDoc
+
+ISSUES = Table(
+    "intake_issues",
+    readside.METADATA,
+    Column("id", Text, primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True)),
+    Column("status", Text, nullable=False),
+    Column("category", Text, nullable=False),
+    Column("urgency", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("community_id", Text, nullable=False),
+    Column("grid_id", Text, nullable=False),
+    Column("search", Text, nullable=False),
+    Column("grams", ARRAY(Text), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+)
+COUNTS = Table(
+    "intake_issue_counts",
+    readside.METADATA,
+    Column("community_id", Text, primary_key=True),
+    Column("status", Text, primary_key=True),
+    Column("n", BigInteger, nullable=False),
+)
+ALL_COMMUNITIES = "*"
+COLLECTION = IssueDoc._get_collection_name()
+BODY_CODEC: bson.CodecOptions[dict[str, Any]] = bson.CodecOptions(tz_aware=True, tzinfo=UTC)
+
+
+def _utc(at: datetime | None) -> datetime | None:
+    return None if at is None else (at if at.tzinfo else at.replace(tzinfo=UTC))
+
+
+def normalize(value: str) -> str:
+    return unicodedata.normalize("NFKC", value).casefold()
+
+
+def grams(value: str) -> list[str]:
+    """The characters and adjacent character pairs of the normalized text (none with white space)."""
+    t = normalize(value)
+    found = {ch for ch in t if not ch.isspace()}
+    found.update(t[i : i + 2] for i in range(len(t) - 1) if not (t[i].isspace() or t[i + 1].isspace()))
+    return sorted(found)
+
+
+def query_grams(value: str) -> list[str]:
+    """What a row must hold to contain `value`: its pairs, or its characters where it has no pair."""
+    t = normalize(value)
+    pairs = {t[i : i + 2] for i in range(len(t) - 1) if not (t[i].isspace() or t[i + 1].isspace())}
+    singles = {ch for ch in t if not ch.isspace()}
+    covered = {ch for p in pairs for ch in p}
+    return sorted(pairs | (singles - covered))
+
+
+def _like_literal(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def row_of(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The read-model row of an issue document as the write side holds it."""
+    place = raw.get("place") or {}
+    title, description = str(raw.get("title") or ""), str(raw.get("description") or "")
+    body = {k: v for k, v in raw.items() if k != "outbox"}
+    return {
+        "id": raw["_id"],
+        "version": int(raw.get("version") or 1),
+        "created_at": _utc(raw["created_at"]),
+        "updated_at": _utc(raw.get("updated_at")),
+        "status": str(raw.get("status") or ""),
+        "category": str(raw.get("category") or ""),
+        "urgency": str(raw.get("urgency") or ""),
+        "channel": str(raw.get("channel") or ""),
+        "community_id": str(place.get("community_id") or ""),
+        "grid_id": str(place.get("grid_id") or ""),
+        "search": normalize(title) + "\n" + normalize(description),
+        "grams": grams(title + "\n" + description),
+        "body": bson.encode(body),
+    }
+
+
+def lock(conn: Connection, ids: list[str]) -> None:
+    """Serialize refreshes of the same aggregates (two projector processes, an event naming another
+    issue) for the rest of the transaction, in one order so that they cannot deadlock."""
+    conn.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(x, 0)) FROM unnest(CAST(:ids AS text[])) AS x ORDER BY x"),
+        {"ids": sorted(ids)},
+    )
+
+
+def refresh_issues(conn: Connection, ids: list[str]) -> int:
+    """Bring these issues' rows (and the counts) to the write side's current version; rows changed."""
+    lock(conn, ids)
+    docs = {
+        d["_id"]: d for d in mongo.service_collection("intake", COLLECTION).find({"_id": {"$in": ids}}, {"outbox": 0})
+    }
+    if not docs:
+        return 0
+    held = {
+        r.id: r
+        for r in conn.execute(
+            select(ISSUES.c.id, ISSUES.c.version, ISSUES.c.status, ISSUES.c.community_id).where(
+                ISSUES.c.id.in_(list(docs))
+            )
+        )
+    }
+    rows: list[dict[str, Any]] = []
+    deltas: Counter[tuple[str, str]] = Counter()
+    for ident, raw in docs.items():
+        old = held.get(ident)
+        if old is not None and old.version >= int(raw.get("version") or 1):
+            continue  # the row is as new as the document already (a replay, an event seen twice)
+        row = row_of(raw)
+        rows.append(row)
+        if old is not None:
+            deltas[(old.community_id, old.status)] -= 1
+            deltas[(ALL_COMMUNITIES, old.status)] -= 1
+        deltas[(row["community_id"], row["status"])] += 1
+        deltas[(ALL_COMMUNITIES, row["status"])] += 1
+    if not rows:
+        return 0
+    stmt = insert(ISSUES).values(rows)
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[ISSUES.c.id],
+            set_={c.name: stmt.excluded[c.name] for c in ISSUES.columns if c.name != "id"},
+            where=ISSUES.c.version < stmt.excluded.version,
+        )
+    )
+    changes = [{"community_id": c, "status": s, "n": n} for (c, s), n in sorted(deltas.items()) if n]
+    if changes:
+        up = insert(COUNTS).values(changes)
+        conn.execute(
+            up.on_conflict_do_update(
+                index_elements=[COUNTS.c.community_id, COUNTS.c.status], set_={"n": COUNTS.c.n + up.excluded.n}
+            )
+        )
+    return len(rows)
+
+
+def issue_of(body: bytes) -> IssueDoc:
+    return IssueDoc._from_son(bson.decode(body, codec_options=BODY_CODEC))
+
+
+def list_issues(flt: domain.IssueFilter, page_size: int, page_token: str) -> tuple[list[IssueDoc], str]:
+    """Newest first (created_at, then id, descending), keyset pages from the read model: a page reads
+    one index range however deep it is and however many issues the tenant has. `flt` is checked."""
+    if not 0 <= page_size <= domain.PAGE_MAX:
+        raise InvalidArgument(f"page_size must be 1..{domain.PAGE_MAX}", field="page_size")
+    size = page_size or domain.PAGE_DEFAULT
+    fingerprint = flt.fingerprint()
+    c = ISSUES.c
+    where: list[ColumnElement[bool]] = []
+    if flt.ids:
+        where.append(c.id.in_(list(flt.ids)))
+    for name in ("status", "category", "urgency", "channel", "community_id", "grid_id"):
+        value = getattr(flt, name)
+        if value:
+            where.append(c[name] == value)
+    if flt.created_from:
+        where.append(c.created_at >= _utc(flt.created_from))
+    if flt.created_to:
+        where.append(c.created_at < _utc(flt.created_to))
+    needle = normalize(flt.text.strip())
+    if needle:
+        where.append(c.grams.contains(query_grams(needle)))
+        where.append(c.search.like(f"%{_like_literal(needle)}%", escape="\\"))
+    if page_token:
+        at, after_id = paging.parse_page_token(page_token, fingerprint)
+        where.append(tuple_(c.created_at, c.id) < tuple_(literal(at), literal(after_id)))
+    query = select(c.id, c.created_at, c.body).where(and_(True, *where))
+    query = query.order_by(c.created_at.desc(), c.id.desc()).limit(size + 1)
+    with readside.connect() as conn:
+        found = conn.execute(query).all()
+    page = found[:size]
+    token = paging.page_token(page[-1].created_at, page[-1].id, fingerprint) if len(found) > size else ""
+    return [issue_of(r.body) for r in page], token
+
+
+def count_issues(community_id: str = "") -> dict[str, int]:
+    """Issues by status, of one community or ("") the whole tenant: from counts kept beside the rows."""
+    key = community_id.strip() or ALL_COMMUNITIES
+    with readside.connect() as conn:
+        rows = conn.execute(select(COUNTS.c.status, COUNTS.c.n).where(COUNTS.c.community_id == key, COUNTS.c.n != 0))
+        return {r.status: int(r.n) for r in rows}
+
+
+def _duplicate_refs(msg: ev.IssueMarkedDuplicate) -> list[Ref]:
+    return [("issues", msg.duplicate_of)]
+
+
+# Every intake event's subject is "issues/<id>"; a duplicate also changes its original.
+PROJECTION = Projection(
+    name="intake",
+    topics=(topic_for("intake"),),
+    refresh={"issues": refresh_issues},
+    also={ev.IssueMarkedDuplicate: _duplicate_refs},
+)

@@ -1,0 +1,1 @@
+"""The projector: keeps the SQL read models from the services' events (services/common/projection.py)."""
