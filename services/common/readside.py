@@ -116,6 +116,15 @@ def connect(tenant: str | None = None) -> Iterator[Connection]:
         yield _bound(conn, tenant)
 
 
+def lock_aggregates(conn: Connection, ids: list[str]) -> None:
+    """Serialize refreshes of the same aggregates (two projector processes, an event that names another
+    aggregate) until the transaction ends; taken in one order, so that two refreshes cannot deadlock."""
+    conn.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(x, 0)) FROM unnest(CAST(:ids AS text[])) AS x ORDER BY x"),
+        {"ids": sorted(set(ids))},
+    )
+
+
 # ---------------------------------------------------------------- schema migrations (Alembic)
 
 

@@ -32,14 +32,14 @@ from hongling.events.v1 import dispatch_events_pb2 as dev
 from hongling.events.v1 import intake_events_pb2 as iev
 from hongling.events.v1 import org_events_pb2 as oev
 
-from services.common import outbox, paging
+from services.common import outbox
 from services.common.claims import claim_version
 from services.common.context import require_tenant
 from services.common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.common.events import CloudEvent, PoisonEvent
 from services.common.outbox import OutboxDocument, write_next_version
 from services.common.principal import Principal
-from services.dispatch import deadlines, domain, matching, metrics
+from services.dispatch import deadlines, domain, matching, metrics, readmodel
 from services.dispatch.directory import directory
 from services.dispatch.documents import (
     AssignmentDoc,
@@ -736,64 +736,30 @@ class TaskFilter:
 
 
 def list_tasks(flt: TaskFilter, page_size: int, page_token: str) -> tuple[list[TaskDoc], str]:
-    """Newest first, keyset pages. (A filter other than _id scans on the local FerretDB: staff lists only.)"""
+    """Newest first, keyset pages, from the SQL read model (services/dispatch/readmodel.py)."""
     size = _page_size(page_size)
     if flt.status and flt.status not in domain.STATUSES:
         raise InvalidArgument(f"status must be one of {', '.join(domain.STATUSES)}", field="status")
     if flt.call_type and flt.call_type not in domain.CALL_TYPES:
         raise InvalidArgument(f"call_type must be one of {', '.join(domain.CALL_TYPES)}", field="call_type")
     fingerprint = _fingerprint(**flt.__dict__)
-    clauses: list[dict[str, Any]] = []
-    for name, stored in (
-        ("status", "status"),
-        ("community_id", "community_id"),
-        ("grid_id", "grid_id"),
-        ("assignee_id", "crew_ids"),
-        ("whistle_id", "whistle_ids"),
-        ("call_type", "call_type"),
-    ):
-        value = getattr(flt, name).strip()
-        if value:
-            clauses.append({stored: value})
-    if flt.overdue:
-        clauses.append({"complete_by": {"$lt": utcnow()}, "status": {"$nin": sorted(domain.FINISHED)}})
-    if page_token:
-        at, after = paging.parse_page_token(page_token, fingerprint)
-        clauses.append({"$or": [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": after}}]})
-    query: dict[str, Any] = {"$and": clauses} if clauses else {}
-    docs = list(TaskDoc.objects(__raw__=query).exclude("outbox").order_by("-created_at", "-id").limit(size + 1))
-    page = docs[:size]
-    token = paging.page_token(aware(page[-1].created_at), page[-1].id, fingerprint) if len(docs) > size else ""  # type: ignore[arg-type]
-    return page, token
+    where = readmodel.task_filters(**flt.__dict__, now=utcnow())
+    docs, more = readmodel.list_tasks(where, size, readmodel.after_of(page_token, fingerprint))
+    return docs, readmodel.token_of(more, fingerprint)
 
 
 def list_overdue(community_id: str, deadline: str, page_size: int, page_token: str) -> tuple[list[TaskDoc], str]:
     """Unfinished tasks past a deadline, most overdue first: report_in = still without a lead after the
-    report-in deadline; completion = not done by the completion deadline; "" = either."""
+    report-in deadline; completion = not done by the completion deadline; "" = either (ordered by the
+    completion deadline). From the SQL read model."""
     size = _page_size(page_size)
     if deadline not in ("", "report_in", "completion"):
         raise InvalidArgument("deadline must be report_in, completion or empty", field="deadline")
-    now = utcnow()
     fingerprint = _fingerprint(community_id=community_id, deadline=deadline)
-    late_report = {"status": domain.OPEN, "report_in_by": {"$lt": now}}
-    late_done = {"complete_by": {"$lt": now}, "status": {"$nin": sorted(domain.FINISHED)}}
-    field = "report_in_by" if deadline == "report_in" else "complete_by"
-    clauses: list[dict[str, Any]] = [
-        late_report
-        if deadline == "report_in"
-        else late_done
-        if deadline == "completion"
-        else {"$or": [late_report, late_done]}
-    ]
-    if community_id.strip():
-        clauses.append({"community_id": community_id.strip()})
-    if page_token:
-        at, after = paging.parse_page_token(page_token, fingerprint)
-        clauses.append({"$or": [{field: {"$gt": at}}, {field: at, "_id": {"$gt": after}}]})
-    docs = list(TaskDoc.objects(__raw__={"$and": clauses}).exclude("outbox").order_by(field, "id").limit(size + 1))
-    page = docs[:size]
-    token = paging.page_token(aware(getattr(page[-1], field)), page[-1].id, fingerprint) if len(docs) > size else ""  # type: ignore[arg-type]
-    return page, token
+    docs, more = readmodel.list_overdue(
+        community_id, deadline, size, readmodel.after_of(page_token, fingerprint), utcnow()
+    )
+    return docs, readmodel.token_of(more, fingerprint)
 
 
 # ---------------------------------------------------------------- calls (whistles)
@@ -823,48 +789,17 @@ def list_whistles(
     community_id: str, status: str, call_type: str, responder_id: str, page_size: int, page_token: str
 ) -> tuple[list[WhistleDoc], dict[str, TaskDoc], str]:
     """The whistle board: calls newest first (blown_at, id), with their tasks; `status` open/closed is
-    derived from the tasks, so such a page is filled from as many calls as it takes."""
+    derived from the tasks. From the SQL read model."""
     size = _page_size(page_size)
     if status not in ("", "open", "closed"):
         raise InvalidArgument("status must be open, closed or empty", field="status")
     if call_type and call_type not in domain.CALL_TYPES:
         raise InvalidArgument(f"call_type must be one of {', '.join(domain.CALL_TYPES)}", field="call_type")
     fingerprint = _fingerprint(c=community_id, s=status, t=call_type, r=responder_id)
-    base: list[dict[str, Any]] = []
-    for value, stored in ((community_id, "community_id"), (call_type, "call_type"), (responder_id, "target_ids")):
-        if value.strip():
-            base.append({stored: value.strip()})
-    cursor: tuple[datetime, str] | None = paging.parse_page_token(page_token, fingerprint) if page_token else None
-    out: list[WhistleDoc] = []
-    tasks: dict[str, TaskDoc] = {}
-    more = False
-    for _ in range(20):  # at most 20 batches looked at for one page
-        clauses = list(base)
-        if cursor is not None:
-            at, after = cursor
-            clauses.append({"$or": [{"blown_at": {"$lt": at}}, {"blown_at": at, "_id": {"$lt": after}}]})
-        batch = list(
-            WhistleDoc.objects(__raw__={"$and": clauses} if clauses else {})
-            .exclude("outbox")
-            .order_by("-blown_at", "-id")
-            .limit(size + 1)
-        )
-        found = whistle_tasks(batch)
-        tasks.update(found)
-        for w in batch:
-            if len(out) == size:
-                more = True
-                break
-            cursor = (aware(w.blown_at) or utcnow(), w.id)
-            if status and (status == "open") != whistle_open(w, found):
-                continue
-            out.append(w)
-        if more or len(batch) < size + 1:
-            break
-    else:
-        more = True  # looked at enough calls for one page: a short page, and a token for the rest
-    token = paging.page_token(cursor[0], cursor[1], fingerprint) if more and cursor is not None else ""
-    return out, tasks, token
+    whistles, tasks, more = readmodel.list_whistles(
+        community_id, status, call_type, responder_id, size, readmodel.after_of(page_token, fingerprint)
+    )
+    return whistles, tasks, readmodel.token_of(more, fingerprint)
 
 
 def _responder_name(w: WhistleDoc, kind: str, rid: str, field: str) -> str:

@@ -33,7 +33,6 @@ from sqlalchemy import (
     and_,
     literal,
     select,
-    text,
     tuple_,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, insert
@@ -126,18 +125,9 @@ def row_of(raw: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def lock(conn: Connection, ids: list[str]) -> None:
-    """Serialize refreshes of the same aggregates (two projector processes, an event naming another
-    issue) for the rest of the transaction, in one order so that they cannot deadlock."""
-    conn.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(x, 0)) FROM unnest(CAST(:ids AS text[])) AS x ORDER BY x"),
-        {"ids": sorted(ids)},
-    )
-
-
 def refresh_issues(conn: Connection, ids: list[str]) -> int:
     """Bring these issues' rows (and the counts) to the write side's current version; rows changed."""
-    lock(conn, ids)
+    readside.lock_aggregates(conn, ids)
     docs = {
         d["_id"]: d for d in mongo.service_collection("intake", COLLECTION).find({"_id": {"$in": ids}}, {"outbox": 0})
     }

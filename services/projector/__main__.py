@@ -22,9 +22,10 @@ from services.common.logs import setup_logging
 from services.common.projection import Projection, ProjectionWorker, rewind, wait_caught_up
 from services.common.runner import build_host
 from services.common.settings import Settings, get_settings
+from services.dispatch.readmodel import PROJECTION as DISPATCH
 from services.intake.readmodel import PROJECTION as INTAKE
 
-PROJECTIONS: tuple[Projection, ...] = (INTAKE,)
+PROJECTIONS: tuple[Projection, ...] = (INTAKE, DISPATCH)
 
 
 def rebuild() -> int:

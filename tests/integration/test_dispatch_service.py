@@ -616,10 +616,11 @@ def test_a_missed_completion_goes_to_the_subdistrict_then_the_district(
         lambda: timers(mongo_client).find_one({"_id": f"t:{task.id}", "kind": "dispatch.district_escalation"})
     )
     assert at_(nxt["due_at"]) - at(t.complete_by) == timedelta(hours=72)
-    overdue = d.ListOverdue(pb.ListOverdueRequest(community_id=scene.area.community_id, deadline="completion"))
-    assert task.id in {x.id for x in overdue.tasks}
-    listed = d.ListTasks(pb.ListTasksRequest(community_id=scene.area.community_id, overdue=True, page_size=200))
-    assert task.id in {x.id for x in listed.tasks}
+    # The overdue queue and the lists are read models: the escalation shows there once the projector has it.
+    overdue = pb.ListOverdueRequest(community_id=scene.area.community_id, deadline="completion")
+    wait_for(lambda: task.id in {x.id for x in d.ListOverdue(overdue).tasks})
+    listed = pb.ListTasksRequest(community_id=scene.area.community_id, overdue=True, page_size=200)
+    wait_for(lambda: task.id in {x.id for x in d.ListTasks(listed).tasks})
     timers(mongo_client).update_one(
         {"_id": f"t:{task.id}"}, {"$set": {"next_at": datetime.now(UTC) - timedelta(seconds=1)}}
     )
@@ -684,9 +685,13 @@ def test_a_worker_blows_one_call_for_several_issues(system: System, scene: Scene
 def test_the_whistle_board_and_my_tasks(system: System, scene: Scene) -> None:
     tasks = [task_of(system, report(system, scene).id) for _ in range(3)]
     d = dispatch(system)
-    board = d.ListWhistles(pb.ListWhistlesRequest(community_id=scene.area.community_id, status="open", page_size=200))
-    mine = {w.id: w for w in board.whistles}
-    assert {t.whistle_id for t in tasks} <= set(mine)
+
+    # The board and the lists come from the SQL read models, which the projector fills just after each write.
+    def open_board() -> pb.ListWhistlesResponse | None:
+        got = d.ListWhistles(pb.ListWhistlesRequest(community_id=scene.area.community_id, status="open", page_size=200))
+        return got if {t.whistle_id for t in tasks} <= {w.id for w in got.whistles} else None
+
+    board = wait_for(open_board)
     assert all(w.status == "open" and w.community_id == scene.area.community_id for w in board.whistles)
     blown = [w.blown_at.ToDatetime() for w in board.whistles]
     assert blown == sorted(blown, reverse=True)
@@ -706,8 +711,12 @@ def test_the_whistle_board_and_my_tasks(system: System, scene: Scene) -> None:
     targeted = d.ListWhistles(pb.ListWhistlesRequest(responder_id=scene.unit_g1, page_size=200))
     assert {t.whistle_id for t in tasks} <= {w.id for w in targeted.whistles}
     d.ClaimTask(pb.ClaimTaskRequest(task_id=tasks[0].id, claimant=who("person", scene.outsider), role="assistant"))
-    my = d.ListTasks(pb.ListTasksRequest(assignee_id=scene.outsider, page_size=200))
-    assert tasks[0].id in {t.id for t in my.tasks}
+    wait_for(
+        lambda: (
+            tasks[0].id
+            in {t.id for t in d.ListTasks(pb.ListTasksRequest(assignee_id=scene.outsider, page_size=200)).tasks}
+        )
+    )
     opened = d.ListTasks(pb.ListTasksRequest(community_id=scene.area.community_id, status="open", page_size=200))
     assert {t.id for t in tasks} <= {t.id for t in opened.tasks}
     err = d.fails("ListTasks", pb.ListTasksRequest(status="sleeping"))

@@ -1,0 +1,333 @@
+"""Dispatch's SQL read models: task lists, the overdue queues and the whistle board (集结号).
+
+Kept by the projector (services/common/projection.py) from dispatch's events; ListTasks, ListOverdue and
+ListWhistles answer from them, GetTask and GetWhistle from the write side. A row holds the filters'
+columns and `body`, the aggregate as the write side held it at `version` (BSON). A call is open while one
+of its tasks is unfinished (or none is known yet): `open` is worked out in SQL from the task rows whenever
+a call or one of its tasks is projected, so the board filters on it with an index instead of reading
+every call's tasks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import bson
+from hongling.events.v1 import dispatch_events_pb2 as dev
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    DateTime,
+    Integer,
+    LargeBinary,
+    Table,
+    Text,
+    and_,
+    any_,
+    exists,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.sql.elements import ColumnElement
+
+from services.common import mongo, paging, readside
+from services.common.events import topic_for
+from services.common.projection import Projection, Ref
+from services.dispatch import domain
+from services.dispatch.documents import TaskDoc, WhistleDoc
+
+TASKS = Table(
+    "dispatch_tasks",
+    readside.METADATA,
+    Column("id", Text, primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("status", Text, nullable=False),
+    Column("finished", Boolean, nullable=False),
+    Column("community_id", Text, nullable=False),
+    Column("grid_id", Text, nullable=False),
+    Column("call_type", Text, nullable=False),
+    Column("report_in_by", DateTime(timezone=True)),
+    Column("complete_by", DateTime(timezone=True)),
+    Column("crew_ids", ARRAY(Text), nullable=False),
+    Column("whistle_ids", ARRAY(Text), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+)
+WHISTLES = Table(
+    "dispatch_whistles",
+    readside.METADATA,
+    Column("id", Text, primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("blown_at", DateTime(timezone=True), nullable=False),
+    Column("community_id", Text, nullable=False),
+    Column("call_type", Text, nullable=False),
+    Column("target_ids", ARRAY(Text), nullable=False),
+    Column("task_ids", ARRAY(Text), nullable=False),
+    Column("open", Boolean, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+)
+TASK_COLLECTION = TaskDoc._get_collection_name()
+WHISTLE_COLLECTION = WhistleDoc._get_collection_name()
+BODY_CODEC: bson.CodecOptions[dict[str, Any]] = bson.CodecOptions(tz_aware=True, tzinfo=UTC)
+
+
+def _utc(at: datetime | None) -> datetime | None:
+    return None if at is None else (at if at.tzinfo else at.replace(tzinfo=UTC))
+
+
+def _strs(values: Any) -> list[str]:
+    return [str(v) for v in values or ()]
+
+
+def task_row(raw: Mapping[str, Any]) -> dict[str, Any]:
+    status = str(raw.get("status") or "")
+    return {
+        "id": raw["_id"],
+        "version": int(raw.get("version") or 1),
+        "created_at": _utc(raw["created_at"]),
+        "status": status,
+        "finished": status in domain.FINISHED,
+        "community_id": str(raw.get("community_id") or ""),
+        "grid_id": str(raw.get("grid_id") or ""),
+        "call_type": str(raw.get("call_type") or ""),
+        "report_in_by": _utc(raw.get("report_in_by")),
+        "complete_by": _utc(raw.get("complete_by")),
+        "crew_ids": _strs(raw.get("crew_ids")),
+        "whistle_ids": _strs(raw.get("whistle_ids")),
+        "body": bson.encode({k: v for k, v in raw.items() if k != "outbox"}),
+    }
+
+
+def whistle_row(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": raw["_id"],
+        "version": int(raw.get("version") or 1),
+        "blown_at": _utc(raw["blown_at"]),
+        "community_id": str(raw.get("community_id") or ""),
+        "call_type": str(raw.get("call_type") or ""),
+        "target_ids": _strs(raw.get("target_ids")),
+        "task_ids": _strs(raw.get("task_ids")),
+        "open": True,  # worked out from the task rows just after (_settle_open)
+        "body": bson.encode({k: v for k, v in raw.items() if k != "outbox"}),
+    }
+
+
+def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    stmt = insert(table).values(rows)
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[table.c.id],
+            set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name != "id"},
+            where=table.c.version < stmt.excluded.version,
+        )
+    )
+
+
+def _newer(conn: Connection, table: Table, docs: Mapping[str, Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The documents whose version is newer than their row's (or that have none)."""
+    held = dict(conn.execute(select(table.c.id, table.c.version).where(table.c.id.in_(list(docs)))).tuples().all())
+    return [raw for ident, raw in docs.items() if held.get(ident, 0) < int(raw.get("version") or 1)]
+
+
+def _settle_open(conn: Connection, where: ColumnElement[bool]) -> None:
+    """A call is open unless some of its tasks are known and all of those are finished."""
+    t = TASKS.alias("t")
+    known = exists().where(t.c.id == any_(WHISTLES.c.task_ids))
+    unfinished = exists().where(and_(t.c.id == any_(WHISTLES.c.task_ids), not_(t.c.finished)))
+    conn.execute(update(WHISTLES).where(where).values(open=or_(not_(known), unfinished)))
+
+
+def _fetch(collection: str, ids: list[str]) -> dict[str, Mapping[str, Any]]:
+    found = mongo.service_collection("dispatch", collection).find({"_id": {"$in": ids}}, {"outbox": 0})
+    return {d["_id"]: d for d in found}
+
+
+def refresh_tasks(conn: Connection, ids: list[str]) -> int:
+    readside.lock_aggregates(conn, ids)
+    docs = _fetch(TASK_COLLECTION, ids)
+    rows = [task_row(raw) for raw in _newer(conn, TASKS, docs)] if docs else []
+    if rows:
+        _upsert(conn, TASKS, rows)
+        _settle_open(conn, WHISTLES.c.task_ids.overlap([r["id"] for r in rows]))
+    return len(rows)
+
+
+def refresh_whistles(conn: Connection, ids: list[str]) -> int:
+    readside.lock_aggregates(conn, ids)
+    docs = _fetch(WHISTLE_COLLECTION, ids)
+    rows = [whistle_row(raw) for raw in _newer(conn, WHISTLES, docs)] if docs else []
+    if rows:
+        _upsert(conn, WHISTLES, rows)
+        _settle_open(conn, WHISTLES.c.id.in_([r["id"] for r in rows]))
+    return len(rows)
+
+
+def _tasks_of(msg: Any) -> list[Ref]:
+    refs: list[Ref] = []
+    for name in ("task_id",):
+        if msg.DESCRIPTOR.fields_by_name.get(name) is not None and getattr(msg, name):
+            refs.append(("tasks", getattr(msg, name)))
+    if msg.DESCRIPTOR.fields_by_name.get("task_ids") is not None:
+        refs.extend(("tasks", t) for t in msg.task_ids)
+    if msg.DESCRIPTOR.fields_by_name.get("whistle_id") is not None and msg.whistle_id:
+        refs.append(("whistles", msg.whistle_id))
+    return refs
+
+
+def _upgraded(msg: dev.WhistleUpgraded) -> list[Ref]:
+    return [("whistles", msg.whistle_id), *(("tasks", domain.task_id_for_issue(i)) for i in msg.issue_ids)]
+
+
+# Events name their aggregate in the subject ("tasks/<id>", "whistles/<id>"); these name others they changed.
+PROJECTION = Projection(
+    name="dispatch",
+    topics=(topic_for("dispatch"),),
+    refresh={"tasks": refresh_tasks, "whistles": refresh_whistles},
+    also={
+        dev.WhistleBlown: _tasks_of,
+        dev.UnitReportedIn: _tasks_of,
+        dev.TaskClaimed: _tasks_of,
+        dev.DeadlineMissed: _tasks_of,
+        dev.DeadlineReminder: _tasks_of,
+        dev.Escalated: _tasks_of,
+        dev.WhistleUpgraded: _upgraded,
+    },
+)
+
+
+# ---------------------------------------------------------------- reads
+
+
+def task_of(body: bytes) -> TaskDoc:
+    return TaskDoc._from_son(bson.decode(body, codec_options=BODY_CODEC))
+
+
+def whistle_of(body: bytes) -> WhistleDoc:
+    return WhistleDoc._from_son(bson.decode(body, codec_options=BODY_CODEC))
+
+
+def list_tasks(
+    where: list[ColumnElement[bool]], size: int, after: tuple[datetime, str] | None
+) -> tuple[list[TaskDoc], tuple[datetime, str] | None]:
+    """Tasks newest first (created_at, id descending) matching `where`; the position after the page when
+    there is more."""
+    c = TASKS.c
+    if after is not None:
+        where = [*where, tuple_(c.created_at, c.id) < tuple_(literal(after[0]), literal(after[1]))]
+    query = select(c.id, c.created_at, c.body).where(and_(true(), *where))
+    query = query.order_by(c.created_at.desc(), c.id.desc()).limit(size + 1)
+    with readside.connect() as conn:
+        found = conn.execute(query).all()
+    page = found[:size]
+    more = (page[-1].created_at, page[-1].id) if len(found) > size else None
+    return [task_of(r.body) for r in page], more
+
+
+def task_filters(
+    *,
+    status: str = "",
+    community_id: str = "",
+    grid_id: str = "",
+    assignee_id: str = "",
+    whistle_id: str = "",
+    call_type: str = "",
+    overdue: bool = False,
+    now: datetime | None = None,
+) -> list[ColumnElement[bool]]:
+    c = TASKS.c
+    where: list[ColumnElement[bool]] = []
+    for col, value in (
+        ("status", status),
+        ("community_id", community_id),
+        ("grid_id", grid_id),
+        ("call_type", call_type),
+    ):
+        if value.strip():
+            where.append(c[col] == value.strip())
+    if assignee_id.strip():
+        where.append(c.crew_ids.contains([assignee_id.strip()]))
+    if whistle_id.strip():
+        where.append(c.whistle_ids.contains([whistle_id.strip()]))
+    if overdue:
+        where.append(and_(not_(c.finished), c.complete_by < (now or datetime.now(UTC))))
+    return where
+
+
+def list_overdue(
+    community_id: str, deadline: str, size: int, after: tuple[datetime, str] | None, now: datetime
+) -> tuple[list[TaskDoc], tuple[datetime, str] | None]:
+    """Unfinished tasks past a deadline, most overdue first (see handlers.list_overdue); each deadline
+    has its partial index (unfinished tasks only, by deadline), so the queue reads only what it shows."""
+    c = TASKS.c
+    late_report = and_(c.status == domain.OPEN, c.report_in_by < now)
+    late_done = and_(not_(c.finished), c.complete_by < now)
+    field = c.report_in_by if deadline == "report_in" else c.complete_by
+    where: list[ColumnElement[bool]] = [
+        late_report
+        if deadline == "report_in"
+        else late_done
+        if deadline == "completion"
+        else or_(late_report, late_done)
+    ]
+    if community_id.strip():
+        where.append(c.community_id == community_id.strip())
+    if after is not None:
+        where.append(tuple_(field, c.id) > tuple_(literal(after[0]), literal(after[1])))
+    query = select(c.id, field.label("due"), c.body).where(and_(*where)).order_by(field, c.id).limit(size + 1)
+    with readside.connect() as conn:
+        found = conn.execute(query).all()
+    page = found[:size]
+    more = (page[-1].due, page[-1].id) if len(found) > size and page[-1].due is not None else None
+    return [task_of(r.body) for r in page], more
+
+
+def list_whistles(
+    community_id: str, status: str, call_type: str, responder_id: str, size: int, after: tuple[datetime, str] | None
+) -> tuple[list[WhistleDoc], dict[str, TaskDoc], tuple[datetime, str] | None]:
+    """The whistle board, newest first (blown_at, id descending), with the calls' tasks."""
+    c = WHISTLES.c
+    where: list[ColumnElement[bool]] = []
+    if community_id.strip():
+        where.append(c.community_id == community_id.strip())
+    if call_type.strip():
+        where.append(c.call_type == call_type.strip())
+    if responder_id.strip():
+        where.append(c.target_ids.contains([responder_id.strip()]))
+    if status:
+        where.append(c.open == (status == "open"))
+    if after is not None:
+        where.append(tuple_(c.blown_at, c.id) < tuple_(literal(after[0]), literal(after[1])))
+    query = select(c.id, c.blown_at, c.body).where(and_(true(), *where))
+    query = query.order_by(c.blown_at.desc(), c.id.desc()).limit(size + 1)
+    with readside.connect() as conn:
+        found = conn.execute(query).all()
+        page = found[:size]
+        whistles = [whistle_of(r.body) for r in page]
+        task_ids = sorted({t for w in whistles for t in w.task_ids})
+        tasks = (
+            {
+                r.id: task_of(r.body)
+                for r in conn.execute(select(TASKS.c.id, TASKS.c.body).where(TASKS.c.id.in_(task_ids)))
+            }
+            if task_ids
+            else {}
+        )
+    more = (page[-1].blown_at, page[-1].id) if len(found) > size else None
+    return whistles, tasks, more
+
+
+def token_of(more: tuple[datetime, str] | None, fingerprint: str) -> str:
+    return paging.page_token(more[0], more[1], fingerprint) if more is not None else ""
+
+
+def after_of(page_token: str, fingerprint: str) -> tuple[datetime, str] | None:
+    return paging.parse_page_token(page_token, fingerprint) if page_token else None
