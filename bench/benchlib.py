@@ -113,13 +113,34 @@ def cpu_seconds() -> dict[str, float]:
             continue
         own = stats[pid]
         ticks = int(own[11]) + int(own[12]) + int(own[13]) + int(own[14])  # its own, and its reaped children's
+        read_side = 0
         todo = list(children.get(pid, []))
         while todo:
             child = todo.pop()
-            ticks += int(stats[child][11]) + int(stats[child][12])
+            used = int(stats[child][11]) + int(stats[child][12])
+            if name == "postgres" and _serves_read_side(child):
+                read_side += used
+            else:
+                ticks += used
             todo.extend(children.get(child, []))
         out[name] = ticks / tick
+        if read_side:
+            out[READ_SIDE] = read_side / tick
     return out
+
+
+# PostgreSQL's backends that serve the SQL read models (database hongling_read): counted apart from the
+# postmaster's others (FerretDB's), so that the projections' share shows (with the projector process).
+READ_SIDE = "postgres (read side)"
+PROJECTIONS = ("projector", READ_SIDE)
+
+
+def _serves_read_side(pid: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b" hongling_read " in f.read().replace(b"\0", b" ")
+    except OSError:
+        return False
 
 
 def settle(limit_s: float = 120.0, busy_share: float = 0.3) -> float:

@@ -41,6 +41,7 @@ from typing import Any
 
 import requests
 from benchlib import (
+    PROJECTIONS,
     admin_headers,
     cpu_seconds,
     ensure_grid,
@@ -200,6 +201,13 @@ def main() -> int:
     if full[1] and raw[1] and stack[2] > 0:
         ratio = (stack[0] / len(full[1])) / (stack[2] / len(raw[1]))
         print(f"CPU per accepted issue / CPU per raw insert (the stack's processes, this run) = {ratio:.1f}x")
+        c0, c1 = seen[0][0], seen[0][1]
+        projections = sum(c1.get(k, 0.0) - c0.get(k, 0.0) for k in PROJECTIONS)
+        print(
+            f"  of which the projections (projector + PostgreSQL's read-side backends): "
+            f"{1000 * projections / len(full[1]):.2f} ms per issue = {100 * projections / stack[0]:.0f}% of the stack; "
+            f"without them {((stack[0] - projections) / len(full[1])) / (stack[2] / len(raw[1])):.1f}x"
+        )
     show_commands(seen[0][2], seen[0][3], len(full[1]))
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     return 0 if full[2] == 0 and hop[2] == 0 else 1

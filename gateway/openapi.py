@@ -87,6 +87,7 @@ SUMMARIES = {
     "issues.create_issue": "上报民情事项 Report an issue",
     "issues.get_issue": "查看事项及派单 An issue and its dispatch task",
     "issues.list_issues": "事项列表 Issues, newest first",
+    "issues.count_issues": "事项统计 Issues by status",
     "org.list_items": "{zh}列表 List {slug}",
     "org.get_item": "查看{zh} Read one {name}",
     "org.create_item": "新建{zh} Create a {name}",
@@ -551,6 +552,21 @@ class SpecBuilder:
                 },
             }
             return Op(responses={"200": _ok("事项 A page of issues, newest first", page)}, errors=(400,))
+        if endpoint == "issues.count_issues":
+            counts = {"type": "object", "additionalProperties": {"type": "integer"}}
+            body = {
+                "type": "object",
+                "required": ["community_id", "total", "by_status", "by_status_zh"],
+                "properties": {
+                    "community_id": {"type": ["string", "null"], "description": "null: the whole tenant"},
+                    "total": {"type": "integer"},
+                    "by_status": counts,
+                    "by_status_zh": counts,
+                },
+            }
+            return Op(
+                responses={"200": _ok("事项统计 Issues by status (statuses with none left out)", body)}, errors=(400,)
+            )
         if endpoint == "issues.reclassify_issue":
             self._issue_views()
             one = {"type": "object", "required": ["issue"], "properties": {"issue": ref("IssueView")}}

@@ -85,6 +85,8 @@ POLICY: dict[str, Rule] = {
     # District departments read issues only under a data-access grant (intake.read:issues).
     "issues.get_issue": Rule("issues: read one", REPORTERS, tenant_scoped=True, grant="intake.read:issues"),
     "issues.list_issues": Rule("issues: list", STAFF, tenant_scoped=True, grant="intake.read:issues"),
+    # Counts by status (no personal data; the portal's dashboards): staff of the tenant.
+    "issues.count_issues": Rule("issues: counts", STAFF, tenant_scoped=True),
     "issues.get_attachment": Rule("issues: attachments", REPORTERS, tenant_scoped=True),
     # Handling an issue: reclassify it, see who reported it (each reveal logged by intake).
     "issues.reclassify_issue": Rule("issues: reclassify", STAFF, tenant_scoped=True),

@@ -379,6 +379,26 @@ def list_issues(tenant: str) -> Response:
     return jsonify({"issues": issues, "next_page_token": resp.next_page_token or None})
 
 
+@bp.get("/api/v1/tenants/<tenant>/issue-counts")
+@query(text("community_id", "社区 Community; empty: the whole tenant"))
+def count_issues(tenant: str) -> Response:
+    """事项统计 Issues by status, of the tenant or one community
+
+    Kept by the read model beside its rows, so a count costs the same however many issues there are; it
+    follows a change within moments (the projector), like the lists."""
+    with tenant_call(tenant):
+        resp = _clients().intake.CountIssues(intake_pb2.CountIssuesRequest(community_id=args()["community_id"]))
+    by_status = dict(sorted(resp.by_status.items()))
+    return jsonify(
+        {
+            "community_id": args()["community_id"] or None,
+            "total": resp.total,
+            "by_status": by_status,
+            "by_status_zh": {STATUS_ZH.get(k, k): v for k, v in by_status.items()},
+        }
+    )
+
+
 @bp.post(f"{ISSUES}/<issue_id>/reclassify")
 def reclassify_issue(tenant: str, issue_id: str) -> Response:
     """重新分类 Reclassify an issue (community workers, subdistrict admins), with a reason

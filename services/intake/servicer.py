@@ -209,6 +209,12 @@ class IntakeServicer(pb_grpc.IntakeServiceServicer):
         docs, token, rules = handlers.list_issues(flt, request.page_size, request.page_token)
         return pb.ListIssuesResponse(issues=[issue_to_pb(d, rules) for d in docs], next_page_token=token)
 
+    def CountIssues(self, request: pb.CountIssuesRequest, context: grpc.ServicerContext) -> pb.CountIssuesResponse:
+        principal = _principal()
+        domain.require_role(principal.role, domain.LIST_ROLES, "count issues", principal.grant_id)
+        counts = handlers.count_issues(request.community_id.strip())
+        return pb.CountIssuesResponse(by_status=counts, total=sum(counts.values()))
+
     def ReclassifyIssue(self, request: pb.ReclassifyIssueRequest, context: grpc.ServicerContext) -> pb.Issue:
         doc, rules = handlers.reclassify_issue(
             request.id, request.urgency, request.category, request.reason, request.version, _principal()

@@ -39,6 +39,7 @@ EXPECTED: dict[str, tuple[set[str], bool]] = {
     "issues: report": (REPORTERS, True),
     "issues: read one": (REPORTERS, True),
     "issues: list": (STAFF, True),
+    "issues: counts": (STAFF, True),
     "issues: attachments": (REPORTERS, True),
     "issues: reclassify": (STAFF, True),
     "issues: reporter contact": (STAFF, True),
@@ -166,6 +167,7 @@ CALLS: dict[str, list[Call]] = {
     "issues: report": [lambda t, s: ("POST", f"/api/v1/tenants/{t}/issues", {"json": ISSUE})],
     "issues: read one": [lambda t, s: ("GET", f"/api/v1/tenants/{t}/issues/{s.issue_id}", {})],
     "issues: list": [lambda t, s: ("GET", f"/api/v1/tenants/{t}/issues?page_size=1", {})],
+    "issues: counts": [lambda t, s: ("GET", f"/api/v1/tenants/{t}/issue-counts", {})],
     "issues: attachments": [lambda t, s: ("GET", f"/api/v1/tenants/{t}/issues/{s.issue_id}/attachments/none", {})],
     "issues: reclassify": [
         lambda t, s: (
