@@ -31,6 +31,7 @@ from hongling.events.v1 import evaluation_events_pb2 as eev
 from hongling.events.v1 import intake_events_pb2 as ev
 from hongling.events.v1 import publication_events_pb2 as pev
 
+from services.common import paging
 from services.common.claims import claim_version
 from services.common.context import current_request_id, require_tenant
 from services.common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
@@ -556,8 +557,50 @@ def get_attachment(issue_id: str, attachment_id: str) -> AttachmentDoc:
 def list_issues(flt: domain.IssueFilter, page_size: int, page_token: str) -> tuple[list[IssueDoc], str, Rules]:
     """Newest first, keyset pages, from the SQL read model (services/intake/readmodel.py)."""
     rules = current_rules()
-    docs, token = readmodel.list_issues(domain.check_filter(flt, rules.category_codes()), page_size, page_token)
+    flt = domain.check_filter(flt, rules.category_codes())
+    if flt.ids:  # named issues are read by id, from the write side: a caller sees its own writes at once
+        docs, token = _list_by_ids(flt, page_size, page_token)
+    else:
+        docs, token = readmodel.list_issues(flt, page_size, page_token)
     return docs, token, rules
+
+
+def _list_by_ids(flt: domain.IssueFilter, page_size: int, page_token: str) -> tuple[list[IssueDoc], str]:
+    """The named issues (at most domain.IDS_MAX) that match the other filters, newest first, keyset pages:
+    one look-up by _id, the filters applied here as the read model applies them."""
+    if not 0 <= page_size <= domain.PAGE_MAX:
+        raise InvalidArgument(f"page_size must be 1..{domain.PAGE_MAX}", field="page_size")
+    size = page_size or domain.PAGE_DEFAULT
+    fingerprint = flt.fingerprint()
+    after = paging.parse_page_token(page_token, fingerprint) if page_token else None
+    needle = readmodel.normalize(flt.text.strip())
+    wanted = {name: getattr(flt, name) for name in ("status", "category", "urgency", "channel") if getattr(flt, name)}
+
+    def keep(doc: IssueDoc) -> bool:
+        at = _aware(doc.created_at) or utcnow()
+        place = doc.place
+        return (
+            all(getattr(doc, k) == v for k, v in wanted.items())
+            and (not flt.community_id or (place is not None and place.community_id == flt.community_id))
+            and (not flt.grid_id or (place is not None and place.grid_id == flt.grid_id))
+            and (flt.created_from is None or at >= flt.created_from)
+            and (flt.created_to is None or at < flt.created_to)
+            and (
+                not needle or needle in readmodel.normalize(doc.title) or needle in readmodel.normalize(doc.description)
+            )
+            and (after is None or (_ms(at), doc.id) < (after[0], after[1]))
+        )
+
+    docs = sorted(
+        (d for d in IssueDoc.objects(id__in=list(flt.ids)).exclude("outbox") if keep(d)),
+        key=lambda d: (_aware(d.created_at) or utcnow(), d.id),
+        reverse=True,
+    )
+    page = docs[:size]
+    token = (
+        paging.page_token(_aware(page[-1].created_at) or utcnow(), page[-1].id, fingerprint) if len(docs) > size else ""
+    )
+    return page, token
 
 
 def count_issues(community_id: str) -> dict[str, int]:

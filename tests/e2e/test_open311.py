@@ -15,7 +15,7 @@ import requests
 from georeport import GeoReport
 from pymongo import MongoClient
 
-from tests.conftest import TEST_COMMUNITY, TEST_POINT, System, unique
+from tests.conftest import TEST_COMMUNITY, TEST_POINT, System, unique, wait_for
 
 T, OTHER = "xujialou", "shanggao"  # the jurisdiction reported to, and another
 FORMATS = ["json", "xml"]
@@ -155,8 +155,16 @@ def test_a_report_is_read_back_by_the_stock_client_without_contact_data(
     # Filters: ids override the rest; code, status and a window find it; closed and an old window do not.
     now = datetime.now(UTC)
     window = {"start_date": (now - timedelta(days=1)).isoformat(), "end_date": (now + timedelta(hours=1)).isoformat()}
-    found = client.get_service_requests(service_code=mine["code"], status="open", **window)
-    assert mine["id"] in {r["service_request_id"] for r in as_list(found)}
+    # Searches come from the SQL read model, which has a new report a moment after it is made.
+    wait_for(
+        lambda: (
+            mine["id"]
+            in {
+                r["service_request_id"]
+                for r in as_list(client.get_service_requests(service_code=mine["code"], status="open", **window))
+            }
+        )
+    )
     assert mine["id"] in {r["service_request_id"] for r in as_list(client.get_service_requests())}
     both = f"{reported['json']['id']},{reported['xml']['id']}"
     by_ids = as_list(client.get_service_requests(service_request_id=both, status="closed", start_date="bad"))
