@@ -416,8 +416,13 @@ def bump_generation() -> None:
 
 def note_write(sp: EntitySpec, doc: d.OrgDocument) -> None:
     """The write is done: this process's in-memory index takes it at once (its next query sees it)."""
-    if sp.name in index.INDEXED:
+    if sp.name not in index.INDEXED:
+        return
+    try:
         index.CACHE.note_write(require_tenant(), sp.name, doc.to_mongo().to_dict())
+    except Exception:
+        # The write stands (and moved the generation on, so the index is rebuilt beside); never report it failed.
+        log.exception("org index: %s %s not applied in memory; it shows with the next rebuild", sp.name, doc.id)
 
 
 def generation() -> int:
