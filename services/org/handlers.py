@@ -414,6 +414,17 @@ def bump_generation() -> None:
     index.forget_generation(require_tenant())  # this process's next query sees the write
 
 
+def note_write(sp: EntitySpec, doc: d.OrgDocument) -> None:
+    """The write is done: this process's in-memory index takes it at once (its next query sees it)."""
+    if sp.name not in index.INDEXED:
+        return
+    try:
+        index.CACHE.note_write(require_tenant(), sp.name, doc.to_mongo().to_dict())
+    except Exception:
+        # The write stands (and moved the generation on, so the index is rebuilt beside); never report it failed.
+        log.exception("org index: %s %s not applied in memory; it shows with the next rebuild", sp.name, doc.id)
+
+
 def generation() -> int:
     state = d.TenantStateDoc.objects(id="state").first()
     return int(state.generation) if state else 0
@@ -483,6 +494,7 @@ def create(sp: EntitySpec, data: Mapping[str, Any], ctx: Context) -> d.OrgDocume
             raise AlreadyExists(f"{sp.name} {ident!r} already exists (编号已存在)", field="id") from None
         raise AlreadyExists(sp.unique_message, field="name_zh" if "name_zh" in values else "id") from None
     bump_generation()
+    note_write(sp, doc)
     return doc
 
 
@@ -520,6 +532,7 @@ def update(sp: EntitySpec, data: Mapping[str, Any], ctx: Context) -> d.OrgDocume
     if updated is None:
         raise Aborted(f"{sp.name} {ident!r} changed while this update was made: reload and retry", field="version")
     bump_generation()
+    note_write(sp, updated)
     OUTBOX_SIGNAL.set()
     return updated
 
@@ -545,6 +558,7 @@ def delete(sp: EntitySpec, ident: str, expected: int) -> None:
     if done is None:
         raise Aborted(f"{sp.name} {ident!r} changed while it was being deleted: reload and retry", field="version")
     bump_generation()
+    note_write(sp, done)
     OUTBOX_SIGNAL.set()
 
 

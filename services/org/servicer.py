@@ -19,8 +19,8 @@ from services.common.errors import InvalidArgument, NotFound
 from services.common.protect import Protector
 from services.common.tenants import all_tenants
 from services.org import domain, handlers, sheets
+from services.org import index as org_index
 from services.org.documents import OrgDocument
-from services.org.index import IndexCache
 
 # spec name -> (message, List method suffix, list response)
 ENTITIES: dict[str, tuple[type[Message], str, type[Message]]] = {
@@ -75,7 +75,7 @@ class OrgServicer(pb_grpc.OrgServiceServicer):
     def __init__(self, protector: Protector) -> None:
         self.protector = protector
         self.ctx = handlers.Context(protector)
-        self.index = IndexCache()
+        self.index = org_index.CACHE  # shared with handlers, which give it this process's writes
 
     def ListTenants(self, request: pb.ListTenantsRequest, context: grpc.ServicerContext) -> pb.ListTenantsResponse:
         return pb.ListTenantsResponse(

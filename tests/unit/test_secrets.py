@@ -241,3 +241,15 @@ def test_docker_compose_requires_every_secret_without_a_default() -> None:
         assert found[0].startswith(f"${{{variable}:?"), f"{variable} must be required, without a default: {found[0]}"
         assert variable in found[0].split(":?", 1)[1]  # compose's message names it
     assert not any(known in text for known in KNOWN_PUBLIC_VALUES)
+
+
+def test_docker_compose_read_side_password_is_required_and_the_write_side_a_replica_set() -> None:
+    text = (REPO / "docker-compose.yml").read_text()
+    uses = re.findall(r"\$\{HONGLING_READ_DB_PASSWORD([^}]*)\}", text)
+    assert len(uses) >= 2 and all(u.startswith(":?") for u in uses), uses  # PostgreSQL's own and the services' URL
+    assert re.search(r"^\s+POSTGRES_PASSWORD: \$\{HONGLING_READ_DB_PASSWORD:\?", text, re.MULTILINE)
+    url = re.findall(r"^\s+HONGLING_READ_DB_URL: (.*)$", text, re.MULTILINE)
+    assert len(url) == 1 and url[0].startswith("postgresql+psycopg://hongling:${HONGLING_READ_DB_PASSWORD:?")
+    assert re.search(r'"--replSet", "rs0"', text) and "mongodb://mongo:27017/?replicaSet=rs0" in text
+    images = re.findall(r"^\s+image: (\S+)", text, re.MULTILINE)
+    assert images and all(re.fullmatch(r"[\w./-]+:v?\d+\.\d+(\.\d+)?", i) for i in images), images  # pinned releases
