@@ -10,9 +10,11 @@ Who may call which route is gateway/policy.py: district approvers (and ops) read
 their token's tenant scope (`*` = every tenant) plus the district-level entries (tenant ""); a
 subdistrict admin reads its own tenant's entries on the tenant routes. Entries never carry personal
 data (shapes.entry_json). Pages: `limit` entries (default 50, at most 500), `next_before_seq` is the
-`before_seq` of the next page (null: no more). An ndjson export carries, per line, every field the hash
-covers as it was hashed (`time_utc`, `request_id`, `prev_hash`, `hash`), so the file can be checked
-offline: `python -m services.common.audit verify-file FILE [--partial]` (--partial for a tenant's file).
+`before_seq` of the next page (null: no more). Pages come from the log's SQL read model
+(services/common/audit_readmodel.py), a moment behind the log; exports and verification read the log
+itself. An ndjson export carries, per line, every field the hash covers as it was hashed (`time_utc`,
+`request_id`, `prev_hash`, `hash`), so the file can be checked offline:
+`python -m services.common.audit verify-file FILE [--partial]` (--partial for a tenant's file).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from gateway.errors import ApiError
 from gateway.governance.shapes import entry_json
 from gateway.governance.store import current_audit
 from gateway.query import Param, args, integer, query, text
+from services.common import audit_readmodel
 from services.common.audit import AuditLog, Entry
 from services.common.errors import UnknownTenant
 from services.common.principal import Principal
@@ -127,7 +130,7 @@ def _scope_filter(p: Principal) -> tuple[str | None, tuple[str, ...] | None]:
 
 def _page(tenant: str | None, tenants: tuple[str, ...] | None) -> Response:
     q = args()
-    entries, more = current_audit().page(
+    entries, more = audit_readmodel.page(
         tenant=tenant,
         tenants=tenants,
         action=q["action"] or None,

@@ -53,9 +53,10 @@ from gateway.governance.store import (
     request_document,
     request_from_document,
 )
+from gateway.routes_audit import SEQ_MAX
 from gateway.routes_issues import ISSUE_FIELDS
 from gateway.routes_org import readable_fields
-from services.common import context
+from services.common import audit_readmodel, context
 from services.common.audit import Entry
 from services.common.errors import InvalidArgument, PermissionDenied, UnknownTenant
 from services.common.principal import Principal
@@ -425,8 +426,9 @@ def reject_request(item_id: str) -> Response:
 
 
 def _grant_with_trail(doc: Mapping[str, Any], *, limit: int, before: int | None, now: datetime) -> dict[str, Any]:
-    count = int(doc.get("audit_count") or 0)
-    trail, more = _store().audit_trail(doc["_id"], count, current_audit(), before=before, limit=limit)
+    """The grant with the newest `limit` entries of its trail below seq `before`: every entry naming the
+    grant (a refused call may name another tenant), from the audit log's read model (a moment behind)."""
+    trail, more = audit_readmodel.page(grant_id=doc["_id"], before=before, limit=limit)
     return shapes.grant_json(doc, now=now, audit=trail, audit_more=more)
 
 
@@ -435,11 +437,12 @@ def get_grant(item_id: str) -> Response:
     """查看授权 A grant: its scope, how much of it is used, and its audit trail (every use)
 
     The trail is newest first, `audit_limit` entries (default 100, at most 500); `audit_before` (from the
-    previous answer's `audit_before`) pages on."""
+    previous answer's `audit_before`: the seq of its last entry) pages on. The trail is read from the
+    audit log's read model, which may be a moment behind `audit_count`."""
     grant_id = item_id
     doc = _visible_grant(grant_id)
     limit = _int_arg("audit_limit", shapes.AUDIT_DEFAULT, 1, shapes.AUDIT_MAX)
-    before = _int_arg("audit_before", 0, 1, 10**9) or None
+    before = _int_arg("audit_before", 0, 1, SEQ_MAX) or None
     return jsonify(_grant_with_trail(doc, limit=limit, before=before, now=_now()))
 
 

@@ -252,3 +252,15 @@ def wait_for(predicate: Any, timeout: float = 60.0, interval: float = 0.1) -> An
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+def audit_caught_up() -> int:
+    """Wait until the audit log's SQL read model (services/common/audit_readmodel.py, kept by the running
+    projector) holds every entry appended so far; returns the log's last seq. Call it before reading a
+    page or a grant's trail that must show an entry just caused: those pages are eventually consistent."""
+    from services.common import audit_readmodel
+    from services.common.audit import shared_log
+
+    head = shared_log().last_seq()
+    wait_for(lambda: audit_readmodel.projected_seq() >= head)
+    return head

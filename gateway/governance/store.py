@@ -20,9 +20,9 @@ _id is atomic on both (the primary key), so each step that may happen only once 
 - `grant_uses`: one document per use, `_id = "<grant id>:<n>"` for n = 1, 2, …: a use takes the next
   free n by inserting it, never beyond the quota (0 = unlimited), so concurrent users can never together
   exceed the quota. `used` is the number of uses taken.
-- `grant_audit`: which audit-log entries concern a grant, numbered the same way: the grant's trail is
-  read entry by entry by _id, newest first, however long the audit log (services/common/audit.py)
-  grows. The log stays the authority; these links are the grant's index into it.
+- `grant_audit`: which audit-log entries concern a grant (their seq), numbered the same way: the grant's
+  `audit_count`, read by _id as it stands (read-your-writes). The trail's entries are read from the
+  audit log's SQL read model by grant_id (services/common/audit_readmodel.py), a moment behind.
 - `counters`: where the numbering of uses and links stands (`uses:<grant id>`, `audit:<grant id>`), a
   hint only: counts step forward from it by _id while the next number is taken, as the audit log's head.
 
@@ -53,7 +53,6 @@ from pymongo.database import Database
 
 from gateway.governance import domain
 from services.common.audit import AuditLog, Entry
-from services.common.audit import _from_doc as audit_entry  # the log's own reading of an entry
 
 log = logging.getLogger("gateway.governance")
 
@@ -404,32 +403,9 @@ class GovernanceStore:
     # ------------------------------------------------------------ the grants' audit trail
 
     def link_audit(self, grant_id: str, entry: Entry) -> None:
-        """Note that this audit entry concerns the grant (call right after appending it). The link keeps a
-        copy of the entry, so a grant's trail is read from its own links (string _ids) and never looks
-        entries up in the log by seq (on the local FerretDB each such look-up scans the whole log)."""
-        stored = entry.body() | {"_id": entry.seq, "hash": entry.hash}
-        stored.pop("seq")
-        self._take(self.grant_audit, f"audit:{grant_id}", grant_id, 0, {"seq": entry.seq, "entry": stored})
-
-    def audit_trail(
-        self, grant_id: str, count: int, audit: AuditLog, *, before: int | None = None, limit: int = 100
-    ) -> tuple[list[Entry], int | None]:
-        """The audit entries about a grant, newest first, from the links numbered below `before` (None: all),
-        at most `limit`; and the `before` that continues (None: no more). One query for the page's links;
-        links written before they carried their entry are completed from the log in one more query.
-
-        `count` is the grant's audit_count as read with the grant."""
-        top = min(count, (before if before is not None else count + 1) - 1)
-        numbers = list(range(top, max(top - limit, 0), -1))
-        if not numbers:
-            return [], None
-        found = {d["_id"]: d for d in self.grant_audit.find({"_id": {"$in": [slot_id(grant_id, n) for n in numbers]}})}
-        links = [found[slot_id(grant_id, n)] for n in numbers if slot_id(grant_id, n) in found]
-        missing = [int(link["seq"]) for link in links if "entry" not in link]
-        older = {d["_id"]: d for d in audit.entries.find({"_id": {"$in": missing}})} if missing else {}
-        docs = [link.get("entry") or older.get(int(link["seq"])) for link in links]
-        last = numbers[-1]
-        return [audit_entry(d) for d in docs if d is not None], (last if last > 1 else None)
+        """Count this audit entry in the grant's audit_count (call right after appending it). The trail
+        itself is read from the audit log's SQL read model by grant_id (services/common/audit_readmodel.py)."""
+        self._take(self.grant_audit, f"audit:{grant_id}", grant_id, 0, {"seq": entry.seq})
 
 
 def _page(cursor: Any, limit: int) -> Page:

@@ -11,9 +11,11 @@ look-ups by _id, whatever the length of the log). Appends from several processes
 by the unique _id: the loser of a race re-reads the head and tries the next seq. Entries never
 carry personal data: who acted (account id and role), what, on which tenant/target, the outcome.
 
-Reading: `page` (newest first, keyset pages by seq), `iter_entries` (seq order, a seq range, some
-tenants), `verify` (the whole chain). An export (`export_record`, one JSON object per entry with the
-exact UTC time the hash covers) can be checked offline: `python -m services.common.audit verify-file`.
+Reading here: `iter_entries` (seq order, a seq range, some tenants) and `verify` (the whole chain): the
+log is the source of truth for the chain. Pages (newest first, by tenant, action, actor or grant) are
+read from its SQL read model, services/common/audit_readmodel.py, which the projector keeps. An
+export (`export_record`, one JSON object per entry with the exact UTC time the hash covers) can be
+checked offline: `python -m services.common.audit verify-file`.
 """
 
 from __future__ import annotations
@@ -215,7 +217,7 @@ def _chain_from(first: Entry, rest: Iterator[Entry]) -> Iterator[Entry]:
     yield from rest
 
 
-def _from_doc(doc: Mapping[str, Any]) -> Entry:
+def entry_from_doc(doc: Mapping[str, Any]) -> Entry:
     return Entry(
         seq=int(doc["_id"]),
         time=doc["time"],
@@ -243,12 +245,11 @@ class AuditLog:
         self.checkpoint_every = checkpoint_every
 
     def ensure_indexes(self) -> None:
-        """Indexes for the admin reads (a tenant's or an action's entries, newest first). MongoDB uses them;
-        the local FerretDB creates but does not use them for such filters. Best effort: a log that cannot
-        be reached now is still opened (appends say so when they fail)."""
+        """The index for a tenant's export (its entries in seq order). MongoDB uses it; the local FerretDB
+        creates but does not use it for such filters. (Pages are read from the SQL read model.) Best
+        effort: a log that cannot be reached now is still opened (appends say so when they fail)."""
         try:
             self.entries.create_index([("tenant", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)])
-            self.entries.create_index([("action", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)])
         except pymongo.errors.PyMongoError as exc:
             log.warning("audit log indexes not created now: %s", exc)
 
@@ -257,7 +258,7 @@ class AuditLog:
         writer that stopped before moving it, are in it). On the local FerretDB that query scans the
         collection (integer _ids are not pushed down): for the last seq alone, last_seq() is O(1)."""
         found = self._last_from(self._tip()[0] or 1)
-        return _from_doc(found) if found is not None else None
+        return entry_from_doc(found) if found is not None else None
 
     def last_seq(self) -> int:
         """The seq of the last entry as the head hint knows it (0: empty): one read of a one-document
@@ -386,52 +387,18 @@ class AuditLog:
         *,
         tenant: str | None = None,
         tenants: Collection[str] | None = None,
-        action: str | None = None,
-        actor: str | None = None,
         seqs: Mapping[str, int] | None = None,
     ) -> dict[str, Any]:
-        """The entries filter: one tenant ("" = district level), or any of `tenants`; exact action and
-        actor; `seqs` a range on _id such as {"$lt": 500}. None: no condition."""
+        """The entries filter: one tenant ("" = district level), or any of `tenants`; `seqs` a range on
+        _id such as {"$gte": 500}. None: no condition."""
         query: dict[str, Any] = {}
         if tenant is not None:
             query["tenant"] = tenant
         elif tenants is not None:
             query["tenant"] = {"$in": sorted(set(tenants))}
-        if action is not None:
-            query["action"] = action
-        if actor is not None:
-            query["actor"] = actor
         if seqs:
             query["_id"] = dict(seqs)
         return query
-
-    def page(
-        self,
-        *,
-        tenant: str | None = None,
-        tenants: Collection[str] | None = None,
-        action: str | None = None,
-        actor: str | None = None,
-        before: int | None = None,
-        limit: int = 50,
-    ) -> tuple[list[Entry], int | None]:
-        """Entries newest first, at most `limit`, with seq below `before` (None: from the head); and the
-        `before` that continues (the last seq shown), or None when there are no more. Filters as _query.
-
-        One query sorted by _id descending (keyset paging: a page costs the same however deep it is).
-        On the local FerretDB a filter other than _id scans the collection: fine for these admin reads."""
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
-        query = self._query(
-            tenant=tenant,
-            tenants=tenants,
-            action=action,
-            actor=actor,
-            seqs={"$lt": before} if before is not None else None,
-        )
-        docs = list(self.entries.find(query, sort=[("_id", pymongo.DESCENDING)], limit=limit + 1))
-        shown = [_from_doc(d) for d in docs[:limit]]
-        return shown, (shown[-1].seq if len(docs) > limit and shown else None)
 
     def iter_entries(
         self,
@@ -455,7 +422,7 @@ class AuditLog:
         cursor = self.entries.find(query, sort=[("_id", pymongo.ASCENDING)], batch_size=batch)
         try:
             for doc in cursor:
-                yield _from_doc(doc)
+                yield entry_from_doc(doc)
         finally:
             cursor.close()
 

@@ -2,8 +2,9 @@
 
 One process for all projections, apart from the services' own processes (their hot paths never wait for
 a read model). It reads each service's aggregates by _id from that service's write side and writes the
-rows in PostgreSQL (services/common/readside.py). The read models' code lives with the service that
-owns them (services/<service>/readmodel.py); this is only where they run.
+rows in PostgreSQL (services/common/readside.py). Beside the event projections, AuditProjection tails
+the audit log (services/common/audit_readmodel.py: it reads the log by seq, not events). The read
+models' code lives with the service that owns them (services/<service>/readmodel.py); this is only where they run.
 
     python -m services.projector             # serve: gRPC health, metrics, one worker per projection
     python -m services.projector --rebuild   # (projector stopped) drop, recreate and refill every read model
@@ -16,7 +17,8 @@ import sys
 import threading
 from collections.abc import Callable
 
-from services.common import mongo, readside
+from services.common import audit, mongo, readside
+from services.common.audit_readmodel import AuditProjection
 from services.common.grpc_server import Worker
 from services.common.logs import setup_logging
 from services.common.projection import Projection, ProjectionWorker, rewind, wait_caught_up
@@ -42,6 +44,8 @@ def rebuild() -> int:
         worker = ProjectionWorker(p, settings.kafka_bootstrap)
         threads.append(threading.Thread(target=worker.run, args=(stop,), name=worker.name, daemon=True))
         threads[-1].start()
+    audit_rows = AuditProjection(audit.open_log(settings)).catch_up()
+    print(f"[projector] audit: {audit_rows} entries projected from the log")
     ok = True
     for n, p in enumerate(PROJECTIONS, 1):
         done = wait_caught_up(p, settings.kafka_bootstrap)
@@ -53,7 +57,7 @@ def rebuild() -> int:
     return 0 if ok else 1
 
 
-def _given(worker: ProjectionWorker) -> Callable[[Settings], Worker]:
+def _given(worker: Worker) -> Callable[[Settings], Worker]:
     return lambda _settings: worker
 
 
@@ -67,8 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     if parser.parse_args(argv).rebuild:
         return rebuild()
     settings = get_settings()
-    workers = [ProjectionWorker(p, settings.kafka_bootstrap) for p in PROJECTIONS]
-    build_host("projector", lambda server: (), workers=[_given(w) for w in workers]).serve_forever()
+    workers: list[Callable[[Settings], Worker]] = [
+        _given(ProjectionWorker(p, settings.kafka_bootstrap)) for p in PROJECTIONS
+    ]
+    workers.append(lambda s: AuditProjection(audit.open_log(s)))
+    build_host("projector", lambda server: (), workers=workers).serve_forever()
     return 0
 
 

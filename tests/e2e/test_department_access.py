@@ -22,7 +22,7 @@ from pymongo import MongoClient
 
 from gateway.governance.store import DATABASE
 from services.common.audit import AuditLog, Entry, open_log
-from tests.conftest import System, unique
+from tests.conftest import System, audit_caught_up, unique
 from tests.e2e.test_governance import Place, approver, body, call, department, file
 from tests.e2e.test_org_api import created, new_community, org, phone, square
 
@@ -205,6 +205,7 @@ def test_a_data_grant_reads_exactly_its_community_and_fields(
     assert not any(mine.mobile in str(e.body()) for e in entries)  # no personal data in the log
 
     # The community sees the grant's trail: every use and every refusal under it.
+    audit_caught_up()
     trail = call(system, "GET", f"/api/v1/grants/{gid}?audit_limit=500", system.auth("community_worker", T)).json()
     assert trail["used"] == len(allowed)
     assert {e["outcome"] for e in trail["audit"]} >= {"allowed", "refused"}
@@ -292,6 +293,7 @@ def test_assistance_tasks_are_handed_over_exactly_as_approved(
     assert second.status_code == 201
     refused(requests.post(url, headers={**h, GRANT: grant["id"]}, json=task, timeout=15), "quota")
 
+    audit_caught_up()
     trail = call(system, "GET", f"/api/v1/grants/{grant['id']}?audit_limit=100", system.auth("subdistrict_admin", T))
     actions = [(e["action"], e["outcome"]) for e in trail.json()["audit"]]
     assert actions.count(("assistance_task.hand_over", "done")) == 2

@@ -30,7 +30,7 @@ from pymongo import MongoClient
 from gateway.governance.store import DATABASE as GOVERNANCE
 from gateway.tokens import TOKEN_ROLES, new_token
 from services.common.audit import DATABASE as AUDIT
-from tests.conftest import REPO, System, unique
+from tests.conftest import REPO, System, audit_caught_up, unique
 from tests.e2e.test_department_access import Community, community
 from tests.e2e.test_governance import Place, approver, body, department, file
 from tests.e2e.test_org_api import new_grid, square
@@ -233,6 +233,7 @@ def test_a_data_grant_reads_exactly_its_scope_and_nothing_else(
     assert not any("李经理" in str(e) for e in entries)  # no personal data in the log
 
     # The community sees the front-door calls in the grant's trail, as it sees the HTTP ones.
+    audit_caught_up()
     trail = requests.get(
         f"{system.gateway}/api/v1/grants/{gid}?audit_limit=500", headers=system.auth("community_worker", T), timeout=15
     ).json()
@@ -319,6 +320,7 @@ def test_an_assistance_task_is_handed_over_once_within_its_quota(
         ("allowed", "GetGrant", None),
     ]
     assert [e["outcome"] for e in grpc_calls(mongo_client, _other_sub)] == ["allowed"]  # then NOT_FOUND
+    audit_caught_up()
     trail = requests.get(
         f"{system.gateway}/api/v1/grants/{gid}?audit_limit=100", headers=system.auth("subdistrict_admin", T), timeout=15
     ).json()

@@ -17,7 +17,7 @@ from pymongo import MongoClient
 from gateway.governance.store import DATABASE, GovernanceStore, grant_for_call, record_grant_audit, use_grant
 from gateway.tokens import TokenFile
 from services.common.audit import AuditLog, open_log
-from tests.conftest import System, unique
+from tests.conftest import System, audit_caught_up, unique
 from tests.e2e.test_org_api import created, new_community, org
 
 T, OTHER = "shanggao", "daimiao"
@@ -167,6 +167,7 @@ def test_request_approved_narrowed_seen_by_the_tenant_and_revoked(
     assert shown["decision"]["by"] == "test-district_approver-all" and shown["decision"]["at"].endswith("+08:00")
 
     # The tenant's community and subdistrict see the grant and its trail; another tenant does not.
+    audit_caught_up()
     for staff in (system.auth("subdistrict_admin", T), system.auth("community_worker", T)):
         seen = call(system, "GET", f"/api/v1/grants/{grant['id']}", staff)
         assert seen.status_code == 200, seen.text
@@ -190,6 +191,7 @@ def test_request_approved_narrowed_seen_by_the_tenant_and_revoked(
     assert revoked["status"] == "revoked" and revoked["revocation"]["reason"] == "任务已完成"
     again = call(system, "POST", f"/api/v1/grants/{grant['id']}/revoke", approver(system), json={"reason": "再次"})
     assert error(again, 409)["code"] == "already_revoked"
+    audit_caught_up()
     trail = call(system, "GET", f"/api/v1/grants/{grant['id']}", system.auth("subdistrict_admin", T)).json()
     assert [e["action"] for e in trail["audit"]] == ["grant.revoke", "request.approve"]
     assert trail["audit"][0]["time"].endswith("+08:00") and trail["audit_before"] is None
@@ -427,13 +429,20 @@ def test_grant_use_is_atomic_and_its_trail_reaches_the_tenant(
         audit=audit,
         store=store,
     )
+    audit_caught_up()
     seen = call(system, "GET", f"/api/v1/grants/{grant['id']}?audit_limit=1", system.auth("community_worker", T))
     assert seen.status_code == 200, seen.text
     shown = seen.json()
     assert shown["used"] == 5 and shown["remaining"] == 0 and shown["status"] == "used_up"
-    assert [e["action"] for e in shown["audit"]] == ["department.call"] and shown["audit_before"] == 2
-    older = call(system, "GET", f"/api/v1/grants/{grant['id']}?audit_before=2", system.auth("community_worker", T))
-    assert [e["action"] for e in older.json()["audit"]] == ["request.approve"]
+    assert shown["audit_count"] == 2  # counted on the write side: the approval and the call
+    # Pages go by seq: `audit_before` is the seq of the page's last entry.
+    assert [e["action"] for e in shown["audit"]] == ["department.call"]
+    before = shown["audit_before"]
+    assert before == shown["audit"][0]["seq"]
+    worker = system.auth("community_worker", T)
+    older = call(system, "GET", f"/api/v1/grants/{grant['id']}?audit_before={before}", worker)
+    assert [e["action"] for e in older.json()["audit"]] == ["request.approve"] and older.json()["audit_before"] is None
+    assert older.json()["audit"][0]["seq"] < before
 
     call(system, "POST", f"/api/v1/grants/{grant['id']}/revoke", approver(system), json={"reason": "核对完毕"})
     assert not use_grant(grant["id"], store)
@@ -447,6 +456,7 @@ def test_lost_copies_are_repaired_from_the_claims(system: System, place: Place, 
     # As if the gateway died after claiming the decision, before the request and grant documents were written.
     store.grants.delete_one({"_id": grant["id"]})
     store.requests.update_one({"_id": req["id"]}, {"$set": {"status": "filed", "decision": None, "grant_id": None}})
+    audit_caught_up()
     again = call(system, "GET", f"/api/v1/grants/{grant['id']}", approver(system))
     assert again.status_code == 200 and again.json()["expires_at"] == grant["expires_at"]
     assert [e["action"] for e in again.json()["audit"]] == ["request.approve"]
