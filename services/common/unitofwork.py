@@ -77,13 +77,19 @@ def claim_version(claim_id: str) -> str | None:
     return None
 
 
+def version_field(cls: type[Any]) -> str:
+    """The field that holds a document's version: "version", or the class's VERSION_FIELD."""
+    return str(getattr(cls, "VERSION_FIELD", "version"))
+
+
 def version_of(doc: Any) -> int:
     """A stored aggregate's version; one written before versions existed counts as 1."""
-    return int(getattr(doc, "version", 1) or 1)
+    return int(getattr(doc, version_field(type(doc)), 1) or 1)
 
 
-def _version_filter(old_version: int) -> dict[str, Any]:
-    return {"$or": [{"version": 1}, {"version": {"$exists": False}}]} if old_version == 1 else {"version": old_version}
+def _version_filter(cls: type[Any], old_version: int) -> dict[str, Any]:
+    name = version_field(cls)
+    return {"$or": [{name: 1}, {name: {"$exists": False}}]} if old_version == 1 else {name: old_version}
 
 
 class UnitOfWork(abc.ABC):
@@ -128,7 +134,7 @@ class UnitOfWork(abc.ABC):
         won = self.claim(f"{claim}:{old_version + 1}")
         if won is None:
             return False
-        doc.version = old_version + 1
+        setattr(doc, version_field(type(doc)), old_version + 1)
         if hasattr(doc, "updated_at"):
             doc.updated_at = now
         try:
@@ -144,7 +150,8 @@ class UnitOfWork(abc.ABC):
         won = self.claim(f"{claim}:{old_version + 1}")
         if won is None:
             return False
-        update = {**update, "$set": {**update.get("$set", {}), "version": old_version + 1, "updated_at": now}}
+        sets = {**update.get("$set", {}), version_field(cls): old_version + 1, "updated_at": now}
+        update = {**update, "$set": sets}
         return self.write_fields(cls, doc_id, old_version, update)
 
 
@@ -183,14 +190,14 @@ class MongoUnitOfWork(UnitOfWork):
                 return False  # created by another writer meanwhile
             written = True
         else:
-            written = bool(coll.replace_one({"_id": doc.pk, **_version_filter(old_version)}, son).matched_count)
+            written = bool(coll.replace_one({"_id": doc.pk, **_version_filter(cls, old_version)}, son).matched_count)
         if new_events:
             doc._new_events = False
             outbox.OUTBOX_SIGNAL.set()
         return written
 
     def write_fields(self, cls: type[Any], doc_id: str, old_version: int, update: dict[str, Any]) -> bool:
-        result = cls._get_collection().update_one({"_id": doc_id, **_version_filter(old_version)}, update)
+        result = cls._get_collection().update_one({"_id": doc_id, **_version_filter(cls, old_version)}, update)
         return bool(result.matched_count)
 
 
@@ -285,7 +292,7 @@ def change_fields(
     read last (None: no such aggregate)."""
     started = uow.clock()
     delay = FIRST_DELAY
-    wanted = [*fields, "version"]
+    wanted = [*fields, version_field(cls)]
     while True:
         raw = uow.load_fields(cls, doc_id, wanted) if doc_id else None
         if raw is None:
@@ -297,7 +304,7 @@ def change_fields(
         update = decide(raw, at)
         if update is None:
             return raw
-        if uow.commit_fields(cls, claim, doc_id, int(raw.get("version") or 1), update, at):
+        if uow.commit_fields(cls, claim, doc_id, int(raw.get(version_field(cls)) or 1), update, at):
             return raw
         if uow.clock() - started > deadline:
             raise conflicts.busy(doc_id)

@@ -8,7 +8,7 @@ import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from services.common.unitofwork import UnitOfWork
+from services.common.unitofwork import UnitOfWork, version_field
 
 
 def _get(son: dict[str, Any], path: str) -> Any:
@@ -78,7 +78,7 @@ class FakeUnitOfWork(UnitOfWork):
         stored = self.stored.get(key)
         if (stored is None) != (old_version == 0):
             return False
-        if stored is not None and int(stored.get("version") or 1) != old_version:
+        if stored is not None and int(stored.get(version_field(type(doc))) or 1) != old_version:
             return False
         if getattr(doc, "_new_events", False):
             self.markers.append(key)  # before the write, as the real one
@@ -89,7 +89,7 @@ class FakeUnitOfWork(UnitOfWork):
 
     def write_fields(self, cls: type[Any], doc_id: str, old_version: int, update: dict[str, Any]) -> bool:
         son = self.son(cls, doc_id)
-        if son is None or int(son.get("version") or 1) != old_version:
+        if son is None or int(son.get(version_field(cls)) or 1) != old_version:
             return False
         for name, value in update.get("$set", {}).items():
             son[name] = value
