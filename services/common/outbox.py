@@ -54,7 +54,6 @@ from google.protobuf.message import Message
 from kafka import KafkaProducer
 
 from services.common import groupcommit, metrics
-from services.common.claims import claim_version
 from services.common.context import require_tenant
 from services.common.events import CloudEvent, record_key, topic_for
 from services.common.mongo import TenantDocument, tenant_database
@@ -245,29 +244,6 @@ class OutboxDocument(TenantDocument):
                 hand_over(marker_id, pending)
             OUTBOX_SIGNAL.set()
         return result
-
-
-def write_next_version(doc: OutboxDocument, prefix: str, old_version: int, now: datetime) -> bool:
-    """Write a changed aggregate as version old_version + 1 if this writer wins that version's claim
-    ("<prefix>:<id>:<version>", services/common/claims.py); its new events are marked for the relay first.
-    False: another writer has that version (nothing written). A document written before versions existed
-    counts as version 1."""
-    cls = type(doc)
-    if not claim_version(f"{prefix}:{doc.pk}:{old_version + 1}"):
-        return False
-    doc.version = old_version + 1
-    doc.updated_at = now
-    new_events = bool(getattr(doc, "_new_events", False))
-    if new_events:
-        mark_pending(cls, str(doc.pk))
-    version_filter: dict[str, Any] = (
-        {"$or": [{"version": 1}, {"version": {"$exists": False}}]} if old_version == 1 else {"version": old_version}
-    )
-    result = cls._get_collection().replace_one({"_id": doc.pk, **version_filter}, doc.to_mongo().to_dict())
-    if new_events:
-        doc._new_events = False
-        OUTBOX_SIGNAL.set()
-    return bool(result.matched_count)
 
 
 def make_producer(bootstrap: str, client_id: str) -> KafkaProducer:

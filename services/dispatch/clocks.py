@@ -36,7 +36,7 @@ Exactly one firing
 - Before firing, a worker inserts the firing's lease ``{_id: "<key>|<generation>|<attempts>"}`` into
   ``timer_firings``. An insert by ``_id`` is atomic on MongoDB and FerretDB alike — a conditional update
   is not (FerretDB v1 runs it as an unisolated read-modify-write, see
-  services/common/claims.py) — so of two racing workers, in one process or in two, exactly one wins; the
+  services/common/unitofwork.py) — so of two racing workers, in one process or in two, exactly one wins; the
   winner reads the timer again and fires only if it is still that generation and attempt. A lease older
   than ``timer_lease_seconds`` was left by a worker that died while firing and is taken over under the
   next name ("…~1"): a crash never strands a timer. The lease is deleted when the firing is over.

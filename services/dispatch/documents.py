@@ -6,7 +6,7 @@
 - dispatch_rules: the tenant's deadlines (_id "rules"), absent until the tenant stores its own.
 - issue_links: a duplicate issue (_id) → the original it follows (GetTaskForIssue answers with its task).
 - version_claims: who won the right to write a task's / whistle's / the rules' next version
-  (services/common/claims.py): on FerretDB v1 an update is an unisolated read-modify-write,
+  (services/common/unitofwork.py): on FerretDB v1 an update is an unisolated read-modify-write,
   so every change is "claim version v+1 by insert, then replace the v document".
 - timers (services/dispatch/clocks.py), processed_events and outbox_* (services/common).
 

@@ -1,12 +1,13 @@
 """Dispatch commands and event handlers: load, apply the domain rules, write state and events in one write.
 
-Concurrency. Every change of a task, a call or the rules is "claim version v+1, then replace the document
-at version v" (services/common/claims.py): of two writers holding the same version exactly one wins, on
-MongoDB and on FerretDB v1's unisolated updates alike; the loser re-reads and decides again on the
-new state (a claim for the last place then finds no place left and is refused). Two dispatch processes
-in one consumer group therefore never double-assign or over-fill a task. Creations insert by a
-deterministic _id (the task and the call of an issue derive from the issue id), so a replayed event or a
-second process finds what the first made and changes nothing.
+Concurrency. Every change of a task, a call or the rules goes through the unit of work
+(services/common/unitofwork.py): claim version v+1 by an insert with a unique _id, then only the winner
+writes it. Of two writers holding the same version exactly one wins, on MongoDB and on FerretDB v1's
+unisolated updates alike; the loser re-reads and decides again on the new state (a claim for the last place
+then finds no place left and is refused). Two dispatch processes in one consumer group therefore never
+double-assign or over-fill a task. Creations insert by a deterministic _id (the task and the call of an
+issue derive from the issue id), so a replayed event or a second process finds what the first made and
+changes nothing.
 
 Effects outside the document (timers, metrics) run after the write succeeded, once.
 """
@@ -32,13 +33,13 @@ from hongling.events.v1 import dispatch_events_pb2 as dev
 from hongling.events.v1 import intake_events_pb2 as iev
 from hongling.events.v1 import org_events_pb2 as oev
 
-from services.common import outbox
-from services.common.claims import claim_version
+from services.common import outbox, unitofwork
 from services.common.context import require_tenant
 from services.common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.common.events import CloudEvent, PoisonEvent
-from services.common.outbox import OutboxDocument, write_next_version
+from services.common.outbox import OutboxDocument
 from services.common.principal import Principal
+from services.common.unitofwork import Conflicts, UnitOfWork
 from services.dispatch import deadlines, domain, matching, metrics, readmodel
 from services.dispatch.directory import directory
 from services.dispatch.documents import (
@@ -107,54 +108,85 @@ def _event_at(stamp: Timestamp, event: CloudEvent) -> datetime:
 _rules_cache: dict[str, tuple[float, domain.Rules]] = {}
 
 
-def current_rules() -> domain.Rules:
+def current_rules(uow: UnitOfWork = unitofwork.MONGO) -> domain.Rules:
     """The tenant's dispatch rules: its stored ones, or the defaults (version 0)."""
     tenant = require_tenant()
     cached = _rules_cache.get(tenant)
     if cached is not None and time.monotonic() - cached[0] < RULES_TTL_SECONDS:
         return cached[1]
     read_at = time.monotonic()
-    doc = DispatchRulesDoc.objects(id=RULES_ID).first()
-    if doc is None:
-        rules = domain.DEFAULT_RULES
-    else:
-        rules = domain.rules_from_dict(doc.rules, doc.version, aware(doc.updated_at), doc.updated_by)
+    doc = uow.load(DispatchRulesDoc, RULES_ID)
+    rules = domain.DEFAULT_RULES if doc is None else _rules_of(doc)
     _rules_cache[tenant] = (read_at, rules)
     return rules
 
 
+def _rules_of(doc: DispatchRulesDoc) -> domain.Rules:
+    return domain.rules_from_dict(doc.rules, doc.version, aware(doc.updated_at), doc.updated_by)
+
+
+RULES_CONFLICTS = Conflicts(
+    stale=lambda _id, version, expected: Aborted(
+        f"the dispatch rules are at version {version}, not {expected}: reload and retry (规则已被修改)",
+        field="version",
+    ),
+    raced=lambda _id: Aborted("the dispatch rules were changed by someone else at the same moment: reload and retry"),
+    busy=lambda _id: Aborted("the dispatch rules kept changing under this update; retry (请稍后重试)"),
+)
+
+
 def put_rules(
-    calls: Sequence[dict[str, Any]], matching_targets: int, expected_version: int, by: Principal
+    calls: Sequence[dict[str, Any]],
+    matching_targets: int,
+    expected_version: int,
+    by: Principal,
+    *,
+    uow: UnitOfWork = unitofwork.MONGO,
 ) -> domain.Rules:
     """Replace the tenant's rules; `expected_version` is the one the caller read (0: the defaults)."""
     domain.require_role(by.role, domain.RULES_WRITERS, "change the dispatch rules")
     checked = domain.check_rules(calls, matching_targets)
-    stored = DispatchRulesDoc.objects(id=RULES_ID).first()
-    version = stored.version if stored is not None else 0
-    if expected_version != version:
-        raise Aborted(
-            f"the dispatch rules are at version {version}, not {expected_version}: reload and retry (规则已被修改)",
-            field="version",
-        )
-    if not claim_version(f"dispatch_rules:{version + 1}"):
-        raise Aborted("the dispatch rules were changed by someone else at the same moment: reload and retry")
-    now = utcnow()
-    DispatchRulesDoc._get_collection().replace_one(
-        {"_id": RULES_ID},
-        {
-            "_id": RULES_ID,
-            "version": version + 1,
-            "rules": domain.rules_to_dict(checked),
-            "updated_at": now,
-            "updated_by": by.sub,
-        },
-        upsert=True,
-    )
+
+    def replace(doc: DispatchRulesDoc, _now: datetime) -> bool:
+        doc.rules = domain.rules_to_dict(checked)
+        doc.updated_by = by.sub
+        return True
+
+    written = unitofwork.change(
+        uow,
+        DispatchRulesDoc,
+        "dispatch_rules",
+        RULES_ID,
+        replace,
+        conflicts=RULES_CONFLICTS,
+        now=utcnow,
+        expected_version=expected_version,
+        fresh=lambda: DispatchRulesDoc(id=RULES_ID, version=0),
+    ).doc
+    assert written is not None
     _rules_cache.pop(require_tenant(), None)
-    return current_rules()
+    return _rules_of(written)
 
 
 # ---------------------------------------------------------------- versioned writes
+
+
+def _conflicts(kind: str) -> Conflicts:
+    return Conflicts(
+        stale=lambda doc_id, version, expected: Aborted(
+            f"{kind} {doc_id} is at version {version}, not {expected}: reload and retry (已被他人修改，请刷新后重试)",
+            field="expected_version",
+        ),
+        raced=lambda doc_id: Aborted(
+            f"{kind} {doc_id} was changed by someone else at the same moment: reload and retry "
+            "(已被他人同时修改，请刷新后重试)",
+            field="expected_version",
+        ),
+        busy=lambda doc_id: Aborted(f"{kind} {doc_id} kept changing under this update; retry (请稍后重试)"),
+    )
+
+
+CONFLICTS = {"task": _conflicts("task"), "whistle": _conflicts("whistle")}
 
 
 def _change(
@@ -165,44 +197,38 @@ def _change(
     *,
     expected_version: int = 0,
     missing: Callable[[], Exception],
+    uow: UnitOfWork = unitofwork.MONGO,
 ) -> D:
-    """Apply `mutate` to the document and write it as its next version; `mutate` returns False when there
-    is nothing to change. With `expected_version` a stale version or a lost race is ABORTED; without it a
-    lost race is decided again on a fresh read (for a few seconds)."""
-    started = time.monotonic()
-    delay = 0.02
-    while True:
-        doc = cls.objects(id=doc_id).first() if doc_id else None
-        if doc is None:
-            raise missing()
-        version = int(getattr(doc, "version", 1) or 1)
-        if expected_version and version != expected_version:
-            raise Aborted(
-                f"{prefix} {doc_id} is at version {version}, not {expected_version}: reload and retry "
-                "(已被他人修改，请刷新后重试)",
-                field="expected_version",
-            )
-        now = utcnow()
-        effects: Effects = []
-        if not mutate(doc, now, effects):
-            return doc
-        if write_next_version(doc, prefix, version, now):
-            for effect in effects:
-                try:
-                    effect()
-                except Exception:
-                    log.exception("after-write effect on %s %s failed", prefix, doc_id)
-            return doc
-        if expected_version:
-            raise Aborted(
-                f"{prefix} {doc_id} was changed by someone else at the same moment: reload and retry "
-                "(已被他人同时修改，请刷新后重试)",
-                field="expected_version",
-            )
-        if time.monotonic() - started > CHANGE_DEADLINE_SECONDS:
-            raise Aborted(f"{prefix} {doc_id} kept changing under this update; retry (请稍后重试)")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.3)
+    """Apply `mutate` to the document and write it as its next version (services/common/unitofwork.py);
+    `mutate` returns False when there is nothing to change. With `expected_version` a stale version or a
+    lost race is ABORTED; without it a lost race is decided again on a fresh read (for a few seconds). The
+    effects `mutate` queued run once the write succeeded (those of a lost attempt are dropped)."""
+    effects: Effects = []
+
+    def attempt(doc: D, now: datetime) -> bool:
+        effects.clear()
+        return mutate(doc, now, effects)
+
+    done = unitofwork.change(
+        uow,
+        cls,
+        f"{prefix}:{doc_id}",
+        doc_id,
+        attempt,
+        conflicts=CONFLICTS.get(prefix) or _conflicts(prefix),
+        now=utcnow,
+        expected_version=expected_version or None,
+        deadline=CHANGE_DEADLINE_SECONDS,
+    )
+    if done.doc is None:
+        raise missing()
+    if done.written:
+        for effect in effects:
+            try:
+                effect()
+            except Exception:
+                log.exception("after-write effect on %s %s failed", prefix, doc_id)
+    return done.doc
 
 
 def _no_task(task_id: str, field: str = "task_id") -> NotFound:
@@ -218,13 +244,29 @@ def _whistle_missing(whistle_id: str) -> Callable[[], Exception]:
 
 
 def change_task(
-    task_id: str, mutate: Callable[[TaskDoc, datetime, Effects], bool], *, expected_version: int = 0
+    task_id: str,
+    mutate: Callable[[TaskDoc, datetime, Effects], bool],
+    *,
+    expected_version: int = 0,
+    uow: UnitOfWork = unitofwork.MONGO,
 ) -> TaskDoc:
-    return _change(TaskDoc, "task", task_id, mutate, expected_version=expected_version, missing=_task_missing(task_id))
+    return _change(
+        TaskDoc,
+        "task",
+        task_id,
+        mutate,
+        expected_version=expected_version,
+        missing=_task_missing(task_id),
+        uow=uow,
+    )
 
 
 def change_whistle(
-    whistle_id: str, mutate: Callable[[WhistleDoc, datetime, Effects], bool], *, expected_version: int = 0
+    whistle_id: str,
+    mutate: Callable[[WhistleDoc, datetime, Effects], bool],
+    *,
+    expected_version: int = 0,
+    uow: UnitOfWork = unitofwork.MONGO,
 ) -> WhistleDoc:
     return _change(
         WhistleDoc,
@@ -233,6 +275,7 @@ def change_whistle(
         mutate,
         expected_version=expected_version,
         missing=_whistle_missing(whistle_id),
+        uow=uow,
     )
 
 
@@ -1294,14 +1337,22 @@ def respond_to_assignment(task_id: str, accept: bool, reason: str, expected_vers
     return change_task(task_id, mutate, expected_version=expected_version)
 
 
-def transition_task(task_id: str, action: str, reason: str, expected_version: int, by: Principal) -> TaskDoc:
+def transition_task(
+    task_id: str,
+    action: str,
+    reason: str,
+    expected_version: int,
+    by: Principal,
+    *,
+    uow: UnitOfWork = unitofwork.MONGO,
+) -> TaskDoc:
     """start, done, verify, reject, reopen, cancel (domain.TRANSITIONS); illegal ones are FAILED_PRECONDITION."""
     domain.require_role(by.role, domain.HELPER_ROLES, "change a task's status")
     action = action.strip()
     if action not in domain.TRANSITIONS:
         raise InvalidArgument(f"action must be one of {', '.join(domain.TRANSITIONS)} (操作无效)", field="action")
     r = domain.check_reason(reason, required=action in domain.REASON_REQUIRED, what=action)
-    rules = current_rules()
+    rules = current_rules(uow)
 
     def mutate(t: TaskDoc, now: datetime, fx: Effects) -> bool:
         lead = lead_of(t)
@@ -1318,7 +1369,7 @@ def transition_task(task_id: str, action: str, reason: str, expected_version: in
             fx.append(lambda: deadlines.schedule_task(t, rules))
         return True
 
-    return change_task(task_id, mutate, expected_version=expected_version)
+    return change_task(task_id, mutate, expected_version=expected_version, uow=uow)
 
 
 # ---------------------------------------------------------------- used by the timers (deadlines.py)

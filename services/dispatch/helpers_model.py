@@ -17,16 +17,20 @@ Storage (per tenant, hl_dispatch_<tenant>), every read and write by _id:
 
 - matching_helpers, _id "<kind>:<id>" (kinds as org names them: person, team, unit): the counters and the
   markers that make each change happen once — open.<task> (present while the task is open for the helper)
-  and rated.<task>_<n> (the task's n-th rating, applied). Every change is ONE conditional update of this
-  document ("only if the marker is absent/present"), so a replayed event, a redelivery or a retry after a
-  crash changes nothing a second time.
+  and rated.<task>_<n> (the task's n-th rating, applied). Every change is the document's next version `v`
+  written through the unit of work (services/common/unitofwork.py: read, check the marker, claim
+  "helper:<key>:<v>" by insert, replace), so a replayed event, a redelivery or a retry after a crash changes
+  nothing a second time, and two consumers changing one helper at once (two tasks of one helper, two
+  processes) never lose a count: a conditional update or `$inc` is not isolated on FerretDB v1.
 - matching_tasks, _id task id: who works the task (workers, assignee), its status, deadline and ratings —
   what the events that do not name the helper (status changes, ratings) need. Handlers first bring the
   helpers' documents up to date, then write the task's: a crash in between is repaired by the retry.
 
-- matching_state, _id "generation", and matching_changes, _id the generation zero-padded: after every change of
-  a helper's record the generation is moved on and the record's new counters are logged under it, so that the
-  other processes catch up by reading just those entries (by _id).
+- matching_changes, _id the generation zero-padded, and matching_state, _id "generation": after every change of
+  a helper's record its new counters are logged under the next free generation (an insert by _id: of two
+  writers exactly one gets a number) and matching_state is moved up to it, so that the other processes catch
+  up by reading just those entries (by _id). matching_state may lag a moment behind the log (moving it is not
+  isolated either), so readers also look CHANGES_PROBE entries past it.
 
 Ranking reads the records from memory (RecordCache: every record of the tenant, loaded once, caught up in the
 background from the change log; this process's own changes written through at once).
@@ -34,6 +38,7 @@ background from the change log; this process's own changes written through at on
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -45,12 +50,12 @@ from typing import Any, ClassVar
 
 import mongoengine as me
 import pymongo.errors
-from pymongo import ReturnDocument
 from pymongo.collection import Collection
 
-from services.common import context
+from services.common import context, unitofwork
 from services.common.context import require_tenant
 from services.common.mongo import TenantDocument
+from services.common.unitofwork import Conflicts
 from services.dispatch.documents import TaskDoc
 from services.dispatch.matching import NO_RECORD, HelperRecord, canonical_kind, record_key
 
@@ -60,6 +65,7 @@ MAX_AGE_SECONDS = 60.0  # a safety net: reload at least this often even if no ch
 DELTA_MAX = 500  # changes behind: catch up from the log up to this many, reload whole beyond
 GAP_SECONDS = 5.0  # a change missing from the log this long: reload whole
 CHANGES_KEPT = 5000  # entries kept in the change log
+CHANGES_PROBE = 8  # change-log entries looked for past matching_state's generation (it may lag behind the log)
 CLOSED = frozenset({"done", "verified", "cancelled"})
 COMPLETED = frozenset({"done", "verified"})
 RELEASED = frozenset({"open", "declined", "unassigned"})  # from assigned: the assignee is off the task
@@ -69,9 +75,10 @@ REOPEN_MARK = "reopened"
 
 
 class HelperRecordDoc(TenantDocument):
-    """Schema of matching_helpers (written with single conditional updates, see the module doc)."""
+    """Schema of matching_helpers (each change a new version `v`, see the module doc)."""
 
     meta: ClassVar[dict[str, Any]] = {"collection": "matching_helpers"}
+    VERSION_FIELD: ClassVar[str] = "v"
 
     id = me.StringField(primary_key=True)  # "<kind>:<id>"
     v = me.IntField(default=0)  # incremented by every change
@@ -273,18 +280,21 @@ class RecordCache:
         if behind < 0 or behind > DELTA_MAX or now - snap.loaded_at >= self.max_age:
             self._load(tenant)
             return
-        if behind:
-            wanted = [_change_id(n) for n in range(snap.generation + 1, generation + 1)]
-            found = list(_changes().find({"_id": {"$in": wanted}}))
-            with self._lock:
-                for c in found:
-                    self._apply(snap, c["key"], _record(c), int(c.get("v") or 0))
-            if len(found) < len(wanted):  # a writer between its generation and its log entry (or stopped there)
-                snap.gap_since = snap.gap_since or now
-                if now - snap.gap_since >= GAP_SECONDS:
-                    self._load(tenant)
-                return
-            snap.generation = generation
+        # Also the few entries past the generation: writers log first and move matching_state after.
+        wanted = [_change_id(n) for n in range(snap.generation + 1, generation + CHANGES_PROBE + 1)]
+        found = {c["_id"]: c for c in _changes().find({"_id": {"$in": wanted}})}
+        with self._lock:
+            for c in found.values():
+                self._apply(snap, c["key"], _record(c), int(c.get("v") or 0))
+        reached = snap.generation
+        while _change_id(reached + 1) in found:
+            reached += 1
+        if reached < generation:  # a writer between its generation and its log entry (or stopped there)
+            snap.gap_since = snap.gap_since or now
+            if now - snap.gap_since >= GAP_SECONDS:
+                self._load(tenant)
+            return
+        snap.generation = reached
         snap.gap_since = None
         snap.checked_at = now
 
@@ -305,20 +315,21 @@ def _generation() -> int:
     return int(doc.get("n") or 0) if doc else 0
 
 
-def bump_generation() -> int:
-    """Tell every process that helper records of the current tenant changed; returns the new generation."""
-    doc = _state().find_one_and_update(
-        {"_id": "generation"}, {"$inc": {"n": 1}}, upsert=True, return_document=ReturnDocument.AFTER
-    )
-    return int(doc["n"]) if doc else 0
-
-
 def log_change(key: str, doc: Mapping[str, Any]) -> None:
-    """Publish a helper document's new counters to the other processes: the next generation and its log entry."""
-    n = bump_generation()
-    entry = {"_id": _change_id(n), "key": key, "v": int(doc.get("v") or 0), **{c: doc.get(c) for c in COUNTERS}}
+    """Publish a helper document's new counters to the other processes: a log entry under the next free
+    generation (inserted by _id, so two writers never share one), then matching_state moved up to it."""
+    entry = {"key": key, "v": int(doc.get("v") or 0), **{c: doc.get(c) for c in COUNTERS}}
     changes = _changes()
-    changes.insert_one(entry)
+    n = _generation() + 1
+    while True:
+        try:
+            changes.insert_one({"_id": _change_id(n), **entry})
+            break
+        except pymongo.errors.DuplicateKeyError:
+            n += 1  # taken by a writer that has not moved matching_state yet
+    # At n or past it already: the upsert found the document and tried to insert a second one.
+    with contextlib.suppress(pymongo.errors.DuplicateKeyError):
+        _state().update_one({"_id": "generation", "n": {"$lt": n}}, {"$set": {"n": n}}, upsert=True)
     if n > CHANGES_KEPT:
         changes.delete_one({"_id": _change_id(n - CHANGES_KEPT)})
 
@@ -336,28 +347,64 @@ def record_of(kind: str, helper_id: str) -> HelperRecord:
 # ---------------------------------------------------------------- single-document changes of a helper
 
 
+HELPER_CONFLICTS = Conflicts(
+    stale=lambda key, version, expected: RuntimeError(f"helper record {key} is at {version}, not {expected}"),
+    raced=lambda key: RuntimeError(f"helper record {key} was changed at the same moment"),
+    busy=lambda key: RuntimeError(f"helper record {key} kept changing under this update"),
+)
+
+
+def _holds(doc: HelperRecordDoc, flt: Mapping[str, Any]) -> bool:
+    """Whether the document meets the condition ({"open.t<task>": {"$exists": bool}} or a value)."""
+    for path, cond in flt.items():
+        top, _, sub = path.partition(".")
+        value = (getattr(doc, top) or {}).get(sub)
+        if isinstance(cond, dict):
+            if (value is not None) != bool(cond["$exists"]):
+                return False
+        elif value != cond:
+            return False
+    return True
+
+
+def _apply_update(doc: HelperRecordDoc, update: Mapping[str, Any]) -> None:
+    """$set / $unset of markers ("open.t<task>", "rated.t<task>_<n>"), $inc of counters, in memory."""
+    for path, value in (update.get("$set") or {}).items():
+        top, _, sub = path.partition(".")
+        getattr(doc, top)[sub] = value
+    for path in update.get("$unset") or {}:
+        top, _, sub = path.partition(".")
+        getattr(doc, top).pop(sub, None)
+    for name, n in (update.get("$inc") or {}).items():
+        setattr(doc, name, (getattr(doc, name) or 0) + n)
+
+
 def _change(key: str, flt: dict[str, Any], update: dict[str, Any], *, upsert: bool) -> bool:
-    """One conditional update of a helper's document; False when the condition did not hold (already done)."""
-    update.setdefault("$set", {})["updated_at"] = datetime.now(UTC)
-    update.setdefault("$inc", {})["v"] = 1  # the document's version: a newer read never loses to an older one
-    if upsert:  # a new document carries every counter
-        fresh = {c: 0 for c in COUNTERS if c not in update.get("$inc", {})}
-        if fresh:
-            update["$setOnInsert"] = fresh
-    try:
-        doc = _helpers().find_one_and_update(
-            {"_id": key, **flt},
-            update,  # (no projection: this FerretDB does not take one on findAndModify)
-            upsert=upsert,
-            return_document=ReturnDocument.AFTER,
-        )
-    except pymongo.errors.DuplicateKeyError:
-        # The document exists and the condition did not hold: the upsert tried to insert a second one.
-        doc = None
-    if doc is None:
+    """One change of a helper's document, once: the condition checked on the document as read and the change
+    written as its next version through the unit of work; False when the condition did not hold (already
+    done). `upsert`: a helper without a document starts from zero counters."""
+
+    def mutate(doc: HelperRecordDoc, _now: datetime) -> bool:
+        if not _holds(doc, flt):
+            return False
+        _apply_update(doc, update)
+        return True
+
+    done = unitofwork.change(
+        unitofwork.MONGO,
+        HelperRecordDoc,
+        f"helper:{key}",
+        key,
+        mutate,
+        conflicts=HELPER_CONFLICTS,
+        now=lambda: datetime.now(UTC),
+        fresh=(lambda: HelperRecordDoc(id=key, v=0, open={}, rated={})) if upsert else None,
+    )
+    if not done.written or done.doc is None:
         return False
-    log_change(key, doc)
-    CACHE.put(key, _record(doc), int(doc.get("v") or 0))
+    son = done.doc.to_mongo().to_dict()
+    log_change(key, son)
+    CACHE.put(key, _record(son), int(son.get("v") or 0))
     return True
 
 
@@ -503,7 +550,6 @@ __all__ = [
     "MatchingStateDoc",
     "RecordCache",
     "TaskStateDoc",
-    "bump_generation",
     "canonical_kind",
     "deadline_missed",
     "deadline_set",

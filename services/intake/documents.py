@@ -3,7 +3,7 @@
 - issues: one document per issue, carrying its history and its events (outbox).
 - attachments: the files, one document each, written before the issue that points at them.
 - rules: the tenant's classification rules (_id "rules"), absent until the tenant stores its own.
-- version_claims: who won the right to write an issue's (or the rules') next version (services/common/claims.py).
+- version_claims: who won the right to write an issue's (or the rules') next version (services/common/unitofwork.py).
 - duplicate_claims: which open issue holds a (category, cell, time bucket) for duplicate detection.
 """
 

@@ -1,13 +1,9 @@
 """Intake commands and event handlers: load, apply the domain rules, save state and events in one write.
 
-Concurrency. FerretDB v1 runs updates as unisolated read-modify-writes, so two writers of
-one issue could both "succeed" and one change would be lost. Every change to an issue after its creation
-therefore first claims the issue's next version by inserting {_id: "issue:<id>:<version>"} into
-`version_claims` (an insert with a unique _id is atomic everywhere), and only the winner writes that
-version (a whole-document replace conditional on the version it read). A loser re-reads and tries again
-(event-driven changes) or gets ABORTED (a reclassification sent with a stale version). A claim whose
-writer died before writing is taken over after a while under the next name ("…~1"), so one crash
-cannot freeze an issue (services/common/claims.py).
+Concurrency. Every change to an issue after its creation, and to the tenant's rules, is written through the
+unit of work (services/common/unitofwork.py): the next version is claimed by an insert with a unique _id
+("issue:<id>:<version>", "rules:<version>") and only the winner writes it. A loser re-reads and tries again
+(event-driven changes) or gets ABORTED (a reclassification or rules change sent with a stale version).
 
 Duplicates are found without scanning the issues: see services/intake/geo.py for the claim grid.
 """
@@ -31,14 +27,13 @@ from hongling.events.v1 import evaluation_events_pb2 as eev
 from hongling.events.v1 import intake_events_pb2 as ev
 from hongling.events.v1 import publication_events_pb2 as pev
 
-from services.common import paging
-from services.common.claims import claim_version
+from services.common import paging, unitofwork
 from services.common.context import current_request_id, require_tenant
 from services.common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
 from services.common.events import CloudEvent, PoisonEvent
-from services.common.outbox import write_next_version
 from services.common.principal import Principal
 from services.common.protect import Protector
+from services.common.unitofwork import Conflicts, UnitOfWork
 from services.intake import domain, geo, metrics, readmodel
 from services.intake.classify import URGENCY_ZH, Rules, classify, default_rules, rules_from_dict
 from services.intake.documents import (
@@ -96,82 +91,99 @@ _rules_cache: dict[str, tuple[float, Rules]] = {}
 RULES_TTL_SECONDS = 2.0
 
 
-def current_rules() -> Rules:
+def current_rules(uow: UnitOfWork = unitofwork.MONGO) -> Rules:
     """The tenant's classification rules: its stored ones, or the default catalogue (version 0)."""
     tenant = require_tenant()
     cached = _rules_cache.get(tenant)
     if cached is not None and time.monotonic() - cached[0] < RULES_TTL_SECONDS:
         return cached[1]
     read_at = time.monotonic()
-    doc = RulesDoc.objects(id=RULES_ID).first()
+    doc = uow.load(RulesDoc, RULES_ID)
     rules = default_rules() if doc is None else rules_from_dict(doc.rules, doc.version)
     _rules_cache[tenant] = (read_at, rules)
     return rules
 
 
-def put_rules(data: Mapping[str, Any], expected_version: int, by: Principal) -> Rules:
+RULES_CONFLICTS = Conflicts(
+    stale=lambda _id, version, expected: Aborted(
+        f"the rules are at version {version}, not {expected}: reload and retry", field="version"
+    ),
+    raced=lambda _id: Aborted(
+        "the rules were changed by someone else at the same moment: reload and retry", field="version"
+    ),
+    busy=lambda _id: Aborted("the rules kept changing under this update: reload and retry", field="version"),
+)
+
+
+def put_rules(
+    data: Mapping[str, Any], expected_version: int, by: Principal, *, uow: UnitOfWork = unitofwork.MONGO
+) -> Rules:
     """Replace the tenant's rules; `expected_version` is the one the caller read (0: the defaults)."""
     domain.require_role(by.role, domain.RULES_WRITERS, "change the classification rules")
-    stored = RulesDoc.objects(id=RULES_ID).first()
-    version = stored.version if stored is not None else 0
-    if expected_version != version:
-        raise Aborted(f"the rules are at version {version}, not {expected_version}: reload and retry", field="version")
-    rules = rules_from_dict(data, version + 1)
-    if not claim_version(f"rules:{version + 1}"):
-        raise Aborted("the rules were changed by someone else at the same moment: reload and retry", field="version")
-    RulesDoc._get_collection().replace_one(
-        {"_id": RULES_ID},
-        {
-            "_id": RULES_ID,
-            "version": version + 1,
-            "rules": rules.to_dict(),
-            "updated_at": utcnow(),
-            "updated_by": by.sub,
-        },
-        upsert=True,
+    written: list[Rules] = []
+
+    def replace(doc: RulesDoc, _now: datetime) -> bool:
+        rules = rules_from_dict(data, (doc.version or 0) + 1)
+        doc.rules = rules.to_dict()
+        doc.updated_by = by.sub
+        written[:] = [rules]
+        return True
+
+    unitofwork.change(
+        uow,
+        RulesDoc,
+        "rules",
+        RULES_ID,
+        replace,
+        conflicts=RULES_CONFLICTS,
+        now=utcnow,
+        expected_version=expected_version,
+        fresh=lambda: RulesDoc(id=RULES_ID, version=0, rules={}),
     )
     _rules_cache.pop(require_tenant(), None)
-    return rules
+    return written[0]
 
 
 # ---------------------------------------------------------------- versioned writes
 
 
+ISSUE_CONFLICTS = Conflicts(
+    stale=lambda issue_id, version, expected: Aborted(
+        f"issue {issue_id} is at version {version}, not {expected}: reload and retry", field="version"
+    ),
+    raced=lambda issue_id: Aborted(
+        f"issue {issue_id} was changed by someone else at the same moment: reload and retry", field="version"
+    ),
+    busy=lambda issue_id: RuntimeError(
+        f"issue {issue_id} kept changing under this update for {CHANGE_DEADLINE_SECONDS} s"
+    ),
+)
+
+
 def change_issue(
-    issue_id: str, mutate: Mutation, *, expected_version: int | None = None, wait_for_doc: float = 0.0
+    issue_id: str,
+    mutate: Mutation,
+    *,
+    expected_version: int | None = None,
+    wait_for_doc: float = 0.0,
+    uow: UnitOfWork = unitofwork.MONGO,
 ) -> IssueDoc | None:
     """Apply `mutate` to the issue and write it as its next version; None if there is no such issue.
 
     With `expected_version` (a caller's conditional change) a stale version or a lost race is ABORTED;
     without it (event-driven changes) a lost race is retried on a fresh read for a few seconds."""
-    started = time.monotonic()
-    delay = 0.02
-    while True:
-        doc = IssueDoc.objects(id=issue_id).first() if issue_id else None
-        if doc is None:
-            if time.monotonic() - started < wait_for_doc:
-                time.sleep(0.1)
-                continue
-            return None
-        if expected_version is not None and doc.version != expected_version:
-            raise Aborted(
-                f"issue {issue_id} is at version {doc.version}, not {expected_version}: reload and retry",
-                field="version",
-            )
-        old_version = doc.version
-        now = utcnow()
-        if not mutate(doc, now):
-            return doc
-        if write_next_version(doc, "issue", old_version, now):
-            return doc
-        if expected_version is not None:
-            raise Aborted(
-                f"issue {issue_id} was changed by someone else at the same moment: reload and retry", field="version"
-            )
-        if time.monotonic() - started > CHANGE_DEADLINE_SECONDS:
-            raise RuntimeError(f"issue {issue_id} kept changing under this update for {CHANGE_DEADLINE_SECONDS} s")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.5)
+    return unitofwork.change(
+        uow,
+        IssueDoc,
+        f"issue:{issue_id}",
+        issue_id,
+        mutate,
+        conflicts=ISSUE_CONFLICTS,
+        now=utcnow,
+        expected_version=expected_version,
+        wait_for_doc=wait_for_doc,
+        deadline=CHANGE_DEADLINE_SECONDS,
+    ).doc
 
 
 def _history(doc: IssueDoc, kind: str, at: datetime, by: str, note: tuple[str, str]) -> None:
@@ -292,59 +304,56 @@ def _mirror(original: IssueDoc) -> Mutation:
     return mirror
 
 
-def _add_to_original(original_id: str, duplicate_id: str, wait: float) -> str | None:
+def _add_to_original(original_id: str, duplicate_id: str, wait: float, uow: UnitOfWork) -> str | None:
     """Record the duplicate on its original as the original's next version; the original's status, or None
     if there is no such issue. One small read (version, status, duplicates) and one targeted update: the
     original is never read whole nor rewritten whole, however many duplicates it already has."""
-    coll = IssueDoc._get_collection()
-    started = time.monotonic()
-    delay = 0.02
-    while True:
-        raw = coll.find_one({"_id": original_id}, {"version": 1, "status": 1, "duplicates": 1})
-        if raw is None:
-            if time.monotonic() - started < wait:
-                time.sleep(0.1)
-                continue
-            return None
-        status = str(raw.get("status", ""))
+
+    def push(raw: dict[str, Any], now: datetime) -> dict[str, Any] | None:
         if duplicate_id in (raw.get("duplicates") or []):
-            return status
-        version = int(raw.get("version") or 1)
-        if claim_version(f"issue:{original_id}:{version + 1}"):
-            now = utcnow()
-            note = domain.history_note("duplicate_linked", duplicate=duplicate_id)
-            entry = HistoryDoc(
-                at=now, kind="duplicate_linked", status=status, note_zh=note[0], note_en=note[1], by="intake"
-            ).to_mongo()
-            done = coll.update_one(
-                {"_id": original_id, "version": version},
-                {
-                    "$push": {"duplicates": duplicate_id, "history": entry},
-                    "$set": {"version": version + 1, "updated_at": _ms(now)},
-                },
-            )
-            if done.matched_count:
-                return status
-        if time.monotonic() - started > CHANGE_DEADLINE_SECONDS:
-            raise RuntimeError(f"issue {original_id} kept changing under this update for {CHANGE_DEADLINE_SECONDS} s")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.5)
+            return None
+        note = domain.history_note("duplicate_linked", duplicate=duplicate_id)
+        entry = HistoryDoc(
+            at=now,
+            kind="duplicate_linked",
+            status=str(raw.get("status", "")),
+            note_zh=note[0],
+            note_en=note[1],
+            by="intake",
+        ).to_mongo()
+        return {"$push": {"duplicates": duplicate_id, "history": entry}}
+
+    raw = unitofwork.change_fields(
+        uow,
+        IssueDoc,
+        f"issue:{original_id}",
+        original_id,
+        ("status", "duplicates"),
+        push,
+        conflicts=ISSUE_CONFLICTS,
+        now=utcnow,
+        wait_for_doc=wait,
+        deadline=CHANGE_DEADLINE_SECONDS,
+    )
+    return None if raw is None else str(raw.get("status", ""))
 
 
-def link_duplicate(original_id: str, duplicate_id: str, *, wait: float = 0.0) -> IssueDoc | None:
+def link_duplicate(
+    original_id: str, duplicate_id: str, *, wait: float = 0.0, uow: UnitOfWork = unitofwork.MONGO
+) -> IssueDoc | None:
     """Record the duplicate on its original (history "duplicate_linked") and bring the duplicate to the
     original's status. Idempotent: run at creation and again from the IssueMarkedDuplicate event.
     Returns the duplicate as it was written when it took over the original's status, or None when there
     was nothing to take over (then neither the duplicate nor the whole original is read)."""
-    status = _add_to_original(original_id, duplicate_id, wait)
+    status = _add_to_original(original_id, duplicate_id, wait, uow)
     if status is None:
         raise NotFound(f"original issue {original_id!r} of duplicate {duplicate_id!r} not found")
     if status in NOT_MIRRORED:
         return None  # nothing to mirror
-    original = IssueDoc.objects(id=original_id).first()
+    original = uow.load(IssueDoc, original_id)
     if original is None:
         raise NotFound(f"original issue {original_id!r} of duplicate {duplicate_id!r} not found")
-    return change_issue(duplicate_id, _mirror(original))
+    return change_issue(duplicate_id, _mirror(original), uow=uow)
 
 
 # ---------------------------------------------------------------- create
@@ -612,13 +621,20 @@ def count_issues(community_id: str) -> dict[str, int]:
 
 
 def reclassify_issue(
-    issue_id: str, urgency: str, category: str, reason: str, version: int, by: Principal
+    issue_id: str,
+    urgency: str,
+    category: str,
+    reason: str,
+    version: int,
+    by: Principal,
+    *,
+    uow: UnitOfWork = unitofwork.MONGO,
 ) -> tuple[IssueDoc, Rules]:
     """A community worker's new class and/or category, with a reason: history + IssueReclassified."""
     domain.require_role(by.role, domain.HANDLER_ROLES, "reclassify issues")
     if version <= 0:
         raise InvalidArgument("version is required: send the version you read (防止覆盖他人修改)", field="version")
-    rules = current_rules()
+    rules = current_rules(uow)
     tenant = require_tenant()
     moved: dict[str, str] = {}
 
@@ -665,7 +681,7 @@ def reclassify_issue(
         return True
 
     try:
-        doc = change_issue(issue_id, change, expected_version=version)
+        doc = change_issue(issue_id, change, expected_version=version, uow=uow)
     except BaseException:
         if moved.get("new"):
             _release_claim(moved["new"], issue_id)  # the write did not happen: give the new claim back
@@ -754,7 +770,16 @@ def _set_status(doc: IssueDoc, new: str, kind: str, event_at: datetime, note: tu
     metrics.STATUS_CHANGES.labels(require_tenant(), new).inc()
 
 
-def advance(issue_id: str, target: str, kind: str, event_at: datetime, by: str, **note_kw: str) -> IssueDoc | None:
+def advance(
+    issue_id: str,
+    target: str,
+    kind: str,
+    event_at: datetime,
+    by: str,
+    *,
+    uow: UnitOfWork = unitofwork.MONGO,
+    **note_kw: str,
+) -> IssueDoc | None:
     """Move the issue along its lifecycle (forward only; see domain.next_status), then its duplicates."""
     reopen = kind == "reopened"
 
@@ -772,14 +797,14 @@ def advance(issue_id: str, target: str, kind: str, event_at: datetime, by: str, 
         _set_status(doc, new, kind, event_at, domain.history_note(kind, **note_kw), by)
         return True
 
-    doc = change_issue(issue_id, step)
+    doc = change_issue(issue_id, step, uow=uow)
     if doc is None:
         log.info("lifecycle event for issue %s, unknown in this tenant: ignored", issue_id)
         return None
     if doc.status in domain.CLOSED and doc.dup_claim:
         _release_claim(doc.dup_claim, doc.id)  # closed: new reports near it start their own issue
     for dup in doc.duplicates:
-        change_issue(dup, _mirror(doc))
+        change_issue(dup, _mirror(doc), uow=uow)
     return doc
 
 

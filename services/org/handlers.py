@@ -20,7 +20,7 @@ import pymongo.errors
 from google.protobuf.message import Message
 from hongling.events.v1 import org_events_pb2 as oev
 
-from services.common import claims
+from services.common import unitofwork
 from services.common.context import current_principal, require_tenant
 from services.common.errors import (
     Aborted,
@@ -30,8 +30,8 @@ from services.common.errors import (
     NotFound,
     PermissionDenied,
 )
-from services.common.outbox import OUTBOX_SIGNAL, mark_pending
 from services.common.protect import Protector
+from services.common.unitofwork import Conflicts, UnitOfWork
 from services.org import documents as d
 from services.org import domain, index
 
@@ -395,14 +395,19 @@ def spec(name: str) -> EntitySpec:
         raise InvalidArgument(f"unknown entity {name!r}; use one of: {', '.join(SPECS)}", field="entity") from None
 
 
-def claim_version(sp: EntitySpec, ident: str, version: int) -> None:
-    """Win the right to write `version` of this record (services/common/claims.py), or Aborted if another
-    writer has it: exactly one writer per (record, version) gets past here."""
-    if not claims.claim_version(f"{sp.name}:{ident}:{version}"):
-        raise Aborted(
+def _conflicts(sp: EntitySpec, stale_suffix: str) -> Conflicts:
+    return Conflicts(
+        stale=lambda ident, version, expected: Aborted(
+            f"{sp.name} {ident!r} is at version {version}, not {expected}{stale_suffix}", field="version"
+        ),
+        raced=lambda ident: Aborted(
             f"{sp.name} {ident!r} was changed by someone else at the same moment: reload and retry",
             field="version",
-        )
+        ),
+        busy=lambda ident: Aborted(
+            f"{sp.name} {ident!r} kept changing under this change: reload and retry", field="version"
+        ),
+    )
 
 
 def bump_generation() -> None:
@@ -498,75 +503,88 @@ def create(sp: EntitySpec, data: Mapping[str, Any], ctx: Context) -> d.OrgDocume
     return doc
 
 
-def update(sp: EntitySpec, data: Mapping[str, Any], ctx: Context) -> d.OrgDocument:
+def _not_found(sp: EntitySpec, ident: str) -> NotFound:
+    return NotFound(f"{sp.name} {ident!r} not found in this tenant (未找到)", field="id")
+
+
+def update(
+    sp: EntitySpec, data: Mapping[str, Any], ctx: Context, *, uow: UnitOfWork = unitofwork.MONGO
+) -> d.OrgDocument:
     ident = str(data.get("id") or "")
     expected = int(data.get("version") or 0)
     if expected <= 0:
         raise InvalidArgument("version is required: send the version you read (防止覆盖他人修改)", field="version")
-    old = get(sp, ident)
-    if old.version != expected:
-        raise Aborted(
-            f"{sp.name} {ident!r} is at version {old.version}, not {expected}: reload and retry", field="version"
-        )
-    values = _clean(sp, data, old, ctx)
-    if values.get("id_number_key") == "":
-        values["id_number_key"] = f"none:{ident}"
-    new = sp.doc(
-        id=ident, version=expected + 1, created_at=old.created_at, updated_at=datetime.now(UTC), **_embedded(sp, values)
-    )
-    pending = _record(sp, new, "updated", old)
-    sets = {f"set__{k}": getattr(new, k) for k in values}
-    claim_version(sp, ident, expected + 1)
-    bump_generation()
-    mark_pending(sp.doc, ident)
+    unique_field = "id"
+
+    def apply(doc: d.OrgDocument, _now: datetime) -> bool:
+        nonlocal unique_field
+        old = sp.doc._from_son(doc.to_mongo())
+        values = _clean(sp, data, old, ctx)
+        if values.get("id_number_key") == "":
+            values["id_number_key"] = f"none:{ident}"
+        unique_field = "name_zh" if "name_zh" in values else "id"
+        for name, value in _embedded(sp, values).items():
+            setattr(doc, name, value)
+        doc.version = old.version + 1  # what its events carry (the unit of work writes that version)
+        _record(sp, doc, "updated", old)
+        bump_generation()
+        return True
+
     try:
-        updated = sp.doc.objects(id=ident, version=expected).modify(
-            new=True,
-            set__version=expected + 1,
-            set__updated_at=new.updated_at,
-            push_all__outbox=pending,
-            **sets,
+        done = unitofwork.change(
+            uow,
+            sp.doc,
+            f"{sp.name}:{ident}",
+            ident,
+            apply,
+            conflicts=_conflicts(sp, ": reload and retry"),
+            now=lambda: datetime.now(UTC),
+            expected_version=expected,
+            exists=lambda doc: not doc.deleted,
         )
     except (me.NotUniqueError, pymongo.errors.DuplicateKeyError):
-        raise AlreadyExists(sp.unique_message, field="name_zh" if "name_zh" in values else "id") from None
-    if updated is None:
-        raise Aborted(f"{sp.name} {ident!r} changed while this update was made: reload and retry", field="version")
+        raise AlreadyExists(sp.unique_message, field=unique_field) from None
+    if done.doc is None:
+        raise _not_found(sp, ident)
     bump_generation()
-    note_write(sp, updated)
-    OUTBOX_SIGNAL.set()
-    return updated
+    note_write(sp, done.doc)
+    return done.doc
 
 
-def delete(sp: EntitySpec, ident: str, expected: int) -> None:
+def delete(sp: EntitySpec, ident: str, expected: int, *, uow: UnitOfWork = unitofwork.MONGO) -> None:
     if not sp.deletable:
         raise FailedPrecondition(f"{sp.name} records are not deleted; update them instead")
-    old = get(sp, ident)
-    if expected and old.version != expected:
-        raise Aborted(f"{sp.name} {ident!r} is at version {old.version}, not {expected}", field="version")
-    # The deletion event must survive the document: it is written as a tombstone first (one write),
-    # and the relay removes tombstones once their events are out.
-    pending = _record(sp, old, "deleted", old)
-    claim_version(sp, ident, old.version + 1)
-    bump_generation()
-    mark_pending(sp.doc, ident)
-    done = sp.doc.objects(id=ident, version=old.version).modify(
-        new=True,
-        set__deleted=True,
-        set__version=old.version + 1,
-        push_all__outbox=pending,
+
+    def tombstone(doc: d.OrgDocument, _now: datetime) -> bool:
+        # The deletion event must survive the document: it is written as a tombstone (one write), and the
+        # relay removes tombstones once their events are out.
+        _record(sp, doc, "deleted", doc)
+        doc.deleted = True
+        bump_generation()
+        return True
+
+    done = unitofwork.change(
+        uow,
+        sp.doc,
+        f"{sp.name}:{ident}",
+        ident,
+        tombstone,
+        conflicts=_conflicts(sp, ""),
+        now=lambda: datetime.now(UTC),
+        expected_version=expected or None,
+        exists=lambda doc: not doc.deleted,
     )
-    if done is None:
-        raise Aborted(f"{sp.name} {ident!r} changed while it was being deleted: reload and retry", field="version")
+    if done.doc is None:
+        raise _not_found(sp, ident)
     bump_generation()
-    note_write(sp, done)
-    OUTBOX_SIGNAL.set()
+    note_write(sp, done.doc)
 
 
 def get(sp: EntitySpec, ident: str) -> d.OrgDocument:
     # By _id alone (FerretDB answers that from its primary key; any extra condition means a scan).
     doc = sp.doc.objects(id=ident).first() if ident else None
     if doc is None or doc.deleted:
-        raise NotFound(f"{sp.name} {ident!r} not found in this tenant (未找到)", field="id")
+        raise _not_found(sp, ident)
     return doc
 
 

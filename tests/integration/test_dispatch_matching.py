@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -124,6 +125,36 @@ def test_rejected_work_is_open_again_and_finished_only_once(env: Settings) -> No
     assert rec("person", who) == HelperRecord(load=0, done=1, on_time=1)
 
 
+def test_concurrent_changes_of_one_helper_lose_no_count(env: Settings, mongo_client: MongoClient[Any]) -> None:
+    """Eight consumers taking eight tasks for one helper at the same moment (FerretDB isolates no conditional
+    update nor $inc: each change is the record's next version, claimed by insert), then finishing them: every
+    task is counted once, and every change is in the log under a generation of its own."""
+    clock, helper = Clock(), unique("p")
+    tasks = [tid() for _ in range(8)]
+    at = clock.next()
+    before = int((mongo_client[DB]["matching_state"].find_one({"_id": "generation"}) or {}).get("n") or 0)
+
+    def take(task: str) -> None:
+        with context.bound(tenant=T):
+            model.task_taken(task, "i9", "person", helper, at, replaces=True)
+
+    def finish(task: str) -> None:
+        with context.bound(tenant=T):
+            model.status_changed(task, "i9", "", "done", clock.at + timedelta(minutes=5))
+
+    with ThreadPoolExecutor(max_workers=len(tasks)) as pool:
+        list(pool.map(take, tasks))
+    assert rec("person", helper) == HelperRecord(load=len(tasks))
+    with ThreadPoolExecutor(max_workers=len(tasks)) as pool:
+        list(pool.map(finish, tasks))
+    assert rec("person", helper) == HelperRecord(load=0, done=len(tasks), on_time=len(tasks))
+    key = record_key("person", helper)
+    logged = [c["v"] for c in mongo_client[DB]["matching_changes"].find({"key": key})]
+    assert sorted(logged) == list(range(1, 2 * len(tasks) + 1))  # each version once, none lost
+    after = int((mongo_client[DB]["matching_state"].find_one({"_id": "generation"}) or {}).get("n") or 0)
+    assert after - before >= 2 * len(tasks)
+
+
 def test_helper_documents_are_keyed_kind_and_id(env: Settings, mongo_client: MongoClient[Any]) -> None:
     who = unique("u")
     model.task_taken(tid(), "i6", "member_unit", who, datetime.now(UTC), replaces=True)
@@ -189,7 +220,7 @@ def test_changes_by_another_process_show_after_the_generation_moved(
 
     assert not a_is_full()  # the tenant's records are in memory now
     # Another dispatch process changes a's record: first the document alone, then it logs the change (as
-    # helpers_model._change does: the generation moves on and the new counters are logged under it).
+    # helpers_model._change does: the new counters are logged under the next generation).
     key = record_key("person", a)
     coll = mongo_client[DB]["matching_helpers"]
     doc = coll.find_one_and_update(

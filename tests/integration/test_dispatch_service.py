@@ -848,6 +848,7 @@ def test_a_member_acts_only_as_itself(system: System, scene: Scene) -> None:
     assert me.TransitionTask(pb.TransitionTaskRequest(task_id=task.id, action="done")).status == "done"
     err = me.fails("TransitionTask", pb.TransitionTaskRequest(task_id=task.id, action="verify"))
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED  # verifying is the community's
+
     def listed() -> pb.ListTasksResponse | None:
         got = me.ListTasks(pb.ListTasksRequest(page_size=200))
         return got if task.id in {x.id for x in got.tasks} else None
