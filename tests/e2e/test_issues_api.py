@@ -12,7 +12,7 @@ from typing import Any
 import requests
 from pymongo import MongoClient
 
-from tests.conftest import TEST_COMMUNITY, TEST_POINT, System, unique
+from tests.conftest import TEST_COMMUNITY, TEST_POINT, System, unique, wait_for
 from tests.e2e.test_governance import Place, approver, body, call, department, file
 
 T = "caiyuan"
@@ -112,6 +112,9 @@ def test_search_reclassify_with_if_match_and_history(system: System) -> None:
         ).json()["issue"]
         for _ in range(3)
     ]
+    # Searches come from the SQL read model: the three show there once the projector has them.
+    search = {"text": word, "grid_id": f"{TEST_COMMUNITY}-g"}
+    wait_for(lambda: len(requests.get(url(system), params=search, headers=staff, timeout=15).json()["issues"]) == 3)
     found = requests.get(url(system), params={"text": word, "page_size": "2"}, headers=staff, timeout=15).json()
     assert len(found["issues"]) == 2 and found["next_page_token"]
     rest = requests.get(
