@@ -135,7 +135,14 @@ def test_search_reclassify_with_if_match_and_history(system: System) -> None:
     target = url(system, f"/{original['id']}/reclassify")
     change = {"urgency": "urgent", "reason": "灯杆倾斜，有倒伏危险"}
     assert requests.post(target, json=change, headers=staff, timeout=15).status_code == 428
-    etag = requests.get(url(system, f"/{original['id']}"), headers=staff, timeout=15).headers["ETag"]
+
+    def blown() -> requests.Response | None:
+        # The call dispatch blows for the issue changes it too (WhistleBlown, asynchronously): read the
+        # version after that, or a reclassification racing it would rightly be refused as stale.
+        got = requests.get(url(system, f"/{original['id']}"), headers=staff, timeout=15)
+        return got if got.json()["issue"]["status"] == "whistle_blown" else None
+
+    etag = wait_for(blown).headers["ETag"]
     ok = requests.post(target, json=change, headers={**staff, "If-Match": etag}, timeout=15)
     assert ok.status_code == 200, ok.text
     after = ok.json()["issue"]
