@@ -565,12 +565,3 @@ def check_filter(f: IssueFilter, category_codes: Sequence[str]) -> IssueFilter:
         created_to=f.created_to,
         text=text,
     )
-
-
-REGEX_SPECIAL = frozenset("\\.^$|?*+()[]{}-/#&~")
-
-
-def regex_literal(text: str) -> str:
-    """A regular expression matching `text` literally, in the syntax of both MongoDB (PCRE) and FerretDB
-    (Go RE2): only ASCII punctuation is escaped (RE2 refuses escapes of anything else, e.g. a space)."""
-    return "".join(f"\\{ch}" if ch in REGEX_SPECIAL else ch for ch in text)
