@@ -181,16 +181,16 @@ class ProjectionWorker:
         return written
 
 
+def _partitions(consumer: KafkaConsumer, projection: Projection) -> list[TopicPartition]:
+    return [TopicPartition(t, p) for t in projection.topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+
+
 def rewind(projection: Projection, bootstrap: str) -> int:
     """Move the projection's consumer group to the start of its topics (its process must be stopped), so
     that it projects every event again; returns the partitions rewound."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=projection.group, enable_auto_commit=False)
     try:
-        parts = [
-            TopicPartition(topic, p)
-            for topic in projection.topics
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
+        parts = _partitions(consumer, projection)
         if not parts:
             return 0
         starts = consumer.beginning_offsets(parts)
@@ -205,11 +205,7 @@ def wait_caught_up(projection: Projection, bootstrap: str, deadline_seconds: flo
     """True once the projection's group has committed the end of every partition (rebuilds, benchmarks)."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=projection.group, enable_auto_commit=False)
     try:
-        parts = [
-            TopicPartition(topic, p)
-            for topic in projection.topics
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
+        parts = _partitions(consumer, projection)
         ends = consumer.end_offsets(parts)
         until = time.monotonic() + deadline_seconds
         while time.monotonic() < until:

@@ -24,17 +24,22 @@ import argparse
 import logging
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, MetaData, create_engine, make_url, text
+import bson
+from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, make_url, select, text
+from sqlalchemy.dialects.postgresql import insert
 
 from services.common.context import require_tenant
 from services.common.settings import Settings, get_settings
 from services.common.tenants import tenant_slugs
 
 log = logging.getLogger(__name__)
+D = TypeVar("D")
 
 PLACEHOLDER = "tenant"
 DISTRICT = ""  # the district level (records of no one tenant, e.g. the audit log's district entries)
@@ -122,6 +127,46 @@ def lock_aggregates(conn: Connection, ids: list[str]) -> None:
     conn.execute(
         text("SELECT pg_advisory_xact_lock(hashtextextended(x, 0)) FROM unnest(CAST(:ids AS text[])) AS x ORDER BY x"),
         {"ids": sorted(set(ids))},
+    )
+
+
+# ---------------------------------------------------------------- rows kept from aggregates
+
+# A row's `body`: the aggregate as the write side held it (BSON), read back with aware UTC times.
+BODY_CODEC: bson.CodecOptions[dict[str, Any]] = bson.CodecOptions(tz_aware=True, tzinfo=UTC)
+
+
+def utc(at: datetime | None) -> datetime | None:
+    """A stored time as an aware UTC datetime (the write side may hand back naive UTC)."""
+    return None if at is None else (at if at.tzinfo else at.replace(tzinfo=UTC))
+
+
+def body_of(raw: Mapping[str, Any]) -> bytes:
+    """The aggregate for a row's `body`, without its outbox (events are the write side's business)."""
+    return bson.encode({k: v for k, v in raw.items() if k != "outbox"})
+
+
+def document_of(doc_cls: type[D], body: bytes) -> D:
+    """The aggregate a row's `body` holds, as its mongoengine document (never saved from here)."""
+    return doc_cls._from_son(bson.decode(body, codec_options=BODY_CODEC))  # type: ignore[attr-defined]
+
+
+def newer_ids(conn: Connection, table: Table, docs: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The ids of the documents whose version is newer than their row's (or that have no row)."""
+    held = dict(conn.execute(select(table.c.id, table.c.version).where(table.c.id.in_(list(docs)))).tuples().all())
+    return [ident for ident, raw in docs.items() if held.get(ident, 0) < int(raw.get("version") or 1)]
+
+
+def upsert_newer(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert the rows, or replace those whose stored version is older (never a newer one: an event
+    seen late or twice cannot undo a later state)."""
+    stmt = insert(table).values(rows)
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[table.c.id],
+            set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name != "id"},
+            where=table.c.version < stmt.excluded.version,
+        )
     )
 
 

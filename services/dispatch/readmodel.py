@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import bson
 from hongling.events.v1 import dispatch_events_pb2 as dev
 from sqlalchemy import (
     Boolean,
@@ -36,7 +35,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 
 from services.common import mongo, paging, readside
@@ -77,11 +76,6 @@ WHISTLES = Table(
 )
 TASK_COLLECTION = TaskDoc._get_collection_name()
 WHISTLE_COLLECTION = WhistleDoc._get_collection_name()
-BODY_CODEC: bson.CodecOptions[dict[str, Any]] = bson.CodecOptions(tz_aware=True, tzinfo=UTC)
-
-
-def _utc(at: datetime | None) -> datetime | None:
-    return None if at is None else (at if at.tzinfo else at.replace(tzinfo=UTC))
 
 
 def _strs(values: Any) -> list[str]:
@@ -93,17 +87,17 @@ def task_row(raw: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": raw["_id"],
         "version": int(raw.get("version") or 1),
-        "created_at": _utc(raw["created_at"]),
+        "created_at": readside.utc(raw["created_at"]),
         "status": status,
         "finished": status in domain.FINISHED,
         "community_id": str(raw.get("community_id") or ""),
         "grid_id": str(raw.get("grid_id") or ""),
         "call_type": str(raw.get("call_type") or ""),
-        "report_in_by": _utc(raw.get("report_in_by")),
-        "complete_by": _utc(raw.get("complete_by")),
+        "report_in_by": readside.utc(raw.get("report_in_by")),
+        "complete_by": readside.utc(raw.get("complete_by")),
         "crew_ids": _strs(raw.get("crew_ids")),
         "whistle_ids": _strs(raw.get("whistle_ids")),
-        "body": bson.encode({k: v for k, v in raw.items() if k != "outbox"}),
+        "body": readside.body_of(raw),
     }
 
 
@@ -111,31 +105,14 @@ def whistle_row(raw: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": raw["_id"],
         "version": int(raw.get("version") or 1),
-        "blown_at": _utc(raw["blown_at"]),
+        "blown_at": readside.utc(raw["blown_at"]),
         "community_id": str(raw.get("community_id") or ""),
         "call_type": str(raw.get("call_type") or ""),
         "target_ids": _strs(raw.get("target_ids")),
         "task_ids": _strs(raw.get("task_ids")),
         "open": True,  # worked out from the task rows just after (_settle_open)
-        "body": bson.encode({k: v for k, v in raw.items() if k != "outbox"}),
+        "body": readside.body_of(raw),
     }
-
-
-def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    stmt = insert(table).values(rows)
-    conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[table.c.id],
-            set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name != "id"},
-            where=table.c.version < stmt.excluded.version,
-        )
-    )
-
-
-def _newer(conn: Connection, table: Table, docs: Mapping[str, Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The documents whose version is newer than their row's (or that have none)."""
-    held = dict(conn.execute(select(table.c.id, table.c.version).where(table.c.id.in_(list(docs)))).tuples().all())
-    return [raw for ident, raw in docs.items() if held.get(ident, 0) < int(raw.get("version") or 1)]
 
 
 def _settle_open(conn: Connection, where: ColumnElement[bool]) -> None:
@@ -154,9 +131,9 @@ def _fetch(collection: str, ids: list[str]) -> dict[str, Mapping[str, Any]]:
 def refresh_tasks(conn: Connection, ids: list[str]) -> int:
     readside.lock_aggregates(conn, ids)
     docs = _fetch(TASK_COLLECTION, ids)
-    rows = [task_row(raw) for raw in _newer(conn, TASKS, docs)] if docs else []
+    rows = [task_row(docs[i]) for i in readside.newer_ids(conn, TASKS, docs)] if docs else []
     if rows:
-        _upsert(conn, TASKS, rows)
+        readside.upsert_newer(conn, TASKS, rows)
         _settle_open(conn, WHISTLES.c.task_ids.overlap([r["id"] for r in rows]))
     return len(rows)
 
@@ -164,9 +141,9 @@ def refresh_tasks(conn: Connection, ids: list[str]) -> int:
 def refresh_whistles(conn: Connection, ids: list[str]) -> int:
     readside.lock_aggregates(conn, ids)
     docs = _fetch(WHISTLE_COLLECTION, ids)
-    rows = [whistle_row(raw) for raw in _newer(conn, WHISTLES, docs)] if docs else []
+    rows = [whistle_row(docs[i]) for i in readside.newer_ids(conn, WHISTLES, docs)] if docs else []
     if rows:
-        _upsert(conn, WHISTLES, rows)
+        readside.upsert_newer(conn, WHISTLES, rows)
         _settle_open(conn, WHISTLES.c.id.in_([r["id"] for r in rows]))
     return len(rows)
 
@@ -208,11 +185,11 @@ PROJECTION = Projection(
 
 
 def task_of(body: bytes) -> TaskDoc:
-    return TaskDoc._from_son(bson.decode(body, codec_options=BODY_CODEC))
+    return readside.document_of(TaskDoc, body)
 
 
 def whistle_of(body: bytes) -> WhistleDoc:
-    return WhistleDoc._from_son(bson.decode(body, codec_options=BODY_CODEC))
+    return readside.document_of(WhistleDoc, body)
 
 
 def list_tasks(

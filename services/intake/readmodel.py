@@ -16,10 +16,8 @@ from __future__ import annotations
 import unicodedata
 from collections import Counter
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
-import bson
 from hongling.events.v1 import intake_events_pb2 as ev
 from sqlalchemy import (
     BigInteger,
@@ -71,11 +69,6 @@ COUNTS = Table(
 )
 ALL_COMMUNITIES = "*"
 COLLECTION = IssueDoc._get_collection_name()
-BODY_CODEC: bson.CodecOptions[dict[str, Any]] = bson.CodecOptions(tz_aware=True, tzinfo=UTC)
-
-
-def _utc(at: datetime | None) -> datetime | None:
-    return None if at is None else (at if at.tzinfo else at.replace(tzinfo=UTC))
 
 
 def normalize(value: str) -> str:
@@ -107,12 +100,11 @@ def row_of(raw: Mapping[str, Any]) -> dict[str, Any]:
     """The read-model row of an issue document as the write side holds it."""
     place = raw.get("place") or {}
     title, description = str(raw.get("title") or ""), str(raw.get("description") or "")
-    body = {k: v for k, v in raw.items() if k != "outbox"}
     return {
         "id": raw["_id"],
         "version": int(raw.get("version") or 1),
-        "created_at": _utc(raw["created_at"]),
-        "updated_at": _utc(raw.get("updated_at")),
+        "created_at": readside.utc(raw["created_at"]),
+        "updated_at": readside.utc(raw.get("updated_at")),
         "status": str(raw.get("status") or ""),
         "category": str(raw.get("category") or ""),
         "urgency": str(raw.get("urgency") or ""),
@@ -121,7 +113,7 @@ def row_of(raw: Mapping[str, Any]) -> dict[str, Any]:
         "grid_id": str(place.get("grid_id") or ""),
         "search": normalize(title) + "\n" + normalize(description),
         "grams": grams(title + "\n" + description),
-        "body": bson.encode(body),
+        "body": readside.body_of(raw),
     }
 
 
@@ -156,14 +148,7 @@ def refresh_issues(conn: Connection, ids: list[str]) -> int:
         deltas[(ALL_COMMUNITIES, row["status"])] += 1
     if not rows:
         return 0
-    stmt = insert(ISSUES).values(rows)
-    conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[ISSUES.c.id],
-            set_={c.name: stmt.excluded[c.name] for c in ISSUES.columns if c.name != "id"},
-            where=ISSUES.c.version < stmt.excluded.version,
-        )
-    )
+    readside.upsert_newer(conn, ISSUES, rows)
     changes = [{"community_id": c, "status": s, "n": n} for (c, s), n in sorted(deltas.items()) if n]
     if changes:
         up = insert(COUNTS).values(changes)
@@ -176,7 +161,7 @@ def refresh_issues(conn: Connection, ids: list[str]) -> int:
 
 
 def issue_of(body: bytes) -> IssueDoc:
-    return IssueDoc._from_son(bson.decode(body, codec_options=BODY_CODEC))
+    return readside.document_of(IssueDoc, body)
 
 
 def list_issues(flt: domain.IssueFilter, page_size: int, page_token: str) -> tuple[list[IssueDoc], str]:
@@ -195,9 +180,9 @@ def list_issues(flt: domain.IssueFilter, page_size: int, page_token: str) -> tup
         if value:
             where.append(c[name] == value)
     if flt.created_from:
-        where.append(c.created_at >= _utc(flt.created_from))
+        where.append(c.created_at >= readside.utc(flt.created_from))
     if flt.created_to:
-        where.append(c.created_at < _utc(flt.created_to))
+        where.append(c.created_at < readside.utc(flt.created_to))
     needle = normalize(flt.text.strip())
     if needle:
         where.append(c.grams.contains(query_grams(needle)))
