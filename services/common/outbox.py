@@ -19,14 +19,21 @@ deleted; a crash between marker and write leaves a marker to a document without 
 is cleaned up the same way. Several relay processes may publish the same event twice; consumers
 drop the duplicate.
 
-Each write that carries events also signals this process's relay with its marker's id: the relay reads
-those markers by _id (an index look-up, on the local FerretDB too: deploy/local/patches) and their documents
-by _id at once, instead of waiting for the full marker scan, which runs every `interval` for the markers of
-other processes and of crashed writes. An in-memory hand-off of creations to the relay (kept while a read by
-_id scanned) did not pay once reads by _id were index look-ups: bench/intake_throughput.py, three alternated
-runs each on one shared 2-core machine, CPU ms per accepted issue (whole stack) 23.2 / 24.2 / 21.1 with it,
-19.1 / 20.7 / 17.7 without; its ratio to a raw insert 21.1 / 13.5 / 21.8 with, 21.1 / 21.3 / 24.3 without
-(noise); issues/s 36 / 39 / 51 with, 61 / 47 / 63 without. So it went.
+Hand-off. Each read above is a round trip through FerretDB to PostgreSQL and back (by _id an index
+search, deploy/local/patches; the marker scan reads every marker of the tenant). A creation (`save(force_insert=True)`)
+therefore also hands its events to this process's own relay once its write succeeded: the relay
+publishes them from memory (no document read, no `outbox_published` look-up: nobody else can have
+published events of a document this process just created, short of another relay seeing its marker,
+which is the duplicate consumers already drop), records them in `outbox_published` with the other
+creations of its tenant at most a second later (one insert per tenant and second under load, where each
+creation took its own; a crash in that second republishes them, which consumers drop), and deletes
+the marker after its grace without reading the document. Nothing else changes: the marker is written before the
+document, so after a crash, a failed publish or in another process the marker path above finds the
+events as before. Creations have no earlier events, so publishing them first keeps the order per
+aggregate; a document with a creation still under way or handed over is skipped by the marker scan.
+Changes (not creations) signal the relay at once: it reads the markers this process wrote for them
+(and, until their write is surely over, the young markers it saw) by _id, instead of scanning the
+markers of every tenant for each change; the full marker scan runs every `interval`.
 """
 
 from __future__ import annotations
@@ -56,10 +63,11 @@ log = logging.getLogger(__name__)
 
 # Set whenever a handler saves events, so the relay publishes at once instead of at its next poll.
 OUTBOX_SIGNAL = threading.Event()
-# Set when a write is about to carry events (the relay looks at its marker at once).
+# Set when a write other than a creation is about to carry events (the relay looks at its marker at once).
 CHANGE_SIGNAL = threading.Event()
 # The markers behind CHANGE_SIGNAL: (tenant, collection) -> marker ids written by this process. The relay
-# reads them by _id instead of scanning all markers for each write; the full scan still runs every interval.
+# reads them by _id (an index look-up on the local FerretDB, where the full marker scan reads every marker
+# of every tenant) instead of scanning all markers for each change; the full scan still runs every interval.
 _CHANGED_LOCK = threading.Lock()
 _CHANGED: dict[tuple[str, str], set[str]] = defaultdict(set)
 MARKERS = "outbox_markers"
@@ -68,12 +76,48 @@ MARKER_GRACE = timedelta(seconds=10)
 # A marker younger than this may belong to a write still under way: look at it on every pass.
 MARKER_YOUNG = timedelta(seconds=2)
 KNOWN_PUBLISHED_MAX = 200_000
+HANDOFF_MAX = 20_000
 YOUNG_RESCAN_SECONDS = 0.05
 RELAY_LINGER_SECONDS = 0.01
+# Published hand-off events are recorded at least this often, or once this many are waiting.
+RECORD_SECONDS = 1.0
+RECORD_MAX = 2000
 
 
 def _aware(at: datetime) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+class _Handoff:
+    """This process's creations, handed to its own relay (see "Hand-off" in the module docstring)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        # marker id -> (tenant, collection, doc id): a creation whose write is under way.
+        self.in_flight: dict[str, tuple[str, str, Any]] = {}
+        # marker id -> (tenant, collection, doc id, events): a creation written with these events.
+        self.ready: OrderedDict[str, tuple[str, str, Any, list[dict[str, Any]]]] = OrderedDict()
+
+    def begin(self, marker_id: str, key: tuple[str, str, Any]) -> None:
+        with self.lock:
+            self.in_flight[marker_id] = key
+
+    def end(self, marker_id: str, events: list[dict[str, Any]] | None) -> None:
+        """The write of this marker's creation is over: written with `events`, or failed (None)."""
+        with self.lock:
+            key = self.in_flight.pop(marker_id, None)
+            if key is not None and events:
+                self.ready[marker_id] = (*key, events)
+                while len(self.ready) > HANDOFF_MAX:
+                    self.ready.popitem(last=False)  # the relay is far behind: these take the marker path
+
+    def busy(self) -> set[tuple[str, str, Any]]:
+        """The documents this process's relay publishes from the hand-off (or is about to)."""
+        with self.lock:
+            return {*self.in_flight.values(), *((t, c, d) for t, c, d, _ in self.ready.values())}
+
+
+HANDOFF = _Handoff()
 
 
 def _marker(collection: str, doc_id: str, at: datetime) -> dict[str, Any]:
@@ -81,20 +125,20 @@ def _marker(collection: str, doc_id: str, at: datetime) -> dict[str, Any]:
     return {"_id": uuid.uuid4().hex, "collection": collection, "doc": doc_id, "at": at}
 
 
-def mark_pending(doc_cls: type[Any], doc_id: str) -> str:
-    """Tell the relay that this document is about to carry new events (call before the write); returns the
-    marker's id."""
+def mark_pending(doc_cls: type[Any], doc_id: str, *, creation: bool = False) -> str:
+    """Tell the relay that this document is about to carry new events (call before the write);
+    returns the marker's id. A `creation` must be followed by `hand_over` once its write is over."""
     name = doc_cls._get_collection_name()
     marker = _marker(name, doc_id, datetime.now(UTC))
+    marker_id = marker["_id"]
     groupcommit.insert(doc_cls._get_db()[MARKERS], marker)
-    _signal(require_tenant(), name, [marker["_id"]])
-    return str(marker["_id"])
-
-
-def _signal(tenant: str, collection: str, marker_ids: Sequence[str]) -> None:
-    with _CHANGED_LOCK:
-        _CHANGED[(tenant, collection)].update(marker_ids)
-    CHANGE_SIGNAL.set()  # found through its marker: the relay looks at it at once
+    if creation:
+        HANDOFF.begin(marker_id, (require_tenant(), name, doc_id))
+    else:
+        with _CHANGED_LOCK:
+            _CHANGED[(require_tenant(), name)].add(marker_id)
+        CHANGE_SIGNAL.set()  # found through its marker: the relay looks at it at once
+    return marker_id
 
 
 def stored_event(message: Message, subject: str, at: datetime) -> dict[str, Any]:
@@ -114,27 +158,44 @@ def insert_created(docs: Sequence[tuple[type[OutboxDocument], dict[str, Any]]]) 
     the order given, as `save(force_insert=True)` of each would, without building mongoengine documents (for a
     call with many targets that was a fifth of the work of handling its event): every marker in one insert
     first (each save writes its own), then each document (sharing the command with concurrent inserts into
-    its collection, groupcommit). Per document: True when written, False when one with its _id existed
-    already (a replay: its marker is cleaned up by the relay); other errors raise."""
+    its collection, groupcommit), handed to this process's relay once written. Per document: True when
+    written, False when one with its _id existed already (a replay); other errors raise, and a document not
+    written gives its marker back (the relay cleans it up)."""
     if not docs:
         return []
     tenant = require_tenant()
     now = datetime.now(UTC)
     markers = [_marker(cls._get_collection_name(), str(son["_id"]), now) for cls, son in docs]
-    failed = next((e for e in groupcommit.insert_all(docs[0][0]._get_db()[MARKERS], markers) if e), None)
-    if failed is not None:
-        raise failed
     for marker in markers:
-        _signal(tenant, marker["collection"], [marker["_id"]])
+        HANDOFF.begin(marker["_id"], (tenant, marker["collection"], marker["doc"]))
     written: list[bool] = []
-    for cls, son in docs:
-        try:
-            groupcommit.insert(cls._get_collection(), son)
+    try:
+        failed = next((e for e in groupcommit.insert_all(docs[0][0]._get_db()[MARKERS], markers) if e), None)
+        if failed is not None:
+            raise failed
+        for (cls, son), marker in zip(docs, markers, strict=True):
+            try:
+                groupcommit.insert(cls._get_collection(), son)
+            except (me.NotUniqueError, pymongo.errors.DuplicateKeyError):
+                hand_over(marker["_id"], None)
+                written.append(False)
+                continue
+            hand_over(marker["_id"], son.get("outbox") or [])
             written.append(True)
-        except (me.NotUniqueError, pymongo.errors.DuplicateKeyError):
-            written.append(False)
-    OUTBOX_SIGNAL.set()
+    finally:
+        for marker in markers[len(written) :]:
+            HANDOFF.end(marker["_id"], None)
     return written
+
+
+def hand_over(marker_id: str, events: Sequence[Any] | None) -> None:
+    """A creation's write is over: written with these new events (PendingEvents or their stored dicts), or
+    failed (None)."""
+    HANDOFF.end(
+        marker_id,
+        None if events is None else [{f: ev[f] for f in ("id", "type", "subject", "time", "data")} for ev in events],
+    )
+    OUTBOX_SIGNAL.set()
 
 
 class PendingEvent(me.EmbeddedDocument):
@@ -167,12 +228,20 @@ class OutboxDocument(TenantDocument):
 
     def save(self, *args: Any, **kwargs: Any) -> Any:
         new_events = getattr(self, "_new_events", False)
-        if new_events:
-            mark_pending(type(self), str(self.pk))
-        result = super().save(*args, **kwargs)
+        creation = bool(kwargs.get("force_insert"))  # a new document: no earlier events, no other writer
+        marker_id = mark_pending(type(self), str(self.pk), creation=creation) if new_events else ""
+        pending = self.new_events() if new_events else []
+        try:
+            result = super().save(*args, **kwargs)
+        except BaseException:
+            if marker_id and creation:
+                hand_over(marker_id, None)
+            raise
         if new_events:
             self._new_events = False
             self._new_count = 0
+            if creation:
+                hand_over(marker_id, pending)
             OUTBOX_SIGNAL.set()
         return result
 
@@ -213,9 +282,14 @@ class OutboxRelay:
         self._clean: dict[str, datetime] = {}
         # Event ids known to be published, so a document's history is not looked up again and again.
         self._known: OrderedDict[str, None] = OrderedDict()
+        # Markers of handed-over creations, published: deleted after their grace without a look (id -> at).
+        self._done: dict[str, datetime] = {}
         self._young = False  # the last scan saw a marker whose write may be under way
         # Markers to look at again soon by _id (their write may be under way): tenant -> ids.
         self._young_ids: dict[str, set[str]] = defaultdict(set)
+        # Published hand-off events not yet recorded in PUBLISHED (tenant -> records), see record_published.
+        self._unrecorded: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._recorded = time.monotonic()
 
     def run(self, stop: threading.Event) -> None:
         producer = make_producer(self.bootstrap, self.name)
@@ -224,7 +298,8 @@ class OutboxRelay:
             next_look = 0.0  # the next look, by _id, at the markers of this process's changes and young ones
             while not stop.is_set():
                 OUTBOX_SIGNAL.clear()
-                published = 0
+                published = self.publish_handed(producer)
+                self.record_published(due=True)
                 now = time.monotonic()
                 if now >= next_scan:
                     CHANGE_SIGNAL.clear()
@@ -243,11 +318,80 @@ class OutboxRelay:
                         # this pass: one flush and one record of what was published for all of them.
                         stop.wait(RELAY_LINGER_SECONDS)
         finally:
-            producer.close(timeout=10)
+            try:
+                self.record_published()
+            finally:
+                producer.close(timeout=10)
 
     def publish_pending(self, producer: KafkaProducer) -> int:
-        """One full pass over every tenant's markers; returns how many events were published."""
-        return self.scan_markers(producer)
+        """One full pass: the hand-off, then every tenant's markers; returns how many events were published."""
+        published = self.publish_handed(producer)
+        self.record_published()
+        return published + self.scan_markers(producer)
+
+    def publish_handed(self, producer: KafkaProducer) -> int:
+        """Publish the creations this process handed over, from memory: no reads (see the module docstring)."""
+        collections = {d._get_collection_name() for d in self.documents}
+        with HANDOFF.lock:
+            taken = [(m, e) for m, e in HANDOFF.ready.items() if e[1] in collections]
+            for m, _ in taken:
+                del HANDOFF.ready[m]
+        if not taken:
+            return 0
+        sends: list[tuple[str, str, Any, list[dict[str, Any]], list[Any]]] = []
+        try:
+            for marker_id, (tenant, _name, doc_id, events) in taken:
+                futures = [
+                    producer.send(self.topic, key=record_key(tenant, str(doc_id)), value=ce.data, headers=ce.headers())
+                    for ce in (self._cloud_event(tenant, ev) for ev in events)
+                ]
+                sends.append((marker_id, tenant, doc_id, events, futures))
+            producer.flush(timeout=15)
+        except Exception:
+            log.exception("publishing %d handed-over creation(s) failed; their markers lead to them", len(taken))
+        total = 0
+        now = datetime.now(UTC)
+        done: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for marker_id, tenant, doc_id, events, futures in sends:
+            try:
+                for f in futures:
+                    f.get(timeout=15)
+            except Exception:
+                # Left to the marker (the next scan reads the document and publishes what is unpublished).
+                metrics.OUTBOX_ERRORS.labels(self.service).inc()
+                log.warning("publishing the events of %s failed; they stay pending", doc_id, exc_info=True)
+                continue
+            for ev in events:
+                done[tenant].append({"_id": ev["id"], "at": now, "doc": doc_id})
+                self._remember(ev["id"])
+                metrics.OUTBOX_PUBLISHED.labels(self.service, tenant, ev["type"]).inc()
+            self._done[marker_id] = now
+            total += len(events)
+        for tenant, records in done.items():
+            self._unrecorded[tenant].extend(records)
+        if sum(map(len, self._unrecorded.values())) >= RECORD_MAX:
+            self.record_published()
+        return total
+
+    def record_published(self, *, due: bool = False) -> None:
+        """Write the ids of the handed-over events published since the last call, one insert per tenant.
+        With `due`, only once RECORD_SECONDS have passed since the last call: under load a tenant's creations
+        then share one insert a second instead of taking one each (a crash before it republishes them at
+        most; consumers drop the duplicates)."""
+        if not self._unrecorded or (due and time.monotonic() - self._recorded < RECORD_SECONDS):
+            return
+        pending, self._unrecorded = self._unrecorded, defaultdict(list)
+        self._recorded = time.monotonic()
+        for tenant, records in pending.items():
+            try:
+                tenant_database(tenant)[PUBLISHED].insert_many(records, ordered=False)
+            except pymongo.errors.BulkWriteError:
+                pass  # duplicates: recorded already
+            except Exception:
+                # Not recorded: a relay reading these documents again later publishes them once more, which
+                # consumers drop as duplicates. Nothing is lost.
+                metrics.OUTBOX_ERRORS.labels(self.service).inc()
+                log.warning("recording %d published event(s) of %s failed", len(records), tenant, exc_info=True)
 
     def take_changed(self) -> dict[str, set[str]]:
         """The markers of this process's changes to this relay's collections, signalled since the last call."""
@@ -295,8 +439,16 @@ class OutboxRelay:
             if marker.get("collection") in collections:
                 by_doc[(marker["collection"], marker["doc"])].append(marker)
         backlog = 0
+        busy = HANDOFF.busy()
+        gone: list[str] = []
         for (name, doc_id), markers in by_doc.items():
+            if (tenant, name, doc_id) in busy:
+                continue  # a creation of this process, published from the hand-off
             expired = [m for m in markers if now - _aware(m["at"]) > MARKER_GRACE]
+            if all(m["_id"] in self._done for m in markers):
+                # Its write is known to be over and its events published: no need to read it.
+                gone.extend(m["_id"] for m in expired)
+                continue
             if not expired and all(m["_id"] in self._clean for m in markers):
                 continue  # looked at already; wait for the grace period before the last look
             doc = db[name].find_one({"_id": doc_id}, {"outbox": 1, "deleted": 1})
@@ -312,6 +464,7 @@ class OutboxRelay:
                 if marker in expired:
                     db[MARKERS].delete_one({"_id": marker["_id"]})
                     self._clean.pop(marker["_id"], None)
+                    self._done.pop(marker["_id"], None)
                 elif now - _aware(marker["at"]) > MARKER_YOUNG:
                     # Found clean and not so young that its write could still be on the way:
                     # skip it until the last look after the grace period.
@@ -322,6 +475,10 @@ class OutboxRelay:
             if doc is not None and doc.get("deleted") and not db[MARKERS].find_one({"doc": doc_id}):
                 # A tombstone (kept only to carry its deletion event) goes once that event is out.
                 db[name].delete_one({"_id": doc_id, "deleted": True})
+        if gone:
+            db[MARKERS].delete_many({"_id": {"$in": gone}})
+            for marker_id in gone:
+                self._done.pop(marker_id, None)
         if full:
             metrics.OUTBOX_BACKLOG.labels(self.service, tenant).set(backlog)
         return total

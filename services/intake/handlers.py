@@ -242,8 +242,8 @@ def _find_or_claim(
     size, window = rules.duplicate_distance_m, rules.duplicate_window_hours
     keys = geo.neighbourhood_keys(category, lat, lon, at, size, window)
     best: Original | None = None
-    # One read for the 18 keys: an _id index look-up (on the local FerretDB too, deploy/local/patches), one
-    # round trip instead of 18.
+    # One read for the 18 keys (on MongoDB an _id index look-up; on the local FerretDB every _id read
+    # scans the collection anyway, so one scan instead of 18).
     found = DuplicateClaimDoc._get_collection().find({"_id": {"$in": keys}})
     for claim in sorted((DuplicateClaimDoc._from_son(raw) for raw in found), key=lambda c: keys.index(c.id)):
         distance = _candidate(claim, lat, lon, at, rules, issue_id)
