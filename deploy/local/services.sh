@@ -69,7 +69,11 @@ start_one() {
     echo "error: port $port for $name is taken by another process; set HONGLING_PORT_BASE to move all ports" >&2
     return 1
   fi
-  (cd "$HONGLING_REPO_ROOT" && exec setsid nohup "$PY" -m "$(module_of "$name")" >>"$LOG_DIR/$name.log" 2>&1 </dev/null) &
+  # The projector yields the CPU to the services (nice 10): its read models may fall a moment behind on a
+  # busy machine, the whistle's path never waits for them.
+  local nice=0
+  [[ "$name" != projector ]] || nice=10
+  (cd "$HONGLING_REPO_ROOT" && exec setsid nohup nice -n "$nice" "$PY" -m "$(module_of "$name")" >>"$LOG_DIR/$name.log" 2>&1 </dev/null) &
   echo $! >"$RUN_DIR/$name.pid"
 }
 

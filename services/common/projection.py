@@ -112,12 +112,17 @@ PRINCIPAL = Principal(sub="service:projector", role="service", tenants=("*",))
 class ProjectionWorker:
     """Runs one projection: poll, gather per tenant, one transaction per tenant, then commit offsets."""
 
-    def __init__(self, projection: Projection, bootstrap: str, *, max_records: int = 500) -> None:
+    def __init__(self, projection: Projection, bootstrap: str, *, max_records: int = 500, gather_ms: int = 200) -> None:
         self.projection = projection
         self.name = f"{projection.group}-worker"
         self.bootstrap = bootstrap
         self.max_records = max_records
         self.retry_seconds = 0.5
+        # While events keep coming, poll at most this often, so that a poll brings many: the events of one
+        # issue (received, classified, its status) become one fetch and one row write, and each poll,
+        # fetch and transaction is paid for a batch. Measured in bench/dispatch_pipeline.py: polling at
+        # once cost the stack 9 CPU ms per issue for the projections, and the whistle path its p99.
+        self.gather = max(0, gather_ms) / 1000
 
     def consumer(self) -> KafkaConsumer:
         return KafkaConsumer(
@@ -137,9 +142,16 @@ class ProjectionWorker:
         consumer = self.consumer()
         log.info("projection %s reads %s", self.projection.name, ", ".join(self.projection.topics))
         try:
+            polled = 0.0  # when the last poll that brought records began (0: the last brought none)
             while not stop.is_set():
+                if self.gather and polled:
+                    wait = polled + self.gather - time.monotonic()
+                    if wait > 0:
+                        stop.wait(wait)
+                polled = time.monotonic()
                 batches = consumer.poll(timeout_ms=200)
                 if not batches:
+                    polled = 0.0
                     continue
                 offsets = {
                     tp: OffsetAndMetadata(records[-1].offset + 1, "", -1) for tp, records in batches.items() if records

@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     # most this often while records keep coming, so that a poll brings several (services/common/consumer.py).
     consumer_gather_ms: int = Field(50, ge=0, le=1000)
     relay_interval_seconds: float = Field(1.0, gt=0, le=60)
+    # The projector's workers (services/common/projection.py) poll at most this often while events keep
+    # coming, so that a poll brings a batch; an event waits up to this long more before its rows are written.
+    projection_gather_ms: int = Field(200, ge=0, le=5000)
     # Dispatch's durable timers (services/dispatch/clocks.py): how often each worker rereads every tenant's
     # timers (those scheduled in this process fire on time without it; the rescan finds those written by
     # another process or left by a dead one), the lease of one firing, and the retry backoff. A rescan reads

@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         return rebuild()
     settings = get_settings()
     workers: list[Callable[[Settings], Worker]] = [
-        _given(ProjectionWorker(p, settings.kafka_bootstrap)) for p in PROJECTIONS
+        _given(ProjectionWorker(p, settings.kafka_bootstrap, gather_ms=settings.projection_gather_ms))
+        for p in PROJECTIONS
     ]
     workers.append(lambda s: AuditProjection(audit.open_log(s)))
     build_host("projector", lambda server: (), workers=workers).serve_forever()
