@@ -112,7 +112,7 @@ PRINCIPAL = Principal(sub="service:projector", role="service", tenants=("*",))
 class ProjectionWorker:
     """Runs one projection: poll, gather per tenant, one transaction per tenant, then commit offsets."""
 
-    def __init__(self, projection: Projection, bootstrap: str, *, max_records: int = 500, gather_ms: int = 200) -> None:
+    def __init__(self, projection: Projection, bootstrap: str, *, max_records: int = 500, gather_ms: int = 1000) -> None:
         self.projection = projection
         self.name = f"{projection.group}-worker"
         self.bootstrap = bootstrap
@@ -120,8 +120,7 @@ class ProjectionWorker:
         self.retry_seconds = 0.5
         # While events keep coming, poll at most this often, so that a poll brings many: the events of one
         # issue (received, classified, its status) become one fetch and one row write, and each poll,
-        # fetch and transaction is paid for a batch. Measured in bench/dispatch_pipeline.py: polling at
-        # once cost the stack 9 CPU ms per issue for the projections, and the whistle path its p99.
+        # fetch and transaction is paid for a batch (figures: HONGLING_PROJECTION_GATHER_MS in settings.py).
         self.gather = max(0, gather_ms) / 1000
 
     def consumer(self) -> KafkaConsumer:
