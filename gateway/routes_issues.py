@@ -386,12 +386,13 @@ def count_issues(tenant: str) -> Response:
 
     Kept by the read model beside its rows, so a count costs the same however many issues there are; it
     follows a change within moments (the projector), like the lists."""
+    community_id = args()["community_id"]
     with tenant_call(tenant):
-        resp = _clients().intake.CountIssues(intake_pb2.CountIssuesRequest(community_id=args()["community_id"]))
+        resp = _clients().intake.CountIssues(intake_pb2.CountIssuesRequest(community_id=community_id))
     by_status = dict(sorted(resp.by_status.items()))
     return jsonify(
         {
-            "community_id": args()["community_id"] or None,
+            "community_id": community_id or None,
             "total": resp.total,
             "by_status": by_status,
             "by_status_zh": {STATUS_ZH.get(k, k): v for k, v in by_status.items()},

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Collection, Sequence
+from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -97,42 +98,21 @@ def parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
 
 
+# The entry's fields a row holds as they are (its tenant is the row's schema; `at` is its time, parsed).
+_FIELDS = tuple(f.name for f in fields(Entry) if f.name != "tenant")
+
+
 def row_of(entry: Entry) -> dict[str, Any]:
-    """The read-model row of an entry (its tenant is the row's schema)."""
-    return {
-        "seq": entry.seq,
-        "at": parse_time(entry.time),
-        "actor": entry.actor,
-        "role": entry.role,
-        "action": entry.action,
-        "outcome": entry.outcome,
-        "target": entry.target,
-        "grant_id": entry.grant_id,
-        "request_id": entry.request_id,
-        "detail": dict(entry.detail),
-        "time": entry.time,
-        "prev_hash": entry.prev_hash,
-        "hash": entry.hash,
-    }
+    """The read-model row of an entry."""
+    row: dict[str, Any] = {name: getattr(entry, name) for name in _FIELDS}
+    row["detail"] = dict(entry.detail)
+    row["at"] = parse_time(entry.time)
+    return row
 
 
 def entry_of(row: Row[Any], tenant: str) -> Entry:
     r = row._mapping
-    return Entry(
-        seq=int(r["seq"]),
-        time=r["time"],
-        actor=r["actor"],
-        role=r["role"],
-        action=r["action"],
-        outcome=r["outcome"],
-        tenant=tenant,
-        target=r["target"],
-        grant_id=r["grant_id"],
-        request_id=r["request_id"],
-        detail=r["detail"],
-        prev_hash=r["prev_hash"],
-        hash=r["hash"],
-    )
+    return Entry(tenant=tenant, **{name: r[name] for name in _FIELDS})
 
 
 # ---------------------------------------------------------------- reading

@@ -42,6 +42,15 @@ Handler = Callable[[CloudEvent, Any], None]
 LAG_REPORT_SECONDS = 2.0
 
 
+def wait_to_gather(stop: threading.Event, polled: float, gather: float) -> None:
+    """Before the next poll: while records keep coming (the last poll, begun at `polled`, brought some),
+    let `gather` seconds pass since it began, so that one poll brings several (0 or no records: at once)."""
+    if gather and polled:
+        wait = polled + gather - time.monotonic()
+        if wait > 0:
+            stop.wait(wait)
+
+
 class ProcessedEvent(TenantDocument):
     """Ids of events this service has handled (per tenant database)."""
 
@@ -123,10 +132,7 @@ class EventConsumer:
         try:
             polled = 0.0  # when the last poll that brought records began (0: the last brought none)
             while not stop.is_set():
-                if self.gather and polled:
-                    wait = polled + self.gather - time.monotonic()
-                    if wait > 0:
-                        stop.wait(wait)
+                wait_to_gather(stop, polled, self.gather)
                 polled = time.monotonic()
                 batches = consumer.poll(timeout_ms=200)
                 if not batches:

@@ -30,7 +30,8 @@ from kafka.structs import OffsetAndMetadata
 from prometheus_client import Counter, Histogram
 from sqlalchemy import Connection
 
-from services.common import context, readside
+from services.common import context, mongo, readside
+from services.common.consumer import wait_to_gather
 from services.common.events import CloudEvent, PoisonEvent
 from services.common.principal import Principal
 
@@ -62,6 +63,13 @@ Ref = tuple[str, str]
 # A refresh writes the rows of these aggregates (of one kind, in the call's tenant) from the write side,
 # inside the given read-side transaction; returns the number of rows it changed.
 Refresh = Callable[[Connection, list[str]], int]
+
+
+def current(service: str, collection: str, ids: list[str]) -> dict[str, Mapping[str, Any]]:
+    """The aggregates of these ids as `service`'s write side holds them now (call tenant), by _id, without
+    their outbox: what a refresh writes rows from."""
+    found = mongo.service_collection(service, collection).find({"_id": {"$in": ids}}, {"outbox": 0})
+    return {d["_id"]: d for d in found}
 
 
 def subject_ref(subject: str) -> Ref | None:
@@ -145,10 +153,7 @@ class ProjectionWorker:
         try:
             polled = 0.0  # when the last poll that brought records began (0: the last brought none)
             while not stop.is_set():
-                if self.gather and polled:
-                    wait = polled + self.gather - time.monotonic()
-                    if wait > 0:
-                        stop.wait(wait)
+                wait_to_gather(stop, polled, self.gather)
                 polled = time.monotonic()
                 batches = consumer.poll(timeout_ms=200)
                 if not batches:

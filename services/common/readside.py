@@ -92,15 +92,6 @@ def engine(settings: Settings | None = None) -> Engine:
         return _engine
 
 
-def dispose() -> None:
-    """Close the pool (tests, shutdown)."""
-    global _engine
-    with _engine_lock:
-        if _engine is not None:
-            _engine.dispose()
-            _engine = None
-
-
 def _bound(conn: Connection, tenant: str | None) -> Connection:
     schema = schema_for(require_tenant() if tenant is None else tenant)
     return conn.execution_options(schema_translate_map={PLACEHOLDER: schema})

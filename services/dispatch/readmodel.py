@@ -10,7 +10,7 @@ every call's tasks.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,9 +38,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 
-from services.common import mongo, paging, readside
+from services.common import paging, readside
 from services.common.events import topic_for
-from services.common.projection import Projection, Ref
+from services.common.projection import Projection, Ref, current
 from services.dispatch import domain
 from services.dispatch.documents import TaskDoc, WhistleDoc
 
@@ -123,41 +123,42 @@ def _settle_open(conn: Connection, where: ColumnElement[bool]) -> None:
     conn.execute(update(WHISTLES).where(where).values(open=or_(not_(known), unfinished)))
 
 
-def _fetch(collection: str, ids: list[str]) -> dict[str, Mapping[str, Any]]:
-    found = mongo.service_collection("dispatch", collection).find({"_id": {"$in": ids}}, {"outbox": 0})
-    return {d["_id"]: d for d in found}
+def _refresh(
+    conn: Connection,
+    ids: list[str],
+    collection: str,
+    table: Table,
+    row: Callable[[Mapping[str, Any]], dict[str, Any]],
+    calls: Callable[[list[str]], ColumnElement[bool]],
+) -> int:
+    """Bring these aggregates' rows to the write side's version, then the open flag of the calls
+    `calls(changed ids)` selects; rows changed."""
+    readside.lock_aggregates(conn, ids)
+    docs = current("dispatch", collection, ids)
+    rows = [row(docs[i]) for i in readside.newer_ids(conn, table, docs)] if docs else []
+    if rows:
+        readside.upsert_newer(conn, table, rows)
+        _settle_open(conn, calls([r["id"] for r in rows]))
+    return len(rows)
 
 
 def refresh_tasks(conn: Connection, ids: list[str]) -> int:
-    readside.lock_aggregates(conn, ids)
-    docs = _fetch(TASK_COLLECTION, ids)
-    rows = [task_row(docs[i]) for i in readside.newer_ids(conn, TASKS, docs)] if docs else []
-    if rows:
-        readside.upsert_newer(conn, TASKS, rows)
-        _settle_open(conn, WHISTLES.c.task_ids.overlap([r["id"] for r in rows]))
-    return len(rows)
+    return _refresh(conn, ids, TASK_COLLECTION, TASKS, task_row, WHISTLES.c.task_ids.overlap)
 
 
 def refresh_whistles(conn: Connection, ids: list[str]) -> int:
-    readside.lock_aggregates(conn, ids)
-    docs = _fetch(WHISTLE_COLLECTION, ids)
-    rows = [whistle_row(docs[i]) for i in readside.newer_ids(conn, WHISTLES, docs)] if docs else []
-    if rows:
-        readside.upsert_newer(conn, WHISTLES, rows)
-        _settle_open(conn, WHISTLES.c.id.in_([r["id"] for r in rows]))
-    return len(rows)
+    return _refresh(conn, ids, WHISTLE_COLLECTION, WHISTLES, whistle_row, WHISTLES.c.id.in_)
 
 
-def _tasks_of(msg: Any) -> list[Ref]:
-    refs: list[Ref] = []
-    for name in ("task_id",):
-        if msg.DESCRIPTOR.fields_by_name.get(name) is not None and getattr(msg, name):
-            refs.append(("tasks", getattr(msg, name)))
-    if msg.DESCRIPTOR.fields_by_name.get("task_ids") is not None:
-        refs.extend(("tasks", t) for t in msg.task_ids)
-    if msg.DESCRIPTOR.fields_by_name.get("whistle_id") is not None and msg.whistle_id:
+def _named(msg: Any) -> list[Ref]:
+    """The task(s) and call an event names in its task_id, task_ids and whistle_id fields."""
+    fields = msg.DESCRIPTOR.fields_by_name
+    refs: list[Ref] = [("tasks", t) for t in (msg.task_ids if "task_ids" in fields else ())]
+    if "task_id" in fields:
+        refs.append(("tasks", msg.task_id))
+    if "whistle_id" in fields:
         refs.append(("whistles", msg.whistle_id))
-    return refs
+    return refs  # empty ids are dropped by Projection.refs
 
 
 def _upgraded(msg: dev.WhistleUpgraded) -> list[Ref]:
@@ -170,12 +171,12 @@ PROJECTION = Projection(
     topics=(topic_for("dispatch"),),
     refresh={"tasks": refresh_tasks, "whistles": refresh_whistles},
     also={
-        dev.WhistleBlown: _tasks_of,
-        dev.UnitReportedIn: _tasks_of,
-        dev.TaskClaimed: _tasks_of,
-        dev.DeadlineMissed: _tasks_of,
-        dev.DeadlineReminder: _tasks_of,
-        dev.Escalated: _tasks_of,
+        dev.WhistleBlown: _named,
+        dev.UnitReportedIn: _named,
+        dev.TaskClaimed: _named,
+        dev.DeadlineMissed: _named,
+        dev.DeadlineReminder: _named,
+        dev.Escalated: _named,
         dev.WhistleUpgraded: _upgraded,
     },
 )

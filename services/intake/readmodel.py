@@ -36,10 +36,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.sql.elements import ColumnElement
 
-from services.common import mongo, paging, readside
+from services.common import paging, readside
 from services.common.errors import InvalidArgument
 from services.common.events import topic_for
-from services.common.projection import Projection, Ref
+from services.common.projection import Projection, Ref, current
 from services.intake import domain
 from services.intake.documents import IssueDoc
 
@@ -120,9 +120,7 @@ def row_of(raw: Mapping[str, Any]) -> dict[str, Any]:
 def refresh_issues(conn: Connection, ids: list[str]) -> int:
     """Bring these issues' rows (and the counts) to the write side's current version; rows changed."""
     readside.lock_aggregates(conn, ids)
-    docs = {
-        d["_id"]: d for d in mongo.service_collection("intake", COLLECTION).find({"_id": {"$in": ids}}, {"outbox": 0})
-    }
+    docs = current("intake", COLLECTION, ids)
     if not docs:
         return 0
     held = {
