@@ -42,6 +42,19 @@ Handler = Callable[[CloudEvent, Any], None]
 LAG_REPORT_SECONDS = 2.0
 
 
+def subscribe_known(
+    consumer: KafkaConsumer, topics: Sequence[str], stop: threading.Event, timeout: float = 30.0
+) -> None:
+    """Subscribe once the cluster's metadata names every topic's partitions: a member that joins its group
+    before it knows them is assigned nothing ("No partition metadata for topic …") and, the group being
+    stable, stays idle. Waits at most `timeout` (a topic still unknown then is subscribed to anyway)."""
+    until = time.monotonic() + timeout
+    for topic in topics:
+        while not consumer.partitions_for_topic(topic) and time.monotonic() < until and not stop.is_set():
+            stop.wait(0.2)
+    consumer.subscribe(list(topics))
+
+
 def wait_to_gather(stop: threading.Event, polled: float, gather: float) -> None:
     """Before the next poll: while records keep coming (the last poll, begun at `polled`, brought some),
     let `gather` seconds pass since it began, so that one poll brings several (0 or no records: at once)."""
@@ -111,7 +124,6 @@ class EventConsumer:
 
     def run(self, stop: threading.Event) -> None:
         consumer = KafkaConsumer(
-            *self.topics,
             bootstrap_servers=self.bootstrap,
             group_id=self.group,
             client_id=self.name,
@@ -122,6 +134,7 @@ class EventConsumer:
             max_poll_records=100,
             max_poll_interval_ms=300000,
         )
+        subscribe_known(consumer, self.topics, stop)
         dlq = make_producer(self.bootstrap, f"{self.name}-dlq")
         pool = (
             ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"{self.name}-handler")

@@ -31,7 +31,7 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import Connection
 
 from services.common import context, mongo, readside
-from services.common.consumer import wait_to_gather
+from services.common.consumer import subscribe_known, wait_to_gather
 from services.common.events import CloudEvent, PoisonEvent
 from services.common.principal import Principal
 
@@ -135,7 +135,6 @@ class ProjectionWorker:
 
     def consumer(self) -> KafkaConsumer:
         return KafkaConsumer(
-            *self.projection.topics,
             bootstrap_servers=self.bootstrap,
             group_id=self.projection.group,
             client_id=self.name,
@@ -149,6 +148,7 @@ class ProjectionWorker:
 
     def run(self, stop: threading.Event) -> None:
         consumer = self.consumer()
+        subscribe_known(consumer, self.projection.topics, stop)
         log.info("projection %s reads %s", self.projection.name, ", ".join(self.projection.topics))
         try:
             polled = 0.0  # when the last poll that brought records began (0: the last brought none)
