@@ -320,13 +320,14 @@ launch() {
   fi
   # The inner shell closes every inherited descriptor above 2 (a caller's pipe held open by a
   # long-lived server would make e.g. `$(make up)` or a CI runner wait forever), writes its pid,
-  # and becomes the server.
+  # and becomes the server. (No redirection on that loop: bash would keep the saved stderr in a
+  # descriptor the loop closes, and the server's own messages would be lost.)
   # shellcheck disable=SC2016 # $$ and $0 belong to the inner shell
   "${detach[@]}" bash -c '
     for fd in /dev/fd/*; do
       fd="${fd##*/}"
       if [[ "${fd}" =~ ^[0-9]+$ ]] && ((fd > 2)); then exec {fd}>&-; fi
-    done 2>/dev/null
+    done
     echo "$$" >"$0.tmp" && mv -f -- "$0.tmp" "$0" && exec "$@"' "${file}" "$@" \
     </dev/null >>"${out}" 2>&1 &
   printf -v "launched_at_${comp}" '%s' "${SECONDS}"
@@ -466,8 +467,19 @@ pg_data_dir() {
     local key elsewhere
     key="$(printf '%s' "$(canonical "${PG_DIR}")" | sha256sum | cut -c1-16)"
     elsewhere="/var/tmp/hongling-postgres/${key}"
-    mkdir -p "${elsewhere}"
-    chmod 755 /var/tmp/hongling-postgres "${elsewhere}"
+    if [[ -e "${elsewhere}" ]]; then
+      # Left by an earlier state dir at this same path, since deleted with its password: unusable.
+      local pid=""
+      [[ -f "${elsewhere}/postmaster.pid" ]] && pid="$(head -n1 -- "${elsewhere}/postmaster.pid")"
+      if [[ "${pid}" =~ ^[0-9]+$ ]] && kill -0 "${pid}" 2>/dev/null; then
+        die "postgres: pid ${pid} still serves ${elsewhere}, the cluster of a deleted state dir at ${HONGLING_STATE_DIR}; stop it (kill -INT ${pid}) and start again"
+      fi
+      rm -rf -- "${elsewhere}"
+      echo "postgres: deleted ${elsewhere}, the cluster of an earlier state dir at this path (its password went with it)"
+    fi
+    mkdir -p /var/tmp/hongling-postgres
+    chmod 755 /var/tmp/hongling-postgres
+    mkdir -m 700 "${elsewhere}"
     ln -sfn "${elsewhere}" "${PG_DATA}"
     echo "postgres: ${PG_OS_USER} cannot enter ${PG_DIR}; its data lives in ${elsewhere} (linked from ${PG_DATA})"
   fi
