@@ -19,35 +19,38 @@ deleted; a crash between marker and write leaves a marker to a document without 
 is cleaned up the same way. Several relay processes may publish the same event twice; consumers
 drop the duplicate.
 
-Hand-off. Each read above is a round trip through FerretDB to PostgreSQL and back (by _id an index
-search, deploy/local/patches; the marker scan reads every marker of the tenant). A creation (`save(force_insert=True)`)
-therefore also hands its events to this process's own relay once its write succeeded: the relay
-publishes them from memory (no document read, no `outbox_published` look-up: nobody else can have
-published events of a document this process just created, short of another relay seeing its marker,
-which is the duplicate consumers already drop), records them in `outbox_published` with the other
-creations of its tenant at most a second later (one insert per tenant and second under load, where each
-creation took its own; a crash in that second republishes them, which consumers drop), and deletes
-the marker after its grace without reading the document. Nothing else changes: the marker is written before the
-document, so after a crash, a failed publish or in another process the marker path above finds the
-events as before. Creations have no earlier events, so publishing them first keeps the order per
-aggregate; a document with a creation still under way or handed over is skipped by the marker scan.
+Hand-off. Each read above is a round trip through FerretDB to PostgreSQL and back. So a write of the one
+write path (services/common/unitofwork.py, and `save(force_insert=True)`) also hands its new events to this
+process's own relay once the write succeeded, and the relay publishes them from memory: no document read.
+- A creation has no earlier events, so nothing can come before its own; a document whose creation is
+  under way or handed over is skipped by the marker scan.
+- A change carries the ids of the events its document held before (`prior`). It goes out from memory only
+  when all of them are known published (this relay published them, or `outbox_published` says so: one
+  look-up per pass for the ids it does not know); otherwise its marker is read at once and the marker path
+  publishes the document's unpublished events in order, and the hand-off skips what is then published.
+  Two writes of one document handed in one pass go out in two passes, in order.
+Published hand-off events are recorded in `outbox_published` with the others of their tenant at most a
+second later (one insert per tenant and second under load; a crash in that second republishes them, which
+consumers drop), and their markers are deleted after their grace without a read. Nothing else changes:
+the marker is written before the document, so after a crash, a failed publish or in another process the
+marker path above finds the events as before.
 Measured (issue 15, with the `_id` index patched in): without the hand-off the relay fell behind at 50
-issues/s, an IssueReceived reached Kafka 22 s (p50; p99 46 s) after it was recorded; with it 0.9 s (p99 3.7 s)
-on the same 2-core machine, all else equal. The CPU it costs (within noise in bench/intake_throughput.py)
-buys that. Changes (not creations) signal the relay at once: it reads the markers this process wrote for them
-(and, until their write is surely over, the young markers it saw) by _id, instead of scanning the
-markers of every tenant for each change; the full marker scan runs every `interval`.
+issues/s, an IssueReceived reached Kafka 22 s (p50; p99 46 s) after it was recorded; with it for creations
+0.9 s (p99 3.7 s) on the same 2-core machine, while a change's event, read back through its marker, took
+11 s (p50); figures with changes handed over too in the issue's closing note. The marker path itself reads
+a pass's documents with one `$in` per collection, looks their events' publication up together and sends
+everything with one flush. The full marker scan runs every `interval`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
 import uuid
 from collections import OrderedDict, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -85,39 +88,66 @@ RELAY_LINGER_SECONDS = 0.01
 # Published hand-off events are recorded at least this often, or once this many are waiting.
 RECORD_SECONDS = 1.0
 RECORD_MAX = 2000
+IN_MAX = 1000  # the local FerretDB pushes `$in` down up to 1000 ids
 
 
 def _aware(at: datetime) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
+@dataclass
+class Handed:
+    """A write handed to this process's relay (see "Hand-off" in the module docstring)."""
+
+    tenant: str
+    collection: str
+    doc: Any
+    # The ids of the events the document held before this write; None for a creation (it held none).
+    prior: tuple[str, ...] | None
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, str, Any]:
+        return (self.tenant, self.collection, self.doc)
+
+
 class _Handoff:
-    """This process's creations, handed to its own relay (see "Hand-off" in the module docstring)."""
+    """This process's writes, handed to its own relay (see "Hand-off" in the module docstring)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        # marker id -> (tenant, collection, doc id): a creation whose write is under way.
-        self.in_flight: dict[str, tuple[str, str, Any]] = {}
-        # marker id -> (tenant, collection, doc id, events): a creation written with these events.
-        self.ready: OrderedDict[str, tuple[str, str, Any, list[dict[str, Any]]]] = OrderedDict()
+        # marker id -> a write under way.
+        self.in_flight: dict[str, Handed] = {}
+        # marker id -> a write done, with these events.
+        self.ready: OrderedDict[str, Handed] = OrderedDict()
 
-    def begin(self, marker_id: str, key: tuple[str, str, Any]) -> None:
+    def begin(self, marker_id: str, handed: Handed) -> None:
         with self.lock:
-            self.in_flight[marker_id] = key
+            self.in_flight[marker_id] = handed
 
     def end(self, marker_id: str, events: list[dict[str, Any]] | None) -> None:
-        """The write of this marker's creation is over: written with `events`, or failed (None)."""
+        """The write of this marker is over: written with `events`, or failed (None)."""
         with self.lock:
-            key = self.in_flight.pop(marker_id, None)
-            if key is not None and events:
-                self.ready[marker_id] = (*key, events)
+            handed = self.in_flight.pop(marker_id, None)
+            if handed is not None and events:
+                handed.events = events
+                self.ready[marker_id] = handed
                 while len(self.ready) > HANDOFF_MAX:
                     self.ready.popitem(last=False)  # the relay is far behind: these take the marker path
 
-    def busy(self) -> set[tuple[str, str, Any]]:
-        """The documents this process's relay publishes from the hand-off (or is about to)."""
+    def put_back(self, items: Sequence[tuple[str, Handed]]) -> None:
+        """Return taken writes to the front, in their order (the relay takes them on its next pass)."""
         with self.lock:
-            return {*self.in_flight.values(), *((t, c, d) for t, c, d, _ in self.ready.values())}
+            for marker_id, handed in reversed(items):
+                self.ready[marker_id] = handed
+                self.ready.move_to_end(marker_id, last=False)
+
+    def busy(self) -> set[tuple[str, str, Any]]:
+        """The created documents this process's relay publishes from the hand-off (or is about to). (A
+        changed document is not busy: the marker path may publish its events too, in order, from the stored
+        document; the hand-off then skips what is published.)"""
+        with self.lock:
+            return {h.key for h in (*self.in_flight.values(), *self.ready.values()) if h.prior is None}
 
 
 HANDOFF = _Handoff()
@@ -128,20 +158,26 @@ def _marker(collection: str, doc_id: str, at: datetime) -> dict[str, Any]:
     return {"_id": uuid.uuid4().hex, "collection": collection, "doc": doc_id, "at": at}
 
 
-def mark_pending(doc_cls: type[Any], doc_id: str, *, creation: bool = False) -> str:
-    """Tell the relay that this document is about to carry new events (call before the write);
-    returns the marker's id. A `creation` must be followed by `hand_over` once its write is over."""
+def mark_pending(doc_cls: type[Any], doc_id: str, *, creation: bool = False, prior: Sequence[str] | None = None) -> str:
+    """Tell the relay that this document is about to carry new events (call before the write); returns the
+    marker's id. A `creation`, or a change given the ids of the events the document held before (`prior`),
+    is handed to this process's relay: `hand_over` must follow once its write is over."""
     name = doc_cls._get_collection_name()
     marker = _marker(name, doc_id, datetime.now(UTC))
     marker_id = marker["_id"]
     groupcommit.insert(doc_cls._get_db()[MARKERS], marker)
-    if creation:
-        HANDOFF.begin(marker_id, (require_tenant(), name, doc_id))
+    if creation or prior is not None:
+        HANDOFF.begin(marker_id, Handed(require_tenant(), name, doc_id, None if creation else tuple(prior or ())))
     else:
-        with _CHANGED_LOCK:
-            _CHANGED[(require_tenant(), name)].add(marker_id)
-        CHANGE_SIGNAL.set()  # found through its marker: the relay looks at it at once
+        look_at(require_tenant(), name, marker_id)
     return marker_id
+
+
+def look_at(tenant: str, collection: str, marker_id: str) -> None:
+    """Have the relay read this marker's document at once (by _id), rather than at its next full scan."""
+    with _CHANGED_LOCK:
+        _CHANGED[(tenant, collection)].add(marker_id)
+    CHANGE_SIGNAL.set()
 
 
 def stored_event(message: Message, subject: str, at: datetime) -> dict[str, Any]:
@@ -170,7 +206,7 @@ def insert_created(docs: Sequence[tuple[type[OutboxDocument], dict[str, Any]]]) 
     now = datetime.now(UTC)
     markers = [_marker(cls._get_collection_name(), str(son["_id"]), now) for cls, son in docs]
     for marker in markers:
-        HANDOFF.begin(marker["_id"], (tenant, marker["collection"], marker["doc"]))
+        HANDOFF.begin(marker["_id"], Handed(tenant, marker["collection"], marker["doc"], None))
     written: list[bool] = []
     try:
         failed = next((e for e in groupcommit.insert_all(docs[0][0]._get_db()[MARKERS], markers) if e), None)
@@ -192,8 +228,8 @@ def insert_created(docs: Sequence[tuple[type[OutboxDocument], dict[str, Any]]]) 
 
 
 def hand_over(marker_id: str, events: Sequence[Any] | None) -> None:
-    """A creation's write is over: written with these new events (PendingEvents or their stored dicts), or
-    failed (None)."""
+    """A handed write is over: written with these new events (PendingEvents or their stored dicts), or
+    not written (None)."""
     HANDOFF.end(
         marker_id,
         None if events is None else [{f: ev[f] for f in ("id", "type", "subject", "time", "data")} for ev in events],
@@ -281,6 +317,7 @@ class OutboxRelay:
         self.interval = interval
         self.batch = batch
         self.topic = topic_for(service)
+        self._collections = {d._get_collection_name() for d in self.documents}
         # Markers found clean once, waiting out their grace period before a last look (id -> at).
         self._clean: dict[str, datetime] = {}
         # Event ids known to be published, so a document's history is not looked up again and again.
@@ -333,45 +370,55 @@ class OutboxRelay:
         return published + self.scan_markers(producer)
 
     def publish_handed(self, producer: KafkaProducer) -> int:
-        """Publish the creations this process handed over, from memory: no reads (see the module docstring)."""
-        collections = {d._get_collection_name() for d in self.documents}
+        """Publish the writes this process handed over, from memory: no reads of the documents (see the module
+        docstring). A change goes out only once every event its document held before is known published
+        (else its marker path publishes them all, in order); a second write of one document waits for the
+        next pass, after the first."""
         with HANDOFF.lock:
-            taken = [(m, e) for m, e in HANDOFF.ready.items() if e[1] in collections]
+            taken = [(m, h) for m, h in HANDOFF.ready.items() if h.collection in self._collections]
             for m, _ in taken:
                 del HANDOFF.ready[m]
         if not taken:
             return 0
-        sends: list[tuple[str, str, Any, list[dict[str, Any]], list[Any]]] = []
+        self._learn_published((h.tenant, e) for _, h in taken for e in h.prior or ())
+        sends: list[tuple[str, Handed, list[dict[str, Any]], list[Any]]] = []
+        later: list[tuple[str, Handed]] = []
+        this_pass: set[tuple[str, str, Any]] = set()
         try:
-            for marker_id, (tenant, _name, doc_id, events) in taken:
-                futures = [
-                    producer.send(self.topic, key=record_key(tenant, str(doc_id)), value=ce.data, headers=ce.headers())
-                    for ce in (self._cloud_event(tenant, ev) for ev in events)
-                ]
-                sends.append((marker_id, tenant, doc_id, events, futures))
+            for marker_id, handed in taken:
+                if handed.key in this_pass:
+                    later.append((marker_id, handed))
+                    continue
+                this_pass.add(handed.key)
+                if handed.prior is not None and not all(e in self._known for e in handed.prior):
+                    look_at(handed.tenant, handed.collection, marker_id)
+                    continue
+                events = self._unpublished(handed.events)
+                futures = self._send(producer, handed.tenant, handed.doc, events)
+                sends.append((marker_id, handed, events, futures))
             producer.flush(timeout=15)
         except Exception:
-            log.exception("publishing %d handed-over creation(s) failed; their markers lead to them", len(taken))
+            log.exception("publishing %d handed-over write(s) failed; their markers lead to them", len(taken))
+        if later:
+            HANDOFF.put_back(later)
+            OUTBOX_SIGNAL.set()
         total = 0
         now = datetime.now(UTC)
-        done: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for marker_id, tenant, doc_id, events, futures in sends:
+        for marker_id, handed, events, futures in sends:
             try:
                 for f in futures:
                     f.get(timeout=15)
             except Exception:
-                # Left to the marker (the next scan reads the document and publishes what is unpublished).
+                # Left to the marker (a scan reads the document and publishes what is unpublished).
                 metrics.OUTBOX_ERRORS.labels(self.service).inc()
-                log.warning("publishing the events of %s failed; they stay pending", doc_id, exc_info=True)
+                log.warning("publishing the events of %s failed; they stay pending", handed.doc, exc_info=True)
                 continue
             for ev in events:
-                done[tenant].append({"_id": ev["id"], "at": now, "doc": doc_id})
+                self._unrecorded[handed.tenant].append({"_id": ev["id"], "at": now, "doc": handed.doc})
                 self._remember(ev["id"])
-                metrics.OUTBOX_PUBLISHED.labels(self.service, tenant, ev["type"]).inc()
+                metrics.OUTBOX_PUBLISHED.labels(self.service, handed.tenant, ev["type"]).inc()
             self._done[marker_id] = now
             total += len(events)
-        for tenant, records in done.items():
-            self._unrecorded[tenant].extend(records)
         if sum(map(len, self._unrecorded.values())) >= RECORD_MAX:
             self.record_published()
         return total
@@ -398,10 +445,9 @@ class OutboxRelay:
 
     def take_changed(self) -> dict[str, set[str]]:
         """The markers of this process's changes to this relay's collections, signalled since the last call."""
-        collections = {d._get_collection_name() for d in self.documents}
         taken: dict[str, set[str]] = defaultdict(set)
         with _CHANGED_LOCK:
-            for key in [k for k in _CHANGED if k[1] in collections]:
+            for key in [k for k in _CHANGED if k[1] in self._collections]:
                 taken[key[0]] |= _CHANGED.pop(key)
         return taken
 
@@ -427,23 +473,23 @@ class OutboxRelay:
         for tenant, ids in wanted.items():
             db = tenant_database(tenant)
             ordered = sorted(ids)
-            for i in range(0, len(ordered), 1000):  # the local FerretDB pushes `$in` down up to 1000 ids
-                found = db[MARKERS].find({"_id": {"$in": ordered[i : i + 1000]}})
+            for i in range(0, len(ordered), IN_MAX):
+                found = db[MARKERS].find({"_id": {"$in": ordered[i : i + IN_MAX]}})
                 total += self._markers_pass(producer, tenant, db, found, full=False)
         return total
 
     def _markers_pass(self, producer: KafkaProducer, tenant: str, db: Any, found: Any, *, full: bool) -> int:
-        """Publish what the documents of these markers of one tenant hold unpublished, and clean the markers up."""
-        total = 0
-        collections = {d._get_collection_name() for d in self.documents}
+        """Publish what the documents of these markers of one tenant hold unpublished, and clean the markers up.
+        The documents are read together (one `$in` per collection), their events' publication looked up
+        together, and everything sent with one flush."""
         now = datetime.now(UTC)
         by_doc: dict[tuple[str, Any], list[dict[str, Any]]] = defaultdict(list)
         for marker in found:
-            if marker.get("collection") in collections:
+            if marker.get("collection") in self._collections:
                 by_doc[(marker["collection"], marker["doc"])].append(marker)
-        backlog = 0
         busy = HANDOFF.busy()
         gone: list[str] = []
+        wanted: list[tuple[str, Any]] = []
         for (name, doc_id), markers in by_doc.items():
             if (tenant, name, doc_id) in busy:
                 continue  # a creation of this process, published from the hand-off
@@ -454,20 +500,21 @@ class OutboxRelay:
                 continue
             if not expired and all(m["_id"] in self._clean for m in markers):
                 continue  # looked at already; wait for the grace period before the last look
-            doc = db[name].find_one({"_id": doc_id}, {"outbox": 1, "deleted": 1})
-            events = (doc or {}).get("outbox") or []
-            unpublished = [ev for ev in events if not self._published(db, ev["id"])]
-            backlog += len(unpublished)
-            if unpublished:
-                sent = self._publish(producer, db, tenant, doc_id, unpublished)
-                total += sent
-                if sent < len(unpublished):
-                    continue  # failed: keep the markers for the next pass
-            for marker in markers:
-                if marker in expired:
-                    db[MARKERS].delete_one({"_id": marker["_id"]})
-                    self._clean.pop(marker["_id"], None)
-                    self._done.pop(marker["_id"], None)
+            wanted.append((name, doc_id))
+        docs = self._read_documents(db, wanted)
+        self._learn_published((tenant, ev["id"]) for d in docs.values() for ev in d.get("outbox") or [])
+        outgoing = {
+            key: [ev for ev in (docs.get(key) or {}).get("outbox") or [] if ev["id"] not in self._known]
+            for key in wanted
+        }
+        total, failed = self._publish(producer, db, tenant, outgoing)
+        tombstones: list[tuple[str, Any]] = []
+        for key in wanted:
+            if key in failed:
+                continue  # kept: the next pass tries again
+            for marker in by_doc[key]:
+                if now - _aware(marker["at"]) > MARKER_GRACE:
+                    gone.append(marker["_id"])
                 elif now - _aware(marker["at"]) > MARKER_YOUNG:
                     # Found clean and not so young that its write could still be on the way:
                     # skip it until the last look after the grace period.
@@ -475,29 +522,62 @@ class OutboxRelay:
                 else:
                     self._young = True  # its write may still be on the way: look again soon
                     self._young_ids[tenant].add(marker["_id"])
-            if doc is not None and doc.get("deleted") and not db[MARKERS].find_one({"doc": doc_id}):
-                # A tombstone (kept only to carry its deletion event) goes once that event is out.
-                db[name].delete_one({"_id": doc_id, "deleted": True})
+            if (docs.get(key) or {}).get("deleted"):
+                tombstones.append(key)
         if gone:
             db[MARKERS].delete_many({"_id": {"$in": gone}})
             for marker_id in gone:
                 self._done.pop(marker_id, None)
+                self._clean.pop(marker_id, None)
+        for name, doc_id in tombstones:
+            if not db[MARKERS].find_one({"doc": doc_id}):
+                # A tombstone (kept only to carry its deletion event) goes once that event is out.
+                db[name].delete_one({"_id": doc_id, "deleted": True})
         if full:
-            metrics.OUTBOX_BACKLOG.labels(self.service, tenant).set(backlog)
+            metrics.OUTBOX_BACKLOG.labels(self.service, tenant).set(sum(map(len, outgoing.values())))
         return total
 
-    def _published(self, db: Any, event_id: str) -> bool:
-        if event_id in self._known:
-            return True
-        if db[PUBLISHED].find_one({"_id": event_id}, {"_id": 1}) is None:
-            return False
-        self._remember(event_id)
-        return True
+    @staticmethod
+    def _read_documents(db: Any, keys: Sequence[tuple[str, Any]]) -> dict[tuple[str, Any], dict[str, Any]]:
+        """These documents' events (and tombstone flag), one `$in` per collection and 1000 ids."""
+        by_name: dict[str, list[Any]] = defaultdict(list)
+        for name, doc_id in keys:
+            by_name[name].append(doc_id)
+        docs: dict[tuple[str, Any], dict[str, Any]] = {}
+        for name, ids in by_name.items():
+            for i in range(0, len(ids), IN_MAX):
+                for doc in db[name].find({"_id": {"$in": ids[i : i + IN_MAX]}}, {"outbox": 1, "deleted": 1}):
+                    docs[(name, doc["_id"])] = doc
+        return docs
+
+    def _learn_published(self, events: Iterable[tuple[str, str]]) -> None:
+        """Look up which of these (tenant, event id) not known published are recorded as published (one `$in`
+        per tenant and 1000 ids), and remember them."""
+        unknown: dict[str, list[str]] = defaultdict(list)
+        for tenant, event_id in events:
+            if event_id not in self._known:
+                unknown[tenant].append(event_id)
+        for tenant, ids in unknown.items():
+            published = tenant_database(tenant)[PUBLISHED]
+            for i in range(0, len(ids), IN_MAX):
+                for rec in published.find({"_id": {"$in": ids[i : i + IN_MAX]}}, {"_id": 1}):
+                    self._remember(rec["_id"])
 
     def _remember(self, event_id: str) -> None:
         self._known[event_id] = None
         if len(self._known) > KNOWN_PUBLISHED_MAX:
             self._known.popitem(last=False)
+
+    def _unpublished(self, events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [ev for ev in events if ev["id"] not in self._known]
+
+    def _send(self, producer: KafkaProducer, tenant: str, doc_id: Any, events: Sequence[dict[str, Any]]) -> list[Any]:
+        """Send one document's events, in order, keyed by the document (one partition); their futures."""
+        key = record_key(tenant, str(doc_id))
+        return [
+            producer.send(self.topic, key=key, value=ce.data, headers=ce.headers())
+            for ce in (self._cloud_event(tenant, ev) for ev in events)
+        ]
 
     def _cloud_event(self, tenant: str, ev: dict[str, Any]) -> CloudEvent:
         return CloudEvent(
@@ -510,25 +590,50 @@ class OutboxRelay:
             data=bytes(ev["data"]),
         )
 
-    def _publish(self, producer: KafkaProducer, db: Any, tenant: str, doc_id: Any, events: list[dict[str, Any]]) -> int:
-        """Send the events in order and record them as published; returns how many were recorded."""
+    def _publish(
+        self, producer: KafkaProducer, db: Any, tenant: str, outgoing: dict[tuple[str, Any], list[dict[str, Any]]]
+    ) -> tuple[int, set[tuple[str, Any]]]:
+        """Send each document's events in order (one flush for all) and record them as published; returns how
+        many were, and the documents whose events failed (they stay pending for the next pass)."""
+        futures: dict[tuple[str, Any], list[Any]] = {}
         try:
-            futures = [
-                producer.send(self.topic, key=record_key(tenant, str(doc_id)), value=ce.data, headers=ce.headers())
-                for ce in (self._cloud_event(tenant, ev) for ev in events)
-            ]
-            producer.flush(timeout=15)
-            for f in futures:
-                f.get(timeout=15)
+            for key, events in outgoing.items():
+                if events:
+                    futures[key] = [
+                        producer.send(
+                            self.topic, key=record_key(tenant, str(key[1])), value=ce.data, headers=ce.headers()
+                        )
+                        for ce in (self._cloud_event(tenant, ev) for ev in events)
+                    ]
+            if futures:
+                producer.flush(timeout=15)
         except Exception:
             metrics.OUTBOX_ERRORS.labels(self.service).inc()
-            log.exception("publishing %d event(s) failed; they stay pending for the next pass", len(events))
-            return 0
+            log.exception("publishing the events of %d document(s) failed; they stay pending", len(futures))
+            return 0, set(outgoing)
         now = datetime.now(UTC)
-        for ev in events:
-            # A duplicate means an earlier pass recorded it and crashed before removing its marker.
-            with contextlib.suppress(pymongo.errors.DuplicateKeyError):
-                db[PUBLISHED].insert_one({"_id": ev["id"], "at": now, "doc": doc_id})
-            self._remember(ev["id"])
-            metrics.OUTBOX_PUBLISHED.labels(self.service, tenant, ev["type"]).inc()
-        return len(events)
+        failed: set[tuple[str, Any]] = set()
+        records: list[dict[str, Any]] = []
+        for key, fs in futures.items():
+            try:
+                for f in fs:
+                    f.get(timeout=15)
+            except Exception:
+                metrics.OUTBOX_ERRORS.labels(self.service).inc()
+                log.warning("publishing the events of %s failed; they stay pending", key[1], exc_info=True)
+                failed.add(key)
+                continue
+            for ev in outgoing[key]:
+                records.append({"_id": ev["id"], "at": now, "doc": key[1]})
+                self._remember(ev["id"])
+                metrics.OUTBOX_PUBLISHED.labels(self.service, tenant, ev["type"]).inc()
+        if records:
+            try:
+                db[PUBLISHED].insert_many(records, ordered=False)
+            except pymongo.errors.BulkWriteError:
+                pass  # duplicates: an earlier pass recorded them and crashed before removing their markers
+            except Exception:
+                # Not recorded: a later look republishes them, which consumers drop as duplicates.
+                metrics.OUTBOX_ERRORS.labels(self.service).inc()
+                log.warning("recording %d published event(s) of %s failed", len(records), tenant, exc_info=True)
+        return len(records), failed

@@ -36,6 +36,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 import mongoengine as me
 import pymongo.errors
 
+from services.common.context import require_tenant
 from services.common.mongo import TenantDocument
 
 CLAIM_STALE = timedelta(seconds=30)
@@ -176,24 +177,39 @@ class MongoUnitOfWork(UnitOfWork):
         from services.common import outbox  # outbox imports nothing of this module; no cycle at import time
 
         cls = type(doc)
-        new_events = bool(getattr(doc, "_new_events", False))
-        if new_events:
-            outbox.mark_pending(cls, str(doc.pk))
+        pending = doc.new_events() if getattr(doc, "_new_events", False) else []
+        marker_id = ""
+        if pending:
+            # Handed to this process's relay once written: published from memory, in order after the events
+            # the document held before (services/common/outbox.py, "Hand-off").
+            prior = [ev.id for ev in doc.outbox[: len(doc.outbox) - len(pending)]]
+            marker_id = outbox.mark_pending(cls, str(doc.pk), creation=old_version == 0, prior=prior)
         son = doc.to_mongo().to_dict()
         coll = cls._get_collection()
-        if old_version == 0:
-            try:
-                coll.insert_one(son)
-            except pymongo.errors.DuplicateKeyError as exc:
-                if (exc.details or {}).get("keyPattern", {"_id": 1}) != {"_id": 1}:
-                    raise  # another unique index refused it
-                return False  # created by another writer meanwhile
-            written = True
-        else:
-            written = bool(coll.replace_one({"_id": doc.pk, **_version_filter(cls, old_version)}, son).matched_count)
-        if new_events:
+        written = False
+        try:
+            if old_version == 0:
+                try:
+                    coll.insert_one(son)
+                    written = True
+                except pymongo.errors.DuplicateKeyError as exc:
+                    if (exc.details or {}).get("keyPattern", {"_id": 1}) != {"_id": 1}:
+                        raise  # another unique index refused it
+                    # created by another writer meanwhile
+            else:
+                found = coll.replace_one({"_id": doc.pk, **_version_filter(cls, old_version)}, son)
+                written = bool(found.matched_count)
+        except BaseException:
+            if marker_id:
+                outbox.hand_over(marker_id, None)
+                if old_version:
+                    # The write may have happened all the same: the relay reads the document at once.
+                    outbox.look_at(require_tenant(), cls._get_collection_name(), marker_id)
+            raise
+        if marker_id:
+            outbox.hand_over(marker_id, pending if written else None)
             doc._new_events = False
-            outbox.OUTBOX_SIGNAL.set()
+            doc._new_count = 0
         return written
 
     def write_fields(self, cls: type[Any], doc_id: str, old_version: int, update: dict[str, Any]) -> bool:

@@ -252,3 +252,127 @@ def test_the_relay_records_what_it_published_of_a_tenant_together(
         stop.set()
         t.join(20)
     assert db["outbox_published"].find_one({"_id": last}) is not None  # recorded on the way out
+
+
+class Ledger(OutboxDocument):
+    meta: ClassVar[dict[str, Any]] = {"collection": "ledgers"}
+    id = me.StringField(primary_key=True)
+    state = me.StringField()
+    version = me.IntField(default=1)
+
+
+def _ledger_change(doc_id: str, state: str) -> None:
+    """One write of the one write path: the ledger's next version, with a StatusChanged event."""
+    from datetime import UTC, datetime
+
+    from services.common.unitofwork import MONGO, Conflicts, change
+
+    def mutate(doc: Ledger, at: datetime) -> bool:
+        doc.state = state
+        doc.record(ev.IssueStatusChanged(issue_id=doc_id, to_status=state), subject=f"ledgers/{doc_id}", at=at)
+        return True
+
+    fail = Conflicts(stale=lambda *a: RuntimeError(a), raced=RuntimeError, busy=RuntimeError)
+    changed = change(
+        MONGO,
+        Ledger,
+        f"ledger:{doc_id}",
+        doc_id,
+        mutate,
+        conflicts=fail,
+        now=lambda: datetime.now(UTC),
+        fresh=lambda: Ledger(id=doc_id),
+    )
+    assert changed.written
+
+
+def _ledger_reads() -> float:
+    from services.common.metrics import MONGO_COMMANDS
+
+    return sum(
+        s.value
+        for metric in MONGO_COMMANDS.collect()
+        for s in metric.samples
+        if s.name.endswith("_total") and s.labels == {"command": "find", "collection": "ledgers"}
+    )
+
+
+def _ledger_states(bootstrap: str, tenant: str, doc_id: str) -> list[str]:
+    return [
+        CloudEvent.from_record(r.headers, r.value).decode(ev.IssueStatusChanged).to_status
+        for r in read_topic(bootstrap, topic_for("itest"))
+        if r.key == f"{tenant}:{doc_id}".encode()
+    ]
+
+
+def test_changes_go_out_from_the_hand_off_in_order_without_reading_their_document(
+    relay_env: Settings, mongo_client: MongoClient[Any]
+) -> None:
+    """A creation and two changes through the unit of work, handed in one pass: published in the order
+    written, one pass per write of the document, and the relay never reads the document (its markers go
+    after their grace without a read)."""
+    from services.common.outbox import HANDOFF, MARKERS
+
+    doc_id = unique("ledger")
+    with context.bound(tenant="caiyuan"):
+        for state in ("new", "accepted", "done"):
+            _ledger_change(doc_id, state)
+    with HANDOFF.lock:
+        handed = [h for h in HANDOFF.ready.values() if h.doc == doc_id]
+    assert [h.prior is None for h in handed] == [True, False, False]  # the creation, then two changes
+    assert [len(h.prior or ()) for h in handed] == [0, 1, 2]
+
+    relay = OutboxRelay("itest", [Ledger], relay_env.kafka_bootstrap)
+    producer = KafkaProducer(bootstrap_servers=relay_env.kafka_bootstrap, enable_idempotence=True, acks="all")
+    reads = _ledger_reads()
+    assert reads > 0  # the metric sees this collection's reads (the unit of work's loads above)
+    try:
+        assert [relay.publish_handed(producer) for _ in range(4)] == [1, 1, 1, 0]
+        relay.publish_pending(producer)  # a full marker scan: every marker is known done
+    finally:
+        producer.close(timeout=5)
+    assert _ledger_reads() == reads
+    assert _ledger_states(relay_env.kafka_bootstrap, "caiyuan", doc_id) == ["new", "accepted", "done"]
+    db = mongo_client["hl_itest_caiyuan"]
+    assert db[MARKERS].count_documents({"doc": doc_id}) == 3  # deleted after their grace, unread
+
+
+def test_a_change_whose_earlier_events_are_unknown_goes_out_after_them(
+    relay_env: Settings, mongo_client: MongoClient[Any]
+) -> None:
+    """A relay that did not publish a document's earlier events (another process's, or before a restart)
+    publishes a handed change only after them: from outbox_published when recorded, else by reading the
+    document through its marker, in order, each event once."""
+    from services.common.outbox import HANDOFF
+
+    tenant = "taiqian"
+    first, second = unique("ledger"), unique("ledger")
+    with context.bound(tenant=tenant):
+        _ledger_change(first, "new")
+        _ledger_change(second, "new")
+    producer = KafkaProducer(bootstrap_servers=relay_env.kafka_bootstrap, enable_idempotence=True, acks="all")
+    try:
+        earlier = OutboxRelay("itest", [Ledger], relay_env.kafka_bootstrap)
+        assert earlier.publish_handed(producer) == 2
+        earlier.record_published()  # `first`'s creation is recorded; `second`'s is lost (as in a crash) ...
+        db = mongo_client[f"hl_itest_{tenant}"]
+        db["outbox_published"].delete_many({"doc": second})
+        with context.bound(tenant=tenant):
+            _ledger_change(first, "accepted")
+            _ledger_change(second, "accepted")
+        with HANDOFF.lock:
+            assert {h.doc for h in HANDOFF.ready.values() if h.prior} >= {first, second}
+        later = OutboxRelay("itest", [Ledger], relay_env.kafka_bootstrap)  # ... and this relay knows nothing
+
+        def all_out() -> bool:
+            later.publish_pending(producer)
+            later.record_published()
+            events = [e["id"] for d in db["ledgers"].find({"_id": {"$in": [first, second]}}) for e in d["outbox"]]
+            return len(events) == 4 and db["outbox_published"].count_documents({"_id": {"$in": events}}) == 4
+
+        wait_for(all_out)
+    finally:
+        producer.close(timeout=5)
+    assert _ledger_states(relay_env.kafka_bootstrap, tenant, first) == ["new", "accepted"]
+    # `second`'s creation again (not known published: a duplicate consumers drop), and always before its change.
+    assert _ledger_states(relay_env.kafka_bootstrap, tenant, second) == ["new", "new", "accepted"]
