@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
 import time
 from collections import Counter
 
@@ -28,6 +29,16 @@ BENCH_POINT = (36.40, 117.40)  # away from the demo area (lat 36.15-36.25) and t
 # reports onto a few streets: most become duplicates of a few originals (HONGLING_BENCH_HALF_DEG=0.01).
 HALF = float(os.environ.get("HONGLING_BENCH_HALF_DEG", "0.035"))
 COMMUNITY = "bench-place"
+
+
+def stop_unwanted() -> None:
+    """Stop the services named in HONGLING_BENCH_WITHOUT (e.g. "projector"), to measure a run without them
+    against one with them (same stack, same machine)."""
+    names = [n for n in os.environ.get("HONGLING_BENCH_WITHOUT", "").split(",") if n]
+    if names:
+        here = os.path.dirname(os.path.abspath(__file__))
+        subprocess.run(["bash", os.path.join(here, "..", "deploy", "local", "services.sh"), "stop", *names], check=True)
+        print(f"[bench] without {', '.join(names)} (HONGLING_BENCH_WITHOUT)", flush=True)
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -33,7 +33,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchlib import cpu_seconds, mongo_commands, show_commands, show_cpu
+from benchlib import cpu_seconds, mongo_commands, show_commands, show_cpu, stop_unwanted
 from google.protobuf.timestamp_pb2 import Timestamp
 from hongling.events.v1 import dispatch_events_pb2 as dev
 from hongling.events.v1 import intake_events_pb2 as iev
@@ -132,6 +132,7 @@ def classified(rng: random.Random, tenant: str, issue_id: str, grid_id: str, com
 
 
 def main() -> int:
+    stop_unwanted()
     ensure_scale_data()
     settings = get_settings()
     caller = Caller()

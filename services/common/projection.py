@@ -121,7 +121,7 @@ class ProjectionWorker:
     """Runs one projection: poll, gather per tenant, one transaction per tenant, then commit offsets."""
 
     def __init__(
-        self, projection: Projection, bootstrap: str, *, max_records: int = 500, gather_ms: int = 1000
+        self, projection: Projection, bootstrap: str, *, max_records: int = 500, gather_ms: int = 250
     ) -> None:
         self.projection = projection
         self.name = f"{projection.group}-worker"

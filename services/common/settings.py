@@ -123,9 +123,10 @@ class Settings(BaseSettings):
     relay_interval_seconds: float = Field(1.0, gt=0, le=60)
     # The projector's workers (services/common/projection.py) poll at most this often while events keep
     # coming, so that a poll brings a batch; an event waits up to this long more before its rows are written.
-    # Measured at 50 issues/s on 2 cores (bench/dispatch_pipeline.py, event -> WhistleBlown p99, 172 ms without
-    # projections): 200 ms 319-599 ms, 1000 ms 429 ms, 3000 ms 308 ms; the projector's CPU per issue 4.9, 2.6, 1.4 ms.
-    projection_gather_ms: int = Field(1000, ge=0, le=10000)
+    # Measured at 50 issues/s on 2 cores, changes handed to the relay (bench/read_scale.py, HONGLING_BENCH_READ_
+    # PHASES=lag: 201 -> row): 250 ms p50 0.29 s, p99 0.70 s; 1000 ms p50 0.81 s, p99 1.48 s (goal p99 < 1 s).
+    # The whistle's p99 barely moves with it (bench/dispatch_pipeline.py; batching saves little CPU per issue).
+    projection_gather_ms: int = Field(250, ge=0, le=10000)
     # Dispatch's durable timers (services/dispatch/clocks.py): how often each worker rereads every tenant's
     # timers (those scheduled in this process fire on time without it; the rescan finds those written by
     # another process or left by a dead one), the lease of one firing, and the retry backoff. A rescan reads
