@@ -120,9 +120,7 @@ PRINCIPAL = Principal(sub="service:projector", role="service", tenants=("*",))
 class ProjectionWorker:
     """Runs one projection: poll, gather per tenant, one transaction per tenant, then commit offsets."""
 
-    def __init__(
-        self, projection: Projection, bootstrap: str, *, max_records: int = 500, gather_ms: int = 250
-    ) -> None:
+    def __init__(self, projection: Projection, bootstrap: str, *, max_records: int = 500, gather_ms: int = 250) -> None:
         self.projection = projection
         self.name = f"{projection.group}-worker"
         self.bootstrap = bootstrap
