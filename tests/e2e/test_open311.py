@@ -33,6 +33,17 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+def listed(client: GeoReport, **params: str) -> list[Any]:
+    """The stock client's get_service_requests as a list. It raises TypeError on an empty XML list (xmltodict
+    reads `<service_requests/>` as None), which is a valid answer while the read model has not yet the report."""
+    try:
+        return as_list(client.get_service_requests(**params))
+    except TypeError:
+        if client.output_format != "xml":
+            raise
+        return []
+
+
 def point(n: int) -> tuple[str, str]:
     """A point in the test grid around TEST_POINT, ~100 m apart per n (so reports are not duplicates)."""
     lat, lon = TEST_POINT
@@ -159,10 +170,7 @@ def test_a_report_is_read_back_by_the_stock_client_without_contact_data(
     wait_for(
         lambda: (
             mine["id"]
-            in {
-                r["service_request_id"]
-                for r in as_list(client.get_service_requests(service_code=mine["code"], status="open", **window))
-            }
+            in {r["service_request_id"] for r in listed(client, service_code=mine["code"], status="open", **window)}
         )
     )
     assert mine["id"] in {r["service_request_id"] for r in as_list(client.get_service_requests())}
