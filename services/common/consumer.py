@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -55,13 +55,21 @@ def subscribe_known(
     consumer.subscribe(list(topics))
 
 
-def wait_to_gather(stop: threading.Event, polled: float, gather: float) -> None:
-    """Before the next poll: while records keep coming (the last poll, begun at `polled`, brought some),
-    let `gather` seconds pass since it began, so that one poll brings several (0 or no records: at once)."""
-    if gather and polled:
-        wait = polled + gather - time.monotonic()
-        if wait > 0:
-            stop.wait(wait)
+def gathered_polls(consumer: KafkaConsumer, stop: threading.Event, gather: float) -> Iterator[Any]:
+    """The consumer's polls (each may be empty) until `stop`. While records keep coming (the last poll brought
+    some), the next poll waits until `gather` seconds have passed since the last one began, so that one poll
+    brings several (0, or a poll that brought none: at once)."""
+    polled = 0.0  # when the last poll that brought records began (0: the last brought none)
+    while not stop.is_set():
+        if gather and polled:
+            wait = polled + gather - time.monotonic()
+            if wait > 0:
+                stop.wait(wait)
+        polled = time.monotonic()
+        batches = consumer.poll(timeout_ms=200)
+        if not batches:
+            polled = 0.0
+        yield batches
 
 
 class ProcessedEvent(TenantDocument):
@@ -143,13 +151,7 @@ class EventConsumer:
         )
         log.info("consumer %s subscribed to %s", self.group, ", ".join(self.topics))
         try:
-            polled = 0.0  # when the last poll that brought records began (0: the last brought none)
-            while not stop.is_set():
-                wait_to_gather(stop, polled, self.gather)
-                polled = time.monotonic()
-                batches = consumer.poll(timeout_ms=200)
-                if not batches:
-                    polled = 0.0
+            for batches in gathered_polls(consumer, stop, self.gather):
                 if pool is not None and sum(len(r) for r in batches.values()) > 1:
                     # All or nothing: a failure leaves the whole poll to be redelivered (marks skip what
                     # was handled of it).

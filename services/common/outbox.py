@@ -405,20 +405,12 @@ class OutboxRelay:
         total = 0
         now = datetime.now(UTC)
         for marker_id, handed, events, futures in sends:
-            try:
-                for f in futures:
-                    f.get(timeout=15)
-            except Exception:
-                # Left to the marker (a scan reads the document and publishes what is unpublished).
-                metrics.OUTBOX_ERRORS.labels(self.service).inc()
-                log.warning("publishing the events of %s failed; they stay pending", handed.doc, exc_info=True)
-                continue
-            for ev in events:
-                self._unrecorded[handed.tenant].append({"_id": ev["id"], "at": now, "doc": handed.doc})
-                self._remember(ev["id"])
-                metrics.OUTBOX_PUBLISHED.labels(self.service, handed.tenant, ev["type"]).inc()
+            records = self._confirmed(handed.tenant, handed.doc, events, futures, now)
+            if records is None:
+                continue  # left to the marker (a scan reads the document and publishes what is unpublished)
+            self._unrecorded[handed.tenant].extend(records)
             self._done[marker_id] = now
-            total += len(events)
+            total += len(records)
         if sum(map(len, self._unrecorded.values())) >= RECORD_MAX:
             self.record_published()
         return total
@@ -433,15 +425,18 @@ class OutboxRelay:
         pending, self._unrecorded = self._unrecorded, defaultdict(list)
         self._recorded = time.monotonic()
         for tenant, records in pending.items():
-            try:
-                tenant_database(tenant)[PUBLISHED].insert_many(records, ordered=False)
-            except pymongo.errors.BulkWriteError:
-                pass  # duplicates: recorded already
-            except Exception:
-                # Not recorded: a relay reading these documents again later publishes them once more, which
-                # consumers drop as duplicates. Nothing is lost.
-                metrics.OUTBOX_ERRORS.labels(self.service).inc()
-                log.warning("recording %d published event(s) of %s failed", len(records), tenant, exc_info=True)
+            self._record(tenant, records)
+
+    def _record(self, tenant: str, records: list[dict[str, Any]]) -> None:
+        """Insert published events' records into the tenant's PUBLISHED. Not recorded (an error) means a relay
+        reading their documents later publishes them once more, which consumers drop as duplicates."""
+        try:
+            tenant_database(tenant)[PUBLISHED].insert_many(records, ordered=False)
+        except pymongo.errors.BulkWriteError:
+            pass  # duplicates: recorded already (an earlier pass crashed before removing their markers)
+        except Exception:
+            metrics.OUTBOX_ERRORS.labels(self.service).inc()
+            log.warning("recording %d published event(s) of %s failed", len(records), tenant, exc_info=True)
 
     def take_changed(self) -> dict[str, set[str]]:
         """The markers of this process's changes to this relay's collections, signalled since the last call."""
@@ -507,7 +502,7 @@ class OutboxRelay:
             key: [ev for ev in (docs.get(key) or {}).get("outbox") or [] if ev["id"] not in self._known]
             for key in wanted
         }
-        total, failed = self._publish(producer, db, tenant, outgoing)
+        total, failed = self._publish(producer, tenant, outgoing)
         tombstones: list[tuple[str, Any]] = []
         for key in wanted:
             if key in failed:
@@ -590,8 +585,25 @@ class OutboxRelay:
             data=bytes(ev["data"]),
         )
 
+    def _confirmed(
+        self, tenant: str, doc_id: Any, events: Sequence[dict[str, Any]], futures: Sequence[Any], at: datetime
+    ) -> list[dict[str, Any]] | None:
+        """Wait for one document's sends: their PUBLISHED records (the events remembered and counted), or None
+        when one failed (they stay pending)."""
+        try:
+            for f in futures:
+                f.get(timeout=15)
+        except Exception:
+            metrics.OUTBOX_ERRORS.labels(self.service).inc()
+            log.warning("publishing the events of %s failed; they stay pending", doc_id, exc_info=True)
+            return None
+        for ev in events:
+            self._remember(ev["id"])
+            metrics.OUTBOX_PUBLISHED.labels(self.service, tenant, ev["type"]).inc()
+        return [{"_id": ev["id"], "at": at, "doc": doc_id} for ev in events]
+
     def _publish(
-        self, producer: KafkaProducer, db: Any, tenant: str, outgoing: dict[tuple[str, Any], list[dict[str, Any]]]
+        self, producer: KafkaProducer, tenant: str, outgoing: dict[tuple[str, Any], list[dict[str, Any]]]
     ) -> tuple[int, set[tuple[str, Any]]]:
         """Send each document's events in order (one flush for all) and record them as published; returns how
         many were, and the documents whose events failed (they stay pending for the next pass)."""
@@ -599,12 +611,7 @@ class OutboxRelay:
         try:
             for key, events in outgoing.items():
                 if events:
-                    futures[key] = [
-                        producer.send(
-                            self.topic, key=record_key(tenant, str(key[1])), value=ce.data, headers=ce.headers()
-                        )
-                        for ce in (self._cloud_event(tenant, ev) for ev in events)
-                    ]
+                    futures[key] = self._send(producer, tenant, key[1], events)
             if futures:
                 producer.flush(timeout=15)
         except Exception:
@@ -615,25 +622,11 @@ class OutboxRelay:
         failed: set[tuple[str, Any]] = set()
         records: list[dict[str, Any]] = []
         for key, fs in futures.items():
-            try:
-                for f in fs:
-                    f.get(timeout=15)
-            except Exception:
-                metrics.OUTBOX_ERRORS.labels(self.service).inc()
-                log.warning("publishing the events of %s failed; they stay pending", key[1], exc_info=True)
+            confirmed = self._confirmed(tenant, key[1], outgoing[key], fs, now)
+            if confirmed is None:
                 failed.add(key)
-                continue
-            for ev in outgoing[key]:
-                records.append({"_id": ev["id"], "at": now, "doc": key[1]})
-                self._remember(ev["id"])
-                metrics.OUTBOX_PUBLISHED.labels(self.service, tenant, ev["type"]).inc()
+            else:
+                records.extend(confirmed)
         if records:
-            try:
-                db[PUBLISHED].insert_many(records, ordered=False)
-            except pymongo.errors.BulkWriteError:
-                pass  # duplicates: an earlier pass recorded them and crashed before removing their markers
-            except Exception:
-                # Not recorded: a later look republishes them, which consumers drop as duplicates.
-                metrics.OUTBOX_ERRORS.labels(self.service).inc()
-                log.warning("recording %d published event(s) of %s failed", len(records), tenant, exc_info=True)
+            self._record(tenant, records)
         return len(records), failed

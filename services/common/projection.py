@@ -31,7 +31,7 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import Connection
 
 from services.common import context, mongo, readside
-from services.common.consumer import subscribe_known, wait_to_gather
+from services.common.consumer import gathered_polls, subscribe_known
 from services.common.events import CloudEvent, PoisonEvent
 from services.common.principal import Principal
 
@@ -149,13 +149,8 @@ class ProjectionWorker:
         subscribe_known(consumer, self.projection.topics, stop)
         log.info("projection %s reads %s", self.projection.name, ", ".join(self.projection.topics))
         try:
-            polled = 0.0  # when the last poll that brought records began (0: the last brought none)
-            while not stop.is_set():
-                wait_to_gather(stop, polled, self.gather)
-                polled = time.monotonic()
-                batches = consumer.poll(timeout_ms=200)
+            for batches in gathered_polls(consumer, stop, self.gather):
                 if not batches:
-                    polled = 0.0
                     continue
                 offsets = {
                     tp: OffsetAndMetadata(records[-1].offset + 1, "", -1) for tp, records in batches.items() if records
