@@ -70,10 +70,15 @@ start_one() {
     return 1
   fi
   # The projector yields the CPU to the services (nice 10): its read models may fall a moment behind on a
-  # busy machine, the whistle's path never waits for them.
+  # busy machine, the whistle's path never waits for them. With the kernel's autogroups (Linux's default
+  # for processes outside a cpu cgroup) each session competes as one group at its autogroup's nice, and a
+  # process's own nice counts only inside its session: setsid gives every service a session, so the
+  # projector's session is niced too (/proc/self/autogroup, written before exec; nothing where absent).
   local nice=0
   [[ "$name" != projector ]] || nice=10
-  (cd "$HONGLING_REPO_ROOT" && exec setsid nohup nice -n "$nice" "$PY" -m "$(module_of "$name")" >>"$LOG_DIR/$name.log" 2>&1 </dev/null) &
+  (cd "$HONGLING_REPO_ROOT" && exec setsid nohup bash -c \
+    'if [[ $1 != 0 && -w /proc/self/autogroup ]]; then echo "$1" >/proc/self/autogroup || true; fi; exec nice -n "$1" "${@:2}"' \
+    nice "$nice" "$PY" -m "$(module_of "$name")" >>"$LOG_DIR/$name.log" 2>&1 </dev/null) &
   echo $! >"$RUN_DIR/$name.pid"
 }
 
