@@ -22,6 +22,16 @@ def topic_for(service: str) -> str:
     return f"hongling.{service}.v1"
 
 
+def state_topic_for(service: str) -> str:
+    """The service's internal, compacted topic of its aggregates' current states (services/common/outbox.py,
+    "State"): what the projector builds the read models from. Not part of the event bus."""
+    return f"hongling.{service}.state.v1"
+
+
+def state_key(tenant: str, collection: str, aggregate_id: str) -> bytes:
+    return f"{tenant}:{collection}/{aggregate_id}".encode()
+
+
 def dead_letter_topic(group: str) -> str:
     return f"hongling.{group}.dlq.v1"
 

@@ -40,6 +40,19 @@ issues/s, an IssueReceived reached Kafka 22 s (p50; p99 46 s) after it was recor
 11 s (p50); figures with changes handed over too in the issue's closing note. The marker path itself reads
 a pass's documents with one `$in` per collection, looks their events' publication up together and sends
 everything with one flush. The full marker scan runs every `interval`.
+
+State. An aggregate whose class sets PUBLISH_STATE (an issue, a task, a call: what the SQL read models are
+made of) has every write of it marked, even one without events (a write of the unit of work, a targeted
+update), and the relay sends its state as written — the document without its `outbox`, BSON — to the
+service's compacted state topic (events.state_topic_for; key "<tenant>:<collection>/<id>"), after the
+write's events and before they are recorded as published: a crash in between sends both again. The
+projector builds rows from these records (services/common/projection.py) and never reads the write side,
+which on the measured 2-core machine had put its FerretDB look-ups on the whistle's path. A handed write
+sends the state it wrote; the marker path sends the document as it reads it. A state older than one this
+relay already sent for the aggregate is not sent, so a single relay's records of one aggregate only grow
+in version and compaction keeps the newest (several relays of one service may interleave; the projector
+keeps only newer versions in any case). The topic is internal: its records hold the document as stored,
+contact data sealed as on the write side (services/common/protect.py).
 """
 
 from __future__ import annotations
@@ -54,6 +67,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
+import bson
 import mongoengine as me
 import pymongo.errors
 from google.protobuf.message import Message
@@ -61,7 +75,7 @@ from kafka import KafkaProducer
 
 from services.common import groupcommit, metrics
 from services.common.context import require_tenant
-from services.common.events import CloudEvent, record_key, topic_for
+from services.common.events import CloudEvent, record_key, state_key, state_topic_for, topic_for
 from services.common.mongo import TenantDocument, tenant_database
 from services.common.tenants import tenant_slugs
 
@@ -95,6 +109,14 @@ def _aware(at: datetime) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
+@dataclass(frozen=True)
+class StateSent:
+    """A state sent to the state topic: noted as sent (key (tenant, collection, id), version) once confirmed."""
+
+    key: tuple[str, str, Any]
+    version: int
+
+
 @dataclass
 class Handed:
     """A write handed to this process's relay (see "Hand-off" in the module docstring)."""
@@ -105,6 +127,8 @@ class Handed:
     # The ids of the events the document held before this write; None for a creation (it held none).
     prior: tuple[str, ...] | None
     events: list[dict[str, Any]] = field(default_factory=list)
+    # The document as written (PUBLISH_STATE classes), for the state topic; None: not published.
+    state: dict[str, Any] | None = None
 
     @property
     def key(self) -> tuple[str, str, Any]:
@@ -125,12 +149,13 @@ class _Handoff:
         with self.lock:
             self.in_flight[marker_id] = handed
 
-    def end(self, marker_id: str, events: list[dict[str, Any]] | None) -> None:
-        """The write of this marker is over: written with `events`, or failed (None)."""
+    def end(self, marker_id: str, events: list[dict[str, Any]] | None, state: dict[str, Any] | None = None) -> None:
+        """The write of this marker is over: written with `events` (and `state`), or failed (events None)."""
         with self.lock:
             handed = self.in_flight.pop(marker_id, None)
-            if handed is not None and events:
+            if handed is not None and events is not None and (events or state is not None):
                 handed.events = events
+                handed.state = state
                 self.ready[marker_id] = handed
                 while len(self.ready) > HANDOFF_MAX:
                     self.ready.popitem(last=False)  # the relay is far behind: these take the marker path
@@ -219,7 +244,7 @@ def insert_created(docs: Sequence[tuple[type[OutboxDocument], dict[str, Any]]]) 
                 hand_over(marker["_id"], None)
                 written.append(False)
                 continue
-            hand_over(marker["_id"], son.get("outbox") or [])
+            hand_over(marker["_id"], son.get("outbox") or [], state_of(cls, son))
             written.append(True)
     finally:
         for marker in markers[len(written) :]:
@@ -227,14 +252,25 @@ def insert_created(docs: Sequence[tuple[type[OutboxDocument], dict[str, Any]]]) 
     return written
 
 
-def hand_over(marker_id: str, events: Sequence[Any] | None) -> None:
-    """A handed write is over: written with these new events (PendingEvents or their stored dicts), or
-    not written (None)."""
+def hand_over(marker_id: str, events: Sequence[Any] | None, state: dict[str, Any] | None = None) -> None:
+    """A handed write is over: written with these new events (PendingEvents or their stored dicts) and, for
+    a PUBLISH_STATE class, this state (`state_of`); or not written (events None)."""
     HANDOFF.end(
         marker_id,
         None if events is None else [{f: ev[f] for f in ("id", "type", "subject", "time", "data")} for ev in events],
+        state,
     )
     OUTBOX_SIGNAL.set()
+
+
+def publishes_state(cls: type[Any]) -> bool:
+    """Whether the relay publishes this document class's states (see "State" in the module docstring)."""
+    return bool(getattr(cls, "PUBLISH_STATE", False))
+
+
+def state_of(cls: type[Any], son: dict[str, Any]) -> dict[str, Any] | None:
+    """The state to publish of a document written as `son`: None unless its class publishes states."""
+    return son if publishes_state(cls) else None
 
 
 class PendingEvent(me.EmbeddedDocument):
@@ -268,7 +304,9 @@ class OutboxDocument(TenantDocument):
     def save(self, *args: Any, **kwargs: Any) -> Any:
         new_events = getattr(self, "_new_events", False)
         creation = bool(kwargs.get("force_insert"))  # a new document: no earlier events, no other writer
-        marker_id = mark_pending(type(self), str(self.pk), creation=creation) if new_events else ""
+        # A change of a PUBLISH_STATE class is marked even without events: the marker path sends its state.
+        marked = new_events or publishes_state(type(self))
+        marker_id = mark_pending(type(self), str(self.pk), creation=creation) if marked else ""
         pending = self.new_events() if new_events else []
         try:
             result = super().save(*args, **kwargs)
@@ -276,11 +314,11 @@ class OutboxDocument(TenantDocument):
             if marker_id and creation:
                 hand_over(marker_id, None)
             raise
-        if new_events:
+        if marked:
             self._new_events = False
             self._new_count = 0
             if creation:
-                hand_over(marker_id, pending)
+                hand_over(marker_id, pending, state_of(type(self), self.to_mongo().to_dict()))
             OUTBOX_SIGNAL.set()
         return result
 
@@ -317,7 +355,16 @@ class OutboxRelay:
         self.interval = interval
         self.batch = batch
         self.topic = topic_for(service)
+        self.state_topic = state_topic_for(service)
         self._collections = {d._get_collection_name() for d in self.documents}
+        # Collections whose states go to the state topic -> their version field.
+        self._state = {
+            d._get_collection_name(): str(getattr(d, "VERSION_FIELD", "version"))
+            for d in self.documents
+            if publishes_state(d)
+        }
+        # The newest state version sent per aggregate ((tenant, collection, id) -> version), see "State".
+        self._state_sent: OrderedDict[tuple[str, str, Any], int] = OrderedDict()
         # Markers found clean once, waiting out their grace period before a last look (id -> at).
         self._clean: dict[str, datetime] = {}
         # Event ids known to be published, so a document's history is not looked up again and again.
@@ -381,7 +428,7 @@ class OutboxRelay:
         if not taken:
             return 0
         self._learn_published((h.tenant, e) for _, h in taken for e in h.prior or ())
-        sends: list[tuple[str, Handed, list[dict[str, Any]], list[Any]]] = []
+        sends: list[tuple[str, Handed, list[dict[str, Any]], list[Any], StateSent | None]] = []
         later: list[tuple[str, Handed]] = []
         this_pass: set[tuple[str, str, Any]] = set()
         try:
@@ -395,7 +442,8 @@ class OutboxRelay:
                     continue
                 events = self._unpublished(handed.events)
                 futures = self._send(producer, handed.tenant, handed.doc, events)
-                sends.append((marker_id, handed, events, futures))
+                state = self._send_state(producer, handed.tenant, handed.collection, handed.state, futures)
+                sends.append((marker_id, handed, events, futures, state))
             producer.flush(timeout=15)
         except Exception:
             log.exception("publishing %d handed-over write(s) failed; their markers lead to them", len(taken))
@@ -404,8 +452,8 @@ class OutboxRelay:
             OUTBOX_SIGNAL.set()
         total = 0
         now = datetime.now(UTC)
-        for marker_id, handed, events, futures in sends:
-            records = self._confirmed(handed.tenant, handed.doc, events, futures, now)
+        for marker_id, handed, events, futures, state in sends:
+            records = self._confirmed(handed.tenant, handed.doc, events, futures, now, state)
             if records is None:
                 continue  # left to the marker (a scan reads the document and publishes what is unpublished)
             self._unrecorded[handed.tenant].extend(records)
@@ -502,7 +550,8 @@ class OutboxRelay:
             key: [ev for ev in (docs.get(key) or {}).get("outbox") or [] if ev["id"] not in self._known]
             for key in wanted
         }
-        total, failed = self._publish(producer, tenant, outgoing)
+        states = {key: docs[key] for key in wanted if key[0] in self._state and key in docs}
+        total, failed = self._publish(producer, tenant, outgoing, states)
         tombstones: list[tuple[str, Any]] = []
         for key in wanted:
             if key in failed:
@@ -532,16 +581,17 @@ class OutboxRelay:
             metrics.OUTBOX_BACKLOG.labels(self.service, tenant).set(sum(map(len, outgoing.values())))
         return total
 
-    @staticmethod
-    def _read_documents(db: Any, keys: Sequence[tuple[str, Any]]) -> dict[tuple[str, Any], dict[str, Any]]:
-        """These documents' events (and tombstone flag), one `$in` per collection and 1000 ids."""
+    def _read_documents(self, db: Any, keys: Sequence[tuple[str, Any]]) -> dict[tuple[str, Any], dict[str, Any]]:
+        """These documents' events (and tombstone flag; whole, where their states are published), one `$in`
+        per collection and 1000 ids."""
         by_name: dict[str, list[Any]] = defaultdict(list)
         for name, doc_id in keys:
             by_name[name].append(doc_id)
         docs: dict[tuple[str, Any], dict[str, Any]] = {}
         for name, ids in by_name.items():
+            fields = None if name in self._state else {"outbox": 1, "deleted": 1}
             for i in range(0, len(ids), IN_MAX):
-                for doc in db[name].find({"_id": {"$in": ids[i : i + IN_MAX]}}, {"outbox": 1, "deleted": 1}):
+                for doc in db[name].find({"_id": {"$in": ids[i : i + IN_MAX]}}, fields):
                     docs[(name, doc["_id"])] = doc
         return docs
 
@@ -574,6 +624,33 @@ class OutboxRelay:
             for ce in (self._cloud_event(tenant, ev) for ev in events)
         ]
 
+    def _send_state(
+        self, producer: KafkaProducer, tenant: str, collection: str, doc: dict[str, Any] | None, futures: list[Any]
+    ) -> StateSent | None:
+        """Send this document's state to the state topic (appending its future) unless its class publishes
+        none or this relay sent as new a state of it already; what to note once the send is confirmed."""
+        field_name = self._state.get(collection)
+        if field_name is None or doc is None:
+            return None
+        version = int(doc.get(field_name) or 1)
+        key = (tenant, collection, doc["_id"])
+        if self._state_sent.get(key, 0) >= version:
+            return None
+        value = bson.encode({k: v for k, v in doc.items() if k != "outbox"})
+        headers = [("tenant", tenant.encode()), ("collection", collection.encode())]
+        futures.append(
+            producer.send(
+                self.state_topic, key=state_key(tenant, collection, str(doc["_id"])), value=value, headers=headers
+            )
+        )
+        return StateSent(key, version)
+
+    def _note_state(self, state: StateSent) -> None:
+        self._state_sent[state.key] = max(state.version, self._state_sent.get(state.key, 0))
+        self._state_sent.move_to_end(state.key)
+        if len(self._state_sent) > KNOWN_PUBLISHED_MAX:
+            self._state_sent.popitem(last=False)
+
     def _cloud_event(self, tenant: str, ev: dict[str, Any]) -> CloudEvent:
         return CloudEvent(
             id=ev["id"],
@@ -586,10 +663,16 @@ class OutboxRelay:
         )
 
     def _confirmed(
-        self, tenant: str, doc_id: Any, events: Sequence[dict[str, Any]], futures: Sequence[Any], at: datetime
+        self,
+        tenant: str,
+        doc_id: Any,
+        events: Sequence[dict[str, Any]],
+        futures: Sequence[Any],
+        at: datetime,
+        state: StateSent | None = None,
     ) -> list[dict[str, Any]] | None:
-        """Wait for one document's sends: their PUBLISHED records (the events remembered and counted), or None
-        when one failed (they stay pending)."""
+        """Wait for one document's sends (its events, then its state): their PUBLISHED records (the events
+        remembered and counted, the state noted), or None when one failed (they stay pending)."""
         try:
             for f in futures:
                 f.get(timeout=15)
@@ -597,21 +680,33 @@ class OutboxRelay:
             metrics.OUTBOX_ERRORS.labels(self.service).inc()
             log.warning("publishing the events of %s failed; they stay pending", doc_id, exc_info=True)
             return None
+        if state is not None:
+            self._note_state(state)
         for ev in events:
             self._remember(ev["id"])
             metrics.OUTBOX_PUBLISHED.labels(self.service, tenant, ev["type"]).inc()
         return [{"_id": ev["id"], "at": at, "doc": doc_id} for ev in events]
 
     def _publish(
-        self, producer: KafkaProducer, tenant: str, outgoing: dict[tuple[str, Any], list[dict[str, Any]]]
+        self,
+        producer: KafkaProducer,
+        tenant: str,
+        outgoing: dict[tuple[str, Any], list[dict[str, Any]]],
+        states: dict[tuple[str, Any], dict[str, Any]],
     ) -> tuple[int, set[tuple[str, Any]]]:
-        """Send each document's events in order (one flush for all) and record them as published; returns how
-        many were, and the documents whose events failed (they stay pending for the next pass)."""
+        """Send each document's events in order, then its state (`states`: the documents whose states are
+        published), with one flush for all, and record the events as published; returns how many were, and
+        the documents whose sends failed (they stay pending for the next pass)."""
         futures: dict[tuple[str, Any], list[Any]] = {}
+        sent_states: dict[tuple[str, Any], StateSent] = {}
         try:
             for key, events in outgoing.items():
-                if events:
-                    futures[key] = self._send(producer, tenant, key[1], events)
+                sent = self._send(producer, tenant, key[1], events)
+                state = self._send_state(producer, tenant, key[0], states.get(key), sent)
+                if state is not None:
+                    sent_states[key] = state
+                if sent:
+                    futures[key] = sent
             if futures:
                 producer.flush(timeout=15)
         except Exception:
@@ -622,7 +717,7 @@ class OutboxRelay:
         failed: set[tuple[str, Any]] = set()
         records: list[dict[str, Any]] = []
         for key, fs in futures.items():
-            confirmed = self._confirmed(tenant, key[1], outgoing[key], fs, now)
+            confirmed = self._confirmed(tenant, key[1], outgoing[key], fs, now, sent_states.get(key))
             if confirmed is None:
                 failed.add(key)
             else:

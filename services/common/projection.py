@@ -1,17 +1,20 @@
-"""Projections: the services' events keep the SQL read models (services/common/readside.py).
+"""Projections: the services' aggregate states keep the SQL read models (services/common/readside.py).
 
-A projection reads its service's topic as its own consumer group. An event names the aggregates it is
-about: its subject ("issues/<id>", "tasks/<id>", "whistles/<id>") and, for some types, others it
-changed (a duplicate's original, the tasks of a call). For each poll the projection gathers them per
-tenant, reads their current state from the write side by _id (one look-up per kind and tenant), and
-writes each row in one transaction per tenant, only where the write side's `version` is newer than the
-row's: so a projection is idempotent (an event seen twice writes nothing new), in order per aggregate
-(an older state never replaces a newer one, whatever order events arrive in), and rebuildable (replaying
-every event from the topic's start, `python -m services.projector --rebuild`, writes the same rows).
-Offsets are committed only after the transaction; a crash redelivers, which changes nothing.
+A service's relay sends the state of every write of an issue, a task or a call to the service's
+compacted state topic (services/common/outbox.py, "State"). A projection reads those topics as its own
+consumer group; for each poll it keeps the newest state per aggregate, and writes the rows in one
+transaction per tenant, only where the state's `version` is newer than the row's: so a projection is
+idempotent (a record seen twice writes nothing new), in order per aggregate (an older state never
+replaces a newer one, whatever order records arrive in), and rebuildable (compaction keeps every
+aggregate's newest state; `python -m services.projector --rebuild` replays the topics from their start
+and writes the same rows). Offsets are committed only after the transaction; a crash redelivers, which
+changes nothing. The projector never reads the write side.
 
 The projector runs in its own process (python -m services.projector), off the services' hot paths:
-a whistle is blown by dispatch's consumer whatever the projections are doing.
+a whistle is blown by dispatch's consumer whatever the projections are doing. Measured (issue 15): when
+rows were made by reading each aggregate back from the write side, those FerretDB look-ups competed with
+the whistle's own on the 2-core machine (event → WhistleBlown p99 187–202 ms without the projector, 363–526
+ms with it); figures with state records in the issue's closing note.
 """
 
 from __future__ import annotations
@@ -19,98 +22,101 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf.message import Message
+import bson
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import Counter, Histogram
 from sqlalchemy import Connection
 
-from services.common import context, mongo, readside
+from services.common import context, readside
 from services.common.consumer import gathered_polls, subscribe_known
-from services.common.events import CloudEvent, PoisonEvent
 from services.common.principal import Principal
 
 log = logging.getLogger(__name__)
 
 PROJECTION_LAG = Histogram(
     "hongling_projection_lag_seconds",
-    "From an event's time to its read-model rows being committed.",
+    "From a write of an aggregate (its updated_at, else its created_at) to its read-model rows being committed.",
     ["projection"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 PROJECTION_DELAY = Histogram(
     "hongling_projection_delay_seconds",
-    "From an event's arrival on Kafka (its record's timestamp) to its read-model rows being committed: the "
+    "From a state's arrival on Kafka (its record's timestamp) to its read-model rows being committed: the "
     "projector's own share of the lag (the rest is the writer's relay).",
     ["projection"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 PROJECTED = Counter(
-    "hongling_projection_events_total",
-    "Events a projection handled, by outcome (projected, skipped: a type it does not read, poison).",
+    "hongling_projection_states_total",
+    "State records a projection handled, by outcome (projected; skipped: a collection it does not keep; poison).",
     ["projection", "outcome"],
 )
 ROWS_WRITTEN = Counter("hongling_projection_rows_total", "Read-model rows a projection wrote.", ["projection"])
 FAILURES = Counter("hongling_projection_failures_total", "Transactions that failed and were retried.", ["projection"])
 
-# (kind, id): an aggregate whose row to bring up to date; the kind is its subject's collection ("issues").
-Ref = tuple[str, str]
-# A refresh writes the rows of these aggregates (of one kind, in the call's tenant) from the write side,
-# inside the given read-side transaction; returns the number of rows it changed.
-Refresh = Callable[[Connection, list[str]], int]
+
+@dataclass(frozen=True)
+class State:
+    """An aggregate's state as its relay sent it: the document (without its outbox) and its BSON."""
+
+    raw: dict[str, Any]
+    body: bytes
+
+    @property
+    def version(self) -> int:
+        return int(self.raw.get("version") or 1)
 
 
-def current(service: str, collection: str, ids: list[str]) -> dict[str, Mapping[str, Any]]:
-    """The aggregates of these ids as `service`'s write side holds them now (call tenant), by _id, without
-    their outbox: what a refresh writes rows from."""
-    found = mongo.service_collection(service, collection).find({"_id": {"$in": ids}}, {"outbox": 0})
-    return {d["_id"]: d for d in found}
+# A refresh writes the rows of these aggregates (of one kind, in the call's tenant; id -> newest state of
+# this poll), inside the given read-side transaction, where newer than the rows; returns rows changed.
+Refresh = Callable[[Connection, Mapping[str, State]], int]
 
 
-def subject_ref(subject: str) -> Ref | None:
-    kind, _, ident = subject.partition("/")
-    return (kind, ident) if kind and ident else None
+class PoisonState(Exception):
+    """A state record that can never be projected (no tenant, no collection, not BSON)."""
+
+
+def decode_state(headers: Sequence[tuple[str, bytes]] | None, value: bytes | None) -> tuple[str, str, State]:
+    """(tenant, collection, state) of a state topic's record."""
+    found = {k: v for k, v in headers or ()}
+    try:
+        tenant, collection = found["tenant"].decode(), found["collection"].decode()
+        raw = bson.decode(value or b"", codec_options=readside.BODY_CODEC)
+        if "_id" not in raw:
+            raise KeyError("_id")  # a state without an _id is no aggregate
+    except (KeyError, UnicodeDecodeError, bson.errors.BSONError) as exc:
+        raise PoisonState(f"not a state record: {exc!r}") from None
+    return tenant, collection, State(raw, bytes(value or b""))
+
+
+def written_at(raw: Mapping[str, Any]) -> datetime | None:
+    at = raw.get("updated_at") or raw.get("created_at")
+    return readside.utc(at) if isinstance(at, datetime) else None
 
 
 @dataclass(frozen=True)
 class Projection:
     name: str  # e.g. "intake" (its consumer group: projector-<name>)
-    topics: Sequence[str]
-    refresh: Mapping[str, Refresh]  # kind -> refresh
-    # Aggregates an event changed beside its subject, by event type (payload decoded with that class).
-    also: Mapping[type[Message], Callable[[Any], Iterable[Ref]]] = field(default_factory=dict)
+    topics: Sequence[str]  # state topics (events.state_topic_for)
+    refresh: Mapping[str, Refresh]  # collection -> refresh
 
     @property
     def group(self) -> str:
         return f"projector-{self.name}"
 
-    def refs(self, event: CloudEvent) -> list[Ref]:
-        """The aggregates this event is about (none: an event this projection does not read)."""
-        found: list[Ref] = []
-        ref = subject_ref(event.subject)
-        if ref is not None and ref[0] in self.refresh:
-            found.append(ref)
-        for cls, extra in self.also.items():
-            if event.type == cls.DESCRIPTOR.full_name:
-                found.extend(r for r in extra(event.decode(cls)) if r[0] in self.refresh and r[1])
-        return found
-
-    def apply(self, tenant: str, refs: Iterable[Ref]) -> int:
-        """Bring these aggregates' rows up to date in one transaction of the tenant; rows changed."""
-        by_kind: dict[str, list[str]] = {}
-        for kind, ident in refs:
-            ids = by_kind.setdefault(kind, [])
-            if ident not in ids:
-                ids.append(ident)
+    def apply(self, tenant: str, states: Mapping[str, Mapping[str, State]]) -> int:
+        """Bring these aggregates' rows (collection -> id -> state) up to date in one transaction of the
+        tenant; rows changed."""
         written = 0
         with context.bound(tenant=tenant, principal=PRINCIPAL), readside.begin(tenant) as conn:
-            for kind, ids in by_kind.items():
-                written += self.refresh[kind](conn, ids)
+            for collection, found in states.items():
+                written += self.refresh[collection](conn, found)
         return written
 
 
@@ -171,35 +177,42 @@ class ProjectionWorker:
             consumer.close(autocommit=False)
 
     def project(self, records: Sequence[Any]) -> int:
-        """One poll's records: their aggregates' rows written per tenant; returns rows changed."""
+        """One poll's records: the newest state of each aggregate, its row written per tenant; returns rows
+        changed."""
         name = self.projection.name
-        per_tenant: dict[str, list[Ref]] = {}
+        per_tenant: dict[str, dict[str, dict[str, State]]] = {}
         times: list[datetime] = []
         arrived: list[float] = []
+        projected = 0
         for record in records:
             try:
-                event = CloudEvent.from_record(record.headers, record.value)
-                refs = self.projection.refs(event)
-            except PoisonEvent as exc:
+                tenant, collection, state = decode_state(record.headers, record.value)
+            except PoisonState as exc:
                 PROJECTED.labels(name, "poison").inc()
                 log.warning("projection %s skips a record it cannot read (offset %s): %s", name, record.offset, exc)
                 continue
-            if not refs:
+            if collection not in self.projection.refresh:
                 PROJECTED.labels(name, "skipped").inc()
                 continue
-            per_tenant.setdefault(event.tenant, []).extend(refs)
-            times.append(event.time)
+            projected += 1
+            found = per_tenant.setdefault(tenant, {}).setdefault(collection, {})
+            ident = str(state.raw["_id"])
+            if ident not in found or found[ident].version < state.version:
+                found[ident] = state
+            at = written_at(state.raw)
+            if at is not None:
+                times.append(at)
             if isinstance(record.timestamp, int) and record.timestamp > 0:
                 arrived.append(record.timestamp / 1000)
         written = 0
-        for tenant, refs in per_tenant.items():
-            written += self.projection.apply(tenant, refs)
+        for tenant, states in per_tenant.items():
+            written += self.projection.apply(tenant, states)
         now = datetime.now(UTC)
         for at in times:
             PROJECTION_LAG.labels(name).observe(max(0.0, (now - at).total_seconds()))
         for t in arrived:
             PROJECTION_DELAY.labels(name).observe(max(0.0, now.timestamp() - t))
-        PROJECTED.labels(name, "projected").inc(len(times))
+        PROJECTED.labels(name, "projected").inc(projected)
         ROWS_WRITTEN.labels(name).inc(written)
         return written
 
@@ -210,7 +223,7 @@ def _partitions(consumer: KafkaConsumer, projection: Projection) -> list[TopicPa
 
 def rewind(projection: Projection, bootstrap: str) -> int:
     """Move the projection's consumer group to the start of its topics (its process must be stopped), so
-    that it projects every event again; returns the partitions rewound."""
+    that it projects every state again; returns the partitions rewound."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=projection.group, enable_auto_commit=False)
     try:
         parts = _partitions(consumer, projection)

@@ -142,10 +142,10 @@ def document_of(doc_cls: type[D], body: bytes) -> D:
     return doc_cls._from_son(bson.decode(body, codec_options=BODY_CODEC))  # type: ignore[attr-defined]
 
 
-def newer_ids(conn: Connection, table: Table, docs: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """The ids of the documents whose version is newer than their row's (or that have no row)."""
-    held = dict(conn.execute(select(table.c.id, table.c.version).where(table.c.id.in_(list(docs)))).tuples().all())
-    return [ident for ident, raw in docs.items() if held.get(ident, 0) < int(raw.get("version") or 1)]
+def newer_ids(conn: Connection, table: Table, versions: Mapping[str, int]) -> list[str]:
+    """The ids (of id -> version) whose version is newer than their row's (or that have no row)."""
+    held = dict(conn.execute(select(table.c.id, table.c.version).where(table.c.id.in_(list(versions)))).tuples().all())
+    return [ident for ident, version in versions.items() if held.get(ident, 0) < version]
 
 
 def upsert_newer(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:

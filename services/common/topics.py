@@ -9,11 +9,16 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from services.common.events import dead_letter_topic, topic_for
+from services.common.events import dead_letter_topic, state_topic_for, topic_for
 from services.common.settings import SERVICES, get_settings
 
 PARTITIONS = 3
 
+
+# Services whose relay publishes its aggregates' states for the read models (compacted topics: the latest
+# state of each aggregate is kept for as long as the topic lives, so a rebuild finds every aggregate).
+STATE_SERVICES = ("intake", "dispatch")
+COMPACTED = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "3600000"}
 
 # Consumer groups with a dead-letter topic of their own, besides one per service name.
 EXTRA_GROUPS = ("intake-lifecycle", "dispatch-matching", "dispatch-webhooks")
@@ -21,7 +26,15 @@ EXTRA_GROUPS = ("intake-lifecycle", "dispatch-matching", "dispatch-webhooks")
 
 def wanted_topics() -> list[str]:
     groups = [*SERVICES, *EXTRA_GROUPS]
-    return [topic_for(s) for s in SERVICES] + [dead_letter_topic(g) for g in groups]
+    return (
+        [topic_for(s) for s in SERVICES]
+        + [dead_letter_topic(g) for g in groups]
+        + [state_topic_for(s) for s in STATE_SERVICES]
+    )
+
+
+def topic_configs(name: str) -> dict[str, str]:
+    return dict(COMPACTED) if name in {state_topic_for(s) for s in STATE_SERVICES} else {}
 
 
 def ensure_topics(bootstrap: str, partitions: int = PARTITIONS, timeout: float = 60.0) -> list[str]:
@@ -41,7 +54,9 @@ def ensure_topics(bootstrap: str, partitions: int = PARTITIONS, timeout: float =
         created = []
         for i, name in enumerate(missing, 1):
             try:
-                admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+                admin.create_topics(
+                    [NewTopic(name, num_partitions=partitions, replication_factor=1, topic_configs=topic_configs(name))]
+                )
                 created.append(name)
                 print(f"[topics {i}/{len(missing)}] created {name} ({partitions} partitions)", flush=True)
             except TopicAlreadyExistsError:

@@ -179,10 +179,12 @@ class MongoUnitOfWork(UnitOfWork):
         cls = type(doc)
         pending = doc.new_events() if getattr(doc, "_new_events", False) else []
         marker_id = ""
-        if pending:
+        if pending or outbox.publishes_state(cls):
             # Handed to this process's relay once written: published from memory, in order after the events
-            # the document held before (services/common/outbox.py, "Hand-off").
-            prior = [ev.id for ev in doc.outbox[: len(doc.outbox) - len(pending)]]
+            # the document held before, with its state where its class publishes states
+            # (services/common/outbox.py, "Hand-off" and "State").
+            held = getattr(doc, "outbox", None) or []
+            prior = [ev.id for ev in held[: len(held) - len(pending)]]
             marker_id = outbox.mark_pending(cls, str(doc.pk), creation=old_version == 0, prior=prior)
         son = doc.to_mongo().to_dict()
         coll = cls._get_collection()
@@ -207,12 +209,18 @@ class MongoUnitOfWork(UnitOfWork):
                     outbox.look_at(require_tenant(), cls._get_collection_name(), marker_id)
             raise
         if marker_id:
-            outbox.hand_over(marker_id, pending if written else None)
+            outbox.hand_over(marker_id, pending if written else None, outbox.state_of(cls, son))
             doc._new_events = False
             doc._new_count = 0
         return written
 
     def write_fields(self, cls: type[Any], doc_id: str, old_version: int, update: dict[str, Any]) -> bool:
+        from services.common import outbox
+
+        if outbox.publishes_state(cls):
+            # Its new state is not in memory: the relay reads it through the marker (and again while the
+            # marker is young, so a read before this write lands is followed by one after).
+            outbox.mark_pending(cls, doc_id)
         result = cls._get_collection().update_one({"_id": doc_id, **_version_filter(cls, old_version)}, update)
         return bool(result.matched_count)
 

@@ -61,6 +61,9 @@ class TaskEventDoc(me.EmbeddedDocument):
 
 
 class TaskDoc(OutboxDocument):
+    # Every write's state goes to the state topic, from which the projector keeps the task lists
+    # (services/dispatch/readmodel.py).
+    PUBLISH_STATE: ClassVar[bool] = True
     meta: ClassVar[dict[str, Any]] = {
         "collection": "tasks",
         "indexes": [
@@ -135,6 +138,9 @@ class ReportDoc(me.EmbeddedDocument):
 
 
 class WhistleDoc(OutboxDocument):
+    # Every write's state goes to the state topic, from which the projector keeps the whistle board
+    # (services/dispatch/readmodel.py).
+    PUBLISH_STATE: ClassVar[bool] = True
     meta: ClassVar[dict[str, Any]] = {
         "collection": "whistles",
         "indexes": [("community_id", "-blown_at"), "target_ids", "task_ids"],

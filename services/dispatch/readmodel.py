@@ -1,6 +1,6 @@
 """Dispatch's SQL read models: task lists, the overdue queues and the whistle board (集结号).
 
-Kept by the projector (services/common/projection.py) from dispatch's events; ListTasks, ListOverdue and
+Kept by the projector (services/common/projection.py) from dispatch's state topic; ListTasks, ListOverdue and
 ListWhistles answer from them, GetTask and GetWhistle from the write side. A row holds the filters'
 columns and `body`, the aggregate as the write side held it at `version` (BSON). A call is open while one
 of its tasks is unfinished (or none is known yet): `open` is worked out in SQL from the task rows whenever
@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from hongling.events.v1 import dispatch_events_pb2 as dev
 from sqlalchemy import (
     Boolean,
     Column,
@@ -39,8 +38,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 
 from services.common import paging, readside
-from services.common.events import topic_for
-from services.common.projection import Projection, Ref, current
+from services.common.events import state_topic_for
+from services.common.projection import Projection, State
 from services.dispatch import domain
 from services.dispatch.documents import TaskDoc, WhistleDoc
 
@@ -82,7 +81,7 @@ def _strs(values: Any) -> list[str]:
     return [str(v) for v in values or ()]
 
 
-def task_row(raw: Mapping[str, Any]) -> dict[str, Any]:
+def task_row(raw: Mapping[str, Any], body: bytes | None = None) -> dict[str, Any]:
     status = str(raw.get("status") or "")
     return {
         "id": raw["_id"],
@@ -97,11 +96,11 @@ def task_row(raw: Mapping[str, Any]) -> dict[str, Any]:
         "complete_by": readside.utc(raw.get("complete_by")),
         "crew_ids": _strs(raw.get("crew_ids")),
         "whistle_ids": _strs(raw.get("whistle_ids")),
-        "body": readside.body_of(raw),
+        "body": readside.body_of(raw) if body is None else body,
     }
 
 
-def whistle_row(raw: Mapping[str, Any]) -> dict[str, Any]:
+def whistle_row(raw: Mapping[str, Any], body: bytes | None = None) -> dict[str, Any]:
     return {
         "id": raw["_id"],
         "version": int(raw.get("version") or 1),
@@ -111,7 +110,7 @@ def whistle_row(raw: Mapping[str, Any]) -> dict[str, Any]:
         "target_ids": _strs(raw.get("target_ids")),
         "task_ids": _strs(raw.get("task_ids")),
         "open": True,  # worked out from the task rows just after (_settle_open)
-        "body": readside.body_of(raw),
+        "body": readside.body_of(raw) if body is None else body,
     }
 
 
@@ -125,60 +124,36 @@ def _settle_open(conn: Connection, where: ColumnElement[bool]) -> None:
 
 def _refresh(
     conn: Connection,
-    ids: list[str],
-    collection: str,
+    states: Mapping[str, State],
     table: Table,
-    row: Callable[[Mapping[str, Any]], dict[str, Any]],
+    row: Callable[[Mapping[str, Any], bytes | None], dict[str, Any]],
     calls: Callable[[list[str]], ColumnElement[bool]],
 ) -> int:
-    """Bring these aggregates' rows to the write side's version, then the open flag of the calls
+    """Bring these aggregates' rows to these states where newer, then the open flag of the calls
     `calls(changed ids)` selects; rows changed."""
-    readside.lock_aggregates(conn, ids)
-    docs = current("dispatch", collection, ids)
-    rows = [row(docs[i]) for i in readside.newer_ids(conn, table, docs)] if docs else []
+    if not states:
+        return 0
+    readside.lock_aggregates(conn, list(states))
+    versions = {i: s.version for i, s in states.items()}
+    rows = [row(states[i].raw, states[i].body) for i in readside.newer_ids(conn, table, versions)]
     if rows:
         readside.upsert_newer(conn, table, rows)
         _settle_open(conn, calls([r["id"] for r in rows]))
     return len(rows)
 
 
-def refresh_tasks(conn: Connection, ids: list[str]) -> int:
-    return _refresh(conn, ids, TASK_COLLECTION, TASKS, task_row, WHISTLES.c.task_ids.overlap)
+def refresh_tasks(conn: Connection, states: Mapping[str, State]) -> int:
+    return _refresh(conn, states, TASKS, task_row, WHISTLES.c.task_ids.overlap)
 
 
-def refresh_whistles(conn: Connection, ids: list[str]) -> int:
-    return _refresh(conn, ids, WHISTLE_COLLECTION, WHISTLES, whistle_row, WHISTLES.c.id.in_)
+def refresh_whistles(conn: Connection, states: Mapping[str, State]) -> int:
+    return _refresh(conn, states, WHISTLES, whistle_row, WHISTLES.c.id.in_)
 
 
-def _named(msg: Any) -> list[Ref]:
-    """The task(s) and call an event names in its task_id, task_ids and whistle_id fields."""
-    fields = msg.DESCRIPTOR.fields_by_name
-    refs: list[Ref] = [("tasks", t) for t in (msg.task_ids if "task_ids" in fields else ())]
-    if "task_id" in fields:
-        refs.append(("tasks", msg.task_id))
-    if "whistle_id" in fields:
-        refs.append(("whistles", msg.whistle_id))
-    return refs  # empty ids are dropped by Projection.refs
-
-
-def _upgraded(msg: dev.WhistleUpgraded) -> list[Ref]:
-    return [("whistles", msg.whistle_id), *(("tasks", domain.task_id_for_issue(i)) for i in msg.issue_ids)]
-
-
-# Events name their aggregate in the subject ("tasks/<id>", "whistles/<id>"); these name others they changed.
 PROJECTION = Projection(
     name="dispatch",
-    topics=(topic_for("dispatch"),),
-    refresh={"tasks": refresh_tasks, "whistles": refresh_whistles},
-    also={
-        dev.WhistleBlown: _named,
-        dev.UnitReportedIn: _named,
-        dev.TaskClaimed: _named,
-        dev.DeadlineMissed: _named,
-        dev.DeadlineReminder: _named,
-        dev.Escalated: _named,
-        dev.WhistleUpgraded: _upgraded,
-    },
+    topics=(state_topic_for("dispatch"),),
+    refresh={TASK_COLLECTION: refresh_tasks, WHISTLE_COLLECTION: refresh_whistles},
 )
 
 

@@ -59,6 +59,9 @@ class HistoryDoc(me.EmbeddedDocument):
 
 
 class IssueDoc(OutboxDocument):
+    # Every write's state goes to the state topic, from which the projector keeps the issue list
+    # (services/intake/readmodel.py).
+    PUBLISH_STATE: ClassVar[bool] = True
     meta: ClassVar[dict[str, Any]] = {
         "collection": "issues",
         "indexes": ["-created_at"],

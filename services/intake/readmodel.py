@@ -1,6 +1,6 @@
 """Intake's SQL read model: the issue list, its search and its counts (services/common/readside.py).
 
-Kept by the projector (services/common/projection.py) from intake's events; ListIssues and CountIssues
+Kept by the projector (services/common/projection.py) from intake's state topic; ListIssues and CountIssues
 answer from it, GetIssue from the write side. A row holds the filters' columns and `body`, the issue as
 the write side held it at `version` (BSON, contact still sealed), which the list answers with.
 
@@ -18,7 +18,6 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from hongling.events.v1 import intake_events_pb2 as ev
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -38,8 +37,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from services.common import paging, readside
 from services.common.errors import InvalidArgument
-from services.common.events import topic_for
-from services.common.projection import Projection, Ref, current
+from services.common.events import state_topic_for
+from services.common.projection import Projection, State
 from services.intake import domain
 from services.intake.documents import IssueDoc
 
@@ -96,8 +95,9 @@ def _like_literal(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def row_of(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """The read-model row of an issue document as the write side holds it."""
+def row_of(raw: Mapping[str, Any], body: bytes | None = None) -> dict[str, Any]:
+    """The read-model row of an issue document as the write side holds it (`body`: its BSON without the
+    outbox, when at hand)."""
     place = raw.get("place") or {}
     title, description = str(raw.get("title") or ""), str(raw.get("description") or "")
     return {
@@ -113,31 +113,30 @@ def row_of(raw: Mapping[str, Any]) -> dict[str, Any]:
         "grid_id": str(place.get("grid_id") or ""),
         "search": normalize(title) + "\n" + normalize(description),
         "grams": grams(title + "\n" + description),
-        "body": readside.body_of(raw),
+        "body": readside.body_of(raw) if body is None else body,
     }
 
 
-def refresh_issues(conn: Connection, ids: list[str]) -> int:
-    """Bring these issues' rows (and the counts) to the write side's current version; rows changed."""
-    readside.lock_aggregates(conn, ids)
-    docs = current("intake", COLLECTION, ids)
-    if not docs:
+def refresh_issues(conn: Connection, states: Mapping[str, State]) -> int:
+    """Bring these issues' rows (and the counts) to these states where newer; rows changed."""
+    if not states:
         return 0
+    readside.lock_aggregates(conn, list(states))
     held = {
         r.id: r
         for r in conn.execute(
             select(ISSUES.c.id, ISSUES.c.version, ISSUES.c.status, ISSUES.c.community_id).where(
-                ISSUES.c.id.in_(list(docs))
+                ISSUES.c.id.in_(list(states))
             )
         )
     }
     rows: list[dict[str, Any]] = []
     deltas: Counter[tuple[str, str]] = Counter()
-    for ident, raw in docs.items():
+    for ident, state in states.items():
         old = held.get(ident)
-        if old is not None and old.version >= int(raw.get("version") or 1):
-            continue  # the row is as new as the document already (a replay, an event seen twice)
-        row = row_of(raw)
+        if old is not None and old.version >= state.version:
+            continue  # the row is as new as the state already (a replay, a record seen twice)
+        row = row_of(state.raw, state.body)
         rows.append(row)
         if old is not None:
             deltas[(old.community_id, old.status)] -= 1
@@ -205,14 +204,4 @@ def count_issues(community_id: str = "") -> dict[str, int]:
         return {r.status: int(r.n) for r in rows}
 
 
-def _duplicate_refs(msg: ev.IssueMarkedDuplicate) -> list[Ref]:
-    return [("issues", msg.duplicate_of)]
-
-
-# Every intake event's subject is "issues/<id>"; a duplicate also changes its original.
-PROJECTION = Projection(
-    name="intake",
-    topics=(topic_for("intake"),),
-    refresh={"issues": refresh_issues},
-    also={ev.IssueMarkedDuplicate: _duplicate_refs},
-)
+PROJECTION = Projection(name="intake", topics=(state_topic_for("intake"),), refresh={COLLECTION: refresh_issues})

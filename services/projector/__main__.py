@@ -1,9 +1,10 @@
-"""python -m services.projector: keep every SQL read model up to date from the services' events.
+"""python -m services.projector: keep every SQL read model up to date from the services' aggregate states.
 
 One process for all projections, apart from the services' own processes (their hot paths never wait for
-a read model). It reads each service's aggregates by _id from that service's write side and writes the
-rows in PostgreSQL (services/common/readside.py). Beside the event projections, AuditProjection tails
-the audit log (services/common/audit_readmodel.py: it reads the log by seq, not events). The read
+a read model). It reads each service's state topic (the state of every write of its issues, tasks and
+calls, sent by its relay: services/common/outbox.py) and writes the rows in PostgreSQL
+(services/common/readside.py); it never reads the write side. Beside these projections, AuditProjection
+tails the audit log (services/common/audit_readmodel.py: it reads the log by seq). The read
 models' code lives with the service that owns them (services/<service>/readmodel.py); this is only where they run.
 
     python -m services.projector             # serve: gRPC health, metrics, one worker per projection
@@ -31,7 +32,7 @@ PROJECTIONS: tuple[Projection, ...] = (INTAKE, DISPATCH)
 
 
 def rebuild() -> int:
-    """Drop every read model, recreate the schemas, replay every event from the topics' start."""
+    """Drop every read model, recreate the schemas, replay every state from the topics' start."""
     settings = get_settings()
     setup_logging("projector", settings.log_level)
     mongo.init("projector", settings.mongo_uri)
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rebuild",
         action="store_true",
-        help="with the projector stopped: drop every read model, recreate its schema and replay every event",
+        help="with the projector stopped: drop every read model, recreate its schema and replay every state",
     )
     if parser.parse_args(argv).rebuild:
         return rebuild()

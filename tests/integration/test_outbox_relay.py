@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from kafka.errors import TopicAlreadyExistsError
 from pymongo import MongoClient
 
 from services.common import context, mongo
-from services.common.events import CloudEvent, topic_for
+from services.common.events import CloudEvent, state_key, state_topic_for, topic_for
 from services.common.outbox import OutboxDocument, OutboxRelay
 from services.common.settings import Settings
 from tests.conftest import read_topic, unique, wait_for
@@ -33,9 +34,9 @@ def relay_env(infra: Settings) -> Iterator[Settings]:
     mongo.init("itest", infra.mongo_uri)
     admin = KafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
     try:
-        admin.create_topics([NewTopic(topic_for("itest"), num_partitions=3, replication_factor=1)])
-    except TopicAlreadyExistsError:
-        pass
+        for name in (topic_for("itest"), state_topic_for("itest")):
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics([NewTopic(name, num_partitions=3, replication_factor=1)])
     finally:
         admin.close()
     yield infra
@@ -376,3 +377,79 @@ def test_a_change_whose_earlier_events_are_unknown_goes_out_after_them(
     assert _ledger_states(relay_env.kafka_bootstrap, tenant, first) == ["new", "accepted"]
     # `second`'s creation again (not known published: a duplicate consumers drop), and always before its change.
     assert _ledger_states(relay_env.kafka_bootstrap, tenant, second) == ["new", "new", "accepted"]
+
+
+class Folio(OutboxDocument):
+    PUBLISH_STATE: ClassVar[bool] = True
+    meta: ClassVar[dict[str, Any]] = {"collection": "folios"}
+    id = me.StringField(primary_key=True)
+    state = me.StringField()
+    notes = me.ListField(me.StringField())
+    version = me.IntField(default=1)
+
+
+def test_every_write_of_a_published_state_class_sends_its_state_in_version_order(
+    relay_env: Settings, mongo_client: MongoClient[Any]
+) -> None:
+    """A class with PUBLISH_STATE: its creation (with an event), a change without events and a targeted
+    update (change_fields, never in memory whole) each reach the state topic as the document was written,
+    without its outbox, in version order; the projector builds rows from nothing else."""
+    from datetime import UTC, datetime
+
+    from services.common.projection import decode_state
+    from services.common.unitofwork import MONGO, Conflicts, change, change_fields
+
+    tenant, doc_id = "daimiao", unique("folio")
+    fail = Conflicts(stale=lambda *a: RuntimeError(a), raced=RuntimeError, busy=RuntimeError)
+
+    def created(doc: Folio, at: datetime) -> bool:
+        doc.state = "new"
+        doc.record(ev.IssueStatusChanged(issue_id=doc_id, to_status="new"), subject=f"folios/{doc_id}", at=at)
+        return True
+
+    def quiet(doc: Folio, at: datetime) -> bool:
+        doc.state = "seen"  # no event: only the state topic hears of it
+        return True
+
+    relay = OutboxRelay("itest", [Folio], relay_env.kafka_bootstrap, interval=0.2)
+    stop = threading.Event()
+    t = threading.Thread(target=relay.run, args=(stop,), daemon=True)
+    t.start()
+    now = lambda: datetime.now(UTC)  # noqa: E731
+
+    def states() -> list[dict[str, Any]]:
+        records = read_topic(relay_env.kafka_bootstrap, state_topic_for("itest"))
+        key = state_key(tenant, "folios", doc_id)
+        return [decode_state(r.headers, r.value)[2].raw for r in records if r.key == key]
+
+    def sent(version: int) -> list[dict[str, Any]] | None:
+        found = states()
+        return found if found and found[-1]["version"] == version else None
+
+    claim = f"folio:{doc_id}"
+    try:
+        with context.bound(tenant=tenant):
+            change(MONGO, Folio, claim, doc_id, created, conflicts=fail, now=now, fresh=lambda: Folio(id=doc_id))
+            wait_for(lambda: sent(1))
+            change(MONGO, Folio, claim, doc_id, quiet, conflicts=fail, now=now)
+            wait_for(lambda: sent(2))
+            push = {"$push": {"notes": "加注"}}
+            change_fields(MONGO, Folio, claim, doc_id, ("notes",), lambda raw, at: push, conflicts=fail, now=now)
+        seen = wait_for(lambda: sent(3))
+    finally:
+        stop.set()
+        t.join(20)
+    assert [s["version"] for s in seen] == [1, 2, 3]  # each once: a state this relay sent is not sent again
+    assert next(s["state"] for s in seen if s["version"] == 2) == "seen"
+    stored = mongo_client[f"hl_itest_{tenant}"]["folios"].find_one({"_id": doc_id})
+    assert all("outbox" not in s for s in seen)
+    last = seen[-1]
+    assert (
+        (last["state"], last["notes"], last["version"])
+        == ("seen", ["加注"], 3)
+        == (
+            stored["state"],
+            stored["notes"],
+            stored["version"],
+        )
+    )

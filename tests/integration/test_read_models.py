@@ -80,9 +80,9 @@ def test_rows_live_in_their_tenants_schema_only(system: System, area: Area) -> N
         readside.schema_for('x"; drop schema hl_taiqian; --')
 
 
-def test_a_rebuild_from_the_events_writes_the_same_rows(system: System, area: Area) -> None:
-    """Stop the projector and rebuild: every read model dropped, its schema made again, every event of the
-    topics projected again from their start. The community's rows (versions, bodies) and counts come back
+def test_a_rebuild_from_the_state_topics_writes_the_same_rows(system: System, area: Area) -> None:
+    """Stop the projector and rebuild: every read model dropped, its schema made again, every state record
+    of the topics projected again from their start. The community's rows (versions, bodies) and counts come back
     exactly as they were; then the projector runs on as before."""
     svc = intake(system)
     made = [svc.CreateIssue(new_issue(area.point(1, east_m=i * 60.0), title=f"重建{i}")) for i in range(2)]
