@@ -19,7 +19,7 @@ Runs against a running stack (deploy/local/test.sh bench starts a private one, t
 3. Audit pages: measured in bench/audit_read_scale.py (1,000,000 entries) where that read model exists.
 4. Projection lag: LAG_RATE issues/s, paced, through the gateway for LAG_SECONDS, each issue's lag from
    its 201 to its row in intake_issues (one poller thread, every 20 ms); goal p99 under 1 s. Also the
-   projector's own hongling_projection_lag_seconds (from an event's time to its rows committed).
+   projector's own hongling_projection_lag_seconds (from a write to its rows committed).
 
     HONGLING_TEST_PORT_BASE=25000 bash deploy/local/test.sh bench bench/read_scale.py
     HONGLING_BENCH_READ_SIZES=10000,100000 HONGLING_BENCH_READ_REPS=200 HONGLING_BENCH_LAG_SECONDS=30
@@ -769,7 +769,7 @@ def lag_phase() -> bool:
         mean = f"mean {1000 * ds / dc:.0f} ms" if dc else "no events"
         print(
             f"  projector's hongling_projection_lag_seconds{{projection={name}}}: "
-            f"+{dc:.0f} events, sum {ds:.1f} s, {mean}"
+            f"+{dc:.0f} state records, sum {ds:.1f} s, {mean}"
         )
     if not metrics_after:
         print("  (the projector's metrics were not reachable)")

@@ -1,7 +1,7 @@
 """The SQL read side: one place for the read models' connections, tenancy and schema.
 
 Lists, searches, pages and counts are served from tables in PostgreSQL (CQRS; cosmicpython's chapter
-"Command-Query Responsibility Segregation"), kept by projections of the services' events
+"Command-Query Responsibility Segregation"), kept by projections of the services' state topics
 (services/common/projection.py, run by `python -m services.projector`). Reading one record by id stays
 on the write side, so a caller always reads its own write.
 
@@ -113,8 +113,8 @@ def connect(tenant: str | None = None) -> Iterator[Connection]:
 
 
 def lock_aggregates(conn: Connection, ids: list[str]) -> None:
-    """Serialize refreshes of the same aggregates (two projector processes, an event that names another
-    aggregate) until the transaction ends; taken in one order, so that two refreshes cannot deadlock."""
+    """Serialize refreshes of the same aggregates (two projector processes) until the transaction ends; taken
+    in one order, so that two refreshes cannot deadlock."""
     conn.execute(
         text("SELECT pg_advisory_xact_lock(hashtextextended(x, 0)) FROM unnest(CAST(:ids AS text[])) AS x ORDER BY x"),
         {"ids": sorted(set(ids))},
@@ -185,7 +185,7 @@ def migrate(revision: str = "head", *, quiet: bool = False) -> None:
 
 
 def reset() -> None:
-    """Drop every read model (rebuild them by replaying the events: python -m services.projector --rebuild)."""
+    """Drop every read model (rebuild them by replaying the state topics: python -m services.projector --rebuild)."""
     with engine().begin() as conn:
         for _, schema in all_schemas():
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("migrate", help="create or upgrade every tenant's read-model schema (idempotent)")
     up.add_argument("--revision", default="head")
-    sub.add_parser("reset", help="drop every read model (then migrate and rebuild them from the events)")
+    sub.add_parser("reset", help="drop every read model (then migrate and rebuild them from the state topics)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:

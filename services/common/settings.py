@@ -121,10 +121,11 @@ class Settings(BaseSettings):
     # most this often while records keep coming, so that a poll brings several (services/common/consumer.py).
     consumer_gather_ms: int = Field(50, ge=0, le=1000)
     relay_interval_seconds: float = Field(1.0, gt=0, le=60)
-    # The projector's workers (services/common/projection.py) poll at most this often while events keep
-    # coming, so that a poll brings a batch; an event waits up to this long more before its rows are written.
+    # The projector's workers (services/common/projection.py) poll at most this often while state records keep
+    # coming, so that a poll brings a batch; a record waits up to this long more before its rows are written.
     # Measured at 50 issues/s on 2 cores, changes handed to the relay (bench/read_scale.py, HONGLING_BENCH_READ_
-    # PHASES=lag: 201 -> row): 250 ms p50 0.29 s, p99 0.70 s; 1000 ms p50 0.81 s, p99 1.48 s (goal p99 < 1 s).
+    # PHASES=lag: 201 -> row): 250 ms p50 0.29 s, p99 0.70 s; 1000 ms p50 0.81 s, p99 1.48 s (goal p99 < 1 s);
+    # 250 ms with rows made from state records: p50 0.34 s, p99 0.79 s.
     # The whistle's p99 barely moves with it (bench/dispatch_pipeline.py; batching saves little CPU per issue).
     projection_gather_ms: int = Field(250, ge=0, le=10000)
     # Dispatch's durable timers (services/dispatch/clocks.py): how often each worker rereads every tenant's

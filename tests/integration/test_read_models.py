@@ -1,4 +1,4 @@
-"""The SQL read models (services/common/readside.py), kept by the projector from the events: counts that
+"""The SQL read models (services/common/readside.py), kept by the projector from the state topics: counts that
 follow the lists, a replay from the topics' start that writes the same rows, and one schema per tenant.
 
 Real parts only: the running projector process, Kafka, FerretDB and PostgreSQL."""
