@@ -183,17 +183,25 @@ def _marker(collection: str, doc_id: str, at: datetime) -> dict[str, Any]:
     return {"_id": uuid.uuid4().hex, "collection": collection, "doc": doc_id, "at": at}
 
 
-def mark_pending(doc_cls: type[Any], doc_id: str, *, creation: bool = False, prior: Sequence[str] | None = None) -> str:
+def mark_pending(
+    doc_cls: type[Any],
+    doc_id: str,
+    *,
+    creation: bool = False,
+    prior: Sequence[str] | None = None,
+    look_now: bool = True,
+) -> str:
     """Tell the relay that this document is about to carry new events (call before the write); returns the
     marker's id. A `creation`, or a change given the ids of the events the document held before (`prior`),
-    is handed to this process's relay: `hand_over` must follow once its write is over."""
+    is handed to this process's relay: `hand_over` must follow once its write is over. Any other marker is
+    looked at by the relay at once, or (`look_now` False) once the caller calls `look_at` after its write."""
     name = doc_cls._get_collection_name()
     marker = _marker(name, doc_id, datetime.now(UTC))
     marker_id = marker["_id"]
     groupcommit.insert(doc_cls._get_db()[MARKERS], marker)
     if creation or prior is not None:
         HANDOFF.begin(marker_id, Handed(require_tenant(), name, doc_id, None if creation else tuple(prior or ())))
-    else:
+    elif look_now:
         look_at(require_tenant(), name, marker_id)
     return marker_id
 

@@ -199,11 +199,14 @@ class ProjectionWorker:
             ident = str(state.raw["_id"])
             if ident not in found or found[ident].version < state.version:
                 found[ident] = state
+            sent = record.timestamp / 1000 if isinstance(record.timestamp, int) and record.timestamp > 0 else None
+            if sent is not None:
+                arrived.append(sent)
             at = written_at(state.raw)
+            if at is None and sent is not None:
+                at = datetime.fromtimestamp(sent, UTC)  # a state without its write's time (a new call): when sent
             if at is not None:
                 times.append(at)
-            if isinstance(record.timestamp, int) and record.timestamp > 0:
-                arrived.append(record.timestamp / 1000)
         written = 0
         for tenant, states in per_tenant.items():
             written += self.projection.apply(tenant, states)

@@ -217,11 +217,13 @@ class MongoUnitOfWork(UnitOfWork):
     def write_fields(self, cls: type[Any], doc_id: str, old_version: int, update: dict[str, Any]) -> bool:
         from services.common import outbox
 
-        if outbox.publishes_state(cls):
-            # Its new state is not in memory: the relay reads it through the marker (and again while the
-            # marker is young, so a read before this write lands is followed by one after).
-            outbox.mark_pending(cls, doc_id)
-        result = cls._get_collection().update_one({"_id": doc_id, **_version_filter(cls, old_version)}, update)
+        # A published state is not in memory here: the relay reads it through the marker, once the update is over.
+        marker_id = outbox.mark_pending(cls, doc_id, look_now=False) if outbox.publishes_state(cls) else ""
+        try:
+            result = cls._get_collection().update_one({"_id": doc_id, **_version_filter(cls, old_version)}, update)
+        finally:
+            if marker_id:
+                outbox.look_at(require_tenant(), cls._get_collection_name(), marker_id)
         return bool(result.matched_count)
 
 

@@ -42,6 +42,31 @@ def relay_env(infra: Settings) -> Iterator[Settings]:
     yield infra
 
 
+@contextlib.contextmanager
+def _running(relay: OutboxRelay) -> Iterator[OutboxRelay]:
+    """The relay running in a thread of this process until the block ends."""
+    stop = threading.Event()
+    t = threading.Thread(target=relay.run, args=(stop,), daemon=True)
+    t.start()
+    try:
+        yield relay
+    finally:
+        stop.set()
+        t.join(20)
+
+
+def _commands(command: str, collection: str) -> float:
+    """This process's database commands so far of one kind on one collection (hongling_mongo_commands)."""
+    from services.common.metrics import MONGO_COMMANDS
+
+    return sum(
+        s.value
+        for metric in MONGO_COMMANDS.collect()
+        for s in metric.samples
+        if s.name.endswith("_total") and s.labels == {"command": command, "collection": collection}
+    )
+
+
 def test_state_and_event_are_one_write_and_the_relay_publishes_then_clears(
     relay_env: Settings, mongo_client: MongoClient[Any]
 ) -> None:
@@ -55,15 +80,8 @@ def test_state_and_event_are_one_write_and_the_relay_publishes_then_clears(
     assert raw["state"] == "new"
     assert [e["id"] for e in raw["outbox"]] == [event_id]
 
-    relay = OutboxRelay("itest", [Parcel], relay_env.kafka_bootstrap, interval=0.1)
-    stop = threading.Event()
-    t = threading.Thread(target=relay.run, args=(stop,), daemon=True)
-    t.start()
-    try:
+    with _running(OutboxRelay("itest", [Parcel], relay_env.kafka_bootstrap, interval=0.1)):
         wait_for(lambda: db["outbox_published"].find_one({"_id": event_id}) is not None)
-    finally:
-        stop.set()
-        t.join(20)
     # The relay never wrote the aggregate: its state and its event history are as the handler left them.
     assert db["parcels"].find_one({"_id": pid}) == raw
 
@@ -210,24 +228,15 @@ def test_the_relay_records_what_it_published_of_a_tenant_together(
 ) -> None:
     """Creations published from the hand-off are recorded in outbox_published per tenant at most once a
     second, not one insert each; what is waiting is recorded when the relay stops."""
-    from services.common.metrics import MONGO_COMMANDS
     from services.common.outbox import RECORD_SECONDS
 
     def inserts() -> float:
-        return sum(
-            s.value
-            for metric in MONGO_COMMANDS.collect()
-            for s in metric.samples
-            if s.name.endswith("_total") and s.labels == {"command": "insert", "collection": "outbox_published"}
-        )
+        return _commands("insert", "outbox_published")
 
     db = mongo_client["hl_itest_qiujiadian"]
     relay = OutboxRelay("itest", [Parcel], relay_env.kafka_bootstrap)
-    stop = threading.Event()
-    t = threading.Thread(target=relay.run, args=(stop,), daemon=True)
-    t.start()
     events: list[str] = []
-    try:
+    with _running(relay):
         began = time.monotonic()
         before = inserts()
         for _ in range(10):
@@ -249,9 +258,6 @@ def test_the_relay_records_what_it_published_of_a_tenant_together(
             last = p.record(ev.IssueReceived(issue_id=pid), subject=f"parcels/{pid}")
             p.save(force_insert=True)
         wait_for(lambda: relay._unrecorded or db["outbox_published"].find_one({"_id": last}) is not None)
-    finally:
-        stop.set()
-        t.join(20)
     assert db["outbox_published"].find_one({"_id": last}) is not None  # recorded on the way out
 
 
@@ -288,14 +294,7 @@ def _ledger_change(doc_id: str, state: str) -> None:
 
 
 def _ledger_reads() -> float:
-    from services.common.metrics import MONGO_COMMANDS
-
-    return sum(
-        s.value
-        for metric in MONGO_COMMANDS.collect()
-        for s in metric.samples
-        if s.name.endswith("_total") and s.labels == {"command": "find", "collection": "ledgers"}
-    )
+    return _commands("find", "ledgers")
 
 
 def _ledger_states(bootstrap: str, tenant: str, doc_id: str) -> list[str]:
@@ -411,10 +410,6 @@ def test_every_write_of_a_published_state_class_sends_its_state_in_version_order
         doc.state = "seen"  # no event: only the state topic hears of it
         return True
 
-    relay = OutboxRelay("itest", [Folio], relay_env.kafka_bootstrap, interval=0.2)
-    stop = threading.Event()
-    t = threading.Thread(target=relay.run, args=(stop,), daemon=True)
-    t.start()
     now = lambda: datetime.now(UTC)  # noqa: E731
 
     def states() -> list[dict[str, Any]]:
@@ -427,7 +422,7 @@ def test_every_write_of_a_published_state_class_sends_its_state_in_version_order
         return found if found and found[-1]["version"] == version else None
 
     claim = f"folio:{doc_id}"
-    try:
+    with _running(OutboxRelay("itest", [Folio], relay_env.kafka_bootstrap, interval=0.2)):
         with context.bound(tenant=tenant):
             change(MONGO, Folio, claim, doc_id, created, conflicts=fail, now=now, fresh=lambda: Folio(id=doc_id))
             wait_for(lambda: sent(1))
@@ -436,9 +431,6 @@ def test_every_write_of_a_published_state_class_sends_its_state_in_version_order
             push = {"$push": {"notes": "加注"}}
             change_fields(MONGO, Folio, claim, doc_id, ("notes",), lambda raw, at: push, conflicts=fail, now=now)
         seen = wait_for(lambda: sent(3))
-    finally:
-        stop.set()
-        t.join(20)
     assert [s["version"] for s in seen] == [1, 2, 3]  # each once: a state this relay sent is not sent again
     assert next(s["state"] for s in seen if s["version"] == 2) == "seen"
     stored = mongo_client[f"hl_itest_{tenant}"]["folios"].find_one({"_id": doc_id})
