@@ -178,6 +178,7 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
     from gateway.routes_governance import bp as governance_bp
     from gateway.routes_issues import bp as issues_bp
     from gateway.routes_org import bp as org_bp
+    from gateway.routes_portal import bp as portal_bp
     from gateway.routes_webhooks import bp as webhooks_bp
 
     app.register_blueprint(issues_bp)
@@ -188,5 +189,6 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
     app.register_blueprint(docs_bp)
     app.register_blueprint(audit_bp)
     app.register_blueprint(open311_bp)  # Open311 GeoReport v2 at /open311/v2
+    app.register_blueprint(portal_bp)  # the portal (single-page app) at /portal/
     init_auth(app, settings)  # people's accounts and sessions: /api/v1/auth/*, /api/v1/users
     return app

@@ -164,6 +164,9 @@ POLICY: dict[str, Rule] = {
     "docs.openapi_json": Rule("api docs", ANYONE, tenant_scoped=False),
     "docs.docs_page": Rule("api docs", ANYONE, tenant_scoped=False),
     "docs.docs_asset": Rule("api docs", ANYONE, tenant_scoped=False),
+    # The portal's pages and files (gateway/routes_portal.py): anyone; every page's data needs a person's token.
+    "portal.root": Rule("portal", ANYONE, tenant_scoped=False),
+    "portal.page": Rule("portal", ANYONE, tenant_scoped=False),
     # People's sessions: anyone may try to log in (rate-limited) and ask who they are; log-out ends sessions.
     "auth.login": Rule("auth: log in", ANYONE, tenant_scoped=False),
     "auth.me": Rule("auth: who am I", ANYONE, tenant_scoped=False),

@@ -98,6 +98,8 @@ EXPECTED: dict[str, tuple[set[str], bool]] = {
     "dispatch: overdue list (ops)": ({"ops"}, True),
     "webhooks: manage": ({"subdistrict_admin"}, True),
     "webhooks: read (ops)": ({"ops"}, True),
+    # The portal's pages and files: anyone (the data each page shows needs a person's token).
+    "portal": (EVERYONE, False),
 }
 # Families whose credential is the form field api_key (GeoReport v2), not the Authorization header: the
 # matrix sends the token there; a missing or bad one is 403 (the spec's), in the spec's error shape.
@@ -164,6 +166,7 @@ CALLS: dict[str, list[Call]] = {
     "health": [lambda t, s: ("GET", "/healthz", {}), lambda t, s: ("GET", "/readyz", {})],
     "metrics (from this host)": [lambda t, s: ("GET", "/metrics", {})],
     "tenants list": [lambda t, s: ("GET", "/api/v1/tenants", {})],
+    "portal": [lambda t, s: ("GET", "/portal/", {}), lambda t, s: ("GET", f"/portal/{t}/issues/{s.issue_id}", {})],
     "issues: report": [lambda t, s: ("POST", f"/api/v1/tenants/{t}/issues", {"json": ISSUE})],
     "issues: read one": [lambda t, s: ("GET", f"/api/v1/tenants/{t}/issues/{s.issue_id}", {})],
     "issues: list": [lambda t, s: ("GET", f"/api/v1/tenants/{t}/issues?page_size=1", {})],

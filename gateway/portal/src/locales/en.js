@@ -1,0 +1,46 @@
+// English, beside Chinese: the same keys as zh-CN.js.
+export default {
+  app: { name: 'Hongling', subtitle: 'Community co-governance', skip: 'Skip to main content', loading: 'Loading…', language: '中文', languageLabel: 'Switch language' },
+  nav: {
+    dashboard: 'Dashboard', map: 'Grid map', issues: 'Issues', whistles: 'Whistle board', tasks: 'Assignment',
+    org: 'Organisation', approvals: 'Approvals', audit: 'Audit log', field: 'Field visits', menu: 'Menu',
+  },
+  login: {
+    title: 'Log in', username: 'User name', password: 'Password', submit: 'Log in', busy: 'Logging in…',
+    expired: 'Your session has expired; please log in again.', loggedOut: 'You have logged out.',
+    hint: 'The session is kept only in this page’s memory: reloading or closing the page logs you out.',
+    required: 'Enter your {what}',
+  },
+  header: { tenant: 'Subdistrict / town', community: 'Community', allCommunities: 'All communities', logout: 'Log out', role: 'Role' },
+  roles: {
+    resident: 'Resident', community_worker: 'Community worker', subdistrict_admin: 'Subdistrict admin', member: 'Member',
+    district_approver: 'District approver', district_department: 'District department', ops: 'Operations', public: 'Public',
+  },
+  status: {
+    received: 'Received', classified: 'Classified', duplicate: 'Duplicate', whistle_blown: 'Whistle blown', assigned: 'Assigned',
+    in_progress: 'In progress', done: 'Done', verified: 'Verified', published: 'Published', rated: 'Rated', cancelled: 'Cancelled',
+  },
+  urgency: { routine: 'Routine', major: 'Major', urgent: 'Urgent' },
+  channel: {
+    household_visit: 'Household visit', resident_report: 'Resident report', online: 'Online', grid_patrol: 'Grid patrol',
+    hotline_12345: '12345 hotline', department_assistance: 'Department assistance',
+  },
+  common: {
+    search: 'Search', reset: 'Reset', all: 'All', more: 'Load more', none: 'No data', retry: 'Retry', error: 'Something went wrong',
+    refresh: 'Refresh', cancel: 'Cancel', save: 'Save', submit: 'Submit', back: 'Back', close: 'Close', total: '{n} in all',
+    updated: 'Updated {time}', details: 'Details',
+  },
+  dashboard: {
+    title: 'Dashboard', open: 'Open issues', total: 'All issues', overdue: 'Overdue tasks', byStatus: 'Issues by status',
+    byClass: 'Open issues by class', whistles: 'Whistle response (last {days} days)', timeTo: 'Time to handle', scopeTenant: 'Whole subdistrict',
+  },
+  issues: {
+    title: 'Issues', text: 'Keyword', status: 'Status', category: 'Category', urgency: 'Urgency', channel: 'Channel',
+    community: 'Community', created: 'Received', titleCol: 'Title', place: 'Place', noMatch: 'No issue matches',
+  },
+  issue: {
+    history: 'History', classification: 'Class and reasons', duplicates: 'Duplicates', duplicateOf: 'Duplicate of', photos: 'Photos and files',
+    contact: 'Reporter contact', reveal: 'Reveal contact', revealNote: 'Revealing is recorded in the audit log', task: 'Task',
+    reclassify: 'Reclassify', reason: 'Reason', households: 'Households affected', hazards: 'Hazards',
+  },
+}

@@ -1,0 +1,46 @@
+// 中文（简体）: the portal's first language. Keys are grouped by page; en.js mirrors every key.
+export default {
+  app: { name: '红领益家', subtitle: '社区共治平台', skip: '跳到主要内容', loading: '加载中…', language: 'English', languageLabel: '切换语言' },
+  nav: {
+    dashboard: '数据看板', map: '网格地图', issues: '诉求事项', whistles: '集结号看板', tasks: '点将台',
+    org: '组织架构', approvals: '审核把关', audit: '审计日志', field: '网格走访', menu: '菜单',
+  },
+  login: {
+    title: '登录', username: '账号', password: '密码', submit: '登录', busy: '正在登录…',
+    expired: '登录已过期，请重新登录。', loggedOut: '您已退出登录。',
+    hint: '会话只保存在本页内存中，刷新或关闭页面后需重新登录。',
+    required: '请输入{what}',
+  },
+  header: { tenant: '街道/镇', community: '社区', allCommunities: '全部社区', logout: '退出登录', role: '角色' },
+  roles: {
+    resident: '居民', community_worker: '社区工作者', subdistrict_admin: '街道管理员', member: '成员单位/个人',
+    district_approver: '区级审核人', district_department: '区直部门', ops: '运维', public: '公众',
+  },
+  status: {
+    received: '已受理', classified: '已分类', duplicate: '重复事项', whistle_blown: '已吹号', assigned: '已派单',
+    in_progress: '办理中', done: '已办结', verified: '已验收', published: '已公示', rated: '已评价', cancelled: '已撤销',
+  },
+  urgency: { routine: '日常', major: '重大', urgent: '紧急' },
+  channel: {
+    household_visit: '入户走访', resident_report: '居民反映', online: '线上接单', grid_patrol: '网格巡查',
+    hotline_12345: '12345热线', department_assistance: '部门协助任务',
+  },
+  common: {
+    search: '搜索', reset: '重置', all: '全部', more: '加载更多', none: '暂无数据', retry: '重试', error: '出错了',
+    refresh: '刷新', cancel: '取消', save: '保存', submit: '提交', back: '返回', close: '关闭', total: '共 {n} 条',
+    updated: '更新于 {time}', details: '详情',
+  },
+  dashboard: {
+    title: '数据看板', open: '在办事项', total: '事项总数', overdue: '逾期任务', byStatus: '事项状态分布',
+    byClass: '在办事项类别', whistles: '吹号响应（近{days}天）', timeTo: '办理时长', scopeTenant: '全街道/镇',
+  },
+  issues: {
+    title: '诉求事项', text: '关键词', status: '状态', category: '类别', urgency: '分类', channel: '渠道',
+    community: '社区', created: '受理时间', titleCol: '标题', place: '位置', noMatch: '没有符合条件的事项',
+  },
+  issue: {
+    history: '办理记录', classification: '分类与依据', duplicates: '重复事项', duplicateOf: '重复于', photos: '照片与附件',
+    contact: '报告人联系方式', reveal: '查看联系方式', revealNote: '查看将被记录在审计日志中', task: '任务',
+    reclassify: '改分类', reason: '理由', households: '受影响户数', hazards: '隐患',
+  },
+}
