@@ -9,6 +9,7 @@ export default {
     title: 'Log in', username: 'User name', password: 'Password', submit: 'Log in', busy: 'Logging in…',
     expired: 'Your session has expired; please log in again.', loggedOut: 'You have logged out.',
     hint: 'The session is kept only in this page’s memory: reloading or closing the page logs you out.',
+    noPage: 'There is no page in this portal for your role.',
     required: 'Enter your {what}',
   },
   header: { tenant: 'Subdistrict / town', community: 'Community', allCommunities: 'All communities', logout: 'Log out', role: 'Role' },

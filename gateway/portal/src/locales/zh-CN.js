@@ -9,6 +9,7 @@ export default {
     title: '登录', username: '账号', password: '密码', submit: '登录', busy: '正在登录…',
     expired: '登录已过期，请重新登录。', loggedOut: '您已退出登录。',
     hint: '会话只保存在本页内存中，刷新或关闭页面后需重新登录。',
+    noPage: '您的角色在本门户中没有可用的页面。',
     required: '请输入{what}',
   },
   header: { tenant: '街道/镇', community: '社区', allCommunities: '全部社区', logout: '退出登录', role: '角色' },
