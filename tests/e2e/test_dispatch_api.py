@@ -53,20 +53,23 @@ def ok(resp: requests.Response, status: int = 200) -> Any:
     return resp.json() if resp.content else None
 
 
-def org(system: System, collection: str, body: dict[str, Any]) -> str:
-    return str(
-        ok(requests.post(url(system, f"org/{collection}"), json=body, headers=admin(system), timeout=10), 201)["id"]
-    )
+def build_area(system: System, tenant: str = T, center: tuple[float, float] = CENTER) -> Area:
+    """A community with one grid around `center`, a member unit serving it, four volunteers and a fitter."""
+    lat, lon = center
 
+    def org(collection: str, body: dict[str, Any]) -> str:
+        resp = requests.post(
+            url(system, f"org/{collection}", tenant),
+            json=body,
+            headers=system.auth("subdistrict_admin", tenant),
+            timeout=10,
+        )
+        return str(ok(resp, 201)["id"])
 
-@pytest.fixture(scope="module")
-def area(system: System) -> Area:
-    lat, lon = CENTER
-    community = org(system, "communities", {"name_zh": f"派单测试社区{unique()[-4:]}"})
+    community = org("communities", {"name_zh": f"派单测试社区{unique()[-4:]}"})
     boundary = Rect(lon - HALF, lat - HALF, lon + HALF, lat + HALF).geojson()
-    grid = org(system, "grids", {"community_id": community, "name_zh": "派单测试网格", "boundary_geojson": boundary})
+    grid = org("grids", {"community_id": community, "name_zh": "派单测试网格", "boundary_geojson": boundary})
     unit = org(
-        system,
         "member-units",
         {
             "community_id": community,
@@ -77,18 +80,17 @@ def area(system: System) -> Area:
         },
     )
     people = tuple(
-        org(
-            system,
-            "people",
-            {"community_id": community, "grid_id": grid, "name_zh": f"志愿者{n}", "roles": ["volunteer"]},
-        )
+        org("people", {"community_id": community, "grid_id": grid, "name_zh": f"志愿者{n}", "roles": ["volunteer"]})
         for n in range(4)
     )
-    fitter = org(
-        system, "people", {"community_id": community, "grid_id": grid, "name_zh": "维修能手", "roles": ["volunteer"]}
-    )
-    org(system, "talent-entries", {"person_id": fitter, "skill": "房屋维修", "level": 5})
+    fitter = org("people", {"community_id": community, "grid_id": grid, "name_zh": "维修能手", "roles": ["volunteer"]})
+    org("talent-entries", {"person_id": fitter, "skill": "房屋维修", "level": 5})
     return Area(community, grid, unit, people, fitter)
+
+
+@pytest.fixture(scope="module")
+def area(system: System) -> Area:
+    return build_area(system)
 
 
 def report(system: System, **kw: Any) -> dict[str, Any]:

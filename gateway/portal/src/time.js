@@ -35,3 +35,12 @@ export function duration(seconds, locale = 'zh-CN') {
   if (!d && !h) parts.push(zh ? `${String(sec).padStart(2, '0')}秒` : `${sec} s`)
   return parts.join(zh ? '' : ' ')
 }
+
+// A countdown that visibly ticks: "2天 23:59:41" / "2 d 23:59:41" (negative: the time past the deadline).
+export function countdown(seconds, locale = 'zh-CN') {
+  const s = Math.abs(Math.floor(seconds))
+  const d = Math.floor(s / 86400)
+  const hms = [Math.floor((s % 86400) / 3600), Math.floor((s % 3600) / 60), s % 60].map((n) => String(n).padStart(2, '0')).join(':')
+  if (!d) return hms
+  return locale.startsWith('zh') ? `${d}天 ${hms}` : `${d} d ${hms}`
+}

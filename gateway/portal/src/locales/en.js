@@ -35,6 +35,21 @@ export default {
     title: 'Dashboard', open: 'Open issues', total: 'All issues', overdue: 'Overdue tasks', byStatus: 'Issues by status',
     byClass: 'Open issues by class', whistles: 'Whistle response (last {days} days)', timeTo: 'Time to handle', scopeTenant: 'Whole subdistrict',
   },
+  whistles: {
+    open: 'Open', closed: 'Closed', none: 'No calls', summary: '{calls} calls; {silent} targets have not reported in',
+    reportInBy: 'Report in by', completeBy: 'Complete by', overdueBy: 'Overdue by {d}', answered: 'Reported in', waiting: 'Not yet',
+    late: 'late', silent: 'silent', issue: 'Open the issue',
+    answer: { accept: 'Accepted', decline: 'Declined', propose: 'Proposed another' },
+  },
+  task: {
+    open: 'Open the task', overdue: 'Overdue', overdueOnly: 'Overdue only', reportInBy: 'Report in by', completeBy: 'Complete by', needs: 'Skills, services, resources needed',
+    crew: 'Crew', assignee: 'Assigned to', history: 'Task history', candidates: 'Candidates ({n} considered)', override: 'Assign someone else', assign: 'Assign',
+    reportedIn: 'Reported in', score: 'Fit score', kindLabel: 'Kind', helperId: 'Id',
+    kind: { person: 'Person', member_unit: 'Member unit', team: 'Team' },
+    role: { lead: 'lead', assistant: 'assistant' },
+    status: { open: 'Open', assigned: 'Assigned', accepted: 'Accepted', in_progress: 'In progress', done: 'Done', verified: 'Verified', rejected: 'Rejected', reopened: 'Reopened', cancelled: 'Cancelled' },
+    action: { start: 'Start', done: 'Mark done', verify: 'Verify', reject: 'Reject', reopen: 'Reopen', cancel: 'Cancel task', accept: 'Accept', decline: 'Decline' },
+  },
   issues: {
     title: 'Issues', text: 'Keyword', status: 'Status', category: 'Category', urgency: 'Urgency', channel: 'Channel',
     community: 'Community', created: 'Received', titleCol: 'Title', place: 'Place', noMatch: 'No issue matches',

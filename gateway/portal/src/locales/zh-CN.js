@@ -35,6 +35,21 @@ export default {
     title: '数据看板', open: '在办事项', total: '事项总数', overdue: '逾期任务', byStatus: '事项状态分布',
     byClass: '在办事项类别', whistles: '吹号响应（近{days}天）', timeTo: '办理时长', scopeTenant: '全街道/镇',
   },
+  whistles: {
+    open: '进行中', closed: '已结束', none: '暂无集结号', summary: '{calls} 个集结号，{silent} 个对象尚未报到',
+    reportInBy: '报到截止', completeBy: '完成截止', overdueBy: '已超时 {d}', answered: '已报到', waiting: '未报到',
+    late: '迟报', silent: '未响应', issue: '查看事项',
+    answer: { accept: '接受', decline: '婉拒', propose: '推荐他人' },
+  },
+  task: {
+    open: '打开任务', overdue: '逾期', overdueOnly: '只看逾期', reportInBy: '报到截止', completeBy: '完成截止', needs: '所需专长/服务/资源',
+    crew: '承办人员', assignee: '派单对象', history: '任务记录', candidates: '推荐人选（共评估 {n} 个）', override: '指定他人', assign: '派单',
+    reportedIn: '已报到', score: '匹配得分', kindLabel: '类型', helperId: '编号',
+    kind: { person: '个人', member_unit: '成员单位', team: '队伍' },
+    role: { lead: '主办', assistant: '协办' },
+    status: { open: '待认领', assigned: '已派单', accepted: '已接单', in_progress: '办理中', done: '已办结', verified: '已验收', rejected: '验收未通过', reopened: '重新办理', cancelled: '已取消' },
+    action: { start: '开始办理', done: '办结', verify: '验收通过', reject: '验收不通过', reopen: '重新办理', cancel: '取消任务', accept: '接单', decline: '拒单' },
+  },
   issues: {
     title: '诉求事项', text: '关键词', status: '状态', category: '类别', urgency: '分类', channel: '渠道',
     community: '社区', created: '受理时间', titleCol: '标题', place: '位置', noMatch: '没有符合条件的事项',

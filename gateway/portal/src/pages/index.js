@@ -7,6 +7,9 @@ export const PAGES = [
   { name: 'dashboard', path: 'dashboard', tenant: true, roles: STAFF, menu: { icon: 'DataAnalysis' }, component: () => import('./DashboardPage.vue') },
   { name: 'issues', path: 'issues', tenant: true, roles: STAFF, menu: { icon: 'Document' }, component: () => import('./IssuesPage.vue') },
   { name: 'issue', path: 'issues/:id', tenant: true, roles: STAFF, component: () => import('./IssuePage.vue'), props: true },
+  { name: 'whistles', path: 'whistles', tenant: true, roles: STAFF, menu: { icon: 'Bell' }, component: () => import('./WhistlesPage.vue') },
+  { name: 'tasks', path: 'tasks', tenant: true, roles: STAFF, menu: { icon: 'Tickets' }, component: () => import('./TasksPage.vue') },
+  { name: 'task', path: 'tasks/:id', tenant: true, roles: STAFF, component: () => import('./TaskPage.vue'), props: true },
 ]
 
 export const MENU = PAGES.filter((p) => p.menu)
