@@ -50,6 +50,32 @@ export default {
     status: { open: 'Open', assigned: 'Assigned', accepted: 'Accepted', in_progress: 'In progress', done: 'Done', verified: 'Verified', rejected: 'Rejected', reopened: 'Reopened', cancelled: 'Cancelled' },
     action: { start: 'Start', done: 'Mark done', verify: 'Verify', reject: 'Reject', reopen: 'Reopen', cancel: 'Cancel task', accept: 'Accept', decline: 'Decline' },
   },
+  map: {
+    label: 'Grid map: {grids} grids, {issues} open issues', thisMonth: 'issues this month', hot: 'Hot spots this month', more: 'More', fewer: 'Fewer',
+    note: 'Showing the {placed} with coordinates of the newest {n} open issues (at most {max}); click a marker to open it.', hotNote: 'Grids by issues received this month (Asia/Shanghai).',
+  },
+  // Names of the organisation's codes (as services/org/domain.py names them).
+  vocab: {
+    property_company: 'Property-management company', owners_committee: "Owners' committee", resident_unit: 'Resident unit', dual_report_unit: 'Dual-report unit',
+    law_enforcement: 'Law-enforcement team', new_economy_social_org: 'New-economy / social organisation', individual_business: 'Individual business', public_interest_org: 'Public-interest organisation',
+    grassroots_association: 'Grassroots association', party_member: 'Party member', volunteer: 'Volunteer', community_worker: 'Full-time community worker',
+    vehicle: 'Vehicle', venue: 'Venue', equipment: 'Equipment', funds: 'Funds', supplies: 'Supplies', other: 'Other', active: 'Active', left: 'Left',
+  },
+  org: {
+    tabs: { 'member-units': 'Member units', people: 'People', 'volunteer-teams': 'Volunteer teams', 'talent-entries': 'Talent list', 'team-service-entries': 'Team services', 'unit-resource-entries': 'Unit resources' },
+    col: { id: 'Id', name_zh: 'Name', kind: 'Kind', community_id: 'Community', contact_name: 'Contact', contact_phone: 'Phone', status: 'Status', roles: 'Roles', grid_id: 'Grid', phone: 'Phone', leader_id: 'Leader', person_id: 'Person', skill: 'Skill', level: 'Level', team_id: 'Team', service: 'Service', capacity: 'Capacity', hours_per_week: 'Hours a week', unit_id: 'Unit', resource: 'Resource', category: 'Category', quantity: 'Quantity', unit_of_measure: 'Unit of measure' },
+    export: 'Export sheet', import: 'Import sheet', importTitle: 'Import {what}', file: 'Spreadsheet (xlsx or csv)', chooseFile: 'Choose a file first',
+    importHint: 'Dry run first: every row is checked and each bad one listed (row, column, reason); nothing is stored. Import once every row passes.',
+    dryRun: 'Dry run', run: 'Import', progress: 'Import progress', uploading: 'Uploading {p}%', stage: { checking: 'Checking every row…', importing: 'Importing…' },
+    checked: '{rows} rows checked: {errors} with problems.', imported: '{rows} rows imported: {created} new, {updated} updated, {unchanged} unchanged, {errors} with problems.',
+    row: 'Row', column: 'Column', reason: 'Reason',
+  },
+  approvals: {
+    pending: 'Pending', approved: 'Approved', rejected: 'Rejected', filedAt: 'Filed', department: 'Department', kind: 'Kind', where: 'Subdistrict · community',
+    purpose: 'Purpose', period: 'Period', tasks: 'Assistance tasks', operations: 'Operations', fields: 'Fields', endsOn: 'Ends on', quota: 'Quota',
+    approve: 'Approve', approveNarrowed: 'Approve narrowed', reject: 'Reject', grant: 'Grant', valid: 'Valid {from} to {to}', use: 'Use',
+    verify: 'Verify the audit chain', chainOk: 'The chain is whole: {n} entries checked', chainBroken: 'The chain breaks at entry {seq}', time: 'Time', actor: 'Actor', action: 'Action', outcome: 'Outcome', target: 'Target',
+  },
   issues: {
     title: 'Issues', text: 'Keyword', status: 'Status', category: 'Category', urgency: 'Urgency', channel: 'Channel',
     community: 'Community', created: 'Received', titleCol: 'Title', place: 'Place', noMatch: 'No issue matches',

@@ -50,6 +50,32 @@ export default {
     status: { open: '待认领', assigned: '已派单', accepted: '已接单', in_progress: '办理中', done: '已办结', verified: '已验收', rejected: '验收未通过', reopened: '重新办理', cancelled: '已取消' },
     action: { start: '开始办理', done: '办结', verify: '验收通过', reject: '验收不通过', reopen: '重新办理', cancel: '取消任务', accept: '接单', decline: '拒单' },
   },
+  map: {
+    label: '网格地图：{grids} 个网格，{issues} 个在办事项', thisMonth: '本月事项', hot: '本月热点网格', more: '多', fewer: '少',
+    note: '显示最新的 {n} 个在办事项中有坐标的 {placed} 个（最多 {max} 个）；点击标记查看事项。', hotNote: '按本月（北京时间）受理的事项数排列。',
+  },
+  // Names of the organisation's codes (as services/org/domain.py names them).
+  vocab: {
+    property_company: '物业服务企业', owners_committee: '业委会', resident_unit: '驻地单位', dual_report_unit: '"双报到"单位',
+    law_enforcement: '执法力量', new_economy_social_org: '"两新"组织', individual_business: '个体业户', public_interest_org: '公益组织',
+    grassroots_association: '草根社团', party_member: '党员', volunteer: '志愿者', community_worker: '专职社区工作者',
+    vehicle: '车辆', venue: '场地', equipment: '设备', funds: '资金', supplies: '物资', other: '其他', active: '在册', left: '已退出',
+  },
+  org: {
+    tabs: { 'member-units': '成员单位', people: '人员', 'volunteer-teams': '志愿队伍', 'talent-entries': '人才清单', 'team-service-entries': '队伍服务清单', 'unit-resource-entries': '单位资源清单' },
+    col: { id: '编号', name_zh: '名称', kind: '类型', community_id: '社区', contact_name: '联系人', contact_phone: '联系电话', status: '状态', roles: '身份', grid_id: '网格', phone: '电话', leader_id: '队长', person_id: '人员', skill: '专长', level: '等级', team_id: '队伍', service: '服务', capacity: '服务人数', hours_per_week: '每周小时', unit_id: '单位', resource: '资源', category: '类别', quantity: '数量', unit_of_measure: '单位' },
+    export: '导出表格', import: '导入表格', importTitle: '导入{what}', file: '选择表格文件（xlsx 或 csv）', chooseFile: '请先选择文件',
+    importHint: '先试导入：逐行检查，列出有问题的行（行号、列、原因），不保存任何数据；全部通过后再正式导入。',
+    dryRun: '试导入', run: '正式导入', progress: '导入进度', uploading: '正在上传 {p}%', stage: { checking: '正在逐行检查…', importing: '正在导入…' },
+    checked: '已检查 {rows} 行：{errors} 行有问题。', imported: '已导入 {rows} 行：新增 {created}，更新 {updated}，未变 {unchanged}，有问题 {errors}。',
+    row: '行', column: '列', reason: '原因',
+  },
+  approvals: {
+    pending: '待审核', approved: '已批准', rejected: '已驳回', filedAt: '提交时间', department: '申请部门', kind: '类型', where: '街道/镇 · 社区',
+    purpose: '用途', period: '期限', tasks: '协助任务', operations: '数据操作', fields: '字段', endsOn: '截止日期', quota: '次数上限',
+    approve: '批准', approveNarrowed: '收窄后批准', reject: '驳回', grant: '授权', valid: '有效期 {from} 至 {to}', use: '使用记录',
+    verify: '校验审计链', chainOk: '审计链完整：已校验 {n} 条', chainBroken: '审计链在第 {seq} 条断开', time: '时间', actor: '操作人', action: '操作', outcome: '结果', target: '对象',
+  },
   issues: {
     title: '诉求事项', text: '关键词', status: '状态', category: '类别', urgency: '分类', channel: '渠道',
     community: '社区', created: '受理时间', titleCol: '标题', place: '位置', noMatch: '没有符合条件的事项',
