@@ -16,7 +16,7 @@ ENV := bash deploy/local/secrets.sh ensure && source deploy/local/env.sh
 PORTAL := gateway/portal
 STAMP_NPM := $(PORTAL)/node_modules/.installed
 STAMP_PORTAL := $(PORTAL)/dist/index.html
-PORTAL_SOURCES := $(shell find $(PORTAL)/src $(PORTAL)/public -type f 2>/dev/null) $(PORTAL)/index.html $(PORTAL)/vite.config.js
+PORTAL_SOURCES := $(shell find $(PORTAL)/src $(PORTAL)/public -type f 2>/dev/null) $(PORTAL)/index.html $(PORTAL)/vite.config.js $(PORTAL)/sw.js
 
 .PHONY: help venv lock protos provision browser portal infra topics up down logs status test lint unit bench clean
 

@@ -5,7 +5,7 @@ moves it). Everything the browser loads comes from here: no CDN, no font or map 
 to this gateway's /api/v1 with the person's session token, which it keeps in memory.
 
 - /portal/assets/<file>: the build's content-hashed files, cached for a year (immutable);
-- /portal/<file> at the top of the build (favicon, …): cached for a day;
+- /portal/<file> at the top of the build (favicon, …): cached for a day; the service worker sw.js never;
 - any other /portal/… path is a page of the app (its router decides), answered with index.html, never cached.
 
 Every answer carries a Content-Security-Policy allowing only this origin's scripts, styles, images and API
@@ -26,6 +26,7 @@ bp = Blueprint("portal", __name__)
 DEFAULT_DIR = Path(__file__).resolve().parent / "portal" / "dist"
 YEAR = 365 * 24 * 3600
 DAY = 24 * 3600
+SERVICE_WORKER = "sw.js"  # keeps the app opening offline (gateway/portal/public/sw.js)
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
     "font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; "
@@ -76,5 +77,8 @@ def page(page: str = "") -> Response:
         resp.headers["Cache-Control"] = f"public, max-age={YEAR}, immutable"
         return _secure(resp)
     if page and "/" not in page and "." in page and (root / page).is_file():
-        return _secure(send_from_directory(root, page, max_age=DAY))
+        resp = send_from_directory(root, page, max_age=0 if page == SERVICE_WORKER else DAY)
+        if page == SERVICE_WORKER:
+            resp.headers["Cache-Control"] = "no-cache"  # a new build's worker is found at once
+        return _secure(resp)
     return _index()

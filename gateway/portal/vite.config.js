@@ -2,16 +2,34 @@
 // where a page uses them (unplugin-vue-components), ECharts from its modular core, every page its own chunk.
 // The output (dist/) is served by the gateway under /portal/ (gateway/routes_portal.py); nothing is fetched
 // from a CDN at run time.
+import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { defineConfig } from 'vite'
 import vue from '@vitejs/plugin-vue'
 import Components from 'unplugin-vue-components/vite'
 import { ElementPlusResolver } from 'unplugin-vue-components/resolvers'
+
+// The service worker (sw.js) with this build's files to keep for offline use and an id naming its cache.
+function serviceWorker() {
+  return {
+    name: 'hongling-service-worker',
+    generateBundle(_options, bundle) {
+      const assets = Object.keys(bundle).filter((f) => f.startsWith('assets/')).sort()
+      const build = createHash('sha256').update(assets.join('\n')).digest('hex').slice(0, 12)
+      const source = readFileSync(new URL('./sw.js', import.meta.url), 'utf8')
+        .replace('__BUILD__', build)
+        .replace('__ASSETS__', JSON.stringify(assets))
+      this.emitFile({ type: 'asset', fileName: 'sw.js', source })
+    },
+  }
+}
 
 export default defineConfig({
   base: '/portal/',
   plugins: [
     vue(),
     Components({ resolvers: [ElementPlusResolver({ importStyle: 'css' })], dts: false }),
+    serviceWorker(),
   ],
   define: {
     __VUE_OPTIONS_API__: 'false',

@@ -12,7 +12,7 @@ import requests
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import Person, axe_violations, log_in, portal, shot
-from tests.conftest import TEST_POINT, System, unique
+from tests.conftest import TEST_COMMUNITY, TEST_POINT, System, unique
 
 pytestmark = pytest.mark.e2e
 TENANT = "qiujiadian"
@@ -146,15 +146,31 @@ def test_a_phone_375_px_wide_gets_the_whole_page_and_a_menu_drawer(
     shot(page, "issues-375px")
 
 
-@pytest.mark.parametrize("path", ["", "dashboard", "issues"])
-def test_no_serious_accessibility_violations(
-    system: System, page: Page, people: Callable[..., Person], path: str
+# Every main page: (role, path under /portal/, the page's heading). Each is checked by axe-core and kept
+# as a screenshot.
+PAGES = [
+    ("", "", "登录"),
+    ("subdistrict_admin", f"{TENANT}/dashboard", "数据看板"),
+    ("subdistrict_admin", f"{TENANT}/map", "网格地图"),
+    ("subdistrict_admin", f"{TENANT}/issues", "诉求事项"),
+    ("subdistrict_admin", f"{TENANT}/whistles", "集结号看板"),
+    ("subdistrict_admin", f"{TENANT}/tasks", "点将台"),
+    ("subdistrict_admin", f"{TENANT}/org", "组织架构"),
+    ("community_worker", f"{TENANT}/field", "网格走访"),
+    ("district_approver", "approvals", "审核把关"),
+]
+
+
+@pytest.mark.parametrize(("role", "path", "heading"), PAGES, ids=[p[1] or "login" for p in PAGES])
+def test_every_main_page_has_no_serious_accessibility_violations(
+    system: System, page: Page, people: Callable[..., Person], role: str, path: str, heading: str
 ) -> None:
-    if path:
-        log_in(page, system, people("subdistrict_admin", TENANT), f"{TENANT}/{path}")
-        expect(page.get_by_role("heading", level=1)).to_be_visible()
-        page.wait_for_load_state("networkidle")
+    if role:
+        community = TEST_COMMUNITY if role == "community_worker" else ""
+        log_in(page, system, people(role, TENANT if role != "district_approver" else "*", community), path)
     else:
         page.goto(portal(system))
-        expect(page.get_by_role("heading", name="登录")).to_be_visible()
+    expect(page.get_by_role("heading", level=1)).to_contain_text(heading)
+    page.wait_for_load_state("networkidle")
+    shot(page, f"page-{(path or 'login').replace('/', '-')}")
     assert axe_violations(page) == []

@@ -10,6 +10,7 @@ export default {
     expired: 'Your session has expired; please log in again.', loggedOut: 'You have logged out.',
     hint: 'The session is kept only in this page’s memory: reloading or closing the page logs you out.',
     noPage: 'There is no page in this portal for your role.',
+    waiting: '{n} field captures on this device wait to be sent; they go out once you log in.',
     required: 'Enter your {what}',
   },
   header: { tenant: 'Subdistrict / town', community: 'Community', allCommunities: 'All communities', logout: 'Log out', role: 'Role' },
@@ -75,6 +76,13 @@ export default {
     purpose: 'Purpose', period: 'Period', tasks: 'Assistance tasks', operations: 'Operations', fields: 'Fields', endsOn: 'Ends on', quota: 'Quota',
     approve: 'Approve', approveNarrowed: 'Approve narrowed', reject: 'Reject', grant: 'Grant', valid: 'Valid {from} to {to}', use: 'Use',
     verify: 'Verify the audit chain', chainOk: 'The chain is whole: {n} entries checked', chainBroken: 'The chain breaks at entry {seq}', time: 'Time', actor: 'Actor', action: 'Action', outcome: 'Outcome', target: 'Target',
+  },
+  field: {
+    online: 'Online', offline: 'Offline', waiting: '{n} waiting to be sent', sendNow: 'Send now', photos: '{n} photos', discard: 'Discard',
+    title: 'Title', description: 'What is wrong', photo: 'Photos', remove: 'Remove', place: 'Place', locate: 'Use my position', address: 'Address (e.g. building 3, unit 2)',
+    contact: 'Reported by (optional)', contactName: 'Name', contactPhone: 'Phone', capture: 'Save and send', required: 'Required',
+    needPlace: 'Use your position or give an address', noGps: 'This device has no positioning; give an address', gpsFailed: 'Positioning failed ({why}); give an address',
+    saved: 'Kept on this device; it is sent as soon as there is a connection.', notSaved: 'Could not keep it on this device: {why}',
   },
   issues: {
     title: 'Issues', text: 'Keyword', status: 'Status', category: 'Category', urgency: 'Urgency', channel: 'Channel',

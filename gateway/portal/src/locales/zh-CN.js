@@ -10,6 +10,7 @@ export default {
     expired: '登录已过期，请重新登录。', loggedOut: '您已退出登录。',
     hint: '会话只保存在本页内存中，刷新或关闭页面后需重新登录。',
     noPage: '您的角色在本门户中没有可用的页面。',
+    waiting: '本机有 {n} 条走访记录待发送，登录后自动发送。',
     required: '请输入{what}',
   },
   header: { tenant: '街道/镇', community: '社区', allCommunities: '全部社区', logout: '退出登录', role: '角色' },
@@ -75,6 +76,13 @@ export default {
     purpose: '用途', period: '期限', tasks: '协助任务', operations: '数据操作', fields: '字段', endsOn: '截止日期', quota: '次数上限',
     approve: '批准', approveNarrowed: '收窄后批准', reject: '驳回', grant: '授权', valid: '有效期 {from} 至 {to}', use: '使用记录',
     verify: '校验审计链', chainOk: '审计链完整：已校验 {n} 条', chainBroken: '审计链在第 {seq} 条断开', time: '时间', actor: '操作人', action: '操作', outcome: '结果', target: '对象',
+  },
+  field: {
+    online: '在线', offline: '离线', waiting: '待发送 {n} 条', sendNow: '立即发送', photos: '{n} 张照片', discard: '删除',
+    title: '事项标题', description: '情况描述', photo: '现场照片', remove: '移除', place: '位置', locate: '获取定位', address: '地址（如 3号楼2单元）',
+    contact: '反映人（可选）', contactName: '姓名', contactPhone: '电话', capture: '保存并发送', required: '请填写此项',
+    needPlace: '请获取定位或填写地址', noGps: '本设备不支持定位，请填写地址', gpsFailed: '定位失败（{why}），请填写地址',
+    saved: '已保存在本机，联网后自动发送。', notSaved: '未能保存在本机：{why}',
   },
   issues: {
     title: '诉求事项', text: '关键词', status: '状态', category: '类别', urgency: '分类', channel: '渠道',

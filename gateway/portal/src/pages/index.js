@@ -12,6 +12,7 @@ export const PAGES = [
   { name: 'whistles', path: 'whistles', tenant: true, roles: STAFF, menu: { icon: 'Bell' }, component: () => import('./WhistlesPage.vue') },
   { name: 'tasks', path: 'tasks', tenant: true, roles: STAFF, menu: { icon: 'Tickets' }, component: () => import('./TasksPage.vue') },
   { name: 'org', path: 'org', tenant: true, roles: STAFF, menu: { icon: 'OfficeBuilding' }, component: () => import('./OrgPage.vue') },
+  { name: 'field', path: 'field', tenant: true, roles: STAFF, menu: { icon: 'Iphone' }, component: () => import('./FieldPage.vue') },
   { name: 'approvals', path: 'approvals', roles: APPROVERS, menu: { icon: 'Stamp' }, component: () => import('./ApprovalsPage.vue') },
   { name: 'task', path: 'tasks/:id', tenant: true, roles: STAFF, component: () => import('./TaskPage.vue'), props: true },
 ]
