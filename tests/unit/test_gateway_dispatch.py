@@ -550,12 +550,12 @@ def test_a_member_token_is_bound_to_one_helper_in_one_tenant(tokens: Path) -> No
 def test_the_signed_principal_carries_the_responder_and_a_member_needs_one() -> None:
     p = Principal(sub="volunteer-li", role="member", tenants=(T,), responder=("team", "tm-3"))
     assert verify(mint(p, SECRET), SECRET) == p
-    staff = Principal(sub="w", role="community_worker", tenants=(T,))
+    staff = Principal(sub="w", role="subdistrict_admin", tenants=(T,))
     assert verify(mint(staff, SECRET), SECRET).responder is None  # tokens without the claim read as before
     with pytest.raises(Unauthenticated, match="member"):
         verify(mint(Principal(sub="m", role="member", tenants=(T,)), SECRET), SECRET)
     with pytest.raises(Unauthenticated, match="member"):
-        verify(mint(Principal(sub="w", role="community_worker", responder=("person", "p")), SECRET), SECRET)
+        verify(mint(Principal(sub="w", role="subdistrict_admin", responder=("person", "p")), SECRET), SECRET)
     assert parse_responder(" person : p-1 ") == ("person", "p-1")
 
 
