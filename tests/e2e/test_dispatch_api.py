@@ -24,6 +24,8 @@ OTHER = "daimiao"
 # an earlier run on the same stack are never their duplicates).
 CENTER = (round(random.uniform(36.02, 36.12), 4), round(random.uniform(116.90, 117.00), 4))
 HALF = 0.006
+COMMUNITY = unique("pd")  # the area's community (its community worker's: worker())
+_workers: dict[str, dict[str, str]] = {}
 _spots = itertools.count()
 
 
@@ -45,7 +47,10 @@ def admin(system: System) -> dict[str, str]:
 
 
 def worker(system: System) -> dict[str, str]:
-    return system.auth("community_worker", T)
+    """A community worker of the area's community (made once)."""
+    if COMMUNITY not in _workers:
+        _workers[COMMUNITY] = system.worker_auth(T, COMMUNITY)
+    return _workers[COMMUNITY]
 
 
 def ok(resp: requests.Response, status: int = 200) -> Any:
@@ -62,7 +67,7 @@ def org(system: System, collection: str, body: dict[str, Any]) -> str:
 @pytest.fixture(scope="module")
 def area(system: System) -> Area:
     lat, lon = CENTER
-    community = org(system, "communities", {"name_zh": f"派单测试社区{unique()[-4:]}"})
+    community = org(system, "communities", {"id": COMMUNITY, "name_zh": f"派单测试社区{unique()[-4:]}"})
     boundary = Rect(lon - HALF, lat - HALF, lon + HALF, lat + HALF).geojson()
     grid = org(system, "grids", {"community_id": community, "name_zh": "派单测试网格", "boundary_geojson": boundary})
     unit = org(
