@@ -1,6 +1,7 @@
 """People's log-in and their accounts over HTTP.
 
-    POST /api/v1/auth/login     {username, password} -> {access_token, token_type, expires_in, role, tenants}
+    POST /api/v1/auth/login     {username, password} -> {access_token, token_type, expires_in, role, tenants,
+                                community_id}
     POST /api/v1/auth/logout    ends every session of the caller's account (bumps its token_version) -> 204
     GET  /api/v1/auth/me        who the caller is (session, API token or the anonymous public; a community
                                 worker's community_id)
@@ -232,6 +233,7 @@ def login() -> Response:
             "expires_in": claims.exp - claims.iat,
             "role": account.role,
             "tenants": list(account.tenants),
+            "community_id": account.community_id,  # a community worker's community (社区); null for others
         }
     )
     resp.headers["Cache-Control"] = "no-store"

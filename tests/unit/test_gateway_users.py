@@ -447,7 +447,7 @@ def test_log_in_use_the_session_and_log_out(rig: Rig) -> None:
     resp = rig.login(" Alice ", "Zx9#kLm2Qp!")
     body = resp.json
     assert body["token_type"] == "Bearer" and body["expires_in"] == 1800
-    assert body["role"] == "community_worker" and body["tenants"] == ["taiqian"]
+    assert body["role"] == "community_worker" and body["tenants"] == ["taiqian"] and body["community_id"] == "c-1"
     assert resp.headers["Cache-Control"] == "no-store"
     headers = session_header(resp)
     me = rig.client.get("/api/v1/auth/me", headers=headers).json
