@@ -86,6 +86,7 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
     limits = ratelimit.install(app, settings)  # per client IP, before authentication: refused calls count too
     policy.install(app, tokens)  # after _begin: refusals carry the request id
     app.before_request(limits.check_principal)  # per caller, after authentication
+    app.before_request(policy.hold_to_community)  # a community worker's record checks (reads: after the limit)
 
     @app.after_request
     def _finish(resp: Response) -> Response:

@@ -24,6 +24,8 @@ OTHER = "daimiao"
 # an earlier run on the same stack are never their duplicates).
 CENTER = (round(random.uniform(36.02, 36.12), 4), round(random.uniform(116.90, 117.00), 4))
 HALF = 0.006
+COMMUNITY = unique("pd")  # the area's community (its community worker's: worker())
+_workers: dict[str, dict[str, str]] = {}
 _spots = itertools.count()
 
 
@@ -45,7 +47,10 @@ def admin(system: System) -> dict[str, str]:
 
 
 def worker(system: System) -> dict[str, str]:
-    return system.auth("community_worker", T)
+    """A community worker of the area's community (made once)."""
+    if COMMUNITY not in _workers:
+        _workers[COMMUNITY] = system.worker_auth(T, COMMUNITY)
+    return _workers[COMMUNITY]
 
 
 def ok(resp: requests.Response, status: int = 200) -> Any:
@@ -53,8 +58,9 @@ def ok(resp: requests.Response, status: int = 200) -> Any:
     return resp.json() if resp.content else None
 
 
-def build_area(system: System, tenant: str = T, center: tuple[float, float] = CENTER) -> Area:
-    """A community with one grid around `center`, a member unit serving it, four volunteers and a fitter."""
+def build_area(system: System, tenant: str = T, center: tuple[float, float] = CENTER, community_id: str = "") -> Area:
+    """A community (with this id, else a new one) with one grid around `center`, a member unit serving it, four
+    volunteers and a fitter."""
     lat, lon = center
 
     def org(collection: str, body: dict[str, Any]) -> str:
@@ -66,7 +72,9 @@ def build_area(system: System, tenant: str = T, center: tuple[float, float] = CE
         )
         return str(ok(resp, 201)["id"])
 
-    community = org("communities", {"name_zh": f"派单测试社区{unique()[-4:]}"})
+    community = org(
+        "communities", {**({"id": community_id} if community_id else {}), "name_zh": f"派单测试社区{unique()[-4:]}"}
+    )
     boundary = Rect(lon - HALF, lat - HALF, lon + HALF, lat + HALF).geojson()
     grid = org("grids", {"community_id": community, "name_zh": "派单测试网格", "boundary_geojson": boundary})
     unit = org(
@@ -90,7 +98,7 @@ def build_area(system: System, tenant: str = T, center: tuple[float, float] = CE
 
 @pytest.fixture(scope="module")
 def area(system: System) -> Area:
-    return build_area(system)
+    return build_area(system, community_id=COMMUNITY)  # the community worker's (its token's) community
 
 
 def report(system: System, **kw: Any) -> dict[str, Any]:
