@@ -4,7 +4,8 @@
 moves it). Everything the browser loads comes from here: no CDN, no font or map service. The app talks only
 to this gateway's /api/v1 with the person's session token, which it keeps in memory.
 
-- /portal/assets/<file>: the build's content-hashed files, cached for a year (immutable);
+- /portal/assets/<file>: the build's content-hashed files, cached for a year (immutable), gzipped by the build
+  (<file>.gz) and sent so to browsers that accept it;
 - /portal/<file> at the top of the build (favicon, …): cached for a day; the service worker sw.js never;
 - any other /portal/… path is a page of the app (its router decides), answered with index.html, never cached.
 
@@ -15,10 +16,11 @@ forbids framing. Open to everyone (gateway/policy.py): the data behind each page
 
 from __future__ import annotations
 
+import mimetypes
 import os
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, redirect, send_from_directory
+from flask import Blueprint, Response, abort, redirect, request, send_from_directory
 
 from gateway.errors import ApiError
 
@@ -43,6 +45,24 @@ def _secure(resp: Response) -> Response:
     resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.headers["Referrer-Policy"] = "same-origin"
     return resp
+
+
+def _send(folder: Path, name: str, *, max_age: int) -> Response:
+    """The file, or its gzipped twin (name.gz, made by the build) to a browser that accepts gzip."""
+    zipped = folder / f"{name}.gz"
+    if zipped.is_file() and "gzip" in request.headers.get("Accept-Encoding", ""):
+        resp = send_from_directory(folder, f"{name}.gz", max_age=max_age, mimetype=_mimetype(name))
+        resp.headers["Content-Encoding"] = "gzip"
+        resp.headers.pop("Content-Disposition", None)
+    else:
+        resp = send_from_directory(folder, name, max_age=max_age)
+    resp.headers["Vary"] = "Accept-Encoding"
+    return resp
+
+
+def _mimetype(name: str) -> str:
+    guessed, _ = mimetypes.guess_type(name)
+    return guessed or "application/octet-stream"
 
 
 def _index() -> Response:
@@ -73,11 +93,11 @@ def page(page: str = "") -> Response:
         name = page.removeprefix("assets/")
         if "/" in name or not (root / "assets" / name).is_file():
             abort(404)
-        resp = send_from_directory(root / "assets", name, max_age=YEAR)
+        resp = _send(root / "assets", name, max_age=YEAR)
         resp.headers["Cache-Control"] = f"public, max-age={YEAR}, immutable"
         return _secure(resp)
     if page and "/" not in page and "." in page and (root / page).is_file():
-        resp = send_from_directory(root, page, max_age=0 if page == SERVICE_WORKER else DAY)
+        resp = _send(root, page, max_age=0 if page == SERVICE_WORKER else DAY)
         if page == SERVICE_WORKER:
             resp.headers["Cache-Control"] = "no-cache"  # a new build's worker is found at once
         return _secure(resp)

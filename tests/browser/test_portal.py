@@ -3,6 +3,7 @@ accessibility (axe-core), and a session that never leaves the page's memory."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -42,6 +43,12 @@ def test_the_gateway_serves_the_built_portal_with_a_strict_policy(system: System
     deep = requests.get(portal(system, f"{TENANT}/issues/whatever"), timeout=10)
     assert deep.status_code == 200 and deep.text == page.text  # a page of the app: its router decides
     assert requests.get(portal(system, "assets/nope.js"), timeout=10).status_code == 404
+    script = re.search(r'src="/portal/(assets/[^"]+\.js)"', page.text)
+    assert script is not None
+    zipped = requests.get(portal(system, script[1]), headers={"Accept-Encoding": "gzip"}, timeout=10)
+    assert zipped.headers["Content-Encoding"] == "gzip" and "immutable" in zipped.headers["Cache-Control"]
+    plain = requests.get(portal(system, script[1]), headers={"Accept-Encoding": "identity"}, timeout=10)
+    assert "Content-Encoding" not in plain.headers and plain.content == zipped.content  # requests un-gzips
     assert requests.get(system.gateway + "/", allow_redirects=False, timeout=10).headers["Location"] == "/portal/"
 
 
