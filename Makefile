@@ -103,7 +103,7 @@ unit: protos ## unit tests only (no infrastructure)
 test: protos portal browser provision ## set up what is missing, start a private test stack, lint, run every test, stop it
 	@bash deploy/local/test.sh
 
-bench: protos portal provision ## run the benchmarks under bench/ against a private stack
+bench: protos portal browser provision ## run the benchmarks under bench/ against a private stack
 	@bash deploy/local/test.sh bench
 
 clean: down ## stop everything and remove local state and build output (keeps the tool cache)
