@@ -11,7 +11,9 @@ to this gateway's /api/v1 with the person's session token, which it keeps in mem
 
 Every answer carries a Content-Security-Policy allowing only this origin's scripts, styles, images and API
 (ECharts draws on canvas; Element Plus sets styles through the CSSOM, which CSP does not restrict), and
-forbids framing. Open to everyone (gateway/policy.py): the data behind each page needs the person's token.
+forbids framing. Where the deployment names a map tile service (HONGLING_MAP_TILE_URL), index.html carries
+it (and its attribution) in meta tags for the map page, and the policy allows images from its origin.
+Open to everyone (gateway/policy.py): the data behind each page needs the person's token.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from __future__ import annotations
 import mimetypes
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, abort, redirect, request, send_from_directory
+from flask import Blueprint, Response, abort, current_app, redirect, request, send_from_directory
+from markupsafe import escape
 
 from gateway.errors import ApiError
 
@@ -40,8 +44,21 @@ def portal_dir() -> Path:
     return Path(os.environ.get("HONGLING_PORTAL_DIR") or DEFAULT_DIR)
 
 
+def _tiles() -> tuple[str, str]:
+    """The map tile service (HONGLING_MAP_TILE_URL) and its attribution; ("", "") where there is none."""
+    settings = current_app.extensions.get("hongling.settings")
+    if settings is None:
+        return "", ""
+    return settings.map_tile_url, settings.map_tile_attribution
+
+
 def _secure(resp: Response) -> Response:
-    resp.headers["Content-Security-Policy"] = CSP
+    tiles, _ = _tiles()
+    csp = CSP
+    if tiles:  # the map's tiles come from there (its origin only)
+        parts = urlsplit(tiles)
+        csp = csp.replace("img-src 'self' data: blob:", f"img-src 'self' data: blob: {parts.scheme}://{parts.netloc}")
+    resp.headers["Content-Security-Policy"] = csp
     resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.headers["Referrer-Policy"] = "same-origin"
     return resp
@@ -73,7 +90,15 @@ def _index() -> Response:
             "portal_not_built",
             f"the portal is not built: run `make portal` (npm ci + vite build into {root}) (门户尚未构建)",
         )
-    resp = send_from_directory(root, "index.html", max_age=0)
+    html = (root / "index.html").read_text(encoding="utf-8")
+    tiles, attribution = _tiles()
+    if tiles:  # the portal's map reads these (gateway/portal/src/pages/MapPage.vue)
+        tags = (
+            f'<meta name="hongling-map-tiles" content="{escape(tiles)}">'
+            f'<meta name="hongling-map-attribution" content="{escape(attribution)}">'
+        )
+        html = html.replace("</head>", f"{tags}</head>", 1)
+    resp = Response(html, mimetype="text/html")
     resp.headers["Cache-Control"] = "no-cache"
     return _secure(resp)
 

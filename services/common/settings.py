@@ -12,8 +12,9 @@ import sys
 from functools import cache
 from ipaddress import ip_network
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES = ("org", "intake", "dispatch", "evaluation", "publication")
@@ -176,6 +177,25 @@ class Settings(BaseSettings):
     read_db_password_file: str = ""
     # Connections per process to the read side (a pool; a list or count holds one for a few milliseconds).
     read_db_pool_size: int = Field(8, ge=1, le=200)
+    # The portal's grid map: a raster tile service where the deployment has one, as a URL template with {z},
+    # {x} and {y} (https; http only on this host), and the attribution its licence asks for. Empty: the grids
+    # are drawn from their boundaries alone, with no tile server (gateway/routes_portal.py).
+    map_tile_url: str = ""
+    map_tile_attribution: str = Field("", max_length=200)
+
+    @field_validator("map_tile_url")
+    @classmethod
+    def _tile_url(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return value
+        url = urlsplit(value)
+        loopback = url.hostname in ("127.0.0.1", "localhost", "::1")
+        if url.scheme != "https" and not (url.scheme == "http" and loopback):
+            raise ValueError("must be an https:// URL (http:// only on this host)")
+        if not all(part in value for part in ("{z}", "{x}", "{y}")):
+            raise ValueError("must hold {z}, {x} and {y}, e.g. https://tiles.example.org/{z}/{x}/{y}.png")
+        return value
 
     @model_validator(mode="after")
     def _derive(self) -> Settings:

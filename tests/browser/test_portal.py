@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import requests
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from tests.browser.conftest import Person, axe_violations, log_in, portal, shot
 from tests.conftest import TEST_COMMUNITY, TEST_POINT, System, unique
@@ -181,3 +181,35 @@ def test_every_main_page_has_no_serious_accessibility_violations(
     page.wait_for_load_state("networkidle")
     shot(page, f"page-{(path or 'login').replace('/', '-')}")
     assert axe_violations(page) == []
+
+
+def test_the_map_draws_the_grids_the_open_issues_and_this_months_hot_spots(
+    system: System, page: Page, people: Callable[..., Person]
+) -> None:
+    title = f"路面坑洼{unique()[-5:]}"
+    report(system, title, category="road_facility")
+    log_in(page, system, people("subdistrict_admin", TENANT), f"{TENANT}/map")
+    expect(page.get_by_test_id("hot-spots")).to_contain_text("测试网格")
+    expect(page.locator(".issue-marker").first).to_be_visible()
+    page.locator(".issue-marker").first.hover()
+    expect(page.locator(".leaflet-tooltip")).to_be_visible()
+    assert page.locator(".leaflet-tile").count() == 0  # no tile service configured: no tile is fetched
+    shot(page, "map")
+
+
+def test_a_slow_answer_shows_progress_and_the_page_stays_usable(
+    system: System, page: Page, people: Callable[..., Person]
+) -> None:
+    log_in(page, system, people("subdistrict_admin", TENANT), f"{TENANT}/issues")
+    expect(page.get_by_test_id("issues")).to_be_visible()
+    held: list[Route] = []
+    page.route(f"**/api/v1/tenants/{TENANT}/issues?*", lambda route: held.append(route))  # answered below
+    page.get_by_test_id("search").click()
+    expect(page.get_by_role("progressbar", name="加载中…")).to_be_visible()  # after a moment, not at once
+    page.get_by_label("关键词").fill("仍可输入")  # the page is not frozen while it waits
+    assert held, "the search was not sent"
+    for route in held:
+        route.continue_()
+    page.unroute(f"**/api/v1/tenants/{TENANT}/issues?*")
+    expect(page.get_by_role("progressbar", name="加载中…")).to_have_count(0)
+    expect(page.get_by_label("关键词")).to_have_value("仍可输入")

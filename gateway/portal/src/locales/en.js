@@ -33,6 +33,9 @@ export default {
     updated: 'Updated {time}', details: 'Details',
   },
   dashboard: {
+    received: 'Received, last {n} days', inTime: 'Calls answered in time', toWhistle: 'Received to whistle (median)', toDone: 'Received to done (median)', median: 'median',
+    window: 'Days shown', days: '{n} days', spanNote: '{n} in all; 90% within {p90}.',
+    series: { issues_received: 'Received', whistles_blown: 'Calls blown', whistles_answered_in_time: 'Answered in time', tasks_done: 'Done', tasks_overdue: 'Overdue' },
     title: 'Dashboard', open: 'Open issues', total: 'All issues', overdue: 'Overdue tasks', byStatus: 'Issues by status',
     byClass: 'Open issues by class', whistles: 'Whistle response (last {days} days)', timeTo: 'Time to handle', scopeTenant: 'Whole subdistrict',
   },
@@ -52,6 +55,7 @@ export default {
     action: { start: 'Start', done: 'Mark done', verify: 'Verify', reject: 'Reject', reopen: 'Reopen', cancel: 'Cancel task', accept: 'Accept', decline: 'Decline' },
   },
   map: {
+    legend: 'Issue classes',
     label: 'Grid map: {grids} grids, {issues} open issues', thisMonth: 'issues this month', hot: 'Hot spots this month', more: 'More', fewer: 'Fewer',
     note: 'Showing the {placed} with coordinates of the newest {n} open issues (at most {max}); click a marker to open it.', hotNote: 'Grids by issues received this month (Asia/Shanghai).',
   },

@@ -33,6 +33,9 @@ export default {
     updated: '更新于 {time}', details: '详情',
   },
   dashboard: {
+    received: '近{n}天受理', inTime: '按时报到率', toWhistle: '受理到吹号（中位数）', toDone: '受理到办结（中位数）', median: '中位数',
+    window: '统计天数', days: '{n}天', spanNote: '共 {n} 件；90% 在 {p90} 以内。',
+    series: { issues_received: '受理', whistles_blown: '吹号', whistles_answered_in_time: '按时报到', tasks_done: '办结', tasks_overdue: '逾期' },
     title: '数据看板', open: '在办事项', total: '事项总数', overdue: '逾期任务', byStatus: '事项状态分布',
     byClass: '在办事项类别', whistles: '吹号响应（近{days}天）', timeTo: '办理时长', scopeTenant: '全街道/镇',
   },
@@ -52,6 +55,7 @@ export default {
     action: { start: '开始办理', done: '办结', verify: '验收通过', reject: '验收不通过', reopen: '重新办理', cancel: '取消任务', accept: '接单', decline: '拒单' },
   },
   map: {
+    legend: '事项类别图例',
     label: '网格地图：{grids} 个网格，{issues} 个在办事项', thisMonth: '本月事项', hot: '本月热点网格', more: '多', fewer: '少',
     note: '显示最新的 {n} 个在办事项中有坐标的 {placed} 个（最多 {max} 个）；点击标记查看事项。', hotNote: '按本月（北京时间）受理的事项数排列。',
   },
