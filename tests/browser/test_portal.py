@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -104,6 +104,13 @@ def test_issues_are_found_opened_and_their_reporter_revealed_in_shanghai_time(
     received = datetime.fromisoformat(str(issue["created_at"])).astimezone(SHANGHAI).strftime("%Y/%m/%d %H:%M")
     expect(row).to_contain_text(received)  # the browser is in New York; the portal shows Shanghai time
     shot(page, "issues")
+    day = datetime.fromisoformat(str(issue["created_at"])).astimezone(SHANGHAI).date()
+    page.get_by_test_id("filter-from").fill((day + timedelta(days=1)).isoformat())  # received after its day
+    page.get_by_test_id("search").click()
+    expect(row).to_have_count(0)
+    page.get_by_test_id("filter-from").fill(day.isoformat())  # its own day (Shanghai), whatever the browser's
+    page.get_by_test_id("search").click()
+    expect(row).to_have_count(1)
     row.get_by_test_id("issue-link").click()
     expect(page.get_by_role("heading", name=title)).to_be_visible()
     expect(page.get_by_test_id("history")).to_contain_text("已受理")

@@ -89,6 +89,7 @@ export default {
     saved: 'Kept on this device; it is sent as soon as there is a connection.', notSaved: 'Could not keep it on this device: {why}',
   },
   issues: {
+    from: 'Received from', to: 'Received to',
     title: 'Issues', text: 'Keyword', status: 'Status', category: 'Category', urgency: 'Urgency', channel: 'Channel',
     community: 'Community', created: 'Received', titleCol: 'Title', place: 'Place', noMatch: 'No issue matches',
   },

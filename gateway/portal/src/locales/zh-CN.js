@@ -89,6 +89,7 @@ export default {
     saved: '已保存在本机，联网后自动发送。', notSaved: '未能保存在本机：{why}',
   },
   issues: {
+    from: '受理起', to: '受理止',
     title: '诉求事项', text: '关键词', status: '状态', category: '类别', urgency: '分类', channel: '渠道',
     community: '社区', created: '受理时间', titleCol: '标题', place: '位置', noMatch: '没有符合条件的事项',
   },
