@@ -11,7 +11,8 @@ from hongling.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
 from services.common.context import current_principal, require_tenant
 from services.common.errors import PermissionDenied
 from services.common.principal import Principal
-from services.dispatch import domain, handlers
+from services.common.statsproto import days_to_pb, span_to_pb
+from services.dispatch import domain, handlers, readmodel
 from services.dispatch.documents import TaskDoc, WhistleDoc
 from services.dispatch.handlers import aware, ts
 
@@ -249,6 +250,15 @@ class DispatchServicer(pb_grpc.DispatchServiceServicer):
         )
         now = handlers.utcnow()
         return pb.ListTasksResponse(tasks=[task_to_pb(d, now) for d in docs], next_page_token=token)
+
+    def GetDispatchStats(self, request: pb.GetDispatchStatsRequest, context: grpc.ServicerContext) -> pb.DispatchStats:
+        domain.require_role(_principal().role, domain.STAFF_ROLES, "read the dashboard figures")
+        stats, first, last = handlers.dispatch_stats(request.community_id, request.from_day, request.to_day)
+        return pb.DispatchStats(
+            overdue_tasks=stats.overdue,
+            days=days_to_pb(stats.days, first, last),
+            spans=[span_to_pb(m, stats.spans[m]) for m in readmodel.SPAN_MEASURES],
+        )
 
     def BlowWhistle(self, request: pb.BlowWhistleRequest, context: grpc.ServicerContext) -> pb.Whistle:
         doc = handlers.blow_whistle(
