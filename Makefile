@@ -13,7 +13,12 @@ PROTO_FILES := $(shell find protos -name '*.proto' 2>/dev/null)
 # The state dir's random secrets are made once (deploy/local/secrets.sh) and loaded by env.sh.
 ENV := bash deploy/local/secrets.sh ensure && source deploy/local/env.sh
 
-.PHONY: help venv lock protos provision infra topics up down logs status test lint unit bench clean
+PORTAL := gateway/portal
+STAMP_NPM := $(PORTAL)/node_modules/.installed
+STAMP_PORTAL := $(PORTAL)/dist/index.html
+PORTAL_SOURCES := $(shell find $(PORTAL)/src $(PORTAL)/public -type f 2>/dev/null) $(PORTAL)/index.html $(PORTAL)/vite.config.js $(PORTAL)/sw.js
+
+.PHONY: help venv lock protos provision browser portal infra topics up down logs status test lint unit bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,6 +50,24 @@ $(STAMP_PROTOS): $(STAMP_VENV) $(PROTO_FILES) deploy/gen_protos.py
 
 protos: $(STAMP_PROTOS) ## build the protobuf/gRPC Python code into build/gen (git-ignored)
 
+# The portal: npm installs exactly package-lock.json (`npm ci`, integrity-checked), then vite builds it into
+# gateway/portal/dist, which the gateway serves at /portal/. Rebuilt when its lock or sources change.
+$(STAMP_NPM): $(PORTAL)/package-lock.json $(PORTAL)/package.json
+	@command -v npm >/dev/null || { echo "npm not found: the portal is built with Node.js 20.19+ and npm" >&2; exit 1; }
+	@echo "[portal] npm ci (package-lock.json, integrity-checked)"
+	@cd $(PORTAL) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(STAMP_PORTAL): $(STAMP_NPM) $(PORTAL_SOURCES)
+	@echo "[portal] vite build into $(PORTAL)/dist"
+	@cd $(PORTAL) && npx --no-install vite build --logLevel warn
+	@node -e 'const fs=require("fs"),z=require("zlib"),d="$(PORTAL)/dist/assets";let n=0,g=0;for(const f of fs.readdirSync(d)){if(f.endsWith(".js")){const b=fs.readFileSync(d+"/"+f);n+=b.length;g+=z.gzipSync(b).length}}console.log(`[portal] built: JavaScript $${(n/1024).toFixed(0)} KB, $${(g/1024).toFixed(0)} KB gzip, in all chunks`)'
+
+portal: $(STAMP_PORTAL) ## build the portal (npm ci from its lock, vite build) into gateway/portal/dist
+
+browser: ## install Debian's Chromium and a CJK font for the portal's browser tests, where missing
+	@bash deploy/local/browser.sh
+
 provision: ## fetch Kafka (Maven) and FerretDB (go install) into the tool cache, once
 	@bash deploy/local/provision.sh
 
@@ -53,7 +76,7 @@ infra: provision $(STAMP_VENV) ## start Kafka, PostgreSQL and FerretDB, create t
 	@$(ENV); $(PY) -m services.common.topics
 	@$(ENV); $(PY) deploy/local/migrate_sqlite.py
 
-up: protos infra ## run the whole system locally and print where to reach it
+up: protos portal infra ## run the whole system locally and print where to reach it
 	@bash deploy/local/services.sh start
 	@$(ENV); $(PY) -m services.org.seed demo
 	@$(ENV); bash deploy/local/banner.sh
@@ -77,10 +100,10 @@ lint: protos ## ruff and mypy
 unit: protos ## unit tests only (no infrastructure)
 	@$(VENV)/bin/pytest -q tests/unit
 
-test: protos provision ## set up what is missing, start a private test stack, lint, run every test, stop it
+test: protos portal browser provision ## set up what is missing, start a private test stack, lint, run every test, stop it
 	@bash deploy/local/test.sh
 
-bench: protos provision ## run the benchmarks under bench/ against a private stack
+bench: protos portal browser provision ## run the benchmarks under bench/ against a private stack
 	@bash deploy/local/test.sh bench
 
 clean: down ## stop everything and remove local state and build output (keeps the tool cache)
@@ -88,4 +111,4 @@ clean: down ## stop everything and remove local state and build output (keeps th
 	@for d in .local/state* .local/test-state-*; do \
 	  if [[ -d "$$d" ]]; then HONGLING_STATE_DIR="$$PWD/$$d" bash deploy/local/stack.sh purge >/dev/null || true; fi; \
 	done
-	rm -rf .local build
+	rm -rf .local build $(PORTAL)/dist

@@ -86,6 +86,7 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
     limits = ratelimit.install(app, settings)  # per client IP, before authentication: refused calls count too
     policy.install(app, tokens)  # after _begin: refusals carry the request id
     app.before_request(limits.check_principal)  # per caller, after authentication
+    app.before_request(policy.hold_to_community)  # a community worker's record checks (reads: after the limit)
 
     @app.after_request
     def _finish(resp: Response) -> Response:
@@ -179,6 +180,7 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
     from gateway.routes_governance import bp as governance_bp
     from gateway.routes_issues import bp as issues_bp
     from gateway.routes_org import bp as org_bp
+    from gateway.routes_portal import bp as portal_bp
     from gateway.routes_webhooks import bp as webhooks_bp
 
     app.register_blueprint(issues_bp)
@@ -190,5 +192,6 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
     app.register_blueprint(docs_bp)
     app.register_blueprint(audit_bp)
     app.register_blueprint(open311_bp)  # Open311 GeoReport v2 at /open311/v2
+    app.register_blueprint(portal_bp)  # the portal (single-page app) at /portal/
     init_auth(app, settings)  # people's accounts and sessions: /api/v1/auth/*, /api/v1/users
     return app

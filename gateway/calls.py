@@ -38,7 +38,8 @@ def precondition_failed(exc: grpc.RpcError) -> ApiError | None:
 def tenant_call(tenant: str, *, conditional: bool = False) -> Iterator[None]:
     """Bind the tenant and the authenticated caller's principal for the service calls inside the block.
 
-    The principal forwarded is the one the policy hook authenticated, narrowed to this call's tenant.
+    The principal forwarded is the one the policy hook authenticated, narrowed to this call's tenant (a
+    community worker's with its community, which the services hold it to).
     `conditional`: the block makes a write conditional on If-Match, so a version conflict is a 412.
     """
     try:
@@ -49,7 +50,12 @@ def tenant_call(tenant: str, *, conditional: bool = False) -> Iterator[None]:
     if caller is None or not caller.may_act_on(tenant):  # the policy hook guarantees this; never assume it
         raise ApiError(403, "tenant_out_of_scope", f"no scope on tenant {tenant!r} (无权访问该街道/镇数据)")
     principal = Principal(
-        sub=caller.sub, role=caller.role, tenants=(tenant,), grant_id=caller.grant_id, responder=caller.responder
+        sub=caller.sub,
+        role=caller.role,
+        tenants=(tenant,),
+        grant_id=caller.grant_id,
+        responder=caller.responder,
+        community=caller.community,
     )
     with context.bound(tenant=tenant, principal=principal):
         try:

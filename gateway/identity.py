@@ -5,7 +5,10 @@ session token (a JWT from `POST /api/v1/auth/login`, gateway/sessions.py: signat
 checked, then the account must exist, be enabled and still have the token's version).
 
 A presented credential is always checked, on every route: a malformed header, an unknown, revoked or
-expired token is refused with 401, the JSON error shape and `WWW-Authenticate: Bearer` (RFC 6750).
+expired token is refused with 401, the JSON error shape and `WWW-Authenticate: Bearer` (RFC 6750). A
+genuine credential of a community worker that carries no community (made before communities were
+required) is refused with 403 `community_required`, saying that an administrator must set its community
+and how: it would otherwise reach every community of its tenant.
 API tokens are looked up by their SHA-256 hash (gateway/tokens.py); no credential is ever logged, the
 request log carries the principal's sub and role instead. Tokens in query strings are not accepted (URLs are logged).
 """
@@ -16,18 +19,20 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter
 
+from gateway.community import REQUIRED, required_message
 from gateway.errors import ApiError
 from gateway.sessions import AccountsUnavailable, SessionVerifier, looks_like_session
 from gateway.tokens import PREFIX, AuthError, TokenStore
 from gateway.users import Account
-from services.common.principal import Principal
+from services.common.principal import COMMUNITY_ROLE, Principal
 
 REALM = "hongling"
 ANONYMOUS_SUB = "anonymous"
 AUTH_OUTCOMES = Counter(
     "hongling_gateway_auth_total",
     "Credentials seen by the gateway, by outcome "
-    "(token, session, anonymous, bad_header, malformed, unknown, expired, revoked, unavailable).",
+    "(token, session, anonymous, bad_header, malformed, unknown, expired, revoked, unavailable, "
+    "community_required).",
     ["outcome"],
 )
 _DESCRIPTIONS = {  # RFC 6750 error_description must be plain ASCII
@@ -100,8 +105,18 @@ def identify(authorization: str | None, store: TokenStore, sessions: SessionVeri
     except AuthError as exc:
         AUTH_OUTCOMES.labels(exc.kind).inc()
         raise unauthenticated(exc.kind, exc.message) from None
+    identity = Identity(record.principal(), record.id)
+    _require_community(identity, record.id)
     AUTH_OUTCOMES.labels("token").inc()
-    return Identity(record.principal(), record.id)
+    return identity
+
+
+def _require_community(identity: Identity, name: str) -> None:
+    """A community worker's credential without its community is refused (403), never let through unscoped."""
+    p = identity.principal
+    if p.role == COMMUNITY_ROLE and p.community is None:
+        AUTH_OUTCOMES.labels(REQUIRED).inc()
+        raise ApiError(403, REQUIRED, required_message(identity.kind, name))
 
 
 def _session(token: str, sessions: SessionVerifier) -> Identity:
@@ -118,5 +133,7 @@ def _session(token: str, sessions: SessionVerifier) -> Identity:
             "the account database is not answering right now (服务暂不可用); retry shortly",
             headers={"Retry-After": "2"},
         ) from None
+    identity = Identity(account.principal(), account=account)
+    _require_community(identity, account.username)
     AUTH_OUTCOMES.labels("session").inc()
-    return Identity(account.principal(), account=account)
+    return identity

@@ -5,7 +5,8 @@ Nothing here lists the routes: build_spec() walks the Flask url_map (every /api/
   bilingual line per endpoint in SUMMARIES while a view has none;
 - path parameters from the rule (converter -> type), methods from the rule;
 - who may call it from gateway/policy.py POLICY: the roles (description and `x-hongling-roles`), bearer
-  security, `security: [{}, {bearer: []}]` where the anonymous public is admitted;
+  security, `security: [{}, {bearer: []}]` where the anonymous public is admitted, and how a community
+  worker is held to its community there (description and `x-hongling-community-scope`);
 - request and response schemas from what the route really uses: pydantic models' JSON Schema
   (CreateIssueIn), and for the org routes JSON Schema converted from the protobuf message descriptors
   exactly as gateway/protojson.py writes them (ProtoSchemas), with the .proto comments as descriptions;
@@ -37,7 +38,7 @@ from pydantic import BaseModel
 from werkzeug.routing import Rule as UrlRule
 
 from gateway.department import GRANT_HEADER
-from gateway.policy import POLICY, Rule
+from gateway.policy import COMMUNITY_SCOPES, POLICY, Rule
 from gateway.protojson import TIMESTAMP, FieldDesc, MessageDesc
 from gateway.query import declared, filter_params
 from gateway.routes_audit import EXPORT_FORMATS
@@ -464,6 +465,8 @@ class SpecBuilder:
         document["x-hongling-roles"] = self._roles(policy)
         if policy is not None and policy.tenant_scoped:
             document["x-hongling-tenant-scoped"] = True
+        if policy is not None and policy.community:
+            document["x-hongling-community-scope"] = policy.community
         self.paths.setdefault(path, {})[method.lower()] = document
         if c is not None:
             self.tags.setdefault(tag, f"组织架构 · {zh} Organisation: {c.slug} ({c.name})")
@@ -856,6 +859,8 @@ class SpecBuilder:
             text += " 按街道/镇授权 Tenant-scoped: a token's scope must include `{tenant}` (`*` = every tenant)" + (
                 "; the anonymous public may act on any tenant." if "public" in policy.roles else "."
             )
+        if policy.community:
+            text += f" 社区范围 A community worker: {COMMUNITY_SCOPES[policy.community]}."
         return text
 
     @staticmethod

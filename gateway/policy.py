@@ -8,12 +8,35 @@ on any tenant (public reporting) unless the route does not admit `public` at all
 
 Refusals: 401 when the caller is anonymous and the route needs a token, 403 naming the role (or the
 tenant scope) and what the route needs otherwise. District departments get no default access to
-anything tenant-scoped: their access comes only from approved, scoped grants (the next issue).
-Community workers are scoped to tenants here; scoping them to their own community comes with people's
-logins. Members (成员单位/个人) are bound to one helper in one tenant: on the dispatch routes open to them
+anything tenant-scoped: their access comes only from approved, scoped grants (gateway/department.py).
+Members (成员单位/个人) are bound to one helper in one tenant: on the dispatch routes open to them
 they act only as that helper (gateway/routes_dispatch.py), and on nothing else.
 
-`python -m gateway.policy` prints the table (role x route family) as Markdown.
+Community workers (社区工作者) work for one community of one tenant: their token or account carries it
+(Principal.community; one without is refused at authentication, 403 `community_required`). Each line
+admitting them says how they are held to it (`community`, 社区范围):
+
+- TENANT_WIDE: not one community's data (the tenant's categories and rules, which community a place is
+  in, the helpers that fit a need, health, docs, log-in): as for any role.
+- OWN_LIST: a list or count, limited to their community; a `community_id` naming another is 403
+  `community_out_of_scope` (decide, before the view), and the view sends their own on when none is named.
+- OWN_RECORD: the path (or a call's body) names a record: it is looked up before the view runs and one of
+  another community is 404 `not_found`, in the words a missing record gets. 404 rather than 403, so that
+  an id never confirms that another community's issue, task or person exists (a 403 would say "it is
+  there, but not yours"); naming a community (a filter, a new record's place) is 403, as that says nothing
+  the caller did not send.
+- NEW_RECORD: creates records; one placed in another community is 403 `community_out_of_scope` (the
+  community the body names here; the one the org service derives from a parent, or each spreadsheet row's,
+  there). A new community or a tenant-level record (the responsibility list) is never a community worker's.
+- ANYWHERE: reporting an issue. A community worker may report one wherever it lies in its tenant: it is
+  filed in the community its location lies in (intake places it) and leaves the worker's hands, as a
+  resident's report would. A resident who stops a 社区 worker about the next community's broken lamp is not
+  turned away (首问负责: whoever is asked first takes the report), and the community it belongs to
+  handles it (属地管理); the worker reads back what it filed in the answer, not later.
+
+The services check the same again (services/common/community.py) and answer in the same words, so the
+gateway is not trusted alone. `python -m gateway.policy` prints the table (role x route family, and the
+community scope) as Markdown.
 """
 
 from __future__ import annotations
@@ -26,7 +49,7 @@ from dataclasses import dataclass
 from flask import Flask, Response, g, request
 from prometheus_client import Counter
 
-from gateway import department
+from gateway import community, department
 from gateway.errors import ApiError, error_response
 from gateway.governance.domain import ASSISTANCE_OPERATION
 from gateway.governance.store import GovernanceStore, current_audit, current_store
@@ -34,7 +57,7 @@ from gateway.identity import Identity, challenge, identify
 from gateway.tokens import TokenStore
 from services.common.audit import AuditLog
 from services.common.errors import UnknownTenant
-from services.common.principal import ROLES, Principal
+from services.common.principal import COMMUNITY_ROLE, ROLES, Principal
 from services.common.tenants import get_tenant
 
 log = logging.getLogger("gateway.policy")
@@ -58,6 +81,21 @@ REFUSALS = Counter(
 )
 
 
+# 社区范围: how a community worker is held to its community on a route (see the module's docstring).
+TENANT_WIDE = "tenant-wide"
+OWN_LIST = "own list"
+OWN_RECORD = "own record"
+NEW_RECORD = "new record"
+ANYWHERE = "anywhere"
+COMMUNITY_SCOPES = {
+    TENANT_WIDE: "whole tenant",
+    OWN_LIST: "own community only (another: 403)",
+    OWN_RECORD: "own community's (another's: 404)",
+    NEW_RECORD: "in own community (another: 403)",
+    ANYWHERE: "anywhere in the tenant (首问负责)",
+}
+
+
 @dataclass(frozen=True)
 class Rule:
     family: str  # what the route is, for messages and the printed table
@@ -68,6 +106,12 @@ class Rule:
     # A district department may call this route only under an approved grant covering this operation
     # (formatted with the path's parameters, e.g. "org.read:{collection}"); "" = never.
     grant: str = ""
+    # How a community worker is held to its community here (COMMUNITY_SCOPES); "" exactly when the line does
+    # not admit community workers.
+    community: str = ""
+    # OWN_RECORD, NEW_RECORD: what the request names, looked up before the view runs (gateway/community.py
+    # RESOLVERS: issue, issues, task, call, org, grant); "" on NEW_RECORD: only the service can tell.
+    record: str = ""
 
     def admits(self, role: str) -> bool:
         return role in self.roles or (role == "district_department" and bool(self.grant))
@@ -75,24 +119,41 @@ class Rule:
 
 POLICY: dict[str, Rule] = {
     # Probes and the tenant list: anyone, no tenant.
-    "healthz": Rule("health", ANYONE, tenant_scoped=False),
-    "readyz": Rule("health", ANYONE, tenant_scoped=False),
+    "healthz": Rule("health", ANYONE, tenant_scoped=False, community=TENANT_WIDE),
+    "readyz": Rule("health", ANYONE, tenant_scoped=False, community=TENANT_WIDE),
     # Request counts and latencies by route: ops with a token anywhere; unauthenticated only from this host.
     "metrics": Rule("metrics", frozenset({"ops", "public"}), tenant_scoped=False, local_only=frozenset({"public"})),
-    "tenants": Rule("tenants list", ANYONE, tenant_scoped=False),
-    # Issues: anyone may report one and read it back by its (unguessable) id; listing is for staff.
-    "issues.create_issue": Rule("issues: report", REPORTERS, tenant_scoped=True),
+    "tenants": Rule("tenants list", ANYONE, tenant_scoped=False, community=TENANT_WIDE),
+    # Issues: anyone may report one and read it back by its (unguessable) id; listing is for staff. A community
+    # worker reports anywhere in its tenant (filed where it lies, 首问负责), and reads, lists, counts and
+    # handles (reclassify, contact, files) its own community's issues only; categories are the tenant's.
+    "issues.create_issue": Rule("issues: report", REPORTERS, tenant_scoped=True, community=ANYWHERE),
     # District departments read issues only under a data-access grant (intake.read:issues).
-    "issues.get_issue": Rule("issues: read one", REPORTERS, tenant_scoped=True, grant="intake.read:issues"),
-    "issues.list_issues": Rule("issues: list", STAFF, tenant_scoped=True, grant="intake.read:issues"),
+    "issues.get_issue": Rule(
+        "issues: read one",
+        REPORTERS,
+        tenant_scoped=True,
+        grant="intake.read:issues",
+        community=OWN_RECORD,
+        record="issue",
+    ),
+    "issues.list_issues": Rule(
+        "issues: list", STAFF, tenant_scoped=True, grant="intake.read:issues", community=OWN_LIST
+    ),
     # Counts by status (no personal data; the portal's dashboards): staff of the tenant.
-    "issues.count_issues": Rule("issues: counts", STAFF, tenant_scoped=True),
-    "issues.get_attachment": Rule("issues: attachments", REPORTERS, tenant_scoped=True),
+    "issues.count_issues": Rule("issues: counts", STAFF, tenant_scoped=True, community=OWN_LIST),
+    "issues.get_attachment": Rule(
+        "issues: attachments", REPORTERS, tenant_scoped=True, community=OWN_RECORD, record="issue"
+    ),
     # Handling an issue: reclassify it, see who reported it (each reveal logged by intake).
-    "issues.reclassify_issue": Rule("issues: reclassify", STAFF, tenant_scoped=True),
-    "issues.reveal_contact": Rule("issues: reporter contact", STAFF, tenant_scoped=True),
+    "issues.reclassify_issue": Rule(
+        "issues: reclassify", STAFF, tenant_scoped=True, community=OWN_RECORD, record="issue"
+    ),
+    "issues.reveal_contact": Rule(
+        "issues: reporter contact", STAFF, tenant_scoped=True, community=OWN_RECORD, record="issue"
+    ),
     # Categories and classification rules: every reporting client reads them; subdistrict admins set them.
-    "issues.get_rules": Rule("issues: categories and rules", REPORTERS, tenant_scoped=True),
+    "issues.get_rules": Rule("issues: categories and rules", REPORTERS, tenant_scoped=True, community=TENANT_WIDE),
     "issues.put_rules": Rule("issues: set rules", frozenset({"subdistrict_admin"}), tenant_scoped=True),
     # A district department hands over an approved assistance task (协助任务) under its grant, within quota.
     "issues.hand_over_task": Rule(
@@ -100,33 +161,57 @@ POLICY: dict[str, Rule] = {
     ),
     # Organisation structure: holds people's personal data; staff of the tenant only.
     # District departments read them only under a data-access grant (gateway/department.py).
-    "org.list_items": Rule("org: read", STAFF, tenant_scoped=True, grant="org.read:{collection}"),
-    "org.get_item": Rule("org: read", STAFF, tenant_scoped=True, grant="org.read:{collection}"),
-    "org.create_item": Rule("org: write", STAFF, tenant_scoped=True),
-    "org.update_item": Rule("org: write", STAFF, tenant_scoped=True),
-    "org.delete_item": Rule("org: write", STAFF, tenant_scoped=True),
-    "org.resolve_location": Rule("org: resolve / candidates", STAFF, tenant_scoped=True),
-    "org.find_candidates": Rule("org: resolve / candidates", STAFF, tenant_scoped=True),
-    "org.import_sheet": Rule("org: import", STAFF, tenant_scoped=True),
-    "org.export_sheet": Rule("org: export", STAFF, tenant_scoped=True),
+    # A community worker reads and changes its own community's records (collections.communities: its own;
+    # responsibility-items, the tenant's list: read only; no new community); import: the org service checks
+    # each row's community. Which community a place is in and the helpers that fit a need (wherever they are
+    # registered, as dispatch's 点将 ranks them) answer for the whole tenant.
+    "org.list_items": Rule("org: read", STAFF, tenant_scoped=True, grant="org.read:{collection}", community=OWN_LIST),
+    "org.get_item": Rule(
+        "org: read", STAFF, tenant_scoped=True, grant="org.read:{collection}", community=OWN_RECORD, record="org"
+    ),
+    "org.create_item": Rule("org: write", STAFF, tenant_scoped=True, community=NEW_RECORD, record="org"),
+    "org.update_item": Rule("org: write", STAFF, tenant_scoped=True, community=OWN_RECORD, record="org"),
+    "org.delete_item": Rule("org: write", STAFF, tenant_scoped=True, community=OWN_RECORD, record="org"),
+    "org.resolve_location": Rule("org: resolve / candidates", STAFF, tenant_scoped=True, community=TENANT_WIDE),
+    "org.find_candidates": Rule("org: resolve / candidates", STAFF, tenant_scoped=True, community=TENANT_WIDE),
+    "org.import_sheet": Rule("org: import", STAFF, tenant_scoped=True, community=NEW_RECORD),
+    "org.export_sheet": Rule("org: export", STAFF, tenant_scoped=True, community=OWN_LIST),
     # Dispatch (吹号 · 报到 · 认领 · 点将): staff of the tenant run it; members read the whistle board, answer
     # calls, claim, answer their assignment, start and finish the tasks they lead and list their own tasks,
     # always as the helper their credential is bound to (the views enforce it; the service checks again).
     # Residents and the public follow progress through their issue. Verifying is the community's.
-    "dispatch.list_whistles": Rule("dispatch: whistle board", DISPATCHERS, tenant_scoped=True),
-    "dispatch.get_whistle": Rule("dispatch: whistle board", DISPATCHERS, tenant_scoped=True),
-    "dispatch.blow_whistle": Rule("dispatch: blow a call", STAFF, tenant_scoped=True),
-    "dispatch.report_in": Rule("dispatch: report in", DISPATCHERS, tenant_scoped=True),
-    "dispatch.list_tasks": Rule("dispatch: tasks", STAFF, tenant_scoped=True),
-    "dispatch.get_task": Rule("dispatch: tasks", STAFF, tenant_scoped=True),
-    "dispatch.list_overdue": Rule("dispatch: overdue list", STAFF, tenant_scoped=True),
+    # A community worker runs its own community's calls and tasks (a call's issues must be its own); the
+    # deadlines per call type are the tenant's.
+    "dispatch.list_whistles": Rule("dispatch: whistle board", DISPATCHERS, tenant_scoped=True, community=OWN_LIST),
+    "dispatch.get_whistle": Rule(
+        "dispatch: whistle board", DISPATCHERS, tenant_scoped=True, community=OWN_RECORD, record="call"
+    ),
+    "dispatch.blow_whistle": Rule(
+        "dispatch: blow a call", STAFF, tenant_scoped=True, community=OWN_RECORD, record="issues"
+    ),
+    "dispatch.report_in": Rule(
+        "dispatch: report in", DISPATCHERS, tenant_scoped=True, community=OWN_RECORD, record="call"
+    ),
+    "dispatch.list_tasks": Rule("dispatch: tasks", STAFF, tenant_scoped=True, community=OWN_LIST),
+    "dispatch.get_task": Rule("dispatch: tasks", STAFF, tenant_scoped=True, community=OWN_RECORD, record="task"),
+    "dispatch.list_overdue": Rule("dispatch: overdue list", STAFF, tenant_scoped=True, community=OWN_LIST),
     "dispatch.my_tasks": Rule("dispatch: my tasks", MEMBERS, tenant_scoped=True),
-    "dispatch.claim_task": Rule("dispatch: claim", DISPATCHERS, tenant_scoped=True),
-    "dispatch.rank_candidates": Rule("dispatch: candidates and assignment", STAFF, tenant_scoped=True),
-    "dispatch.assign_task": Rule("dispatch: candidates and assignment", STAFF, tenant_scoped=True),
-    "dispatch.respond_to_assignment": Rule("dispatch: answer an assignment", DISPATCHERS, tenant_scoped=True),
-    "dispatch.transition_task": Rule("dispatch: task transitions", DISPATCHERS, tenant_scoped=True),
-    "dispatch.get_rules": Rule("dispatch: rules", STAFF, tenant_scoped=True),
+    "dispatch.claim_task": Rule(
+        "dispatch: claim", DISPATCHERS, tenant_scoped=True, community=OWN_RECORD, record="task"
+    ),
+    "dispatch.rank_candidates": Rule(
+        "dispatch: candidates and assignment", STAFF, tenant_scoped=True, community=OWN_RECORD, record="task"
+    ),
+    "dispatch.assign_task": Rule(
+        "dispatch: candidates and assignment", STAFF, tenant_scoped=True, community=OWN_RECORD, record="task"
+    ),
+    "dispatch.respond_to_assignment": Rule(
+        "dispatch: answer an assignment", DISPATCHERS, tenant_scoped=True, community=OWN_RECORD, record="task"
+    ),
+    "dispatch.transition_task": Rule(
+        "dispatch: task transitions", DISPATCHERS, tenant_scoped=True, community=OWN_RECORD, record="task"
+    ),
+    "dispatch.get_rules": Rule("dispatch: rules", STAFF, tenant_scoped=True, community=TENANT_WIDE),
     "dispatch.put_rules": Rule("dispatch: set rules", SUBDISTRICT_ADMIN, tenant_scoped=True),
     # Ops read a tenant's overdue list on a district-wide route (?tenant=, within the token's scope).
     "dispatch.list_overdue_district": Rule("dispatch: overdue list (ops)", OPS, tenant_scoped=False),
@@ -147,9 +232,12 @@ POLICY: dict[str, Rule] = {
     "governance.get_request": Rule("department requests: read", REQUEST_READERS, tenant_scoped=False),
     "governance.approve_request": Rule("department requests: decide", APPROVERS, tenant_scoped=False),
     "governance.reject_request": Rule("department requests: decide", APPROVERS, tenant_scoped=False),
-    # Grants: the community and subdistrict see every grant on them and every use of it.
-    "governance.get_grant": Rule("grants: read one", GRANT_READERS, tenant_scoped=False),
-    "governance.list_tenant_grants": Rule("grants: tenant list", STAFF, tenant_scoped=True),
+    # Grants: the community and subdistrict see every grant on them and every use of it (a community worker:
+    # the grants on its own community).
+    "governance.get_grant": Rule(
+        "grants: read one", GRANT_READERS, tenant_scoped=False, community=OWN_RECORD, record="grant"
+    ),
+    "governance.list_tenant_grants": Rule("grants: tenant list", STAFF, tenant_scoped=True, community=OWN_LIST),
     "governance.revoke_grant": Rule("grants: revoke", APPROVERS, tenant_scoped=False),
     # The audit log: district approvers (their tenant scope) and subdistrict admins (their tenant);
     # verification: approvers and ops.
@@ -163,13 +251,16 @@ POLICY: dict[str, Rule] = {
     # The portal's dashboard (counts and response times from the read models' rollups; no personal data).
     "dashboard.get_dashboard": Rule("dashboard", STAFF, tenant_scoped=True),
     # The API's own description: the OpenAPI document, the docs page and its static files; anyone.
-    "docs.openapi_json": Rule("api docs", ANYONE, tenant_scoped=False),
-    "docs.docs_page": Rule("api docs", ANYONE, tenant_scoped=False),
-    "docs.docs_asset": Rule("api docs", ANYONE, tenant_scoped=False),
+    "docs.openapi_json": Rule("api docs", ANYONE, tenant_scoped=False, community=TENANT_WIDE),
+    "docs.docs_page": Rule("api docs", ANYONE, tenant_scoped=False, community=TENANT_WIDE),
+    "docs.docs_asset": Rule("api docs", ANYONE, tenant_scoped=False, community=TENANT_WIDE),
+    # The portal's pages and files (gateway/routes_portal.py): anyone; every page's data needs a person's token.
+    "portal.root": Rule("portal", ANYONE, tenant_scoped=False, community=TENANT_WIDE),
+    "portal.page": Rule("portal", ANYONE, tenant_scoped=False, community=TENANT_WIDE),
     # People's sessions: anyone may try to log in (rate-limited) and ask who they are; log-out ends sessions.
-    "auth.login": Rule("auth: log in", ANYONE, tenant_scoped=False),
-    "auth.me": Rule("auth: who am I", ANYONE, tenant_scoped=False),
-    "auth.logout": Rule("auth: log out", ANYONE - {"public"}, tenant_scoped=False),
+    "auth.login": Rule("auth: log in", ANYONE, tenant_scoped=False, community=TENANT_WIDE),
+    "auth.me": Rule("auth: who am I", ANYONE, tenant_scoped=False, community=TENANT_WIDE),
+    "auth.logout": Rule("auth: log out", ANYONE - {"public"}, tenant_scoped=False, community=TENANT_WIDE),
     # People's accounts: ops any; subdistrict admins their own tenants' tenant-level accounts (checked in
     # gateway/routes_auth.py, as the tenant is in the body or query, not the path).
     "users.list_users": Rule("users: manage", ACCOUNT_ADMINS, tenant_scoped=False),
@@ -181,13 +272,15 @@ POLICY: dict[str, Rule] = {
     # Reporting: the credential is the form field api_key (an hl_ API token), not the Authorization header:
     # the view authenticates it (identity.identify) and applies this same line to it with jurisdiction_id as
     # the tenant (decide, tenant-scoped), so it needs a reporter's role and the jurisdiction in its scope.
-    "open311.list_services": Rule("open311: read", ANYONE, tenant_scoped=False),
-    "open311.get_service_definition": Rule("open311: read", ANYONE, tenant_scoped=False),
-    "open311.list_requests": Rule("open311: read", ANYONE, tenant_scoped=False),
-    "open311.get_request": Rule("open311: read", ANYONE, tenant_scoped=False),
-    "open311.get_token": Rule("open311: read", ANYONE, tenant_scoped=False),
-    "open311.unknown_resource": Rule("open311: read", ANYONE, tenant_scoped=False),  # 404/405, the spec's shape
-    "open311.create_request": Rule("open311: report", REPORTERS, tenant_scoped=False),
+    "open311.list_services": Rule("open311: read", ANYONE, tenant_scoped=False, community=TENANT_WIDE),
+    "open311.get_service_definition": Rule("open311: read", ANYONE, tenant_scoped=False, community=TENANT_WIDE),
+    "open311.list_requests": Rule("open311: read", ANYONE, tenant_scoped=False, community=TENANT_WIDE),
+    "open311.get_request": Rule("open311: read", ANYONE, tenant_scoped=False, community=TENANT_WIDE),
+    "open311.get_token": Rule("open311: read", ANYONE, tenant_scoped=False, community=TENANT_WIDE),
+    "open311.unknown_resource": Rule(
+        "open311: read", ANYONE, tenant_scoped=False, community=TENANT_WIDE
+    ),  # 404/405, the spec's shape
+    "open311.create_request": Rule("open311: report", REPORTERS, tenant_scoped=False, community=ANYWHERE),
     # The gRPC front door for district-department systems (gateway/frontdoor.py), keyed "frontdoor.<Method>"
     # of hongling.frontdoor.v1.DepartmentGateway; the tenant is the request's `tenant` field. District
     # departments only, each call under its grant exactly as on the HTTP routes (org.list_items/get_item,
@@ -223,9 +316,17 @@ def _roles(roles: frozenset[str]) -> str:
 
 
 def decide(
-    rule: Rule | None, endpoint: str, identity: Identity, tenant: str | None, *, local: bool
+    rule: Rule | None,
+    endpoint: str,
+    identity: Identity,
+    tenant: str | None,
+    *,
+    local: bool,
+    community_id: str | None = None,
 ) -> tuple[Principal, None] | tuple[None, ApiError]:
-    """The principal to act as, or the refusal. Pure: no Flask, no I/O (tenant slugs are looked up)."""
+    """The principal to act as, or the refusal. Pure: no Flask, no I/O (tenant slugs are looked up).
+    `community_id`: the community the request's query names (a list's filter), held to a community worker's
+    own on OWN_LIST lines; records the request names are checked by `hold_to_community` after this."""
     p = identity.principal
     if rule is None:
         log.error("route %s is not in the policy table: refused (default deny)", endpoint)
@@ -249,8 +350,10 @@ def decide(
             f"role {p.role!r} may not use {rule.family}{where}; it needs one of: {needs or 'nobody'} "
             "(当前角色无权访问)",
         )
+    if p.role == COMMUNITY_ROLE and p.community is None:  # identify refuses these first; never assume it
+        return None, ApiError(403, community.REQUIRED, community.required_message(identity.kind, p.sub))
     if not rule.tenant_scoped:
-        return p, None
+        return _community(rule, p, community_id)
     if tenant is None:
         log.error("route %s is tenant-scoped but has no {tenant} in its path", endpoint)
         return None, ApiError(403, "forbidden", "this endpoint is misconfigured (default deny) (拒绝访问)")
@@ -268,6 +371,13 @@ def decide(
             f"{p.sub!r} ({p.role}) may act on {scope}, not on {tenant!r} (无权访问该街道/镇数据)",
             field="tenant",
         )
+    return _community(rule, p, community_id)
+
+
+def _community(rule: Rule, p: Principal, community_id: str | None) -> tuple[Principal, None] | tuple[None, ApiError]:
+    """A community worker's list naming another community is refused; anything else passes here."""
+    if p.community is not None and rule.community == OWN_LIST and community_id and community_id != p.community:
+        return None, community.out_of_scope(p, community_id)
     return p, None
 
 
@@ -286,7 +396,8 @@ def install(app: Flask, store: TokenStore) -> None:
         tenant = (request.view_args or {}).get("tenant")
         forwarded = any(h in request.headers for h in ("Forwarded", "X-Forwarded-For", "X-Real-Ip"))
         local = is_direct_loopback(request.remote_addr, forwarded)
-        principal, refusal = decide(rule, endpoint, identity, tenant, local=local)
+        asked = request.args.get("community_id")
+        principal, refusal = decide(rule, endpoint, identity, tenant, local=local, community_id=asked)
         route = request.url_rule.rule if request.url_rule else endpoint
         if refusal is not None:
             REFUSALS.labels(route, identity.principal.role, str(refusal.status)).inc()
@@ -319,6 +430,26 @@ def install(app: Flask, store: TokenStore) -> None:
             code = str(((body or {}).get("error") or {}).get("code") or "")
         access.record_failure(str(resp.status_code), code)
         return resp
+
+
+def hold_to_community() -> None:
+    """社区范围 for a request that names a record (OWN_RECORD, NEW_RECORD lines): a community worker's is
+    checked against the record's community before the view runs (gateway/community.py check_record: 404
+    for another community's record, 403 for a new one placed in another community). Registered after the
+    per-caller rate limit, since it reads the record."""
+    p: Principal | None = g.get("principal")
+    if p is None or p.community is None or request.routing_exception is not None:
+        return
+    rule = POLICY.get(request.endpoint or "")
+    if rule is None or rule.community not in (OWN_RECORD, NEW_RECORD) or not rule.record:
+        return
+    params = {k: str(v) for k, v in (request.view_args or {}).items()}
+    try:
+        community.check_record(p, rule.record, rule.community == NEW_RECORD, params.get("tenant"), params)
+    except ApiError as err:
+        route = request.url_rule.rule if request.url_rule else request.endpoint or ""
+        REFUSALS.labels(route, p.role, str(err.status)).inc()
+        raise
 
 
 def _audit_department(p: Principal, route: str, tenant: str | None, outcome: str, detail: dict[str, str]) -> None:
@@ -403,13 +534,21 @@ def check_department_grant(
 
 
 def table() -> str:
-    """POLICY as a Markdown table: route families x roles (yes / own tenant / loopback)."""
+    """POLICY as a Markdown table: route families x roles (yes / own tenant / loopback), and how a community
+    worker is held to its community on each family (社区范围)."""
     families: dict[str, Rule] = {}
+    scopes: dict[str, list[str]] = {}
     for rule in POLICY.values():
         families.setdefault(rule.family, rule)
+        shown = COMMUNITY_SCOPES.get(rule.community, "–")
+        if shown not in scopes.setdefault(rule.family, []):
+            scopes[rule.family].append(shown)
     roles = [r for r in ROLES if r != "service"]
     header = [("public (anonymous)" if r == "public" else r) for r in roles]
-    lines = ["| route family | " + " | ".join(header) + " |", "|---" * (len(roles) + 1) + "|"]
+    lines = [
+        "| route family | " + " | ".join(header) + " | community worker: 社区范围 |",
+        "|---" * (len(roles) + 2) + "|",
+    ]
     for family, rule in families.items():
         cells = []
         for role in roles:
@@ -423,7 +562,7 @@ def table() -> str:
                 cells.append("scoped")
             else:
                 cells.append("yes")
-        lines.append(f"| {family} | " + " | ".join(cells) + " |")
+        lines.append(f"| {family} | " + " | ".join(cells) + f" | {'; '.join(scopes[family])} |")
     lines += [
         "",
         "scoped: only on the tenants in the token's scope (* = every tenant); loopback: only on a direct",
@@ -431,6 +570,12 @@ def table() -> str:
         "tenants); grant: only under an approved grant covering the operation, tenant, community and fields",
         "(every call, allowed or refused, in the audit log); –: refused (401 anonymous, 403 with a token).",
         "A route not in the table is refused to all.",
+        "",
+        "社区范围: a community worker's token or account carries its one community. own community only: a list or",
+        "count is limited to it, and naming another community is 403 community_out_of_scope; own community's: a",
+        "record of another community is 404 not_found, as a missing one (an id never confirms it exists); in own",
+        "community: a new record placed in another community is 403; anywhere: an issue is filed where it lies",
+        "(首问负责); whole tenant: not one community's data. The services check the same again.",
     ]
     return "\n".join(lines)
 

@@ -1,8 +1,10 @@
 """People's log-in and their accounts over HTTP.
 
-    POST /api/v1/auth/login     {username, password} -> {access_token, token_type, expires_in, role, tenants}
+    POST /api/v1/auth/login     {username, password} -> {access_token, token_type, expires_in, role, tenants,
+                                community_id}
     POST /api/v1/auth/logout    ends every session of the caller's account (bumps its token_version) -> 204
-    GET  /api/v1/auth/me        who the caller is (session, API token or the anonymous public)
+    GET  /api/v1/auth/me        who the caller is (session, API token or the anonymous public; a community
+                                worker's community_id)
     GET  /api/v1/users?tenant=&page_size=&page_token=       accounts the caller may manage
     POST /api/v1/users          {username, display_name, role, tenants, community_id?, responder?, password} -> 201
     PUT  /api/v1/users/<username>/role   {role, tenants, community_id?, responder?}: ends the account's sessions
@@ -10,8 +12,12 @@
 
 Account management is for ops (any account) and subdistrict admins (accounts with a tenant-level role
 within their own tenants, never a district role or ops; see gateway/users.py may_manage); nobody changes
-their own role. Creating an account and changing a role are written to the audit log before they are
-made (outcome `allowed`; a refused attempt as `refused`), so they fail closed when the log is unreachable.
+their own role. A community worker's account names the community it works for (`community_id`, required),
+which must exist in its tenant: the gateway asks the org service (400 `invalid_argument` on community_id
+when it does not, 503 when org does not answer). A community worker's account without a community (made
+before it was required) may not log in (403 `community_required`) until an administrator sets it.
+Creating an account and changing a role are written to the audit log before they are made (outcome
+`allowed`; a refused attempt as `refused`), so they fail closed when the log is unreachable.
 
 A wrong password, an unknown user name and a disabled account get the same 401 in about the same time
 (an unknown name is verified against a dummy hash); attempts are rate-limited per client IP and user name
@@ -24,12 +30,15 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import grpc
 import pymongo.errors
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.app import json_body
+from gateway.calls import clients
+from gateway.community import REQUIRED, Communities, OrgCommunities, required_message
 from gateway.errors import ApiError
 from gateway.identity import Identity, challenge
 from gateway.ratelimit import RateLimits
@@ -43,6 +52,7 @@ from gateway.users import (
     ChangedConcurrently,
     InvalidAccount,
     Scope,
+    check_community_exists,
     check_display_name,
     check_password,
     check_scope,
@@ -55,7 +65,7 @@ from gateway.users import (
     verify_password,
 )
 from services.common.audit import AuditLog, open_log
-from services.common.principal import Principal
+from services.common.principal import COMMUNITY_ROLE, Principal
 from services.common.settings import Settings
 from services.common.tenants import tenant_slugs
 
@@ -114,6 +124,28 @@ def _accounts() -> AccountStore:
 def _sessions() -> SessionVerifier:
     verifier: SessionVerifier = current_app.extensions["hongling.sessions"]
     return verifier
+
+
+def _communities() -> Communities:
+    """Whether a community exists (app.extensions "hongling.communities" if set, else the org service)."""
+    found: Communities | None = current_app.extensions.get("hongling.communities")
+    return found if found is not None else OrgCommunities(clients().org)
+
+
+def _check_community(scope: Scope) -> None:
+    """A community worker's community must exist in its tenant: 400 naming community_id, 503 if org is down."""
+    try:
+        check_community_exists(scope, _communities().exists)
+    except InvalidAccount as exc:
+        raise _invalid(exc) from None
+    except grpc.RpcError:
+        raise ApiError(
+            503,
+            "service_unavailable",
+            "the organisation service is not answering, so the community cannot be checked (服务暂不可用); retry "
+            "shortly",
+            headers={"Retry-After": "2"},
+        ) from None
 
 
 def _settings() -> Settings:
@@ -181,6 +213,10 @@ def login() -> Response:
         LOGINS.labels("refused").inc()
         log.info("log-in refused")  # the typed name is not logged: it may be a mistyped password
         raise ApiError(401, "invalid_credentials", BAD_CREDENTIALS, headers=challenge())
+    if account.role == COMMUNITY_ROLE and account.community_id is None:  # the right password, an unscoped account
+        LOGINS.labels(REQUIRED).inc()
+        log.info("log-in refused for %s: a community worker without a community", account.username)
+        raise ApiError(403, REQUIRED, required_message("session", account.username))
     if needs_rehash(account.password_hash):
         try:
             _accounts().rehash(account.username, account.password_hash, hash_password(data.password))
@@ -197,6 +233,7 @@ def login() -> Response:
             "expires_in": claims.exp - claims.iat,
             "role": account.role,
             "tenants": list(account.tenants),
+            "community_id": account.community_id,  # a community worker's community (社区); null for others
         }
     )
     resp.headers["Cache-Control"] = "no-store"
@@ -230,12 +267,17 @@ def logout() -> tuple[str, int]:
 
 @auth_bp.get("/api/v1/auth/me")
 def me() -> Response:
-    """当前身份 Who the caller is: a person's session, an API token or the anonymous public"""
+    """当前身份 Who the caller is: a person's session, an API token or the anonymous public
+
+    `community_id`: the community a community worker works for (its lists and records are that community's);
+    a session always shows it (null for other roles)."""
     identity: Identity = g.identity
     p = identity.principal
     body: dict[str, Any] = {"kind": identity.kind, "sub": p.sub, "role": p.role, "tenants": list(p.tenants)}
     if p.responder is not None:
         body["responder"] = {"kind": p.responder[0], "id": p.responder[1]}
+    if p.community is not None:  # a community worker's: the one community it works for (社区)
+        body["community_id"] = p.community
     if identity.account is not None:
         body |= {"display_name": identity.account.display_name, "community_id": identity.account.community_id}
     if identity.token_id is not None:
@@ -336,7 +378,7 @@ def create_user() -> tuple[Response, int]:
 
     The password must be at least 10 characters and not an easy guess (common words, runs like 12345678);
     it is stored only as an argon2id hash. Subdistrict admins create tenant-level accounts of their own
-    tenants only."""
+    tenants only. A community_worker needs `community_id`, a community of its one tenant."""
     data: CreateUserIn = _parse(CreateUserIn, json_body())
     actor = _actor()
     try:
@@ -352,6 +394,7 @@ def create_user() -> tuple[Response, int]:
         check_password(data.password, username)
     except InvalidAccount as exc:
         raise _invalid(exc) from None
+    _check_community(scope)
     try:
         if _accounts().get(username) is not None:
             raise AccountExists(username)
@@ -373,9 +416,10 @@ def change_role(item_id: str) -> Response:
     """修改账号角色 Change an account's role, tenants and community
 
     `item_id` is the account's user name (用户名). Ends the account's sessions (its token version is
-    bumped) and is written to the audit log (`role.change`, detail from/to). Subdistrict admins may change
-    tenant-level accounts of their own tenants only, never to a district role or ops; nobody changes their
-    own role."""
+    bumped) and is written to the audit log (`role.change`, detail from/to). A community_worker needs
+    `community_id`, a community of its one tenant (this is also how its community is set or moved).
+    Subdistrict admins may change tenant-level accounts of their own tenants only, never to a district role
+    or ops; nobody changes their own role."""
     username = item_id
     data: RoleIn = _parse(RoleIn, json_body())
     actor = _actor()
@@ -404,6 +448,7 @@ def change_role(item_id: str) -> Response:
             raise _refuse(actor, current, what)
     if scope == account.scope:
         return jsonify(account.as_json())  # nothing to change: no new version, no audit entry
+    _check_community(scope)
     _audit("role.change", "allowed", account.username, tenant, detail)
     try:
         changed = _accounts().change_scope(account, scope)

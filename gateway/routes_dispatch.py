@@ -20,7 +20,8 @@ Members (role `member`: a member unit's contact, a registered party member or vo
 helper their token or account is bound to (Principal.responder): the gateway puts that helper into the
 request and refuses a body naming another; they answer calls, claim, answer their assignment and start or
 finish the tasks they lead. Staff (community workers, subdistrict admins) record the same on a helper's
-behalf, naming the helper. Who may call what is gateway/policy.py; the dispatch service checks again.
+behalf, naming the helper. A community worker's lists are its own community's and another community's
+call or task is 404 (社区范围). Who may call what is gateway/policy.py; the dispatch service checks again.
 Bodies and answers are the protobuf messages as JSON with proto field names (gateway/protojson.py).
 """
 
@@ -36,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from gateway.app import json_body
 from gateway.calls import clients, tenant_call
+from gateway.community import list_filter
 from gateway.errors import ApiError
 from gateway.protojson import from_json, to_json
 from gateway.query import PAGE_TOKEN, SCOPE_TENANT, args, boolean, integer, page_size, query, text
@@ -222,6 +224,7 @@ def list_whistles(tenant: str) -> Response:
     Filters: community_id, status (open, closed), call_type (service 服务集结号, tackling 攻坚集结号,
     emergency 紧急集结号), responder_id (calls that target this unit or person); page_size 1..200, page_token."""
     req = pb.ListWhistlesRequest(**args())
+    req.community_id = list_filter(req.community_id)  # a community worker: its own community's calls
     with tenant_call(tenant):
         resp = clients().dispatch.ListWhistles(req)
     return page("whistles", list(resp.whistles), resp.next_page_token)
@@ -305,7 +308,7 @@ def list_tasks(tenant: str) -> Response:
         page_size=q["page_size"],
         page_token=q["page_token"],
         status=q["status"],
-        community_id=q["community_id"],
+        community_id=list_filter(q["community_id"]),  # a community worker: its own community's tasks
         grid_id=q["grid_id"],
         assignee_id=q["assignee"],
         whistle_id=q["whistle_id"],
@@ -327,6 +330,7 @@ OVERDUE_QUERY = (
 def _overdue(tenant: str) -> Response:
     q = args()
     req = pb.ListOverdueRequest(**{k: v for k, v in q.items() if k != "tenant"})
+    req.community_id = list_filter(req.community_id)  # a community worker: its own community's tasks
     with tenant_call(tenant):
         resp = clients().dispatch.ListOverdue(req)
     return page("tasks", list(resp.tasks), resp.next_page_token)

@@ -37,6 +37,7 @@ from pydantic import BaseModel
 
 from gateway.app import json_body
 from gateway.calls import clients
+from gateway.community import list_filter
 from gateway.errors import ApiError, from_rpc_error
 from gateway.governance import domain, shapes
 from gateway.governance.shapes import ApproveIn, BodyError, FileRequestIn, ReasonIn
@@ -452,12 +453,13 @@ def list_tenant_grants(tenant: str) -> Response:
 
     The community and the subdistrict see every grant on them and every use of it: each grant comes with
     `used`/`quota` and its `audit_limit` newest trail entries (default 10, at most 100; the whole trail
-    is on GET /api/v1/grants/{item_id})."""
+    is on GET /api/v1/grants/{item_id}). A community worker sees the grants on its own community."""
     limit = _int_arg("audit_limit", shapes.AUDIT_IN_LIST, 0, 100)
     page = _store().grants_page(
         tenant=tenant,
         after=_token_arg(is_grant_id),
         limit=_int_arg("page_size", shapes.PAGE_DEFAULT, 1, shapes.PAGE_MAX),
+        community_id=list_filter(""),
     )
     now = _now()
     grants = [

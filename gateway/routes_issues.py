@@ -34,6 +34,7 @@ from gateway.app import json_body
 from gateway.calls import admit, department_access, tenant_call
 from gateway.calls import clients as _clients
 from gateway.clients import Clients
+from gateway.community import list_filter
 from gateway.errors import ApiError
 from gateway.governance.store import GovernanceStore, record_grant_audit
 from gateway.protojson import from_json, to_json
@@ -354,7 +355,8 @@ def list_issues(tenant: str) -> Response:
     created_from / created_to (RFC 3339), text, ids (comma list); paged
 
     A district department lists only under a data-access grant (`intake.read:issues`): its community's
-    issues, `id` and the granted fields, filters on granted fields only."""
+    issues, `id` and the granted fields, filters on granted fields only. A community worker lists its own
+    community's issues (community_id naming another: 403 `community_out_of_scope`)."""
     access = department_access()
     q = args()
     known = ("status", "category", "urgency", "channel", "community_id", "grid_id", "text")
@@ -365,6 +367,7 @@ def list_issues(tenant: str) -> Response:
     )
     for name in known:
         setattr(req, name, q[name])
+    req.community_id = list_filter(req.community_id)  # a community worker's own community (gateway/policy.py)
     for name in ("created_from", "created_to"):
         if q[name] is not None:
             getattr(req, name).FromDatetime(q[name].astimezone(UTC))
@@ -382,11 +385,11 @@ def list_issues(tenant: str) -> Response:
 @bp.get("/api/v1/tenants/<tenant>/issue-counts")
 @query(text("community_id", "社区 Community; empty: the whole tenant"))
 def count_issues(tenant: str) -> Response:
-    """事项统计 Issues by status, of the tenant or one community
+    """事项统计 Issues by status, of the tenant or one community (a community worker: its own)
 
     Kept by the read model beside its rows, so a count costs the same however many issues there are; it
     follows a change within moments (the projector), like the lists."""
-    community_id = args()["community_id"]
+    community_id = list_filter(args()["community_id"])  # a community worker: its own community
     with tenant_call(tenant):
         resp = _clients().intake.CountIssues(intake_pb2.CountIssuesRequest(community_id=community_id))
     by_status = dict(sorted(resp.by_status.items()))

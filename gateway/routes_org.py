@@ -15,6 +15,8 @@ for list entries, Delete methods:
 
 Bodies and responses are the protobuf messages as JSON with proto field names (gateway/protojson.py).
 Who may call what is in gateway/policy.py; whether personal data may be revealed is the org service's call.
+A community worker lists, exports, reads and changes its own community's records only (社区范围: the
+policy table and gateway/community.py; the org service checks the same).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from hongling.org.v1 import org_pb2 as pb
 from gateway import department
 from gateway.app import json_body
 from gateway.calls import admit, clients, department_access, tenant_call
+from gateway.community import list_filter, sees
 from gateway.errors import ApiError
 from gateway.protojson import from_json, to_json
 from gateway.query import PAGE_TOKEN, args, boolean, filters, page_size, parse_time, query, text
@@ -244,6 +247,16 @@ def department_records(
     return [department.project(to_json(i), access.fields) for i in items], token
 
 
+def own_community(c: Collection, given: dict[str, str]) -> dict[str, str]:
+    """A list's or export's filters with a community worker's community (another named: 403); collections
+    without a community_id filter are left as they are (communities: only its own is shown; responsibility
+    items are the tenant's)."""
+    if "community_id" not in c.filters:
+        return given
+    forced = list_filter(given.get("community_id", ""))
+    return {**given, "community_id": forced} if forced else given
+
+
 LIST_QUERY = (page_size(PAGE_MAX, PAGE_DEFAULT), PAGE_TOKEN)
 SHEET_FORMAT_DOC = "表格格式 xlsx or csv"
 
@@ -267,11 +280,12 @@ def list_items(tenant: str, collection: str) -> Response:
     req = pb.ListRequest(
         page_size=q["page_size"],
         page_token=q["page_token"],
-        filter=filters(c.filters, [p.name for p in LIST_QUERY]),
+        filter=own_community(c, filters(c.filters, [p.name for p in LIST_QUERY])),
     )
     with tenant_call(tenant):
         resp = c.rpc("List")(req)
-    return jsonify({"items": [to_json(i) for i in resp.items], "next_page_token": resp.next_page_token or None})
+    items = [i for i in resp.items if c.slug != "communities" or sees(i.id)]  # the org service limits them too
+    return jsonify({"items": [to_json(i) for i in items], "next_page_token": resp.next_page_token or None})
 
 
 @bp.post(f"{ORG}/<collection>")
@@ -426,7 +440,8 @@ EXPORT_FORMAT = text("format", f"{SHEET_FORMAT_DOC}; absent: xlsx", enum=SHEET_F
 def export_sheet(tenant: str, collection: str) -> Response:
     c = collection_of(collection, sheets=True)
     fmt = args()["format"] or "xlsx"
-    req = pb.ExportSheetRequest(entity=c.entity, format=fmt, filter=filters(c.filters, [EXPORT_FORMAT.name]))
+    flt = own_community(c, filters(c.filters, [EXPORT_FORMAT.name]))
+    req = pb.ExportSheetRequest(entity=c.entity, format=fmt, filter=flt)
     with tenant_call(tenant):
         out = clients().org.ExportSheet(req)
     resp = Response(out.content, content_type=out.content_type or SHEET_FORMATS[fmt])

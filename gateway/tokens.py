@@ -4,15 +4,26 @@ A token is `hl_` + secrets.token_urlsafe(32). Only its SHA-256 hash is kept, wit
 (sub), the role, the tenant scope (`*` = every tenant), when it was made, when it expires and, once
 revoked, when. A `member` token (成员单位/个人) is also bound to the one helper it acts as, `responder`
 (member_unit|person|team:id), in exactly one tenant; the gateway takes that helper from the token, never
-from a request. The file (TOML, named by HONGLING_API_TOKENS_FILE) is written only by this module:
-read-modify-write under a lock file, then an atomic rename, so the gateway never reads half a file.
-The gateway re-reads it whenever it changes, so a revocation takes effect without a restart.
+from a request. A `community_worker` token carries the one community it works for, `community`, in exactly
+one tenant (社区范围: its lists are that community's, another community's records are not found; see
+gateway/policy.py). A community worker's token from before communities were required has none: it is
+kept in the file but refused at authentication (403 `community_required`) until an administrator gives it
+one with `set-community` (or makes a new token with --community). The file (TOML, named by
+HONGLING_API_TOKENS_FILE) is written only by this module: read-modify-write under a lock file, then an
+atomic rename, so the gateway never reads half a file. The gateway re-reads it whenever it changes, so a
+revocation takes effect without a restart.
 
     python -m gateway.tokens create --sub NAME --role ROLE [--tenant T ...|--all-tenants] [--days N]
                                     [--responder member_unit:ID|person:ID|team:ID]   # role member only
+                                    [--community ID]                       # role community_worker only
+    python -m gateway.tokens set-community --id ID --community ID    # a community worker's token
     python -m gateway.tokens list
     python -m gateway.tokens revoke --sub NAME | --id ID
     python -m gateway.tokens verify < token-file        # which principal a token is, or why it is refused
+
+`create` and `set-community` check with the org service that the community exists in the token's tenant
+(the running system's, as `python -m services.org.seed` reaches it); the Python API (make_record,
+TokenFile.create) checks the id's form only.
 
 `create` prints the token on stdout, once; nothing else ever shows it. Tokens are never logged.
 """
@@ -40,7 +51,14 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from services.common.principal import ROLES, Principal, format_responder, parse_responder
+from services.common.principal import (
+    COMMUNITY_ROLE,
+    ROLES,
+    Principal,
+    format_responder,
+    parse_community,
+    parse_responder,
+)
 from services.common.tenants import tenant_slugs
 
 log = logging.getLogger("gateway.tokens")
@@ -85,6 +103,7 @@ class TokenRecord:
     expires_at: datetime
     revoked_at: datetime | None = None
     responder: tuple[str, str] | None = None  # role member only: the helper (kind, id) it acts as
+    community: str | None = None  # role community_worker only: the community it works for (None: refused)
 
     def status(self, now: datetime) -> str:
         if self.revoked_at is not None:
@@ -94,7 +113,9 @@ class TokenRecord:
         return "active"
 
     def principal(self) -> Principal:
-        return Principal(sub=self.sub, role=self.role, tenants=self.tenants, responder=self.responder)
+        return Principal(
+            sub=self.sub, role=self.role, tenants=self.tenants, responder=self.responder, community=self.community
+        )
 
 
 def new_token() -> str:
@@ -149,6 +170,28 @@ def check_responder(
     return parse_responder(responder) if isinstance(responder, str) else parse_responder(format_responder(responder))
 
 
+def check_community(role: str, tenants: Sequence[str], community: str | None, *, required: bool = True) -> str | None:
+    """The community a token of this role and scope works for: a community worker's one community, in exactly
+    one tenant; no other role has one. `required=False` reads a community worker's token from before
+    communities were required (None: kept, refused at authentication). ValueError saying what is wrong."""
+    if role != COMMUNITY_ROLE:
+        if community:
+            raise ValueError(f"only a community_worker token carries a community, not a {role} token")
+        return None
+    if not community:
+        if required:
+            raise ValueError(
+                "a community_worker token needs --community ID: the community it works for (社区工作者须绑定所属社区)"
+            )
+        return None
+    if len(tenants) != 1 or tenants[0] == ALL_TENANTS:
+        raise ValueError(
+            "a community_worker token acts in exactly one tenant, its community's: give one --tenant "
+            "(社区只属于一个街道/镇)"
+        )
+    return parse_community(community)
+
+
 def make_record(
     sub: str,
     role: str,
@@ -156,13 +199,17 @@ def make_record(
     expires_at: datetime,
     now: datetime | None = None,
     responder: str | tuple[str, str] | None = None,
+    community: str | None = None,
 ) -> tuple[str, TokenRecord]:
     """A new token and the record to store for it (the token itself is not in the record). `responder`
-    ("kind:id" or (kind, id)): the helper a member token acts as; required for role member, refused for others."""
+    ("kind:id" or (kind, id)): the helper a member token acts as; required for role member, refused for others.
+    `community`: the community a community_worker token works for; required for that role, refused for others
+    (its form is checked here; that it exists, by the CLI)."""
     if not SUB_RE.match(sub):
         raise ValueError(f"sub {sub!r} must be 1-64 letters, digits, '.', '_', '@' or '-'")
     scope = check_scope(role, tenants)
     bound = check_responder(role, scope, responder)
+    works_for = check_community(role, scope, community)
     token = new_token()
     record = TokenRecord(
         id="tok_" + secrets.token_hex(4),
@@ -173,6 +220,7 @@ def make_record(
         created_at=(now or _now()).replace(microsecond=0),
         expires_at=expires_at.astimezone(UTC).replace(microsecond=0),
         responder=bound,
+        community=works_for,
     )
     return token, record
 
@@ -206,6 +254,8 @@ def dumps(records: Sequence[TokenRecord]) -> str:
             lines.append(f"revoked_at = {_toml_time(r.revoked_at)}")
         if r.responder is not None:
             lines.append(f"responder = {_toml_str(format_responder(r.responder))}")
+        if r.community is not None:
+            lines.append(f"community = {_toml_str(r.community)}")
         parts.append("\n".join(lines) + "\n")
     return "".join(parts)
 
@@ -240,8 +290,12 @@ def _record(entry: Any, where: str) -> TokenRecord:
     responder = entry.get("responder")
     if responder is not None and not isinstance(responder, str):
         raise ValueError(f"{where}.responder must be a string kind:id")
+    community = entry.get("community")
+    if community is not None and not isinstance(community, str):
+        raise ValueError(f"{where}.community must be a string, a community id")
     try:
         bound = check_responder(str(strings["role"]), scope, responder)
+        works_for = check_community(str(strings["role"]), scope, community, required=False)
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
     return TokenRecord(
@@ -254,6 +308,7 @@ def _record(entry: Any, where: str) -> TokenRecord:
         expires_at=_time(entry, "expires_at", where),
         revoked_at=_time(entry, "revoked_at", where) if "revoked_at" in entry else None,
         responder=bound,
+        community=works_for,
     )
 
 
@@ -335,13 +390,33 @@ class TokenFile:
         days: int = DEFAULT_DAYS,
         now: datetime | None = None,
         responder: str | tuple[str, str] | None = None,
+        community: str | None = None,
     ) -> tuple[str, TokenRecord]:
         if not 1 <= days <= MAX_DAYS:
             raise ValueError(f"days must be 1..{MAX_DAYS}")
         now = now or _now()
-        token, record = make_record(sub, role, tenants, now + timedelta(days=days), now, responder)
+        token, record = make_record(sub, role, tenants, now + timedelta(days=days), now, responder, community)
         self.update(lambda records: [*records, record])
         return token, record
+
+    def set_community(self, token_id: str, community: str) -> TokenRecord:
+        """Give a community worker's token (by id) the community it works for; ValueError if there is no such
+        token, it is not a community worker's, or the community is not a valid id."""
+        found: list[TokenRecord] = []
+
+        def change(records: list[TokenRecord]) -> list[TokenRecord]:
+            out = []
+            for r in records:
+                if r.id == token_id:
+                    r = replace(r, community=check_community(r.role, r.tenants, community))
+                    found.append(r)
+                out.append(r)
+            if not found:
+                raise ValueError(f"no token with id {token_id!r} (令牌不存在)")
+            return out
+
+        self.update(change)
+        return found[0]
 
     def revoke(self, *, sub: str | None = None, token_id: str | None = None, now: datetime | None = None) -> int:
         """Revoke the active tokens of a sub (or the one with this id); how many were revoked."""
@@ -453,13 +528,39 @@ def _default_file() -> str:
     return get_settings().api_tokens_file
 
 
+def _check_exists(tenants: Sequence[str], community: str) -> None:
+    """That the community exists in the (one) tenant, asked of the running system's org service; ValueError
+    when it does not or cannot be asked."""
+    import grpc
+
+    from gateway.community import cli_communities, missing_message
+    from services.common.settings import get_settings
+
+    settings = get_settings()
+    communities, channel = cli_communities(settings)
+    try:
+        if not communities.exists(tenants[0], community):
+            raise ValueError(missing_message(tenants[0], community))
+    except grpc.RpcError as exc:
+        raise ValueError(
+            f"cannot check community {community!r}: the org service at {settings.address('org')} answered "
+            f"{exc.code().name}; start the system (make up) and retry (无法核对社区)"
+        ) from None
+    finally:
+        channel.close()
+
+
 def _cmd_create(tf: TokenFile, args: argparse.Namespace) -> int:
     if args.all_tenants and args.tenant:
         raise ValueError("give --tenant or --all-tenants, not both")
     tenants = [ALL_TENANTS] if args.all_tenants else list(args.tenant or [])
-    token, r = tf.create(args.sub, args.role, tenants, args.days, responder=args.responder)
+    community = check_community(args.role, check_scope(args.role, tenants), args.community)
+    if community is not None:
+        _check_exists(tenants, community)
+    token, r = tf.create(args.sub, args.role, tenants, args.days, responder=args.responder, community=community)
     scope = ", ".join(r.tenants) if r.tenants else "none (only routes that are not tenant-scoped)"
     bound = f"; acts as {format_responder(r.responder)}" if r.responder else ""
+    bound += f"; works for community {r.community}" if r.community else ""
     print(token)
     print(
         f"created {r.id} for {r.sub} (role {r.role}; tenants {scope}{bound}); expires {_local(r.expires_at)}.\n"
@@ -469,10 +570,23 @@ def _cmd_create(tf: TokenFile, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_set_community(tf: TokenFile, args: argparse.Namespace) -> int:
+    records, _ = tf.read()
+    found = next((r for r in records if r.id == args.id), None)
+    if found is None:
+        raise ValueError(f"no token with id {args.id!r} (令牌不存在)")
+    community = check_community(found.role, found.tenants, args.community)
+    assert community is not None  # check_community requires one for a community worker, refuses other roles
+    _check_exists(found.tenants, community)
+    r = tf.set_community(args.id, community)
+    print(f"{r.id} ({r.sub}) now works for community {r.community} (已设置所属社区)", file=sys.stderr)
+    return 0
+
+
 def _cmd_list(tf: TokenFile, _args: argparse.Namespace) -> int:
     records, problems = tf.read()
     now = _now()
-    rows = [("id", "sub", "role", "tenants", "responder", "created", "expires", "status")]
+    rows = [("id", "sub", "role", "tenants", "responder", "community", "created", "expires", "status")]
     rows += [
         (
             r.id,
@@ -480,6 +594,7 @@ def _cmd_list(tf: TokenFile, _args: argparse.Namespace) -> int:
             r.role,
             ",".join(r.tenants) or "-",
             format_responder(r.responder) if r.responder else "-",
+            r.community or ("(none: refused)" if r.role == COMMUNITY_ROLE else "-"),
             _local(r.created_at),
             _local(r.expires_at),
             r.status(now),
@@ -511,6 +626,14 @@ def _cmd_verify(tf: TokenFile, _args: argparse.Namespace) -> int:
         print(f"refused ({exc.kind}): {exc.message}", file=sys.stderr)
         return 1
     bound = f", responder {format_responder(r.responder)}" if r.responder else ""
+    bound += f", community {r.community}" if r.community else ""
+    if r.role == COMMUNITY_ROLE and r.community is None:
+        print(
+            f"refused (community_required): {r.id} is a community worker's token without a community; "
+            f"set it with `python -m gateway.tokens set-community --id {r.id} --community <社区编号>`",
+            file=sys.stderr,
+        )
+        return 1
     print(
         f"{r.id}: sub {r.sub}, role {r.role}, tenants {','.join(r.tenants) or '-'}{bound}, "
         f"expires {_local(r.expires_at)}"
@@ -532,6 +655,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--responder",
         help="role member: the helper the token acts as, member_unit:ID, person:ID or team:ID (one tenant)",
     )
+    create.add_argument(
+        "--community",
+        help="role community_worker (required): the community it works for, in its one tenant (checked with org)",
+    )
+    set_community = sub.add_parser(
+        "set-community", help="give a community worker's token the community it works for (checked with org)"
+    )
+    set_community.add_argument("--id", required=True, help="the token's id (tok_…), as `list` shows it")
+    set_community.add_argument("--community", required=True)
     sub.add_parser("list", help="list the tokens (never the tokens themselves)")
     revoke = sub.add_parser("revoke", help="revoke the active tokens of a sub, or one token by id")
     revoke.add_argument("--sub")
@@ -544,6 +676,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     commands: dict[str, Callable[[TokenFile, argparse.Namespace], int]] = {
         "create": _cmd_create,
+        "set-community": _cmd_set_community,
         "list": _cmd_list,
         "revoke": _cmd_revoke,
         "verify": _cmd_verify,

@@ -3,8 +3,10 @@
 Accounts live in one district-level database, `hl_identity`, collection `accounts`; `_id` is the login
 name, normalised (NFKC, lower case), so every look-up is by `_id`. A document holds the display name, the
 role (principal.ROLES except `service` and `public`), the tenant scope (slugs, or `["*"]` for every
-tenant), an optional community id (community workers; enforced by later work), for a `member` (成员单位/个人)
-the one helper it acts as (`responder`, member_unit|person|team:id, in exactly one tenant), the password's argon2id
+tenant), for a `community_worker` the one community it works for (`community_id`, required, in exactly one
+tenant; the gateway and the services hold its requests to that community, gateway/policy.py), for a
+`member` (成员单位/个人) the one helper it acts as (`responder`, member_unit|person|team:id, in exactly one
+tenant), the password's argon2id
 hash (argon2-cffi defaults), a disabled flag, created/updated times and `token_version`: every session
 JWT carries the version it was issued under, so bumping it (log-out, role change, new password,
 disabling) ends every session of the account at once. Passwords are never stored, logged or taken from
@@ -16,6 +18,7 @@ never grant a district role or ops, nor a scope wider than its own. A member acc
 
     python -m gateway.users create --username U --role R [--tenant T ...|--all-tenants] [--community C]
                                    [--responder KIND:ID] [--display-name NAME]  # password: stdin or prompted
+    python -m gateway.users set-community --username U --community C   # a community worker's; ends sessions
     python -m gateway.users set-password --username U       # ends the account's sessions
     python -m gateway.users disable --username U             # ends the account's sessions
     python -m gateway.users enable --username U
@@ -24,6 +27,11 @@ never grant a district role or ops, nor a scope wider than its own. A member acc
 Every change made here is appended to the audit log (services/common/audit.py) before it is made, so an
 account change never happens unaudited: actor and role, action (account.create, role.change, …), the
 account name as target, and roles/scopes as detail — never a display name or a password.
+
+A community worker's community must exist in its tenant's org data: `create` and `set-community` ask the
+org service of the running system (as the HTTP API does, gateway/routes_auth.py); check_scope checks the
+id's form. A community worker's account from before communities were required has none: it cannot log in
+or use a session (403 `community_required`, gateway/identity.py) until `set-community` gives it one.
 """
 
 from __future__ import annotations
@@ -48,7 +56,14 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pymongo.collection import Collection
 
-from services.common.principal import ROLES, Principal, format_responder, parse_responder
+from services.common.principal import (
+    COMMUNITY_ROLE,
+    ROLES,
+    Principal,
+    format_responder,
+    parse_community,
+    parse_responder,
+)
 from services.common.tenants import tenant_slugs
 
 DATABASE = "hl_identity"
@@ -59,7 +74,6 @@ ACCOUNT_ROLES = tuple(r for r in ROLES if r not in ("service", "public"))
 TENANT_ROLES = ("resident", "community_worker", "subdistrict_admin", "member")
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._@-]{1,63}$")
 RESERVED_USERNAMES = frozenset({"anonymous"})
-COMMUNITY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 MAX_DISPLAY_NAME = 64
 MIN_PASSWORD = 10
 MAX_PASSWORD = 256
@@ -148,6 +162,10 @@ class ChangedConcurrently(Exception):
     """The account changed between reading it and writing the change (its token_version moved)."""
 
 
+class CommunityUnchecked(Exception):
+    """Whether a community exists could not be asked (the org service did not answer)."""
+
+
 # ---------------------------------------------------------------- names, scopes, permissions
 
 
@@ -197,15 +215,22 @@ def check_scope(
     if role in TENANT_ROLES and not scope:
         raise InvalidAccount(f"a {role} needs at least one tenant (须指定所属街道/镇)", "tenants")
     if community_id is not None:
-        community_id = community_id.strip()
-        if role != "community_worker":
+        if role != COMMUNITY_ROLE:
             raise InvalidAccount("only a community_worker has a community (仅社区工作者可指定社区)", "community_id")
-        if not COMMUNITY_RE.match(community_id):
-            raise InvalidAccount("community_id is not a valid id (社区编号无效)", "community_id")
+        try:
+            community_id = parse_community(community_id)
+        except ValueError:
+            raise InvalidAccount("community_id is not a valid id (社区编号无效)", "community_id") from None
         if len(scope) != 1 or scope[0] == ALL_TENANTS:
             raise InvalidAccount(
                 "a community belongs to one tenant: give exactly that tenant (社区只属于一个街道/镇)", "tenants"
             )
+    elif role == COMMUNITY_ROLE:
+        raise InvalidAccount(
+            "a community_worker works for one community: give community_id, the community's id in its tenant "
+            "(社区工作者须指定所属社区)",
+            "community_id",
+        )
     bound: tuple[str, str] | None = None
     if role == "member":
         if not responder:
@@ -348,7 +373,15 @@ class Account:
         return Scope(self.role, self.tenants, self.community_id, self.responder)
 
     def principal(self) -> Principal:
-        return Principal(sub=self.username, role=self.role, tenants=self.tenants, responder=self.responder)
+        """Who the account acts as: a community worker's carries its community (None for one from before
+        communities were required: gateway/identity.py refuses it)."""
+        return Principal(
+            sub=self.username,
+            role=self.role,
+            tenants=self.tenants,
+            responder=self.responder,
+            community=self.community_id if self.role == COMMUNITY_ROLE else None,
+        )
 
     def as_json(self) -> dict[str, Any]:
         """What the API shows (never the hash or the version)."""
@@ -531,6 +564,38 @@ def _audit(settings: Any, action: str, target: str, detail: Mapping[str, Any] | 
     )
 
 
+def check_community_exists(scope: Scope, exists: Callable[[str, str], bool]) -> None:
+    """A community worker's community must be one of its tenant's (InvalidAccount otherwise); `exists(tenant,
+    community_id)` asks the org data (gateway/community.py Communities.exists)."""
+    if scope.role != COMMUNITY_ROLE or scope.community_id is None:
+        return
+    tenant = scope.tenants[0]
+    if not exists(tenant, scope.community_id):
+        raise InvalidAccount(
+            f"community {scope.community_id!r} does not exist in {tenant} (该街道/镇没有这个社区)", "community_id"
+        )
+
+
+def _cli_check_community(settings: Any, scope: Scope) -> None:
+    """check_community_exists against the running system's org service (CommunityUnchecked if it is down)."""
+    if scope.role != COMMUNITY_ROLE or scope.community_id is None:
+        return
+    import grpc
+
+    from gateway.community import cli_communities
+
+    communities, channel = cli_communities(settings)
+    try:
+        check_community_exists(scope, communities.exists)
+    except grpc.RpcError as exc:
+        raise CommunityUnchecked(
+            f"cannot check community {scope.community_id!r}: the org service at {settings.address('org')} answered "
+            f"{exc.code().name}; start the system (make up) and retry (无法核对社区)"
+        ) from None
+    finally:
+        channel.close()
+
+
 def _cmd_create(store: AccountStore, settings: Any, args: argparse.Namespace) -> int:
     if args.all_tenants and args.tenant:
         raise InvalidAccount("give --tenant or --all-tenants, not both", "tenants")
@@ -541,11 +606,40 @@ def _cmd_create(store: AccountStore, settings: Any, args: argparse.Namespace) ->
     display_name = check_display_name(args.display_name or username)
     if store.get(username) is not None:
         raise AccountExists(username)
+    _cli_check_community(settings, scope)
     password = _read_password(prompt_twice=True)
     check_password(password, username)
     _audit(settings, "account.create", username, {"to": scope.as_dict()})
     account = store.create(username, display_name, scope, hash_password(password))
-    print(f"created {account.username} (role {account.role}; tenants {','.join(account.tenants) or '-'})")
+    community = f"; community {account.community_id}" if account.community_id else ""
+    print(f"created {account.username} (role {account.role}; tenants {','.join(account.tenants) or '-'}{community})")
+    return 0
+
+
+def _cmd_set_community(store: AccountStore, settings: Any, args: argparse.Namespace) -> int:
+    """Give a community worker's account the community it works for (audited as a role change; ends its
+    sessions, as every scope change does)."""
+    username = normalise_username(args.username)
+    account = store.get(username)
+    if account is None:
+        raise AccountNotFound(username)
+    if account.role != COMMUNITY_ROLE:
+        raise InvalidAccount(
+            f"{username} is a {account.role}: only a community_worker works for a community (仅社区工作者可指定社区)",
+            "community_id",
+        )
+    scope = check_scope(account.role, list(account.tenants), args.community, None)
+    if scope == account.scope:
+        print(f"{username} already works for community {scope.community_id} (无需修改)")
+        return 0
+    _cli_check_community(settings, scope)
+    _audit(settings, "role.change", username, {"from": account.scope.as_dict(), "to": scope.as_dict()})
+    try:
+        store.change_scope(account, scope)
+    except ChangedConcurrently:
+        print(f"error: {username} changed meanwhile; run the command again (账号已被修改，请重试)", file=sys.stderr)
+        return 1
+    print(f"{username} now works for community {scope.community_id}; its sessions have ended (已设置所属社区)")
     return 0
 
 
@@ -616,9 +710,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     create.add_argument("--role", required=True, choices=ACCOUNT_ROLES)
     create.add_argument("--tenant", action="append", help="a tenant the account may act on (repeatable)")
     create.add_argument("--all-tenants", action="store_true", help="every tenant ('*')")
-    create.add_argument("--community", help="a community worker's community id")
+    create.add_argument("--community", help="role community_worker (required): the community it works for")
     create.add_argument("--responder", help="a member's helper: member_unit:ID, person:ID or team:ID")
     create.add_argument("--display-name", help="the name shown in portals (default: the user name)")
+    set_community = sub.add_parser(
+        "set-community", help="set the community a community worker works for (checked with the org service)"
+    )
+    set_community.add_argument("--username", required=True)
+    set_community.add_argument("--community", required=True, help="the community's id in the account's tenant")
     for name, text in (
         ("set-password", "set a new password (stdin or prompted twice); ends the account's sessions"),
         ("disable", "refuse log-ins and end the account's sessions"),
@@ -635,6 +734,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     store = AccountStore(settings.mongo_uri)
     commands: dict[str, Callable[[AccountStore, Any, argparse.Namespace], int]] = {
         "create": _cmd_create,
+        "set-community": _cmd_set_community,
         "set-password": _cmd_set_password,
         "disable": _set_disabled(True),
         "enable": _set_disabled(False),
@@ -650,6 +750,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except AccountNotFound as exc:
         print(f"error: no account named {exc} (账号不存在)", file=sys.stderr)
+        return 1
+    except CommunityUnchecked as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     except pymongo.errors.PyMongoError as exc:
         print(f"error: the account database is not reachable at {settings.mongo_uri}: {exc}", file=sys.stderr)

@@ -96,8 +96,18 @@ class System:
     def token(self, role: str, tenant: str = "*") -> str:
         """An API token of this role scoped to one tenant, or to every tenant with '*' (made by the fixture).
         A member's acts in one tenant only, as the placeholder helper person:test-member-<tenant> (no such
-        person exists: enough for the policy; use member_auth for a real one)."""
+        person exists: enough for the policy; use member_auth for a real one). A community worker's works
+        for one community of one tenant: TEST_COMMUNITY, where issues at TEST_POINT are placed (worker_auth
+        makes one for another community)."""
         return self.tokens[(role, tenant)]
+
+    def worker_auth(self, tenant: str, community: str, sub: str = "") -> dict[str, str]:
+        """The Authorization header of a new community worker's token for this community of this tenant (its
+        sub: `sub` or a fresh test-worker-…); the running gateway picks it up without a restart."""
+        token, _ = TokenFile(self.tokens_file).create(
+            sub or f"test-worker-{uuid.uuid4().hex[:8]}", "community_worker", [tenant], days=1, community=community
+        )
+        return {"Authorization": f"Bearer {token}"}
 
     def member_auth(self, tenant: str, kind: str, helper_id: str) -> dict[str, str]:
         """The Authorization header of a new member token bound to this helper (member_unit, person or team)
@@ -117,12 +127,13 @@ class System:
         records: list[TokenRecord] = []
         for role in TOKEN_ROLES:
             for tenant in (*tenant_slugs(), "*"):
-                if role == "member" and tenant == "*":
-                    continue  # a member acts in one tenant, as one helper
+                if role in ("member", "community_worker") and tenant == "*":
+                    continue  # a member acts in one tenant, as one helper; a community worker for one community
                 responder = f"person:test-member-{tenant}" if role == "member" else None
+                community = TEST_COMMUNITY if role == "community_worker" else None
                 sub = f"test-{role}-{'all' if tenant == '*' else tenant}"
                 self.tokens[(role, tenant)], record = make_record(
-                    sub, role, [tenant], now + timedelta(days=1), now, responder
+                    sub, role, [tenant], now + timedelta(days=1), now, responder, community
                 )
                 records.append(record)
         self.expired_token, record = make_record(
@@ -224,11 +235,20 @@ def read_topic(bootstrap: str, topic: str) -> list[Any]:
 
 
 def call_metadata(
-    settings: Settings, tenant: str | None, *, role: str = "subdistrict_admin", scope: tuple[str, ...] | None = None
+    settings: Settings,
+    tenant: str | None,
+    *,
+    role: str = "subdistrict_admin",
+    scope: tuple[str, ...] | None = None,
+    community: str | None = None,
 ) -> list[tuple[str, str]]:
-    """Metadata the gateway would send: a freshly minted principal and the tenant."""
+    """Metadata the gateway would send: a freshly minted principal and the tenant. A community worker's
+    principal carries `community` (default: TEST_COMMUNITY, which every tenant of the test stack has)."""
     scope = scope if scope is not None else ((tenant,) if tenant else ())
-    md = [(METADATA_KEY, mint(Principal(sub="test-admin", role=role, tenants=scope), settings.principal_secret))]
+    if role == "community_worker" and community is None:
+        community = TEST_COMMUNITY
+    who = Principal(sub="test-admin", role=role, tenants=scope, community=community)
+    md = [(METADATA_KEY, mint(who, settings.principal_secret))]
     if tenant:
         md.append((TENANT_KEY, tenant))
     return md

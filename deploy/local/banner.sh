@@ -35,9 +35,20 @@ PYEOF
   echo "         HONGLING_API_TOKENS_FILE=$tokens_file — restart it: bash deploy/local/services.sh stop gateway && make up" >&2
 fi
 
+# The demo's people for the portal, one per role (random passwords, kept in the state dir).
+if ! accounts="$(cd "$HONGLING_REPO_ROOT" && "$PY" deploy/local/demo_accounts.py)"; then
+  echo "error: could not make the portal's demo accounts" >&2
+  exit 1
+fi
+people="$(printf '%s\n' "$accounts" | awk -F'\t' '{printf "                          %-14s %-18s %s\n", $1, $2, $3}')"
+
 cat <<TXT
 
 红领益家 Hongling is running.
+
+  Portal (门户)           http://127.0.0.1:${HONGLING_GATEWAY_PORT}/portal/   log in as (user, password, role):
+${people}
+                          passwords kept in ${HONGLING_STATE_DIR}/demo-accounts.txt
 
   Gateway (HTTP API)      http://127.0.0.1:${HONGLING_GATEWAY_PORT}/api/v1/tenants
   API docs                http://127.0.0.1:${HONGLING_GATEWAY_PORT}/api/docs  (OpenAPI: /api/v1/openapi.json)

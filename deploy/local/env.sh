@@ -40,6 +40,12 @@ _hl_default HONGLING_FERRETDB_VERSION "v1.24.2"
 # `make test` was run with, and what provision.sh installs where PostgreSQL 15 is missing.
 _hl_default HONGLING_POSTGRES_MAJOR "15"
 _hl_default HONGLING_POSTGRES_DEB_VERSION "15.18-0+deb12u1"
+# The portal's browser tests: Debian's Chromium (driven by Playwright, never a browser download of its own)
+# and a CJK font, installed by deploy/local/browser.sh where missing. Debian's security archive keeps only
+# the newest Chromium, so a pin it no longer serves is reported and the served version installed.
+_hl_default HONGLING_CHROMIUM_DEB_VERSION "156.0.8078.114-1~deb12u1"
+_hl_default HONGLING_CJK_FONT_DEB_VERSION "1:20220127+repack1-1"
+_hl_default HONGLING_CHROMIUM "/usr/bin/chromium"
 
 # ---- ports (all on 127.0.0.1) -----------------------------------------------------------------
 # Below Linux's ephemeral range (32768-60999, net.ipv4.ip_local_port_range): a port in it can be held as

@@ -170,8 +170,11 @@ def may_see_request(principal: Principal, doc: Mapping[str, Any]) -> bool:
 
 
 def may_see_grant(principal: Principal, doc: Mapping[str, Any]) -> bool:
-    """As requests, and community workers of the tenant too: the community sees every grant on it."""
+    """As requests, and community workers of the tenant too: the community sees every grant on it (a
+    community worker the grants on its own community only)."""
     if principal.role not in GRANT_READERS or not principal.may_act_on(doc["tenant"]):
+        return False
+    if not principal.sees_community(doc.get("community_id")):
         return False
     return principal.role != "district_department" or doc["department"] == principal.sub
 

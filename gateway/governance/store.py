@@ -338,9 +338,11 @@ class GovernanceStore:
             found["audit_count"] = self._taken(self.grant_audit, f"audit:{grant_id}", grant_id)
         return found
 
-    def grants_page(self, *, tenant: str, after: str | None = None, limit: int = 20) -> Page:
-        """A tenant's grants, newest first, each as grant() shows it."""
+    def grants_page(self, *, tenant: str, after: str | None = None, limit: int = 20, community_id: str = "") -> Page:
+        """A tenant's grants (of one community, given `community_id`), newest first, each as grant() shows it."""
         query: dict[str, Any] = {"tenant": tenant}
+        if community_id:
+            query["community_id"] = community_id
         if after is not None:
             query["_id"] = {"$lt": after}
         page = _page(self.grants.find(query, {"_id": 1}, sort=[("_id", pymongo.DESCENDING)], limit=limit + 1), limit)

@@ -4,12 +4,18 @@ It travels in gRPC metadata `x-hongling-principal` as a JWT (HS256, shared secre
 role, the tenants the caller may act on, the grant id when a district department acts under an
 approved request, and for a `member` (成员单位/个人: a member unit's contact, a registered party member or
 volunteer) the one helper its credential is bound to, as `responder` = (kind, id), kind member_unit |
-person | team; the claim is "kind:id" and absent for every other role (older tokens read as before).
-Services refuse calls without a valid one (UNAUTHENTICATED), and a member's without its responder.
+person | team; the claim is "kind:id" and absent for every other role (older tokens read as before), and
+for a `community_worker` (社区工作者) the one community it works for, `community` (the community's id in the
+tenant's org data): its lists are limited to that community and another community's records are answered
+as missing (services/common/community.py). Only a community worker carries one, and a community worker
+always does; the claim is absent for every other role, so tokens minted before it read as before.
+Services refuse calls without a valid principal (UNAUTHENTICATED), a member's without its responder and a
+community worker's without its community (`mint` refuses to sign one).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +47,10 @@ ROLES = (
 RESPONDER_KINDS = ("member_unit", "person", "team")
 KIND_ALIASES = {"unit": "member_unit"}
 MAX_RESPONDER_ID = 120
+# A community's id as the org service takes it (services/org/domain.py entity_id accepts these and more).
+COMMUNITY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+# The one role whose principal is held to one community (社区范围).
+COMMUNITY_ROLE = "community_worker"
 
 
 def parse_responder(value: str) -> tuple[str, str]:
@@ -66,6 +76,27 @@ def format_responder(responder: tuple[str, str]) -> str:
     return f"{responder[0]}:{responder[1]}"
 
 
+def parse_community(value: str) -> str:
+    """A community id as a credential carries it (trimmed), or ValueError saying what is wrong."""
+    community = value.strip()
+    if not COMMUNITY_RE.match(community):
+        raise ValueError(
+            f"community {value!r} is not a community id: 1-64 letters, digits, '.', '_', ':' or '-', starting with "
+            "a letter or digit (社区编号无效)"
+        )
+    return community
+
+
+def community_binding_problem(role: str, community: str | None) -> str | None:
+    """Why a principal of this role may not carry (or lack) this community; None when it is right: a
+    community worker works for exactly one community, every other role for none."""
+    if role == COMMUNITY_ROLE and not community:
+        return "a community_worker works for one community and must carry it (社区工作者须绑定所属社区)"
+    if role != COMMUNITY_ROLE and community:
+        return f"only a community_worker carries a community, not a {role} (仅社区工作者绑定社区)"
+    return None
+
+
 @dataclass(frozen=True)
 class Principal:
     sub: str
@@ -74,6 +105,13 @@ class Principal:
     grant_id: str | None = None
     # role "member" only: the helper (kind, id) the caller is; it acts as that helper and no other.
     responder: tuple[str, str] | None = None
+    # role "community_worker" only: the one community it works for (社区范围); None for every other role.
+    community: str | None = None
+
+    def sees_community(self, community_id: str | None) -> bool:
+        """Whether a record of this community is within the principal's reach: always for a principal without
+        a community; for a community worker only its own community's (a record of no community is not)."""
+        return self.community is None or community_id == self.community
 
     def may_act_on(self, tenant: str) -> bool:
         return "*" in self.tenants or tenant in self.tenants
@@ -114,6 +152,11 @@ def token_for(principal: Principal, secret: str, ttl_seconds: int = 60) -> str:
 
 
 def mint(principal: Principal, secret: str, ttl_seconds: int = 60, now: float | None = None) -> str:
+    """The principal as a signed JWT; ValueError for a community worker without its community (or a community
+    on any other role): such a principal is refused by every service, so it is never signed."""
+    problem = community_binding_problem(principal.role, principal.community)
+    if problem is not None:
+        raise ValueError(f"refusing to mint a principal for {principal.sub!r}: {problem}")
     issued = int(now if now is not None else time.time())
     claims: dict[str, object] = {
         "iss": ISSUER,
@@ -128,6 +171,8 @@ def mint(principal: Principal, secret: str, ttl_seconds: int = 60, now: float | 
         claims["grant"] = principal.grant_id
     if principal.responder is not None:
         claims["responder"] = format_responder(principal.responder)
+    if principal.community is not None:
+        claims["community"] = principal.community
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -169,12 +214,23 @@ def _verify(token: str, secret: str) -> Principal:
             raise Unauthenticated("principal token refused: malformed responder") from None
     if (role == "member") != (responder is not None):
         raise Unauthenticated("principal token refused: a member, and only a member, is bound to one responder")
+    raw_community = claims.get("community")
+    community = None
+    if raw_community is not None:
+        try:
+            community = parse_community(str(raw_community))
+        except ValueError:
+            raise Unauthenticated("principal token refused: malformed community") from None
+    problem = community_binding_problem(str(role), community)
+    if problem is not None:
+        raise Unauthenticated(f"principal token refused: {problem}")
     principal = Principal(
         sub=str(claims["sub"]),
         role=str(role),
         tenants=tuple(str(t) for t in tenants),
         grant_id=claims.get("grant"),
         responder=responder,
+        community=community,
     )
     _bounded(_VERIFIED)
     _VERIFIED[(token, secret)] = (principal, float(claims["exp"]))

@@ -33,7 +33,7 @@ from hongling.events.v1 import dispatch_events_pb2 as dev
 from hongling.events.v1 import intake_events_pb2 as iev
 from hongling.events.v1 import org_events_pb2 as oev
 
-from services.common import outbox, rollups, unitofwork
+from services.common import community, outbox, rollups, unitofwork
 from services.common.context import require_tenant
 from services.common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.common.events import CloudEvent, PoisonEvent
@@ -218,6 +218,9 @@ def _change(
         conflicts=CONFLICTS.get(prefix) or _conflicts(prefix),
         now=utcnow,
         expected_version=expected_version or None,
+        # Another community's task or call is, to a community worker, one that does not exist (before its
+        # version is compared: a stale version must not tell that it exists).
+        exists=lambda doc: community.sees(doc.community_id),
         deadline=CHANGE_DEADLINE_SECONDS,
     )
     if done.doc is None:
@@ -232,7 +235,7 @@ def _change(
 
 
 def _no_task(task_id: str, field: str = "task_id") -> NotFound:
-    return NotFound(f"task {task_id!r} not found in this tenant (未找到该任务)", field=field)
+    return NotFound(community.not_found_message("task", task_id), field=field)
 
 
 def _task_missing(task_id: str) -> Callable[[], Exception]:
@@ -240,7 +243,7 @@ def _task_missing(task_id: str) -> Callable[[], Exception]:
 
 
 def _whistle_missing(whistle_id: str) -> Callable[[], Exception]:
-    return lambda: NotFound(f"call {whistle_id!r} not found in this tenant (未找到该集结号)", field="whistle_id")
+    return lambda: NotFound(community.not_found_message("call", whistle_id), field="whistle_id")
 
 
 def change_task(
@@ -735,8 +738,9 @@ def on_issue_marked_duplicate(event: CloudEvent, msg: iev.IssueMarkedDuplicate) 
 
 
 def get_task(task_id: str) -> TaskDoc:
+    """The task, if the caller may see it (another community's is NOT_FOUND to a community worker)."""
     doc = TaskDoc.objects(id=task_id).first() if task_id else None
-    if doc is None:
+    if doc is None or not community.sees(doc.community_id):
         raise _no_task(task_id, "id")
     return doc
 
@@ -748,6 +752,8 @@ def get_task_for_issue(issue_id: str) -> TaskDoc:
     for _ in range(4):
         doc = TaskDoc.objects(id=domain.task_id_for_issue(current)).first() if current else None
         if doc is not None and doc.issue_id == current:
+            if not community.sees(doc.community_id):
+                break  # another community's: answered as no task
             return doc
         link = IssueLinkDoc.objects(id=current).first() if current else None
         if link is None:
@@ -830,8 +836,8 @@ def whistle_open(w: WhistleDoc, tasks: dict[str, TaskDoc]) -> bool:
 
 def get_whistle(whistle_id: str) -> WhistleDoc:
     doc = WhistleDoc.objects(id=whistle_id).first() if whistle_id else None
-    if doc is None:
-        raise NotFound(f"call {whistle_id!r} not found in this tenant (未找到该集结号)", field="id")
+    if doc is None or not community.sees(doc.community_id):
+        raise NotFound(community.not_found_message("call", whistle_id), field="id")
     return doc
 
 
@@ -882,11 +888,15 @@ def blow_whistle(
     whistle_id = domain.manual_whistle_id(by.sub, idempotency_key)
     rules = current_rules()
     existing = WhistleDoc.objects(id=whistle_id).first()
-    if existing is not None:
+    if existing is not None and community.sees(existing.community_id):
         _link_tasks(existing, rules, by.sub)
         return existing
     task_ids = [domain.task_id_for_issue(i) for i in ids]
-    found = {t.id: t for t in TaskDoc.objects(id__in=task_ids).exclude("outbox", "history")}
+    found = {
+        t.id: t
+        for t in TaskDoc.objects(id__in=task_ids).exclude("outbox", "history")
+        if community.sees(t.community_id)  # another community's issues: as if they had no task
+    }
     missing = [i for i, tid in zip(ids, task_ids, strict=True) if tid not in found]
     if missing:
         raise NotFound(
@@ -907,7 +917,7 @@ def blow_whistle(
         raise InvalidArgument(
             "the issues of one call must be in one community (一次吹号限同一社区的事项)", field="issue_ids"
         )
-    community = communities.pop()
+    place = communities.pop()
     grids = {t.grid_id or "" for t in tasks}
     grid = grids.pop() if len(grids) == 1 else ""
     ct = call_type or max((t.call_type or domain.SERVICE for t in tasks), key=lambda c: domain.CALL_RANK.get(c, 0))
@@ -922,16 +932,16 @@ def blow_whistle(
         tuple(dict.fromkeys(s for n in needs for s in n.skills)),
         tuple(dict.fromkeys(s for n in needs for s in n.services)),
         tuple(dict.fromkeys(s for n in needs for s in n.resources)),
-        community,
+        place,
         grid,
     )
-    targets = find_targets(need, community, grid, ct, rules, extra)
+    targets = find_targets(need, place, grid, ct, rules, extra)
     now = utcnow()
     dl = domain.deadlines_for(rules.rule(ct), now)
     w = WhistleDoc(
         id=whistle_id,
         call_type=ct,
-        community_id=community,
+        community_id=place,
         grid_id=grid,
         issue_ids=ids,
         task_ids=task_ids,
@@ -1205,7 +1215,7 @@ def rank_for_task(task_id: str, limit: int, by: Principal) -> RankedView:
     # What the ranking needs of the task, read as stored (no mongoengine document is built).
     wanted = {**dict.fromkeys(NEED_FIELDS, 1), "crew": 1, "whistle_ids": 1}
     raw = TaskDoc._get_collection().find_one({"_id": task_id}, wanted) if task_id else None
-    if raw is None:
+    if raw is None or not community.sees(raw.get("community_id")):
         raise _no_task(task_id, "id")
     need = need_from(raw)
     # Who accepted the task's calls is read while org ranks (both wait on other processes).

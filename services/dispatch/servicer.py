@@ -1,4 +1,9 @@
-"""DispatchService gRPC servicer: protobuf <-> commands, nothing else."""
+"""DispatchService gRPC servicer: protobuf <-> commands, nothing else.
+
+A community worker's principal carries its community (services/common/community.py): its task lists, the
+overdue list and the whistle board are limited to it, and a task or call of another community is NOT_FOUND
+as a missing one, whatever the method (handlers.get_task, get_whistle, _change).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import grpc
 from hongling.dispatch.v1 import dispatch_pb2 as pb
 from hongling.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
 
+from services.common import community
 from services.common.context import current_principal, require_tenant
 from services.common.errors import PermissionDenied
 from services.common.principal import Principal
@@ -232,7 +238,7 @@ class DispatchServicer(pb_grpc.DispatchServiceServicer):
             assignee = own
         flt = handlers.TaskFilter(
             status=request.status.strip(),
-            community_id=request.community_id.strip(),
+            community_id=community.list_filter(request.community_id.strip(), principal),
             grid_id=request.grid_id.strip(),
             assignee_id=assignee,
             whistle_id=request.whistle_id.strip(),
@@ -244,9 +250,13 @@ class DispatchServicer(pb_grpc.DispatchServiceServicer):
         return pb.ListTasksResponse(tasks=[task_to_pb(d, now) for d in docs], next_page_token=token)
 
     def ListOverdue(self, request: pb.ListOverdueRequest, context: grpc.ServicerContext) -> pb.ListTasksResponse:
-        domain.require_role(_principal().role, domain.READ_ROLES, "list overdue tasks")
+        principal = _principal()
+        domain.require_role(principal.role, domain.READ_ROLES, "list overdue tasks")
         docs, token = handlers.list_overdue(
-            request.community_id, request.deadline.strip(), request.page_size, request.page_token
+            community.list_filter(request.community_id.strip(), principal),
+            request.deadline.strip(),
+            request.page_size,
+            request.page_token,
         )
         now = handlers.utcnow()
         return pb.ListTasksResponse(tasks=[task_to_pb(d, now) for d in docs], next_page_token=token)
@@ -277,9 +287,10 @@ class DispatchServicer(pb_grpc.DispatchServiceServicer):
         return whistle_to_pb(doc, handlers.whistle_tasks([doc]))
 
     def ListWhistles(self, request: pb.ListWhistlesRequest, context: grpc.ServicerContext) -> pb.ListWhistlesResponse:
-        domain.require_role(_principal().role, domain.BOARD_ROLES, "read the whistle board")
+        principal = _principal()
+        domain.require_role(principal.role, domain.BOARD_ROLES, "read the whistle board")
         docs, tasks, token = handlers.list_whistles(
-            request.community_id,
+            community.list_filter(request.community_id.strip(), principal),
             request.status.strip(),
             request.call_type.strip(),
             request.responder_id,

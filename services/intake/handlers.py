@@ -27,7 +27,7 @@ from hongling.events.v1 import evaluation_events_pb2 as eev
 from hongling.events.v1 import intake_events_pb2 as ev
 from hongling.events.v1 import publication_events_pb2 as pev
 
-from services.common import paging, rollups, unitofwork
+from services.common import community, paging, rollups, unitofwork
 from services.common.context import current_request_id, require_tenant
 from services.common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
 from services.common.events import CloudEvent, PoisonEvent
@@ -168,7 +168,9 @@ def change_issue(
     wait_for_doc: float = 0.0,
     uow: UnitOfWork = unitofwork.MONGO,
 ) -> IssueDoc | None:
-    """Apply `mutate` to the issue and write it as its next version; None if there is no such issue.
+    """Apply `mutate` to the issue and write it as its next version; None if there is no such issue, or
+    none the caller may see (another community's, to a community worker: before its version is compared, so
+    a stale version does not tell that it exists).
 
     With `expected_version` (a caller's conditional change) a stale version or a lost race is ABORTED;
     without it (event-driven changes) a lost race is retried on a fresh read for a few seconds."""
@@ -181,6 +183,7 @@ def change_issue(
         conflicts=ISSUE_CONFLICTS,
         now=utcnow,
         expected_version=expected_version,
+        exists=lambda doc: community.sees(community_of(doc)),
         wait_for_doc=wait_for_doc,
         deadline=CHANGE_DEADLINE_SECONDS,
     ).doc
@@ -546,21 +549,42 @@ def _contact_doc(contact: domain.ContactIn | None, protector: Protector) -> Cont
 # ---------------------------------------------------------------- reads
 
 
+def _issue_missing(issue_id: str) -> NotFound:
+    return NotFound(community.not_found_message("issue", issue_id), field="id")
+
+
+def community_of(doc: IssueDoc) -> str:
+    """The community an issue was placed in ("" if none)."""
+    return str(doc.place.community_id or "") if doc.place else ""
+
+
 def get_issue(issue_id: str) -> IssueDoc:
+    """The issue, if the caller may see it: an issue of another community is answered to a community worker
+    as one that does not exist (services/common/community.py)."""
     doc = IssueDoc.objects(id=issue_id).first() if issue_id else None
-    if doc is None:
-        raise NotFound(f"issue {issue_id!r} not found in this tenant (未找到该事项)", field="id")
+    if doc is None or not community.sees(community_of(doc)):
+        raise _issue_missing(issue_id)
     return doc
 
 
 def get_attachment(issue_id: str, attachment_id: str) -> AttachmentDoc:
     doc = AttachmentDoc.objects(id=attachment_id).first() if attachment_id else None
+    if doc is not None and doc.issue_id == issue_id and not _sees_issue(issue_id):
+        doc = None  # an issue of another community: its files are answered as missing, as the issue is
     if doc is None or doc.issue_id != issue_id:
         raise NotFound(
             f"issue {issue_id!r} has no attachment {attachment_id!r} in this tenant (未找到该附件)",
             field="attachment_id",
         )
     return doc
+
+
+def _sees_issue(issue_id: str) -> bool:
+    caller = community.caller()
+    if caller is None or caller.community is None:
+        return True
+    found = IssueDoc.objects(id=issue_id).only("place").first()
+    return found is not None and community.sees(community_of(found), caller)
 
 
 def list_issues(flt: domain.IssueFilter, page_size: int, page_token: str) -> tuple[list[IssueDoc], str, Rules]:
@@ -694,7 +718,7 @@ def reclassify_issue(
             _release_claim(moved["new"], issue_id)  # the write did not happen: give the new claim back
         raise
     if doc is None:
-        raise NotFound(f"issue {issue_id!r} not found in this tenant (未找到该事项)", field="id")
+        raise _issue_missing(issue_id)
     if moved.get("old"):
         _release_claim(moved["old"], issue_id)
     metrics.RECLASSIFICATIONS.labels(tenant, doc.urgency).inc()

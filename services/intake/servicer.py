@@ -1,4 +1,10 @@
-"""IntakeService gRPC servicer: protobuf <-> commands, nothing else."""
+"""IntakeService gRPC servicer: protobuf <-> commands, nothing else.
+
+A community worker's principal carries its community (services/common/community.py): its lists and counts
+are limited to it, and an issue of another community (read, reclassified, its contact or files) is
+NOT_FOUND as a missing one (handlers.get_issue, change_issue). It may report an issue anywhere in the
+tenant: the issue lands in the community its location lies in (首问负责: a resident is never turned away).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from hongling.common.v1 import location_pb2 as common_pb2
 from hongling.intake.v1 import intake_pb2 as pb
 from hongling.intake.v1 import intake_pb2_grpc as pb_grpc
 
+from services.common import community
 from services.common.context import current_principal, require_tenant
 from services.common.errors import InvalidArgument
 from services.common.principal import Principal
@@ -201,7 +208,7 @@ class IntakeServicer(pb_grpc.IntakeServiceServicer):
             category=request.category.strip(),
             urgency=request.urgency.strip(),
             channel=request.channel.strip(),
-            community_id=request.community_id.strip(),
+            community_id=community.list_filter(request.community_id.strip(), principal),
             grid_id=request.grid_id.strip(),
             created_from=_time(request, "created_from"),
             created_to=_time(request, "created_to"),
@@ -213,7 +220,7 @@ class IntakeServicer(pb_grpc.IntakeServiceServicer):
     def CountIssues(self, request: pb.CountIssuesRequest, context: grpc.ServicerContext) -> pb.CountIssuesResponse:
         principal = _principal()
         domain.require_role(principal.role, domain.LIST_ROLES, "count issues", principal.grant_id)
-        counts = handlers.count_issues(request.community_id.strip())
+        counts = handlers.count_issues(community.list_filter(request.community_id.strip(), principal))
         return pb.CountIssuesResponse(by_status=counts, total=sum(counts.values()))
 
     def GetIssueStats(self, request: pb.GetIssueStatsRequest, context: grpc.ServicerContext) -> pb.IssueStats:

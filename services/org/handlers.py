@@ -20,7 +20,7 @@ import pymongo.errors
 from google.protobuf.message import Message
 from hongling.events.v1 import org_events_pb2 as oev
 
-from services.common import unitofwork
+from services.common import community, unitofwork
 from services.common.context import current_principal, require_tenant
 from services.common.errors import (
     Aborted,
@@ -138,21 +138,21 @@ def _party_org(data: dict[str, Any], _old: Any, _ctx: Context) -> None:
 
 
 def _member_unit(data: dict[str, Any], old: Any, ctx: Context) -> None:
-    community = data["community_id"]
-    _must(d.CommunityDoc, community, "community", "community_id")
-    if old is not None and old.community_id != community:
+    community_id = data["community_id"]
+    _must(d.CommunityDoc, community_id, "community", "community_id")
+    if old is not None and old.community_id != community_id:
         raise FailedPrecondition(
             "a unit cannot move to another community; register it there anew", field="community_id"
         )
     for gid in data["serves_grid_ids"]:
         grid = _must(d.GridDoc, gid, "grid", "serves_grid_ids")
-        if grid.community_id != community:
+        if grid.community_id != community_id:
             raise InvalidArgument(
                 f"serves_grid_ids: grid {gid!r} is in another community (只能服务本社区网格)", field="serves_grid_ids"
             )
     for cid in data["serves_compound_ids"]:
         compound = _must(d.CompoundDoc, cid, "compound", "serves_compound_ids")
-        if compound.community_id != community:
+        if compound.community_id != community_id:
             raise InvalidArgument(
                 f"serves_compound_ids: compound {cid!r} is in another community", field="serves_compound_ids"
             )
@@ -161,15 +161,15 @@ def _member_unit(data: dict[str, Any], old: Any, ctx: Context) -> None:
 
 
 def _person(data: dict[str, Any], old: Any, ctx: Context) -> None:
-    community = data["community_id"]
-    _must(d.CommunityDoc, community, "community", "community_id")
+    community_id = data["community_id"]
+    _must(d.CommunityDoc, community_id, "community", "community_id")
     if data["grid_id"]:
         grid = _must(d.GridDoc, data["grid_id"], "grid", "grid_id")
-        if grid.community_id != community:
+        if grid.community_id != community_id:
             raise InvalidArgument(f"grid_id: grid {data['grid_id']!r} is in another community", field="grid_id")
     if data["volunteer"] and data["volunteer"]["team_id"]:
         team = _must(d.VolunteerTeamDoc, data["volunteer"]["team_id"], "volunteer team", "volunteer.team_id")
-        if team.community_id != community:
+        if team.community_id != community_id:
             raise InvalidArgument("volunteer.team_id: the team is in another community", field="volunteer.team_id")
     if data["party"] and data["party"]["home_community_id"]:
         _must(d.CommunityDoc, data["party"]["home_community_id"], "community", "party.home_community_id")
@@ -444,10 +444,78 @@ def _record(sp: EntitySpec, doc: d.OrgDocument, op: str, old: d.OrgDocument | No
     return list(doc.outbox[before:])
 
 
+# ---------------------------------------------------------------- community scope (services/common/community.py)
+
+
+def tenant_level(sp: EntitySpec) -> bool:
+    """Records that belong to the tenant, not to one community (the responsibility list of the 6 domains)."""
+    return sp.name != "community" and "community_id" not in sp.doc._fields
+
+
+def community_of(sp: EntitySpec, record: Any) -> str:
+    """The community a record (a document, or the values it is about to be stored with) belongs to: a
+    community is its own; "" for a tenant-level record."""
+    if sp.name == "community":
+        return str(record.id if isinstance(record, d.OrgDocument) else record.get("id") or "")
+    if tenant_level(sp):
+        return ""
+    value = getattr(record, "community_id", "") if isinstance(record, d.OrgDocument) else record.get("community_id")
+    return str(value or "")
+
+
+def visible(sp: EntitySpec, doc: d.OrgDocument) -> bool:
+    """Whether the caller may see this record: tenant-level records everyone who reads org data; another
+    community's record not a community worker (to whom it is NOT_FOUND, as a missing one)."""
+    return tenant_level(sp) or community.sees(community_of(sp, doc))
+
+
+def _require_community_writer(sp: EntitySpec) -> None:
+    """A community worker changes its own community's records, never the tenant's own (nor new communities)."""
+    caller = community.caller()
+    if caller is None or caller.community is None:
+        return
+    if tenant_level(sp):
+        raise PermissionDenied(
+            f"{sp.name} records are the whole tenant's: subdistrict admins change them; {caller.sub!r} works for "
+            f"community {caller.community!r} (本街道/镇的清单由街道管理员维护) (无权访问该社区数据)",
+            reason=community.REASON,
+        )
+
+
+def list_filters(sp: EntitySpec, filters: Mapping[str, str]) -> dict[str, str]:
+    """A list's (or export's) filters as the caller may have them: a community worker's limited to its
+    community (naming another is PERMISSION_DENIED `community_out_of_scope`)."""
+    out = dict(filters)
+    if "community_id" in sp.filters:
+        forced = community.list_filter(out.get("community_id", ""))
+        if forced:
+            out["community_id"] = forced
+    return out
+
+
+def _query_scope(sp: EntitySpec, query: dict[str, Any]) -> None:
+    """Communities have no community_id to filter on: a community worker's list holds its own only."""
+    caller = community.caller()
+    if sp.name == "community" and caller is not None and caller.community is not None:
+        query["id"] = caller.community
+
+
 def _clean(sp: EntitySpec, data: Mapping[str, Any], old: d.OrgDocument | None, ctx: Context) -> dict[str, Any]:
+    _require_community_writer(sp)
+    if old is not None and not visible(sp, old):
+        raise _not_found(sp, old.id)  # another community's record: as if it did not exist
     cleaned = sp.validate(data)
     if sp.prepare is not None:
         sp.prepare(cleaned, old, ctx)
+    caller = community.caller()
+    if old is None and sp.name == "community" and caller is not None and caller.community is not None:
+        raise PermissionDenied(
+            f"{caller.sub!r} works for community {caller.community!r}: a new community is set up by subdistrict "
+            "admins (新建社区须由街道管理员办理) (无权访问该社区数据)",
+            reason=community.REASON,
+        )
+    if not tenant_level(sp) and sp.name != "community":  # a community is its own (old, checked above)
+        community.require_placed_in_scope(community_of(sp, cleaned))  # its own, or one derived from a parent
     return cleaned
 
 
@@ -504,7 +572,7 @@ def create(sp: EntitySpec, data: Mapping[str, Any], ctx: Context) -> d.OrgDocume
 
 
 def _not_found(sp: EntitySpec, ident: str) -> NotFound:
-    return NotFound(f"{sp.name} {ident!r} not found in this tenant (未找到)", field="id")
+    return NotFound(community.not_found_message(sp.name, ident), field="id")
 
 
 def update(
@@ -540,7 +608,7 @@ def update(
             conflicts=_conflicts(sp, ": reload and retry"),
             now=lambda: datetime.now(UTC),
             expected_version=expected,
-            exists=lambda doc: not doc.deleted,
+            exists=lambda doc: not doc.deleted and visible(sp, doc),
         )
     except (me.NotUniqueError, pymongo.errors.DuplicateKeyError):
         raise AlreadyExists(sp.unique_message, field=unique_field) from None
@@ -554,6 +622,7 @@ def update(
 def delete(sp: EntitySpec, ident: str, expected: int, *, uow: UnitOfWork = unitofwork.MONGO) -> None:
     if not sp.deletable:
         raise FailedPrecondition(f"{sp.name} records are not deleted; update them instead")
+    _require_community_writer(sp)
 
     def tombstone(doc: d.OrgDocument, _now: datetime) -> bool:
         # The deletion event must survive the document: it is written as a tombstone (one write), and the
@@ -572,7 +641,7 @@ def delete(sp: EntitySpec, ident: str, expected: int, *, uow: UnitOfWork = unito
         conflicts=_conflicts(sp, ""),
         now=lambda: datetime.now(UTC),
         expected_version=expected or None,
-        exists=lambda doc: not doc.deleted,
+        exists=lambda doc: not doc.deleted and visible(sp, doc),
     )
     if done.doc is None:
         raise _not_found(sp, ident)
@@ -583,7 +652,7 @@ def delete(sp: EntitySpec, ident: str, expected: int, *, uow: UnitOfWork = unito
 def get(sp: EntitySpec, ident: str) -> d.OrgDocument:
     # By _id alone (FerretDB answers that from its primary key; any extra condition means a scan).
     doc = sp.doc.objects(id=ident).first() if ident else None
-    if doc is None or doc.deleted:
+    if doc is None or doc.deleted or not visible(sp, doc):
         raise _not_found(sp, ident)
     return doc
 
@@ -594,6 +663,8 @@ def list_(sp: EntitySpec, filters: Mapping[str, str], page_size: int, token: str
         raise InvalidArgument(f"page_size must be 1..{PAGE_MAX}", field="page_size")
     size = page_size or PAGE_DEFAULT
     query: dict[str, Any] = {"deleted__ne": True}
+    filters = list_filters(sp, filters)
+    _query_scope(sp, query)
     for key, value in filters.items():
         if key not in sp.filters:
             allowed = ", ".join(sp.filters) or "none"

@@ -2,6 +2,13 @@
 
 The CRUD methods are attached from one table (ENTITIES), so every entity gets the same behaviour:
 Create<E>, Update<E>, Get<E>, List<Es> and, for list entries, Delete<E>.
+
+Community scope (社区范围, services/common/community.py), applied by the handlers for every entity: a
+community worker lists, exports, reads and changes its own community's records only (another's is
+NOT_FOUND; a list or new record naming another community is PERMISSION_DENIED `community_out_of_scope`),
+reads but never changes the tenant-level responsibility list, and sets up no new community.
+ResolveLocation and FindCandidates answer for the whole tenant: which community a place lies in, and the
+helpers that fit a need wherever they are registered (点将 may pick a neighbouring community's unit).
 """
 
 from __future__ import annotations

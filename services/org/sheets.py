@@ -15,6 +15,10 @@ as exports carry it) keeps the stored value.
 
 Export writes every record a List filter selects, personal data masked, with bilingual headers.
 
+A community worker (社区范围, services/common/community.py) imports rows of its own community only: a row
+placing a record in another community is a bad row (`community_out_of_scope`), a row naming another
+community's record by id is one whose record is not found; its exports hold its own community's records.
+
 Parsing (read_table, parse_header, parse_row and the cell helpers) needs no storage and is tested on
 its own; import_sheet and export_sheet run inside a call bound to a tenant.
 """
@@ -1069,6 +1073,7 @@ def export_sheet(entity: str, fmt: str, filters: dict[str, str], protector: Prot
     sp = handlers.SPECS[sheet.spec]
     tenant = require_tenant()
     query: dict[str, Any] = {"deleted__ne": True}
+    filters = handlers.list_filters(sp, filters)  # a community worker's: its own community only
     for key, value in filters.items():  # the List filters, with List's message for a wrong one
         if key not in sp.filters:
             allowed = ", ".join(sp.filters) or "none"

@@ -17,8 +17,8 @@ import requests
 from pymongo import MongoClient
 
 from services.common.audit import DATABASE, open_log, read_export, verify_chain, verify_export
-from tests.conftest import REPO, System, audit_caught_up
-from tests.e2e.test_org_api import T, id_number, new_community, new_person, org, phone
+from tests.conftest import REPO, TEST_COMMUNITY, System, audit_caught_up
+from tests.e2e.test_org_api import T, id_number, new_person, org, phone
 
 OTHER = "shengzhuang"
 AUDIT = "/api/v1/audit"
@@ -40,10 +40,10 @@ def error(resp: requests.Response, status: int, code: str | None = None, field: 
 
 
 def reveals(system: System, n: int) -> tuple[str, str, str, list[str]]:
-    """A person with a phone and ID number, revealed n times by a community worker of T: (person id,
-    phone, ID number, the X-Request-Id of each reveal)."""
+    """A person with a phone and ID number in the community of T's community worker, revealed n times by
+    that worker: (person id, phone, ID number, the X-Request-Id of each reveal)."""
     mobile, number = phone(), id_number()
-    pid = new_person(system, new_community(system)["id"], phone=mobile, id_number=number)["id"]
+    pid = new_person(system, TEST_COMMUNITY, phone=mobile, id_number=number)["id"]
     request_ids = []
     for _ in range(n):
         resp = org(system, "GET", f"people/{pid}?reveal=true", role="community_worker", scope=T)

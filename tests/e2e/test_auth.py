@@ -1,20 +1,23 @@
 """People's log-in against the running system: accounts made through the API (with API tokens) and the
 CLI, sessions used on org reads, log-out and role changes ending sessions, the same 401 for a wrong
 password and an unknown user, role changes scoped to the admin's tenant and written to the audit log,
-and the log-in rate limit (429 with Retry-After)."""
+a community worker's community (checked against the org data, set on an old account from the CLI), and
+the log-in rate limit (429 with Retry-After)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import requests
 
+from gateway.users import hash_password
 from services.common.audit import open_log
-from tests.conftest import REPO, System, unique, wait_for
+from tests.conftest import REPO, TEST_COMMUNITY, System, unique, wait_for
 
 OWN, OTHER = "daimiao", "taiqian"
 PASSWORD = "Lz8#qv-Mountain-Tai"
@@ -29,6 +32,8 @@ def create_user(
 ) -> str:
     username = unique("u")
     body = {"username": username, "display_name": "王五", "role": role, "tenants": [tenant], "password": PASSWORD}
+    if role == "community_worker":
+        body["community_id"] = TEST_COMMUNITY  # every tenant of the test stack has it
     resp = api(system, "POST", "users", admin, json=body | extra)
     assert resp.status_code == 201, resp.text
     assert resp.json()["username"] == username and "password_hash" not in resp.json()
@@ -50,7 +55,7 @@ def org_read(system: System, headers: dict[str, str], tenant: str = OWN) -> Any:
 
 
 def test_log_in_use_the_session_on_org_reads_and_log_out(system: System) -> None:
-    username = create_user(system, system.auth("subdistrict_admin", OWN), community_id="c-1")
+    username = create_user(system, system.auth("subdistrict_admin", OWN))
     resp = login(system, username.upper())  # names are case-insensitive
     assert resp.status_code == 200, resp.text
     body = resp.json()
@@ -69,7 +74,7 @@ def test_log_in_use_the_session_on_org_reads_and_log_out(system: System) -> None
         "role": "community_worker",
         "tenants": [OWN],
         "display_name": "王五",
-        "community_id": "c-1",
+        "community_id": TEST_COMMUNITY,
     }
 
     assert api(system, "POST", "auth/logout", headers).status_code == 204
@@ -116,7 +121,7 @@ def test_weak_passwords_and_scopes_beyond_the_admin_are_refused(system: System) 
 def test_role_changes_stay_in_the_admins_tenant_end_sessions_and_are_audited(system: System) -> None:
     username = create_user(system, system.auth("subdistrict_admin", OWN), role="resident")
     headers = session(system, username)
-    change = {"role": "community_worker", "tenants": [OWN], "community_id": "c-7"}
+    change = {"role": "community_worker", "tenants": [OWN], "community_id": TEST_COMMUNITY}
 
     foreign = api(system, "PUT", f"users/{username}/role", system.auth("subdistrict_admin", OTHER), json=change)
     assert foreign.status_code == 403 and foreign.json()["error"]["code"] == "tenant_out_of_scope"
@@ -124,7 +129,7 @@ def test_role_changes_stay_in_the_admins_tenant_end_sessions_and_are_audited(sys
 
     done = api(system, "PUT", f"users/{username}/role", system.auth("subdistrict_admin", OWN), json=change)
     assert done.status_code == 200, done.text
-    assert done.json()["role"] == "community_worker" and done.json()["community_id"] == "c-7"
+    assert done.json()["role"] == "community_worker" and done.json()["community_id"] == TEST_COMMUNITY
     assert org_read(system, headers).status_code == 401  # the role changed: the old session ended
     assert api(system, "GET", "auth/me", session(system, username)).json()["role"] == "community_worker"
 
@@ -139,26 +144,28 @@ def test_role_changes_stay_in_the_admins_tenant_end_sessions_and_are_audited(sys
     assert changed.tenant == OWN and changed.request_id == done.headers["X-Request-Id"]
     assert changed.detail == {
         "from": {"role": "resident", "tenants": [OWN], "community_id": None},
-        "to": {"role": "community_worker", "tenants": [OWN], "community_id": "c-7"},
+        "to": {"role": "community_worker", "tenants": [OWN], "community_id": TEST_COMMUNITY},
     }
     assert "王五" not in str(entries) and PASSWORD not in str(entries)
     assert entries[1].actor == f"test-subdistrict_admin-{OTHER}"
     assert open_log(system.settings).verify().ok
 
 
+def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """python -m gateway.users, as an administrator runs it against the running system."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.users", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_accounts_from_the_cli_log_in_and_disabling_ends_their_sessions(system: System) -> None:
     username = unique("cli")
-
-    def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "gateway.users", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            timeout=60,
-            check=False,
-        )
 
     made = cli("create", "--username", username, "--role", "resident", "--tenant", OWN, stdin=PASSWORD + "\n")
     assert made.returncode == 0, made.stderr
@@ -202,3 +209,55 @@ def test_passwords_and_session_tokens_never_reach_the_logs(system: System) -> No
     text = "".join(p.read_text("utf-8", errors="replace") for p in logs.glob("*.log"))
     assert PASSWORD not in text and token not in text and "Typo-Password-99" not in text
     assert f"session opened for {username}" in (logs / "gateway.log").read_text("utf-8")
+
+
+# ---------------------------------------------------------------- a community worker's community (社区范围)
+
+
+def test_a_community_worker_account_needs_a_community_that_exists_in_its_tenant(system: System) -> None:
+    admin = system.auth("subdistrict_admin", OWN)
+    body = {"username": unique("u"), "display_name": "孙社工", "role": "community_worker", "tenants": [OWN]}
+    for extra, words in (({}, "社区工作者须指定所属社区"), ({"community_id": "no-such-place"}, "does not exist in")):
+        resp = api(system, "POST", "users", admin, json=body | extra | {"password": PASSWORD})
+        assert resp.status_code == 400 and resp.json()["error"]["field"] == "community_id", resp.text
+        assert words in resp.json()["error"]["message"]
+    made = cli(
+        "create", "--username", unique("cli"), "--role", "community_worker", "--tenant", OWN,
+        "--community", "no-such-place", stdin=PASSWORD + "\n",
+    )  # fmt: skip
+    assert made.returncode == 2 and "does not exist in" in made.stderr
+
+
+def test_an_old_community_worker_account_is_refused_until_the_cli_sets_its_community(
+    system: System, mongo_client: Any
+) -> None:
+    username = unique("old")
+    accounts = mongo_client["hl_identity"]["accounts"]
+    now = datetime.now(UTC).replace(microsecond=0)
+    accounts.insert_one(  # as stored before a community worker needed a community
+        {
+            "_id": username,
+            "display_name": "老社工",
+            "role": "community_worker",
+            "tenants": [OWN],
+            "community_id": None,
+            "password_hash": hash_password(PASSWORD),
+            "disabled": False,
+            "token_version": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+    )
+    refused = login(system, username)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "community_required", refused.text
+    assert f"python -m gateway.users set-community --username {username}" in refused.json()["error"]["message"]
+    assert login(system, username, "Wrong-password-77").status_code == 401  # a wrong password learns nothing
+    wrong = cli("set-community", "--username", username, "--community", "no-such-place")
+    assert wrong.returncode == 2 and "does not exist in" in wrong.stderr
+    done = cli("set-community", "--username", username, "--community", TEST_COMMUNITY)
+    assert done.returncode == 0, done.stderr
+    me = api(system, "GET", "auth/me", session(system, username)).json()
+    assert (me["role"], me["community_id"]) == ("community_worker", TEST_COMMUNITY)
+    [entry] = [e for e in open_log(system.settings).iter_entries() if e.target == username]
+    assert (entry.action, entry.actor, entry.outcome) == ("role.change", "cli", "allowed")
+    assert entry.detail["to"]["community_id"] == TEST_COMMUNITY and entry.detail["from"]["community_id"] is None

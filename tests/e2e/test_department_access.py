@@ -206,7 +206,7 @@ def test_a_data_grant_reads_exactly_its_community_and_fields(
 
     # The community sees the grant's trail: every use and every refusal under it.
     audit_caught_up()
-    trail = call(system, "GET", f"/api/v1/grants/{gid}?audit_limit=500", system.auth("community_worker", T)).json()
+    trail = call(system, "GET", f"/api/v1/grants/{gid}?audit_limit=500", system.worker_auth(T, mine.id)).json()
     assert trail["used"] == len(allowed)
     assert {e["outcome"] for e in trail["audit"]} >= {"allowed", "refused"}
 
@@ -285,7 +285,7 @@ def test_assistance_tasks_are_handed_over_exactly_as_approved(
     # The community sees the handed-over task, tagged with the grant.
     seen = requests.get(
         f"{system.gateway}/api/v1/tenants/{T}/issues/{issue['id']}",
-        headers=system.auth("community_worker", T),
+        headers=system.worker_auth(T, mine.id),
         timeout=15,
     ).json()["issue"]
     assert seen["grant_id"] == grant["id"] and seen["channel"] == "department_assistance"

@@ -24,6 +24,8 @@ OTHER = "daimiao"
 # an earlier run on the same stack are never their duplicates).
 CENTER = (round(random.uniform(36.02, 36.12), 4), round(random.uniform(116.90, 117.00), 4))
 HALF = 0.006
+COMMUNITY = unique("pd")  # the area's community (its community worker's: worker())
+_workers: dict[str, dict[str, str]] = {}
 _spots = itertools.count()
 
 
@@ -45,7 +47,10 @@ def admin(system: System) -> dict[str, str]:
 
 
 def worker(system: System) -> dict[str, str]:
-    return system.auth("community_worker", T)
+    """A community worker of the area's community (made once)."""
+    if COMMUNITY not in _workers:
+        _workers[COMMUNITY] = system.worker_auth(T, COMMUNITY)
+    return _workers[COMMUNITY]
 
 
 def ok(resp: requests.Response, status: int = 200) -> Any:
@@ -53,20 +58,26 @@ def ok(resp: requests.Response, status: int = 200) -> Any:
     return resp.json() if resp.content else None
 
 
-def org(system: System, collection: str, body: dict[str, Any]) -> str:
-    return str(
-        ok(requests.post(url(system, f"org/{collection}"), json=body, headers=admin(system), timeout=10), 201)["id"]
+def build_area(system: System, tenant: str = T, center: tuple[float, float] = CENTER, community_id: str = "") -> Area:
+    """A community (with this id, else a new one) with one grid around `center`, a member unit serving it, four
+    volunteers and a fitter."""
+    lat, lon = center
+
+    def org(collection: str, body: dict[str, Any]) -> str:
+        resp = requests.post(
+            url(system, f"org/{collection}", tenant),
+            json=body,
+            headers=system.auth("subdistrict_admin", tenant),
+            timeout=10,
+        )
+        return str(ok(resp, 201)["id"])
+
+    community = org(
+        "communities", {**({"id": community_id} if community_id else {}), "name_zh": f"派单测试社区{unique()[-4:]}"}
     )
-
-
-@pytest.fixture(scope="module")
-def area(system: System) -> Area:
-    lat, lon = CENTER
-    community = org(system, "communities", {"name_zh": f"派单测试社区{unique()[-4:]}"})
     boundary = Rect(lon - HALF, lat - HALF, lon + HALF, lat + HALF).geojson()
-    grid = org(system, "grids", {"community_id": community, "name_zh": "派单测试网格", "boundary_geojson": boundary})
+    grid = org("grids", {"community_id": community, "name_zh": "派单测试网格", "boundary_geojson": boundary})
     unit = org(
-        system,
         "member-units",
         {
             "community_id": community,
@@ -77,18 +88,17 @@ def area(system: System) -> Area:
         },
     )
     people = tuple(
-        org(
-            system,
-            "people",
-            {"community_id": community, "grid_id": grid, "name_zh": f"志愿者{n}", "roles": ["volunteer"]},
-        )
+        org("people", {"community_id": community, "grid_id": grid, "name_zh": f"志愿者{n}", "roles": ["volunteer"]})
         for n in range(4)
     )
-    fitter = org(
-        system, "people", {"community_id": community, "grid_id": grid, "name_zh": "维修能手", "roles": ["volunteer"]}
-    )
-    org(system, "talent-entries", {"person_id": fitter, "skill": "房屋维修", "level": 5})
+    fitter = org("people", {"community_id": community, "grid_id": grid, "name_zh": "维修能手", "roles": ["volunteer"]})
+    org("talent-entries", {"person_id": fitter, "skill": "房屋维修", "level": 5})
     return Area(community, grid, unit, people, fitter)
+
+
+@pytest.fixture(scope="module")
+def area(system: System) -> Area:
+    return build_area(system, community_id=COMMUNITY)  # the community worker's (its token's) community
 
 
 def report(system: System, **kw: Any) -> dict[str, Any]:

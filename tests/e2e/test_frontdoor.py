@@ -235,7 +235,7 @@ def test_a_data_grant_reads_exactly_its_scope_and_nothing_else(
     # The community sees the front-door calls in the grant's trail, as it sees the HTTP ones.
     audit_caught_up()
     trail = requests.get(
-        f"{system.gateway}/api/v1/grants/{gid}?audit_limit=500", headers=system.auth("community_worker", T), timeout=15
+        f"{system.gateway}/api/v1/grants/{gid}?audit_limit=500", headers=system.worker_auth(T, mine.id), timeout=15
     ).json()
     assert trail["used"] == 5
     doors = {e["detail"].get("door") for e in trail["audit"] if e["action"] == "department.call"}
@@ -292,7 +292,7 @@ def test_an_assistance_task_is_handed_over_once_within_its_quota(
     # The community sees the task, tagged with the grant, on a channel of its own.
     issue = requests.get(
         f"{system.gateway}/api/v1/tenants/{T}/issues/{done.issue_id}",
-        headers=system.auth("community_worker", T),
+        headers=system.worker_auth(T, mine.id),
         timeout=15,
     )
     assert issue.status_code == 200, issue.text

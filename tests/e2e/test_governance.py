@@ -168,7 +168,7 @@ def test_request_approved_narrowed_seen_by_the_tenant_and_revoked(
 
     # The tenant's community and subdistrict see the grant and its trail; another tenant does not.
     audit_caught_up()
-    for staff in (system.auth("subdistrict_admin", T), system.auth("community_worker", T)):
+    for staff in (system.auth("subdistrict_admin", T), system.worker_auth(T, place.community_id)):
         seen = call(system, "GET", f"/api/v1/grants/{grant['id']}", staff)
         assert seen.status_code == 200, seen.text
         assert [e["action"] for e in seen.json()["audit"]] == ["request.approve"]
@@ -176,6 +176,12 @@ def test_request_approved_narrowed_seen_by_the_tenant_and_revoked(
         mine = next(g for g in listed if g["id"] == grant["id"])
         assert mine["used"] == 0 and mine["quota"] == 5 and mine["audit"][0]["actor"] == "test-district_approver-all"
     error(call(system, "GET", f"/api/v1/grants/{grant['id']}", system.auth("subdistrict_admin", OTHER)), 404)
+    # A community worker sees the grants on its own community: another community's is not there for it.
+    neighbour = system.worker_auth(T, place.other_community_id)
+    assert error(call(system, "GET", f"/api/v1/grants/{grant['id']}", neighbour), 404)["code"] == "not_found"
+    listed = call(system, "GET", f"/api/v1/tenants/{T}/grants?page_size=100", neighbour).json()["grants"]
+    assert grant["id"] not in [g["id"] for g in listed]
+    assert {g["community_id"] for g in listed} <= {place.other_community_id}
     err = error(call(system, "GET", f"/api/v1/tenants/{T}/grants", system.auth("subdistrict_admin", OTHER)), 403)
     assert err["code"] == "tenant_out_of_scope"
     other_list = call(system, "GET", f"/api/v1/tenants/{OTHER}/grants", system.auth("subdistrict_admin", OTHER))
@@ -430,7 +436,8 @@ def test_grant_use_is_atomic_and_its_trail_reaches_the_tenant(
         store=store,
     )
     audit_caught_up()
-    seen = call(system, "GET", f"/api/v1/grants/{grant['id']}?audit_limit=1", system.auth("community_worker", T))
+    worker = system.worker_auth(T, place.community_id)
+    seen = call(system, "GET", f"/api/v1/grants/{grant['id']}?audit_limit=1", worker)
     assert seen.status_code == 200, seen.text
     shown = seen.json()
     assert shown["used"] == 5 and shown["remaining"] == 0 and shown["status"] == "used_up"
@@ -439,7 +446,6 @@ def test_grant_use_is_atomic_and_its_trail_reaches_the_tenant(
     assert [e["action"] for e in shown["audit"]] == ["department.call"]
     before = shown["audit_before"]
     assert before == shown["audit"][0]["seq"]
-    worker = system.auth("community_worker", T)
     older = call(system, "GET", f"/api/v1/grants/{grant['id']}?audit_before={before}", worker)
     assert [e["action"] for e in older.json()["audit"]] == ["request.approve"] and older.json()["audit_before"] is None
     assert older.json()["audit"][0]["seq"] < before

@@ -211,19 +211,27 @@ def test_personal_data_is_masked_and_revealed_only_to_community_staff(system: Sy
     listed = org(system, "GET", f"people?community_id={c['id']}").json()["items"]
     assert [p["phone"] for p in listed] == [masked["phone"]]
 
-    for role, scope in (("community_worker", T), ("subdistrict_admin", T), ("subdistrict_admin", "*")):
-        revealed = org(system, "GET", f"people/{pid}?reveal=true", role=role, scope=scope)
+    worker = system.worker_auth(T, c["id"], sub=f"test-worker-{c['id']}")  # of the person's community
+    for role, scope, headers in (
+        (None, "", worker),
+        ("subdistrict_admin", T, None),
+        ("subdistrict_admin", "*", None),
+    ):
+        revealed = org(system, "GET", f"people/{pid}?reveal=true", role=role, scope=scope, headers=headers)
         assert revealed.status_code == 200, revealed.text
         assert (revealed.json()["phone"], revealed.json()["id_number"]) == (mobile, number)
         assert revealed.headers["Cache-Control"] == "no-store"
     for role in ("resident", "public", "ops", "district_department", "district_approver"):
         error(org(system, "GET", f"people/{pid}?reveal=true", role=role, scope=T), 403)
     error(org(system, "GET", f"people/{pid}?reveal=true", role=None), 401, "unauthenticated")
+    # A community worker of another community: as if there were no such person (社区范围).
+    neighbour = org(system, "GET", f"people/{pid}?reveal=true", role="community_worker", scope=T)
+    assert error(neighbour, 404, "not_found")["message"] == f"person {pid!r} not found in this tenant (未找到)"
     error(org(system, "GET", f"people/{pid}?reveal=perhaps"), 400, field="reveal")
 
     # Who revealed it is the authenticated caller, as forwarded to the org service (its log says so).
     log_file = Path(system.settings_state_dir) / "logs" / "org.log"
-    wait_for(lambda: f"person {pid} to test-community_worker-{T} (community_worker)" in log_file.read_text("utf-8"))
+    wait_for(lambda: f"person {pid} to test-worker-{c['id']} (community_worker)" in log_file.read_text("utf-8"))
 
     # A record read masked can be written back as read: the masked values mean "unchanged".
     masked["name_zh"] = "王志愿（改）"

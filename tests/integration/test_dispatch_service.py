@@ -41,12 +41,12 @@ RULES_TENANT = "daimiao"
 _spots = itertools.count()
 
 
-def dispatch(system: System, role: str = "community_worker", tenant: str = T, sub: str = "") -> Stub:
+def dispatch(system: System, role: str = "subdistrict_admin", tenant: str = T, sub: str = "") -> Stub:
     return Stub(dispatch_pb2_grpc.DispatchServiceStub(system.channel("dispatch")), system, tenant, role, sub)
 
 
 def intake(system: System, tenant: str = T) -> Stub:
-    return Stub(intake_pb2_grpc.IntakeServiceStub(system.channel("intake")), system, tenant, "community_worker")
+    return Stub(intake_pb2_grpc.IntakeServiceStub(system.channel("intake")), system, tenant, "subdistrict_admin")
 
 
 @dataclass(frozen=True)
@@ -764,7 +764,14 @@ def test_tenant_rules_set_the_deadlines_of_new_calls(system: System, rules_resto
     changed = pb.DispatchRules()
     changed.CopyFrom(rules)
     changed.call_types[2].report_in_minutes = 15
-    err = dispatch(system, role="community_worker", tenant=RULES_TENANT).fails("PutDispatchRules", changed)
+    worker = Stub(
+        dispatch_pb2_grpc.DispatchServiceStub(system.channel("dispatch")),
+        system,
+        RULES_TENANT,
+        "community_worker",
+        community="any-community",
+    )
+    err = worker.fails("PutDispatchRules", changed)
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED
     bad = pb.DispatchRules()
     bad.CopyFrom(changed)
@@ -780,7 +787,7 @@ def test_tenant_rules_set_the_deadlines_of_new_calls(system: System, rules_resto
     # A new emergency in that tenant gets the new report-in deadline.
     area = make_area(system, RULES_TENANT)
     issue = Stub(
-        intake_pb2_grpc.IntakeServiceStub(system.channel("intake")), system, RULES_TENANT, "community_worker"
+        intake_pb2_grpc.IntakeServiceStub(system.channel("intake")), system, RULES_TENANT, "resident"
     ).CreateIssue(
         ipb.CreateIssueRequest(
             title="燃气泄漏", description="x", channel="online", category="gas_safety", location=area.point(1)

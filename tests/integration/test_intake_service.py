@@ -35,16 +35,21 @@ PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 M_PER_DEG = 111_195.0
 
 
-def metadata(system: System, tenant: str, role: str = "community_worker", sub: str = "") -> list[tuple[str, str]]:
-    who = Principal(sub=sub or f"itest-{role}", role=role, tenants=(tenant,))
+def metadata(
+    system: System, tenant: str, role: str = "subdistrict_admin", sub: str = "", community: str | None = None
+) -> list[tuple[str, str]]:
+    """A principal of this role on the tenant; a community worker's works for `community` (required)."""
+    who = Principal(sub=sub or f"itest-{role}", role=role, tenants=(tenant,), community=community)
     return [(METADATA_KEY, mint(who, system.settings.principal_secret)), (TENANT_KEY, tenant)]
 
 
 class Stub:
-    """Calls one service as a given role on one tenant."""
+    """Calls one service as a given role on one tenant (a community worker: of `community`)."""
 
-    def __init__(self, stub: Any, system: System, tenant: str, role: str, sub: str = "") -> None:
-        self.stub, self.md = stub, metadata(system, tenant, role, sub)
+    def __init__(
+        self, stub: Any, system: System, tenant: str, role: str, sub: str = "", community: str | None = None
+    ) -> None:
+        self.stub, self.md = stub, metadata(system, tenant, role, sub, community)
 
     def __getattr__(self, method: str) -> Callable[[Any], Any]:
         rpc = getattr(self.stub, method)
@@ -56,8 +61,10 @@ class Stub:
         return exc.value
 
 
-def intake(system: System, tenant: str = T, role: str = "community_worker", sub: str = "") -> Stub:
-    return Stub(intake_pb2_grpc.IntakeServiceStub(system.channel("intake")), system, tenant, role, sub)
+def intake(
+    system: System, tenant: str = T, role: str = "subdistrict_admin", sub: str = "", community: str | None = None
+) -> Stub:
+    return Stub(intake_pb2_grpc.IntakeServiceStub(system.channel("intake")), system, tenant, role, sub, community)
 
 
 def field_of(err: grpc.RpcError) -> str | None:
@@ -179,7 +186,7 @@ def counts(mongo: MongoClient[Any], tenant: str) -> tuple[int, int, int]:
 
 
 def test_a_point_is_placed_classified_and_announced(system: System, area: Area, mongo_client: MongoClient[Any]) -> None:
-    worker = intake(system, role="community_worker", sub="worker-7")
+    worker = intake(system, role="community_worker", sub="worker-7", community=area.community_id)
     req = new_issue(
         area.point(2),
         title="单元门口闻到煤气味",
@@ -367,7 +374,7 @@ def test_simultaneous_reports_at_one_spot_make_one_original(system: System, area
 
 
 def test_a_community_worker_reclassifies_with_a_reason(system: System, area: Area) -> None:
-    worker = intake(system, role="community_worker", sub="worker-9")
+    worker = intake(system, role="community_worker", sub="worker-9", community=area.community_id)
     issue = worker.CreateIssue(new_issue(area.point(2, north_m=-400), category="noise", title="楼上半夜有声音"))
     assert (issue.urgency, issue.version) == ("routine", 1)
     v = blown(worker, issue.id).version
@@ -447,7 +454,7 @@ def test_contact_is_revealed_to_a_community_worker_and_logged(
         )
     )
     assert (issue.contact.name, issue.contact.phone) == ("赵*", "053*****1234")
-    shown = intake(system, role="community_worker", sub="worker-reveal").RevealContact(
+    shown = intake(system, role="community_worker", sub="worker-reveal", community=area.community_id).RevealContact(
         pb.RevealContactRequest(id=issue.id)
     )
     assert (shown.name, shown.phone) == ("赵大娘", "0538-6281234")
@@ -579,8 +586,9 @@ def test_rules_are_per_tenant_and_versioned(system: System) -> None:
     bad.CopyFrom(stored)
     bad.catch_all_category = "nothing"
     assert field_of(admin.fails("PutClassificationRules", bad)) == "catch_all_category"
-    for role in ("community_worker", "resident"):
-        err = intake(system, tenant=RULES_TENANT, role=role).fails("PutClassificationRules", stored)
+    for role, community in (("community_worker", "any-community"), ("resident", None)):
+        stub = intake(system, tenant=RULES_TENANT, role=role, community=community)
+        err = stub.fails("PutClassificationRules", stored)
         assert err.code() == grpc.StatusCode.PERMISSION_DENIED
 
     # The tenant's new category classifies by its own default; another tenant does not know it.

@@ -120,7 +120,10 @@ class Running:
     tokens: Path
 
     def md(self, role: str, tenants: tuple[str, ...] = ("*",), sub: str = "") -> list[tuple[str, str]]:
-        token, _ = TokenFile(self.tokens).create(sub or f"unit-{role}", role, list(tenants))
+        community = None
+        if role == "community_worker":  # works for one community of one tenant
+            tenants, community = ("taiqian",), "c-1"
+        token, _ = TokenFile(self.tokens).create(sub or f"unit-{role}", role, list(tenants), community=community)
         return [("authorization", f"Bearer {token}")]
 
 

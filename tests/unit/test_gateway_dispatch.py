@@ -109,8 +109,12 @@ def fake() -> FakeClients:  # the app and client fixtures (tests/unit/conftest.p
     return FakeClients()
 
 
+COMMUNITY = "c-1"  # the community of this module's community worker
+
+
 def bearer(tokens: Path, role: str, tenant: str = T, responder: str | None = None) -> dict[str, str]:
-    token, _ = TokenFile(tokens).create(f"unit-{role}", role, [tenant], responder=responder)
+    community = COMMUNITY if role == "community_worker" else None
+    token, _ = TokenFile(tokens).create(f"unit-{role}", role, [tenant], responder=responder, community=community)
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -186,6 +190,8 @@ def test_members_reach_only_the_dispatch_routes_they_need() -> None:
         "docs.openapi_json",
         "docs.docs_page",
         "docs.docs_asset",
+        "portal.root",
+        "portal.page",
         "auth.login",
         "auth.me",
         "auth.logout",
@@ -225,7 +231,7 @@ def test_residents_and_the_public_get_no_dispatch_route(client: FlaskClient, tok
 def test_bodies_that_do_not_fit_are_400_naming_the_field(
     client: FlaskClient, tokens: Path, fake: FakeClients, path: str, body: dict[str, Any], field: str
 ) -> None:
-    resp = client.post(f"{BASE}/{path}", json=body, headers=bearer(tokens, "community_worker"))
+    resp = client.post(f"{BASE}/{path}", json=body, headers=bearer(tokens, "subdistrict_admin"))
     assert resp.status_code == 400, resp.data
     assert error(resp)["code"] == "invalid_argument" and error(resp)["field"] == field
     assert not fake.dispatch.calls  # refused before any service call
@@ -242,7 +248,7 @@ def test_bodies_that_do_not_fit_are_400_naming_the_field(
 def test_task_changes_need_if_match(
     client: FlaskClient, tokens: Path, fake: FakeClients, path: str, body: dict[str, Any]
 ) -> None:
-    h = bearer(tokens, "community_worker")
+    h = bearer(tokens, "subdistrict_admin")
     resp = client.post(f"{BASE}/{path}", json=body, headers=h)
     assert resp.status_code == 428 and error(resp)["field"] == "If-Match"
     resp = client.post(f"{BASE}/{path}", json=body, headers={**h, "If-Match": "3"})
@@ -251,7 +257,7 @@ def test_task_changes_need_if_match(
 
 
 def test_unknown_actions_and_query_values_are_400(client: FlaskClient, tokens: Path, fake: FakeClients) -> None:
-    h = bearer(tokens, "community_worker")
+    h = bearer(tokens, "subdistrict_admin")
     resp = client.post(f"{BASE}/tasks/tk-1/transitions", json={"action": "fly"}, headers={**h, "If-Match": '"3"'})
     assert resp.status_code == 400 and error(resp)["field"] == "action"
     resp = client.post(f"{BASE}/tasks/tk-1/assignment", json={"reason": "x"}, headers={**h, "If-Match": '"3"'})
@@ -286,6 +292,8 @@ def test_staff_calls_carry_their_principal_the_tenant_and_the_query(
     assert (req.status, req.assignee_id, req.overdue, req.page_size) == ("open", "p-9", True, 5)
     assert call.tenant == T and call.principal is not None
     assert (call.principal.role, call.principal.tenants) == ("community_worker", (T,))
+    # A community worker's principal carries its community, and its list is its community's (社区范围).
+    assert call.principal.community == COMMUNITY and req.community_id == COMMUNITY
 
 
 def test_a_task_has_its_version_as_etag_and_if_match_becomes_the_expected_version(
@@ -306,7 +314,7 @@ def test_a_task_has_its_version_as_etag_and_if_match_becomes_the_expected_versio
 
 
 def test_service_refusals_become_http(client: FlaskClient, tokens: Path, fake: FakeClients) -> None:
-    h = bearer(tokens, "community_worker")
+    h = bearer(tokens, "subdistrict_admin")
     fake.dispatch.answers["ClaimTask"] = FakeRpcError(
         grpc.StatusCode.FAILED_PRECONDITION, "名额已满 (no places left)", reason="full"
     )
@@ -339,7 +347,7 @@ def test_staff_record_a_report_in_for_the_helper_they_name(
         "responder": {"kind": "unit", "id": "mu-1"},
         "proposed": {"kind": "team", "id": "tm-2"},
     }
-    resp = client.post(f"{BASE}/whistles/w-1/report-ins", json=body, headers=bearer(tokens, "community_worker"))
+    resp = client.post(f"{BASE}/whistles/w-1/report-ins", json=body, headers=bearer(tokens, "subdistrict_admin"))
     assert resp.status_code == 201 and resp.headers["Location"] == f"{BASE}/whistles/w-1"
     req = cast(pb.ReportInRequest, fake.dispatch.last("ReportIn").request)
     assert (req.responder.kind, req.responder.id, req.answer) == ("unit", "mu-1", "propose")
@@ -550,12 +558,12 @@ def test_a_member_token_is_bound_to_one_helper_in_one_tenant(tokens: Path) -> No
 def test_the_signed_principal_carries_the_responder_and_a_member_needs_one() -> None:
     p = Principal(sub="volunteer-li", role="member", tenants=(T,), responder=("team", "tm-3"))
     assert verify(mint(p, SECRET), SECRET) == p
-    staff = Principal(sub="w", role="community_worker", tenants=(T,))
+    staff = Principal(sub="w", role="subdistrict_admin", tenants=(T,))
     assert verify(mint(staff, SECRET), SECRET).responder is None  # tokens without the claim read as before
     with pytest.raises(Unauthenticated, match="member"):
         verify(mint(Principal(sub="m", role="member", tenants=(T,)), SECRET), SECRET)
     with pytest.raises(Unauthenticated, match="member"):
-        verify(mint(Principal(sub="w", role="community_worker", responder=("person", "p")), SECRET), SECRET)
+        verify(mint(Principal(sub="w", role="subdistrict_admin", responder=("person", "p")), SECRET), SECRET)
     assert parse_responder(" person : p-1 ") == ("person", "p-1")
 
 

@@ -522,8 +522,12 @@ def test_bearer_security_and_the_roles_of_the_policy_table(app: Flask, spec: dic
         assert all(r in op["description"] for r in roles)
         public = "public" in rule.roles and "public" not in rule.local_only
         assert op["security"] == ([{}, {"bearer": []}] if public else [{"bearer": []}]), (path, method)
+        assert op.get("x-hongling-community-scope", "") == rule.community, (path, method)
     staff = spec["paths"]["/api/v1/tenants/{tenant}/org/people"]["get"]
     assert staff["x-hongling-roles"] == ["community_worker", "subdistrict_admin", "district_department"]
+    assert "社区范围 A community worker: own community only (another: 403)" in staff["description"]
+    task = spec["paths"]["/api/v1/tenants/{tenant}/tasks/{task_id}"]["get"]
+    assert task["x-hongling-community-scope"] == "own record" and "(another's: 404)" in task["description"]
     assert spec["paths"]["/api/v1/tenants/{tenant}/issues"]["post"]["security"] == [{}, {"bearer": []}]
 
 

@@ -16,8 +16,23 @@ from flask.testing import FlaskClient
 
 from gateway.app import create_app
 from gateway.clients import Clients
+from gateway.community import RESOLVERS
 from gateway.identity import ANONYMOUS, Identity
-from gateway.policy import ANYONE, FRONTDOOR, POLICY, Rule, decide, is_direct_loopback, table
+from gateway.policy import (
+    ANYONE,
+    ANYWHERE,
+    COMMUNITY_SCOPES,
+    FRONTDOOR,
+    NEW_RECORD,
+    OWN_LIST,
+    OWN_RECORD,
+    POLICY,
+    TENANT_WIDE,
+    Rule,
+    decide,
+    is_direct_loopback,
+    table,
+)
 from gateway.tokens import TokenFile
 from services.common.principal import ROLES, Principal
 from services.common.settings import Settings
@@ -49,7 +64,8 @@ def client(app: Flask) -> FlaskClient:
 
 
 def bearer(tokens: Path, role: str, tenants: list[str]) -> dict[str, str]:
-    token, _ = TokenFile(tokens).create(f"unit-{role}", role, tenants)
+    community = "c-1" if role == "community_worker" else None
+    token, _ = TokenFile(tokens).create(f"unit-{role}", role, tenants, community=community)
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -92,6 +108,123 @@ def test_the_printed_table_has_a_row_per_family() -> None:
     printed = table()
     assert "| org: write |" in printed and "| health |" in printed
     assert "district_department" in printed.splitlines()[0]
+    assert printed.splitlines()[0].endswith("| community worker: 社区范围 |")
+    tasks = next(line for line in printed.splitlines() if line.startswith("| dispatch: tasks |"))
+    assert tasks.endswith("| own community only (another: 403); own community's (another's: 404) |")
+    report = next(line for line in printed.splitlines() if line.startswith("| issues: report |"))
+    assert "anywhere in the tenant (首问负责)" in report
+
+
+# ---------------------------------------------------------------- community scope (社区范围)
+
+# How a community worker is held to its community on each route that admits it: written out by hand from
+# the design, not read from gateway/policy.py. (scope, what the request names, looked up before the view)
+COMMUNITY_EXPECTED: dict[str, tuple[str, str]] = {
+    "healthz": (TENANT_WIDE, ""),
+    "readyz": (TENANT_WIDE, ""),
+    "tenants": (TENANT_WIDE, ""),
+    "issues.create_issue": (ANYWHERE, ""),  # filed where it lies (首问负责)
+    "issues.get_issue": (OWN_RECORD, "issue"),
+    "issues.list_issues": (OWN_LIST, ""),
+    "issues.count_issues": (OWN_LIST, ""),
+    "issues.get_attachment": (OWN_RECORD, "issue"),
+    "issues.reclassify_issue": (OWN_RECORD, "issue"),
+    "issues.reveal_contact": (OWN_RECORD, "issue"),
+    "issues.get_rules": (TENANT_WIDE, ""),
+    "org.list_items": (OWN_LIST, ""),
+    "org.get_item": (OWN_RECORD, "org"),
+    "org.create_item": (NEW_RECORD, "org"),
+    "org.update_item": (OWN_RECORD, "org"),
+    "org.delete_item": (OWN_RECORD, "org"),
+    "org.resolve_location": (TENANT_WIDE, ""),
+    "org.find_candidates": (TENANT_WIDE, ""),
+    "org.import_sheet": (NEW_RECORD, ""),  # each row's community: the org service's check
+    "org.export_sheet": (OWN_LIST, ""),
+    "dispatch.list_whistles": (OWN_LIST, ""),
+    "dispatch.get_whistle": (OWN_RECORD, "call"),
+    "dispatch.blow_whistle": (OWN_RECORD, "issues"),
+    "dispatch.report_in": (OWN_RECORD, "call"),
+    "dispatch.list_tasks": (OWN_LIST, ""),
+    "dispatch.get_task": (OWN_RECORD, "task"),
+    "dispatch.list_overdue": (OWN_LIST, ""),
+    "dispatch.claim_task": (OWN_RECORD, "task"),
+    "dispatch.rank_candidates": (OWN_RECORD, "task"),
+    "dispatch.assign_task": (OWN_RECORD, "task"),
+    "dispatch.respond_to_assignment": (OWN_RECORD, "task"),
+    "dispatch.transition_task": (OWN_RECORD, "task"),
+    "dispatch.get_rules": (TENANT_WIDE, ""),
+    "governance.get_grant": (OWN_RECORD, "grant"),
+    "governance.list_tenant_grants": (OWN_LIST, ""),
+    "docs.openapi_json": (TENANT_WIDE, ""),
+    "docs.docs_page": (TENANT_WIDE, ""),
+    "docs.docs_asset": (TENANT_WIDE, ""),
+    "portal.root": (TENANT_WIDE, ""),
+    "portal.page": (TENANT_WIDE, ""),
+    "auth.login": (TENANT_WIDE, ""),
+    "auth.me": (TENANT_WIDE, ""),
+    "auth.logout": (TENANT_WIDE, ""),
+    "open311.list_services": (TENANT_WIDE, ""),
+    "open311.get_service_definition": (TENANT_WIDE, ""),
+    "open311.list_requests": (TENANT_WIDE, ""),
+    "open311.get_request": (TENANT_WIDE, ""),
+    "open311.get_token": (TENANT_WIDE, ""),
+    "open311.unknown_resource": (TENANT_WIDE, ""),
+    "open311.create_request": (ANYWHERE, ""),
+}
+
+
+def test_every_line_admitting_community_workers_says_how_they_are_held_to_their_community() -> None:
+    admitted = {e for e, rule in POLICY.items() if "community_worker" in rule.roles}
+    assert admitted == COMMUNITY_EXPECTED.keys()
+    for endpoint, rule in POLICY.items():
+        assert (rule.community, rule.record) == COMMUNITY_EXPECTED.get(endpoint, ("", "")), endpoint
+        assert rule.community == "" or rule.community in COMMUNITY_SCOPES, endpoint
+        if rule.record:  # a request naming a record is looked up by a resolver that exists
+            assert rule.community in (OWN_RECORD, NEW_RECORD) and rule.record in RESOLVERS, endpoint
+
+
+def worker_on(endpoint: str, community_id: str | None) -> tuple[Principal | None, Any]:
+    return decide(
+        POLICY[endpoint],
+        endpoint,
+        token("community_worker", "taiqian"),
+        "taiqian",
+        local=False,
+        community_id=community_id,
+    )
+
+
+def test_a_community_workers_list_is_its_own_community_and_naming_another_is_403() -> None:
+    for endpoint in ("issues.list_issues", "issues.count_issues", "dispatch.list_tasks", "org.export_sheet"):
+        for asked in (None, "", "c-1"):
+            principal, refusal = worker_on(endpoint, asked)
+            assert refusal is None and principal is not None and principal.community == "c-1", (endpoint, asked)
+        _, refusal = worker_on(endpoint, "c-2")
+        assert refusal is not None and (refusal.status, refusal.code, refusal.field) == (
+            403,
+            "community_out_of_scope",
+            "community_id",
+        )
+        assert "'c-1'" in refusal.message and "'c-2'" in refusal.message and "无权访问该社区数据" in refusal.message
+
+
+def test_the_community_query_holds_community_workers_only_and_on_list_lines_only() -> None:
+    rule = POLICY["dispatch.list_tasks"]
+    admin = decide(
+        rule, "dispatch.list_tasks", token("subdistrict_admin", "taiqian"), "taiqian", local=False, community_id="c-2"
+    )
+    assert admin[1] is None
+    for endpoint in ("issues.get_rules", "dispatch.get_rules", "org.resolve_location"):  # the tenant's data
+        assert worker_on(endpoint, "c-2")[1] is None, endpoint
+
+
+def test_a_community_worker_without_its_community_is_refused_everywhere() -> None:
+    unscoped = Identity(Principal(sub="old", role="community_worker", tenants=("taiqian",)), token_id="tok_old")
+    for endpoint in ("issues.list_issues", "healthz", "auth.me"):
+        tenant = "taiqian" if POLICY[endpoint].tenant_scoped else None
+        _, refusal = decide(POLICY[endpoint], endpoint, unscoped, tenant, local=False)
+        assert refusal is not None and (refusal.status, refusal.code) == (403, "community_required"), endpoint
+        assert "set-community" in refusal.message
 
 
 # ---------------------------------------------------------------- decisions
@@ -99,8 +232,10 @@ def test_the_printed_table_has_a_row_per_family() -> None:
 STAFF_RULE = Rule("org: read", frozenset({"community_worker", "subdistrict_admin"}), tenant_scoped=True)
 
 
-def token(role: str, *tenants: str) -> Identity:
-    return Identity(Principal(sub=f"t-{role}", role=role, tenants=tenants), token_id="tok_1")
+def token(role: str, *tenants: str, community: str | None = None) -> Identity:
+    if role == "community_worker" and community is None:
+        community = "c-1"  # a community worker's credential always carries its community
+    return Identity(Principal(sub=f"t-{role}", role=role, tenants=tenants, community=community), token_id="tok_1")
 
 
 def test_anonymous_on_a_route_that_needs_a_token_is_401() -> None:
@@ -122,7 +257,7 @@ def test_a_tenant_outside_the_scope_is_403() -> None:
 
 
 def test_all_tenants_scope_and_own_tenant_pass() -> None:
-    for identity in (token("subdistrict_admin", "*"), token("community_worker", "taiqian", "daimiao")):
+    for identity in (token("subdistrict_admin", "*"), token("community_worker", "taiqian")):
         principal, refusal = decide(STAFF_RULE, "org.list_items", identity, "taiqian", local=False)
         assert refusal is None and principal == identity.principal
 

@@ -25,6 +25,7 @@ from gateway.tokens import (
     new_token,
     token_hash,
 )
+from services.common.principal import Principal
 
 NOW = datetime(2025, 5, 1, 8, 0, tzinfo=UTC)
 
@@ -49,10 +50,13 @@ def test_the_hash_is_sha256_of_the_whole_token() -> None:
 
 
 def test_the_file_holds_hashes_only_and_is_private(path: Path) -> None:
-    token, record = TokenFile(path).create("erp-sync", "community_worker", ["taiqian"], days=7, now=NOW)
+    token, record = TokenFile(path).create(
+        "erp-sync", "community_worker", ["taiqian"], days=7, now=NOW, community="jiade"
+    )
     text = path.read_text(encoding="utf-8")
     assert token not in text and token[3:] not in text
     assert record.sha256 in text and 'sub = "erp-sync"' in text and 'tenants = ["taiqian"]' in text
+    assert 'community = "jiade"' in text
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert record.expires_at == NOW + timedelta(days=7)
     assert record.created_at == NOW
@@ -88,8 +92,8 @@ def test_an_expired_token_is_refused_saying_so(path: Path) -> None:
 
 def test_revocation_is_seen_without_a_restart(path: Path) -> None:
     tf = TokenFile(path)
-    token, _ = tf.create("portal", "community_worker", ["taiqian"])
-    other, _ = tf.create("other", "community_worker", ["taiqian"])
+    token, _ = tf.create("portal", "community_worker", ["taiqian"], community="jiade")
+    other, _ = tf.create("other", "community_worker", ["taiqian"], community="jiade")
     store = TokenStore(str(path))
     store.load()
     assert store.authenticate(token).sub == "portal"
@@ -103,8 +107,8 @@ def test_revocation_is_seen_without_a_restart(path: Path) -> None:
 
 def test_revoke_one_token_by_id(path: Path) -> None:
     tf = TokenFile(path)
-    first, r1 = tf.create("portal", "community_worker", ["taiqian"])
-    second, _ = tf.create("portal", "community_worker", ["taiqian"])
+    first, r1 = tf.create("portal", "community_worker", ["taiqian"], community="jiade")
+    second, _ = tf.create("portal", "community_worker", ["taiqian"], community="jiade")
     assert tf.revoke(token_id=r1.id) == 1
     store = TokenStore(str(path))
     with pytest.raises(AuthError):
@@ -261,3 +265,122 @@ def test_the_scheme_is_case_insensitive(path: Path) -> None:
     token, _ = TokenFile(path).create("portal", "resident", ["taiqian"])
     found = identify(f"bearer  {token} ", TokenStore(str(path)))
     assert found.principal.sub == "portal" and not found.anonymous
+
+
+# ---------------------------------------------------------------- a community worker's community (社区范围)
+
+
+class FakeCommunities:
+    """Stands in for the org service the CLI asks (gateway/community.py cli_communities)."""
+
+    def __init__(self, known: set[tuple[str, str]]) -> None:
+        self.known = known
+        self.asked: list[tuple[str, str]] = []
+
+    def exists(self, tenant: str, community_id: str) -> bool:
+        self.asked.append((tenant, community_id))
+        return (tenant, community_id) in self.known
+
+
+class Closed:
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def communities(monkeypatch: pytest.MonkeyPatch) -> FakeCommunities:
+    fake = FakeCommunities({("taiqian", "jiade")})
+    monkeypatch.setattr("gateway.community.cli_communities", lambda _settings: (fake, Closed()))
+    return fake
+
+
+def legacy_worker_token(path: Path) -> tuple[str, str]:
+    """A community worker's token as made before communities were required: (token, id)."""
+    token = new_token()
+    path.write_text(
+        '[[token]]\nid = "tok_old1"\nsub = "old-portal"\nrole = "community_worker"\ntenants = ["taiqian"]\n'
+        f'sha256 = "{token_hash(token)}"\ncreated_at = 2025-01-01T00:00:00Z\nexpires_at = 2099-01-01T00:00:00Z\n',
+        encoding="utf-8",
+    )
+    return token, "tok_old1"
+
+
+def test_a_community_worker_token_carries_its_community_into_the_principal(path: Path) -> None:
+    token, record = TokenFile(path).create("portal", "community_worker", ["taiqian"], community=" jiade ")
+    assert record.community == "jiade"
+    found = identify(f"Bearer {token}", TokenStore(str(path)))
+    assert found.principal == Principal("portal", "community_worker", ("taiqian",), community="jiade")
+
+
+@pytest.mark.parametrize(
+    ("role", "tenants", "community", "message"),
+    [
+        ("community_worker", ["taiqian"], None, "needs --community"),
+        ("community_worker", ["taiqian", "daimiao"], "jiade", "exactly one tenant"),
+        ("community_worker", ["*"], "jiade", "exactly one tenant"),
+        ("community_worker", ["taiqian"], "has space", "not a community id"),
+        ("subdistrict_admin", ["taiqian"], "jiade", "only a community_worker"),
+        ("resident", ["taiqian"], "jiade", "only a community_worker"),
+    ],
+)
+def test_only_a_community_worker_has_a_community_and_it_must_have_one(
+    role: str, tenants: list[str], community: str | None, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        make_record("portal", role, tenants, NOW + timedelta(days=1), NOW, community=community)
+
+
+def test_a_community_workers_token_without_a_community_is_refused_until_it_gets_one(path: Path) -> None:
+    token, token_id = legacy_worker_token(path)
+    store = TokenStore(str(path))
+    [record], problems = TokenFile(path).read()  # kept in the file (not an invalid entry) ...
+    assert not problems and record.community is None
+    with pytest.raises(ApiError) as exc:  # ... but never let through unscoped
+        identify(f"Bearer {token}", store)
+    assert exc.value.status == 403 and exc.value.code == "community_required"
+    assert f"python -m gateway.tokens set-community --id {token_id}" in exc.value.message
+    assert "社区工作者尚未绑定所属社区" in exc.value.message
+    fixed = TokenFile(path).set_community(token_id, "jiade")
+    assert fixed.community == "jiade"
+    assert identify(f"Bearer {token}", store).principal.community == "jiade"
+
+
+def test_set_community_is_for_community_workers_tokens_only(path: Path) -> None:
+    _, admin = TokenFile(path).create("portal", "subdistrict_admin", ["taiqian"])
+    with pytest.raises(ValueError, match="only a community_worker"):
+        TokenFile(path).set_community(admin.id, "jiade")
+    with pytest.raises(ValueError, match="no token with id"):
+        TokenFile(path).set_community("tok_nothing", "jiade")
+    assert TokenFile(path).read()[0][0].community is None
+
+
+def test_cli_checks_the_community_exists_in_the_tenant(
+    path: Path, capsys: pytest.CaptureFixture[str], communities: FakeCommunities
+) -> None:
+    base = ["--file", str(path), "create", "--sub", "w", "--role", "community_worker", "--tenant", "taiqian"]
+    assert main(base) == 2
+    assert "needs --community" in capsys.readouterr().err
+    assert main([*base, "--community", "nowhere"]) == 2
+    assert "does not exist in taiqian" in capsys.readouterr().err and not path.exists()
+    assert main([*base, "--community", "jiade"]) == 0
+    assert "works for community jiade" in capsys.readouterr().err
+    assert communities.asked == [("taiqian", "nowhere"), ("taiqian", "jiade")]
+    assert main(["--file", str(path), "list"]) == 0
+    assert "jiade" in capsys.readouterr().out
+
+
+def test_cli_sets_the_community_of_an_old_token(
+    path: Path, capsys: pytest.CaptureFixture[str], communities: FakeCommunities, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token, token_id = legacy_worker_token(path)
+    assert main(["--file", str(path), "list"]) == 0
+    assert "(none: refused)" in capsys.readouterr().out
+    monkeypatch.setattr("sys.stdin", io.StringIO(token + "\n"))
+    assert main(["--file", str(path), "verify"]) == 1
+    assert "community_required" in capsys.readouterr().err
+    assert main(["--file", str(path), "set-community", "--id", token_id, "--community", "nowhere"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["--file", str(path), "set-community", "--id", token_id, "--community", "jiade"]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO(token + "\n"))
+    assert main(["--file", str(path), "verify"]) == 0
+    assert "community jiade" in capsys.readouterr().out

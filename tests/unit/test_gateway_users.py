@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
+import grpc
 import jwt
 import pymongo.errors
 import pytest
@@ -62,7 +63,7 @@ def account(
         "display_name": "张三",
         "role": role,
         "tenants": tenants,
-        "community_id": None,
+        "community_id": "c-1" if role == "community_worker" else None,
         "password_hash": "",
         "disabled": False,
         "token_version": 1,
@@ -141,6 +142,7 @@ def test_scopes() -> None:
         ("resident", ["taiqian"], "c-1", "community_id"),
         ("community_worker", ["taiqian", "daimiao"], "c-1", "tenants"),
         ("community_worker", ["taiqian"], "bad id!", "community_id"),
+        ("community_worker", ["taiqian"], None, "community_id"),  # a community worker works for one community
     ):
         with pytest.raises(InvalidAccount) as exc:
             check_scope(role, tenants, community)
@@ -292,7 +294,7 @@ def test_identify_accepts_api_tokens_and_session_tokens(tmp_path: Path) -> None:
     session, _ = issue(acc, SECRET, 1800)
     by_session = identify(f"Bearer {session}", store, verifier)
     assert by_session.kind == "session" and by_session.account == acc and not by_session.anonymous
-    assert by_session.principal == Principal("alice", "community_worker", ("taiqian",))
+    assert by_session.principal == Principal("alice", "community_worker", ("taiqian",), community="c-1")
     assert identify(None, store, verifier).kind == "anonymous"
     for header, code in (
         ("Bearer not-a-token", "unauthenticated"),
@@ -369,16 +371,38 @@ class MemoryAudit:
         self.entries.append(entry)
 
 
+class Communities:
+    """The org data the routes ask whether a community exists (gateway/community.py Communities)."""
+
+    def __init__(self, known: set[tuple[str, str]]) -> None:
+        self.known = known
+        self.down = False
+
+    def exists(self, tenant: str, community_id: str) -> bool:
+        if self.down:
+            raise DownRpcError()
+        return (tenant, community_id) in self.known
+
+
+class DownRpcError(grpc.RpcError):
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNAVAILABLE
+
+
 @dataclasses.dataclass
 class Rig:
     client: FlaskClient
     accounts: MemoryAccounts
     audit: MemoryAudit
     tokens: Path
+    communities: Communities
 
     def bearer(self, role: str, *tenants: str, sub: str = "") -> dict[str, str]:
         token, _ = TokenFile(self.tokens).create(
-            sub or f"unit-{role}-{'-'.join(tenants).replace('*', 'all') or 'none'}", role, tenants
+            sub or f"unit-{role}-{'-'.join(tenants).replace('*', 'all') or 'none'}",
+            role,
+            tenants,
+            community="c-1" if role == "community_worker" else None,
         )
         return {"Authorization": f"Bearer {token}"}
 
@@ -409,7 +433,8 @@ def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
     app.extensions["hongling.accounts"] = accounts
     app.extensions["hongling.sessions"] = SessionVerifier(SECRET, accounts.get, cache_seconds=0)
     app.extensions["hongling.audit"] = audit
-    yield Rig(app.test_client(), accounts, audit, tmp_path / "api-tokens.toml")
+    app.extensions["hongling.communities"] = communities = Communities({("taiqian", "c-1"), ("taiqian", "c-9")})
+    yield Rig(app.test_client(), accounts, audit, tmp_path / "api-tokens.toml", communities)
 
 
 def session_header(resp: Any) -> dict[str, str]:
@@ -422,7 +447,7 @@ def test_log_in_use_the_session_and_log_out(rig: Rig) -> None:
     resp = rig.login(" Alice ", "Zx9#kLm2Qp!")
     body = resp.json
     assert body["token_type"] == "Bearer" and body["expires_in"] == 1800
-    assert body["role"] == "community_worker" and body["tenants"] == ["taiqian"]
+    assert body["role"] == "community_worker" and body["tenants"] == ["taiqian"] and body["community_id"] == "c-1"
     assert resp.headers["Cache-Control"] == "no-store"
     headers = session_header(resp)
     me = rig.client.get("/api/v1/auth/me", headers=headers).json
@@ -572,3 +597,102 @@ def test_list_accounts_shows_only_what_the_caller_may_manage(rig: Rig) -> None:
     assert rig.client.get("/api/v1/users?page_size=0", headers=admin).status_code == 400
     assert rig.client.get("/api/v1/users", headers=rig.bearer("resident", "taiqian")).status_code == 403
     assert rig.client.get("/api/v1/users").status_code == 401
+
+
+# ---------------------------------------------------------------- a community worker's community (社区范围)
+
+
+def test_a_community_worker_account_needs_a_community_of_its_tenant(rig: Rig) -> None:
+    admin = rig.bearer("subdistrict_admin", "taiqian")
+    new = {
+        "username": "wang",
+        "display_name": "王社工",
+        "role": "community_worker",
+        "tenants": ["taiqian"],
+        "password": "Zx9#kLm2Qp!",
+    }
+    missing = rig.client.post("/api/v1/users", json=new, headers=admin)
+    assert missing.status_code == 400 and missing.json["error"]["field"] == "community_id"
+    assert "社区工作者须指定所属社区" in missing.json["error"]["message"]
+    unknown = rig.client.post("/api/v1/users", json=new | {"community_id": "nowhere"}, headers=admin)
+    assert unknown.status_code == 400 and unknown.json["error"]["field"] == "community_id"
+    assert "does not exist in taiqian" in unknown.json["error"]["message"]
+    rig.communities.down = True
+    down = rig.client.post("/api/v1/users", json=new | {"community_id": "c-9"}, headers=admin)
+    assert down.status_code == 503 and down.headers["Retry-After"]
+    rig.communities.down = False
+    assert "wang" not in rig.accounts.docs
+    made = rig.client.post("/api/v1/users", json=new | {"community_id": "c-9"}, headers=admin)
+    assert made.status_code == 201 and made.json["community_id"] == "c-9"
+    assert rig.audit.entries[-1]["detail"]["to"]["community_id"] == "c-9"
+    me = rig.client.get("/api/v1/auth/me", headers=session_header(rig.login("wang", "Zx9#kLm2Qp!"))).json
+    assert me["community_id"] == "c-9" and me["role"] == "community_worker"
+
+
+def test_a_role_change_to_community_worker_needs_an_existing_community(rig: Rig) -> None:
+    rig.add("bob", "Zx9#kLm2Qp!", "resident", "taiqian")
+    admin = rig.bearer("subdistrict_admin", "taiqian")
+    change = {"role": "community_worker", "tenants": ["taiqian"]}
+    resp = rig.client.put("/api/v1/users/bob/role", json=change, headers=admin)
+    assert resp.status_code == 400 and resp.json["error"]["field"] == "community_id"
+    resp = rig.client.put("/api/v1/users/bob/role", json=change | {"community_id": "c-404"}, headers=admin)
+    assert resp.status_code == 400 and "does not exist" in resp.json["error"]["message"]
+    assert rig.accounts.docs["bob"].role == "resident"
+    moved = rig.client.put("/api/v1/users/bob/role", json=change | {"community_id": "c-9"}, headers=admin)
+    assert moved.status_code == 200 and moved.json["community_id"] == "c-9"
+
+
+def test_an_account_without_its_community_may_not_log_in_nor_use_a_session(rig: Rig) -> None:
+    acc = rig.add("old", "Zx9#kLm2Qp!", "community_worker", "taiqian")
+    headers = session_header(rig.login("old", "Zx9#kLm2Qp!"))
+    rig.accounts.docs["old"] = dataclasses.replace(acc, community_id=None)  # as stored before it was required
+    for resp in (rig.client.get("/api/v1/auth/me", headers=headers), rig.login("old", "Zx9#kLm2Qp!")):
+        assert resp.status_code == 403 and resp.json["error"]["code"] == "community_required"
+        message = resp.json["error"]["message"]
+        assert (
+            "python -m gateway.users set-community --username old" in message
+            and "社区工作者尚未绑定所属社区" in message
+        )
+    wrong = rig.login("old", "wrong-password-1")  # a wrong password still gets the one 401, telling nothing
+    assert wrong.status_code == 401 and wrong.json["error"]["code"] == "invalid_credentials"
+
+
+class Closed:
+    def close(self) -> None:
+        pass
+
+
+def test_the_cli_sets_a_community_workers_community_audited(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway import users
+
+    store = MemoryAccounts()
+    store.docs["old"] = account("old", community_id=None, token_version=3)
+    store.docs["res"] = account("res", "resident")
+    audited: list[tuple[str, str, Any]] = []
+    monkeypatch.setattr(
+        users, "_audit", lambda _s, action, target, detail=None: audited.append((action, target, detail))
+    )
+    known = Communities({("taiqian", "c-9")})
+    monkeypatch.setattr("gateway.community.cli_communities", lambda _s: (known, Closed()))
+
+    def run(*argv: str) -> int:
+        parsed = dataclasses.make_dataclass("Args", ["username", "community"])(*argv)
+        return users._cmd_set_community(store, Settings(), parsed)
+
+    with pytest.raises(InvalidAccount, match="does not exist in taiqian"):
+        run("old", "c-404")
+    with pytest.raises(InvalidAccount, match="only a community_worker"):
+        run("res", "c-9")
+    assert not audited
+    assert run("old", "c-9") == 0
+    assert store.docs["old"].community_id == "c-9" and store.docs["old"].token_version == 4  # its sessions ended
+    assert audited == [
+        (
+            "role.change",
+            "old",
+            {
+                "from": {"role": "community_worker", "tenants": ["taiqian"], "community_id": None},
+                "to": {"role": "community_worker", "tenants": ["taiqian"], "community_id": "c-9"},
+            },
+        )
+    ]

@@ -59,8 +59,10 @@ def body(**kw: Any) -> dict[str, Any]:
     return data
 
 
-def principal(role: str, *tenants: str, sub: str = "") -> Principal:
-    return Principal(sub=sub or f"t-{role}", role=role, tenants=tenants)
+def principal(role: str, *tenants: str, sub: str = "", community: str | None = None) -> Principal:
+    if role == "community_worker" and community is None:
+        community = "c-1"  # REQUEST's community
+    return Principal(sub=sub or f"t-{role}", role=role, tenants=tenants, community=community)
 
 
 # ---------------------------------------------------------------- bodies
@@ -136,7 +138,7 @@ def test_a_reason_is_required_and_trimmed() -> None:
 # ---------------------------------------------------------------- who sees what
 
 
-REQUEST = {"tenant": "taiqian", "department": "民政局"}
+REQUEST = {"tenant": "taiqian", "department": "民政局", "community_id": "c-1"}
 
 
 @pytest.mark.parametrize(
@@ -161,6 +163,8 @@ def test_who_sees_a_request(who: Principal, sees: bool) -> None:
 def test_community_workers_of_the_tenant_see_its_grants() -> None:
     assert shapes.may_see_grant(principal("community_worker", "taiqian"), REQUEST)
     assert not shapes.may_see_grant(principal("community_worker", "daimiao"), REQUEST)
+    # 社区范围: a community worker sees the grants on its own community, not on a neighbour's.
+    assert not shapes.may_see_grant(principal("community_worker", "taiqian", community="c-2"), REQUEST)
     assert not shapes.may_see_grant(principal("resident", "taiqian"), REQUEST)
     assert shapes.may_see_grant(principal("district_department", "*", sub="民政局"), REQUEST)
     assert not shapes.may_see_grant(principal("district_department", "*", sub="城管局"), REQUEST)
@@ -302,7 +306,10 @@ def client(tokens: Path) -> FlaskClient:
 
 
 def bearer(tokens: Path, role: str, tenants: list[str], sub: str = "") -> dict[str, str]:
-    token, _ = TokenFile(tokens).create(sub or f"unit-{role}", role, tenants)
+    community = None
+    if role == "community_worker":  # works for one community of one tenant
+        tenants, community = ["taiqian"], "c-1"
+    token, _ = TokenFile(tokens).create(sub or f"unit-{role}", role, tenants, community=community)
     return {"Authorization": f"Bearer {token}"}
 
 

@@ -425,8 +425,9 @@ def fake() -> FakeClients:  # the app and client fixtures (tests/unit/conftest.p
     return FakeClients()
 
 
-def key(tokens: Path, role: str, *tenants: str) -> str:
-    token, _ = TokenFile(tokens).create(f"unit-{role}-{'-'.join(tenants).replace('*', 'all')}", role, list(tenants))
+def key(tokens: Path, role: str, *tenants: str, community: str | None = None) -> str:
+    sub = f"unit-{role}-{'-'.join(tenants).replace('*', 'all')}"
+    token, _ = TokenFile(tokens).create(sub, role, list(tenants), community=community)
     return token
 
 
@@ -472,7 +473,7 @@ def test_a_report_acts_as_the_api_keys_holder_in_the_jurisdiction(
 ) -> None:
     resp = client.post(
         "/open311/v2/requests.json",
-        data=form(api_key=key(tokens, "community_worker", "taiqian", "daimiao"), first_name="三", last_name="张"),
+        data=form(api_key=key(tokens, "community_worker", "taiqian", community="c-9"), first_name="三", last_name="张"),
     )
     assert resp.status_code == 201, resp.get_data(as_text=True)
     [answer] = resp.json  # type: ignore[misc]
@@ -480,7 +481,8 @@ def test_a_report_acts_as_the_api_keys_holder_in_the_jurisdiction(
     assert "嘉德社区" in answer["service_notice"]
     [(req, principal, tenant)] = fake.intake.created
     assert tenant == "taiqian" and req.channel == "online" and req.contact.name == "张三"
-    assert principal == Principal("unit-community_worker-taiqian-daimiao", "community_worker", ("taiqian",))
+    # A community worker reports anywhere in its tenant (首问负责); its principal carries its community.
+    assert principal == Principal("unit-community_worker-taiqian", "community_worker", ("taiqian",), community="c-9")
     resp = client.post("/open311/v2/requests.xml", data=form(api_key=key(tokens, "public", "taiqian")))
     root = xml(resp.get_data(as_text=True))
     assert resp.status_code == 201 and root.tag == "service_requests"

@@ -1,0 +1,26 @@
+// The portal's pages: ONE list, from which the router and the menu are both made. A later feature adds its
+// page here with the roles that may open it (the gateway enforces the same roles on the API the page uses).
+// `tenant: true` pages live under /<tenant>/…; `menu` puts the page in the side menu in this order.
+const STAFF = ['community_worker', 'subdistrict_admin']
+const APPROVERS = ['district_approver']
+
+export const PAGES = [
+  { name: 'dashboard', path: 'dashboard', tenant: true, roles: STAFF, menu: { icon: 'DataAnalysis' }, component: () => import('./DashboardPage.vue') },
+  { name: 'map', path: 'map', tenant: true, roles: STAFF, menu: { icon: 'Location' }, component: () => import('./MapPage.vue') },
+  { name: 'issues', path: 'issues', tenant: true, roles: STAFF, menu: { icon: 'Document' }, component: () => import('./IssuesPage.vue') },
+  { name: 'issue', path: 'issues/:id', tenant: true, roles: STAFF, component: () => import('./IssuePage.vue'), props: true },
+  { name: 'whistles', path: 'whistles', tenant: true, roles: STAFF, menu: { icon: 'Bell' }, component: () => import('./WhistlesPage.vue') },
+  { name: 'tasks', path: 'tasks', tenant: true, roles: STAFF, menu: { icon: 'Tickets' }, component: () => import('./TasksPage.vue') },
+  { name: 'org', path: 'org', tenant: true, roles: STAFF, menu: { icon: 'OfficeBuilding' }, component: () => import('./OrgPage.vue') },
+  { name: 'field', path: 'field', tenant: true, roles: STAFF, menu: { icon: 'Iphone' }, component: () => import('./FieldPage.vue') },
+  { name: 'approvals', path: 'approvals', roles: APPROVERS, menu: { icon: 'Stamp' }, component: () => import('./ApprovalsPage.vue') },
+  { name: 'task', path: 'tasks/:id', tenant: true, roles: STAFF, component: () => import('./TaskPage.vue'), props: true },
+]
+
+export const MENU = PAGES.filter((p) => p.menu)
+
+// Where a person lands after logging in: the first page their role may open.
+export function homeFor(role) {
+  const page = PAGES.find((p) => p.menu && p.roles.includes(role))
+  return page ? page.name : null
+}

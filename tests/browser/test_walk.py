@@ -1,0 +1,92 @@
+"""An issue walked through the portal from intake to done: the whistle board (集结号看板) shows the call with
+its deadlines counting down and who has reported in, the 点将台 ranks the helpers with their reasons, staff
+assign the best one, record the answer and move the task on, and the issue follows."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import pytest
+import requests
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import Person, log_in, shot
+from tests.conftest import System, unique
+from tests.e2e.test_dispatch_api import build_area
+
+pytestmark = pytest.mark.e2e
+TENANT = "xujialou"
+# A spot of this tenant's map no other test's grid covers.
+CENTER = (round(random.uniform(36.22, 36.28), 4), round(random.uniform(117.02, 117.08), 4))
+
+
+def api(system: System, path: str) -> str:
+    return f"{system.gateway}/api/v1/tenants/{TENANT}/{path}"
+
+
+def test_an_issue_from_intake_through_whistle_claim_and_assignment_to_done(
+    system: System, page: Page, people: Callable[..., Person]
+) -> None:
+    area = build_area(system, TENANT, CENTER)
+    title = f"楼道墙皮脱落{unique()[-4:]}"
+    body = {
+        "title": title,
+        "description": "3号楼2单元楼道墙皮大面积脱落",
+        "channel": "grid_patrol",
+        "category": "property_repair",
+        "location": {"lat": CENTER[0], "lon": CENTER[1], "address": "派单测试社区3号楼"},
+    }
+    filed = requests.post(api(system, "issues"), json=body, headers=system.auth("community_worker", TENANT), timeout=15)
+    assert filed.status_code == 201, filed.text
+    issue_id = filed.json()["issue"]["id"]
+
+    # The whistle board: the call is there, counting down, and the member unit has not reported in yet.
+    log_in(page, system, people("subdistrict_admin", TENANT), f"{TENANT}/whistles?community={area.community_id}")
+    card = page.get_by_test_id("whistle").filter(has=page.locator(f'a[href$="/issues/{issue_id}"]'))
+    expect(card).to_have_count(1, timeout=60_000)
+    expect(card.get_by_test_id("waiting")).to_contain_text("物业公司")
+    countdown = card.get_by_test_id("report-in-countdown")
+    first = countdown.inner_text()
+    expect(countdown).not_to_have_text(first)  # it ticks
+    whistle_id = requests.get(
+        api(system, f"issues/{issue_id}"), headers=system.auth("subdistrict_admin", TENANT), timeout=10
+    ).json()["task"]["id"]
+    task = requests.get(
+        api(system, f"tasks/{whistle_id}"), headers=system.auth("subdistrict_admin", TENANT), timeout=10
+    )
+    task_id, call_id = task.json()["id"], task.json()["whistle_id"]
+
+    # The member unit reports in and a volunteer claims an assistant's place, each with its own credential.
+    unit = system.member_auth(TENANT, "member_unit", area.unit)
+    answered = requests.post(
+        api(system, f"whistles/{call_id}/report-ins"), json={"answer": "accept"}, headers=unit, timeout=10
+    )
+    assert answered.status_code in (200, 201), answered.text
+    volunteer = system.member_auth(TENANT, "person", area.people[0])
+    claimed = requests.post(
+        api(system, f"tasks/{task_id}/claims"), json={"role": "assistant"}, headers=volunteer, timeout=10
+    )
+    assert claimed.status_code in (200, 201), claimed.text
+    expect(card.get_by_test_id("answered")).to_contain_text("物业公司", timeout=60_000)  # the board refreshes itself
+    shot(page, "whistle-board")
+
+    # 点将台: the fitter (房屋维修, level 5) ranks first with its reasons; assign, accept, start, finish.
+    page.goto(f"{system.gateway}/portal/{TENANT}/tasks/{task_id}")
+    log_in(page, system, people("subdistrict_admin", TENANT), f"{TENANT}/tasks/{task_id}")
+    candidates = page.get_by_test_id("candidates")
+    expect(candidates.locator("li.candidate").first).to_contain_text("维修能手")
+    expect(candidates.locator("li.candidate").first).to_contain_text("房屋维修")
+    shot(page, "assignment")
+    page.get_by_test_id(f"assign-{area.fitter}").click()
+    expect(page.get_by_test_id("task-status")).to_have_text("已派单")
+    for action, status in (("accept", "已接单"), ("start", "办理中"), ("done", "已办结")):
+        page.get_by_test_id(f"move-{action}").click()
+        expect(page.get_by_test_id("task-status")).to_have_text(status)
+    expect(page.get_by_test_id("crew")).to_contain_text("维修能手（主办）")
+    expect(page.get_by_test_id("crew")).to_contain_text("志愿者0（协办）")
+    shot(page, "task-done")
+
+    # The issue follows its task (intake hears dispatch's events).
+    page.get_by_role("link", name="查看事项").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("已办结", timeout=60_000)
