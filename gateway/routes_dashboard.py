@@ -21,6 +21,7 @@ from hongling.intake.v1 import intake_pb2
 from pydantic import BaseModel, Field
 
 from gateway.calls import clients, tenant_call
+from gateway.community import list_filter
 from gateway.query import args, integer, query, text
 from gateway.routes_dispatch import DOCS, Doc
 from gateway.routes_issues import STATUS_ZH
@@ -153,18 +154,20 @@ DOCS["dashboard.get_dashboard"] = Doc(DashboardOut, errors=(400,))
 def get_dashboard(tenant: str) -> Response:
     """仪表盘 Dashboard: open issues by category and status, overdue tasks, a day series, response times
 
-    For the tenant or one community: open issues by category × status now; unfinished tasks past their
+    For the tenant or one community (a community worker: its own; another named is 403
+    `community_out_of_scope`): open issues by category × status now; unfinished tasks past their
     completion deadline now; for every day of the last `days` (Asia/Shanghai) the issues received, calls
     blown, calls answered in time, tasks done and tasks overdue; and histograms (≤5 min … >7 d) with p50/p90
     estimates of an issue's receipt to its whistle, a call's blowing to its first report-in, and an issue's
     receipt to its task done. From rollups the read models keep: the cost does not grow with the data."""
     q = args()
+    community_id = list_filter(q["community_id"])  # a community worker: its own community
     first, last = rollups.window(q["days"], rollups.today())
-    window = {"community_id": q["community_id"], "from_day": first.isoformat(), "to_day": last.isoformat()}
+    window = {"community_id": community_id, "from_day": first.isoformat(), "to_day": last.isoformat()}
     with tenant_call(tenant):
         issues = clients().intake.GetIssueStats(intake_pb2.GetIssueStatsRequest(**window))
         tasks = clients().dispatch.GetDispatchStats(dispatch_pb2.GetDispatchStatsRequest(**window))
-    out = dashboard(tenant, q["community_id"], q["days"], first.isoformat(), last.isoformat(), issues, tasks)
+    out = dashboard(tenant, community_id, q["days"], first.isoformat(), last.isoformat(), issues, tasks)
     return jsonify(out.model_dump(mode="json"))
 
 

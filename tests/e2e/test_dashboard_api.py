@@ -15,6 +15,8 @@ from services.org.seed import Rect
 from tests.conftest import System, unique, wait_for
 
 T = "caiyuan"
+COMMUNITY = unique("dash")  # this module's community (its community worker's: worker())
+_workers: dict[str, dict[str, str]] = {}
 # This module's own community and grid, away from every other test's (a new place on each run).
 CENTER = (round(random.uniform(35.60, 35.70), 4), round(random.uniform(116.60, 116.70), 4))
 HALF = 0.006
@@ -30,7 +32,10 @@ def ok(resp: requests.Response, status: int = 200) -> Any:
 
 
 def worker(system: System) -> dict[str, str]:
-    return system.auth("community_worker", T)
+    """A community worker of this module's community (made once)."""
+    if COMMUNITY not in _workers:
+        _workers[COMMUNITY] = system.worker_auth(T, COMMUNITY)
+    return _workers[COMMUNITY]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +48,7 @@ def place(system: System) -> tuple[str, str]:
         return str(ok(resp, 201)["id"])
 
     lat, lon = CENTER
-    community = create("communities", {"name_zh": f"仪表盘测试社区{unique()[-4:]}"})
+    community = create("communities", {"id": COMMUNITY, "name_zh": f"仪表盘测试社区{unique()[-4:]}"})
     boundary = Rect(lon - HALF, lat - HALF, lon + HALF, lat + HALF).geojson()
     grid = create("grids", {"community_id": community, "name_zh": "仪表盘网格", "boundary_geojson": boundary})
     unit = create(
@@ -163,8 +168,13 @@ def test_the_dashboard_shows_what_happened_through_the_api(system: System, place
     assert spans["whistle_to_report_in"]["buckets"][0]["label_zh"] == "≤5分钟"
     assert spans["received_to_done"]["p90_seconds"] is not None
 
-    # The whole tenant holds at least this community's figures.
-    tenant = ok(dashboard(system, "days=2"))
+    # Its community worker gets the same without naming the community, and no other community's.
+    own = ok(dashboard(system, "days=2"))
+    assert own["community_id"] == community and own["open_issues"] == body["open_issues"]
+    refused = dashboard(system, "community_id=test-place&days=2")
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "community_out_of_scope"
+    # The whole tenant (a subdistrict admin's view) holds at least this community's figures.
+    tenant = ok(requests.get(url(system, "dashboard?days=2"), headers=system.auth("subdistrict_admin", T), timeout=15))
     assert tenant["community_id"] is None and tenant["open_issues"]["total"] >= 2
     assert all(tenant_n >= n for tenant_n, n in zip(totals(tenant).values(), totals(body).values(), strict=True))
 

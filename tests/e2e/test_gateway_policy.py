@@ -117,6 +117,7 @@ COMMUNITY_B: dict[str, tuple[str, ...]] = {
     "issues: read one": ("404",),
     "issues: list": ("403",),
     "issues: counts": ("403",),
+    "dashboard": ("403",),
     "issues: attachments": ("404",),
     "issues: reclassify": ("404",),
     "issues: reporter contact": ("404",),

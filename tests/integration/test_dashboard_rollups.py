@@ -19,6 +19,7 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from hongling.dispatch.v1 import dispatch_pb2 as dpb
+from hongling.dispatch.v1.dispatch_pb2_grpc import DispatchServiceStub
 from hongling.intake.v1 import intake_pb2 as ipb
 from pymongo import MongoClient
 from sqlalchemy import Connection, Table, insert, select, text
@@ -33,6 +34,7 @@ from services.intake.documents import HistoryDoc, IssueDoc, LocationDoc, PlaceDo
 from tests.conftest import System, unique, wait_for
 from tests.integration.test_dispatch_service import Scene, report, scene, task_of, travel, who
 from tests.integration.test_dispatch_service import dispatch as dispatch_as
+from tests.integration.test_intake_service import Stub
 from tests.integration.test_intake_service import intake as intake_as
 
 __all__ = ["scene"]  # the module-scoped fixture of test_dispatch_service: this module's own community
@@ -253,6 +255,20 @@ def test_states_again_or_older_count_each_event_once_and_match_a_recount(system:
     assert totals == {m: 1 for m in dispatch.DAY_MEASURES}
     assert d.spans[0].measure == dispatch.WHISTLE_TO_REPORT_IN and d.spans[0].total == 1
     assert d.spans[0].HasField("p90_seconds") and got.spans[0].HasField("p50_seconds")
+
+    # A community worker of that community gets its figures without naming it; another community is refused.
+    mine = intake_as(system, T, role="community_worker", community=c)
+    own = mine.GetIssueStats(ipb.GetIssueStatsRequest(from_day=window["from_day"], to_day=window["to_day"]))
+    assert own == got
+    err = mine.fails("GetIssueStats", ipb.GetIssueStatsRequest(**{**window, "community_id": "another"}))
+    assert err.code().name == "PERMISSION_DENIED" and "无权访问该社区数据" in (err.details() or "")
+    worker = Stub(DispatchServiceStub(system.channel("dispatch")), system, T, "community_worker", community=c)
+    own_tasks = worker.GetDispatchStats(
+        dpb.GetDispatchStatsRequest(from_day=window["from_day"], to_day=window["to_day"])
+    )
+    assert own_tasks == d
+    err = worker.fails("GetDispatchStats", dpb.GetDispatchStatsRequest(**{**window, "community_id": "another"}))
+    assert err.code().name == "PERMISSION_DENIED"
 
 
 def test_a_window_longer_than_366_days_is_refused_naming_the_field(system: System) -> None:

@@ -1,6 +1,7 @@
 """The dashboard route without the services (gateway/routes_dashboard.py): its policy line, the window it asks
-the services for, the JSON it makes of their figures (and that it fits the OpenAPI document), and 400s in
-the API's one error shape for a bad `days`. tests/e2e/test_dashboard_api.py runs it against the services."""
+the services for (a community worker: its own community), the JSON it makes of their figures (and that it
+fits the OpenAPI document), and 400s in the API's one error shape for a bad `days`.
+tests/e2e/test_dashboard_api.py runs it against the services."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from hongling.common.v1 import stats_pb2
 from hongling.dispatch.v1 import dispatch_pb2 as dpb
 from hongling.intake.v1 import intake_pb2 as ipb
 
-from gateway.policy import POLICY
+from gateway.policy import OWN_LIST, POLICY
 from services.common import rollups
 from tests.unit.test_gateway_dispatch import FakeRpcError, Stub, bearer, error
 from tests.unit.test_gateway_openapi import validator
@@ -106,6 +107,7 @@ def answer(fake: FakeClients) -> None:
 def test_the_route_is_for_the_tenants_staff() -> None:
     rule = POLICY["dashboard.get_dashboard"]
     assert (set(rule.roles), rule.tenant_scoped, rule.grant) == ({"community_worker", "subdistrict_admin"}, True, "")
+    assert rule.community == OWN_LIST  # a community worker: its own community's figures
 
 
 def test_the_dashboard_of_a_community_from_the_services_figures(
@@ -199,6 +201,20 @@ def test_a_bad_days_is_400_naming_it_and_nothing_is_asked(
     assert (err["code"], err["field"]) == ("invalid_argument", "days")
     assert "(days " in err["message"] and any("\u4e00" <= ch <= "\u9fff" for ch in err["message"])  # 中文 (English)
     assert not fake.intake.calls and not fake.dispatch.calls
+
+
+def test_a_community_worker_sees_its_own_community_only(client: FlaskClient, fake: FakeClients, tokens: Path) -> None:
+    answer(fake)
+    worker = bearer(tokens, "community_worker")  # of community c-1
+    resp = client.get(URL, headers=worker)
+    assert resp.status_code == 200 and resp.get_json()["community_id"] == "c-1"
+    assert fake.intake.last("GetIssueStats").request.community_id == "c-1"
+    assert fake.dispatch.last("GetDispatchStats").request.community_id == "c-1"
+    calls = len(fake.intake.calls)
+    resp = client.get(f"{URL}?community_id=c-2", headers=worker)
+    assert resp.status_code == 403
+    assert (error(resp)["code"], error(resp)["field"]) == ("community_out_of_scope", "community_id")
+    assert len(fake.intake.calls) == calls  # refused before any service is asked
 
 
 def test_who_is_refused(client: FlaskClient, fake: FakeClients, tokens: Path) -> None:
