@@ -175,6 +175,7 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
     from gateway.open311 import bp as open311_bp
     from gateway.routes_audit import bp as audit_bp
     from gateway.routes_auth import init_app as init_auth
+    from gateway.routes_dashboard import bp as dashboard_bp
     from gateway.routes_dispatch import bp as dispatch_bp
     from gateway.routes_governance import bp as governance_bp
     from gateway.routes_issues import bp as issues_bp
@@ -183,6 +184,7 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
     from gateway.routes_webhooks import bp as webhooks_bp
 
     app.register_blueprint(issues_bp)
+    app.register_blueprint(dashboard_bp)  # the portal's dashboard figures
     app.register_blueprint(org_bp)
     app.register_blueprint(dispatch_bp)  # whistles, tasks, dispatch rules
     app.register_blueprint(webhooks_bp)

@@ -42,6 +42,7 @@ from gateway.policy import COMMUNITY_SCOPES, POLICY, Rule
 from gateway.protojson import TIMESTAMP, FieldDesc, MessageDesc
 from gateway.query import declared, filter_params
 from gateway.routes_audit import EXPORT_FORMATS
+from gateway.routes_dashboard import bp as _dashboard_bp  # noqa: F401  (adds its route's DOCS)
 from gateway.routes_dispatch import DOCS, Doc
 from gateway.routes_issues import CHANNEL_NAMES_ZH, AssistanceTaskIn, CreateIssueIn, ReclassifyIn
 from gateway.routes_org import COLLECTIONS, ETAG_RE, IMPORT_MAX_BYTES, SHEET_FORMATS, Collection
@@ -481,6 +482,7 @@ class SpecBuilder:
             "webhooks": "事件推送 Webhooks: signed deliveries of dispatch events to SMS / WeChat gateways and "
             "other systems",
             "docs": "接口文档 This API's description",
+            "dashboard": "仪表盘 Dashboard: figures kept as rollups by the read models (no row is read per request)",
         }
         self.tags.setdefault(family, known.get(family, family))
         return family
@@ -663,8 +665,11 @@ class SpecBuilder:
             return Op(
                 params=params, body=body, responses={str(doc.status): _ok("成功 Done, no body")}, errors=doc.errors
             )
-        answer = self.message(doc.response)
-        text = f"成功 The {doc.response.DESCRIPTOR.name}"
+        if issubclass(doc.response, BaseModel):  # a JSON answer of the gateway's own (routes_dashboard)
+            answer, name = self.model(doc.response), doc.response.__name__
+        else:
+            answer, name = self.message(doc.response), doc.response.DESCRIPTOR.name
+        text = f"成功 The {name}"
         if doc.list_key:
             props: Schema = {doc.list_key: {"type": "array", "items": answer}}
             if doc.paged:
@@ -673,7 +678,7 @@ class SpecBuilder:
                     "description": "null on the last page (末页为null)",
                 }
             answer = {"type": "object", "required": sorted(props), "properties": props, "additionalProperties": False}
-            text = f"成功 A page of {doc.response.DESCRIPTOR.name} ({doc.list_key})"
+            text = f"成功 A page of {name} ({doc.list_key})"
         if "ETag" in doc.headers:
             text += "; ETag: its version, to send back in If-Match"
         return Op(

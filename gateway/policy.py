@@ -248,6 +248,8 @@ POLICY: dict[str, Rule] = {
     "audit.export_tenant_entries": Rule("audit: read a tenant", frozenset({"subdistrict_admin"}), tenant_scoped=True),
     "audit.export_entries": Rule("audit: export", APPROVERS | {"ops"}, tenant_scoped=False),
     "audit.verify_chain": Rule("audit: verify", APPROVERS | {"ops"}, tenant_scoped=False),
+    # The portal's dashboard (counts and response times from the read models' rollups; no personal data).
+    "dashboard.get_dashboard": Rule("dashboard", STAFF, tenant_scoped=True, community=OWN_LIST),
     # The API's own description: the OpenAPI document, the docs page and its static files; anyone.
     "docs.openapi_json": Rule("api docs", ANYONE, tenant_scoped=False, community=TENANT_WIDE),
     "docs.docs_page": Rule("api docs", ANYONE, tenant_scoped=False, community=TENANT_WIDE),

@@ -505,7 +505,7 @@ def put_rules(tenant: str) -> Response:
 class Doc:
     """What a route takes and answers, for gateway/openapi.py (which adds the path, roles and errors)."""
 
-    response: type[Message] | None  # the answer's message; None: 204 without a body
+    response: type[Message] | type[BaseModel] | None  # the answer's message or model; None: 204 without a body
     status: int = 200
     body: type[BaseModel] | type[Message] | None = None
     if_match: Literal["", "required", "optional"] = ""

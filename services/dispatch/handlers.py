@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 import mongoengine as me
@@ -33,7 +33,7 @@ from hongling.events.v1 import dispatch_events_pb2 as dev
 from hongling.events.v1 import intake_events_pb2 as iev
 from hongling.events.v1 import org_events_pb2 as oev
 
-from services.common import community, outbox, unitofwork
+from services.common import community, outbox, rollups, unitofwork
 from services.common.context import require_tenant
 from services.common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.common.events import CloudEvent, PoisonEvent
@@ -809,6 +809,13 @@ def list_overdue(community_id: str, deadline: str, page_size: int, page_token: s
         community_id, deadline, size, readmodel.after_of(page_token, fingerprint), utcnow()
     )
     return docs, readmodel.token_of(more, fingerprint)
+
+
+def dispatch_stats(community_id: str, from_day: str, to_day: str) -> tuple[readmodel.DispatchStats, date, date]:
+    """The dashboard's dispatch figures over a window of local days (at most rollups.MAX_DAYS), from the read
+    model's rollups."""
+    first, last = rollups.check_window(from_day, to_day)
+    return readmodel.dispatch_stats(community_id, first, last), first, last
 
 
 # ---------------------------------------------------------------- calls (whistles)

@@ -17,7 +17,8 @@ from services.common import community
 from services.common.context import current_principal, require_tenant
 from services.common.errors import PermissionDenied
 from services.common.principal import Principal
-from services.dispatch import domain, handlers
+from services.common.statsproto import days_to_pb, span_to_pb
+from services.dispatch import domain, handlers, readmodel
 from services.dispatch.documents import TaskDoc, WhistleDoc
 from services.dispatch.handlers import aware, ts
 
@@ -259,6 +260,17 @@ class DispatchServicer(pb_grpc.DispatchServiceServicer):
         )
         now = handlers.utcnow()
         return pb.ListTasksResponse(tasks=[task_to_pb(d, now) for d in docs], next_page_token=token)
+
+    def GetDispatchStats(self, request: pb.GetDispatchStatsRequest, context: grpc.ServicerContext) -> pb.DispatchStats:
+        principal = _principal()
+        domain.require_role(principal.role, domain.STAFF_ROLES, "read the dashboard figures")
+        asked = community.list_filter(request.community_id.strip(), principal)  # a community worker: its own
+        stats, first, last = handlers.dispatch_stats(asked, request.from_day, request.to_day)
+        return pb.DispatchStats(
+            overdue_tasks=stats.overdue,
+            days=days_to_pb(stats.days, first, last),
+            spans=[span_to_pb(m, stats.spans[m]) for m in readmodel.SPAN_MEASURES],
+        )
 
     def BlowWhistle(self, request: pb.BlowWhistleRequest, context: grpc.ServicerContext) -> pb.Whistle:
         doc = handlers.blow_whistle(

@@ -37,6 +37,8 @@ HANDLER_ROLES = frozenset({"community_worker", "subdistrict_admin"})  # reclassi
 # A district department lists only under a grant the gateway checked (require_role checks it carries one).
 LIST_ROLES = HANDLER_ROLES | {"service", "district_department"}
 RULES_WRITERS = frozenset({"subdistrict_admin", "service"})
+# The dashboard's figures (GetIssueStats): counts only, no personal data; the tenant's staff.
+STATS_ROLES = HANDLER_ROLES | {"service"}
 
 # ---------------------------------------------------------------- attachments
 

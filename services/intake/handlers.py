@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import mongoengine as me
@@ -27,7 +27,7 @@ from hongling.events.v1 import evaluation_events_pb2 as eev
 from hongling.events.v1 import intake_events_pb2 as ev
 from hongling.events.v1 import publication_events_pb2 as pev
 
-from services.common import community, paging, unitofwork
+from services.common import community, paging, rollups, unitofwork
 from services.common.context import current_request_id, require_tenant
 from services.common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
 from services.common.events import CloudEvent, PoisonEvent
@@ -639,6 +639,13 @@ def _list_by_ids(flt: domain.IssueFilter, page_size: int, page_token: str) -> tu
 def count_issues(community_id: str) -> dict[str, int]:
     """Issues by status, of one community or the whole tenant, from the read model's counts."""
     return readmodel.count_issues(community_id)
+
+
+def issue_stats(community_id: str, from_day: str, to_day: str) -> tuple[readmodel.IssueStats, date, date, Rules]:
+    """The dashboard's issue figures over a window of local days (at most rollups.MAX_DAYS), from the read
+    model's rollups; with the rules, for the categories' names."""
+    first, last = rollups.check_window(from_day, to_day)
+    return readmodel.issue_stats(community_id, first, last), first, last, current_rules()
 
 
 # ---------------------------------------------------------------- reclassify

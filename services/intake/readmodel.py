@@ -9,17 +9,35 @@ side. Chinese has no spaces to split words at and most words are two characters,
 (pg_trgm) cannot serve; so a row carries its characters and character pairs (`grams`, a GIN index) and a
 query looks for the rows holding every pair of its text (every character, for one character), then
 confirms the substring on the row's lower-cased text.
+
+Counts and dashboard figures are rollups kept beside the rows in the same transaction
+(services/common/rollups.py): a row's contributions (`contributions`) are added when it is written and its
+previous version's taken away, so they never read the rows:
+
+- `intake_issue_counts` (community_id, status, n): issues by status (CountIssues).
+- `intake_issue_category_counts` (community_id, category, status, n): issues by category and status; an
+  open duplicate counts under the status `duplicate` (it mirrors its original's status, which would count
+  the same problem twice), a closed one under its closed status. The dashboard shows the open statuses.
+- `rollup_days` measure `issues_received`: issues received per local day (Asia/Shanghai), duplicates too.
+- `rollup_durations` measures `received_to_whistle` (the issue's receipt to its first whistle) and
+  `received_to_done` (to the first time its task was done), on the day the span ended; duplicates have
+  no whistle or task of their own and are left out.
+Each is kept per community and for "*" (the whole tenant). At 100x the issues the counts have the same
+number of rows (communities × categories × statuses) and the day rollups grow by day, not by issue.
 """
 
 from __future__ import annotations
 
 import unicodedata
-from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
+import bson
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Connection,
     DateTime,
@@ -28,17 +46,21 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
+    delete,
     literal,
     select,
     tuple_,
+    update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 
-from services.common import paging, readside
+from services.common import paging, readside, rollups
 from services.common.errors import InvalidArgument
 from services.common.events import state_topic_for
 from services.common.projection import Projection, State
+from services.common.rollups import Tally
 from services.intake import domain
 from services.intake.documents import IssueDoc
 
@@ -58,6 +80,10 @@ ISSUES = Table(
     Column("search", Text, nullable=False),
     Column("grams", ARRAY(Text), nullable=False),
     Column("body", LargeBinary, nullable=False),
+    # Facts the rollups count (issue_facts): a duplicate, its first whistle, the first time its task was done.
+    Column("duplicate", Boolean, nullable=False),
+    Column("whistled_at", DateTime(timezone=True)),
+    Column("done_at", DateTime(timezone=True)),
 )
 COUNTS = Table(
     "intake_issue_counts",
@@ -66,7 +92,23 @@ COUNTS = Table(
     Column("status", Text, primary_key=True),
     Column("n", BigInteger, nullable=False),
 )
-ALL_COMMUNITIES = "*"
+CATEGORY_COUNTS = Table(
+    "intake_issue_category_counts",
+    readside.METADATA,
+    Column("community_id", Text, primary_key=True),
+    Column("category", Text, primary_key=True),
+    Column("status", Text, primary_key=True),
+    Column("n", BigInteger, nullable=False),
+)
+ALL_COMMUNITIES = rollups.ALL_COMMUNITIES
+# The rollups' measures (services/common/rollups.py).
+RECEIVED = "issues_received"
+RECEIVED_TO_WHISTLE = "received_to_whistle"
+RECEIVED_TO_DONE = "received_to_done"
+DAY_MEASURES = (RECEIVED,)
+SPAN_MEASURES = (RECEIVED_TO_WHISTLE, RECEIVED_TO_DONE)
+WHISTLE_KINDS = frozenset({"whistle_blown"})
+DONE_KINDS = frozenset({"done", "verified"})  # verified implies done (should its done step be missing)
 COLLECTION = IssueDoc._get_collection_name()
 
 
@@ -95,12 +137,31 @@ def _like_literal(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def first_at(history: Iterable[Mapping[str, Any]] | None, kinds: frozenset[str]) -> datetime | None:
+    """The earliest time of the history steps of these kinds (None: there is none)."""
+    times = [h["at"] for h in history or () if h.get("kind") in kinds and isinstance(h.get("at"), datetime)]
+    return readside.utc(min(times, key=rollups.aware)) if times else None
+
+
+def issue_facts(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """What the rollups count of an issue, from its document: whether it is a duplicate, when its first
+    whistle was blown and when its task was first done (times from its own history, so every later state
+    of the issue says the same)."""
+    history = raw.get("history")
+    return {
+        "duplicate": bool(raw.get("duplicate_of")),
+        "whistled_at": first_at(history, WHISTLE_KINDS),
+        "done_at": first_at(history, DONE_KINDS),
+    }
+
+
 def row_of(raw: Mapping[str, Any], body: bytes | None = None) -> dict[str, Any]:
     """The read-model row of an issue document as the write side holds it (`body`: its BSON without the
     outbox, when at hand)."""
     place = raw.get("place") or {}
     title, description = str(raw.get("title") or ""), str(raw.get("description") or "")
     return {
+        **issue_facts(raw),
         "id": raw["_id"],
         "version": int(raw.get("version") or 1),
         "created_at": readside.utc(raw["created_at"]),
@@ -117,44 +178,112 @@ def row_of(raw: Mapping[str, Any], body: bytes | None = None) -> dict[str, Any]:
     }
 
 
+def board_status(row: Mapping[Any, Any]) -> str:
+    """The status an issue counts under by category: an open duplicate under `duplicate`."""
+    status = str(row["status"])
+    return domain.STATUS_DUPLICATE if row["duplicate"] and status not in domain.CLOSED else status
+
+
+def contributions(row: Mapping[Any, Any]) -> Tally:
+    """What one issue row adds to the counts and rollups (see the module docstring); a pure function of the
+    row's columns in FACTS."""
+    t = Tally()
+    community = str(row["community_id"])
+    t.count(COUNTS, community, row["status"])
+    t.count(CATEGORY_COUNTS, community, row["category"], board_status(row))
+    t.day(community, RECEIVED, row["created_at"])
+    if not row["duplicate"]:
+        if row["whistled_at"] is not None:
+            t.span(community, RECEIVED_TO_WHISTLE, row["created_at"], row["whistled_at"])
+        if row["done_at"] is not None:
+            t.span(community, RECEIVED_TO_DONE, row["created_at"], row["done_at"])
+    return t
+
+
+# The columns `contributions` reads (with id and version: what a refresh reads of the rows it replaces).
+FACTS = (
+    ISSUES.c.status,
+    ISSUES.c.category,
+    ISSUES.c.community_id,
+    ISSUES.c.created_at,
+    ISSUES.c.duplicate,
+    ISSUES.c.whistled_at,
+    ISSUES.c.done_at,
+)
+
+
 def refresh_issues(conn: Connection, states: Mapping[str, State]) -> int:
-    """Bring these issues' rows (and the counts) to these states where newer; rows changed."""
+    """Bring these issues' rows (and the counts and rollups) to these states where newer; rows changed.
+
+    Each replaced row's contributions are taken away and the new row's added, in this transaction: a
+    re-delivered or older state changes nothing (it is skipped here), so nothing is counted twice."""
     if not states:
         return 0
     readside.lock_aggregates(conn, list(states))
     held = {
-        r.id: r
-        for r in conn.execute(
-            select(ISSUES.c.id, ISSUES.c.version, ISSUES.c.status, ISSUES.c.community_id).where(
-                ISSUES.c.id.in_(list(states))
-            )
-        )
+        r.id: r._mapping
+        for r in conn.execute(select(ISSUES.c.id, ISSUES.c.version, *FACTS).where(ISSUES.c.id.in_(list(states))))
     }
     rows: list[dict[str, Any]] = []
-    deltas: Counter[tuple[str, str]] = Counter()
+    tally = Tally()
     for ident, state in states.items():
         old = held.get(ident)
-        if old is not None and old.version >= state.version:
+        if old is not None and old["version"] >= state.version:
             continue  # the row is as new as the state already (a replay, a record seen twice)
         row = row_of(state.raw, state.body)
         rows.append(row)
+        tally.update(contributions(row))
         if old is not None:
-            deltas[(old.community_id, old.status)] -= 1
-            deltas[(ALL_COMMUNITIES, old.status)] -= 1
-        deltas[(row["community_id"], row["status"])] += 1
-        deltas[(ALL_COMMUNITIES, row["status"])] += 1
+            tally.update(contributions(old), -1)
     if not rows:
         return 0
     readside.upsert_newer(conn, ISSUES, rows)
-    changes = [{"community_id": c, "status": s, "n": n} for (c, s), n in sorted(deltas.items()) if n]
-    if changes:
-        up = insert(COUNTS).values(changes)
-        conn.execute(
-            up.on_conflict_do_update(
-                index_elements=[COUNTS.c.community_id, COUNTS.c.status], set_={"n": COUNTS.c.n + up.excluded.n}
-            )
-        )
+    rollups.apply(conn, tally)
     return len(rows)
+
+
+def backfill(conn: Connection, *, batch: int = 500) -> int:
+    """Fill the fact columns of rows written before they existed (from each row's body) and recount every
+    count and rollup of intake from the rows (migration 0003; reads every row once). Returns rows read."""
+    c = ISSUES.c
+    after = ""
+    read = 0
+    while True:
+        found = conn.execute(select(c.id, c.body).where(c.id > after).order_by(c.id).limit(batch)).all()
+        if not found:
+            break
+        params = []
+        for r in found:
+            raw: dict[str, Any] = bson.decode(r.body, codec_options=readside.BODY_CODEC)
+            facts = issue_facts(raw)
+            params.append({"b_id": r.id, **facts})
+        conn.execute(
+            update(ISSUES)
+            .where(c.id == bindparam("b_id"))
+            .values(
+                duplicate=bindparam("duplicate"), whistled_at=bindparam("whistled_at"), done_at=bindparam("done_at")
+            ),
+            params,
+        )
+        read += len(found)
+        after = found[-1].id
+    for table in (COUNTS, CATEGORY_COUNTS):
+        conn.execute(delete(table))
+    rollups.forget(conn, (*DAY_MEASURES, *SPAN_MEASURES))
+    rollups.apply(conn, recount(conn))
+    return read
+
+
+def recount(conn: Connection, *, community_id: str | None = None) -> Tally:
+    """Every count and rollup of intake worked out again from the rows (reads them all, or one community's):
+    what the projection keeps incrementally must equal this (backfill, tests, the benchmark's check)."""
+    tally = Tally()
+    query = select(*FACTS)
+    if community_id is not None:
+        query = query.where(ISSUES.c.community_id == community_id)
+    for r in conn.execute(query.execution_options(yield_per=1000)):
+        tally.update(contributions(r._mapping))
+    return tally
 
 
 def issue_of(body: bytes) -> IssueDoc:
@@ -194,6 +323,32 @@ def list_issues(flt: domain.IssueFilter, page_size: int, page_token: str) -> tup
     page = found[:size]
     token = paging.page_token(page[-1].created_at, page[-1].id, fingerprint) if len(found) > size else ""
     return [issue_of(r.body) for r in page], token
+
+
+@dataclass(frozen=True)
+class IssueStats:
+    """The dashboard's issue figures of one community or the tenant, from the rollups (no issue row read)."""
+
+    open_by_category: dict[tuple[str, str], int]  # (category, status) -> open issues (none left out)
+    days: dict[date, dict[str, int]]  # local day -> measure (DAY_MEASURES) -> count; days with none left out
+    spans: dict[str, list[int]]  # measure (SPAN_MEASURES) -> a count per bucket of rollups.BUCKETS
+
+
+def issue_stats(community_id: str, first: date, last: date) -> IssueStats:
+    """Open issues by category and status now, and the window's day counts and span histograms; reads at
+    most categories × statuses + days × (1 + 2 × 11) rollup rows, however many issues there are."""
+    key = community_id.strip() or ALL_COMMUNITIES
+    c = CATEGORY_COUNTS.c
+    with readside.connect() as conn:
+        found = conn.execute(
+            select(c.category, c.status, c.n).where(
+                c.community_id == key, c.n != 0, c.status.not_in(sorted(domain.CLOSED))
+            )
+        )
+        open_by_category = {(r.category, r.status): int(r.n) for r in found}
+        days = rollups.day_counts(conn, community_id.strip(), DAY_MEASURES, first, last)
+        spans = rollups.histograms(conn, community_id.strip(), SPAN_MEASURES, first, last)
+    return IssueStats(open_by_category, days, spans)
 
 
 def count_issues(community_id: str = "") -> dict[str, int]:

@@ -22,7 +22,8 @@ from services.common.context import current_principal, require_tenant
 from services.common.errors import InvalidArgument
 from services.common.principal import Principal
 from services.common.protect import Protector
-from services.intake import domain, handlers
+from services.common.statsproto import days_to_pb, span_to_pb
+from services.intake import domain, handlers, readmodel
 from services.intake.classify import Rules
 from services.intake.documents import IssueDoc
 from services.intake.placement import Placer
@@ -221,6 +222,29 @@ class IntakeServicer(pb_grpc.IntakeServiceServicer):
         domain.require_role(principal.role, domain.LIST_ROLES, "count issues", principal.grant_id)
         counts = handlers.count_issues(community.list_filter(request.community_id.strip(), principal))
         return pb.CountIssuesResponse(by_status=counts, total=sum(counts.values()))
+
+    def GetIssueStats(self, request: pb.GetIssueStatsRequest, context: grpc.ServicerContext) -> pb.IssueStats:
+        principal = _principal()
+        domain.require_role(principal.role, domain.STATS_ROLES, "read the dashboard figures")
+        asked = community.list_filter(request.community_id.strip(), principal)  # a community worker: its own
+        stats, first, last, rules = handlers.issue_stats(asked, request.from_day, request.to_day)
+        open_issues = []
+        for (code, status), n in sorted(stats.open_by_category.items()):
+            category = rules.category(code)
+            open_issues.append(
+                pb.CategoryStatusCount(
+                    category=code,
+                    category_zh=category.name_zh if category else "",
+                    category_en=category.name_en if category else "",
+                    status=status,
+                    count=n,
+                )
+            )
+        return pb.IssueStats(
+            open_issues=open_issues,
+            days=days_to_pb(stats.days, first, last),
+            spans=[span_to_pb(m, stats.spans[m]) for m in readmodel.SPAN_MEASURES],
+        )
 
     def ReclassifyIssue(self, request: pb.ReclassifyIssueRequest, context: grpc.ServicerContext) -> pb.Issue:
         doc, rules = handlers.reclassify_issue(

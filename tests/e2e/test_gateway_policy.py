@@ -72,6 +72,8 @@ EXPECTED: dict[str, tuple[set[str], bool]] = {
     "audit: read a tenant": ({"subdistrict_admin"}, True),
     "audit: export": ({"district_approver", "ops"}, True),
     "audit: verify": ({"district_approver", "ops"}, False),
+    # The portal's dashboard: figures only, for the tenant's staff.
+    "dashboard": (STAFF, True),
     # People's log-in and accounts.
     "auth: log in": (EVERYONE, False),
     "auth: who am I": (EVERYONE, False),
@@ -115,6 +117,7 @@ COMMUNITY_B: dict[str, tuple[str, ...]] = {
     "issues: read one": ("404",),
     "issues: list": ("403",),
     "issues: counts": ("403",),
+    "dashboard": ("403",),
     "issues: attachments": ("404",),
     "issues: reclassify": ("404",),
     "issues: reporter contact": ("404",),
@@ -277,6 +280,7 @@ CALLS: dict[str, list[Call]] = {
     ],
     "audit: export": [lambda t, s: ("GET", f"/api/v1/audit/export?format=ndjson&tenant={t}&from_seq=1&to_seq=5", {})],
     "audit: verify": [lambda t, s: ("POST", "/api/v1/audit/verify", {})],
+    "dashboard": [lambda t, s: ("GET", f"/api/v1/tenants/{t}/dashboard?community_id={s.community_id}&days=7", {})],
     "auth: log in": [lambda t, s: ("POST", "/api/v1/auth/login", {"json": {}})],
     "auth: who am I": [lambda t, s: ("GET", "/api/v1/auth/me", {})],
     "auth: log out": [lambda t, s: ("POST", "/api/v1/auth/logout", {})],

@@ -14,11 +14,11 @@ import pytest
 from hongling.intake.v1 import intake_pb2 as pb
 from sqlalchemy import select
 
-from services.common import readside
+from services.common import readside, rollups
 from services.common.projection import wait_caught_up
 from services.dispatch.readmodel import PROJECTION as DISPATCH
-from services.dispatch.readmodel import TASKS
-from services.intake.readmodel import COUNTS, ISSUES
+from services.dispatch.readmodel import TASK_COUNTS, TASKS, WHISTLES
+from services.intake.readmodel import CATEGORY_COUNTS, COUNTS, ISSUES
 from services.intake.readmodel import PROJECTION as INTAKE
 from tests.conftest import System, wait_for
 from tests.integration.test_intake_service import Area, intake, make_area, new_issue
@@ -33,14 +33,28 @@ def area(system: System) -> Area:
 
 
 def snapshot(tenant: str, community_id: str) -> dict[str, Any]:
-    """The rows of one community's issues and tasks, and its counts, as the read side holds them."""
+    """The rows of one community's issues, tasks and calls, its counts and its dashboard rollups, as the read
+    side holds them."""
     with readside.connect(tenant) as conn:
         issues = conn.execute(select(ISSUES).where(ISSUES.c.community_id == community_id).order_by(ISSUES.c.id)).all()
         tasks = conn.execute(select(TASKS).where(TASKS.c.community_id == community_id).order_by(TASKS.c.id)).all()
+        calls = conn.execute(
+            select(WHISTLES).where(WHISTLES.c.community_id == community_id).order_by(WHISTLES.c.id)
+        ).all()
         counts = conn.execute(
             select(COUNTS.c.status, COUNTS.c.n).where(COUNTS.c.community_id == community_id, COUNTS.c.n != 0)
         ).all()
-    return {"issues": [tuple(r) for r in issues], "tasks": [tuple(r) for r in tasks], "counts": sorted(counts)}
+        kept = {}
+        for table in (CATEGORY_COUNTS, TASK_COUNTS, rollups.DAYS, rollups.DURATIONS):
+            mine = select(table).where(table.c.community_id == community_id, table.c.n != 0)
+            kept[table.name] = sorted(tuple(r) for r in conn.execute(mine))
+    return {
+        "issues": [tuple(r) for r in issues],
+        "tasks": [tuple(r) for r in tasks],
+        "calls": [tuple(r) for r in calls],
+        "counts": sorted(counts),
+        "rollups": kept,
+    }
 
 
 def test_counts_follow_the_issues_of_a_community(system: System, area: Area) -> None:
@@ -82,8 +96,8 @@ def test_rows_live_in_their_tenants_schema_only(system: System, area: Area) -> N
 
 def test_a_rebuild_from_the_state_topics_writes_the_same_rows(system: System, area: Area) -> None:
     """Stop the projector and rebuild: every read model dropped, its schema made again, every state record
-    of the topics projected again from their start. The community's rows (versions, bodies) and counts come back
-    exactly as they were; then the projector runs on as before."""
+    of the topics projected again from their start. The community's rows (versions, bodies), counts and
+    dashboard rollups come back exactly as they were; then the projector runs on as before."""
     svc = intake(system)
     made = [svc.CreateIssue(new_issue(area.point(1, east_m=i * 60.0), title=f"重建{i}")) for i in range(2)]
     # Let the issues settle (whistle blown: their tasks exist) and the projections catch up with them.
@@ -95,7 +109,9 @@ def test_a_rebuild_from_the_state_topics_writes_the_same_rows(system: System, ar
             return None
         found = snapshot(T, area.community_id)
         mine = {m.id for m in made}
-        return found if mine <= {r[0] for r in found["issues"]} and len(found["tasks"]) >= len(made) else None
+        whistled = found["rollups"]["rollup_durations"]  # the issues' whistles, as intake has them
+        ok = mine <= {r[0] for r in found["issues"]} and len(found["tasks"]) >= len(made) and whistled
+        return found if ok else None
 
     before = wait_for(caught_up, timeout=120)
     system.services_sh("stop", "projector")
@@ -107,7 +123,9 @@ def test_a_rebuild_from_the_state_topics_writes_the_same_rows(system: System, ar
         system.start("projector")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "intake: caught up" in done.stdout and "dispatch: caught up" in done.stdout
-    assert snapshot(T, area.community_id) == before
+    after = snapshot(T, area.community_id)
+    assert after == before
+    assert after["rollups"]["rollup_days"] and after["rollups"]["intake_issue_category_counts"]
     # And the projector carries on from there.
     later = svc.CreateIssue(new_issue(area.point(2, north_m=80.0), title="重建之后"))
     wait_for(lambda: later.id in {r[0] for r in snapshot(T, area.community_id)["issues"]})

@@ -127,6 +127,7 @@ COMMUNITY_EXPECTED: dict[str, tuple[str, str]] = {
     "issues.get_issue": (OWN_RECORD, "issue"),
     "issues.list_issues": (OWN_LIST, ""),
     "issues.count_issues": (OWN_LIST, ""),
+    "dashboard.get_dashboard": (OWN_LIST, ""),
     "issues.get_attachment": (OWN_RECORD, "issue"),
     "issues.reclassify_issue": (OWN_RECORD, "issue"),
     "issues.reveal_contact": (OWN_RECORD, "issue"),
@@ -195,7 +196,13 @@ def worker_on(endpoint: str, community_id: str | None) -> tuple[Principal | None
 
 
 def test_a_community_workers_list_is_its_own_community_and_naming_another_is_403() -> None:
-    for endpoint in ("issues.list_issues", "issues.count_issues", "dispatch.list_tasks", "org.export_sheet"):
+    for endpoint in (
+        "issues.list_issues",
+        "issues.count_issues",
+        "dispatch.list_tasks",
+        "org.export_sheet",
+        "dashboard.get_dashboard",
+    ):
         for asked in (None, "", "c-1"):
             principal, refusal = worker_on(endpoint, asked)
             assert refusal is None and principal is not None and principal.community == "c-1", (endpoint, asked)
