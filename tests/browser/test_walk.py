@@ -12,7 +12,7 @@ import requests
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import Person, log_in, shot
-from tests.conftest import System, unique
+from tests.conftest import System, unique, wait_for
 from tests.e2e.test_dispatch_api import build_area
 
 pytestmark = pytest.mark.e2e
@@ -90,3 +90,17 @@ def test_an_issue_from_intake_through_whistle_claim_and_assignment_to_done(
     # The issue follows its task (intake hears dispatch's events).
     page.get_by_role("link", name="查看事项").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text("已办结", timeout=60_000)
+
+    # The community's dashboard counts the walk: one received, one call blown and answered in time, one done.
+    def counted() -> bool:
+        page.goto(f"{system.gateway}/portal/{TENANT}/dashboard?community={area.community_id}")
+        log_in(page, system, people("subdistrict_admin", TENANT), f"{TENANT}/dashboard?community={area.community_id}")
+        expect(page.get_by_test_id("kpi-received")).not_to_have_text("—")
+        return (
+            page.get_by_test_id("kpi-received").inner_text() == "1"
+            and page.get_by_test_id("kpi-in-time").inner_text() == "100%"
+        )
+
+    wait_for(counted, timeout=90, interval=2)
+    expect(page.get_by_test_id("chart")).to_have_count(6)  # by class, by status, the days, three spans
+    shot(page, "dashboard-after-walk")

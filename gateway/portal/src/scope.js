@@ -1,9 +1,12 @@
 // Which tenant and community a page shows: the tenant is in the path (/<tenant>/…); the community is the
 // community worker's own (fixed: the gateway refuses any other) or, for a subdistrict admin, ?community=
 // (empty: the whole tenant).
-import { computed } from 'vue'
+import { computed, reactive } from 'vue'
 import { useRoute, useRouter } from 'vue-router'
 import { ownCommunity } from './session.js'
+
+// Community names by id, as the header loaded them (pages show a community by its name).
+export const communityNames = reactive({})
 
 export function useScope() {
   const route = useRoute()
@@ -15,5 +18,6 @@ export function useScope() {
     if (fixedCommunity.value) return
     router.replace({ query: { ...route.query, community: id || undefined } })
   }
-  return { tenant, community, fixedCommunity, setCommunity }
+  const communityName = computed(() => communityNames[community.value] || community.value)
+  return { tenant, community, communityName, fixedCommunity, setCommunity }
 }
