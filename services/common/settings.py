@@ -140,7 +140,7 @@ class Settings(BaseSettings):
     # lease it renews every lease/5 seconds; a job whose lease is older (its process died) is taken over. How
     # often each worker looks for jobs started in another process or left by a dead one.
     import_job_lease_seconds: float = Field(30.0, ge=2, le=3600)
-    import_job_poll_seconds: float = Field(3.0, gt=0, le=600)
+    import_job_poll_seconds: float = Field(5.0, gt=0, le=600)
     # Dispatch's webhook notifier (services/dispatch/webhooks.py): per-attempt timeout, attempts before
     # a delivery is failed, retry backoff (base doubling up to the max).
     webhook_timeout_seconds: float = Field(5.0, gt=0, le=120)

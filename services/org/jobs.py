@@ -548,7 +548,7 @@ class ImportJobWorker:
         protector: Protector,
         *,
         lease_seconds: float = 30.0,
-        poll_seconds: float = 3.0,
+        poll_seconds: float = 5.0,
         tenants: Iterable[str] | None = None,
         every_rows: int = PROGRESS_ROWS,
         every_seconds: float = PROGRESS_SECONDS,

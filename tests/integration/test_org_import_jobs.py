@@ -6,8 +6,11 @@ may read a job. Polled to generous deadlines, never slept on."""
 from __future__ import annotations
 
 import itertools
+import os
+import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -198,6 +201,17 @@ def test_a_file_that_cannot_be_read_fails_the_job_saying_why(admin: Jobs) -> Non
     assert "xlsx file is damaged" in job.message and "导入失败" in job.message
 
 
+def test_the_largest_file_is_kept_with_its_job_and_read_back_whole(admin: Jobs) -> None:
+    row = "no-such-community,单位" + "甲" * 60 + ",resident_unit,,2024-01-01\r\n"
+    body = ",".join(UNIT_HEADER) + "\r\n" + row * ((5 * 1024 * 1024 - 200) // len(row.encode()))
+    content = body.encode()
+    assert 5 * 1024 * 1024 - 400 < len(content) <= 5 * 1024 * 1024
+    job = admin.follow(admin.start("member_units", content).id)
+    assert job.size_bytes == len(content)
+    # Read back whole (the row limit is only found by reading every row): refused for its rows, not its bytes.
+    assert job.status == "failed" and "more than 20,000 data rows" in job.message, job.message
+
+
 def test_what_can_be_told_at_once_is_refused_at_once(admin: Jobs) -> None:
     for req, words in (
         (pb.StartImportJobRequest(entity="grids", format="csv", content=b"a\r\n"), "use one of: member_units"),
@@ -274,3 +288,40 @@ def test_a_job_running_when_the_service_is_killed_is_finished_after_a_restart_ev
     assert done.unchanged >= partly and done.created + done.unchanged == n and done.updated == 0
     assert (done.total_rows, done.rows_checked, done.rows_written) == (n, n, n)
     assert time.monotonic() - killed_at < DEADLINE
+
+
+def test_a_job_running_when_the_service_is_stopped_is_handed_on_at_once_every_row_once(
+    system: System, admin: Jobs, mongo_client: MongoClient[Any]
+) -> None:
+    c = unique("jc-stop")
+    admin.call("CreateCommunity", pb.Community(id=c, name_zh=f"停机社区{c}"))
+    n = 1500
+    names = [f"交接单位{i:05d}-{unique()}" for i in range(n)]
+    started = admin.start("member_units", units_file(c, names))
+    wait_for(lambda: admin.get(started.id).rows_written > 100, timeout=DEADLINE, interval=0.1)
+    pid_file = Path(system.settings_state_dir) / "run" / "org.pid"
+    pid = int(pid_file.read_text())
+    os.kill(pid, signal.SIGTERM)  # a graceful stop: the job stops between two rows and gives its lease up
+
+    def gone() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    wait_for(gone, timeout=60)
+    pid_file.unlink()
+    lease = mongo_client[f"hl_org_{TENANT}"]["import_job_leases"].find_one({"_id": f"{started.id}:1"})
+    assert lease is not None and lease["released"] is True
+    assert admin_job_status(mongo_client, started.id) == "running"  # left to be resumed, not failed
+    system.start("org")
+    done = admin.follow(started.id)
+    assert (done.status, done.attempts) == ("succeeded", 2)
+    assert sorted(stored_names(mongo_client, c)) == sorted(names)
+    assert done.created + done.unchanged == n and (done.rows_checked, done.rows_written) == (n, n)
+
+
+def admin_job_status(mongo_client: MongoClient[Any], job_id: str) -> str:
+    job = mongo_client[f"hl_org_{TENANT}"]["import_jobs"].find_one({"_id": job_id}, {"status": 1})
+    return str((job or {}).get("status"))
