@@ -96,6 +96,7 @@ SUMMARIES = {
     "org.update_item": "修改{zh} Update a {name}",
     "org.delete_item": "删除{zh} Delete a {name}",
     "org.import_sheet": "导入{zh}表格 Import {slug} from a spreadsheet",
+    "org.start_import_job": "导入{zh}表格（后台任务） Import {slug} from a spreadsheet as a background job",
     "org.export_sheet": "导出{zh}表格 Export {slug} as a spreadsheet",
     "org.resolve_location": "定位 A point or compound -> its community, grid and compound",
     "org.find_candidates": "点将依据 People, teams and units that fit a need, best first",
@@ -104,7 +105,13 @@ SUMMARIES = {
 APPLIES: dict[str, Callable[[Collection], bool]] = {
     "org.delete_item": lambda c: c.deletable,
     "org.import_sheet": lambda c: c.sheets,
+    "org.start_import_job": lambda c: c.sheets,
     "org.export_sheet": lambda c: c.sheets,
+}
+# The org import jobs' routes without a collection (gateway/routes_org.py), declared as the dispatch routes'.
+ORG_DOCS = {
+    "org.get_import_job": Doc(org_pb2.ImportJob, errors=(404,)),
+    "org.list_import_jobs": Doc(org_pb2.ImportJob, list_key="items", errors=(400,)),
 }
 # Fields the org routes drop from request bodies (routes_org from_json(..., drop=...)): read-only.
 ORG_READ_ONLY = ("meta", "version")
@@ -114,6 +121,7 @@ PATH_PARAM_DOCS = {
     "task_id": "任务编号 The task's id",
     "whistle_id": "集结号编号 The call's id",
     "webhook_id": "推送地址编号 The webhook registration's id",
+    "job_id": "导入任务编号 The import job's id",
 }
 ERRORS: dict[int, str] = {
     400: "请求有误 Bad request: not JSON, an unknown field, a wrong type or value; `field` names it",
@@ -476,7 +484,7 @@ class SpecBuilder:
         known = {
             "tenants": "街道/镇 The tenants: 7 subdistricts (街道) and towns (镇)",
             "issues": "民情事项 Issues: residents' problems from every channel (社区接单)",
-            "org": "组织架构 Organisation: location and matching queries",
+            "org": "组织架构 Organisation: location and matching queries, spreadsheet import jobs",
             "dispatch": "吹号派单 Dispatch: the whistle board (集结号), report-ins (报到), claims (认领), "
             "assignment (点将), task transitions and deadlines",
             "webhooks": "事件推送 Webhooks: signed deliveries of dispatch events to SMS / WeChat gateways and "
@@ -493,8 +501,8 @@ class SpecBuilder:
         """What the route really takes and returns, from the objects it uses."""
         if c is not None:
             return self._org_collection(endpoint, c)
-        if endpoint in DOCS:
-            return self._declared(DOCS[endpoint])
+        if endpoint in DOCS or endpoint in ORG_DOCS:
+            return self._declared(DOCS.get(endpoint) or ORG_DOCS[endpoint])
         if endpoint == "tenants":
             tenants = {
                 "type": "object",
@@ -796,7 +804,7 @@ class SpecBuilder:
             )
         if endpoint == "org.delete_item":
             return Op(params=[if_match], responses={"204": _ok("已删除 Deleted")}, errors=(400, 404, 409, 412, 428))
-        if endpoint == "org.import_sheet":
+        if endpoint in ("org.import_sheet", "org.start_import_job"):
             content: dict[str, Schema] = {mime.split(";")[0]: BINARY for mime in SHEET_FORMATS.values()}
             content["multipart/form-data"] = {
                 "schema": {
@@ -805,8 +813,13 @@ class SpecBuilder:
                     "properties": {"file": {"type": "string", "format": "binary", "description": "the spreadsheet"}},
                 }
             }
+            sheet = {"required": True, "content": content, "description": f"≤ {IMPORT_MAX_BYTES} bytes"}
+            if endpoint == "org.start_import_job":
+                job = self.message(org_pb2.ImportJob)
+                queued = _ok("已排队 Queued: the job (status queued); follow it at Location", job, ["Location"])
+                return Op(body=sheet, responses={"202": queued}, errors=(400, 404, 413))
             return Op(
-                body={"required": True, "content": content, "description": f"≤ {IMPORT_MAX_BYTES} bytes"},
+                body=sheet,
                 responses={
                     "200": _ok(
                         "导入结果 Rows read, created, updated, unchanged; bad rows",

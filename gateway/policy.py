@@ -110,7 +110,8 @@ class Rule:
     # not admit community workers.
     community: str = ""
     # OWN_RECORD, NEW_RECORD: what the request names, looked up before the view runs (gateway/community.py
-    # RESOLVERS: issue, issues, task, call, org, grant); "" on NEW_RECORD: only the service can tell.
+    # RESOLVERS: issue, issues, task, call, org, grant); "" where only the service can tell (NEW_RECORD: a
+    # spreadsheet's rows; OWN_RECORD: an import job, which a community worker reads only if it started it).
     record: str = ""
 
     def admits(self, role: str) -> bool:
@@ -176,6 +177,12 @@ POLICY: dict[str, Rule] = {
     "org.find_candidates": Rule("org: resolve / candidates", STAFF, tenant_scoped=True, community=TENANT_WIDE),
     "org.import_sheet": Rule("org: import", STAFF, tenant_scoped=True, community=NEW_RECORD),
     "org.export_sheet": Rule("org: export", STAFF, tenant_scoped=True, community=OWN_LIST),
+    # Imports as background jobs: started as an import is; a job is read by whoever started it and the
+    # tenant's staff: a community worker lists and reads only the jobs it started (the org service: another's
+    # job is 404, as a missing one).
+    "org.start_import_job": Rule("org: import", STAFF, tenant_scoped=True, community=NEW_RECORD),
+    "org.get_import_job": Rule("org: import jobs", STAFF, tenant_scoped=True, community=OWN_RECORD),
+    "org.list_import_jobs": Rule("org: import jobs", STAFF, tenant_scoped=True, community=OWN_LIST),
     # Dispatch (吹号 · 报到 · 认领 · 点将): staff of the tenant run it; members read the whistle board, answer
     # calls, claim, answer their assignment, start and finish the tasks they lead and list their own tasks,
     # always as the helper their credential is bound to (the views enforce it; the service checks again).

@@ -9,6 +9,8 @@ for list entries, Delete methods:
     PUT    {collection}/{id}      If-Match: "<version>"     update (missing If-Match 428, stale 412)
     DELETE {collection}/{id}      If-Match: "<version>"     list entries only -> 204
     POST   {collection}/import?format=xlsx|csv&dry_run=     spreadsheet in (raw body or multipart `file`)
+    POST   {collection}/import-jobs?format=&dry_run=        the same as a background job -> 202, Location
+    GET    import-jobs/{job_id} · import-jobs?page_size=     a job and its progress · the tenant's jobs
     GET    {collection}/export?format=xlsx|csv&<filter>=…   spreadsheet out (attachment)
     POST   resolve-location   {lat, lon} | {compound_id}
     POST   candidates         {skills, services, resources, grid_id, time, limit}
@@ -397,13 +399,15 @@ def find_candidates(tenant: str) -> Response:
 # ---------------------------------------------------------------- spreadsheets
 
 
-@bp.post(f"{ORG}/<collection>/import")
-@query(
+IMPORT_QUERY = (
     text("format", f"{SHEET_FORMAT_DOC}; absent: from the uploaded file's name or content type", enum=SHEET_FORMATS),
     boolean("dry_run", "试导入 Check every row and report the bad ones (row, column, reason); store nothing"),
 )
-def import_sheet(tenant: str, collection: str) -> Response:
-    c = collection_of(collection, sheets=True)
+
+
+def uploaded_sheet() -> tuple[bytes, str, str]:
+    """The spreadsheet a request carries (multipart field `file`, or the raw body): (content, file name, type);
+    400 when there is none, 413 beyond IMPORT_MAX_BYTES."""
     request.max_content_length = IMPORT_MAX_BYTES + 64 * 1024  # room for multipart framing
     filename = ""
     if request.mimetype == "multipart/form-data":
@@ -422,6 +426,14 @@ def import_sheet(tenant: str, collection: str) -> Response:
         raise ApiError(
             413, "body_too_large", f"the spreadsheet is larger than {IMPORT_MAX_BYTES} bytes (文件过大)", field="file"
         )
+    return content, filename, mimetype
+
+
+@bp.post(f"{ORG}/<collection>/import")
+@query(*IMPORT_QUERY)
+def import_sheet(tenant: str, collection: str) -> Response:
+    c = collection_of(collection, sheets=True)
+    content, filename, mimetype = uploaded_sheet()
     req = pb.ImportSheetRequest(
         entity=c.entity,
         format=sheet_format(args()["format"], filename, mimetype),
@@ -430,6 +442,71 @@ def import_sheet(tenant: str, collection: str) -> Response:
     )
     with tenant_call(tenant):
         return jsonify(to_json(clients().org.ImportSheet(req)))
+
+
+# ---------------------------------------------------------------- spreadsheet imports as background jobs
+
+IMPORT_JOBS = f"{ORG}/import-jobs"
+JOBS_MAX, JOBS_DEFAULT = 100, 20  # the org service's pages of jobs (services/org/jobs.py)
+
+
+def import_job_url(tenant: str, job_id: str) -> str:
+    return f"/api/v1/tenants/{tenant}/org/import-jobs/{quote(job_id, safe='')}"
+
+
+@bp.post(f"{ORG}/<collection>/import-jobs")
+@query(*IMPORT_QUERY)
+def start_import_job(tenant: str, collection: str) -> Response:
+    """导入任务 Start a spreadsheet import as a background job: 202 at once, then follow it at Location
+
+    The same file, rules and result as the import route, for files too large to wait for (up to 20,000 rows):
+    the org service keeps the file with the job and imports it in the background, and the job
+    (`GET …/org/import-jobs/{job_id}`) shows how far it has got: `status` queued → running → succeeded or
+    failed, `stage` checking → writing, `rows_checked` and then `rows_written` of `total_rows` (updated about
+    every second, never going back), and at the end `created` / `updated` / `unchanged`, or the bad rows
+    (`errors`: row, column, reason; the first 1,000, `error_count` counts them all) and nothing written
+    (a real import with a bad row fails; a dry run succeeds with them), or why it failed (`message`). Poll
+    about once a second. A job survives a restart of the service: it resumes, rows already saved counting
+    unchanged (`attempts` > 1). Times are Asia/Shanghai. 后台导入：立即返回任务，按Location查看进度与结果。"""
+    c = collection_of(collection, sheets=True)
+    content, filename, mimetype = uploaded_sheet()
+    req = pb.StartImportJobRequest(
+        entity=c.entity,
+        format=sheet_format(args()["format"], filename, mimetype),
+        content=content,
+        dry_run=args()["dry_run"],
+        filename=filename,
+    )
+    with tenant_call(tenant):
+        job = clients().org.StartImportJob(req)
+    resp = jsonify(to_json(job))
+    resp.status_code = 202
+    resp.headers["Location"] = import_job_url(tenant, job.id)
+    return resp
+
+
+@bp.get(f"{IMPORT_JOBS}/<job_id>")
+def get_import_job(tenant: str, job_id: str) -> Response:
+    """查看导入任务 An import job: its status, progress and, once finished, its result or bad rows
+
+    Whoever started it and the tenant's staff read it; a community worker only the jobs it started (another's
+    is 404, as a job that does not exist)."""
+    with tenant_call(tenant):
+        return jsonify(to_json(clients().org.GetImportJob(pb.GetImportJobRequest(id=job_id))))
+
+
+@bp.get(IMPORT_JOBS)
+@query(page_size(JOBS_MAX, JOBS_DEFAULT), PAGE_TOKEN)
+def list_import_jobs(tenant: str) -> Response:
+    """导入任务列表 The tenant's import jobs, newest first (a community worker: the ones it started)
+
+    Each job as `GET …/import-jobs/{job_id}` shows it, without its bad rows (`errors` is empty here;
+    `error_count` counts them)."""
+    q = args()
+    req = pb.ListImportJobsRequest(page_size=q["page_size"], page_token=q["page_token"])
+    with tenant_call(tenant):
+        resp = clients().org.ListImportJobs(req)
+    return jsonify({"items": [to_json(j) for j in resp.items], "next_page_token": resp.next_page_token or None})
 
 
 EXPORT_FORMAT = text("format", f"{SHEET_FORMAT_DOC}; absent: xlsx", enum=SHEET_FORMATS)

@@ -208,6 +208,8 @@ def system(infra: Settings) -> Iterator[System]:
     # Some tests move a timer in the database as another dispatch process would; the rescan that finds such
     # a timer runs every 5 s in this stack instead of every minute, so they do not wait for it.
     os.environ.setdefault("HONGLING_TIMER_RESCAN_SECONDS", "5")
+    # An import job left by a killed org service is taken over once its lease lapses: 10 s here, not 30.
+    os.environ.setdefault("HONGLING_IMPORT_JOB_LEASE_SECONDS", "10")
     sys_.services_sh("start")
     # The gateway answers /healthz before every service is SERVING; wait for /readyz too.
     deadline = time.monotonic() + 30

@@ -36,6 +36,16 @@ class Protector:
         except InvalidToken:
             raise ValueError("personal data cannot be decrypted with this HONGLING_DATA_KEY") from None
 
+    def seal_bytes(self, value: bytes) -> bytes:
+        """A file kept for a while (a spreadsheet waiting to be imported), encrypted as a value is."""
+        return self._fernet.encrypt(value)
+
+    def open_bytes(self, token: bytes) -> bytes:
+        try:
+            return self._fernet.decrypt(token)
+        except InvalidToken:
+            raise ValueError("the file cannot be decrypted with this HONGLING_DATA_KEY") from None
+
     def lookup_key(self, value: str) -> str:
         return hmac.new(self._mac_key, value.encode(), hashlib.sha256).hexdigest() if value else ""
 

@@ -137,6 +137,11 @@ class Settings(BaseSettings):
     timer_lease_seconds: float = Field(60.0, ge=1, le=3600)
     timer_backoff_base_seconds: float = Field(1.0, gt=0, le=3600)
     timer_backoff_max_seconds: float = Field(300.0, gt=0, le=86400)
+    # The org service's spreadsheet import jobs (services/org/jobs.py): a worker holds a running job under a
+    # lease it renews every lease/5 seconds; a job whose lease is older (its process died) is taken over. How
+    # often each worker looks for jobs started in another process or left by a dead one.
+    import_job_lease_seconds: float = Field(30.0, ge=2, le=3600)
+    import_job_poll_seconds: float = Field(5.0, gt=0, le=600)
     # Dispatch's webhook notifier (services/dispatch/webhooks.py): per-attempt timeout, attempts before
     # a delivery is failed, retry backoff (base doubling up to the max).
     webhook_timeout_seconds: float = Field(5.0, gt=0, le=120)

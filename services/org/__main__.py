@@ -1,9 +1,10 @@
-"""python -m services.org: the organisation-structure service (gRPC + outbox relay)."""
+"""python -m services.org: the organisation-structure service (gRPC + outbox relay + import jobs)."""
 
 from services.common.protect import protector
 from services.common.runner import run_service
 from services.common.settings import get_settings
 from services.org import documents as d
+from services.org.jobs import build_worker
 from services.org.servicer import register
 
 OUTBOX_DOCUMENTS = [
@@ -25,5 +26,9 @@ OUTBOX_DOCUMENTS = [
 if __name__ == "__main__":
     keys = protector(get_settings().data_key)
     run_service(
-        "org", lambda server: register(server, keys), outbox_documents=OUTBOX_DOCUMENTS, tenantless=["ListTenants"]
+        "org",
+        lambda server: register(server, keys),
+        outbox_documents=OUTBOX_DOCUMENTS,
+        workers=[build_worker(keys)],  # spreadsheet imports run as background jobs (services/org/jobs.py)
+        tenantless=["ListTenants"],
     )

@@ -25,7 +25,7 @@ from hongling.org.v1 import org_pb2_grpc as pb_grpc
 from services.common.errors import InvalidArgument, NotFound
 from services.common.protect import Protector
 from services.common.tenants import all_tenants
-from services.org import domain, handlers, sheets
+from services.org import domain, handlers, jobs, sheets
 from services.org import index as org_index
 from services.org.documents import OrgDocument
 
@@ -170,6 +170,25 @@ class OrgServicer(pb_grpc.OrgServiceServicer):
             errors=[pb.RowError(row=e.row, column=e.column, reason=e.reason) for e in result.errors],
             dry_run=request.dry_run,
         )
+
+    def StartImportJob(self, request: pb.StartImportJobRequest, context: grpc.ServicerContext) -> pb.ImportJob:
+        handlers.require_role(write=True)
+        job = jobs.start(
+            request.entity, request.format, request.content, request.dry_run, request.filename, self.protector
+        )
+        return jobs.to_message(job)
+
+    def GetImportJob(self, request: pb.GetImportJobRequest, context: grpc.ServicerContext) -> pb.ImportJob:
+        handlers.require_role(write=True)  # the people who import: never a district department's grant
+        job, errors = jobs.get(request.id)
+        return jobs.to_message(job, errors)
+
+    def ListImportJobs(
+        self, request: pb.ListImportJobsRequest, context: grpc.ServicerContext
+    ) -> pb.ListImportJobsResponse:
+        handlers.require_role(write=True)
+        found, token = jobs.list_jobs(request.page_size, request.page_token)
+        return pb.ListImportJobsResponse(items=[jobs.to_message(j) for j in found], next_page_token=token)
 
     def ExportSheet(self, request: pb.ExportSheetRequest, context: grpc.ServicerContext) -> pb.ExportSheetResponse:
         handlers.require_role(write=True)

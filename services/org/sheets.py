@@ -20,7 +20,8 @@ placing a record in another community is a bad row (`community_out_of_scope`), a
 community's record by id is one whose record is not found; its exports hold its own community's records.
 
 Parsing (read_table, parse_header, parse_row and the cell helpers) needs no storage and is tested on
-its own; import_sheet and export_sheet run inside a call bound to a tenant.
+its own; import_sheet and export_sheet run inside a call bound to a tenant. An import run as a background
+job (services/org/jobs.py) passes an ImportProgress, told of every row checked and written.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import openpyxl
 from openpyxl.cell import WriteOnlyCell
@@ -102,6 +103,24 @@ class ImportResult:
     updated: int = 0
     unchanged: int = 0
     errors: list[RowError] = field(default_factory=list)
+    error_count: int = 0  # every error found (errors lists the first MAX_LISTED_ERRORS)
+
+
+class ImportProgress(Protocol):
+    """Told how far an import has got (services/org/jobs.py keeps a job's progress with it). Each call may
+    raise to stop the import where it is (the rows written so far stay written)."""
+
+    def read(self, total: int) -> None:
+        """The file is read: it has `total` data rows; checking starts."""
+
+    def checked(self, count: int) -> None:
+        """`count` rows are checked (of total)."""
+
+    def writing(self, done: int) -> None:
+        """Every row is good and the writing starts; `done` rows need nothing written (unchanged)."""
+
+    def written(self, done: int) -> None:
+        """`done` rows are written or need nothing written (of total)."""
 
 
 @dataclass
@@ -275,14 +294,7 @@ class Table:
 
 def read_table(fmt: str, content: bytes) -> Table:
     """The header row (the first non-empty row) and the non-empty rows below it, or InvalidArgument."""
-    if not content:
-        raise InvalidArgument("the file is empty", field="content")
-    if len(content) > MAX_BYTES:
-        raise InvalidArgument(
-            f"the file is {len(content) / 1024 / 1024:.2f} MB; at most {MAX_BYTES // 1024 // 1024} MB "
-            "(split it into smaller files)",
-            field="content",
-        )
+    check_file(fmt, content)
     rows = _xlsx_rows(content) if fmt == "xlsx" else _csv_rows(content)
     header: list[Any] | None = None
     header_row = 0
@@ -306,14 +318,35 @@ def read_table(fmt: str, content: bytes) -> Table:
     return Table(header, header_row, body)
 
 
-def _xlsx_rows(content: bytes) -> Iterator[tuple[int, list[Any]]]:
-    if content.startswith(OLE_MAGIC):
+def check_file(fmt: str, content: bytes) -> None:
+    """What can be told of a file without reading it (its size, what kind of file it starts as), or
+    InvalidArgument: checked before a job is queued, and again when the file is read."""
+    if not content:
+        raise InvalidArgument("the file is empty", field="content")
+    if len(content) > MAX_BYTES:
         raise InvalidArgument(
-            "this is an old Excel .xls file; save it as .xlsx (Excel 工作簿) or as CSV UTF-8", field="content"
+            f"the file is {len(content) / 1024 / 1024:.2f} MB; at most {MAX_BYTES // 1024 // 1024} MB "
+            "(split it into smaller files)",
+            field="content",
         )
-    if not content.startswith(ZIP_MAGIC):
-        hint = " (it looks like text: send it with format csv)" if _looks_like_text(content) else ""
-        raise InvalidArgument(f"the file is not an xlsx workbook{hint}", field="content")
+    if fmt == "xlsx":
+        if content.startswith(OLE_MAGIC):
+            raise InvalidArgument(
+                "this is an old Excel .xls file; save it as .xlsx (Excel 工作簿) or as CSV UTF-8", field="content"
+            )
+        if not content.startswith(ZIP_MAGIC):
+            hint = " (it looks like text: send it with format csv)" if _looks_like_text(content) else ""
+            raise InvalidArgument(f"the file is not an xlsx workbook{hint}", field="content")
+    else:
+        if content.startswith(ZIP_MAGIC):
+            raise InvalidArgument("this is an xlsx workbook, not CSV: send it with format xlsx", field="content")
+        if content.startswith(OLE_MAGIC):
+            raise InvalidArgument(
+                "this is an old Excel .xls file, not CSV; save it as CSV UTF-8 or .xlsx", field="content"
+            )
+
+
+def _xlsx_rows(content: bytes) -> Iterator[tuple[int, list[Any]]]:
     try:
         with zipfile.ZipFile(io.BytesIO(content)) as archive:
             expanded = sum(i.file_size for i in archive.infolist())
@@ -357,10 +390,6 @@ def _looks_like_text(content: bytes) -> bool:
 
 
 def _csv_rows(content: bytes) -> Iterator[tuple[int, list[Any]]]:
-    if content.startswith(ZIP_MAGIC):
-        raise InvalidArgument("this is an xlsx workbook, not CSV: send it with format xlsx", field="content")
-    if content.startswith(OLE_MAGIC):
-        raise InvalidArgument("this is an old Excel .xls file, not CSV; save it as CSV UTF-8 or .xlsx", field="content")
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -904,14 +933,24 @@ class _Checker:
 # ---------------------------------------------------------------- import
 
 
-def import_sheet(entity: str, fmt: str, content: bytes, dry_run: bool, ctx: handlers.Context) -> ImportResult:
+def import_sheet(
+    entity: str,
+    fmt: str,
+    content: bytes,
+    dry_run: bool,
+    ctx: handlers.Context,
+    progress: ImportProgress | None = None,
+) -> ImportResult:
     """Check every row of the file; unless dry_run and if no row is bad, create or update the records."""
     sheet = sheet_for(entity)
     table = read_table(format_of(fmt), content)
     headers, header_errors = parse_header(sheet, table.header, table.header_row)
     result = ImportResult(rows=len(table.rows))
+    if progress is not None:
+        progress.read(len(table.rows))
     if header_errors:
         result.errors = header_errors
+        result.error_count = len(header_errors)
         return result
     mode = "dry run" if dry_run else "import"
     log.info("sheet %s of %s: %d rows to check", mode, sheet.entity, len(table.rows))
@@ -933,15 +972,18 @@ def import_sheet(entity: str, fmt: str, content: bytes, dry_run: bool, ctx: hand
             if plan is not None:
                 plans.append(plan)
         _progress(count, len(parsed), f"sheet {mode} of {sheet.entity}: %d/%d rows checked")
+        if progress is not None:
+            progress.checked(count)
 
     result.errors = errors.result()
+    result.error_count = len(errors.all)
     if result.errors:
         log.info("sheet %s of %s: %d of %d rows are bad", mode, sheet.entity, len(errors.bad_rows), result.rows)
         if dry_run:
             _count(result, plans)
         return result
     if not dry_run:
-        _write(sheet, plans, ctx)
+        _write(sheet, plans, ctx, progress)
     _count(result, plans)
     log.info(
         "sheet %s of %s: %d rows, %d created, %d updated, %d unchanged",
@@ -966,9 +1008,12 @@ def _progress(count: int, total: int, message: str) -> None:
         log.info(message, count, total)
 
 
-def _write(sheet: Sheet, plans: Sequence[_Plan], ctx: handlers.Context) -> None:
+def _write(sheet: Sheet, plans: Sequence[_Plan], ctx: handlers.Context, progress: ImportProgress | None = None) -> None:
     sp = handlers.SPECS[sheet.spec]
     todo = [p for p in plans if p.action != "unchanged"]
+    unchanged = len(plans) - len(todo)
+    if progress is not None:
+        progress.writing(unchanged)
     for count, plan in enumerate(todo, 1):
         try:
             if plan.action == "create":
@@ -986,6 +1031,8 @@ def _write(sheet: Sheet, plans: Sequence[_Plan], ctx: handlers.Context) -> None:
                 field=exc.field,
             ) from None
         _progress(count, len(todo), f"sheet import of {sheet.entity}: %d/%d rows written")
+        if progress is not None:
+            progress.written(unchanged + count)
 
 
 # ---------------------------------------------------------------- export

@@ -56,6 +56,7 @@ EXPECTED: dict[str, tuple[set[str], bool]] = {
     "org: resolve": (STAFF, True),
     "org: candidates": (STAFF, True),
     "org: import": (STAFF, True),
+    "org: import jobs": (STAFF, True),
     "org: export": (STAFF, True),
     # District department requests and grants: not tenant-scoped routes, but a token's tenant scope still
     # holds for the tenant a department files for (in the body) and a list is filtered to (?tenant=).
@@ -124,6 +125,7 @@ COMMUNITY_B: dict[str, tuple[str, ...]] = {
     "org: read": ("403", "404"),  # grids of B; B itself
     "org: write": ("403", "404", "404"),  # a team in B; B updated; B's list entry deleted
     "org: export": ("403",),
+    "org: import jobs": ("ok", "404"),  # its own jobs; a job B's worker started is 404, as a missing one
     "grants: read one": ("404",),
     "grants: tenant list": ("ok",),  # its own community's grants (B's are not in it)
     "dispatch: whistle board": ("403", "404"),
@@ -195,6 +197,7 @@ class Seed:
     whistle_id: str = ""  # that task's call
     webhook_id: str = ""  # a webhook registration of the tenant
     attachment_id: str = ""  # the issue's photo
+    job_id: str = ""  # an import job (a dry run) started by a community worker of the community
     point: tuple[float, float] = TEST_POINT  # where the issue is, in the community's grid
 
 
@@ -258,7 +261,16 @@ CALLS: dict[str, list[Call]] = {
         lambda t, s: ("POST", f"/api/v1/tenants/{t}/org/candidates", {"json": {"skills": ["水电维修"]}})
     ],
     "org: import": [
-        lambda t, s: ("POST", f"/api/v1/tenants/{t}/org/people/import?format=csv&dry_run=true", {"data": b"a,b\n"})
+        lambda t, s: ("POST", f"/api/v1/tenants/{t}/org/people/import?format=csv&dry_run=true", {"data": b"a,b\n"}),
+        lambda t, s: (
+            "POST",
+            f"/api/v1/tenants/{t}/org/people/import-jobs?format=csv&dry_run=true",
+            {"data": b"a,b\n"},
+        ),
+    ],
+    "org: import jobs": [
+        lambda t, s: ("GET", f"/api/v1/tenants/{t}/org/import-jobs?page_size=1", {}),
+        lambda t, s: ("GET", f"/api/v1/tenants/{t}/org/import-jobs/{s.job_id}", {}),
     ],
     "org: export": [
         lambda t, s: ("GET", f"/api/v1/tenants/{t}/org/people/export?format=csv&community_id={s.community_id}", {})
@@ -433,7 +445,8 @@ def seed_tenant(
     point: tuple[float, float] = TEST_POINT,
 ) -> Seed:
     """Records of one community: an issue at `point` (with a photo and a contact), a compound, a public-affairs
-    item, and a department's request on them, approved."""
+    item, an import job a community worker of the community started, and a department's request on them,
+    approved."""
     base = f"{system.gateway}/api/v1/tenants/{tenant}"
     photo = {"filename": "灯.png", "content_type": "image/png", "content_base64": base64.b64encode(PNG).decode()}
     report = {**issue_at(point), "contact": {"name": "矩阵居民", "phone": "13800001111"}, "attachments": [photo]}
@@ -452,6 +465,15 @@ def seed_tenant(
     resp = requests.post(f"{base}/org/public-affairs-items", json=item, headers=admin(system), timeout=10)
     assert resp.status_code == 201, resp.text
     found = issue.json()["issue"]
+    worker = (
+        system.auth("community_worker", tenant)
+        if community_id == TEST_COMMUNITY
+        else system.worker_auth(tenant, community_id)
+    )
+    job = requests.post(
+        f"{base}/org/people/import-jobs?format=csv&dry_run=true", data=b"a,b\n", headers=worker, timeout=10
+    )
+    assert job.status_code == 202, job.text
     seed = Seed(
         found["id"],
         community_id,
@@ -461,6 +483,7 @@ def seed_tenant(
         "",
         attachment_id=found["attachments"][0]["id"],
         point=point,
+        job_id=job.json()["id"],
     )
     requests_url = f"{system.gateway}/api/v1/department-requests"
     filed = requests.post(

@@ -50,6 +50,7 @@ SAMPLE_ARGS = {
     "task_id": "t-1",
     "whistle_id": "w-1",
     "webhook_id": "wh-1",
+    "job_id": "ij-1",
 }
 METHODS = ("get", "post", "put", "patch", "delete")
 
@@ -129,7 +130,9 @@ def test_every_api_route_is_documented_org_routes_per_collection(app: Flask, spe
             wanted = [
                 c.slug
                 for c in COLLECTIONS.values()
-                if not (rule.endpoint in ("org.import_sheet", "org.export_sheet") and not c.sheets)
+                if not (
+                    rule.endpoint in ("org.import_sheet", "org.start_import_job", "org.export_sheet") and not c.sheets
+                )
                 and not (rule.endpoint == "org.delete_item" and not c.deletable)
             ]
             assert wanted, rule.rule
@@ -456,6 +459,30 @@ def test_spreadsheet_routes_document_files(spec: dict[str, Any]) -> None:
     assert "Content-Disposition" in exp["responses"]["200"]["headers"]
     fmt = next(p for p in exp["parameters"] if p.get("name") == "format")
     assert fmt["schema"] == {"type": "string", "enum": ["xlsx", "csv"]}
+
+
+def test_import_jobs_are_documented_202_with_location_then_the_job_and_its_list(spec: dict[str, Any]) -> None:
+    start = spec["paths"]["/api/v1/tenants/{tenant}/org/people/import-jobs"]["post"]
+    assert {"multipart/form-data", "text/csv"} <= set(start["requestBody"]["content"])
+    assert "Location" in start["responses"]["202"]["headers"] and "413" in start["responses"]
+    assert start["responses"]["202"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/org.v1.ImportJob"
+    }
+    assert "background job" in start["summary"] and "rows_written" in start["description"]
+    assert "/api/v1/tenants/{tenant}/org/communities/import-jobs" not in spec["paths"]
+    job = spec["paths"]["/api/v1/tenants/{tenant}/org/import-jobs/{job_id}"]["get"]
+    assert job["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/org.v1.ImportJob"
+    }
+    assert "404" in job["responses"] and job["x-hongling-community-scope"] == "own record"
+    listed = spec["paths"]["/api/v1/tenants/{tenant}/org/import-jobs"]["get"]
+    page = listed["responses"]["200"]["content"]["application/json"]["schema"]
+    assert set(page["required"]) == {"items", "next_page_token"}
+    size = next(p for p in listed["parameters"] if p.get("name") == "page_size")
+    assert size["schema"]["maximum"] == 100
+    fields = spec["components"]["schemas"]["org.v1.ImportJob"]["properties"]
+    assert {"status", "stage", "total_rows", "rows_checked", "rows_written", "errors", "error_count"} <= set(fields)
+    assert "queued | running | succeeded | failed" in fields["status"]["description"]
 
 
 def test_the_audit_export_documents_ndjson_and_csv(spec: dict[str, Any]) -> None:

@@ -141,6 +141,9 @@ COMMUNITY_EXPECTED: dict[str, tuple[str, str]] = {
     "org.find_candidates": (TENANT_WIDE, ""),
     "org.import_sheet": (NEW_RECORD, ""),  # each row's community: the org service's check
     "org.export_sheet": (OWN_LIST, ""),
+    "org.start_import_job": (NEW_RECORD, ""),  # as the import: each row's community, the org service's check
+    "org.get_import_job": (OWN_RECORD, ""),  # the org service: a job another started is 404
+    "org.list_import_jobs": (OWN_LIST, ""),  # the org service: the jobs it started
     "dispatch.list_whistles": (OWN_LIST, ""),
     "dispatch.get_whistle": (OWN_RECORD, "call"),
     "dispatch.blow_whistle": (OWN_RECORD, "issues"),
