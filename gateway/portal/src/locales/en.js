@@ -40,6 +40,7 @@ export default {
     byClass: 'Open issues by class', whistles: 'Whistle response (last {days} days)', timeTo: 'Time to handle', scopeTenant: 'Whole subdistrict',
   },
   whistles: {
+    summaryMore: '{calls} calls shown (more below); {silent} targets have not reported in',
     open: 'Open', closed: 'Closed', none: 'No calls', summary: '{calls} calls; {silent} targets have not reported in',
     reportInBy: 'Report in by', completeBy: 'Complete by', overdueBy: 'Overdue by {d}', answered: 'Reported in', waiting: 'Not yet',
     late: 'late', silent: 'silent', issue: 'Open the issue',
@@ -55,6 +56,7 @@ export default {
     action: { start: 'Start', done: 'Mark done', verify: 'Verify', reject: 'Reject', reopen: 'Reopen', cancel: 'Cancel task', accept: 'Accept', decline: 'Decline' },
   },
   map: {
+    hotCapped: ' (from the newest {max} this month)',
     legend: 'Issue classes',
     label: 'Grid map: {grids} grids, {issues} open issues', thisMonth: 'issues this month', hot: 'Hot spots this month', more: 'More', fewer: 'Fewer',
     note: 'Showing the {placed} with coordinates of the newest {n} open issues (at most {max}); click a marker to open it.', hotNote: 'Grids by issues received this month (Asia/Shanghai).',

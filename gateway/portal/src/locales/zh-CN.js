@@ -40,6 +40,7 @@ export default {
     byClass: '在办事项类别', whistles: '吹号响应（近{days}天）', timeTo: '办理时长', scopeTenant: '全街道/镇',
   },
   whistles: {
+    summaryMore: '已显示 {calls} 个集结号（还有更多），其中 {silent} 个对象尚未报到',
     open: '进行中', closed: '已结束', none: '暂无集结号', summary: '{calls} 个集结号，{silent} 个对象尚未报到',
     reportInBy: '报到截止', completeBy: '完成截止', overdueBy: '已超时 {d}', answered: '已报到', waiting: '未报到',
     late: '迟报', silent: '未响应', issue: '查看事项',
@@ -55,6 +56,7 @@ export default {
     action: { start: '开始办理', done: '办结', verify: '验收通过', reject: '验收不通过', reopen: '重新办理', cancel: '取消任务', accept: '接单', decline: '拒单' },
   },
   map: {
+    hotCapped: '（按本月最新的 {max} 件计）',
     legend: '事项类别图例',
     label: '网格地图：{grids} 个网格，{issues} 个在办事项', thisMonth: '本月事项', hot: '本月热点网格', more: '多', fewer: '少',
     note: '显示最新的 {n} 个在办事项中有坐标的 {placed} 个（最多 {max} 个）；点击标记查看事项。', hotNote: '按本月（北京时间）受理的事项数排列。',
