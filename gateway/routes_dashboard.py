@@ -119,6 +119,11 @@ class Durations(BaseModel):
     received_to_done: Span = Field(description="受理到办结 An issue's receipt to its task first done (no duplicates)")
 
 
+class HotSpot(BaseModel):
+    grid_id: str = Field(description="网格 A grid of the tenant (org's grids name it)")
+    count: int = Field(description="Issues received there this month (the local month of to_day)")
+
+
 class DashboardOut(BaseModel):
     """仪表盘 The dashboard of a tenant or one community."""
 
@@ -132,6 +137,10 @@ class DashboardOut(BaseModel):
     overdue_tasks: int = Field(description="逾期任务 Unfinished tasks whose completion deadline dispatch marked missed")
     series: list[Day] = Field(description="Every day of the window, oldest first")
     durations: Durations
+    hot_spots: list[HotSpot] = Field(
+        description="本月热点网格 The grids with most issues received in the month of to_day (Asia/Shanghai), "
+        "most first; at most 20"
+    )
 
 
 DOCS["dashboard.get_dashboard"] = Doc(DashboardOut, errors=(400,))
@@ -193,6 +202,7 @@ def dashboard(
         overdue_tasks=tasks.overdue_tasks,
         series=series(issues.days, tasks.days),
         durations=Durations(**{m: span(m, spans.get(m)) for m in SPANS}),
+        hot_spots=[HotSpot(grid_id=h.grid_id, count=h.count) for h in issues.hot_spots],
     )
 
 

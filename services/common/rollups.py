@@ -100,6 +100,11 @@ def aware(at: datetime) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
+def month_of(at: datetime) -> date:
+    """The first day of the local month (Asia/Shanghai) of `at`."""
+    return local_day(at).replace(day=1)
+
+
 def local_day(at: datetime) -> date:
     """The date in Asia/Shanghai of a stored time."""
     return aware(at).astimezone(SHANGHAI).date()
@@ -176,6 +181,14 @@ class Tally:
             found = sorted((k, n) for k, n in self.rows[table].items() if n)
             if found:
                 out.append((table, found))
+        return out
+
+    def only(self, *tables: Table) -> Tally:
+        """The contributions to these tables alone (a migration that adds one table counts only it)."""
+        out = Tally()
+        for table in tables:
+            if table in self.rows:
+                out.rows[table] = Counter(self.rows[table])
         return out
 
     def of(self, table: Table) -> dict[tuple[Any, ...], int]:

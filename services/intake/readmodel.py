@@ -18,6 +18,8 @@ previous version's taken away, so they never read the rows:
 - `intake_issue_category_counts` (community_id, category, status, n): issues by category and status; an
   open duplicate counts under the status `duplicate` (it mirrors its original's status, which would count
   the same problem twice), a closed one under its closed status. The dashboard shows the open statuses.
+- `intake_grid_months` (community_id, month, grid_id, n): issues received per grid per local month (the
+  map's hot spots of the month; GetIssueStats).
 - `rollup_days` measure `issues_received`: issues received per local day (Asia/Shanghai), duplicates too.
 - `rollup_durations` measures `received_to_whistle` (the issue's receipt to its first whistle) and
   `received_to_done` (to the first time its task was done), on the day the span ended; duplicates have
@@ -40,6 +42,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Connection,
+    Date,
     DateTime,
     Integer,
     LargeBinary,
@@ -100,6 +103,18 @@ CATEGORY_COUNTS = Table(
     Column("status", Text, primary_key=True),
     Column("n", BigInteger, nullable=False),
 )
+# Issues received per grid per local month (Asia/Shanghai; `month` is its first day), per community and "*": the
+# map's hot spots of the month, read as one community's (or the tenant's) grids of one month — at most its grids'
+# rows, however many issues there are.
+GRID_MONTHS = Table(
+    "intake_grid_months",
+    readside.METADATA,
+    Column("community_id", Text, primary_key=True),
+    Column("month", Date, primary_key=True),
+    Column("grid_id", Text, primary_key=True),
+    Column("n", BigInteger, nullable=False),
+)
+HOT_SPOTS = 20  # the grids a dashboard names, most issues first
 ALL_COMMUNITIES = rollups.ALL_COMMUNITIES
 # The rollups' measures (services/common/rollups.py).
 RECEIVED = "issues_received"
@@ -192,6 +207,8 @@ def contributions(row: Mapping[Any, Any]) -> Tally:
     t.count(COUNTS, community, row["status"])
     t.count(CATEGORY_COUNTS, community, row["category"], board_status(row))
     t.day(community, RECEIVED, row["created_at"])
+    if row["grid_id"]:
+        t.count(GRID_MONTHS, community, rollups.month_of(row["created_at"]), row["grid_id"])
     if not row["duplicate"]:
         if row["whistled_at"] is not None:
             t.span(community, RECEIVED_TO_WHISTLE, row["created_at"], row["whistled_at"])
@@ -205,6 +222,7 @@ FACTS = (
     ISSUES.c.status,
     ISSUES.c.category,
     ISSUES.c.community_id,
+    ISSUES.c.grid_id,
     ISSUES.c.created_at,
     ISSUES.c.duplicate,
     ISSUES.c.whistled_at,
@@ -270,8 +288,15 @@ def backfill(conn: Connection, *, batch: int = 500) -> int:
     for table in (COUNTS, CATEGORY_COUNTS):
         conn.execute(delete(table))
     rollups.forget(conn, (*DAY_MEASURES, *SPAN_MEASURES))
-    rollups.apply(conn, recount(conn))
+    # Only the tables migration 0003 made: later migrations count their own (0004: grid_months).
+    rollups.apply(conn, recount(conn).only(COUNTS, CATEGORY_COUNTS, rollups.DAYS, rollups.DURATIONS))
     return read
+
+
+def count_grid_months(conn: Connection) -> None:
+    """Issues per grid and month counted from the rows (migration 0004; reads every row once)."""
+    conn.execute(delete(GRID_MONTHS))
+    rollups.apply(conn, recount(conn).only(GRID_MONTHS))
 
 
 def recount(conn: Connection, *, community_id: str | None = None) -> Tally:
@@ -332,11 +357,13 @@ class IssueStats:
     open_by_category: dict[tuple[str, str], int]  # (category, status) -> open issues (none left out)
     days: dict[date, dict[str, int]]  # local day -> measure (DAY_MEASURES) -> count; days with none left out
     spans: dict[str, list[int]]  # measure (SPAN_MEASURES) -> a count per bucket of rollups.BUCKETS
+    hot_spots: list[tuple[str, int]]  # (grid_id, issues received) in the month of the window's last day
 
 
 def issue_stats(community_id: str, first: date, last: date) -> IssueStats:
-    """Open issues by category and status now, and the window's day counts and span histograms; reads at
-    most categories × statuses + days × (1 + 2 × 11) rollup rows, however many issues there are."""
+    """Open issues by category and status now, the window's day counts and span histograms, and the grids with
+    most issues received in the month of its last day; reads at most categories × statuses + days × (1 + 2 ×
+    11) + the community's grids rollup rows, however many issues there are."""
     key = community_id.strip() or ALL_COMMUNITIES
     c = CATEGORY_COUNTS.c
     with readside.connect() as conn:
@@ -348,7 +375,15 @@ def issue_stats(community_id: str, first: date, last: date) -> IssueStats:
         open_by_category = {(r.category, r.status): int(r.n) for r in found}
         days = rollups.day_counts(conn, community_id.strip(), DAY_MEASURES, first, last)
         spans = rollups.histograms(conn, community_id.strip(), SPAN_MEASURES, first, last)
-    return IssueStats(open_by_category, days, spans)
+        g = GRID_MONTHS.c
+        hot = conn.execute(
+            select(g.grid_id, g.n)
+            .where(g.community_id == key, g.month == last.replace(day=1), g.n != 0)
+            .order_by(g.n.desc(), g.grid_id)
+            .limit(HOT_SPOTS)
+        )
+        hot_spots = [(r.grid_id, int(r.n)) for r in hot]
+    return IssueStats(open_by_category, days, spans, hot_spots)
 
 
 def count_issues(community_id: str = "") -> dict[str, int]:

@@ -244,6 +244,7 @@ class IntakeServicer(pb_grpc.IntakeServiceServicer):
             open_issues=open_issues,
             days=days_to_pb(stats.days, first, last),
             spans=[span_to_pb(m, stats.spans[m]) for m in readmodel.SPAN_MEASURES],
+            hot_spots=[pb.GridCount(grid_id=g, count=n) for g, n in stats.hot_spots],
         )
 
     def ReclassifyIssue(self, request: pb.ReclassifyIssueRequest, context: grpc.ServicerContext) -> pb.Issue:

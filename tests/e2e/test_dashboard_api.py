@@ -109,6 +109,7 @@ def test_the_dashboard_shows_what_happened_through_the_api(system: System, place
 
     lamp = report(system, 0, "property_repair", "楼道灯不亮")
     rubbish = report(system, 1, "sanitation", "垃圾清运不及时")
+    received_month = {lamp["created_at"][:7], rubbish["created_at"][:7]}.pop()  # Shanghai time, as the API shows
     task = task_of(system, lamp["id"])
     task_of(system, rubbish["id"])
     # One more call, blown by hand for the lamp.
@@ -167,6 +168,9 @@ def test_the_dashboard_shows_what_happened_through_the_api(system: System, place
     assert 0 < spans["received_to_whistle"]["p50_seconds"] <= 300
     assert spans["whistle_to_report_in"]["buckets"][0]["label_zh"] == "≤5分钟"
     assert spans["received_to_done"]["p90_seconds"] is not None
+    # The month's hot spots: the community's one grid, with both issues (received this local month).
+    if body["to_day"][:7] == body["series"][-1]["day"][:7] == received_month:
+        assert [h["count"] for h in body["hot_spots"]] == [2] and body["hot_spots"][0]["grid_id"]
 
     # Its community worker gets the same without naming the community, and no other community's.
     own = ok(dashboard(system, "days=2"))

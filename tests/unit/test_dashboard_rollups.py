@@ -209,6 +209,9 @@ def test_an_issue_contributes_its_receipt_its_class_and_its_spans() -> None:
         (ALL_COMMUNITIES, "property_repair", "whistle_blown"): 1,
     }
     assert t.of(DAYS) == {(C, intake.RECEIVED, day): 1, (ALL_COMMUNITIES, intake.RECEIVED, day): 1}
+    month, grid = date(2026, 12, 1), row["grid_id"]
+    assert grid and t.of(intake.GRID_MONTHS) == {(C, month, grid): 1, (ALL_COMMUNITIES, month, grid): 1}
+    assert t.only(intake.GRID_MONTHS).of(DAYS) == {} and t.only(DAYS).of(DAYS) == t.of(DAYS)
     assert t.of(DURATIONS) == {
         (C, intake.RECEIVED_TO_WHISTLE, day, 1): 1,  # 7 minutes: ≤15 min
         (ALL_COMMUNITIES, intake.RECEIVED_TO_WHISTLE, day, 1): 1,

@@ -56,7 +56,6 @@ export default {
     action: { start: 'Start', done: 'Mark done', verify: 'Verify', reject: 'Reject', reopen: 'Reopen', cancel: 'Cancel task', accept: 'Accept', decline: 'Decline' },
   },
   map: {
-    hotCapped: ' (from the newest {max} this month)',
     legend: 'Issue classes',
     label: 'Grid map: {grids} grids, {issues} open issues', thisMonth: 'issues this month', hot: 'Hot spots this month', more: 'More', fewer: 'Fewer',
     note: 'Showing the {placed} with coordinates of the newest {n} open issues (at most {max}); click a marker to open it.', hotNote: 'Grids by issues received this month (Asia/Shanghai).',

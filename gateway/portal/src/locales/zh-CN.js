@@ -56,7 +56,6 @@ export default {
     action: { start: '开始办理', done: '办结', verify: '验收通过', reject: '验收不通过', reopen: '重新办理', cancel: '取消任务', accept: '接单', decline: '拒单' },
   },
   map: {
-    hotCapped: '（按本月最新的 {max} 件计）',
     legend: '事项类别图例',
     label: '网格地图：{grids} 个网格，{issues} 个在办事项', thisMonth: '本月事项', hot: '本月热点网格', more: '多', fewer: '少',
     note: '显示最新的 {n} 个在办事项中有坐标的 {placed} 个（最多 {max} 个）；点击标记查看事项。', hotNote: '按本月（北京时间）受理的事项数排列。',
