@@ -228,6 +228,35 @@ def _line(zh: str, en: str) -> str:
     return f"{zh} ({en})"
 
 
+def suggest_category(rules: Rules, title: str, description: str) -> tuple[str, list[str]]:
+    """(category, reasons) for a report filed without a category: the category whose keywords (the tenant's,
+    editable with its rules) the title and description hold the most of — ties to the longer words found,
+    then to the catalogue's order — or the catch-all when none is found. Without it "the most frequent
+    categories" would mostly say 其他 (e.g. 楼道灯不亮 → property_repair, not other)."""
+    text = f"{title}\n{description}"
+    best: tuple[int, int] = (0, 0)
+    chosen: Category | None = None
+    found: list[str] = []
+    for cat in rules.categories:
+        if cat.code == rules.catch_all_category:
+            continue
+        words = [w for w in cat.keywords if w in text]
+        score = (len(words), sum(len(w) for w in words))
+        if words and score > best:
+            best, chosen, found = score, cat, words
+    if chosen is None:
+        other = rules.category(rules.catch_all_category)
+        name = other.name_zh if other else rules.catch_all_category
+        return rules.catch_all_category, [
+            _line(f"未含任何类别关键词，归入「{name}」", f"no category keyword found: {rules.catch_all_category}")
+        ]
+    words_zh = "、".join(f"「{w}」" for w in found)
+    words_en = ", ".join(f"「{w}」" for w in found)
+    return chosen.code, [
+        _line(f"类别建议：含关键词{words_zh} → {chosen.name_zh}", f"suggested by keyword {words_en}: {chosen.code}")
+    ]
+
+
 def classify(
     rules: Rules, category: str, hazards: Sequence[str], households: int, title: str, description: str
 ) -> tuple[str, list[str]]:

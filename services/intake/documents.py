@@ -79,6 +79,9 @@ class IssueDoc(OutboxDocument):
     grant_id = me.StringField(default="")  # department_assistance: the assistance grant
     urgency = me.StringField(default="")
     urgency_reasons = me.ListField(me.StringField())
+    # Why the issue has its category: chosen by the reporter, suggested from its words (classify.suggest_category)
+    # or changed by a worker; bilingual lines, oldest first.
+    category_reasons = me.ListField(me.StringField())
     affected_households = me.IntField(default=0)
     hazards = me.ListField(me.StringField())
     contact = me.EmbeddedDocumentField(ContactDoc)

@@ -188,7 +188,7 @@ class NewIssue:
     title: str
     description: str
     channel: str
-    category: str  # "" = the tenant's catch-all (resolved against its rules by resolve_category)
+    category: str  # "" = suggested from the title and description (classify.suggest_category), else the catch-all
     location: Location
     hazards: tuple[str, ...] = ()
     affected_households: int = 0

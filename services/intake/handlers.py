@@ -35,7 +35,7 @@ from services.common.principal import Principal
 from services.common.protect import Protector
 from services.common.unitofwork import Conflicts, UnitOfWork
 from services.intake import domain, geo, metrics, readmodel
-from services.intake.classify import URGENCY_ZH, Rules, classify, default_rules, rules_from_dict
+from services.intake.classify import URGENCY_ZH, Rules, classify, default_rules, rules_from_dict, suggest_category
 from services.intake.documents import (
     AttachmentDoc,
     AttachmentMetaDoc,
@@ -413,7 +413,14 @@ def create_issue(
     returns the first issue unchanged. Nothing is stored when anything is refused."""
     tenant = require_tenant()
     rules = current_rules()
-    category = domain.resolve_category(rules, new.category)
+    if new.category.strip():
+        category = domain.resolve_category(rules, new.category)
+        chosen = rules.category(category)
+        category_reasons = [
+            f"上报时选定类别「{chosen.name_zh if chosen else category}」 (category chosen when reported: {category})"
+        ]
+    else:
+        category, category_reasons = suggest_category(rules, new.title, new.description)
     hazards = domain.check_hazards(rules, new.hazards)
     issue_id = domain.new_issue_id(idempotency_key)
     if idempotency_key:
@@ -447,6 +454,7 @@ def create_issue(
             grant_id=grant_id,
             urgency=urgency,
             urgency_reasons=reasons,
+            category_reasons=category_reasons,
             affected_households=new.affected_households,
             hazards=list(hazards),
             contact=_contact_doc(new.contact, protector),
@@ -683,6 +691,11 @@ def reclassify_issue(
             f"(reclassified as {rc.urgency} by {by.sub}: {rc.reason})"
         )
         cat = rules.category(rc.category)
+        if rc.category != from_category:
+            doc.category_reasons.append(
+                f"人工改为「{cat.name_zh if cat else rc.category}」：{rc.reason} "
+                f"(changed to {rc.category} by {by.sub}: {rc.reason})"
+            )
         note = domain.history_note(
             "reclassified",
             urgency=rc.urgency,

@@ -63,6 +63,7 @@ def issue_to_pb(doc: IssueDoc, rules: Rules) -> pb.Issue:
         grant_id=doc.grant_id or "",
         urgency=doc.urgency or "",
         urgency_reasons=list(doc.urgency_reasons or []),
+        category_reasons=list(doc.category_reasons or []),
         affected_households=doc.affected_households or 0,
         hazards=list(doc.hazards or []),
         contact=pb.Contact(name=contact.name_masked, phone=contact.phone_masked) if contact else None,

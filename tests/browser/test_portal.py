@@ -114,6 +114,7 @@ def test_issues_are_found_opened_and_their_reporter_revealed_in_shanghai_time(
     row.get_by_test_id("issue-link").click()
     expect(page.get_by_role("heading", name=title)).to_be_visible()
     expect(page.get_by_test_id("history")).to_contain_text("已受理")
+    expect(page.get_by_test_id("category-reasons")).to_contain_text("含关键词「楼道灯」 → 物业维修")  # none was chosen
     expect(page.get_by_test_id("contact")).to_contain_text("139****5678")
     page.get_by_test_id("reveal").click()
     expect(page.get_by_test_id("contact")).to_contain_text("13912345678")

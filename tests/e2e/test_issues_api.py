@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import random
 from typing import Any
 
 import requests
@@ -213,3 +214,35 @@ def test_a_department_reads_issues_only_under_its_grant(system: System) -> None:
         "fields:description"
     )
     assert requests.get(url(system, f"/{issue['id']}"), headers=h, timeout=15).status_code == 403  # no grant named
+
+
+def test_a_report_without_a_category_gets_the_one_its_words_suggest_with_the_reason(system: System) -> None:
+    staff = system.auth("community_worker", T)
+    lat, lon = TEST_POINT
+    spot = {"lat": lat - 0.003 - random.uniform(0, 0.001), "lon": lon + 0.003, "address": "测试社区9号楼"}  # alone
+    lamp = report(title=f"楼道灯不亮{unique()[-4:]}", description="3号楼2单元楼道灯坏了", category="", location=spot)
+    issue = requests.post(url(system), json=lamp, timeout=15).json()["issue"]
+    assert (issue["category"], issue["category_zh"]) == ("property_repair", "物业维修")  # not 其他
+    assert issue["category_reasons"] == [
+        "类别建议：含关键词「楼道灯」 → 物业维修 (suggested by keyword 「楼道灯」: property_repair)"
+    ]
+    vague = requests.post(
+        url(system), json=report(title="有个事想反映", description="请联系我", category=""), timeout=15
+    )
+    assert vague.json()["issue"]["category"] == "other"
+    assert "no category keyword found" in vague.json()["issue"]["category_reasons"][0]
+    chosen = requests.post(url(system), json=report(title="楼道灯不亮", category="sanitation"), timeout=15).json()
+    assert chosen["issue"]["category"] == "sanitation"  # the reporter's choice stands
+    assert chosen["issue"]["category_reasons"] == [
+        "上报时选定类别「环境卫生」 (category chosen when reported: sanitation)"
+    ]
+    # A worker changes it as before; the change and its reason join the reasons.
+    moved = requests.post(
+        url(system, f"/{issue['id']}/reclassify"),
+        json={"category": "power_supply", "reason": "实为楼道供电线路故障"},
+        headers={**staff, "If-Match": f'"{issue["version"]}"'},
+        timeout=15,
+    )
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["issue"]["category_reasons"][-1].startswith("人工改为「")
+    assert "实为楼道供电线路故障" in moved.json()["issue"]["category_reasons"][-1]

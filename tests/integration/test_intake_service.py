@@ -237,7 +237,11 @@ def test_a_compound_alone_is_placed_by_its_compound(system: System, area: Area) 
         new_issue(location_pb2.Location(compound_id=area.compound), category="", channel="online")
     )
     assert (issue.place.grid_id, issue.place.compound_id) == (area.g1, area.compound)
-    assert issue.category == "other" and issue.category_zh == "其他"  # the catch-all
+    # No category named: the one its words suggest (楼道灯 → 物业维修), with the reason, not the catch-all.
+    assert issue.category == "property_repair" and issue.category_zh == "物业维修"
+    assert list(issue.category_reasons) == [
+        "类别建议：含关键词「楼道灯」 → 物业维修 (suggested by keyword 「楼道灯」: property_repair)"
+    ]
     assert intake(system).GetIssue(pb.GetIssueRequest(id=issue.id)).place.grid_id == area.g1
 
 

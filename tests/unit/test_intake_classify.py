@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from services.common.errors import InvalidArgument
-from services.intake.classify import Rules, classify, default_rules, rules_from_dict
+from services.intake.classify import Rules, classify, default_rules, rules_from_dict, suggest_category
 
 RULES = default_rules()
 
@@ -154,3 +154,30 @@ def test_rules_round_trip_through_protobuf() -> None:
     from services.intake.servicer import rules_from_pb, rules_to_pb
 
     assert rules_from_dict(rules_from_pb(rules_to_pb(RULES))) == RULES
+
+
+def test_a_report_without_a_category_gets_the_one_its_words_suggest() -> None:
+    assert suggest_category(RULES, "楼道灯不亮", "3号楼2单元楼道灯坏了")[0] == "property_repair"
+    category, reasons = suggest_category(RULES, "垃圾没人清运", "小区垃圾清运不及时，有异味")
+    assert category == "sanitation"
+    zh = "类别建议：含关键词「垃圾」、「清运」、「异味」 → 环境卫生"
+    en = "suggested by keyword 「垃圾」, 「清运」, 「异味」: sanitation"
+    assert reasons == [f"{zh} ({en})"]
+    # Nothing the rules know: the catch-all, and it says so.
+    category, reasons = suggest_category(RULES, "建议增设休息座椅", "")
+    assert category == RULES.catch_all_category and "no category keyword found" in reasons[0]
+
+
+def test_the_category_with_most_keywords_found_wins_and_then_the_longer_words() -> None:
+    rules = rules_from_dict(
+        custom(
+            categories=[
+                {"code": "roads", "name_zh": "道路", "default_urgency": "routine", "keywords": ["路面", "坑"]},
+                {"code": "drains", "name_zh": "排水", "default_urgency": "routine", "keywords": ["下水道堵塞"]},
+                {"code": "misc", "name_zh": "其他", "default_urgency": "routine", "keywords": ["路面坑洼下水道"]},
+            ]
+        )
+    )
+    assert suggest_category(rules, "路面有坑", "")[0] == "roads"  # two words found beat one
+    assert suggest_category(rules, "下水道堵塞", "路面")[0] == "drains"  # one each: the longer word
+    assert suggest_category(rules, "路面坑洼下水道", "")[0] == "roads"  # the catch-all's own words never suggest it
