@@ -50,22 +50,27 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 ALL_COMMUNITIES = "*"  # the rollup of every community of the tenant
 MAX_DAYS = 366  # the longest window a dashboard asks for
 
-DAYS = Table(
-    "rollup_days",
-    readside.METADATA,
-    Column("community_id", Text, primary_key=True),
-    Column("measure", Text, primary_key=True),
-    Column("day", Date, primary_key=True),  # the local date in Asia/Shanghai
-    Column("n", BigInteger, nullable=False),
-)
-DURATIONS = Table(
+
+def counts_table(name: str, *keys: Column[Any]) -> Table:
+    """A table of counts kept by `Tally`/`apply`: (community_id, *keys) as its primary key, and n. Each key
+    column is made part of the primary key here."""
+    for key in keys:
+        key.primary_key = True
+    return Table(
+        name,
+        readside.METADATA,
+        Column("community_id", Text, primary_key=True),
+        *keys,
+        Column("n", BigInteger, nullable=False),
+    )
+
+
+DAYS = counts_table("rollup_days", Column("measure", Text), Column("day", Date))  # day: local date (Shanghai)
+DURATIONS = counts_table(
     "rollup_durations",
-    readside.METADATA,
-    Column("community_id", Text, primary_key=True),
-    Column("measure", Text, primary_key=True),
-    Column("day", Date, primary_key=True),  # the local date the span ended
-    Column("bucket", SmallInteger, primary_key=True),  # index into BUCKETS
-    Column("n", BigInteger, nullable=False),
+    Column("measure", Text),
+    Column("day", Date),  # the local date the span ended
+    Column("bucket", SmallInteger),  # index into BUCKETS
 )
 
 

@@ -33,7 +33,6 @@ from typing import Any
 
 import bson
 from sqlalchemy import (
-    BigInteger,
     Boolean,
     Column,
     Connection,
@@ -102,14 +101,7 @@ WHISTLES = Table(
     Column("first_report_at", DateTime(timezone=True)),
     Column("first_report_in_time", Boolean),
 )
-TASK_COUNTS = Table(
-    "dispatch_task_counts",
-    readside.METADATA,
-    Column("community_id", Text, primary_key=True),
-    Column("status", Text, primary_key=True),
-    Column("overdue", Boolean, primary_key=True),
-    Column("n", BigInteger, nullable=False),
-)
+TASK_COUNTS = rollups.counts_table("dispatch_task_counts", Column("status", Text), Column("overdue", Boolean))
 ALL_COMMUNITIES = rollups.ALL_COMMUNITIES
 # The rollups' measures (services/common/rollups.py).
 WHISTLES_BLOWN = "whistles_blown"

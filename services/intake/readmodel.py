@@ -38,7 +38,6 @@ from typing import Any
 
 import bson
 from sqlalchemy import (
-    BigInteger,
     Boolean,
     Column,
     Connection,
@@ -88,32 +87,12 @@ ISSUES = Table(
     Column("whistled_at", DateTime(timezone=True)),
     Column("done_at", DateTime(timezone=True)),
 )
-COUNTS = Table(
-    "intake_issue_counts",
-    readside.METADATA,
-    Column("community_id", Text, primary_key=True),
-    Column("status", Text, primary_key=True),
-    Column("n", BigInteger, nullable=False),
-)
-CATEGORY_COUNTS = Table(
-    "intake_issue_category_counts",
-    readside.METADATA,
-    Column("community_id", Text, primary_key=True),
-    Column("category", Text, primary_key=True),
-    Column("status", Text, primary_key=True),
-    Column("n", BigInteger, nullable=False),
-)
+COUNTS = rollups.counts_table("intake_issue_counts", Column("status", Text))
+CATEGORY_COUNTS = rollups.counts_table("intake_issue_category_counts", Column("category", Text), Column("status", Text))
 # Issues received per grid per local month (Asia/Shanghai; `month` is its first day), per community and "*": the
 # map's hot spots of the month, read as one community's (or the tenant's) grids of one month — at most its grids'
 # rows, however many issues there are.
-GRID_MONTHS = Table(
-    "intake_grid_months",
-    readside.METADATA,
-    Column("community_id", Text, primary_key=True),
-    Column("month", Date, primary_key=True),
-    Column("grid_id", Text, primary_key=True),
-    Column("n", BigInteger, nullable=False),
-)
+GRID_MONTHS = rollups.counts_table("intake_grid_months", Column("month", Date), Column("grid_id", Text))
 HOT_SPOTS = 20  # the grids a dashboard names, most issues first
 ALL_COMMUNITIES = rollups.ALL_COMMUNITIES
 # The rollups' measures (services/common/rollups.py).

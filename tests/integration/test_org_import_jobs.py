@@ -8,7 +8,6 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -273,7 +272,6 @@ def test_a_job_running_when_the_service_is_killed_is_finished_after_a_restart_ev
 
     wait_for(writing, timeout=DEADLINE, interval=0.1)
     system.kill("org")
-    killed_at = time.monotonic()
     partly = len(stored_names(mongo_client, c))
     assert 0 < partly < n, partly  # killed halfway through writing
     system.start("org")
@@ -287,7 +285,6 @@ def test_a_job_running_when_the_service_is_killed_is_finished_after_a_restart_ev
     # The rows saved before the crash were found equal the second time (idempotent), the rest created.
     assert done.unchanged >= partly and done.created + done.unchanged == n and done.updated == 0
     assert (done.total_rows, done.rows_checked, done.rows_written) == (n, n, n)
-    assert time.monotonic() - killed_at < DEADLINE
 
 
 def test_a_job_running_when_the_service_is_stopped_is_handed_on_at_once_every_row_once(

@@ -19,6 +19,12 @@ export class ApiError extends Error {
   }
 }
 
+// The API's error answer ({"error": {code, message, field}}) of an HTTP status, as an ApiError.
+export function errorFrom(status, data) {
+  const err = (data && data.error) || {}
+  return new ApiError(status, err.code || 'http_error', err.message || `HTTP ${status}`, err.field, err.details)
+}
+
 let onExpired = () => {}
 export function whenSessionExpires(fn) {
   onExpired = fn
@@ -75,12 +81,11 @@ export async function api(path, { method = 'GET', query, body, form, headers = {
     }
   }
   if (!resp.ok) {
-    const err = (data && data.error) || {}
     if (resp.status === 401 && session.token) {
       endSession('expired')
       onExpired()
     }
-    throw new ApiError(resp.status, err.code || 'http_error', err.message || `HTTP ${resp.status}`, err.field, err.details)
+    throw errorFrom(resp.status, data)
   }
   if (data && typeof data === 'object' && resp.headers.get('ETag')) Object.defineProperty(data, 'etag', { value: resp.headers.get('ETag') })
   return data

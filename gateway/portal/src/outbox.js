@@ -5,7 +5,7 @@
 // sending waits until the person is logged in.
 import { reactive } from 'vue'
 import { createStore, del, entries, set } from 'idb-keyval'
-import { ApiError } from './api.js'
+import { ApiError, api } from './api.js'
 import { session, signedIn } from './session.js'
 
 const store = createStore('hongling-field', 'outbox')
@@ -41,17 +41,7 @@ async function sendOne(item) {
   const form = new FormData()
   form.append('issue', JSON.stringify(item.issue))
   for (const p of item.photos || []) form.append('attachments', p.blob, p.name)
-  const resp = await fetch(`/api/v1/tenants/${item.tenant}/issues`, {
-    method: 'POST',
-    headers: { Authorization: `Bearer ${session.token}`, Accept: 'application/json' },
-    body: form,
-  })
-  const data = await resp.json().catch(() => null)
-  if (!resp.ok) {
-    const err = (data && data.error) || {}
-    throw new ApiError(resp.status, err.code || 'http_error', err.message || `HTTP ${resp.status}`, err.field)
-  }
-  return data.issue
+  return (await api(`tenants/${item.tenant}/issues`, { method: 'POST', form })).issue
 }
 
 // Send every issue this person captured, oldest first; stop at the first that cannot be sent for now.

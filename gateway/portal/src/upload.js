@@ -1,7 +1,7 @@
 // A multipart upload that reports its progress (fetch cannot): XMLHttpRequest with the session token, the
 // answer and errors read exactly as api() reads them.
 import { session } from './session.js'
-import { ApiError } from './api.js'
+import { ApiError, errorFrom } from './api.js'
 
 export function upload(path, form, query, onProgress) {
   const u = new URL(`/api/v1/${path}`, window.location.origin)
@@ -22,10 +22,7 @@ export function upload(path, form, query, onProgress) {
         data = null
       }
       if (xhr.status >= 200 && xhr.status < 300) resolve(data)
-      else {
-        const err = (data && data.error) || {}
-        reject(new ApiError(xhr.status, err.code || 'http_error', err.message || `HTTP ${xhr.status}`, err.field))
-      }
+      else reject(errorFrom(xhr.status, data))
     }
     xhr.send(form)
   })
