@@ -20,9 +20,8 @@ from datetime import UTC, datetime, timedelta
 
 from benchlib import percentile
 
-from services.common import context, mongo
+from services.common import clocks, context, mongo
 from services.common.settings import get_settings
-from services.dispatch import clocks
 
 TENANT = "xujialou"
 N = int(os.environ.get("HONGLING_BENCH_TIMERS", "200"))

@@ -129,7 +129,7 @@ class Settings(BaseSettings):
     # 250 ms with rows made from state records: p50 0.34 s, p99 0.79 s.
     # The whistle's p99 barely moves with it (bench/dispatch_pipeline.py; batching saves little CPU per issue).
     projection_gather_ms: int = Field(250, ge=0, le=10000)
-    # Dispatch's durable timers (services/dispatch/clocks.py): how often each worker rereads every tenant's
+    # Dispatch's durable timers (services/common/clocks.py): how often each worker rereads every tenant's
     # timers (those scheduled in this process fire on time without it; the rescan finds those written by
     # another process or left by a dead one), the lease of one firing, and the retry backoff. A rescan reads
     # every pending timer of every tenant (about 150 ms of the local FerretDB per 1,000), hence once a minute.

@@ -2,9 +2,9 @@
 
 import grpc
 
+from services.common.clocks import build_timer_worker
 from services.common.runner import run_service
 from services.dispatch import deadlines  # noqa: F401  (registers the deadline timers' handlers)
-from services.dispatch.clocks import build_timer_worker
 from services.dispatch.consumer import consumer_workers
 from services.dispatch.documents import TaskDoc, WhistleDoc
 from services.dispatch.matching_consumer import build_consumer as build_matching_consumer

@@ -1,7 +1,7 @@
 """The clocks of calls and tasks: report-in and completion deadlines, reminders before them, escalation
 after a missed completion (community → subdistrict at once → district after a further period).
 
-Every clock is a durable timer (services/dispatch/clocks.py), nothing lives only in memory. A call and a task
+Every clock is a durable timer (services/common/clocks.py), nothing lives only in memory. A call and a task
 each have ONE timer, keyed by the aggregate and set at its next clock point (one timer write per aggregate
 and change, where a timer per clock would cost two to three):
 
@@ -31,8 +31,9 @@ from datetime import datetime
 import pymongo.errors
 from hongling.events.v1 import dispatch_events_pb2 as dev
 
+from services.common import clocks
 from services.common.context import require_tenant
-from services.dispatch import clocks, domain, handlers, metrics
+from services.dispatch import domain, handlers, metrics
 from services.dispatch.documents import TaskDoc, WhistleDoc
 
 log = logging.getLogger(__name__)

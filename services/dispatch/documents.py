@@ -8,7 +8,7 @@
 - version_claims: who won the right to write a task's / whistle's / the rules' next version
   (services/common/unitofwork.py): on FerretDB v1 an update is an unisolated read-modify-write,
   so every change is "claim version v+1 by insert, then replace the v document".
-- timers (services/dispatch/clocks.py), processed_events and outbox_* (services/common).
+- timers (services/common/clocks.py), processed_events and outbox_* (services/common).
 
 The indexes serve MongoDB (production); on the local FerretDB a filter other than _id scans, so the hot
 paths (event handling, claims, transitions, timers) read by _id only.

@@ -1,4 +1,4 @@
-"""Dispatch's business metrics (Prometheus), per tenant. (Timers: services/dispatch/clocks.py; ranking:
+"""Dispatch's business metrics (Prometheus), per tenant. (Timers: services/common/clocks.py; ranking:
 services/dispatch/matching.py.)"""
 
 from __future__ import annotations

@@ -20,9 +20,9 @@ from typing import Any
 import requests
 from prometheus_client import Counter, Histogram
 
+from services.common import clocks
 from services.common.protect import Protector, protector
 from services.common.settings import Settings, get_settings
-from services.dispatch import clocks
 from services.dispatch.webhooks import (
     EVENT_TYPES,
     TIMER_GROUP,

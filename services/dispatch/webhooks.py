@@ -14,7 +14,7 @@ So SMS / WeChat gateways (or any other system) can be plugged in without touchin
   Registrations are read per tenant at most every REGISTRY_TTL_SECONDS (at once after a change made
   in this process), so one made through another dispatch process applies within that time.
 - Sending (services/dispatch/webhook_delivery.py): each delivery is a durable timer of kind
-  ``webhook_delivery`` in the timer group ``webhooks`` (services/dispatch/clocks.py: collection
+  ``webhook_delivery`` in the timer group ``webhooks`` (services/common/clocks.py: collection
   ``timers_webhooks``), fired by a timer worker of its own so slow receivers never hold up deadlines.
   An attempt POSTs the CloudEvent in JSON structured mode with an ``X-Hongling-Signature`` and a
   timeout; a failure moves the timer by an exponential backoff; after ``webhook_max_attempts`` the
@@ -55,6 +55,7 @@ from hongling.dispatch.v1 import webhooks_pb2_grpc as pb_grpc
 from hongling.events.v1 import dispatch_events_pb2 as dev
 from prometheus_client import Counter
 
+from services.common import clocks
 from services.common.consumer import EventConsumer
 from services.common.context import current_principal, require_tenant
 from services.common.errors import InvalidArgument, NotFound, PermissionDenied
@@ -63,7 +64,6 @@ from services.common.mongo import TenantDocument
 from services.common.principal import Principal
 from services.common.protect import Protector, protector
 from services.common.settings import Settings, get_settings
-from services.dispatch import clocks
 
 log = logging.getLogger(__name__)
 

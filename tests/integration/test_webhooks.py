@@ -29,13 +29,13 @@ from hongling.events.v1 import dispatch_events_pb2 as dev
 from kafka import KafkaProducer
 from pymongo import MongoClient
 
-from services.common import context, mongo
+from services.common import clocks, context, mongo
 from services.common.errors import InvalidArgument
 from services.common.events import CloudEvent, record_key, topic_for
 from services.common.principal import Principal
 from services.common.protect import protector
 from services.common.settings import Settings
-from services.dispatch import clocks, webhook_delivery, webhooks
+from services.dispatch import webhook_delivery, webhooks
 from tests.conftest import System, call_metadata, wait_for
 
 T = "caiyuan"

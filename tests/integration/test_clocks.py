@@ -18,9 +18,8 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
-from services.common import context, mongo
+from services.common import clocks, context, mongo
 from services.common.settings import Settings
-from services.dispatch import clocks
 from tests.conftest import wait_for
 
 T = "xujialou"

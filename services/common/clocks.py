@@ -1,8 +1,8 @@
-"""Durable timers for dispatch: deadlines, reminders and escalations that survive restarts.
+"""Durable timers for every service: deadlines, reminders, escalations, shifts that survive restarts.
 
-API (used by the dispatch handlers)::
+API (used by the services' handlers; the timers live in the calling service's databases)::
 
-    from services.dispatch import clocks
+    from services.common import clocks
 
     clocks.schedule("wd:W1", "dispatch.report_in_deadline", due_at, {"whistle_id": "W1"})  # the call's tenant
     clocks.cancel("wd:W1")
@@ -11,8 +11,8 @@ API (used by the dispatch handlers)::
     def on_report_in_deadline(timer: clocks.Timer) -> None: ...  # runs in timer.tenant's context
 
 Storage — the database is the only truth
-- A timer is one document in its tenant's database (hl_dispatch_<tenant>), ``_id`` = its key, in the
-  collection of its worker group: ``timers`` for the default group (deadlines, reminders, escalations),
+- A timer is one document in its tenant's database of the service that scheduled it (hl_<service>_<tenant>),
+  ``_id`` = its key, in the collection of its worker group: ``timers`` for the default group (deadlines, reminders, escalations),
   ``timers_<group>`` for others (``timers_webhooks``: webhook deliveries), so short-lived bulk timers
   never slow down the scans of long-lived ones.
 - ``schedule`` is an upsert by ``_id``: scheduling a key again moves that timer (new due time, kind

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from services.common import clocks
 from services.common.settings import Settings
-from services.dispatch import clocks
 
 NOW = datetime(2025, 3, 1, 8, 0, 0, tzinfo=UTC)
 
