@@ -30,6 +30,14 @@ class Clients:
             "dispatch": ["hongling.dispatch.v1.DispatchService", "hongling.dispatch.v1.WebhookService"],
             "evaluation": ["hongling.evaluation.v1.EvaluationService"],
             "publication": ["hongling.publication.v1.PublicationService"],
+            "alliance": [
+                "hongling.alliance.v1.MeetingService",
+                "hongling.alliance.v1.PostService",
+                "hongling.alliance.v1.ActivityService",
+                "hongling.alliance.v1.ResourceService",
+                "hongling.alliance.v1.TimeBankService",
+                "hongling.alliance.v1.FundService",
+            ],
         }
         channels = {
             s: make_channel(

@@ -56,8 +56,8 @@ ${people}
   Gateway health          http://127.0.0.1:${HONGLING_GATEWAY_PORT}/readyz
   Gateway metrics         http://127.0.0.1:${HONGLING_GATEWAY_PORT}/metrics
   Department front door   127.0.0.1:${HONGLING_FRONTDOOR_PORT} (gRPC hongling.frontdoor.v1.DepartmentGateway, health + reflection; examples/department_client.py)
-  Service gRPC            org :${HONGLING_ORG_PORT}  intake :${HONGLING_INTAKE_PORT}  dispatch :${HONGLING_DISPATCH_PORT}  evaluation :${HONGLING_EVALUATION_PORT}  publication :${HONGLING_PUBLICATION_PORT}
-  Service metrics         http://127.0.0.1:${HONGLING_ORG_METRICS_PORT}/metrics … :${HONGLING_PUBLICATION_METRICS_PORT}/metrics (one port per service)
+  Service gRPC            org :${HONGLING_ORG_PORT}  intake :${HONGLING_INTAKE_PORT}  dispatch :${HONGLING_DISPATCH_PORT}  evaluation :${HONGLING_EVALUATION_PORT}  publication :${HONGLING_PUBLICATION_PORT}  alliance :${HONGLING_ALLIANCE_PORT}
+  Service metrics         http://127.0.0.1:${HONGLING_ORG_METRICS_PORT}/metrics … :${HONGLING_PUBLICATION_METRICS_PORT}/metrics, alliance :${HONGLING_ALLIANCE_METRICS_PORT} (one port per service)
   Read-model projector    health 127.0.0.1:${HONGLING_PROJECTOR_PORT} (gRPC)  metrics http://127.0.0.1:${HONGLING_PROJECTOR_METRICS_PORT}/metrics (hongling_projection_lag_seconds)
   Kafka bootstrap         ${HONGLING_KAFKA_BOOTSTRAP}
   MongoDB (FerretDB)      ${HONGLING_MONGO_URI}  (stored in PostgreSQL)

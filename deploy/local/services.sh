@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start, stop and probe the five Hongling services, the projector that keeps their SQL read models, the
+# Start, stop and probe the six Hongling services, the projector that keeps their SQL read models, the
 # gateway and its gRPC front door (for district department systems) as background processes.
 #
 #   deploy/local/services.sh start [name ...]   # default: all, in dependency order
@@ -12,7 +12,7 @@ set -euo pipefail
 source "$(dirname -- "${BASH_SOURCE[0]}")/env.sh"
 
 PY="${HONGLING_PYTHON:-$HONGLING_REPO_ROOT/.venv/bin/python}"
-ALL=(org intake dispatch evaluation publication projector gateway frontdoor)
+ALL=(org intake dispatch evaluation publication alliance projector gateway frontdoor)
 RUN_DIR="$HONGLING_STATE_DIR/run"
 LOG_DIR="$HONGLING_STATE_DIR/logs"
 mkdir -p "$RUN_DIR" "$LOG_DIR"

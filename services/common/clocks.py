@@ -12,9 +12,9 @@ API (used by the services' handlers; the timers live in the calling service's da
 
 Storage — the database is the only truth
 - A timer is one document in its tenant's database of the service that scheduled it (hl_<service>_<tenant>),
-  ``_id`` = its key, in the collection of its worker group: ``timers`` for the default group (deadlines, reminders, escalations),
-  ``timers_<group>`` for others (``timers_webhooks``: webhook deliveries), so short-lived bulk timers
-  never slow down the scans of long-lived ones.
+  ``_id`` = its key, in the collection of its worker group: ``timers`` for the default group (deadlines,
+  reminders, escalations), ``timers_<group>`` for others (``timers_webhooks``: webhook deliveries), so
+  short-lived bulk timers never slow down the scans of long-lived ones.
 - ``schedule`` is an upsert by ``_id``: scheduling a key again moves that timer (new due time, kind
   and payload, a new generation; attempts start again). ``cancel`` deletes it. Fired timers are deleted.
 
@@ -75,7 +75,7 @@ import pymongo.errors
 from prometheus_client import Counter, Gauge, Histogram
 from pymongo.collection import Collection
 
-from services.common import context, groupcommit
+from services.common import context, groupcommit, mongo
 from services.common.context import require_tenant
 from services.common.mongo import tenant_database
 from services.common.principal import Principal
@@ -406,7 +406,8 @@ class TimerWorker:
     ) -> None:
         collection_name(group)
         self.group = group
-        self.name = name or f"dispatch-timers-{group}"
+        service = mongo.service_name() or "service"
+        self.name = name or f"{service}-timers-{group}"
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.rescan_seconds = rescan_seconds
         self.lease = timedelta(seconds=lease_seconds)
@@ -416,7 +417,7 @@ class TimerWorker:
         self.concurrency = max(1, concurrency)
         self.kinds = frozenset(kinds) if kinds is not None else None
         self.tenants = tuple(tenants) if tenants is not None else None
-        self.principal = Principal(sub="service:dispatch-timers", role="service", tenants=("*",))
+        self.principal = Principal(sub=f"service:{service}-timers", role="service", tenants=("*",))
         self.heap = DueHeap()
         self._wake = threading.Condition()
         self._woken = False
@@ -553,7 +554,7 @@ class TimerWorker:
 
     def _check_and_fire(self, tenant: str, key: str) -> bool:
         try:
-            with context.bound(tenant=tenant, principal=self.principal, trace="dispatch.timers"):
+            with context.bound(tenant=tenant, principal=self.principal, trace=f"{self.name}"):
                 coll = _collection(self.group, tenant)
                 seen = coll.find_one({"_id": key}, {"next_at": 1, "generation": 1, "attempts": 1, "kind": 1})
                 if seen is None:

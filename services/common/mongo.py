@@ -73,6 +73,11 @@ def close() -> None:
         _collections.clear()
 
 
+def service_name() -> str:
+    """The service this process initialised storage for (init), e.g. "dispatch"; "" before init."""
+    return str(_state.get("service") or "")
+
+
 def database_name(service: str, tenant: str) -> str:
     return f"hl_{service}_{tenant}"
 

@@ -17,11 +17,13 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SERVICES = ("org", "intake", "dispatch", "evaluation", "publication")
-# Offsets from HONGLING_PORT_BASE: gRPC port, metrics port.
-SERVICE_PORT_OFFSETS = {name: (51 + i, 151 + i) for i, name in enumerate(SERVICES)}
-# The projector (python -m services.projector) keeps the SQL read models; it serves health and metrics only.
+SERVICES = ("org", "intake", "dispatch", "evaluation", "publication", "alliance")
+# Offsets from HONGLING_PORT_BASE: gRPC port, metrics port. The projector (python -m services.projector) keeps
+# the SQL read models and serves health and metrics only; alliance (联盟共建: meetings, posts, resources,
+# activities, hours, funds) came after it, hence 57.
+SERVICE_PORT_OFFSETS = {name: (51 + i, 151 + i) for i, name in enumerate(SERVICES[:5])}
 SERVICE_PORT_OFFSETS["projector"] = (56, 156)
+SERVICE_PORT_OFFSETS["alliance"] = (57, 157)
 # The secrets every process needs; none has a default. Locally deploy/local/secrets.sh generates them once
 # into $HONGLING_STATE_DIR/secrets.env and deploy/local/env.sh loads that file (a value already set in the
 # environment wins); any other deployment sets them itself (docker-compose.yml requires them).
@@ -159,17 +161,20 @@ class Settings(BaseSettings):
     dispatch_port: int | None = Field(None, ge=1, le=65535)
     evaluation_port: int | None = Field(None, ge=1, le=65535)
     publication_port: int | None = Field(None, ge=1, le=65535)
+    alliance_port: int | None = Field(None, ge=1, le=65535)
     # Where to reach each service, when not on this host at its port (compose, k8s): "intake:7052".
     org_addr: str = ""
     intake_addr: str = ""
     dispatch_addr: str = ""
     evaluation_addr: str = ""
     publication_addr: str = ""
+    alliance_addr: str = ""
     org_metrics_port: int | None = Field(None, ge=1, le=65535)
     intake_metrics_port: int | None = Field(None, ge=1, le=65535)
     dispatch_metrics_port: int | None = Field(None, ge=1, le=65535)
     evaluation_metrics_port: int | None = Field(None, ge=1, le=65535)
     publication_metrics_port: int | None = Field(None, ge=1, le=65535)
+    alliance_metrics_port: int | None = Field(None, ge=1, le=65535)
     projector_port: int | None = Field(None, ge=1, le=65535)
     projector_metrics_port: int | None = Field(None, ge=1, le=65535)
     projector_addr: str = ""

@@ -17,7 +17,7 @@ PARTITIONS = 3
 
 # Services whose relay publishes its aggregates' states for the read models (compacted topics: the latest
 # state of each aggregate is kept for as long as the topic lives, so a rebuild finds every aggregate).
-STATE_SERVICES = ("intake", "dispatch")
+STATE_SERVICES = ("intake", "dispatch", "alliance")
 COMPACTED = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "3600000"}
 
 # Consumer groups with a dead-letter topic of their own, besides one per service name.

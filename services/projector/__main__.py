@@ -18,6 +18,7 @@ import sys
 import threading
 from collections.abc import Callable
 
+from services.alliance.readmodel import PROJECTION as ALLIANCE
 from services.common import audit, mongo, readside
 from services.common.audit_readmodel import AuditProjection
 from services.common.grpc_server import Worker
@@ -28,7 +29,7 @@ from services.common.settings import Settings, get_settings
 from services.dispatch.readmodel import PROJECTION as DISPATCH
 from services.intake.readmodel import PROJECTION as INTAKE
 
-PROJECTIONS: tuple[Projection, ...] = (INTAKE, DISPATCH)
+PROJECTIONS: tuple[Projection, ...] = (INTAKE, DISPATCH, ALLIANCE)
 
 
 def rebuild() -> int:

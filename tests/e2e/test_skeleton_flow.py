@@ -144,4 +144,6 @@ def test_issue_of_one_tenant_is_invisible_from_another_at_the_gateway(system: Sy
 
 def test_readiness_reports_every_service(system: System) -> None:
     body = requests.get(f"{system.gateway}/readyz", timeout=5).json()
-    assert body["services"] == {s: "SERVING" for s in ("org", "intake", "dispatch", "evaluation", "publication")}
+    assert body["services"] == {
+        s: "SERVING" for s in ("org", "intake", "dispatch", "evaluation", "publication", "alliance")
+    }
