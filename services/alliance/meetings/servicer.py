@@ -169,6 +169,7 @@ def minutes_of(doc: MeetingDoc, follows: dict[str, peers.Follow]) -> minutes.Min
 
 class MeetingServicer(pb_grpc.MeetingServiceServicer):
     def ScheduleMeeting(self, request: pb.ScheduleMeetingRequest, context: grpc.ServicerContext) -> pb.Meeting:
+        handlers.authorize_schedule(request.community_id)
         new = domain.check_new_meeting(
             community_id=request.community_id,
             title=request.title,
