@@ -130,6 +130,12 @@ def _change(
 # ---------------------------------------------------------------- scheduling
 
 
+def authorize_schedule(community_id: str) -> None:
+    """Authority first: who may schedule in this community is decided before the contents are looked at."""
+    domain.require_staff(_caller().role, "schedule meetings")
+    community.require_placed_in_scope(community_id.strip())
+
+
 def schedule(new: domain.NewMeeting, idempotency_key: str = "", *, now: Callable[[], datetime] = utcnow) -> MeetingDoc:
     p = _caller()
     domain.require_staff(p.role, "schedule meetings")
