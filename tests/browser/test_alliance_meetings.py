@@ -44,7 +44,10 @@ def test_a_worker_schedules_from_a_hot_topic_records_decides_follows_up_and_prin
     boundary = Rect(lon - 0.004, lat - 0.004, lon + 0.004, lat + 0.004).geojson()
     grid = org("grids", {"community_id": community, "name_zh": "门户会议网格", "boundary_geojson": boundary})
     org("grid-stations", {"grid_id": grid, "name_zh": "门户会议驿站", "point": {"lat": lat, "lon": lon}})
-    unit = org("member-units", {"community_id": community, "name_zh": "门户物业", "kind": "property_company"})
+    unit = org(
+        "member-units",
+        {"community_id": community, "name_zh": "门户物业", "kind": "property_company", "joined_on": "2024-05-01"},
+    )
     code = requests.get(api(system, "classification-rules"), headers=admin, timeout=10).json()["categories"][0]["code"]
     for n in range(2):
         report = {
@@ -70,7 +73,7 @@ def test_a_worker_schedules_from_a_hot_topic_records_decides_follows_up_and_prin
     form = page.get_by_test_id("schedule-form")
     form.get_by_test_id("hot-topic").first.click()
     expect(form.get_by_test_id("chosen-topics")).to_contain_text("件")
-    expect(form.get_by_test_id("title")).not_to_be_empty()
+    expect(form.get_by_test_id("title").locator("input")).not_to_have_value("")
     start = datetime.now(SHANGHAI) - timedelta(minutes=5)
     form.get_by_test_id("starts-at").fill(start.strftime("%Y-%m-%dT%H:%M"))
     form.get_by_test_id("ends-at").fill((start + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"))
@@ -87,7 +90,7 @@ def test_a_worker_schedules_from_a_hot_topic_records_decides_follows_up_and_prin
     item = page.get_by_test_id("agenda-item").first
     item.get_by_test_id("decide").click()
     expect(item.get_by_test_id("decision")).to_contain_text("通过")
-    item.get_by_test_id("action-title").fill("更换楼道灯具")
+    item.get_by_test_id("action-title").locator("input").fill("更换楼道灯具")
     item.get_by_test_id("open-action").click()
     expect(item.get_by_test_id("action-item")).to_contain_text("更换楼道灯具")
     issue_href = item.get_by_test_id("action-issue").get_attribute("href") or ""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -343,3 +345,32 @@ def test_hot_topics_count_the_community_s_issues_of_the_last_30_days(
     assert got["grids"][0]["code"] == place.grid and got["grids"][0]["name_zh"] == "会议一网格"
     resp = requests.get(url(system, "alliance/meetings/hot-topics?days=400"), headers=worker, timeout=10)
     assert resp.status_code == 400 and resp.json()["error"]["field"] == "days"
+
+
+def test_concurrent_check_ins_of_one_meeting_lose_none(system: System, place: Place, worker: dict[str, str]) -> None:
+    admin = system.auth("subdistrict_admin", T)
+    people = [
+        ok(
+            requests.post(
+                url(system, "org/people"),
+                json={"community_id": place.community, "name_zh": f"并发{n}", "roles": ["volunteer"]},
+                headers=admin,
+                timeout=10,
+            ),
+            201,
+        )["id"]
+        for n in range(6)
+    ]
+    m = schedule(system, place, worker, invitees=[{"kind": "person", "id": p} for p in people])
+    tokens = [system.member_auth(T, "person", p) for p in people]
+    barrier = threading.Barrier(len(tokens))
+
+    def check_in(headers: dict[str, str]) -> int:
+        barrier.wait()
+        path = url(system, f"alliance/meetings/{m['id']}/check-in")
+        return requests.post(path, json={}, headers=headers, timeout=30).status_code
+
+    with ThreadPoolExecutor(len(tokens)) as pool:
+        assert list(pool.map(check_in, tokens)) == [200] * len(tokens)
+    got = ok(requests.get(url(system, f"alliance/meetings/{m['id']}"), headers=worker, timeout=10))
+    assert sorted(a["person_id"] for a in got["attendance"]) == sorted(people)

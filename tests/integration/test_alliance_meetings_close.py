@@ -28,7 +28,10 @@ def test_the_close_timer_records_the_absent_after_a_restart(system: System) -> N
     boundary = Rect(lon - 0.004, lat - 0.004, lon + 0.004, lat + 0.004).geojson()
     grid = org("grids", {"community_id": community, "name_zh": "计时网格", "boundary_geojson": boundary})
     station = org("grid-stations", {"grid_id": grid, "name_zh": "计时驿站", "point": {"lat": lat, "lon": lon}})
-    unit = org("member-units", {"community_id": community, "name_zh": "计时物业", "kind": "property_company"})
+    unit = org(
+        "member-units",
+        {"community_id": community, "name_zh": "计时物业", "kind": "property_company", "joined_on": "2024-05-01"},
+    )
     now = datetime.now(UTC)
     body = {
         "community_id": community,

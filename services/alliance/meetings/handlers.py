@@ -121,7 +121,7 @@ def _change(
     meeting_id: str, mutate: Callable[[MeetingDoc, datetime], bool], uow: UnitOfWork, now: Callable[[], datetime]
 ) -> MeetingDoc:
     _load_for_change(meeting_id, uow)  # scope first: another community's meeting is missing
-    done = unitofwork.change(uow, MeetingDoc, "meeting", meeting_id, mutate, conflicts=CONFLICTS, now=now)
+    done = unitofwork.change(uow, MeetingDoc, f"meeting:{meeting_id}", meeting_id, mutate, conflicts=CONFLICTS, now=now)
     if done.doc is None:
         raise _missing(meeting_id)
     return done.doc
@@ -312,7 +312,9 @@ def propose(meeting_id: str, title: str, note: str, *, uow: UnitOfWork = unitofw
         )
         return True
 
-    done = unitofwork.change(uow, MeetingDoc, "meeting", meeting_id, mutate, conflicts=CONFLICTS, now=utcnow)
+    done = unitofwork.change(
+        uow, MeetingDoc, f"meeting:{meeting_id}", meeting_id, mutate, conflicts=CONFLICTS, now=utcnow
+    )
     assert done.doc is not None
     return done.doc
 
@@ -399,7 +401,7 @@ def check_in(
         _record(doc, key, unit_id, attendee, status, "self", at)
         return True
 
-    done = unitofwork.change(uow, MeetingDoc, "meeting", meeting_id, mutate, conflicts=CONFLICTS, now=now)
+    done = unitofwork.change(uow, MeetingDoc, f"meeting:{meeting_id}", meeting_id, mutate, conflicts=CONFLICTS, now=now)
     assert done.doc is not None
     return done.doc
 
@@ -508,7 +510,9 @@ def close(meeting_id: str, *, uow: UnitOfWork = unitofwork.MONGO) -> MeetingDoc:
 def on_close_timer(timer: clocks.Timer) -> None:
     """The meeting's end came: close it (idempotent: an ended or cancelled meeting changes nothing)."""
     meeting_id = timer.payload.get("meeting_id", "")
-    unitofwork.change(unitofwork.MONGO, MeetingDoc, "meeting", meeting_id, _close, conflicts=CONFLICTS, now=utcnow)
+    unitofwork.change(
+        unitofwork.MONGO, MeetingDoc, f"meeting:{meeting_id}", meeting_id, _close, conflicts=CONFLICTS, now=utcnow
+    )
 
 
 # ---------------------------------------------------------------- action items
