@@ -41,6 +41,7 @@ from gateway.department import GRANT_HEADER
 from gateway.policy import COMMUNITY_SCOPES, POLICY, Rule
 from gateway.protojson import TIMESTAMP, FieldDesc, MessageDesc
 from gateway.query import declared, filter_params
+from gateway.routes_alliance_meetings import bp as _alliance_meetings_bp  # noqa: F401  (adds its routes' DOCS)
 from gateway.routes_audit import EXPORT_FORMATS
 from gateway.routes_dashboard import bp as _dashboard_bp  # noqa: F401  (adds its route's DOCS)
 from gateway.routes_dispatch import DOCS, Doc

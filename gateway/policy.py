@@ -258,6 +258,36 @@ POLICY: dict[str, Rule] = {
     # The portal's dashboard (counts and response times from the read models' rollups; no personal data).
     "dashboard.get_dashboard": Rule("dashboard", STAFF, tenant_scoped=True, community=OWN_LIST),
     # The API's own description: the OpenAPI document, the docs page and its static files; anyone.
+    # Alliance: joint meetings (共商共议共决; gateway/routes_alliance_meetings.py). The alliance service holds a
+    # community worker to its community's meetings (another's is 404 as a missing one) and a member to itself.
+    "alliance_meetings.list_meetings": Rule("alliance meetings: list", STAFF, tenant_scoped=True, community=OWN_LIST),
+    "alliance_meetings.hot_topics": Rule(
+        "alliance meetings: hot topics", STAFF, tenant_scoped=True, community=OWN_LIST
+    ),
+    "alliance_meetings.list_attendance": Rule(
+        "alliance meetings: attendance history", DISPATCHERS, tenant_scoped=True, community=OWN_LIST
+    ),
+    "alliance_meetings.schedule_meeting": Rule(
+        "alliance meetings: schedule", STAFF, tenant_scoped=True, community=NEW_RECORD
+    ),
+    "alliance_meetings.get_meeting": Rule(
+        "alliance meetings: read one", DISPATCHERS, tenant_scoped=True, community=OWN_RECORD
+    ),
+    **{
+        f"alliance_meetings.{name}": Rule("alliance meetings: manage", STAFF, tenant_scoped=True, community=OWN_RECORD)
+        for name in (
+            "cancel_meeting",
+            "add_agenda_item",
+            "accept_proposal",
+            "record_attendance",
+            "take_decision",
+            "open_action_item",
+            "close_meeting",
+            "minutes",
+        )
+    },
+    "alliance_meetings.check_in": Rule("alliance meetings: check in", MEMBERS, tenant_scoped=True),
+    "alliance_meetings.propose_item": Rule("alliance meetings: propose", MEMBERS, tenant_scoped=True),
     "docs.openapi_json": Rule("api docs", ANYONE, tenant_scoped=False, community=TENANT_WIDE),
     "docs.docs_page": Rule("api docs", ANYONE, tenant_scoped=False, community=TENANT_WIDE),
     "docs.docs_asset": Rule("api docs", ANYONE, tenant_scoped=False, community=TENANT_WIDE),

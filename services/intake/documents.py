@@ -99,6 +99,8 @@ class IssueDoc(OutboxDocument):
     reopened_at = me.DateTimeField()
     # The duplicate claim this issue holds (deleted when it closes), "" for none.
     dup_claim = me.StringField(default="")
+    # Where it came from besides its channel: "meeting:<id>" (an alliance meeting's action item), "" for a report.
+    origin = me.StringField(default="")
 
 
 class AttachmentDoc(TenantDocument):

@@ -405,6 +405,7 @@ def create_issue(
     idempotency_key: str = "",
     *,
     grant_id: str = "",
+    origin: str = "",
     placer: Placer,
     protector: Protector,
 ) -> tuple[IssueDoc, Rules]:
@@ -469,6 +470,7 @@ def create_issue(
             updated_at=now,
             status_changed_at=now,
             dup_claim=claim,
+            origin=origin,
         )
         _history(doc, "received", now, by.sub, domain.history_note("received", channel=new.channel))
         received = ev.IssueReceived(

@@ -20,6 +20,8 @@ previous version's taken away, so they never read the rows:
   the same problem twice), a closed one under its closed status. The dashboard shows the open statuses.
 - `intake_grid_months` (community_id, month, grid_id, n): issues received per grid per local month (the
   map's hot spots of the month; GetIssueStats).
+- `intake_topic_days` (community_id, day, kind, topic, n): issues received per local day by category and by
+  grid (the alliance's hot topics, 每月一题).
 - `rollup_days` measure `issues_received`: issues received per local day (Asia/Shanghai), duplicates too.
 - `rollup_durations` measures `received_to_whistle` (the issue's receipt to its first whistle) and
   `received_to_done` (to the first time its task was done), on the day the span ended; duplicates have
@@ -94,6 +96,10 @@ CATEGORY_COUNTS = rollups.counts_table("intake_issue_category_counts", Column("c
 # rows, however many issues there are.
 GRID_MONTHS = rollups.counts_table("intake_grid_months", Column("month", Date), Column("grid_id", Text))
 HOT_SPOTS = 20  # the grids a dashboard names, most issues first
+# Issues received per local day by category and by grid (kind "category" | "grid", topic = the code or the grid
+# id), per community and "*": the alliance's hot topics of the last 30 days (每月一题) read a window of one
+# community's days through the primary key — days × topics rows at most, however many issues there are.
+TOPIC_DAYS = rollups.counts_table("intake_topic_days", Column("day", Date), Column("kind", Text), Column("topic", Text))
 ALL_COMMUNITIES = rollups.ALL_COMMUNITIES
 # The rollups' measures (services/common/rollups.py).
 RECEIVED = "issues_received"
@@ -188,6 +194,10 @@ def contributions(row: Mapping[Any, Any]) -> Tally:
     t.day(community, RECEIVED, row["created_at"])
     if row["grid_id"]:
         t.count(GRID_MONTHS, community, rollups.month_of(row["created_at"]), row["grid_id"])
+    day = rollups.local_day(row["created_at"])
+    t.count(TOPIC_DAYS, community, day, "category", row["category"])
+    if row["grid_id"]:
+        t.count(TOPIC_DAYS, community, day, "grid", row["grid_id"])
     if not row["duplicate"]:
         if row["whistled_at"] is not None:
             t.span(community, RECEIVED_TO_WHISTLE, row["created_at"], row["whistled_at"])
@@ -276,6 +286,12 @@ def count_grid_months(conn: Connection) -> None:
     """Issues per grid and month counted from the rows (migration 0004; reads every row once)."""
     conn.execute(delete(GRID_MONTHS))
     rollups.apply(conn, recount(conn).only(GRID_MONTHS))
+
+
+def count_topic_days(conn: Connection) -> None:
+    """Issues per local day by category and by grid counted from the rows (migration 0006; reads every row once)."""
+    conn.execute(delete(TOPIC_DAYS))
+    rollups.apply(conn, recount(conn).only(TOPIC_DAYS))
 
 
 def recount(conn: Connection, *, community_id: str | None = None) -> Tally:

@@ -29,6 +29,7 @@ from services.intake.documents import IssueDoc
 from services.intake.placement import Placer
 
 IDEMPOTENCY_KEY_MAX = 200
+ORIGIN_MAX = 200
 
 
 def _ts(at: datetime | None) -> Timestamp | None:
@@ -90,6 +91,7 @@ def issue_to_pb(doc: IssueDoc, rules: Rules) -> pb.Issue:
         updated_at=_ts(doc.updated_at or doc.created_at),
         category_zh=category.name_zh if category else "",
         open311_status=domain.open311_status(doc.status),
+        origin=doc.origin or "",
     )
     return out
 
@@ -192,8 +194,19 @@ class IntakeServicer(pb_grpc.IntakeServiceServicer):
             contact=contact,
             attachments=[domain.AttachmentIn(a.filename, a.content_type, a.content) for a in request.attachments],
         )
+        origin = request.origin.strip()
+        if len(origin) > ORIGIN_MAX or any(c.isspace() for c in origin):
+            raise InvalidArgument(
+                f"origin: at most {ORIGIN_MAX} characters, no spaces (来源格式不正确)", field="origin"
+            )
         doc, rules = handlers.create_issue(
-            new, principal, request.idempotency_key, grant_id=grant_id, placer=self.placer, protector=self.protector
+            new,
+            principal,
+            request.idempotency_key,
+            grant_id=grant_id,
+            origin=origin,
+            placer=self.placer,
+            protector=self.protector,
         )
         return issue_to_pb(doc, rules)
 

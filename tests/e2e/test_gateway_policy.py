@@ -107,6 +107,16 @@ EXPECTED: dict[str, tuple[set[str], bool]] = {
     "webhooks: read (ops)": ({"ops"}, True),
     # The portal's pages and files: anyone (the data each page shows needs a person's token).
     "portal": (EVERYONE, False),
+    # Alliance: joint meetings. Staff run them; a member reads the meetings it is invited to, checks in and
+    # proposes items as its bound helper, and reads its own attendance.
+    "alliance meetings: list": (STAFF, True),
+    "alliance meetings: hot topics": (STAFF, True),
+    "alliance meetings: attendance history": (DISPATCHERS, True),
+    "alliance meetings: schedule": (STAFF, True),
+    "alliance meetings: read one": (DISPATCHERS, True),
+    "alliance meetings: manage": (STAFF, True),
+    "alliance meetings: check in": ({"member"}, True),
+    "alliance meetings: propose": ({"member"}, True),
 }
 # What a community worker of community A (its token's) gets on the records of community B of its own tenant,
 # call by call (CALLS[family]); a family not named here answers as on community A. A list or count naming B is
@@ -137,6 +147,12 @@ COMMUNITY_B: dict[str, tuple[str, ...]] = {
     "dispatch: candidates and assignment": ("404", "404"),
     "dispatch: answer an assignment": ("404",),
     "dispatch: task transitions": ("404",),
+    "alliance meetings: list": ("403",),
+    "alliance meetings: hot topics": ("403",),
+    "alliance meetings: attendance history": ("403",),
+    "alliance meetings: schedule": ("403",),
+    "alliance meetings: read one": ("404",),
+    "alliance meetings: manage": ("404", "404"),
 }
 # Families whose credential is the form field api_key (GeoReport v2), not the Authorization header: the
 # matrix sends the token there; a missing or bad one is 403 (the spec's), in the spec's error shape.
@@ -178,6 +194,12 @@ THROUGH: dict[str, set[int]] = {
     "dispatch: task transitions": {409, 412},
     "dispatch: set rules": {400, 412},
     "webhooks: manage": {404},
+    # A meeting a member is not invited to is 404 as a missing one; the placeholder member is nobody of the
+    # community (400); a meeting that has not started cannot be ended (409).
+    "alliance meetings: read one": {404},
+    "alliance meetings: check in": {404},
+    "alliance meetings: propose": {400},
+    "alliance meetings: manage": {409},
 }
 # 403s answered after the policy admitted the call: a member naming another helper (the view) or acting on a
 # task it does not lead (the dispatch service); tests/e2e/test_dispatch_api.py has them. Here: "through".
@@ -199,6 +221,8 @@ class Seed:
     attachment_id: str = ""  # the issue's photo
     job_id: str = ""  # an import job (a dry run) started by a community worker of the community
     point: tuple[float, float] = TEST_POINT  # where the issue is, in the community's grid
+    meeting_id: str = ""  # an online meeting of the community, tomorrow, inviting person_id
+    person_id: str = ""  # a person of the community
 
 
 Call = Callable[[str, Seed], tuple[str, str, dict[str, Any]]]
@@ -385,6 +409,37 @@ CALLS: dict[str, list[Call]] = {
         lambda t, s: ("GET", f"/api/v1/webhooks?tenant={t}", {}),
         lambda t, s: ("GET", f"/api/v1/webhooks/{s.webhook_id}/deliveries?tenant={t}", {}),
     ],
+    "alliance meetings: list": [
+        lambda t, s: ("GET", f"/api/v1/tenants/{t}/alliance/meetings?page_size=1&community_id={s.community_id}", {})
+    ],
+    "alliance meetings: hot topics": [
+        lambda t, s: ("GET", f"/api/v1/tenants/{t}/alliance/meetings/hot-topics?community_id={s.community_id}", {})
+    ],
+    "alliance meetings: attendance history": [
+        lambda t, s: (
+            "GET",
+            f"/api/v1/tenants/{t}/alliance/meetings/attendance?person_id={s.person_id}&community_id={s.community_id}",
+            {},
+        )
+    ],
+    "alliance meetings: schedule": [
+        lambda t, s: ("POST", f"/api/v1/tenants/{t}/alliance/meetings", {"json": meeting_body(s, "matrix")})
+    ],
+    "alliance meetings: read one": [lambda t, s: ("GET", f"/api/v1/tenants/{t}/alliance/meetings/{s.meeting_id}", {})],
+    "alliance meetings: manage": [
+        lambda t, s: ("POST", f"/api/v1/tenants/{t}/alliance/meetings/{s.meeting_id}/close", {}),
+        lambda t, s: ("GET", f"/api/v1/tenants/{t}/alliance/meetings/{s.meeting_id}/minutes.docx", {}),
+    ],
+    "alliance meetings: check in": [
+        lambda t, s: ("POST", f"/api/v1/tenants/{t}/alliance/meetings/{s.meeting_id}/check-in", {"json": {}})
+    ],
+    "alliance meetings: propose": [
+        lambda t, s: (
+            "POST",
+            f"/api/v1/tenants/{t}/alliance/meetings/{s.meeting_id}/proposals",
+            {"json": {"title": "矩阵提议"}},
+        )
+    ],
 }
 # (name, role, the tenant its token is scoped to): anonymous, every token role on OWN, an admin on '*'.
 PRINCIPALS = [
@@ -520,6 +575,32 @@ def seed_community_b(system: System, tenant: str) -> Seed:
     return seed_tenant(system, tenant, cid, resp.json()["id"], (lat, lon))
 
 
+def meeting_body(seed: Seed, key: str) -> dict[str, Any]:
+    return {
+        "community_id": seed.community_id,
+        "title": "矩阵会议",
+        "starts_at": (datetime.now(ZoneInfo("Asia/Shanghai")) + timedelta(days=1)).isoformat(),
+        "online": True,
+        "online_link": "https://meet.example/matrix",
+        "invitees": [{"kind": "person", "id": seed.person_id}],
+        "idempotency_key": key,
+    }
+
+
+def seed_meeting(system: System, tenant: str, seed: Seed) -> Seed:
+    """A person of the seed's community and an online meeting of the community tomorrow inviting them."""
+    base = f"{system.gateway}/api/v1/tenants/{tenant}"
+    person = {"community_id": seed.community_id, "name_zh": "矩阵党员", "roles": ["party_member"]}
+    resp = requests.post(f"{base}/org/people", json=person, headers=admin(system), timeout=10)
+    assert resp.status_code == 201, resp.text
+    seed = replace(seed, person_id=resp.json()["id"])
+    resp = requests.post(
+        f"{base}/alliance/meetings", json=meeting_body(seed, unique()), headers=admin(system), timeout=15
+    )
+    assert resp.status_code == 201, resp.text
+    return replace(seed, meeting_id=resp.json()["id"])
+
+
 def seed_dispatch(system: System, tenant: str, seed: Seed) -> Seed:
     """The seed issue's task and call (dispatch opens them shortly after the issue), and a webhook."""
     base = f"{system.gateway}/api/v1/tenants/{tenant}"
@@ -549,7 +630,9 @@ def seeds(system: System) -> dict[str, Seed]:
         "other": seed_tenant(system, OTHER),
     }
     return {
-        label: seed_dispatch(system, tenant, replace(made[label], username=seed_account(system, tenant)))
+        label: seed_meeting(
+            system, tenant, seed_dispatch(system, tenant, replace(made[label], username=seed_account(system, tenant)))
+        )
         for label, tenant in TARGETS
     }
 

@@ -174,6 +174,25 @@ COMMUNITY_EXPECTED: dict[str, tuple[str, str]] = {
     "open311.get_token": (TENANT_WIDE, ""),
     "open311.unknown_resource": (TENANT_WIDE, ""),
     "open311.create_request": (ANYWHERE, ""),
+    # Alliance: joint meetings (the alliance service tells a meeting's community: record "").
+    "alliance_meetings.list_meetings": (OWN_LIST, ""),
+    "alliance_meetings.hot_topics": (OWN_LIST, ""),
+    "alliance_meetings.list_attendance": (OWN_LIST, ""),
+    "alliance_meetings.schedule_meeting": (NEW_RECORD, ""),
+    "alliance_meetings.get_meeting": (OWN_RECORD, ""),
+    **{
+        f"alliance_meetings.{name}": (OWN_RECORD, "")
+        for name in (
+            "cancel_meeting",
+            "add_agenda_item",
+            "accept_proposal",
+            "record_attendance",
+            "take_decision",
+            "open_action_item",
+            "close_meeting",
+            "minutes",
+        )
+    },
 }
 
 

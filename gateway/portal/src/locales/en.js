@@ -3,7 +3,7 @@ export default {
   app: { name: 'Hongling', subtitle: 'Community co-governance', skip: 'Skip to main content', loading: 'Loading…', language: '中文', languageLabel: 'Switch language' },
   nav: {
     dashboard: 'Dashboard', map: 'Grid map', issues: 'Issues', whistles: 'Whistle board', tasks: 'Assignment',
-    org: 'Organisation', approvals: 'Approvals', audit: 'Audit log', field: 'Field visits', menu: 'Menu',
+    org: 'Organisation', approvals: 'Approvals', audit: 'Audit log', field: 'Field visits', menu: 'Menu', meetings: 'Joint meetings',
   },
   login: {
     title: 'Log in', username: 'User name', password: 'Password', submit: 'Log in', busy: 'Logging in…',
@@ -101,5 +101,20 @@ export default {
     history: 'History', classification: 'Class and reasons', duplicates: 'Duplicates', duplicateOf: 'Duplicate of', photos: 'Photos and files',
     contact: 'Reporter contact', reveal: 'Reveal contact', revealNote: 'Revealing is recorded in the audit log', task: 'Task',
     reclassify: 'Reclassify', reason: 'Reason', households: 'Households affected', hazards: 'Hazards',
+  },
+  meetings: {
+    when: 'When', upcoming: 'Upcoming', past: 'Started or past', schedule: 'Schedule a meeting', pickCommunity: 'Pick a community at the top first',
+    startsAt: 'Starts', endsAt: 'Ends', title: 'Title', place: 'Place', status: 'Status', attendance: 'Attendance',
+    countsLine: '{invited} invited · {on_time} on time · {late} late · {excused} excused · {absent} absent',
+    statuses: { scheduled: 'Scheduled', cancelled: 'Cancelled', ended: 'Ended, decisions pending', minuted: 'Minuted' },
+    hotTopics: 'Problem of the month (last 30 days)', noHot: 'No hot topics in the last 30 days', problems: ' problems', defaultTitle: 'Joint meeting on {topic}',
+    online: 'Online', station: 'Grid station', link: 'Meeting link', units: 'Invite member units', people: 'Invite people', openIssues: 'Open issues',
+    topics: 'Hot topics', remove: 'Remove', otherItem: 'Another item',
+    close: 'End the meeting', minutes: 'Download the minutes', invitee: 'Invited', record: 'Record', unrecorded: 'Not recorded',
+    attend: { on_time: 'On time', late: 'Late', excused: 'Excused', absent: 'Absent' },
+    agenda: 'Agenda and decisions', sources: { issue: 'Issue', proposal: 'Proposal', hot_topic: 'Problem of the month', other: 'Other' }, sourceIssue: 'Open the issue',
+    outcome: 'Decision', outcomes: { agreed: 'Agreed', rejected: 'Rejected', deferred: 'Deferred' }, voted: 'Voted',
+    for: 'For', against: 'Against', abstain: 'Abstain', decide: 'Decide', votesLine: ' ({votes_for} for, {votes_against} against, {votes_abstain} abstaining)',
+    issue: 'Issue', task: 'Task', actionTitle: 'Action item', openAction: 'Open as an issue',
   },
 }

@@ -3,7 +3,7 @@ export default {
   app: { name: '红领益家', subtitle: '社区共治平台', skip: '跳到主要内容', loading: '加载中…', language: 'English', languageLabel: '切换语言' },
   nav: {
     dashboard: '数据看板', map: '网格地图', issues: '诉求事项', whistles: '集结号看板', tasks: '点将台',
-    org: '组织架构', approvals: '审核把关', audit: '审计日志', field: '网格走访', menu: '菜单',
+    org: '组织架构', approvals: '审核把关', audit: '审计日志', field: '网格走访', menu: '菜单', meetings: '联席会议',
   },
   login: {
     title: '登录', username: '账号', password: '密码', submit: '登录', busy: '正在登录…',
@@ -101,5 +101,20 @@ export default {
     history: '办理记录', classification: '分类与依据', duplicates: '重复事项', duplicateOf: '重复于', photos: '照片与附件',
     contact: '报告人联系方式', reveal: '查看联系方式', revealNote: '查看将被记录在审计日志中', task: '任务',
     reclassify: '改分类', reason: '理由', households: '受影响户数', hazards: '隐患',
+  },
+  meetings: {
+    when: '时间', upcoming: '未开始', past: '已开始/已结束', schedule: '安排会议', pickCommunity: '请先在顶部选择社区',
+    startsAt: '开始时间', endsAt: '结束时间', title: '会议名称', place: '地点', status: '状态', attendance: '出席情况',
+    countsLine: '应到{invited} · 按时{on_time} · 迟到{late} · 请假{excused} · 缺席{absent}',
+    statuses: { scheduled: '已安排', cancelled: '已取消', ended: '已结束待决议', minuted: '已形成纪要' },
+    hotTopics: '每月一题（近30天热点）', noHot: '近30天暂无热点', problems: '问题', defaultTitle: '{topic}专题联席会议',
+    online: '线上会议', station: '网格驿站', link: '会议链接', units: '邀请成员单位', people: '邀请个人', openIssues: '待议事项',
+    topics: '热点议题', remove: '移除', otherItem: '其他议题',
+    close: '结束会议', minutes: '下载会议纪要', invitee: '受邀单位/个人', record: '记录', unrecorded: '未记录',
+    attend: { on_time: '按时参会', late: '迟到', excused: '请假', absent: '缺席' },
+    agenda: '议题与决议', sources: { issue: '民情事项', proposal: '成员提议', hot_topic: '每月一题', other: '其他' }, sourceIssue: '查看事项',
+    outcome: '决议', outcomes: { agreed: '通过', rejected: '未通过', deferred: '暂缓' }, voted: '表决',
+    for: '赞成', against: '反对', abstain: '弃权', decide: '形成决议', votesLine: '（赞成{votes_for}，反对{votes_against}，弃权{votes_abstain}）',
+    issue: '事项', task: '任务', actionTitle: '跟进事项', openAction: '立项跟进',
   },
 }

@@ -14,6 +14,8 @@ export const PAGES = [
   { name: 'org', path: 'org', tenant: true, roles: STAFF, menu: { icon: 'OfficeBuilding' }, component: () => import('./OrgPage.vue') },
   { name: 'field', path: 'field', tenant: true, roles: STAFF, menu: { icon: 'Iphone' }, component: () => import('./FieldPage.vue') },
   { name: 'approvals', path: 'approvals', roles: APPROVERS, menu: { icon: 'Stamp' }, component: () => import('./ApprovalsPage.vue') },
+  { name: 'meetings', path: 'meetings', tenant: true, roles: STAFF, menu: { icon: 'ChatDotRound' }, component: () => import('./MeetingsPage.vue') },
+  { name: 'meeting', path: 'meetings/:id', tenant: true, roles: STAFF, component: () => import('./MeetingPage.vue'), props: true },
   { name: 'task', path: 'tasks/:id', tenant: true, roles: STAFF, component: () => import('./TaskPage.vue'), props: true },
 ]
 

@@ -1,0 +1,185 @@
+"""The other services a meeting needs, over gRPC only (services/common/grpc_client.py):
+
+- org: a grid station (the place: its name, community, point), the invited units and people (that they
+  exist, their names and communities), a community, a grid's name;
+- intake: an open issue put on the agenda (its title kept), the categories' names, and the issue an action
+  item opens (CreateIssue with an idempotency key and the meeting as its origin), and its status;
+- dispatch: the task of an action item's issue (GetTaskForIssue) and its status.
+
+Look-ups run as the alliance service itself (a "service" principal of the call's tenant), as dispatch calls
+org; an action item's issue is filed as the caller (its history names the worker who opened it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+from hongling.common.v1 import location_pb2 as loc_pb2
+from hongling.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
+from hongling.intake.v1 import intake_pb2, intake_pb2_grpc
+from hongling.org.v1 import org_pb2, org_pb2_grpc
+
+from services.common import context
+from services.common.errors import InvalidArgument, Unavailable
+from services.common.grpc_client import LazyStub
+from services.common.principal import Principal
+
+T = TypeVar("T")
+_org = LazyStub(org_pb2_grpc.OrgServiceStub, "org", "hongling.org.v1.OrgService", "alliance")
+_intake = LazyStub(intake_pb2_grpc.IntakeServiceStub, "intake", "hongling.intake.v1.IntakeService", "alliance")
+_dispatch = LazyStub(
+    dispatch_pb2_grpc.DispatchServiceStub, "dispatch", "hongling.dispatch.v1.DispatchService", "alliance"
+)
+MISSING = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)
+
+
+@contextmanager
+def _as_service() -> Iterator[None]:
+    me = Principal(sub="alliance", role="service", tenants=(context.require_tenant(),))
+    with context.bound(principal=me):
+        yield
+
+
+def _call(fn: Callable[[], T], *, as_service: bool = True) -> T:
+    try:
+        if as_service:
+            with _as_service():
+                return fn()
+        return fn()
+    except grpc.RpcError as exc:
+        if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            raise Unavailable(
+                "a service this needs cannot be reached; retry shortly (相关服务暂不可用，请稍后重试)"
+            ) from None
+        raise
+
+
+@dataclass(frozen=True)
+class Station:
+    id: str
+    name_zh: str
+    community_id: str
+    lat: float | None
+    lon: float | None
+
+
+def station(station_id: str) -> Station:
+    try:
+        s = _call(lambda: _org().GetGridStation(org_pb2.GetRequest(id=station_id)))
+    except grpc.RpcError as exc:
+        if exc.code() in MISSING:
+            raise InvalidArgument(
+                f"未找到该网格驿站 (station_id: no grid station {station_id!r} in this tenant)", field="station_id"
+            ) from None
+        raise
+    point = s.point if s.HasField("point") else None
+    return Station(s.id, s.name_zh, s.community_id, point.lat if point else None, point.lon if point else None)
+
+
+def community_exists(community_id: str) -> bool:
+    try:
+        _call(lambda: _org().GetCommunity(org_pb2.GetRequest(id=community_id)))
+        return True
+    except grpc.RpcError as exc:
+        if exc.code() in MISSING:
+            return False
+        raise
+
+
+def invitee(kind: str, ident: str, field: str) -> tuple[str, str]:
+    """(name_zh, community_id) of a member unit or person; INVALID_ARGUMENT naming `field` when there is none."""
+    method = "GetMemberUnit" if kind == "member_unit" else "GetPerson"
+    try:
+        found: Any = _call(lambda: getattr(_org(), method)(org_pb2.GetRequest(id=ident)))
+    except grpc.RpcError as exc:
+        if exc.code() in MISSING:
+            zh = "成员单位" if kind == "member_unit" else "人员"
+            raise InvalidArgument(f"未找到该{zh} ({field}: no {kind} {ident!r} in this tenant)", field=field) from None
+        raise
+    return str(found.name_zh), str(found.community_id)
+
+
+def grid_name(grid_id: str) -> str:
+    try:
+        return str(_call(lambda: _org().GetGrid(org_pb2.GetRequest(id=grid_id))).name_zh)
+    except grpc.RpcError as exc:
+        if exc.code() in MISSING:
+            return grid_id
+        raise
+
+
+@dataclass(frozen=True)
+class IssueInfo:
+    id: str
+    title: str
+    community_id: str
+    status: str
+
+
+def issue(issue_id: str, field: str) -> IssueInfo:
+    try:
+        found = _call(lambda: _intake().GetIssue(intake_pb2.GetIssueRequest(id=issue_id)))
+    except grpc.RpcError as exc:
+        if exc.code() in MISSING:
+            raise InvalidArgument(
+                f"未找到该事项 ({field}: no issue {issue_id!r} in this tenant)", field=field
+            ) from None
+        raise
+    return IssueInfo(found.id, found.title, found.place.community_id, found.status)
+
+
+def category_names() -> dict[str, str]:
+    rules = _call(lambda: _intake().GetClassificationRules(intake_pb2.GetClassificationRulesRequest()))
+    return {c.code: c.name_zh for c in rules.categories}
+
+
+def create_issue(
+    *,
+    title: str,
+    description: str,
+    category: str,
+    compound_id: str,
+    point: tuple[float, float] | None,
+    address: str,
+    idempotency_key: str,
+    origin: str,
+) -> str:
+    """File the action item's issue as the caller (a retry with the same key returns the same issue)."""
+    location = loc_pb2.Location(address=address, compound_id=compound_id)
+    if not compound_id and point is not None:
+        location.lat, location.lon = point
+    request = intake_pb2.CreateIssueRequest(
+        title=title,
+        description=description,
+        channel="resident_report",
+        category=category,
+        location=location,
+        idempotency_key=idempotency_key,
+        origin=origin,
+    )
+    return str(_call(lambda: _intake().CreateIssue(request), as_service=False).id)
+
+
+@dataclass(frozen=True)
+class Follow:
+    status: str
+    task_id: str = ""
+    task_status: str = ""
+    task_status_zh: str = ""
+
+
+def follow(issue_id: str) -> Follow:
+    """The issue's status and its dispatch task's (empty where there is none yet or it cannot be read now)."""
+    try:
+        found = _call(lambda: _intake().GetIssue(intake_pb2.GetIssueRequest(id=issue_id)))
+    except (grpc.RpcError, Unavailable):
+        return Follow("")
+    try:
+        task = _call(lambda: _dispatch().GetTaskForIssue(dispatch_pb2.GetTaskForIssueRequest(issue_id=issue_id)))
+    except (grpc.RpcError, Unavailable):
+        return Follow(found.status)
+    return Follow(found.status, task.id, task.status, task.status_zh)

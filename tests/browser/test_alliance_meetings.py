@@ -1,0 +1,115 @@
+"""A joint meeting through the portal: a community worker schedules it from the month's hot topic, records
+attendance and the decision, opens an action item as an issue and downloads the minutes."""
+
+from __future__ import annotations
+
+import io
+import random
+import re
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import requests
+from docx import Document
+from playwright.sync_api import Page, expect
+
+from services.org.seed import Rect
+from tests.browser.conftest import Person, axe_violations, log_in, shot
+from tests.conftest import System, unique, wait_for
+
+pytestmark = pytest.mark.e2e
+T = "caiyuan"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+# Element Plus puts a data-testid on the native input or on its wrapper, depending on the component.
+TITLE_INPUT = 'input[data-testid="title"], [data-testid="title"] input'
+ACTION_INPUT = 'input[data-testid="action-title"], [data-testid="action-title"] input'
+
+
+def api(system: System, path: str) -> str:
+    return f"{system.gateway}/api/v1/tenants/{T}/{path}"
+
+
+def test_a_worker_schedules_from_a_hot_topic_records_decides_follows_up_and_prints_minutes(
+    system: System, page: Page, people: Callable[..., Person]
+) -> None:
+    admin = system.auth("subdistrict_admin", T)
+    lat, lon = round(random.uniform(36.50, 36.58), 4), round(random.uniform(117.20, 117.28), 4)
+
+    def org(collection: str, body: dict[str, Any]) -> str:
+        resp = requests.post(api(system, f"org/{collection}"), json=body, headers=admin, timeout=10)
+        assert resp.status_code == 201, resp.text
+        return str(resp.json()["id"])
+
+    community = org("communities", {"name_zh": f"门户会议社区{unique()[-4:]}"})
+    boundary = Rect(lon - 0.004, lat - 0.004, lon + 0.004, lat + 0.004).geojson()
+    grid = org("grids", {"community_id": community, "name_zh": "门户会议网格", "boundary_geojson": boundary})
+    org("grid-stations", {"grid_id": grid, "name_zh": "门户会议驿站", "point": {"lat": lat, "lon": lon}})
+    unit = org(
+        "member-units",
+        {"community_id": community, "name_zh": "门户物业", "kind": "property_company", "joined_on": "2024-05-01"},
+    )
+    code = requests.get(api(system, "classification-rules"), headers=admin, timeout=10).json()["categories"][0]["code"]
+    for n in range(2):
+        report = {
+            "title": f"门户热点{n}",
+            "description": "门户测试",
+            "channel": "online",
+            "category": code,
+            "location": {"lat": lat + 0.001 * n, "lon": lon, "address": "门户"},
+        }
+        assert requests.post(api(system, "issues"), json=report, timeout=10).status_code == 201
+    wait_for(
+        lambda: (
+            requests.get(
+                api(system, f"alliance/meetings/hot-topics?community_id={community}"), headers=admin, timeout=10
+            )
+            .json()
+            .get("categories")
+        )
+    )
+
+    log_in(page, system, people("community_worker", T, community), f"{T}/meetings")
+    page.get_by_test_id("schedule").click()
+    form = page.get_by_test_id("schedule-form")
+    form.get_by_test_id("hot-topic").first.click()
+    expect(form.get_by_test_id("chosen-topics")).to_contain_text("件")
+    expect(form.locator(TITLE_INPUT).first).not_to_have_value("")
+    start = datetime.now(SHANGHAI) - timedelta(minutes=5)
+    form.get_by_test_id("starts-at").fill(start.strftime("%Y-%m-%dT%H:%M"))
+    form.get_by_test_id("ends-at").fill((start + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"))
+    form.get_by_test_id("station").click()
+    page.locator(".el-select-dropdown__item:visible", has_text="门户会议驿站").click()
+    form.get_by_test_id("units").click()
+    page.locator(".el-select-dropdown__item:visible", has_text="门户物业").click()
+    page.keyboard.press("Escape")
+    form.get_by_test_id("submit").click()
+
+    expect(page.get_by_test_id("meeting-status")).to_have_text("已安排")
+    page.get_by_test_id(f"record-{unit}-on_time").click()
+    expect(page.get_by_test_id(f"att-{unit}")).to_have_text("按时参会")
+    item = page.get_by_test_id("agenda-item").first
+    item.get_by_test_id("decide").click()
+    expect(item.get_by_test_id("decision")).to_contain_text("通过")
+    item.locator(ACTION_INPUT).first.fill("更换楼道灯具")
+    item.get_by_test_id("open-action").click()
+    expect(item.get_by_test_id("action-item")).to_contain_text("更换楼道灯具")
+    issue_href = item.get_by_test_id("action-issue").get_attribute("href") or ""
+    assert f"/{T}/issues/" in issue_href
+    assert axe_violations(page) == []
+    shot(page, "alliance-meeting")
+
+    page.get_by_test_id("close").click()
+    expect(page.get_by_test_id("meeting-status")).to_have_text("已形成纪要")
+    with page.expect_download() as download:
+        page.get_by_test_id("minutes").click()
+    path = Path(download.value.path())
+    doc = Document(io.BytesIO(path.read_bytes()))
+    text = "\n".join(p.text for p in doc.paragraphs)
+    assert "会议纪要" in text and "门户会议驿站" in text and "更换楼道灯具" in text and "参会代表签字" in text
+    page.get_by_test_id("action-issue").first.click()  # the portal keeps its session in memory: no reload
+    expect(page).to_have_url(re.compile(f"/issues/{issue_href.rsplit('/', 1)[-1]}$"))
+    expect(page.get_by_text("更换楼道灯具").first).to_be_visible()
