@@ -102,9 +102,18 @@ def unit(system: System) -> dict[str, str]:
     other_unit = org(
         system,
         "member-units",
-        {"community_id": community, "name_zh": f"双报到单位{unique()[-4:]}", "kind": "dual_report_unit"},
+        {
+            "community_id": community,
+            "name_zh": f"双报到单位{unique()[-4:]}",
+            "kind": "dual_report_unit",
+            "joined_on": "2024-05-01",
+        },
     )
-    other_entry = org(system, "unit-resource-entries", {"unit_id": other_unit, "resource": "会议室", "quantity": 1})
+    other_entry = org(
+        system,
+        "unit-resource-entries",
+        {"unit_id": other_unit, "resource": "会议室", "category": "venue", "quantity": 1},
+    )
     return {"community": community, "unit": unit_id, "entry": entry, "other_entry": other_entry}
 
 
