@@ -102,22 +102,25 @@ def test_funds_pledges_and_hours_in_the_portal(
     # Funds: allocate ¥1,000 to the running budget and spend ¥300 of it; the balance shows ¥700.
     log_in(page, system, worker, f"{T}/funds")
     page.get_by_test_id("alloc-amount").locator("input").fill("1000")
-    page.get_by_test_id("alloc-source").locator("input").fill("街道拨款")
+    page.get_by_test_id("alloc-source").fill("街道拨款")
     page.get_by_test_id("alloc-submit").click()
     expect(page.get_by_test_id("fund-balance-running")).to_have_text("1000.00", timeout=30_000)
     page.get_by_test_id("spend-amount").locator("input").fill("300")
-    page.get_by_test_id("spend-for").locator("input").fill("t-lamp-1")
+    page.get_by_test_id("spend-for").fill("t-lamp-1")
     page.get_by_test_id("spend-submit").click()
     expect(page.get_by_test_id("fund-balance-running")).to_have_text("700.00", timeout=30_000)
     expect(page.get_by_test_id("fund-entries")).to_contain_text("t-lamp-1")
+    expect(page.locator(".el-message")).to_have_count(0, timeout=15_000)  # the toasts have gone
+    page.mouse.move(0, 0)  # the submit button no longer hovered (its hover colour is the lighter one)
+    page.evaluate("document.activeElement && document.activeElement.blur()")
     assert axe_violations(page) == []
     shot(page, "alliance-funds")
 
     # A member unit pledges an item of its list; the worker confirms delivery.
     member_page = context.new_page()
     log_in(member_page, system, member_account(system, f"member_unit:{unit}"), f"{T}/resources")
-    member_page.get_by_test_id("pledge-entry").locator("input").fill(entry)
-    member_page.get_by_test_id("pledge-for").locator("input").fill("t-lamp-1")
+    member_page.get_by_test_id("pledge-entry").fill(entry)
+    member_page.get_by_test_id("pledge-for").fill("t-lamp-1")
     member_page.get_by_test_id("pledge-submit").click()
     row = member_page.get_by_test_id("pledges").locator("tr", has_text="应急照明车")
     expect(row).to_have_count(1, timeout=30_000)
@@ -140,7 +143,7 @@ def test_funds_pledges_and_hours_in_the_portal(
     # Hours: a served shift (produced as the posts area produces it) shows on the hours page.
     served(producer, community, person, 2.5)
     page.goto(page.url.split(f"/{T}/")[0] + f"/{T}/hours")
-    page.get_by_test_id("hours-person").locator("input").fill(person)
+    page.get_by_test_id("hours-person").fill(person)
     balance = page.get_by_test_id("hours-balance")
     for _ in range(120):
         page.get_by_test_id("hours-load").click()
