@@ -17,7 +17,7 @@ from playwright.sync_api import BrowserContext, Page, expect
 
 from services.common.events import CloudEvent, record_key, topic_for
 from tests.browser.conftest import PASSWORD, Person, axe_violations, log_in, shot
-from tests.conftest import System, unique
+from tests.conftest import System, unique, wait_for
 
 pytestmark = pytest.mark.e2e
 T = "shanggao"
@@ -124,25 +124,29 @@ def test_funds_pledges_and_hours_in_the_portal(
     member_page.get_by_test_id("pledge-submit").click()
     row = member_page.get_by_test_id("pledges").locator("tr", has_text="应急照明车")
     expect(row).to_have_count(1, timeout=30_000)
+    shot(member_page, "alliance-pledge")
     expect(row.get_by_test_id("pledge-age")).not_to_be_empty()
     member_page.close()
 
-    page.goto(page.url.replace("/funds", "/resources"))
-    expect(page.get_by_test_id("who")).to_contain_text(worker.display_name)
+    page.get_by_role("navigation").get_by_text("资源承诺", exact=True).click()  # the session lives in the page
     mine = page.get_by_test_id("pledges").locator("tr", has_text="应急照明车")
     expect(mine).to_have_count(1, timeout=30_000)
     mine.get_by_test_id("confirm-delivery").click()
     expect(mine).to_have_count(0, timeout=30_000)
-    listed = requests.get(
-        api(system, f"alliance/pledges?community_id={community}&status=delivered"),
-        headers=system.auth("subdistrict_admin", T),
-        timeout=10,
-    ).json()["pledges"]
-    assert [p["resource"] for p in listed] == ["应急照明车"]
+
+    def delivered() -> list[str] | None:
+        found = requests.get(
+            api(system, f"alliance/pledges?community_id={community}&status=delivered"),
+            headers=system.auth("subdistrict_admin", T),
+            timeout=10,
+        ).json()["pledges"]
+        return [p["resource"] for p in found] or None
+
+    assert wait_for(delivered) == ["应急照明车"]
 
     # Hours: a served shift (produced as the posts area produces it) shows on the hours page.
     served(producer, community, person, 2.5)
-    page.goto(page.url.split(f"/{T}/")[0] + f"/{T}/hours")
+    page.get_by_role("navigation").get_by_text("志愿时长", exact=True).click()
     page.get_by_test_id("hours-person").fill(person)
     balance = page.get_by_test_id("hours-balance")
     for _ in range(120):
@@ -152,5 +156,7 @@ def test_funds_pledges_and_hours_in_the_portal(
             break
     expect(balance).to_have_text("2.50")
     expect(page.get_by_test_id("hours-entries")).to_contain_text("岗位值守")
+    page.mouse.move(0, 0)
+    page.evaluate("document.activeElement && document.activeElement.blur()")
     assert axe_violations(page) == []
     shot(page, "alliance-hours")
