@@ -173,6 +173,7 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
 
     from gateway.docs import bp as docs_bp
     from gateway.open311 import bp as open311_bp
+    from gateway.routes_alliance_ledger import bp as alliance_ledger_bp
     from gateway.routes_alliance_meetings import bp as alliance_meetings_bp
     from gateway.routes_audit import bp as audit_bp
     from gateway.routes_auth import init_app as init_auth
@@ -189,6 +190,7 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
     app.register_blueprint(org_bp)
     app.register_blueprint(dispatch_bp)  # whistles, tasks, dispatch rules
     app.register_blueprint(webhooks_bp)
+    app.register_blueprint(alliance_ledger_bp)  # alliance ledger: pledges, volunteer hours, community funds
     app.register_blueprint(governance_bp)
     app.register_blueprint(docs_bp)
     app.register_blueprint(audit_bp)

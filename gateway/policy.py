@@ -222,6 +222,51 @@ POLICY: dict[str, Rule] = {
     "dispatch.put_rules": Rule("dispatch: set rules", SUBDISTRICT_ADMIN, tenant_scoped=True),
     # Ops read a tenant's overdue list on a district-wide route (?tenant=, within the token's scope).
     "dispatch.list_overdue_district": Rule("dispatch: overdue list (ops)", OPS, tenant_scoped=False),
+    # Alliance ledger (联盟共建: 提供资源, 志愿服务时长, 社区经费; gateway/routes_alliance_ledger.py). Members act for
+    # their bound helper (a unit's pledges, a person's own hours); community workers for their own community
+    # (a pledge, entry or person of another is 404, a record placed in another is 403: the service checks
+    # the records, which it reads anyway); subdistrict admins for the tenant and its time-bank rules.
+    "alliance_ledger.list_pledges": Rule(
+        "alliance ledger: pledges", DISPATCHERS, tenant_scoped=True, community=OWN_LIST
+    ),
+    "alliance_ledger.get_pledge": Rule(
+        "alliance ledger: pledges", DISPATCHERS, tenant_scoped=True, community=OWN_RECORD
+    ),
+    "alliance_ledger.withdraw_pledge": Rule(
+        "alliance ledger: pledges", DISPATCHERS, tenant_scoped=True, community=OWN_RECORD
+    ),
+    "alliance_ledger.create_pledge": Rule(
+        "alliance ledger: pledge", DISPATCHERS, tenant_scoped=True, community=NEW_RECORD
+    ),
+    "alliance_ledger.confirm_delivery": Rule(
+        "alliance ledger: confirm delivery", STAFF, tenant_scoped=True, community=OWN_RECORD
+    ),
+    "alliance_ledger.get_hours": Rule("alliance ledger: hours", DISPATCHERS, tenant_scoped=True, community=OWN_RECORD),
+    "alliance_ledger.list_person_hours": Rule(
+        "alliance ledger: hours", DISPATCHERS, tenant_scoped=True, community=OWN_RECORD
+    ),
+    "alliance_ledger.list_hours_entries": Rule(
+        "alliance ledger: hours lists", STAFF, tenant_scoped=True, community=OWN_LIST
+    ),
+    "alliance_ledger.export_hours": Rule("alliance ledger: hours lists", STAFF, tenant_scoped=True, community=OWN_LIST),
+    "alliance_ledger.correct_hours": Rule(
+        "alliance ledger: correct hours", STAFF, tenant_scoped=True, community=OWN_RECORD
+    ),
+    "alliance_ledger.get_timebank_rules": Rule(
+        "alliance ledger: time-bank rules", STAFF, tenant_scoped=True, community=TENANT_WIDE
+    ),
+    "alliance_ledger.put_timebank_rules": Rule(
+        "alliance ledger: set time-bank rules", SUBDISTRICT_ADMIN, tenant_scoped=True
+    ),
+    "alliance_ledger.list_fund_balances": Rule("alliance ledger: funds", STAFF, tenant_scoped=True, community=OWN_LIST),
+    "alliance_ledger.list_fund_entries": Rule("alliance ledger: funds", STAFF, tenant_scoped=True, community=OWN_LIST),
+    "alliance_ledger.list_fund_months": Rule("alliance ledger: funds", STAFF, tenant_scoped=True, community=OWN_LIST),
+    "alliance_ledger.allocate_funds": Rule(
+        "alliance ledger: allocate and spend", STAFF, tenant_scoped=True, community=NEW_RECORD
+    ),
+    "alliance_ledger.spend_funds": Rule(
+        "alliance ledger: allocate and spend", STAFF, tenant_scoped=True, community=NEW_RECORD
+    ),
     # Webhooks (SMS / WeChat gateways, hotline systems): subdistrict admins register and manage them; the
     # signing secret is shown once, in the registration's answer. Ops read them district-wide (?tenant=).
     "webhooks.register_webhook": Rule("webhooks: manage", SUBDISTRICT_ADMIN, tenant_scoped=True),

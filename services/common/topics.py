@@ -21,7 +21,7 @@ STATE_SERVICES = ("intake", "dispatch", "alliance")
 COMPACTED = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "3600000"}
 
 # Consumer groups with a dead-letter topic of their own, besides one per service name.
-EXTRA_GROUPS = ("intake-lifecycle", "dispatch-matching", "dispatch-webhooks")
+EXTRA_GROUPS = ("intake-lifecycle", "dispatch-matching", "dispatch-webhooks", "alliance-timebank")
 
 
 def wanted_topics() -> list[str]:

@@ -105,6 +105,17 @@ EXPECTED: dict[str, tuple[set[str], bool]] = {
     "dispatch: overdue list (ops)": ({"ops"}, True),
     "webhooks: manage": ({"subdistrict_admin"}, True),
     "webhooks: read (ops)": ({"ops"}, True),
+    # Alliance ledger: members pledge for their unit and read their own hours; staff run the rest.
+    "alliance ledger: pledges": (DISPATCHERS, True),
+    "alliance ledger: pledge": (DISPATCHERS, True),
+    "alliance ledger: confirm delivery": (STAFF, True),
+    "alliance ledger: hours": (DISPATCHERS, True),
+    "alliance ledger: hours lists": (STAFF, True),
+    "alliance ledger: correct hours": (STAFF, True),
+    "alliance ledger: time-bank rules": (STAFF, True),
+    "alliance ledger: set time-bank rules": ({"subdistrict_admin"}, True),
+    "alliance ledger: funds": (STAFF, True),
+    "alliance ledger: allocate and spend": (STAFF, True),
     # The portal's pages and files: anyone (the data each page shows needs a person's token).
     "portal": (EVERYONE, False),
     # Alliance: joint meetings. Staff run them; a member reads the meetings it is invited to, checks in and
@@ -153,6 +164,13 @@ COMMUNITY_B: dict[str, tuple[str, ...]] = {
     "alliance meetings: schedule": ("403",),
     "alliance meetings: read one": ("404",),
     "alliance meetings: manage": ("404", "404"),
+    "alliance ledger: pledges": ("403", "404", "404"),
+    "alliance ledger: confirm delivery": ("404",),
+    "alliance ledger: hours": ("404", "404"),
+    "alliance ledger: hours lists": ("403", "403"),
+    "alliance ledger: correct hours": ("404",),
+    "alliance ledger: funds": ("403", "403", "403"),
+    "alliance ledger: allocate and spend": ("403", "403"),
 }
 # Families whose credential is the form field api_key (GeoReport v2), not the Authorization header: the
 # matrix sends the token there; a missing or bad one is 403 (the spec's), in the spec's error shape.
@@ -200,6 +218,15 @@ THROUGH: dict[str, set[int]] = {
     "alliance meetings: check in": {404},
     "alliance meetings: propose": {400},
     "alliance meetings: manage": {409},
+    # The ledger's records named here do not exist (404); a pledge of an item off the list (400); a spending
+    # beyond the balance (409); rules that do not validate (400).
+    "alliance ledger: pledges": {404},
+    "alliance ledger: pledge": {400},
+    "alliance ledger: confirm delivery": {404},
+    "alliance ledger: hours": {404},
+    "alliance ledger: correct hours": {404},
+    "alliance ledger: set time-bank rules": {400},
+    "alliance ledger: allocate and spend": {409},
 }
 # 403s answered after the policy admitted the call: a member naming another helper (the view) or acting on a
 # task it does not lead (the dispatch service); tests/e2e/test_dispatch_api.py has them. Here: "through".
@@ -439,6 +466,85 @@ CALLS: dict[str, list[Call]] = {
             f"/api/v1/tenants/{t}/alliance/meetings/{s.meeting_id}/proposals",
             {"json": {"title": "矩阵提议"}},
         )
+    ],
+    "alliance ledger: pledges": [
+        lambda t, s: ("GET", f"/api/v1/tenants/{t}/alliance/pledges?page_size=1&community_id={s.community_id}", {}),
+        lambda t, s: ("GET", f"/api/v1/tenants/{t}/alliance/pledges/pl-matrix-none", {}),
+        lambda t, s: (
+            "POST",
+            f"/api/v1/tenants/{t}/alliance/pledges/pl-matrix-none/withdrawal",
+            {"json": {"reason": "矩阵"}},
+        ),
+    ],
+    "alliance ledger: pledge": [
+        lambda t, s: (
+            "POST",
+            f"/api/v1/tenants/{t}/alliance/pledges",
+            {
+                "json": {
+                    "unit_id": "mu-matrix-none",
+                    "resource_entry_id": "ur-none",
+                    "quantity": 1,
+                    "for_kind": "task",
+                    "for_id": "t-1",
+                }
+            },
+        )
+    ],
+    "alliance ledger: confirm delivery": [
+        lambda t, s: ("POST", f"/api/v1/tenants/{t}/alliance/pledges/pl-matrix-none/delivery", {})
+    ],
+    "alliance ledger: hours": [
+        lambda t, s: ("GET", f"/api/v1/tenants/{t}/alliance/hours/p-matrix-none", {}),
+        lambda t, s: ("GET", f"/api/v1/tenants/{t}/alliance/hours/p-matrix-none/entries", {}),
+    ],
+    "alliance ledger: hours lists": [
+        lambda t, s: ("GET", f"/api/v1/tenants/{t}/alliance/hours-entries?community_id={s.community_id}", {}),
+        lambda t, s: ("GET", f"/api/v1/tenants/{t}/alliance/hours-export?community_id={s.community_id}&year=2026", {}),
+    ],
+    "alliance ledger: correct hours": [
+        lambda t, s: (
+            "POST",
+            f"/api/v1/tenants/{t}/alliance/hours-entries/h-matrix-none/corrections",
+            {"json": {"hours": -1, "reason": "矩阵"}},
+        )
+    ],
+    "alliance ledger: time-bank rules": [lambda t, s: ("GET", f"/api/v1/tenants/{t}/alliance/timebank-rules", {})],
+    "alliance ledger: set time-bank rules": [
+        lambda t, s: (
+            "PUT",
+            f"/api/v1/tenants/{t}/alliance/timebank-rules",
+            {"json": {"task_hours": [{"call_type": "x", "hours": 1}]}},
+        )
+    ],
+    "alliance ledger: funds": [
+        lambda t, s: ("GET", f"/api/v1/tenants/{t}/alliance/funds?community_id={s.community_id}", {}),
+        lambda t, s: (
+            "GET",
+            f"/api/v1/tenants/{t}/alliance/fund-entries?community_id={s.community_id}&page_size=1",
+            {},
+        ),
+        lambda t, s: ("GET", f"/api/v1/tenants/{t}/alliance/fund-months?community_id={s.community_id}", {}),
+    ],
+    "alliance ledger: allocate and spend": [
+        lambda t, s: (
+            "POST",
+            f"/api/v1/tenants/{t}/alliance/fund-allocations",
+            {"json": {"community_id": s.community_id, "fund": "running", "amount_fen": 1, "source": "矩阵"}},
+        ),
+        lambda t, s: (
+            "POST",
+            f"/api/v1/tenants/{t}/alliance/fund-spendings",
+            {
+                "json": {
+                    "community_id": s.community_id,
+                    "fund": "running",
+                    "amount_fen": 10**11,
+                    "for_kind": "task",
+                    "for_id": "t-1",
+                }
+            },
+        ),
     ],
 }
 # (name, role, the tenant its token is scoped to): anonymous, every token role on OWN, an admin on '*'.

@@ -51,6 +51,9 @@ SAMPLE_ARGS = {
     "whistle_id": "w-1",
     "webhook_id": "wh-1",
     "job_id": "ij-1",
+    "pledge_id": "pl-1",
+    "person_id": "p-1",
+    "entry_id": "h-1",
 }
 METHODS = ("get", "post", "put", "patch", "delete")
 

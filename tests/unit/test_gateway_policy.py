@@ -193,6 +193,23 @@ COMMUNITY_EXPECTED: dict[str, tuple[str, str]] = {
             "minutes",
         )
     },
+    # The alliance ledger: the service checks the pledge's, entry's or person's community (it reads them anyway).
+    "alliance_ledger.list_pledges": (OWN_LIST, ""),
+    "alliance_ledger.get_pledge": (OWN_RECORD, ""),
+    "alliance_ledger.withdraw_pledge": (OWN_RECORD, ""),
+    "alliance_ledger.create_pledge": (NEW_RECORD, ""),
+    "alliance_ledger.confirm_delivery": (OWN_RECORD, ""),
+    "alliance_ledger.get_hours": (OWN_RECORD, ""),
+    "alliance_ledger.list_person_hours": (OWN_RECORD, ""),
+    "alliance_ledger.list_hours_entries": (OWN_LIST, ""),
+    "alliance_ledger.export_hours": (OWN_LIST, ""),
+    "alliance_ledger.correct_hours": (OWN_RECORD, ""),
+    "alliance_ledger.get_timebank_rules": (TENANT_WIDE, ""),
+    "alliance_ledger.list_fund_balances": (OWN_LIST, ""),
+    "alliance_ledger.list_fund_entries": (OWN_LIST, ""),
+    "alliance_ledger.list_fund_months": (OWN_LIST, ""),
+    "alliance_ledger.allocate_funds": (NEW_RECORD, ""),
+    "alliance_ledger.spend_funds": (NEW_RECORD, ""),
 }
 
 

@@ -4,6 +4,7 @@ export default {
   nav: {
     dashboard: 'Dashboard', map: 'Grid map', issues: 'Issues', whistles: 'Whistle board', tasks: 'Assignment',
     org: 'Organisation', approvals: 'Approvals', audit: 'Audit log', field: 'Field visits', menu: 'Menu', meetings: 'Joint meetings',
+    resources: 'Resources', hours: 'Volunteer hours', funds: 'Community funds',
   },
   login: {
     title: 'Log in', username: 'User name', password: 'Password', submit: 'Log in', busy: 'Logging in…',
@@ -116,5 +117,18 @@ export default {
     outcome: 'Decision', outcomes: { agreed: 'Agreed', rejected: 'Rejected', deferred: 'Deferred' }, voted: 'Voted',
     for: 'For', against: 'Against', abstain: 'Abstain', decide: 'Decide', votesLine: ' ({votes_for} for, {votes_against} against, {votes_abstain} abstaining)',
     issue: 'Issue', task: 'Task', actionTitle: 'Action item', openAction: 'Open as an issue',
+  },
+  ledger: {
+    pledgeTitle: 'Pledge a resource', entry: 'Resource list entry id', quantity: 'Quantity', uom: 'Unit', forKind: 'For', forId: 'Task / activity / meeting id', itemId: 'Agenda item id',
+    pledge: 'Pledge', pledged: 'Pledge recorded', delivered: 'Delivery confirmed', withdrawReason: 'Why is it withdrawn?', resource: 'Resource', unit: 'Member unit',
+    pledgedAt: 'Pledged', age: 'Waiting', actions: 'Actions', confirm: 'Confirm delivery', withdraw: 'Withdraw',
+    status: { pledged: 'Awaiting delivery', delivered: 'Delivered', withdrawn: 'Withdrawn' },
+    for: { task: 'Task', activity: 'Activity', decision: 'Meeting decision' },
+    person: 'Person id', show: 'Show', hoursUnit: 'hours', entries: '{n} entries', at: 'When', hours: 'Hours', source: 'Source', reason: 'Reason',
+    balanceAfter: 'Balance', sources: { activity: 'Activity', shift: 'Post shift', task: 'Verified task', correction: 'Correction' },
+    export: 'Export the year’s volunteer hours', year: 'Year', download: 'Download Excel', pickCommunity: 'Pick a community in the header first',
+    funds: { running: 'Running budget', resident_service: 'Resident services', model_community: 'Model community support', property_backstop: 'Property backstop' },
+    kinds: { allocation: 'In', spending: 'Out' }, balances: 'Balance per fund', yuan: 'yuan', fund: 'Fund', amount: 'Amount (yuan)', sourceOf: 'Source',
+    allocate: 'Allocate', spend: 'Spend', kind: 'Kind', detail: 'Source / for', posted: 'Posted; balance {balance} yuan', lastBalance: '{fund} balance: {balance} yuan',
   },
 }

@@ -4,6 +4,7 @@ export default {
   nav: {
     dashboard: '数据看板', map: '网格地图', issues: '诉求事项', whistles: '集结号看板', tasks: '点将台',
     org: '组织架构', approvals: '审核把关', audit: '审计日志', field: '网格走访', menu: '菜单', meetings: '联席会议',
+    resources: '资源承诺', hours: '志愿时长', funds: '社区经费',
   },
   login: {
     title: '登录', username: '账号', password: '密码', submit: '登录', busy: '正在登录…',
@@ -116,5 +117,18 @@ export default {
     outcome: '决议', outcomes: { agreed: '通过', rejected: '未通过', deferred: '暂缓' }, voted: '表决',
     for: '赞成', against: '反对', abstain: '弃权', decide: '形成决议', votesLine: '（赞成{votes_for}，反对{votes_against}，弃权{votes_abstain}）',
     issue: '事项', task: '任务', actionTitle: '跟进事项', openAction: '立项跟进',
+  },
+  ledger: {
+    pledgeTitle: '承诺提供资源', entry: '资源清单编号', quantity: '数量', uom: '单位', forKind: '用于', forId: '任务/活动/会议编号', itemId: '议题编号',
+    pledge: '提交承诺', pledged: '已提交资源承诺', delivered: '已确认交付', withdrawReason: '撤回原因', resource: '资源', unit: '成员单位',
+    pledgedAt: '承诺时间', age: '已等待', actions: '操作', confirm: '确认交付', withdraw: '撤回',
+    status: { pledged: '待交付', delivered: '已交付', withdrawn: '已撤回' },
+    for: { task: '任务', activity: '共建活动', decision: '会议决议' },
+    person: '人员编号', show: '查看', hoursUnit: '小时', entries: '{n} 条记录', at: '时间', hours: '时长', source: '来源', reason: '原因',
+    balanceAfter: '余额', sources: { activity: '共建活动', shift: '岗位值守', task: '任务验收', correction: '更正' },
+    export: '导出年度志愿时长', year: '年份', download: '下载 Excel', pickCommunity: '请先在页头选择社区',
+    funds: { running: '运转经费', resident_service: '为民服务经费', model_community: '示范社区党费支持', property_backstop: '物业兜底资金' },
+    kinds: { allocation: '拨入', spending: '支出' }, balances: '各项经费余额', yuan: '元', fund: '经费', amount: '金额（元）', sourceOf: '资金来源',
+    allocate: '拨入经费', spend: '支出经费', kind: '类型', detail: '来源/用途', posted: '已入账，余额 {balance} 元', lastBalance: '{fund}余额：{balance} 元',
   },
 }

@@ -17,6 +17,10 @@ export const PAGES = [
   { name: 'meetings', path: 'meetings', tenant: true, roles: STAFF, menu: { icon: 'ChatDotRound' }, component: () => import('./MeetingsPage.vue') },
   { name: 'meeting', path: 'meetings/:id', tenant: true, roles: STAFF, component: () => import('./MeetingPage.vue'), props: true },
   { name: 'task', path: 'tasks/:id', tenant: true, roles: STAFF, component: () => import('./TaskPage.vue'), props: true },
+  // The alliance ledger: pledges (members pledge for their unit), volunteer hours (a person's own), funds (staff).
+  { name: 'resources', path: 'resources', tenant: true, roles: [...STAFF, 'member'], menu: { icon: 'Box' }, component: () => import('./ResourcesPage.vue') },
+  { name: 'hours', path: 'hours', tenant: true, roles: [...STAFF, 'member'], menu: { icon: 'Timer' }, component: () => import('./HoursPage.vue') },
+  { name: 'funds', path: 'funds', tenant: true, roles: STAFF, menu: { icon: 'Wallet' }, component: () => import('./FundsPage.vue') },
 ]
 
 export const MENU = PAGES.filter((p) => p.menu)
