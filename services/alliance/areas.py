@@ -21,7 +21,10 @@ from services.common.outbox import OutboxDocument
 from services.common.projection import Refresh
 
 # The areas' modules, in the order their services register (each area's __init__ holds its wiring).
-AREA_MODULES: tuple[str, ...] = ()
+AREA_MODULES: tuple[str, ...] = (
+    "services.alliance.posts",
+    "services.alliance.activities",
+)
 
 
 def areas() -> list[ModuleType]:
