@@ -51,6 +51,11 @@ SAMPLE_ARGS = {
     "whistle_id": "w-1",
     "webhook_id": "wh-1",
     "job_id": "ij-1",
+    # alliance: posts and activities
+    "post_id": "post-1",
+    "shift_id": "post-1.0",
+    "claim_id": "pc-1",
+    "activity_id": "act-1",
 }
 METHODS = ("get", "post", "put", "patch", "delete")
 
