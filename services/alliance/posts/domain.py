@@ -93,7 +93,7 @@ def place(kind: str, ident: str, name: str, field: str = "place") -> tuple[str, 
             field=f"{field}.kind",
         )
     i = text(ident, f"{field}.id", 120, required=k != "other")
-    n = text(name, f"{field}.name", 120, required=k == "other")
+    n = text(name, f"{field}.name", 120, required=False)
     return k, i, n or i
 
 

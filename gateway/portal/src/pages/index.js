@@ -3,6 +3,7 @@
 // `tenant: true` pages live under /<tenant>/…; `menu` puts the page in the side menu in this order.
 const STAFF = ['community_worker', 'subdistrict_admin']
 const APPROVERS = ['district_approver']
+const ALLIANCE = [...STAFF, 'member'] // alliance pages: members claim and sign up as themselves
 
 export const PAGES = [
   { name: 'dashboard', path: 'dashboard', tenant: true, roles: STAFF, menu: { icon: 'DataAnalysis' }, component: () => import('./DashboardPage.vue') },
@@ -14,6 +15,8 @@ export const PAGES = [
   { name: 'org', path: 'org', tenant: true, roles: STAFF, menu: { icon: 'OfficeBuilding' }, component: () => import('./OrgPage.vue') },
   { name: 'field', path: 'field', tenant: true, roles: STAFF, menu: { icon: 'Iphone' }, component: () => import('./FieldPage.vue') },
   { name: 'approvals', path: 'approvals', roles: APPROVERS, menu: { icon: 'Stamp' }, component: () => import('./ApprovalsPage.vue') },
+  { name: 'posts', path: 'alliance/posts', tenant: true, roles: ALLIANCE, menu: { icon: 'Flag' }, component: () => import('./PostsPage.vue') },
+  { name: 'activities', path: 'alliance/activities', tenant: true, roles: ALLIANCE, menu: { icon: 'Calendar' }, component: () => import('./ActivitiesPage.vue') },
   { name: 'task', path: 'tasks/:id', tenant: true, roles: STAFF, component: () => import('./TaskPage.vue'), props: true },
 ]
 
