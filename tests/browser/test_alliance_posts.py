@@ -39,13 +39,14 @@ def local(at: datetime) -> str:
     return at.astimezone(SHANGHAI).strftime("%Y-%m-%dT%H:%M")
 
 
-def until(page: Page, check: Callable[[], bool], reload: bool = True, tries: int = 60) -> None:
+def until(page: Page, check: Callable[[], bool], tries: int = 60) -> None:
+    """Poll: the lists come from the read side, which follows a write within moments (the page's own refresh
+    button reloads them; reloading the page would end the session, kept in the page's memory only)."""
     for _ in range(tries):
         if check():
             return
         page.wait_for_timeout(1000)
-        if reload:
-            page.reload()
+        page.get_by_test_id("refresh").click()
     raise AssertionError("the page never showed it")
 
 
@@ -55,8 +56,8 @@ def test_a_member_claims_the_last_place_of_a_shift_and_checks_in(
     name = f"文明劝导岗{unique()[-4:]}"
     start = datetime.now(SHANGHAI) + timedelta(minutes=10)
     log_in(page, system, people("community_worker", TENANT, COMMUNITY), f"{TENANT}/alliance/posts")
-    page.get_by_test_id("post-name").locator("input").fill(name)
-    page.get_by_test_id("post-place").locator("input").fill("3号楼门口")
+    page.get_by_test_id("post-name").fill(name)
+    page.get_by_test_id("post-place").fill("3号楼门口")
     page.get_by_test_id("post-starts").fill(local(start))
     page.get_by_test_id("post-ends").fill(local(start + timedelta(hours=2)))
     page.get_by_test_id("post-create").click()
@@ -86,11 +87,11 @@ def test_a_withdrawal_promotes_the_first_waiting_member(
     title = f"小区清洁日{unique()[-4:]}"
     start = datetime.now(SHANGHAI) + timedelta(days=2)
     log_in(page, system, people("community_worker", TENANT, COMMUNITY), f"{TENANT}/alliance/activities")
-    page.get_by_test_id("activity-title").locator("input").fill(title)
+    page.get_by_test_id("activity-title").fill(title)
     page.get_by_test_id("activity-starts").fill(local(start))
     page.get_by_test_id("activity-ends").fill(local(start + timedelta(hours=3)))
-    page.get_by_test_id("activity-capacity").locator("input").fill("1")
-    page.get_by_test_id("activity-capacity").locator("input").press("Tab")
+    page.get_by_role("spinbutton", name="名额").fill("1")
+    page.get_by_role("spinbutton", name="名额").press("Tab")
     page.get_by_test_id("activity-publish").click()
     until(page, lambda: page.get_by_test_id("activity").filter(has_text=title).count() == 1)
     assert not axe_violations(page)

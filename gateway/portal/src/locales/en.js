@@ -104,7 +104,7 @@ export default {
     reclassify: 'Reclassify', reason: 'Reason', households: 'Households affected', hazards: 'Hazards',
   },
   posts: {
-    define: 'Define a post', name: 'Post', namePlaceholder: 'e.g. civility guide', place: 'Place', starts: 'Starts', ends: 'Ends', capacity: 'Places',
+    refresh: 'Refresh', define: 'Define a post', name: 'Post', namePlaceholder: 'e.g. civility guide', place: 'Place', starts: 'Starts', ends: 'Ends', capacity: 'Places',
     create: 'Define', created: 'Post defined', fillRate: 'Places claimed per week', taken: 'Claimed', served: 'Served', none: 'No posts yet', noShifts: 'No shifts',
     shift: 'Shift', open: 'Open places', roster: 'Roster', claim: 'Claim', claimed: 'Claimed', release: 'Release', released: 'Released',
     checkIn: 'Check in', checkedIn: 'Checked in', mine: 'My claims', noClaims: 'No claims', status: 'Status', person: 'Person', unit: 'Member unit',
@@ -112,7 +112,7 @@ export default {
     statuses: { claimed: 'Claimed', released: 'Released', served: 'Served', missed: 'Missed' },
   },
   activities: {
-    when: 'When', upcoming: 'Upcoming', past: 'Past', publish: 'Publish', published: 'Activity published', title: 'Title', kind: 'Kind',
+    refresh: 'Refresh', when: 'When', upcoming: 'Upcoming', past: 'Past', publish: 'Publish', published: 'Activity published', title: 'Title', kind: 'Kind',
     place: 'Place', starts: 'Starts', ends: 'Ends', capacity: 'Places', none: 'No activities', noneSigned: 'Nobody signed up yet',
     placesTaken: '{taken}/{capacity} places taken', waitingCount: '{n} waiting', onWaitingList: 'Waiting list #{n}', signUp: 'Sign up', signedUp: 'Signed up',
     withdraw: 'Withdraw', withdrawn: 'Withdrawn', roster: 'Sign-ups', person: 'Person', status: 'Status', hours: 'Hours', attend: 'Record attendance',

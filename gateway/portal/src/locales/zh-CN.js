@@ -104,7 +104,7 @@ export default {
     reclassify: '改分类', reason: '理由', households: '受影响户数', hazards: '隐患',
   },
   posts: {
-    define: '设立岗位', name: '岗位名称', namePlaceholder: '如：文明劝导岗', place: '地点', starts: '开始时间', ends: '结束时间', capacity: '名额',
+    refresh: '刷新', define: '设立岗位', name: '岗位名称', namePlaceholder: '如：文明劝导岗', place: '地点', starts: '开始时间', ends: '结束时间', capacity: '名额',
     create: '设立', created: '岗位已设立', fillRate: '每周岗位认领情况', taken: '已认领', served: '已上岗', none: '暂无岗位', noShifts: '暂无班次',
     shift: '班次', open: '空余名额', roster: '名单', claim: '认领', claimed: '认领成功', release: '取消认领', released: '已取消认领',
     checkIn: '签到', checkedIn: '签到成功', mine: '我的认领', noClaims: '暂无认领', status: '状态', person: '人员', unit: '成员单位',
@@ -112,7 +112,7 @@ export default {
     statuses: { claimed: '已认领', released: '已取消', served: '已上岗', missed: '缺勤' },
   },
   activities: {
-    when: '时间范围', upcoming: '即将开展', past: '已结束', publish: '发布活动', published: '活动已发布', title: '活动名称', kind: '活动类型',
+    refresh: '刷新', when: '时间范围', upcoming: '即将开展', past: '已结束', publish: '发布活动', published: '活动已发布', title: '活动名称', kind: '活动类型',
     place: '地点', starts: '开始时间', ends: '结束时间', capacity: '名额', none: '暂无活动', noneSigned: '暂无报名',
     placesTaken: '已报名 {taken}/{capacity}', waitingCount: '候补 {n} 人', onWaitingList: '候补第 {n} 位', signUp: '报名', signedUp: '报名成功',
     withdraw: '退出', withdrawn: '已退出', roster: '报名名单', person: '人员', status: '状态', hours: '时长（小时）', attend: '记录参加',
