@@ -173,8 +173,10 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
 
     from gateway.docs import bp as docs_bp
     from gateway.open311 import bp as open311_bp
+    from gateway.routes_alliance_activities import bp as alliance_activities_bp
     from gateway.routes_alliance_ledger import bp as alliance_ledger_bp
     from gateway.routes_alliance_meetings import bp as alliance_meetings_bp
+    from gateway.routes_alliance_posts import bp as alliance_posts_bp
     from gateway.routes_audit import bp as audit_bp
     from gateway.routes_auth import init_app as init_auth
     from gateway.routes_dashboard import bp as dashboard_bp
@@ -196,6 +198,8 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
     app.register_blueprint(audit_bp)
     app.register_blueprint(open311_bp)  # Open311 GeoReport v2 at /open311/v2
     app.register_blueprint(alliance_meetings_bp)  # joint meetings (共商共议共决)
+    app.register_blueprint(alliance_posts_bp)  # alliance: standing posts (认领岗位)
+    app.register_blueprint(alliance_activities_bp)  # alliance: co-building activities (参与共建)
     app.register_blueprint(portal_bp)  # the portal (single-page app) at /portal/
     init_auth(app, settings)  # people's accounts and sessions: /api/v1/auth/*, /api/v1/users
     return app

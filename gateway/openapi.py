@@ -123,6 +123,10 @@ PATH_PARAM_DOCS = {
     "whistle_id": "集结号编号 The call's id",
     "webhook_id": "推送地址编号 The webhook registration's id",
     "job_id": "导入任务编号 The import job's id",
+    "post_id": "岗位编号 The post's id",
+    "shift_id": "班次编号 The shift's id",
+    "claim_id": "认领编号 The claim's id",
+    "activity_id": "活动编号 The activity's id",
 }
 ERRORS: dict[int, str] = {
     400: "请求有误 Bad request: not JSON, an unknown field, a wrong type or value; `field` names it",

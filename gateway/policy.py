@@ -220,6 +220,45 @@ POLICY: dict[str, Rule] = {
     ),
     "dispatch.get_rules": Rule("dispatch: rules", STAFF, tenant_scoped=True, community=TENANT_WIDE),
     "dispatch.put_rules": Rule("dispatch: set rules", SUBDISTRICT_ADMIN, tenant_scoped=True),
+    # Alliance: standing posts (认领岗位). Staff define posts and shifts and read rosters and fill rates; members read
+    # posts, claim, release and check in as their bound helper (the alliance service refuses another) and list
+    # their own claims. A community worker: its own community's posts, shifts and claims (another's: 404 from the
+    # service, as a missing one), lists limited to it.
+    "alliance_posts.list_posts": Rule("alliance posts: read", DISPATCHERS, tenant_scoped=True, community=OWN_LIST),
+    "alliance_posts.get_post": Rule("alliance posts: read", DISPATCHERS, tenant_scoped=True, community=OWN_RECORD),
+    "alliance_posts.create_post": Rule("alliance posts: manage", STAFF, tenant_scoped=True, community=NEW_RECORD),
+    "alliance_posts.add_shifts": Rule("alliance posts: manage", STAFF, tenant_scoped=True, community=OWN_RECORD),
+    "alliance_posts.claim_shift": Rule("alliance posts: claim", DISPATCHERS, tenant_scoped=True, community=OWN_RECORD),
+    "alliance_posts.release_claim": Rule(
+        "alliance posts: claim", DISPATCHERS, tenant_scoped=True, community=OWN_RECORD
+    ),
+    "alliance_posts.check_in": Rule("alliance posts: claim", DISPATCHERS, tenant_scoped=True, community=OWN_RECORD),
+    "alliance_posts.shift_roster": Rule("alliance posts: roster", STAFF, tenant_scoped=True, community=OWN_RECORD),
+    "alliance_posts.list_claims": Rule("alliance posts: claims", DISPATCHERS, tenant_scoped=True, community=OWN_LIST),
+    "alliance_posts.fill_rate": Rule("alliance posts: fill rate", STAFF, tenant_scoped=True, community=OWN_LIST),
+    # Alliance: co-building activities (参与共建). Staff publish and record attendance; members read activities,
+    # sign up, withdraw and check in as their bound helper, and list their own sign-ups.
+    "alliance_activities.list_activities": Rule(
+        "alliance activities: read", DISPATCHERS, tenant_scoped=True, community=OWN_LIST
+    ),
+    "alliance_activities.get_activity": Rule(
+        "alliance activities: read", DISPATCHERS, tenant_scoped=True, community=OWN_RECORD
+    ),
+    "alliance_activities.publish_activity": Rule(
+        "alliance activities: publish", STAFF, tenant_scoped=True, community=NEW_RECORD
+    ),
+    "alliance_activities.sign_up": Rule(
+        "alliance activities: sign up", DISPATCHERS, tenant_scoped=True, community=OWN_RECORD
+    ),
+    "alliance_activities.withdraw": Rule(
+        "alliance activities: sign up", DISPATCHERS, tenant_scoped=True, community=OWN_RECORD
+    ),
+    "alliance_activities.record_attendance": Rule(
+        "alliance activities: attendance", DISPATCHERS, tenant_scoped=True, community=OWN_RECORD
+    ),
+    "alliance_activities.list_signups": Rule(
+        "alliance activities: sign-ups", DISPATCHERS, tenant_scoped=True, community=OWN_LIST
+    ),
     # Ops read a tenant's overdue list on a district-wide route (?tenant=, within the token's scope).
     "dispatch.list_overdue_district": Rule("dispatch: overdue list (ops)", OPS, tenant_scoped=False),
     # Alliance ledger (联盟共建: 提供资源, 志愿服务时长, 社区经费; gateway/routes_alliance_ledger.py). Members act for

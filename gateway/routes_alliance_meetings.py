@@ -257,14 +257,14 @@ def check_in(tenant: str, meeting_id: str) -> Response:
     """签到 A member checks in as itself: on time until the start + the grace, late after"""
     data: CheckInIn = parse(CheckInIn, json_body())
     with tenant_call(tenant):
-        return message(stub().CheckIn(pb.CheckInRequest(meeting_id=meeting_id, person_id=data.person_id)))
+        return message(stub().CheckIn(pb.MeetingCheckInRequest(meeting_id=meeting_id, person_id=data.person_id)))
 
 
 @bp.post(f"{ONE}/attendance")
 def record_attendance(tenant: str, meeting_id: str) -> Response:
     """记录出席 Record an invitee's attendance: on_time, late, excused (请假) or absent"""
     data: AttendanceIn = parse(AttendanceIn, json_body())
-    req = pb.RecordAttendanceRequest(
+    req = pb.RecordMeetingAttendanceRequest(
         meeting_id=meeting_id, unit_id=data.unit_id, person_id=data.person_id, status=data.status
     )
     with tenant_call(tenant):

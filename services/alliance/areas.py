@@ -21,7 +21,12 @@ from services.common.outbox import OutboxDocument
 from services.common.projection import Refresh
 
 # The areas' modules, in the order their services register (each area's __init__ holds its wiring).
-AREA_MODULES: tuple[str, ...] = ("services.alliance.meetings", "services.alliance.ledger")
+AREA_MODULES: tuple[str, ...] = (
+    "services.alliance.meetings",
+    "services.alliance.ledger",
+    "services.alliance.posts",
+    "services.alliance.activities",
+)
 
 
 def areas() -> list[ModuleType]:

@@ -116,6 +116,19 @@ EXPECTED: dict[str, tuple[set[str], bool]] = {
     "alliance ledger: set time-bank rules": ({"subdistrict_admin"}, True),
     "alliance ledger: funds": (STAFF, True),
     "alliance ledger: allocate and spend": (STAFF, True),
+    # Alliance: standing posts and co-building activities. Staff manage them; members read, claim, sign up and
+    # check in as their bound helper and list their own records.
+    "alliance posts: read": (DISPATCHERS, True),
+    "alliance posts: manage": (STAFF, True),
+    "alliance posts: claim": (DISPATCHERS, True),
+    "alliance posts: roster": (STAFF, True),
+    "alliance posts: claims": (DISPATCHERS, True),
+    "alliance posts: fill rate": (STAFF, True),
+    "alliance activities: read": (DISPATCHERS, True),
+    "alliance activities: publish": (STAFF, True),
+    "alliance activities: sign up": (DISPATCHERS, True),
+    "alliance activities: attendance": (DISPATCHERS, True),
+    "alliance activities: sign-ups": (DISPATCHERS, True),
     # The portal's pages and files: anyone (the data each page shows needs a person's token).
     "portal": (EVERYONE, False),
     # Alliance: joint meetings. Staff run them; a member reads the meetings it is invited to, checks in and
@@ -171,6 +184,17 @@ COMMUNITY_B: dict[str, tuple[str, ...]] = {
     "alliance ledger: correct hours": ("404",),
     "alliance ledger: funds": ("403", "403", "403"),
     "alliance ledger: allocate and spend": ("403", "403"),
+    "alliance posts: read": ("403", "404"),
+    "alliance posts: manage": ("403", "404"),
+    "alliance posts: claim": ("404", "404", "404"),
+    "alliance posts: roster": ("404",),
+    "alliance posts: claims": ("403",),
+    "alliance posts: fill rate": ("403",),
+    "alliance activities: read": ("403", "404"),
+    "alliance activities: publish": ("403",),
+    "alliance activities: sign up": ("404", "404"),
+    "alliance activities: attendance": ("404",),
+    "alliance activities: sign-ups": ("403",),
 }
 # Families whose credential is the form field api_key (GeoReport v2), not the Authorization header: the
 # matrix sends the token there; a missing or bad one is 403 (the spec's), in the spec's error shape.
@@ -227,6 +251,12 @@ THROUGH: dict[str, set[int]] = {
     "alliance ledger: correct hours": {404},
     "alliance ledger: set time-bank rules": {400},
     "alliance ledger: allocate and spend": {409},
+    # Shifts without the shifts to add (400); claims and sign-ups by staff naming nobody (400), a member's of a
+    # record it does not hold (404), twice, of a released claim, before the window opens (409).
+    "alliance posts: manage": {400},
+    "alliance posts: claim": {400, 404, 409},
+    "alliance activities: sign up": {400, 404, 409},
+    "alliance activities: attendance": {400, 409},
 }
 # 403s answered after the policy admitted the call: a member naming another helper (the view) or acting on a
 # task it does not lead (the dispatch service); tests/e2e/test_dispatch_api.py has them. Here: "through".
@@ -250,6 +280,10 @@ class Seed:
     point: tuple[float, float] = TEST_POINT  # where the issue is, in the community's grid
     meeting_id: str = ""  # an online meeting of the community, tomorrow, inviting person_id
     person_id: str = ""  # a person of the community
+    post_id: str = ""  # an alliance post of the community with one shift tomorrow
+    shift_id: str = ""  # that shift
+    claim_id: str = ""  # a claim of that shift (a person's, recorded by an admin)
+    activity_id: str = ""  # an alliance activity of the community
 
 
 Call = Callable[[str, Seed], tuple[str, str, dict[str, Any]]]
@@ -431,6 +465,43 @@ CALLS: dict[str, list[Call]] = {
         lambda t, s: ("PUT", f"/api/v1/tenants/{t}/webhooks/{s.webhook_id}/active", {"json": {"active": True}}),
         lambda t, s: ("POST", f"/api/v1/tenants/{t}/webhooks", {"json": WEBHOOK}),
         lambda t, s: ("DELETE", f"/api/v1/tenants/{t}/webhooks/wh_matrix_none", {}),
+    ],
+    "alliance posts: read": [
+        lambda t, s: ("GET", f"/api/v1/tenants/{t}/alliance/posts?page_size=1&community_id={s.community_id}", {}),
+        lambda t, s: ("GET", f"/api/v1/tenants/{t}/alliance/posts/{s.post_id}", {}),
+    ],
+    "alliance posts: manage": [
+        lambda t, s: ("POST", f"/api/v1/tenants/{t}/alliance/posts", {"json": alliance_post(s.community_id)}),
+        lambda t, s: ("POST", f"/api/v1/tenants/{t}/alliance/posts/{s.post_id}/shifts", {"json": {}}),
+    ],
+    "alliance posts: claim": [
+        lambda t, s: ("POST", f"/api/v1/tenants/{t}/alliance/shifts/{s.shift_id}/claims", {"json": {}}),
+        lambda t, s: ("POST", f"/api/v1/tenants/{t}/alliance/post-claims/{s.claim_id}/release", {}),
+        lambda t, s: ("POST", f"/api/v1/tenants/{t}/alliance/post-claims/{s.claim_id}/check-in", {}),
+    ],
+    "alliance posts: roster": [lambda t, s: ("GET", f"/api/v1/tenants/{t}/alliance/shifts/{s.shift_id}/roster", {})],
+    "alliance posts: claims": [
+        lambda t, s: ("GET", f"/api/v1/tenants/{t}/alliance/post-claims?community_id={s.community_id}", {})
+    ],
+    "alliance posts: fill rate": [
+        lambda t, s: ("GET", f"/api/v1/tenants/{t}/alliance/post-stats?community_id={s.community_id}", {})
+    ],
+    "alliance activities: read": [
+        lambda t, s: ("GET", f"/api/v1/tenants/{t}/alliance/activities?community_id={s.community_id}", {}),
+        lambda t, s: ("GET", f"/api/v1/tenants/{t}/alliance/activities/{s.activity_id}", {}),
+    ],
+    "alliance activities: publish": [
+        lambda t, s: ("POST", f"/api/v1/tenants/{t}/alliance/activities", {"json": alliance_activity(s.community_id)})
+    ],
+    "alliance activities: sign up": [
+        lambda t, s: ("POST", f"/api/v1/tenants/{t}/alliance/activities/{s.activity_id}/signups", {"json": {}}),
+        lambda t, s: ("POST", f"/api/v1/tenants/{t}/alliance/activities/{s.activity_id}/withdrawals", {"json": {}}),
+    ],
+    "alliance activities: attendance": [
+        lambda t, s: ("POST", f"/api/v1/tenants/{t}/alliance/activities/{s.activity_id}/attendance", {"json": {}})
+    ],
+    "alliance activities: sign-ups": [
+        lambda t, s: ("GET", f"/api/v1/tenants/{t}/alliance/activity-signups?community_id={s.community_id}", {})
     ],
     "webhooks: read (ops)": [
         lambda t, s: ("GET", f"/api/v1/webhooks?tenant={t}", {}),
@@ -724,6 +795,42 @@ def seed_dispatch(system: System, tenant: str, seed: Seed) -> Seed:
     return replace(seed, task_id=task_id, whistle_id=wait_for(whistle), webhook_id=hook.json()["webhook"]["id"])
 
 
+def alliance_post(community_id: str) -> dict[str, Any]:
+    start = datetime.now(ZoneInfo("UTC")) + timedelta(days=1)
+    shift = {"starts_at": start.isoformat(), "ends_at": (start + timedelta(hours=1)).isoformat(), "capacity": 5}
+    return {"community_id": community_id, "name": "矩阵岗", "shifts": [shift]}
+
+
+def alliance_activity(community_id: str) -> dict[str, Any]:
+    start = datetime.now(ZoneInfo("UTC")) + timedelta(days=1)
+    return {
+        "community_id": community_id,
+        "title": "矩阵活动",
+        "kind": "cleanup",
+        "starts_at": start.isoformat(),
+        "ends_at": (start + timedelta(hours=2)).isoformat(),
+        "capacity": 5,
+    }
+
+
+def seed_alliance(system: System, tenant: str, seed: Seed) -> Seed:
+    """A post with a shift tomorrow, a person's claim of it and an activity, in the seed's community."""
+    base = f"{system.gateway}/api/v1/tenants/{tenant}/alliance"
+    post = requests.post(f"{base}/posts", json=alliance_post(seed.community_id), headers=admin(system), timeout=10)
+    assert post.status_code == 201, post.text
+    shift_id = post.json()["shifts"][0]["id"]
+    claimant = {"claimant": {"kind": "person", "id": unique("matrix-p")}}
+    claim = requests.post(f"{base}/shifts/{shift_id}/claims", json=claimant, headers=admin(system), timeout=10)
+    assert claim.status_code == 201, claim.text
+    act = requests.post(
+        f"{base}/activities", json=alliance_activity(seed.community_id), headers=admin(system), timeout=10
+    )
+    assert act.status_code == 201, act.text
+    return replace(
+        seed, post_id=post.json()["id"], shift_id=shift_id, claim_id=claim.json()["id"], activity_id=act.json()["id"]
+    )
+
+
 # (label, tenant): community A of OWN (the community worker's), community B of OWN, community A of OTHER.
 TARGETS = (("own", OWN), ("own/B", OWN), ("other", OTHER))
 
@@ -736,8 +843,14 @@ def seeds(system: System) -> dict[str, Seed]:
         "other": seed_tenant(system, OTHER),
     }
     return {
-        label: seed_meeting(
-            system, tenant, seed_dispatch(system, tenant, replace(made[label], username=seed_account(system, tenant)))
+        label: seed_alliance(
+            system,
+            tenant,
+            seed_meeting(
+                system,
+                tenant,
+                seed_dispatch(system, tenant, replace(made[label], username=seed_account(system, tenant))),
+            ),
         )
         for label, tenant in TARGETS
     }

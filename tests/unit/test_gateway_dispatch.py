@@ -183,19 +183,42 @@ def test_members_reach_only_the_dispatch_routes_they_need() -> None:
     member_routes = {e for e, r in POLICY.items() if "member" in r.roles}
     dispatch = {e for e in member_routes if e.startswith("dispatch.")}
     assert dispatch == {e for e, (roles, _) in EXPECTED.items() if "member" in roles}
-    assert member_routes - dispatch <= {
-        "healthz",
-        "readyz",
-        "tenants",
-        "docs.openapi_json",
-        "docs.docs_page",
-        "docs.docs_asset",
-        "portal.root",
-        "portal.page",
-        "auth.login",
-        "auth.me",
-        "auth.logout",
-    } | {e for e in POLICY if e.startswith("open311.") and e != "open311.create_request"}
+    assert (
+        member_routes - dispatch
+        <= {
+            "healthz",
+            "readyz",
+            "tenants",
+            "docs.openapi_json",
+            "docs.docs_page",
+            "docs.docs_asset",
+            "portal.root",
+            "portal.page",
+            "auth.login",
+            "auth.me",
+            "auth.logout",
+        }
+        | {e for e in POLICY if e.startswith("open311.") and e != "open311.create_request"}
+        | ALLIANCE_MEMBER_ROUTES
+    )
+
+
+# Members read posts and activities, claim, sign up and check in as themselves (tests/e2e/test_gateway_policy.py
+# pins their roles family by family).
+ALLIANCE_MEMBER_ROUTES = {
+    "alliance_posts.list_posts",
+    "alliance_posts.get_post",
+    "alliance_posts.claim_shift",
+    "alliance_posts.release_claim",
+    "alliance_posts.check_in",
+    "alliance_posts.list_claims",
+    "alliance_activities.list_activities",
+    "alliance_activities.get_activity",
+    "alliance_activities.sign_up",
+    "alliance_activities.withdraw",
+    "alliance_activities.record_attendance",
+    "alliance_activities.list_signups",
+}
 
 
 def test_residents_and_the_public_get_no_dispatch_route(client: FlaskClient, tokens: Path) -> None:

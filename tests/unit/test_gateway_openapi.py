@@ -54,6 +54,11 @@ SAMPLE_ARGS = {
     "pledge_id": "pl-1",
     "person_id": "p-1",
     "entry_id": "h-1",
+    # alliance: posts and activities
+    "post_id": "post-1",
+    "shift_id": "post-1.0",
+    "claim_id": "pc-1",
+    "activity_id": "act-1",
 }
 METHODS = ("get", "post", "put", "patch", "delete")
 

@@ -228,10 +228,10 @@ class MeetingServicer(pb_grpc.MeetingServiceServicer):
     def AddAgendaItem(self, request: pb.AddAgendaItemRequest, context: grpc.ServicerContext) -> pb.Meeting:
         return meeting_to_pb(handlers.add_item(request.meeting_id.strip(), _agenda_in(request.item)))
 
-    def CheckIn(self, request: pb.CheckInRequest, context: grpc.ServicerContext) -> pb.Meeting:
+    def CheckIn(self, request: pb.MeetingCheckInRequest, context: grpc.ServicerContext) -> pb.Meeting:
         return meeting_to_pb(handlers.check_in(request.meeting_id.strip(), request.person_id))
 
-    def RecordAttendance(self, request: pb.RecordAttendanceRequest, context: grpc.ServicerContext) -> pb.Meeting:
+    def RecordAttendance(self, request: pb.RecordMeetingAttendanceRequest, context: grpc.ServicerContext) -> pb.Meeting:
         return meeting_to_pb(
             handlers.record_attendance(request.meeting_id.strip(), request.unit_id, request.person_id, request.status)
         )

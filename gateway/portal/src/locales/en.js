@@ -2,6 +2,7 @@
 export default {
   app: { name: 'Hongling', subtitle: 'Community co-governance', skip: 'Skip to main content', loading: 'Loading…', language: '中文', languageLabel: 'Switch language' },
   nav: {
+    posts: 'Posts', activities: 'Activities',
     dashboard: 'Dashboard', map: 'Grid map', issues: 'Issues', whistles: 'Whistle board', tasks: 'Assignment',
     org: 'Organisation', approvals: 'Approvals', audit: 'Audit log', field: 'Field visits', menu: 'Menu', meetings: 'Joint meetings',
     resources: 'Resources', hours: 'Volunteer hours', funds: 'Community funds',
@@ -130,5 +131,22 @@ export default {
     funds: { running: 'Running budget', resident_service: 'Resident services', model_community: 'Model community support', property_backstop: 'Property backstop' },
     kinds: { allocation: 'In', spending: 'Out' }, balances: 'Balance per fund', yuan: 'yuan', fund: 'Fund', amount: 'Amount (yuan)', sourceOf: 'Source',
     allocate: 'Allocate', spend: 'Spend', kind: 'Kind', detail: 'Source / for', posted: 'Posted; balance {balance} yuan', lastBalance: '{fund} balance: {balance} yuan',
+  },
+  posts: {
+    refresh: 'Refresh', define: 'Define a post', name: 'Post', namePlaceholder: 'e.g. civility guide', place: 'Place', starts: 'Starts', ends: 'Ends', capacity: 'Places',
+    create: 'Define', created: 'Post defined', fillRate: 'Places claimed per week', taken: 'Claimed', served: 'Served', none: 'No posts yet', noShifts: 'No shifts',
+    shift: 'Shift', open: 'Open places', roster: 'Roster', claim: 'Claim', claimed: 'Claimed', release: 'Release', released: 'Released',
+    checkIn: 'Check in', checkedIn: 'Checked in', mine: 'My claims', noClaims: 'No claims', status: 'Status', person: 'Person', unit: 'Member unit',
+    late: 'late', attendee: 'ID of the person attending for the unit',
+    statuses: { claimed: 'Claimed', released: 'Released', served: 'Served', missed: 'Missed' },
+  },
+  activities: {
+    refresh: 'Refresh', when: 'When', upcoming: 'Upcoming', past: 'Past', publish: 'Publish', published: 'Activity published', title: 'Title', kind: 'Kind',
+    place: 'Place', starts: 'Starts', ends: 'Ends', capacity: 'Places', none: 'No activities', noneSigned: 'Nobody signed up yet',
+    placesTaken: '{taken}/{capacity} places taken', waitingCount: '{n} waiting', onWaitingList: 'Waiting list #{n}', signUp: 'Sign up', signedUp: 'Signed up',
+    withdraw: 'Withdraw', withdrawn: 'Withdrawn', roster: 'Sign-ups', person: 'Person', status: 'Status', hours: 'Hours', attend: 'Record attendance',
+    recorded: 'Attendance recorded', attendedHours: 'attended {h} h',
+    kinds: { cleanup: 'Clean-up', health_fair: 'Health fair', festival: 'Festival', safety_drill: 'Safety drill', other: 'Other' },
+    statuses: { placed: 'Has a place', waiting: 'Waiting', withdrawn: 'Withdrawn' },
   },
 }

@@ -2,6 +2,7 @@
 export default {
   app: { name: '红领益家', subtitle: '社区共治平台', skip: '跳到主要内容', loading: '加载中…', language: 'English', languageLabel: '切换语言' },
   nav: {
+    posts: '认领岗位', activities: '参与共建',
     dashboard: '数据看板', map: '网格地图', issues: '诉求事项', whistles: '集结号看板', tasks: '点将台',
     org: '组织架构', approvals: '审核把关', audit: '审计日志', field: '网格走访', menu: '菜单', meetings: '联席会议',
     resources: '资源承诺', hours: '志愿时长', funds: '社区经费',
@@ -130,5 +131,22 @@ export default {
     funds: { running: '运转经费', resident_service: '为民服务经费', model_community: '示范社区党费支持', property_backstop: '物业兜底资金' },
     kinds: { allocation: '拨入', spending: '支出' }, balances: '各项经费余额', yuan: '元', fund: '经费', amount: '金额（元）', sourceOf: '资金来源',
     allocate: '拨入经费', spend: '支出经费', kind: '类型', detail: '来源/用途', posted: '已入账，余额 {balance} 元', lastBalance: '{fund}余额：{balance} 元',
+  },
+  posts: {
+    refresh: '刷新', define: '设立岗位', name: '岗位名称', namePlaceholder: '如：文明劝导岗', place: '地点', starts: '开始时间', ends: '结束时间', capacity: '名额',
+    create: '设立', created: '岗位已设立', fillRate: '每周岗位认领情况', taken: '已认领', served: '已上岗', none: '暂无岗位', noShifts: '暂无班次',
+    shift: '班次', open: '空余名额', roster: '名单', claim: '认领', claimed: '认领成功', release: '取消认领', released: '已取消认领',
+    checkIn: '签到', checkedIn: '签到成功', mine: '我的认领', noClaims: '暂无认领', status: '状态', person: '人员', unit: '成员单位',
+    late: '迟到', attendee: '代表单位上岗的人员编号',
+    statuses: { claimed: '已认领', released: '已取消', served: '已上岗', missed: '缺勤' },
+  },
+  activities: {
+    refresh: '刷新', when: '时间范围', upcoming: '即将开展', past: '已结束', publish: '发布活动', published: '活动已发布', title: '活动名称', kind: '活动类型',
+    place: '地点', starts: '开始时间', ends: '结束时间', capacity: '名额', none: '暂无活动', noneSigned: '暂无报名',
+    placesTaken: '已报名 {taken}/{capacity}', waitingCount: '候补 {n} 人', onWaitingList: '候补第 {n} 位', signUp: '报名', signedUp: '报名成功',
+    withdraw: '退出', withdrawn: '已退出', roster: '报名名单', person: '人员', status: '状态', hours: '时长（小时）', attend: '记录参加',
+    recorded: '已记录参加', attendedHours: '已参加 {h} 小时',
+    kinds: { cleanup: '环境清洁', health_fair: '健康义诊', festival: '节日活动', safety_drill: '安全演练', other: '其他' },
+    statuses: { placed: '已报名', waiting: '候补', withdrawn: '已退出' },
   },
 }

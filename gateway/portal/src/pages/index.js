@@ -3,6 +3,7 @@
 // `tenant: true` pages live under /<tenant>/…; `menu` puts the page in the side menu in this order.
 const STAFF = ['community_worker', 'subdistrict_admin']
 const APPROVERS = ['district_approver']
+const ALLIANCE = [...STAFF, 'member'] // alliance pages: members claim and sign up as themselves
 
 export const PAGES = [
   { name: 'dashboard', path: 'dashboard', tenant: true, roles: STAFF, menu: { icon: 'DataAnalysis' }, component: () => import('./DashboardPage.vue') },
@@ -16,6 +17,8 @@ export const PAGES = [
   { name: 'approvals', path: 'approvals', roles: APPROVERS, menu: { icon: 'Stamp' }, component: () => import('./ApprovalsPage.vue') },
   { name: 'meetings', path: 'meetings', tenant: true, roles: STAFF, menu: { icon: 'ChatDotRound' }, component: () => import('./MeetingsPage.vue') },
   { name: 'meeting', path: 'meetings/:id', tenant: true, roles: STAFF, component: () => import('./MeetingPage.vue'), props: true },
+  { name: 'posts', path: 'alliance/posts', tenant: true, roles: ALLIANCE, menu: { icon: 'Flag' }, component: () => import('./PostsPage.vue') },
+  { name: 'activities', path: 'alliance/activities', tenant: true, roles: ALLIANCE, menu: { icon: 'Calendar' }, component: () => import('./ActivitiesPage.vue') },
   { name: 'task', path: 'tasks/:id', tenant: true, roles: STAFF, component: () => import('./TaskPage.vue'), props: true },
   // The alliance ledger: pledges (members pledge for their unit), volunteer hours (a person's own), funds (staff).
   { name: 'resources', path: 'resources', tenant: true, roles: [...STAFF, 'member'], menu: { icon: 'Box' }, component: () => import('./ResourcesPage.vue') },

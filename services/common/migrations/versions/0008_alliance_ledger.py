@@ -3,7 +3,7 @@ balances, fund entries, postings, balances and monthly rollups. New tables, fill
 alliance's state topic (nothing to backfill).
 
 Revision ID: 0008_alliance_ledger
-Revises: 0006_alliance_meetings
+Revises: 0007_alliance_posts
 Create Date: 2026-12-05
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_alliance_ledger"
-down_revision = "0006_alliance_meetings"
+down_revision = "0007_alliance_posts"
 branch_labels = None
 depends_on = None
 
