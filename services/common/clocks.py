@@ -12,7 +12,8 @@ API (used by the services' handlers; the timers live in the calling service's da
 
 Storage — the database is the only truth
 - A timer is one document in its tenant's database of the service that scheduled it (hl_<service>_<tenant>),
-  ``_id`` = its key, in the collection of its worker group: ``timers`` for the default group (deadlines, reminders, escalations),
+  ``_id`` = its key, in the collection of its worker group: ``timers`` for the default group (deadlines,
+  reminders, escalations),
   ``timers_<group>`` for others (``timers_webhooks``: webhook deliveries), so short-lived bulk timers
   never slow down the scans of long-lived ones.
 - ``schedule`` is an upsert by ``_id``: scheduling a key again moves that timer (new due time, kind
