@@ -541,6 +541,8 @@ def service_notice(issue: intake_pb2.Issue, tenant_zh: str) -> str:
     who = agency(issue, tenant_zh)
     urgency = issue.urgency or "routine"
     text = f"{who}受理，按{URGENCY_ZH.get(urgency, urgency)}事项办理 ({who} handles it as a {urgency} issue)"
+    if issue.status == "pending_verification":
+        text = f"{who}已收到，待核实立案 ({who} received it; it awaits verification before filing)"
     if issue.duplicate_of:
         dup = issue.duplicate_of
         text += f"；与事项 {dup} 重复，随原事项办理 (a duplicate of request {dup}; it follows it)"
