@@ -114,7 +114,6 @@ class Place:
     def __init__(self, tenant: str, community: str, units: list[str], people: list[str]) -> None:
         self.tenant, self.community, self.units, self.people = tenant, community, units, people
         self.shifts: list[str] = []  # shifts made, for the claims
-        self.claimed = 0
 
 
 def org(tenant: str, collection: str, body: dict[str, Any]) -> str:
@@ -135,7 +134,12 @@ def places() -> list[Place]:
                 org(
                     tenant,
                     "member-units",
-                    {"community_id": community, "name_zh": f"基准物业{n}", "kind": "property_company"},
+                    {
+                        "community_id": community,
+                        "name_zh": f"基准物业{n}",
+                        "kind": "property_company",
+                        "joined_on": "2024-01-01",
+                    },
                 )
                 for n in range(2)
             ]
@@ -178,6 +182,9 @@ def run(name: str, jobs: Sequence[Callable[[], None]]) -> None:
 
 def share(total: int, fraction_from: float, fraction_to: float) -> range:
     return range(int(total * SCALE * fraction_from), int(total * SCALE * fraction_to))
+
+
+CREDITS: dict[tuple[int, str], int] = {}  # (place, person) -> hours credits produced
 
 
 def load(where: list[Place], producer: KafkaProducer, a: float, b: float) -> None:
@@ -246,9 +253,9 @@ def load(where: list[Place], producer: KafkaProducer, a: float, b: float) -> Non
     def claim(n: int) -> Callable[[], None]:
         p = where[n % len(where)]
 
+        k = n // len(where)  # this place's k-th claim
+
         def job() -> None:
-            k = p.claimed
-            p.claimed += 1
             shift = p.shifts[k % len(p.shifts)]
             person = p.people[2 + (k // len(p.shifts)) % PEOPLE]
             posts.ClaimShift(
@@ -269,7 +276,7 @@ def load(where: list[Place], producer: KafkaProducer, a: float, b: float) -> Non
                     community_id=p.community,
                     title=f"共建活动 {n}",
                     kind=rng.choice(["cleanup", "health_fair", "festival", "safety_drill"]),
-                    place=apb.Place(kind="other", name="社区广场"),
+                    place=ppb.Place(kind="other", name="社区广场"),
                     starts_at=ts(start),
                     ends_at=ts(start + timedelta(hours=3)),
                     capacity=30,
@@ -289,7 +296,11 @@ def load(where: list[Place], producer: KafkaProducer, a: float, b: float) -> Non
             if n % 10 == 0:  # an allocation to nine spends
                 funds.AllocateFunds(
                     lpb.AllocateFundsRequest(
-                        community_id=p.community, fund=which, amount_fen=1_000_000, source="区财政", idempotency_key=f"bench-{RUN}-f{n}"
+                        community_id=p.community,
+                        fund=which,
+                        amount_fen=1_000_000,
+                        source="区财政",
+                        idempotency_key=f"bench-{RUN}-f{n}",
                     ),
                     metadata=md,
                     timeout=30,
@@ -312,9 +323,10 @@ def load(where: list[Place], producer: KafkaProducer, a: float, b: float) -> Non
 
     def credit(n: int) -> Callable[[], None]:
         p = where[n % len(where)]
+        person = p.people[2 + (n // len(where)) % PEOPLE]
+        CREDITS[(n % len(where), person)] = CREDITS.get((n % len(where), person), 0) + 1
 
         def job() -> None:
-            person = p.people[2 + (n // len(where)) % PEOPLE]
             served = aev.ShiftServed(
                 post_id=f"bench-post-{RUN}",
                 tenant=p.tenant,
@@ -354,24 +366,28 @@ def load(where: list[Place], producer: KafkaProducer, a: float, b: float) -> Non
     producer.flush()
 
 
-def wait_projected(where: list[Place], want_credits: int) -> None:
-    """Until the time bank has credited every produced fact and the projector shows it (a person's balance)."""
+def wait_projected(where: list[Place]) -> None:
+    """Until every person's balance (the read side) counts every credit produced for them: the time bank's
+    consumer has credited each fact and the projector has shown it."""
     deadline = time.monotonic() + 1800
-    p = where[0]
-    person = p.people[2]
-    while time.monotonic() < deadline:
-        resp = requests.get(
-            f"{GATEWAY}/api/v1/tenants/{p.tenant}/alliance/hours-entries?community_id={p.community}&page_size=1",
-            headers=http,
-            timeout=30,
-        )
-        bal = hours.GetHoursBalance(
-            lpb.GetHoursBalanceRequest(person_id=person), metadata=callers[p.tenant].md(), timeout=30
-        )
-        if resp.ok and bal.entries >= want_credits:
-            return
-        time.sleep(2)
-    print("[alliance] WARNING: the credits were not all projected within 30 min", flush=True)
+    missing = dict(CREDITS)
+    while missing and time.monotonic() < deadline:
+        for (i, person), want in list(missing.items()):
+            p = where[i]
+            try:
+                bal = hours.GetHoursBalance(
+                    lpb.GetHoursBalanceRequest(person_id=person), metadata=callers[p.tenant].md(), timeout=30
+                )
+                if bal.entries >= want:
+                    del missing[(i, person)]
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+        if missing:
+            print(f"[alliance]   waiting for the credits of {len(missing)} people to be projected", flush=True)
+            time.sleep(5)
+    if missing:
+        print(f"[alliance] WARNING: {len(missing)} people's credits not projected within 30 min", flush=True)
 
 
 def timed(fn: Callable[[], Any]) -> Iterator[float]:
@@ -443,17 +459,19 @@ def main() -> int:
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20)
     t0 = time.monotonic()
     load(where, producer, 0.0, STEP)
-    wait_projected(where, int(YEAR["hours"] * SCALE * STEP) // (len(where) * PEOPLE))
+    wait_projected(where)
     small = measure(where, f"{STEP:.0%} year")
     load(where, producer, STEP, 1.0)
-    wait_projected(where, int(YEAR["hours"] * SCALE) // (len(where) * PEOPLE))
+    wait_projected(where)
     print(f"[alliance] the year ({SCALE:g} of it) loaded and projected in {time.monotonic() - t0:.0f} s", flush=True)
     large = measure(where, "full year")
     print("[alliance] summary: p99 with the year loaded, and its ratio to the p99 at the first step")
     ok = True
     for name, (_p50, p99) in large.items():
         ratio = p99 / small[name][1]
-        print(f"[alliance]   {name:<26} p99 {p99:6.1f} ms  (x{ratio:.2f})  goal < 50 ms: {'met' if p99 < 50 else 'MISSED'}")
+        print(
+            f"[alliance]   {name:<26} p99 {p99:6.1f} ms  (x{ratio:.2f})  goal < 50 ms: {'met' if p99 < 50 else 'MISSED'}"
+        )
         ok = ok and p99 < 50
     producer.close(timeout=10)
     return 0 if ok else 1

@@ -87,8 +87,11 @@ TITLE_MAX = 60
 HOUSEHOLDS_MAX = 1_000_000
 MEDIA_URL_MAX = 500
 # Intake statuses Open311 calls closed (services/intake/domain.py CLOSED; tests/unit/test_open311.py keeps
-# them equal): verified, published, rated, cancelled. Every other status is open.
-CLOSED_STATUSES = frozenset({"verified", "published", "rated", "cancelled"})
+# them equal): verified, published, rated, cancelled, declined (不予立案). Every other status is open.
+CLOSED_STATUSES = frozenset({"verified", "published", "rated", "cancelled", "declined"})
+# 核实立案: a report waiting for verification, or declined, reads its filing's note (awaiting verification by
+# when; the decline's reason and where to turn), not its last history step.
+FILING_NOTE_STATUSES = frozenset({"pending_verification", "declined"})
 URGENCY_ZH = {"routine": "日常", "major": "重大", "urgent": "紧急"}
 # Intake's field names -> the Open311 parameter a caller sent.
 PARAMS = {
@@ -516,7 +519,12 @@ def closed_at(issue: intake_pb2.Issue) -> Timestamp | None:
 
 
 def status_notes(issue: intake_pb2.Issue) -> str | None:
-    """The issue's last step, as the resident reads it: Chinese, then English."""
+    """The issue's last step, as the resident reads it: Chinese, then English. A report waiting for
+    verification or declined: its filing's note (e.g. 不予立案：不属于社区职责，已转12345热线 (declined: out of
+    scope, referred to 12345)); never a person's name, phone or the worker's own note."""
+    note = issue.filing.status_note_zh
+    if issue.status in FILING_NOTE_STATUSES and note:
+        return f"{note} ({issue.filing.status_note_en})" if issue.filing.status_note_en else note
     if not issue.history:
         return None
     last = issue.history[-1]
@@ -533,6 +541,8 @@ def service_notice(issue: intake_pb2.Issue, tenant_zh: str) -> str:
     who = agency(issue, tenant_zh)
     urgency = issue.urgency or "routine"
     text = f"{who}受理，按{URGENCY_ZH.get(urgency, urgency)}事项办理 ({who} handles it as a {urgency} issue)"
+    if issue.status == "pending_verification":
+        text = f"{who}已收到，待核实立案 ({who} received it; it awaits verification before filing)"
     if issue.duplicate_of:
         dup = issue.duplicate_of
         text += f"；与事项 {dup} 重复，随原事项办理 (a duplicate of request {dup}; it follows it)"

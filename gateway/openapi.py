@@ -45,7 +45,7 @@ from gateway.routes_alliance_meetings import bp as _alliance_meetings_bp  # noqa
 from gateway.routes_audit import EXPORT_FORMATS
 from gateway.routes_dashboard import bp as _dashboard_bp  # noqa: F401  (adds its route's DOCS)
 from gateway.routes_dispatch import DOCS, Doc
-from gateway.routes_issues import CHANNEL_NAMES_ZH, AssistanceTaskIn, CreateIssueIn, ReclassifyIn
+from gateway.routes_issues import CHANNEL_NAMES_ZH, AssistanceTaskIn, CreateIssueIn, FilingDecisionIn, ReclassifyIn
 from gateway.routes_org import COLLECTIONS, ETAG_RE, IMPORT_MAX_BYTES, SHEET_FORMATS, Collection
 from gateway.routes_webhooks import bp as _webhooks_bp  # noqa: F401  (adds its routes' DOCS)
 from gateway.tokens import TOKEN_ROLES
@@ -593,6 +593,22 @@ class SpecBuilder:
                 body={"required": True, "content": _json(self.model(ReclassifyIn))},
                 responses={"200": _ok("已重新分类 The issue, reclassified; ETag: its version", one, ["ETag"])},
                 errors=(400, 404, 409, 412, 428),
+            )
+        if endpoint == "issues.decide_filing":
+            self._issue_views()
+            both = {
+                "type": "object",
+                "required": ["issue", "task"],
+                "properties": {"issue": ref("IssueView"), "task": nullable(ref("TaskView"))},
+            }
+            return Op(
+                params=[self._if_match_param()],
+                body={"required": True, "content": _json(self.model(FilingDecisionIn))},
+                responses={
+                    "200": _ok("已立案或不予立案 The issue as decided (and its task, once opened)", both, ["ETag"])
+                },
+                errors=(400, 404, 409, 412),
+                notes="409 `already_decided`: the issue does not wait for verification (decided, or filed directly).",
             )
         if endpoint == "issues.reveal_contact":
             contact = {

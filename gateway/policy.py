@@ -153,6 +153,10 @@ POLICY: dict[str, Rule] = {
     "issues.reveal_contact": Rule(
         "issues: reporter contact", STAFF, tenant_scoped=True, community=OWN_RECORD, record="issue"
     ),
+    # 核实立案: file or decline a report waiting for verification (a community worker: its community's only).
+    "issues.decide_filing": Rule(
+        "issues: file or decline", STAFF, tenant_scoped=True, community=OWN_RECORD, record="issue"
+    ),
     # Categories and classification rules: every reporting client reads them; subdistrict admins set them.
     "issues.get_rules": Rule("issues: categories and rules", REPORTERS, tenant_scoped=True, community=TENANT_WIDE),
     "issues.put_rules": Rule("issues: set rules", frozenset({"subdistrict_admin"}), tenant_scoped=True),

@@ -31,9 +31,19 @@ bp = Blueprint("dashboard", __name__)
 DASHBOARD = "/api/v1/tenants/<tenant>/dashboard"
 DEFAULT_DAYS = 30
 # The open statuses in the order of the lifecycle (an open duplicate counts as `duplicate`).
-OPEN_STATUSES = ("received", "classified", "duplicate", "whistle_blown", "assigned", "in_progress", "done")
+OPEN_STATUSES = (
+    "received",
+    "pending_verification",
+    "classified",
+    "duplicate",
+    "whistle_blown",
+    "assigned",
+    "in_progress",
+    "done",
+)
 STATUS_EN = {
     "received": "received",
+    "pending_verification": "awaiting verification before filing",
     "classified": "classified",
     "duplicate": "duplicate (follows its original)",
     "whistle_blown": "whistle blown",

@@ -6,7 +6,8 @@
     POST   issues/{id}/reclassify   If-Match       {urgency, category, reason}
     GET    issues/{id}/contact                     the reporter's contact unmasked (handlers only; logged)
     GET    issues/{id}/attachments/{aid}           a photo or PDF
-    GET|PUT classification-rules                   categories and rules of the tenant (PUT: If-Match)
+    POST   issues/{id}/filing       If-Match opt.  核实立案: {decision: accept|decline, reason, referred_to, …}
+    GET|PUT classification-rules                   categories, rules and filing rules of the tenant (PUT: If-Match)
     POST   assistance-tasks                        a district department's approved task, under its grant
 
 Open311 GeoReport v2 is gateway/open311.py; who may call what is gateway/policy.py.
@@ -27,7 +28,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from hongling.common.v1 import location_pb2 as common_pb2
 from hongling.dispatch.v1 import dispatch_pb2
 from hongling.intake.v1 import intake_pb2
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway import department
 from gateway.app import json_body
@@ -38,7 +39,7 @@ from gateway.community import list_filter
 from gateway.errors import ApiError
 from gateway.governance.store import GovernanceStore, record_grant_audit
 from gateway.protojson import from_json, to_json
-from gateway.query import PAGE_TOKEN, args, integer, query, text, timestamp
+from gateway.query import PAGE_TOKEN, args, boolean, integer, query, text, timestamp
 from gateway.routes_org import content_disposition, if_match_version
 from services.common.audit import AuditLog
 
@@ -47,6 +48,7 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 ISSUES = "/api/v1/tenants/<tenant>/issues"
 STATUS_ZH = {
     "received": "已受理",
+    "pending_verification": "待核实",
     "classified": "已分类",
     "duplicate": "重复事项（随原事项办理）",
     "whistle_blown": "已吹号",
@@ -57,6 +59,7 @@ STATUS_ZH = {
     "published": "已公示",
     "rated": "已评价",
     "cancelled": "已撤销",
+    "declined": "不予立案",
 }
 URGENCY_ZH = {"routine": "日常事项", "major": "重大事项", "urgent": "紧急事项"}
 # What a data-access grant on issues can name: the issue's fields, never the reporter's contact.
@@ -125,6 +128,24 @@ class AssistanceTaskIn(BaseModel):
     idempotency_key: str = ""
     affected_households: int = 0
     hazards: list[str] = []
+
+
+class FilingDecisionIn(BaseModel):
+    """核实立案: file (accept) a report waiting for verification, or decline it (不予立案) with a reason."""
+
+    model_config = ConfigDict(extra="forbid")
+    decision: str = Field(description="accept (受理立案) | decline (不予立案)")
+    reason: str = Field(
+        "",
+        description="decline: out_of_scope (不属于社区职责) | duplicate | insufficient_info (信息不足) | abusive",
+    )
+    referred_to: str = Field(
+        "", description="out_of_scope: 12345 | department | court | any other text naming where it was referred"
+    )
+    referred_name: str = Field("", description="department: its name (required); court or other: optional")
+    duplicate_of: str = Field("", description="duplicate: the id of the issue it repeats")
+    ask: str = Field("", description="insufficient_info: what the reporter is asked to add")
+    note: str = Field("", description="optional, at most 500 characters; never personal data")
 
 
 class ReclassifyIn(BaseModel):
@@ -345,6 +366,7 @@ LIST_QUERY = (
     timestamp("created_to", "止 Created before"),
     text("text", "关键词 Title or description contains (case-insensitive)", max_length=SEARCH_TEXT_MAX),
     text("ids", f"编号 Comma-separated issue ids, at most {IDS_MAX}", max_length=IDS_MAX * 40),
+    boolean("verification_overdue", "核实超时 Only reports nobody filed or declined by their verification deadline"),
 )
 
 
@@ -352,7 +374,7 @@ LIST_QUERY = (
 @query(*LIST_QUERY)
 def list_issues(tenant: str) -> Response:
     """查询事项 Search issues, newest first: status, category, urgency, channel, community_id, grid_id,
-    created_from / created_to (RFC 3339), text, ids (comma list); paged
+    created_from / created_to (RFC 3339), text, ids (comma list), verification_overdue; paged
 
     A district department lists only under a data-access grant (`intake.read:issues`): its community's
     issues, `id` and the granted fields, filters on granted fields only. A community worker lists its own
@@ -367,6 +389,7 @@ def list_issues(tenant: str) -> Response:
     )
     for name in known:
         setattr(req, name, q[name])
+    req.verification_overdue = q["verification_overdue"]
     req.community_id = list_filter(req.community_id)  # a community worker's own community (gateway/policy.py)
     for name in ("created_from", "created_to"):
         if q[name] is not None:
@@ -420,6 +443,33 @@ def reclassify_issue(tenant: str, issue_id: str) -> Response:
     with tenant_call(tenant, conditional=True):
         issue = _clients().intake.ReclassifyIssue(req)
     resp = jsonify({"issue": issue_json(issue)})
+    resp.headers["ETag"] = f'"{issue.version}"'
+    return resp
+
+
+@bp.post(f"{ISSUES}/<issue_id>/filing")
+def decide_filing(tenant: str, issue_id: str) -> Response:
+    """核实立案 File (accept) or decline (不予立案) a report waiting for verification (community workers of its
+    community, subdistrict admins)
+
+    `{"decision": "accept"}` files it: it goes on to dispatch as any report (IssueFiled, IssueClassified).
+    `{"decision": "decline", "reason": …}` closes it with the reason the reporter reads on the issue and in
+    Open311: `out_of_scope` with `referred_to` (`12345`, `department` + `referred_name`, `court`, or any other
+    text naming where), `duplicate` with `duplicate_of`, `insufficient_info` with `ask` (what the reporter should
+    add), `abusive`; `note` optional. No phone or ID number in any text. An issue that does not wait for
+    verification (decided already, or filed directly) is 409 `already_decided`. `If-Match` (optional): the
+    version read; a stale one is 412."""
+    header = request.headers.get("If-Match")
+    version = if_match_version(header) if header is not None else 0
+    try:
+        data = FilingDecisionIn.model_validate(json_body())
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
+    req = intake_pb2.DecideFilingRequest(id=issue_id, version=version, **data.model_dump())
+    with tenant_call(tenant, conditional=bool(version)):
+        issue = _clients().intake.DecideFiling(req)
+        task = _task(issue_id) if issue.status != "declined" else None
+    resp = jsonify({"issue": issue_json(issue), "task": task})
     resp.headers["ETag"] = f'"{issue.version}"'
     return resp
 

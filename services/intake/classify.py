@@ -32,6 +32,21 @@ HOUSEHOLDS_MAX = 1_000_000
 DISTANCE_RANGE = (10, 5000)  # metres
 WINDOW_RANGE = (1, 720)  # hours (30 days)
 
+# Filing (核实立案): does a report go straight to dispatch ("direct") or wait for a community worker to
+# accept it ("verify") within a deadline? See filing_for.
+FILING_DIRECT = "direct"
+FILING_VERIFY = "verify"
+FILING_MODES = (FILING_DIRECT, FILING_VERIFY)
+MAX_FILING_RULES = 200
+FILING_MINUTES_RANGE = (1, 43200)  # a verification deadline: 1 minute .. 30 days
+# The shipped filing of every class, until a tenant's rules say otherwise: straight to dispatch, as before
+# verification existed (README "核实立案": an upgrade must not hold every tenant's reports for workers who
+# may not be on duty yet; a subdistrict admin turns verification on per class or category).
+DEFAULT_FILING = {"routine": FILING_DIRECT, "major": FILING_DIRECT, "urgent": FILING_DIRECT}
+# A "verify" rule without its own deadline waits this long (minutes) for a worker's decision: 4 h for
+# routine, 24 h for major (it needs a visit more often), 1 h for urgent (should a tenant verify those at all).
+DEFAULT_VERIFY_MINUTES = {"routine": 4 * 60, "major": 24 * 60, "urgent": 60}
+
 
 @dataclass(frozen=True)
 class Category:
@@ -57,6 +72,26 @@ class KeywordRule:
 
 
 @dataclass(frozen=True)
+class FilingRule:
+    """How reports of a category and/or class are filed: "" matches any. The most specific rule wins
+    (category and urgency, then category, then urgency, then one naming neither), then DEFAULT_FILING."""
+
+    mode: str
+    category: str = ""
+    urgency: str = ""
+    deadline_minutes: int = 0  # verify: 0 = DEFAULT_VERIFY_MINUTES of the issue's class
+
+
+@dataclass(frozen=True)
+class Filing:
+    """The filing an issue gets: its mode, the minutes a worker has to decide (verify), and why (bilingual)."""
+
+    mode: str
+    deadline_minutes: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class Rules:
     categories: tuple[Category, ...]
     hazards: tuple[HazardRule, ...]
@@ -67,6 +102,7 @@ class Rules:
     duplicate_window_hours: int
     catch_all_category: str
     version: int = 0
+    filing: tuple[FilingRule, ...] = ()
     _by_code: dict[str, Category] = field(default_factory=dict, init=False, compare=False, repr=False)
     _hazards: dict[str, HazardRule] = field(default_factory=dict, init=False, compare=False, repr=False)
 
@@ -94,6 +130,7 @@ class Rules:
             "duplicate_distance_m": self.duplicate_distance_m,
             "duplicate_window_hours": self.duplicate_window_hours,
             "catch_all_category": self.catch_all_category,
+            "filing": [asdict(f) for f in self.filing],
         }
 
 
@@ -197,7 +234,9 @@ def rules_from_dict(data: Mapping[str, Any], version: int = 0) -> Rules:
         raise InvalidArgument(
             f"catch_all_category {catch_all!r} must be one of the categories' codes", field="catch_all_category"
         )
+    filing = _filing_rules(data.get("filing"), {c.code for c in categories})
     return Rules(
+        filing=filing,
         categories=tuple(categories),
         hazards=tuple(hazards),
         keywords=tuple(keyword_rules),
@@ -207,6 +246,91 @@ def rules_from_dict(data: Mapping[str, Any], version: int = 0) -> Rules:
         duplicate_window_hours=_int(data.get("duplicate_window_hours"), "duplicate_window_hours", *WINDOW_RANGE),
         catch_all_category=catch_all,
         version=version,
+    )
+
+
+def _filing_rules(raw: object, codes: set[str]) -> tuple[FilingRule, ...]:
+    """Checked filing rules (absent or empty: the defaults alone), or InvalidArgument naming the bad field."""
+    items = list(raw or [])  # type: ignore[call-overload]
+    if len(items) > MAX_FILING_RULES:
+        raise InvalidArgument(f"filing: at most {MAX_FILING_RULES} rules", field="filing")
+    out: list[FilingRule] = []
+    seen: set[tuple[str, str]] = set()
+    for i, f in enumerate(items):
+        where = f"filing[{i}]"
+        if not isinstance(f, Mapping):
+            raise InvalidArgument(
+                f"{where} must be an object with mode, category, urgency, deadline_minutes", field=where
+            )
+        mode = str(f.get("mode") or "").strip()
+        if mode not in FILING_MODES:
+            raise InvalidArgument(
+                f"{where}.mode must be direct (straight to dispatch) or verify (wait for a worker) "
+                f"(got {mode!r}) (立案方式只能是 direct 或 verify)",
+                field=f"{where}.mode",
+            )
+        category = str(f.get("category") or "").strip()
+        if category and category not in codes:
+            raise InvalidArgument(
+                f'{where}.category {category!r} is not one of the categories\' codes ("" for any)',
+                field=f"{where}.category",
+            )
+        urgency = str(f.get("urgency") or "").strip()
+        if urgency:
+            _urgency(urgency, f"{where}.urgency")
+        minutes = f.get("deadline_minutes") or 0
+        if mode == FILING_VERIFY and minutes:
+            minutes = _int(minutes, f"{where}.deadline_minutes", *FILING_MINUTES_RANGE)
+        elif minutes:
+            raise InvalidArgument(
+                f"{where}.deadline_minutes belongs to verify rules only (直接派单无需核实时限)",
+                field=f"{where}.deadline_minutes",
+            )
+        if (category, urgency) in seen:
+            raise InvalidArgument(
+                f"{where}: a rule for category {category or '(any)'} and urgency {urgency or '(any)'} is listed "
+                "twice (规则重复)",
+                field=where,
+            )
+        seen.add((category, urgency))
+        out.append(FilingRule(mode=mode, category=category, urgency=urgency, deadline_minutes=int(minutes)))
+    return tuple(out)
+
+
+def filing_for(rules: Rules, category: str, urgency: str) -> Filing:
+    """How an issue of this category and class is filed: the most specific of the tenant's filing rules
+    (category and urgency, then category alone, then urgency alone, then a rule naming neither), else
+    DEFAULT_FILING; a verify rule's deadline defaults to DEFAULT_VERIFY_MINUTES of the class."""
+    best: tuple[int, FilingRule] | None = None
+    for rule in rules.filing:
+        if rule.category and rule.category != category:
+            continue
+        if rule.urgency and rule.urgency != urgency:
+            continue
+        score = (2 if rule.category else 0) + (1 if rule.urgency else 0)
+        if best is None or score > best[0]:
+            best = (score, rule)
+    u_zh = URGENCY_ZH.get(urgency, urgency)
+    if best is None:
+        mode, minutes = DEFAULT_FILING.get(urgency, FILING_DIRECT), 0
+        zh_why, en_why = f"默认（{u_zh}事项）", f"default for {urgency}"
+    else:
+        rule = best[1]
+        mode, minutes = rule.mode, rule.deadline_minutes
+        named = [x for x in (rule.category, rule.urgency) if x]
+        zh_why = "规则（" + ("、".join(named) or "全部") + "）"
+        en_why = "rule for " + (" + ".join(named) or "every issue")
+    if mode == FILING_DIRECT:
+        return Filing(FILING_DIRECT, 0, _line(f"{zh_why}：直接派单", f"{en_why}: straight to dispatch"))
+    minutes = minutes or DEFAULT_VERIFY_MINUTES.get(urgency, 240)
+    span_zh = f"{minutes // 60} 小时" if minutes % 60 == 0 else f"{minutes} 分钟"
+    span_en = f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"
+    return Filing(
+        FILING_VERIFY,
+        minutes,
+        _line(
+            f"{zh_why}：待社区核实立案，时限 {span_zh}", f"{en_why}: awaits a worker's verification within {span_en}"
+        ),
     )
 
 

@@ -58,6 +58,25 @@ class HistoryDoc(me.EmbeddedDocument):
     by = me.StringField(default="")
 
 
+class FilingDoc(me.EmbeddedDocument):
+    """Verification before filing (核实立案): how the issue was filed and, for "verify", the worker's decision.
+    Issues stored before it existed have none: they were filed directly."""
+
+    mode = me.StringField(default="direct")  # direct | verify
+    reason = me.StringField(default="")  # the rule that chose the mode, bilingual
+    due_at = me.DateTimeField()  # verify: decide by then, or it is escalated
+    overdue_at = me.DateTimeField()  # when it was escalated for want of a decision
+    decision = me.StringField(default="")  # "" (waiting) | accepted | declined
+    decided_by = me.StringField(default="")  # account id, never a name
+    decided_at = me.DateTimeField()
+    decline_reason = me.StringField(default="")  # out_of_scope | duplicate | insufficient_info | abusive
+    referred_to = me.StringField(default="")  # 12345 | department | court | other
+    referred_name = me.StringField(default="")
+    duplicate_of = me.StringField(default="")
+    ask = me.StringField(default="")
+    note = me.StringField(default="")
+
+
 class IssueDoc(OutboxDocument):
     # Every write's state goes to the state topic, from which the projector keeps the issue list
     # (services/intake/readmodel.py).
@@ -101,6 +120,7 @@ class IssueDoc(OutboxDocument):
     dup_claim = me.StringField(default="")
     # Where it came from besides its channel: "meeting:<id>" (an alliance meeting's action item), "" for a report.
     origin = me.StringField(default="")
+    filing = me.EmbeddedDocumentField(FilingDoc)
 
 
 class AttachmentDoc(TenantDocument):

@@ -10,8 +10,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
-from services.common.errors import InvalidArgument, PermissionDenied
+from services.common.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from services.intake.classify import URGENCIES, URGENCY_ZH, Rules
 
 # Channel code -> Chinese name.
@@ -357,6 +358,7 @@ def check_reclassification(
 # ---------------------------------------------------------------- lifecycle as the resident sees it
 
 STATUS_RECEIVED = "received"
+STATUS_PENDING_VERIFICATION = "pending_verification"  # 待核实: waits for a worker to file or decline it
 STATUS_CLASSIFIED = "classified"
 STATUS_DUPLICATE = "duplicate"
 STATUS_WHISTLE_BLOWN = "whistle_blown"
@@ -367,26 +369,33 @@ STATUS_VERIFIED = "verified"
 STATUS_PUBLISHED = "published"
 STATUS_RATED = "rated"
 STATUS_CANCELLED = "cancelled"
+STATUS_DECLINED = "declined"  # 不予立案: closed, never dispatched
 # The lifecycle order: a status only ever moves to a higher rank (reopening aside, see next_status).
+# Pending verification comes before classified: filing (受理立案) sends the issue on as "classified".
 RANK: dict[str, int] = {
     STATUS_RECEIVED: 0,
-    STATUS_CLASSIFIED: 1,
-    STATUS_DUPLICATE: 1,
-    STATUS_WHISTLE_BLOWN: 2,
-    STATUS_ASSIGNED: 3,
-    STATUS_IN_PROGRESS: 4,
-    STATUS_DONE: 5,
-    STATUS_VERIFIED: 6,
-    STATUS_PUBLISHED: 7,
-    STATUS_RATED: 8,
-    STATUS_CANCELLED: 9,
+    STATUS_PENDING_VERIFICATION: 1,
+    STATUS_CLASSIFIED: 2,
+    STATUS_DUPLICATE: 2,
+    STATUS_WHISTLE_BLOWN: 3,
+    STATUS_ASSIGNED: 4,
+    STATUS_IN_PROGRESS: 5,
+    STATUS_DONE: 6,
+    STATUS_VERIFIED: 7,
+    STATUS_PUBLISHED: 8,
+    STATUS_RATED: 9,
+    STATUS_CANCELLED: 10,
+    STATUS_DECLINED: 10,
 }
 STATUSES = tuple(RANK)
-CLOSED = frozenset({STATUS_VERIFIED, STATUS_PUBLISHED, STATUS_RATED, STATUS_CANCELLED})
+CLOSED = frozenset({STATUS_VERIFIED, STATUS_PUBLISHED, STATUS_RATED, STATUS_CANCELLED, STATUS_DECLINED})
+# Final: nothing moves an issue out of these (a declined issue was never dispatched).
+FINAL = frozenset({STATUS_CANCELLED, STATUS_DECLINED})
 # A reopened task (rejected at verification, or reopened) sends a done or verified issue back to work.
 REOPENABLE = frozenset({STATUS_DONE, STATUS_VERIFIED})
 STATUS_ZH = {
     STATUS_RECEIVED: "已受理",
+    STATUS_PENDING_VERIFICATION: "待核实",
     STATUS_CLASSIFIED: "已分类",
     STATUS_DUPLICATE: "重复反映",
     STATUS_WHISTLE_BLOWN: "已吹号",
@@ -397,6 +406,7 @@ STATUS_ZH = {
     STATUS_PUBLISHED: "已公示",
     STATUS_RATED: "已评价",
     STATUS_CANCELLED: "已撤销",
+    STATUS_DECLINED: "不予立案",
 }
 CALL_ZH = {"service": "服务集结号", "tackling": "攻坚集结号", "emergency": "紧急集结号"}
 # TaskStatusChanged.to_status -> (issue status, history kind); "reopen" means next_status(reopen=True).
@@ -437,12 +447,12 @@ def next_status(
     """The status after a lifecycle event, or None when the event changes nothing.
 
     - Forward only: a target of lower or equal rank adds nothing (a late or replayed older event).
-    - Cancelled is final; an issue closed by verification is not cancelled any more.
+    - Cancelled and declined are final; an issue closed by verification is not cancelled any more.
     - Reopening (a task rejected at verification, or reopened) sends a done or verified issue back to
       in_progress, unless the event is older than the issue's last change.
     - After a reopening, forward events older than it (e.g. the first "done", delivered late) add nothing.
     """
-    if current == STATUS_CANCELLED:
+    if current in FINAL:
         return None
     if reopen:
         if current not in REOPENABLE or (last_change_at is not None and event_at < last_change_at):
@@ -450,8 +460,8 @@ def next_status(
         return STATUS_IN_PROGRESS
     if reopened_at is not None and event_at < reopened_at:
         return None
-    if target == STATUS_CANCELLED:
-        return STATUS_CANCELLED if current not in CLOSED else None
+    if target in FINAL:
+        return target if current not in CLOSED else None
     if RANK.get(target, -1) > RANK.get(current, 0):
         return target
     return None
@@ -487,10 +497,196 @@ def history_note(kind: str, **kw: str) -> tuple[str, str]:
         "verified": ("已验单通过", "verified"),
         "reopened": ("验单未通过或被退回，重新办理", "sent back; being worked on again"),
         "cancelled": ("已撤销", "cancelled"),
+        "filed": ("社区已核实，受理立案", "verified and filed by the community"),
+        "verification_overdue": (
+            "核实立案超时，已提请街道督办",
+            "not verified in time; escalated to the subdistrict",
+        ),
         "published": ("已在月度公示中公开", "published on the monthly progress board"),
         "rated": ("居民已评价", "rated by residents"),
     }
     return fixed.get(kind, (STATUS_ZH.get(kind, kind), kind))
+
+
+# ---------------------------------------------------------------- filing (核实立案)
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+# Who files or declines a report waiting for verification: the community's workers (their own community's
+# issues: services/common/community.py) and the subdistrict admins.
+FILING_ROLES = HANDLER_ROLES
+DECISION_ACCEPT = "accept"
+DECISION_DECLINE = "decline"
+DECISIONS = (DECISION_ACCEPT, DECISION_DECLINE)
+ACCEPTED = "accepted"
+DECLINED = "declined"
+# Decline reason -> (Chinese, English) as the reporter reads it.
+DECLINE_REASONS: dict[str, tuple[str, str]] = {
+    "out_of_scope": ("不属于社区职责", "out of scope"),
+    "duplicate": ("重复反映", "duplicate"),
+    "insufficient_info": ("信息不足", "not enough information"),
+    "abusive": ("内容不当（恶意或骚扰）", "abusive"),
+}
+# Where an out-of-scope report is referred: these codes, or any other text naming where (kept as "other").
+REFERRALS = ("12345", "department", "court")
+REFERRAL_OTHER = "other"
+FILING_TEXT_MAX = 100
+FILING_NOTE_MAX = 500
+# Seven digits or more in a row (spaces and dashes allowed between them): a phone or an ID number. Personal
+# data never goes into what the reporter, Open311 and the logs read of a decision.
+_DIGITS_RUN = re.compile(r"(?:\d[\s-]?){7,}")
+
+
+@dataclass(frozen=True)
+class FilingDecision:
+    """A checked decision on a report waiting for verification."""
+
+    decision: str
+    reason: str = ""
+    referred_to: str = ""  # out_of_scope: 12345 | department | court | other
+    referred_name: str = ""  # the department's (or court's, or other place's) name
+    duplicate_of: str = ""  # duplicate: the issue it repeats
+    ask: str = ""  # insufficient_info: what the reporter is asked to add
+    note: str = ""
+
+
+def _filing_text(value: str, field: str, limit: int, *, required: bool) -> str:
+    text = " ".join((value or "").split())
+    if required and not text:
+        raise InvalidArgument(f"{field} is required (必填)", field=field)
+    if len(text) > limit:
+        raise InvalidArgument(f"{field} is {len(text)} characters; at most {limit} (超出长度限制)", field=field)
+    if any(unicodedata.category(ch)[0] == "C" for ch in text):
+        raise InvalidArgument(f"{field} must not contain control characters", field=field)
+    if _DIGITS_RUN.search(text):
+        raise InvalidArgument(
+            f"{field} looks like it holds a phone or ID number; leave personal data out, the reporter reads this "
+            "(请勿填写电话、身份证号等个人信息)",
+            field=field,
+        )
+    return text
+
+
+def check_filing_decision(
+    issue_id: str,
+    decision: str,
+    *,
+    reason: str = "",
+    referred_to: str = "",
+    referred_name: str = "",
+    duplicate_of: str = "",
+    ask: str = "",
+    note: str = "",
+) -> FilingDecision:
+    """A checked decision, or InvalidArgument naming the field that is missing or wrong: accept takes only an
+    optional note; decline needs a reason and what that reason needs (out_of_scope: referred_to, and the
+    department's name for "department"; duplicate: duplicate_of; insufficient_info: ask)."""
+    decision = (decision or "").strip()
+    if decision not in DECISIONS:
+        raise InvalidArgument(
+            f"decision must be accept (受理立案) or decline (不予立案) (got {decision!r})", field="decision"
+        )
+    note = _filing_text(note, "note", FILING_NOTE_MAX, required=False)
+    if decision == DECISION_ACCEPT:
+        for name, value in (
+            ("reason", reason),
+            ("referred_to", referred_to),
+            ("referred_name", referred_name),
+            ("duplicate_of", duplicate_of),
+            ("ask", ask),
+        ):
+            if (value or "").strip():
+                raise InvalidArgument(f"{name} belongs to a decline; an accept takes only a note", field=name)
+        return FilingDecision(DECISION_ACCEPT, note=note)
+    reason = (reason or "").strip()
+    if reason not in DECLINE_REASONS:
+        raise InvalidArgument(
+            f"reason must be one of {', '.join(DECLINE_REASONS)} (不予立案须说明理由) (got {reason!r})", field="reason"
+        )
+    out = FilingDecision(DECISION_DECLINE, reason=reason, note=note)
+    if reason == "out_of_scope":
+        to = _filing_text(referred_to, "referred_to", FILING_TEXT_MAX, required=True)
+        name = _filing_text(referred_name, "referred_name", FILING_TEXT_MAX, required=to == "department")
+        if to not in REFERRALS:
+            to, name = REFERRAL_OTHER, to  # free text names where it was referred
+        return FilingDecision(DECISION_DECLINE, reason, referred_to=to, referred_name=name, note=note)
+    for name, value in (("referred_to", referred_to), ("referred_name", referred_name)):
+        if (value or "").strip():
+            raise InvalidArgument(f"{name} belongs to reason out_of_scope", field=name)
+    if reason == "duplicate":
+        dup = (duplicate_of or "").strip()
+        if not dup:
+            raise InvalidArgument(
+                "duplicate_of is required: the id of the issue this one repeats", field="duplicate_of"
+            )
+        if dup == issue_id:
+            raise InvalidArgument("duplicate_of names this issue itself", field="duplicate_of")
+        if len(dup) > FILING_TEXT_MAX or not re.fullmatch(r"[A-Za-z0-9_-]+", dup):
+            raise InvalidArgument("duplicate_of is not an issue id", field="duplicate_of")
+        return FilingDecision(DECISION_DECLINE, reason, duplicate_of=dup, note=note)
+    if (duplicate_of or "").strip():
+        raise InvalidArgument("duplicate_of belongs to reason duplicate", field="duplicate_of")
+    if reason == "insufficient_info":
+        return FilingDecision(
+            DECISION_DECLINE, reason, ask=_filing_text(ask, "ask", FILING_TEXT_MAX, required=True), note=note
+        )
+    if (ask or "").strip():
+        raise InvalidArgument("ask belongs to reason insufficient_info", field="ask")
+    return out
+
+
+def decline_text(d: FilingDecision) -> tuple[str, str]:
+    """(zh, en) the reporter reads of a decline, e.g. 不予立案：不属于社区职责，已转12345热线 /
+    declined: out of scope, referred to 12345. No note, no person: only the reason and where to turn."""
+    zh, en = DECLINE_REASONS.get(d.reason, (d.reason, d.reason))
+    if d.reason == "out_of_scope":
+        if d.referred_to == "12345":
+            zh, en = f"{zh}，已转12345热线", f"{en}, referred to 12345"
+        elif d.referred_to == "court":
+            where = d.referred_name or "人民法院"
+            zh, en = f"{zh}，请向{where}寻求解决", f"{en}, referred to {d.referred_name or 'a court'}"
+        elif d.referred_name:
+            zh, en = f"{zh}，已转{d.referred_name}", f"{en}, referred to {d.referred_name}"
+    elif d.reason == "duplicate":
+        zh, en = f"{zh}，已并入事项 {d.duplicate_of}", f"{en} of issue {d.duplicate_of}"
+    elif d.reason == "insufficient_info":
+        zh, en = f"{zh}，请补充：{d.ask}", f"{en}; please add: {d.ask}"
+    return f"不予立案：{zh}", f"declined: {en}"
+
+
+def local_time(at: datetime) -> str:
+    """A time as residents read it: Asia/Shanghai, to the minute."""
+    return at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+
+
+def pending_text(urgency: str, due_at: datetime) -> tuple[str, str]:
+    """(zh, en) of an issue waiting for verification (its history step and Open311 status note)."""
+    when = local_time(due_at)
+    return (
+        f"已分类为{URGENCY_ZH.get(urgency, urgency)}事项，待社区核实立案（{when} 前）",
+        f"classified as {urgency}; awaiting verification by the community (by {when} +08:00)",
+    )
+
+
+def check_can_decide(status: str, decision: str, issue_id: str) -> None:
+    """FailedPrecondition (409) unless the issue waits for verification: a decided issue is not decided again."""
+    if status == STATUS_PENDING_VERIFICATION:
+        return
+    if status == STATUS_DECLINED:
+        what = "它已被不予立案 (it was declined already)"
+    elif status == STATUS_DUPLICATE:
+        what = "它是重复反映，随原事项办理 (it is a duplicate and follows its original)"
+    else:
+        what = "它已立案或无需核实 (it was filed already, or needed no verification)"
+    raise FailedPrecondition(
+        f"issue {issue_id} is {status}, not pending_verification: it cannot be {decision}ed; {what}",
+        field="decision",
+        reason="already_decided",
+    )
+
+
+def is_verification_overdue(status: str, overdue_at: datetime | None) -> bool:
+    """Still waiting for a filing decision after its deadline was escalated (the "verification overdue" list)."""
+    return status == STATUS_PENDING_VERIFICATION and overdue_at is not None
 
 
 def mirrored_note(note_zh: str, note_en: str, original: str) -> tuple[str, str]:
@@ -517,6 +713,7 @@ class IssueFilter:
     created_from: datetime | None = None
     created_to: datetime | None = None
     text: str = ""
+    verification_overdue: bool = False  # only reports escalated for want of a filing decision
 
     def fingerprint(self) -> str:
         """A short digest of the filters, so a page token is only accepted with the filters it was made for."""
@@ -532,6 +729,8 @@ class IssueFilter:
             self.created_to.isoformat() if self.created_to else "",
             self.text,
         ]
+        if self.verification_overdue:
+            parts.append("verification_overdue")
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
 
 
@@ -566,4 +765,5 @@ def check_filter(f: IssueFilter, category_codes: Sequence[str]) -> IssueFilter:
         created_from=f.created_from,
         created_to=f.created_to,
         text=text,
+        verification_overdue=f.verification_overdue,
     )

@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -27,7 +27,7 @@ from hongling.events.v1 import evaluation_events_pb2 as eev
 from hongling.events.v1 import intake_events_pb2 as ev
 from hongling.events.v1 import publication_events_pb2 as pev
 
-from services.common import community, paging, rollups, unitofwork
+from services.common import clocks, community, paging, rollups, unitofwork
 from services.common.context import current_request_id, require_tenant
 from services.common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
 from services.common.events import CloudEvent, PoisonEvent
@@ -35,12 +35,23 @@ from services.common.principal import Principal
 from services.common.protect import Protector
 from services.common.unitofwork import Conflicts, UnitOfWork
 from services.intake import domain, geo, metrics, readmodel
-from services.intake.classify import URGENCY_ZH, Rules, classify, default_rules, rules_from_dict, suggest_category
+from services.intake.classify import (
+    FILING_DIRECT,
+    FILING_VERIFY,
+    URGENCY_ZH,
+    Rules,
+    classify,
+    default_rules,
+    filing_for,
+    rules_from_dict,
+    suggest_category,
+)
 from services.intake.documents import (
     AttachmentDoc,
     AttachmentMetaDoc,
     ContactDoc,
     DuplicateClaimDoc,
+    FilingDoc,
     HistoryDoc,
     IssueDoc,
     LocationDoc,
@@ -276,7 +287,9 @@ def _find_or_claim(
 
 
 # An original in one of these statuses has nothing for its duplicates to take over.
-NOT_MIRRORED = frozenset((domain.STATUS_RECEIVED, domain.STATUS_CLASSIFIED, domain.STATUS_DUPLICATE))
+NOT_MIRRORED = frozenset(
+    (domain.STATUS_RECEIVED, domain.STATUS_PENDING_VERIFICATION, domain.STATUS_CLASSIFIED, domain.STATUS_DUPLICATE)
+)
 
 
 def _mirror(original: IssueDoc) -> Mutation:
@@ -435,6 +448,10 @@ def create_issue(
     claim = ""
     if place.lat is not None and place.lon is not None:
         original, claim = _find_or_claim(rules, category, place.lat, place.lon, now, issue_id)
+    # 核实立案: an approved assistance task was checked by the district already (审核把关): filed directly.
+    filing = filing_for(rules, category, urgency)
+    if grant_id:
+        filing = replace(filing, mode=FILING_DIRECT, deadline_minutes=0)
     stored: list[str] = []
     try:
         doc = IssueDoc(
@@ -504,23 +521,18 @@ def create_issue(
                 marked_at=_ts(now),
             )
             doc.record(marked, subject=_subject(issue_id), at=now)
+        elif filing.mode == FILING_VERIFY:
+            due = now + timedelta(minutes=filing.deadline_minutes)
+            doc.filing = FilingDoc(mode=FILING_VERIFY, reason=filing.reason, due_at=due)
+            doc.status = doc.status_kind = domain.STATUS_PENDING_VERIFICATION
+            _history(doc, "pending_verification", now, "intake", domain.pending_text(urgency, due))
+            # The deadline's timer first: should the issue's write fail, the timer finds no issue and does nothing.
+            schedule_verification(issue_id, due)
         else:
+            doc.filing = FilingDoc(mode=FILING_DIRECT, reason=filing.reason)
             doc.status = doc.status_kind = domain.STATUS_CLASSIFIED
             _history(doc, "classified", now, "intake", domain.history_note("classified", urgency=urgency))
-            classified = ev.IssueClassified(
-                issue_id=issue_id,
-                tenant=tenant,
-                urgency=urgency,
-                reasons=reasons,
-                category=category,
-                community_id=place.community_id,
-                grid_id=place.grid_id,
-                classified_at=_ts(now),
-                title=new.title,
-                hazards=list(hazards),
-                affected_households=new.affected_households,
-            )
-            doc.record(classified, subject=_subject(issue_id), at=now)
+            doc.record(classified_event(doc, now), subject=_subject(issue_id), at=now)
         # The files go first, so an issue never points at a missing attachment.
         doc.attachments = _store_attachments(issue_id, new.attachments, now, stored)
         doc.save(force_insert=True)
@@ -543,6 +555,45 @@ def create_issue(
             # The IssueMarkedDuplicate event links it (intake-lifecycle consumer): at least once.
             log.warning("linking duplicate %s to %s deferred to its event", issue_id, original.issue_id, exc_info=True)
     return doc, rules
+
+
+def classified_event(doc: IssueDoc, now: datetime) -> ev.IssueClassified:
+    """IssueClassified of the issue as it is: what dispatch opens the task and blows the whistle on."""
+    place = doc.place
+    return ev.IssueClassified(
+        issue_id=doc.id,
+        tenant=require_tenant(),
+        urgency=doc.urgency,
+        reasons=list(doc.urgency_reasons or []),
+        category=doc.category,
+        community_id=place.community_id if place else "",
+        grid_id=place.grid_id if place else "",
+        classified_at=_ts(now),
+        title=doc.title,
+        hazards=list(doc.hazards or []),
+        affected_households=doc.affected_households or 0,
+    )
+
+
+# The durable timer of a report waiting for verification (services/common/clocks.py; services/intake/filing.py
+# handles it): one per issue, in intake's tenant database.
+VERIFICATION_DEADLINE = "intake.verification_deadline"
+
+
+def verification_key(issue_id: str) -> str:
+    return f"fv:{issue_id}"
+
+
+def schedule_verification(issue_id: str, due: datetime) -> None:
+    """Set the issue's verification deadline timer (again when two writers upserted the same new key at once)."""
+    for attempt in range(3):
+        try:
+            clocks.schedule(verification_key(issue_id), VERIFICATION_DEADLINE, due, {"issue_id": issue_id})
+            return
+        except pymongo.errors.DuplicateKeyError:
+            if attempt == 2:
+                raise
+            time.sleep(0.05)
 
 
 def _contact_doc(contact: domain.ContactIn | None, protector: Protector) -> ContactDoc | None:
@@ -632,6 +683,10 @@ def _list_by_ids(flt: domain.IssueFilter, page_size: int, page_token: str) -> tu
                 not needle or needle in readmodel.normalize(doc.title) or needle in readmodel.normalize(doc.description)
             )
             and (after is None or (_ms(at), doc.id) < (after[0], after[1]))
+            and (
+                not flt.verification_overdue
+                or domain.is_verification_overdue(doc.status, doc.filing.overdue_at if doc.filing else None)
+            )
         )
 
     docs = sorted(

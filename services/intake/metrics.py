@@ -23,3 +23,13 @@ STATUS_CHANGES = Counter(
     "Issue status changes fed by other services' events.",
     ["tenant", "to_status"],
 )
+FILING_DECISIONS = Counter(
+    "hongling_issue_filing_decisions_total",
+    "Reports waiting for verification filed (accepted) or declined (核实立案).",
+    ["tenant", "decision"],
+)
+VERIFICATION_OVERDUE = Counter(
+    "hongling_issue_verification_overdue_total",
+    "Reports nobody filed or declined by their verification deadline (escalated to the subdistrict).",
+    ["tenant", "urgency"],
+)

@@ -88,6 +88,9 @@ ISSUES = Table(
     Column("duplicate", Boolean, nullable=False),
     Column("whistled_at", DateTime(timezone=True)),
     Column("done_at", DateTime(timezone=True)),
+    # 核实立案: waiting for a filing decision past its deadline (the subdistrict's "verification overdue" list;
+    # migration 0005_filing).
+    Column("verification_overdue", Boolean, nullable=False, server_default="false"),
 )
 COUNTS = rollups.counts_table("intake_issue_counts", Column("status", Text))
 CATEGORY_COUNTS = rollups.counts_table("intake_issue_category_counts", Column("category", Text), Column("status", Text))
@@ -160,7 +163,11 @@ def row_of(raw: Mapping[str, Any], body: bytes | None = None) -> dict[str, Any]:
     outbox, when at hand)."""
     place = raw.get("place") or {}
     title, description = str(raw.get("title") or ""), str(raw.get("description") or "")
+    filing = raw.get("filing") or {}
     return {
+        "verification_overdue": domain.is_verification_overdue(
+            str(raw.get("status") or ""), filing.get("overdue_at") if isinstance(filing, Mapping) else None
+        ),
         **issue_facts(raw),
         "id": raw["_id"],
         "version": int(raw.get("version") or 1),
@@ -329,6 +336,8 @@ def list_issues(flt: domain.IssueFilter, page_size: int, page_token: str) -> tup
         where.append(c.created_at >= readside.utc(flt.created_from))
     if flt.created_to:
         where.append(c.created_at < readside.utc(flt.created_to))
+    if flt.verification_overdue:
+        where.append(c.verification_overdue.is_(True))
     needle = normalize(flt.text.strip())
     if needle:
         where.append(c.grams.contains(query_grams(needle)))

@@ -23,7 +23,7 @@ from services.common.errors import InvalidArgument
 from services.common.principal import Principal
 from services.common.protect import Protector
 from services.common.statsproto import days_to_pb, span_to_pb
-from services.intake import domain, handlers, readmodel
+from services.intake import domain, filing, handlers, readmodel
 from services.intake.classify import Rules
 from services.intake.documents import IssueDoc
 from services.intake.placement import Placer
@@ -92,7 +92,48 @@ def issue_to_pb(doc: IssueDoc, rules: Rules) -> pb.Issue:
         category_zh=category.name_zh if category else "",
         open311_status=domain.open311_status(doc.status),
         origin=doc.origin or "",
+        filing=filing_to_pb(doc),
     )
+    return out
+
+
+def filing_to_pb(doc: IssueDoc) -> pb.Filing:
+    """How the issue was filed (an issue stored before verification existed: directly) and what the reporter
+    reads of it: awaiting verification (by when), or declined with the reason."""
+    f = doc.filing
+    if f is None:
+        return pb.Filing(mode="direct")
+    out = pb.Filing(
+        mode=f.mode or "direct",
+        reason=f.reason or "",
+        due_at=_ts(f.due_at),
+        overdue=f.overdue_at is not None,
+        overdue_at=_ts(f.overdue_at),
+        decision=f.decision or "",
+        decided_by=f.decided_by or "",
+        decided_at=_ts(f.decided_at),
+        decline_reason=f.decline_reason or "",
+        referred_to=f.referred_to or "",
+        referred_name=f.referred_name or "",
+        duplicate_of=f.duplicate_of or "",
+        ask=f.ask or "",
+        note=f.note or "",
+    )
+    if doc.status == domain.STATUS_DECLINED and f.decline_reason:
+        zh, en = domain.decline_text(
+            domain.FilingDecision(
+                domain.DECISION_DECLINE,
+                reason=f.decline_reason,
+                referred_to=f.referred_to or "",
+                referred_name=f.referred_name or "",
+                duplicate_of=f.duplicate_of or "",
+                ask=f.ask or "",
+            )
+        )
+        out.status_note_zh, out.status_note_en = zh, en
+    elif doc.status == domain.STATUS_PENDING_VERIFICATION and f.due_at is not None:
+        due = f.due_at if f.due_at.tzinfo else f.due_at.replace(tzinfo=UTC)
+        out.status_note_zh, out.status_note_en = domain.pending_text(doc.urgency or "", due)
     return out
 
 
@@ -117,6 +158,10 @@ def rules_to_pb(rules: Rules) -> pb.ClassificationRules:
         duplicate_window_hours=rules.duplicate_window_hours,
         catch_all_category=rules.catch_all_category,
         version=rules.version,
+        filing=[
+            pb.FilingRule(mode=f.mode, category=f.category, urgency=f.urgency, deadline_minutes=f.deadline_minutes)
+            for f in rules.filing
+        ],
     )
 
 
@@ -140,6 +185,10 @@ def rules_from_pb(msg: pb.ClassificationRules) -> dict[str, Any]:
         "duplicate_distance_m": msg.duplicate_distance_m,
         "duplicate_window_hours": msg.duplicate_window_hours,
         "catch_all_category": msg.catch_all_category,
+        "filing": [
+            {"mode": f.mode, "category": f.category, "urgency": f.urgency, "deadline_minutes": f.deadline_minutes}
+            for f in msg.filing
+        ],
     }
 
 
@@ -227,6 +276,7 @@ class IntakeServicer(pb_grpc.IntakeServiceServicer):
             created_from=_time(request, "created_from"),
             created_to=_time(request, "created_to"),
             text=request.text,
+            verification_overdue=request.verification_overdue,
         )
         docs, token, rules = handlers.list_issues(flt, request.page_size, request.page_token)
         return pb.ListIssuesResponse(issues=[issue_to_pb(d, rules) for d in docs], next_page_token=token)
@@ -264,6 +314,21 @@ class IntakeServicer(pb_grpc.IntakeServiceServicer):
     def ReclassifyIssue(self, request: pb.ReclassifyIssueRequest, context: grpc.ServicerContext) -> pb.Issue:
         doc, rules = handlers.reclassify_issue(
             request.id, request.urgency, request.category, request.reason, request.version, _principal()
+        )
+        return issue_to_pb(doc, rules)
+
+    def DecideFiling(self, request: pb.DecideFilingRequest, context: grpc.ServicerContext) -> pb.Issue:
+        doc, rules = filing.decide_filing(
+            request.id,
+            request.decision,
+            _principal(),
+            reason=request.reason,
+            referred_to=request.referred_to,
+            referred_name=request.referred_name,
+            duplicate_of=request.duplicate_of,
+            ask=request.ask,
+            note=request.note,
+            version=request.version,
         )
         return issue_to_pb(doc, rules)
 

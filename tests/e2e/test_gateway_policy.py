@@ -47,6 +47,7 @@ EXPECTED: dict[str, tuple[set[str], bool]] = {
     "issues: attachments": (REPORTERS, True),
     "issues: reclassify": (STAFF, True),
     "issues: reporter contact": (STAFF, True),
+    "issues: file or decline": (STAFF, True),
     "issues: categories and rules": (REPORTERS, True),
     "issues: set rules": ({"subdistrict_admin"}, True),
     # Only a district department under an assistance grant (tests/e2e/test_department_access.py): nobody here.
@@ -155,6 +156,7 @@ COMMUNITY_B: dict[str, tuple[str, ...]] = {
     "dashboard": ("403",),
     "issues: attachments": ("404",),
     "issues: reclassify": ("404",),
+    "issues: file or decline": ("404",),
     "issues: reporter contact": ("404",),
     "org: read": ("403", "404"),  # grids of B; B itself
     "org: write": ("403", "404", "404"),  # a team in B; B updated; B's list entry deleted
@@ -212,6 +214,8 @@ THROUGH: dict[str, set[int]] = {
     # A stale If-Match (412); rules that do not validate (400) or a stale If-Match. (The seed issues carry a
     # photo and a contact: reading them is a 200.)
     "issues: reclassify": {412},
+    # The seed issue was filed directly (the shipped filing rule): nothing waits for a decision (409).
+    "issues: file or decline": {409},
     "issues: set rules": {400, 412},
     # A stale If-Match on an update or a list entry's deletion (412).
     "org: write": {412},
@@ -307,6 +311,9 @@ CALLS: dict[str, list[Call]] = {
         )
     ],
     "issues: reporter contact": [lambda t, s: ("GET", f"/api/v1/tenants/{t}/issues/{s.issue_id}/contact", {})],
+    "issues: file or decline": [
+        lambda t, s: ("POST", f"/api/v1/tenants/{t}/issues/{s.issue_id}/filing", {"json": {"decision": "accept"}})
+    ],
     "issues: categories and rules": [lambda t, s: ("GET", f"/api/v1/tenants/{t}/classification-rules", {})],
     "issues: set rules": [
         lambda t, s: (

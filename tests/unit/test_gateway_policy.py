@@ -130,6 +130,7 @@ COMMUNITY_EXPECTED: dict[str, tuple[str, str]] = {
     "dashboard.get_dashboard": (OWN_LIST, ""),
     "issues.get_attachment": (OWN_RECORD, "issue"),
     "issues.reclassify_issue": (OWN_RECORD, "issue"),
+    "issues.decide_filing": (OWN_RECORD, "issue"),  # 核实立案: its own community's reports
     "issues.reveal_contact": (OWN_RECORD, "issue"),
     "issues.get_rules": (TENANT_WIDE, ""),
     "org.list_items": (OWN_LIST, ""),

@@ -529,3 +529,32 @@ def test_every_window_and_filter_error_is_400_before_any_search(client: FlaskCli
         assert resp.status_code == 400 and words in resp.json[0]["description"], query  # type: ignore[index]
     too_many = ",".join(f"id{i}" for i in range(open311.LIMIT + 1))
     assert client.get(f"{base}&service_request_id={too_many}").status_code == 400
+
+
+def test_a_declined_request_is_closed_with_the_reason_and_a_pending_one_open_awaiting_verification() -> None:
+    zh, en = "不予立案：不属于社区职责，已转12345热线", "declined: out of scope, referred to 12345"
+    declined = sample_issue(status="declined", open311_status="closed")
+    declined.history.append(step(NOW + timedelta(hours=1), "declined", "declined", zh, en))
+    declined.filing.CopyFrom(
+        intake_pb2.Filing(mode="verify", decision="declined", note="物业合同纠纷", status_note_zh=zh, status_note_en=en)
+    )
+    req = open311.request_json(declined, "泰前街道", "http://h")
+    assert req["status"] == "closed"
+    assert req["status_notes"] == f"{zh} ({en})"
+    assert req["updated_datetime"].startswith("2025-06-01T13:00")  # when it was declined (Shanghai time)
+    assert "物业合同纠纷" not in json.dumps(req, ensure_ascii=False)  # the worker's note is not published
+    waiting = sample_issue(status="pending_verification", open311_status="open")
+    waiting.filing.CopyFrom(
+        intake_pb2.Filing(
+            mode="verify",
+            status_note_zh="已分类为日常事项，待社区核实立案（2025-06-01 16:00 前）",
+            status_note_en="classified as routine; awaiting verification by the community (by 2025-06-01 16:00 +08:00)",
+        )
+    )
+    req = open311.request_json(waiting, "泰前街道", "http://h")
+    assert (
+        req["status"] == "open"
+        and "待社区核实立案" in req["status_notes"]
+        and "awaiting verification" in req["status_notes"]
+    )
+    assert "待核实立案" in req["service_notice"]

@@ -23,6 +23,7 @@ export default {
   status: {
     received: 'Received', classified: 'Classified', duplicate: 'Duplicate', whistle_blown: 'Whistle blown', assigned: 'Assigned',
     in_progress: 'In progress', done: 'Done', verified: 'Verified', published: 'Published', rated: 'Rated', cancelled: 'Cancelled',
+    pending_verification: 'Awaiting verification', declined: 'Declined',
   },
   urgency: { routine: 'Routine', major: 'Major', urgent: 'Urgent' },
   channel: {
@@ -148,5 +149,14 @@ export default {
     recorded: 'Attendance recorded', attendedHours: 'attended {h} h',
     kinds: { cleanup: 'Clean-up', health_fair: 'Health fair', festival: 'Festival', safety_drill: 'Safety drill', other: 'Other' },
     statuses: { placed: 'Has a place', waiting: 'Waiting', withdrawn: 'Withdrawn' },
+  },
+  filing: {
+    title: 'Verification before filing', pending: 'Awaiting verification: file it or decline it before the deadline', left: '{d} left', overdue: 'Overdue by {d}; escalated to the subdistrict',
+    due: 'Verify by', accept: 'File it', decline: 'Decline', declineTitle: 'Decline to file', reason: 'Reason',
+    referredTo: 'Referred to', referredName: 'Department or body', duplicateOf: 'Duplicate of issue', ask: 'What the reporter should add',
+    note: 'Note (optional, no personal data)', confirm: 'Decline it', accepted: 'Filed', declined: 'Declined', mode: 'Filing',
+    direct: 'Straight to dispatch', verify: 'Verified before filing', decidedBy: 'Decided by', overdueOnly: 'Verification overdue only',
+    reasons: { out_of_scope: 'Out of scope', duplicate: 'Duplicate', insufficient_info: 'Not enough information', abusive: 'Abusive' },
+    referrals: { '12345': '12345 hotline', department: 'A department', court: 'A court', other: 'Other' },
   },
 }

@@ -23,6 +23,7 @@ export default {
   status: {
     received: '已受理', classified: '已分类', duplicate: '重复事项', whistle_blown: '已吹号', assigned: '已派单',
     in_progress: '办理中', done: '已办结', verified: '已验收', published: '已公示', rated: '已评价', cancelled: '已撤销',
+    pending_verification: '待核实', declined: '不予立案',
   },
   urgency: { routine: '日常', major: '重大', urgent: '紧急' },
   channel: {
@@ -148,5 +149,14 @@ export default {
     recorded: '已记录参加', attendedHours: '已参加 {h} 小时',
     kinds: { cleanup: '环境清洁', health_fair: '健康义诊', festival: '节日活动', safety_drill: '安全演练', other: '其他' },
     statuses: { placed: '已报名', waiting: '候补', withdrawn: '已退出' },
+  },
+  filing: {
+    title: '核实立案', pending: '待核实：请在时限内受理立案或不予立案', left: '剩余 {d}', overdue: '已超时 {d}，已提请街道督办',
+    due: '核实时限', accept: '受理立案', decline: '不予立案', declineTitle: '不予立案', reason: '不予立案理由',
+    referredTo: '转交去向', referredName: '部门或机构名称', duplicateOf: '重复于事项编号', ask: '需报告人补充的信息',
+    note: '备注（选填，勿填个人信息）', confirm: '确认不予立案', accepted: '已受理立案', declined: '不予立案', mode: '立案方式',
+    direct: '直接派单', verify: '核实后立案', decidedBy: '决定人', overdueOnly: '只看核实超时',
+    reasons: { out_of_scope: '不属于社区职责', duplicate: '重复反映', insufficient_info: '信息不足', abusive: '恶意或不当内容' },
+    referrals: { '12345': '12345热线', department: '职能部门', court: '人民法院', other: '其他' },
   },
 }

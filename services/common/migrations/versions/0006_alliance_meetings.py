@@ -6,7 +6,7 @@ Issue rows already projected are counted into intake_topic_days once here (reads
 once); from then on intake's projection keeps the counts. An empty schema has nothing to count.
 
 Revision ID: 0006_alliance_meetings
-Revises: 0004_grid_months
+Revises: 0005_filing
 Create Date: 2026-12-20
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import context, op
 
 revision = "0006_alliance_meetings"
-down_revision = "0004_grid_months"
+down_revision = "0005_filing"
 branch_labels = None
 depends_on = None
 
