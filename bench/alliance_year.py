@@ -469,9 +469,8 @@ def main() -> int:
     ok = True
     for name, (_p50, p99) in large.items():
         ratio = p99 / small[name][1]
-        print(
-            f"[alliance]   {name:<26} p99 {p99:6.1f} ms  (x{ratio:.2f})  goal < 50 ms: {'met' if p99 < 50 else 'MISSED'}"
-        )
+        verdict = "met" if p99 < 50 else "MISSED"
+        print(f"[alliance]   {name:<26} p99 {p99:6.1f} ms  (x{ratio:.2f})  goal < 50 ms: {verdict}")
         ok = ok and p99 < 50
     producer.close(timeout=10)
     return 0 if ok else 1
