@@ -203,9 +203,20 @@ def test_members_reach_only_the_dispatch_routes_they_need() -> None:
     )
 
 
-# Members read posts and activities, claim, sign up and check in as themselves (tests/e2e/test_gateway_policy.py
-# pins their roles family by family).
+# Members read posts and activities, claim, sign up and check in as themselves; read the meetings they are
+# invited to, check in and propose items; pledge for their unit and read their own hours
+# (tests/e2e/test_gateway_policy.py pins their roles family by family).
 ALLIANCE_MEMBER_ROUTES = {
+    "alliance_meetings.get_meeting",
+    "alliance_meetings.check_in",
+    "alliance_meetings.propose_item",
+    "alliance_meetings.list_attendance",
+    "alliance_ledger.list_pledges",
+    "alliance_ledger.get_pledge",
+    "alliance_ledger.create_pledge",
+    "alliance_ledger.withdraw_pledge",
+    "alliance_ledger.get_hours",
+    "alliance_ledger.list_person_hours",
     "alliance_posts.list_posts",
     "alliance_posts.get_post",
     "alliance_posts.claim_shift",

@@ -54,6 +54,7 @@ SAMPLE_ARGS = {
     "pledge_id": "pl-1",
     "person_id": "p-1",
     "entry_id": "h-1",
+    "meeting_id": "m-1",
     # alliance: posts and activities
     "post_id": "post-1",
     "shift_id": "post-1.0",
