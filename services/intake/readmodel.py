@@ -52,6 +52,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    func,
     literal,
     select,
     tuple_,
@@ -388,6 +389,24 @@ def issue_stats(community_id: str, first: date, last: date) -> IssueStats:
         )
         hot_spots = [(r.grid_id, int(r.n)) for r in hot]
     return IssueStats(open_by_category, days, spans, hot_spots)
+
+
+def topic_counts(community_id: str, first: date, last: date) -> dict[str, dict[str, int]]:
+    """Issues received per category and per grid in the local days first..last (inclusive), of one community
+    ("": the tenant): kind -> topic -> n, from the day rollup TOPIC_DAYS (at most days × topics rows, through
+    its primary key), never the issue rows."""
+    t = TOPIC_DAYS.c
+    query = (
+        select(t.kind, t.topic, func.sum(t.n).label("n"))
+        .where(t.community_id == (community_id.strip() or ALL_COMMUNITIES), t.day.between(first, last))
+        .group_by(t.kind, t.topic)
+    )
+    out: dict[str, dict[str, int]] = {"category": {}, "grid": {}}
+    with readside.connect() as conn:
+        for r in conn.execute(query):
+            if int(r.n) > 0:
+                out.setdefault(r.kind, {})[r.topic] = int(r.n)
+    return out
 
 
 def count_issues(community_id: str = "") -> dict[str, int]:

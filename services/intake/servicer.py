@@ -17,7 +17,7 @@ from hongling.common.v1 import location_pb2 as common_pb2
 from hongling.intake.v1 import intake_pb2 as pb
 from hongling.intake.v1 import intake_pb2_grpc as pb_grpc
 
-from services.common import community
+from services.common import community, rollups
 from services.common.context import current_principal, require_tenant
 from services.common.errors import InvalidArgument
 from services.common.principal import Principal
@@ -309,6 +309,20 @@ class IntakeServicer(pb_grpc.IntakeServiceServicer):
             days=days_to_pb(stats.days, first, last),
             spans=[span_to_pb(m, stats.spans[m]) for m in readmodel.SPAN_MEASURES],
             hot_spots=[pb.GridCount(grid_id=g, count=n) for g, n in stats.hot_spots],
+        )
+
+    def GetTopicCounts(self, request: pb.GetIssueStatsRequest, context: grpc.ServicerContext) -> pb.TopicCounts:
+        principal = _principal()
+        domain.require_role(principal.role, domain.STATS_ROLES, "read the hot topics' figures")
+        asked = community.list_filter(request.community_id.strip(), principal)  # a community worker: its own
+        first, last = rollups.check_window(request.from_day, request.to_day)
+        found = readmodel.topic_counts(asked, first, last)
+        return pb.TopicCounts(
+            topics=[
+                pb.TopicCount(kind=kind, topic=topic, count=n)
+                for kind, topics in sorted(found.items())
+                for topic, n in sorted(topics.items())
+            ]
         )
 
     def ReclassifyIssue(self, request: pb.ReclassifyIssueRequest, context: grpc.ServicerContext) -> pb.Issue:

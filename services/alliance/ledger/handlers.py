@@ -13,15 +13,22 @@ redelivery, or the caller's retry with its idempotency key) and never applied tw
    entry is not applied again;
 3. mark the entry applied with the balance after it and its event (HoursCredited, FundsAllocated,
    FundsSpent), in the entry's own document write. The read side counts an entry once it is applied.
+
+A command's entry (an allocation, a spending, a correction) is also guarded by a durable timer
+("alliance.ledger_finish", services/common/clocks.py) scheduled with step 1 and cancelled after step 3: if the
+process dies between the steps and the caller never retries, the timer finishes the entry after the restart
+(steps 2 and 3 are idempotent), so the account's balance and the entries the read side counts never part.
+A consumer's credit needs no timer: its event is redelivered until step 3 is done.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import grpc
@@ -31,7 +38,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from hongling.events.v1 import alliance_events_pb2 as aev
 from hongling.org.v1 import org_pb2, org_pb2_grpc
 
-from services.common import community, context, unitofwork
+from services.common import clocks, community, context, unitofwork
 from services.common.context import require_tenant
 from services.common.errors import (
     Aborted,
@@ -396,13 +403,53 @@ def _apply_hours(entry: HoursEntryDoc, uow: UnitOfWork) -> HoursEntryDoc:
     return done.doc
 
 
-def _enter_hours(entry: HoursEntryDoc, uow: UnitOfWork) -> HoursEntryDoc:
+FINISH_KIND = "alliance.ledger_finish"
+FINISH_AFTER = timedelta(minutes=2)  # far longer than steps 2 and 3 take; a restart fires it at once if due
+
+
+def _guard(kind: str, entry_id: str, uow: UnitOfWork) -> str | None:
+    """Schedule the finishing timer of a command's new entry (the real store only: an in-memory unit of work
+    has no process to die). Its key, or None."""
+    if uow is not unitofwork.MONGO:
+        return None
+    key = f"ledger-finish:{entry_id}"
+    clocks.schedule(key, FINISH_KIND, utcnow() + FINISH_AFTER, {"kind": kind, "entry_id": entry_id})
+    return key
+
+
+def _unguard(key: str | None) -> None:
+    if key is not None:
+        clocks.cancel(key)
+
+
+@clocks.handler(FINISH_KIND)
+def on_ledger_finish(timer: clocks.Timer) -> None:
+    """Finish a command's entry left between its steps by a crash (idempotent: a finished entry is left as is)."""
+    ident = timer.payload.get("entry_id", "")
+    if timer.payload.get("kind") == "hours":
+        hours = unitofwork.MONGO.load(HoursEntryDoc, ident)
+        if hours is not None and not hours.applied:
+            _apply_hours(hours, unitofwork.MONGO)
+        return
+    entry = unitofwork.MONGO.load(FundEntryDoc, ident)
+    if entry is not None and entry.status == "pending":
+        with contextlib.suppress(FailedPrecondition):  # beyond the balance: now recorded refused
+            _apply_funds(entry, unitofwork.MONGO)
+    log.info("ledger entry %s finished by its timer after an interrupted command", ident)
+
+
+def _enter_hours(entry: HoursEntryDoc, uow: UnitOfWork, *, guarded: bool = False) -> HoursEntryDoc:
+    key: str | None = None
     if not _insert(entry, uow):
         found = uow.load(HoursEntryDoc, entry.id)
         if found is None:
             raise Aborted(f"hours entry {entry.id} could not be written; retry (请重试)")
         entry = found
-    return _apply_hours(entry, uow)
+    elif guarded:
+        key = _guard("hours", entry.id, uow)
+    done = _apply_hours(entry, uow)
+    _unguard(key)
+    return done
 
 
 def credit(
@@ -728,12 +775,21 @@ def _fund_entry(
         updated_at=now,
         **fields,
     )
+    guard: str | None = None
     if not _insert(entry, uow):
         found = uow.load(FundEntryDoc, eid)
         if found is None:
             raise Aborted(f"fund entry {eid} could not be written; retry (请重试)")
         entry = found
-    return _apply_funds(entry, uow)
+    else:
+        guard = _guard("fund", eid, uow)
+    try:
+        done = _apply_funds(entry, uow)
+    except FailedPrecondition:  # refused, for good; any other failure leaves the timer to finish the entry
+        _unguard(guard)
+        raise
+    _unguard(guard)
+    return done
 
 
 def allocate(

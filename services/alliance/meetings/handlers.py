@@ -645,8 +645,8 @@ def hot_topics(community_id: str, days: int) -> dict[str, object]:
     today = rollups.today()
     first = today - timedelta(days=days - 1)
     before_first, before_last = first - timedelta(days=days), first - timedelta(days=1)
-    now_counts = readmodel.topic_counts(asked, first, today)
-    then_counts = readmodel.topic_counts(asked, before_first, before_last)
+    now_counts = peers.topic_counts(asked, first, today)
+    then_counts = peers.topic_counts(asked, before_first, before_last)
     categories = domain.rank_topics(now_counts.get("category", {}), then_counts.get("category", {}), HOT_LIMIT)
     grids = domain.rank_topics(now_counts.get("grid", {}), then_counts.get("grid", {}), HOT_LIMIT)
     names = peers.category_names() if categories else {}

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, TypeVar
 
 import grpc
@@ -130,6 +131,20 @@ def issue(issue_id: str, field: str) -> IssueInfo:
             ) from None
         raise
     return IssueInfo(found.id, found.title, found.place.community_id, found.status)
+
+
+def topic_counts(community_id: str, first: date, last: date) -> dict[str, dict[str, int]]:
+    """Issues received per category and per grid in the local days first..last of one community ("": the
+    tenant), from intake (GetTopicCounts, its rollup), asked as the caller: a community worker gets its own
+    community's figures only. kind -> topic -> n."""
+    request = intake_pb2.GetIssueStatsRequest(
+        community_id=community_id, from_day=first.isoformat(), to_day=last.isoformat()
+    )
+    found = _call(lambda: _intake().GetTopicCounts(request), as_service=False)
+    out: dict[str, dict[str, int]] = {"category": {}, "grid": {}}
+    for t in found.topics:
+        out.setdefault(t.kind, {})[t.topic] = int(t.count)
+    return out
 
 
 def category_names() -> dict[str, str]:

@@ -6,32 +6,26 @@
 - `alliance_meeting_attendance`: one row per attendance record (meeting × invitee): a unit's or a person's
   attendance history, newest first, for evaluation. A meeting's rows are replaced with its newer state.
 
-Hot topics (每月一题) read intake's rollup `intake_topic_days` (issues per local day by category and by grid,
-kept by intake's projection beside its rows: services/intake/readmodel.py): a window of one community's days
-through the primary key, never the issue rows. The table is named here in a metadata of its own (the read side
-is shared; the alliance never imports intake's code).
+Hot topics (每月一题) are intake's figures: its GetTopicCounts answers from its rollup `intake_topic_days`
+(services/intake/readmodel.py), called over gRPC (peers.py) like every other look-up of another service.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     Column,
     Connection,
-    Date,
     DateTime,
     Index,
     Integer,
-    MetaData,
     Table,
     Text,
     and_,
     delete,
-    func,
     insert,
     literal,
     select,
@@ -85,17 +79,6 @@ ATTENDANCE = Table(
     Column("at", DateTime(timezone=True), nullable=False),
     Index("alliance_attendance_unit", "unit_id", "starts_at", "meeting_id"),
     Index("alliance_attendance_person", "person_id", "starts_at", "meeting_id"),
-)
-# intake's rollup, read only (services/intake/readmodel.py TOPIC_DAYS; created by migration 0006).
-_INTAKE = MetaData(schema=readside.PLACEHOLDER)
-TOPIC_DAYS = Table(
-    "intake_topic_days",
-    _INTAKE,
-    Column("community_id", Text, primary_key=True),
-    Column("day", Date, primary_key=True),
-    Column("kind", Text, primary_key=True),
-    Column("topic", Text, primary_key=True),
-    Column("n", BigInteger, nullable=False),
 )
 
 
@@ -220,20 +203,3 @@ def list_attendance(
     page = found[:size]
     token = paging.page_token(page[-1].starts_at, page[-1].meeting_id, fingerprint) if len(found) > size else ""
     return list(page), token
-
-
-def topic_counts(community_id: str, first: date, last: date) -> dict[str, dict[str, int]]:
-    """Issues received per category and per grid in the local days first..last (inclusive), of one community
-    ("": the tenant): kind -> topic -> n, from intake's day rollup (at most days × topics rows)."""
-    t = TOPIC_DAYS.c
-    query = (
-        select(t.kind, t.topic, func.sum(t.n).label("n"))
-        .where(t.community_id == (community_id or "*"), t.day.between(first, last))
-        .group_by(t.kind, t.topic)
-    )
-    out: dict[str, dict[str, int]] = {"category": {}, "grid": {}}
-    with readside.connect() as conn:
-        for r in conn.execute(query):
-            if int(r.n) > 0:
-                out.setdefault(r.kind, {})[r.topic] = int(r.n)
-    return out
