@@ -3,8 +3,9 @@
 Runs against a running stack (deploy/local/test.sh bench starts a private one, the projector included).
 
 The year (issue 17), across the 7 tenants, 3 communities each:
-- 1,000 joint meetings (ScheduleMeeting: online, two units and two people invited, two agenda items; starts
-  spread over the past year) with two attendance records each (RecordAttendance);
+- 1,000 joint meetings (ScheduleMeeting: online, two units and two people invited, two agenda items): a tenth
+  began within the last 20 hours and have two attendance records each (RecordAttendance; a meeting cannot be
+  scheduled more than 24 hours back), the others are spread over the coming year;
 - 20,000 shift records: posts whose weekly pattern makes 24 shifts each (about 10,000 shifts, CreatePost) and
   10,000 claims of them by people (ClaimShift);
 - 5,000 co-building activities (PublishActivity);
@@ -71,6 +72,7 @@ YEAR = {"meetings": 1_000, "shifts": 10_000, "claims": 10_000, "activities": 5_0
 COMMUNITIES = 3
 PEOPLE = 200  # per community: who claims shifts and earns hours
 SHIFTS_PER_POST = 24  # two weekdays x 12 weeks
+FUNDS = ("running", "resident_service", "model_community", "property_backstop")
 settings = get_settings()
 TENANTS = list(tenant_slugs())
 GATEWAY = f"http://127.0.0.1:{settings.gateway_port}"
@@ -196,7 +198,13 @@ def load(where: list[Place], producer: KafkaProducer, a: float, b: float) -> Non
         p = where[n % len(where)]
 
         def job() -> None:
-            start = now - timedelta(days=365) + timedelta(minutes=rng.randrange(365 * 24 * 60))
+            # Scheduling reaches back 24 hours at most: a tenth of the meetings began within the last 20 hours
+            # (their attendance is recorded), the others are spread over the coming year.
+            held = n % 10 == 0
+            if held:
+                start = now - timedelta(minutes=rng.randrange(60, 20 * 60))
+            else:
+                start = now + timedelta(minutes=rng.randrange(60, 365 * 24 * 60))
             md = callers[p.tenant].md()
             m = meetings.ScheduleMeeting(
                 mpb.ScheduleMeetingRequest(
@@ -221,7 +229,7 @@ def load(where: list[Place], producer: KafkaProducer, a: float, b: float) -> Non
                 metadata=md,
                 timeout=30,
             )
-            for status, person in (("on_time", p.people[0]), ("late", p.people[1])):
+            for status, person in (("on_time", p.people[0]), ("late", p.people[1])) if held else ():
                 meetings.RecordAttendance(
                     mpb.RecordMeetingAttendanceRequest(meeting_id=m.id, person_id=person, status=status),
                     metadata=md,
@@ -287,9 +295,27 @@ def load(where: list[Place], producer: KafkaProducer, a: float, b: float) -> Non
 
         return job
 
+    def opening(i: int, which: str) -> Callable[[], None]:
+        p = where[i]
+
+        def job() -> None:
+            funds.AllocateFunds(
+                lpb.AllocateFundsRequest(
+                    community_id=p.community,
+                    fund=which,
+                    amount_fen=100_000_000,
+                    source="年度预算",
+                    idempotency_key=f"bench-{RUN}-open-{i}-{which}",
+                ),
+                metadata=callers[p.tenant].md(),
+                timeout=30,
+            )
+
+        return job
+
     def fund(n: int) -> Callable[[], None]:
         p = where[n % len(where)]
-        which = ["running", "resident_service", "model_community", "property_backstop"][(n // len(where)) % 4]
+        which = FUNDS[(n // len(where)) % 4]
 
         def job() -> None:
             md = callers[p.tenant].md()
@@ -355,11 +381,15 @@ def load(where: list[Place], producer: KafkaProducer, a: float, b: float) -> Non
     fund_jobs = [fund(n) for n in share(YEAR["funds"], a, b)]
     print(f"[alliance] loading {a:.0%}..{b:.0%} of a year at scale {SCALE}", flush=True)
     run("meetings", [meeting(n) for n in share(YEAR["meetings"], a, b)])
-    run("posts", [post(n) for n in range(math.ceil(len(share(YEAR["shifts"], a, b)) / SHIFTS_PER_POST))])
+    first_post = 0 if a == 0 else len(where)  # every community gets a post in the first part
+    wanted = max(len(where) if a == 0 else 0, math.ceil(len(share(YEAR["shifts"], a, b)) / SHIFTS_PER_POST))
+    run("posts", [post(first_post + n) for n in range(wanted)])
     run("claims", [claim(n) for n in share(YEAR["claims"], a, b)])
     run("activities", [activity(n) for n in share(YEAR["activities"], a, b)])
     allocations = [job for n, job in zip(share(YEAR["funds"], a, b), fund_jobs, strict=True) if n % 10 == 0]
     spends = [job for n, job in zip(share(YEAR["funds"], a, b), fund_jobs, strict=True) if n % 10]
+    if a == 0:  # each community's four funds open with the year's budget before anything is spent
+        run("opening budgets", [opening(i, f) for i in range(len(where)) for f in FUNDS])
     run("fund allocations", allocations)
     run("fund spends", spends)
     run("hour credits (events)", [credit(n) for n in share(YEAR["hours"], a, b)])
