@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -30,6 +30,24 @@ def api(system: System, path: str) -> str:
 def org(system: System, collection: str, body: dict[str, object]) -> str:
     resp = requests.post(
         api(system, f"org/{collection}"), json=body, headers=system.auth("subdistrict_admin", T), timeout=10
+    )
+    assert resp.status_code == 201, resp.text
+    return str(resp.json()["id"])
+
+
+def activity(system: System, community: str) -> str:
+    """A co-building activity of the community next week: what the spending and the pledge are for."""
+    start = datetime.now(UTC) + timedelta(days=7)
+    body = {
+        "community_id": community,
+        "title": "楼道照明共建",
+        "kind": "cleanup",
+        "starts_at": start.isoformat(),
+        "ends_at": (start + timedelta(hours=2)).isoformat(),
+        "capacity": 10,
+    }
+    resp = requests.post(
+        api(system, "alliance/activities"), json=body, headers=system.auth("subdistrict_admin", T), timeout=10
     )
     assert resp.status_code == 201, resp.text
     return str(resp.json()["id"])
@@ -98,6 +116,7 @@ def test_funds_pledges_and_hours_in_the_portal(
     )
     person = org(system, "people", {"community_id": community, "name_zh": "门户志愿者", "roles": ["volunteer"]})
     worker = people("community_worker", T, community)
+    lamp = activity(system, community)
 
     # Funds: allocate ¥1,000 to the running budget and spend ¥300 of it; the balance shows ¥700.
     log_in(page, system, worker, f"{T}/funds")
@@ -106,10 +125,11 @@ def test_funds_pledges_and_hours_in_the_portal(
     page.get_by_test_id("alloc-submit").click()
     expect(page.get_by_test_id("fund-balance-running")).to_have_text("1000.00", timeout=30_000)
     page.get_by_test_id("spend-amount").locator("input").fill("300")
-    page.get_by_test_id("spend-for").fill("t-lamp-1")
+    page.locator(".el-radio-button", has_text="活动").click()
+    page.get_by_test_id("spend-for").fill(lamp)
     page.get_by_test_id("spend-submit").click()
     expect(page.get_by_test_id("fund-balance-running")).to_have_text("700.00", timeout=30_000)
-    expect(page.get_by_test_id("fund-entries")).to_contain_text("t-lamp-1")
+    expect(page.get_by_test_id("fund-entries")).to_contain_text(lamp)
     expect(page.locator(".el-message")).to_have_count(0, timeout=15_000)  # the toasts have gone
     page.mouse.move(0, 0)  # the submit button no longer hovered (its hover colour is the lighter one)
     page.evaluate("document.activeElement && document.activeElement.blur()")
@@ -120,7 +140,8 @@ def test_funds_pledges_and_hours_in_the_portal(
     member_page = context.new_page()
     log_in(member_page, system, member_account(system, f"member_unit:{unit}"), f"{T}/resources")
     member_page.get_by_test_id("pledge-entry").fill(entry)
-    member_page.get_by_test_id("pledge-for").fill("t-lamp-1")
+    member_page.locator(".el-radio-button", has_text="活动").click()
+    member_page.get_by_test_id("pledge-for").fill(lamp)
     member_page.get_by_test_id("pledge-submit").click()
     row = member_page.get_by_test_id("pledges").locator("tr", has_text="应急照明车")
     expect(row).to_have_count(1, timeout=30_000)

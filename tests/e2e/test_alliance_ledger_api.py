@@ -10,7 +10,7 @@ import io
 import threading
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -49,6 +49,22 @@ def org(system: System, collection: str, body: dict[str, Any]) -> str:
 
 def new_community(system: System) -> str:
     return org(system, "communities", {"name_zh": f"台账社区{unique()[-6:]}"})
+
+
+def activity_in(system: System, community: str) -> str:
+    """A co-building activity of the community next week: what a pledge or a spending is for."""
+    start = datetime.now(UTC) + timedelta(days=7)
+    body = {
+        "community_id": community,
+        "title": "共建活动",
+        "kind": "cleanup",
+        "starts_at": start.isoformat(),
+        "ends_at": (start + timedelta(hours=2)).isoformat(),
+        "capacity": 10,
+    }
+    return str(
+        created(requests.post(url(system, "alliance/activities"), json=body, headers=admin(system), timeout=10))["id"]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -114,11 +130,18 @@ def unit(system: System) -> dict[str, str]:
         "unit-resource-entries",
         {"unit_id": other_unit, "resource": "会议室", "category": "venue", "quantity": 1},
     )
-    return {"community": community, "unit": unit_id, "entry": entry, "other_entry": other_entry}
+    return {
+        "community": community,
+        "unit": unit_id,
+        "entry": entry,
+        "other_entry": other_entry,
+        "activity": activity_in(system, community),
+        "elsewhere": activity_in(system, new_community(system)),
+    }
 
 
 def pledge_body(unit: dict[str, str], **kw: Any) -> dict[str, Any]:
-    return {"resource_entry_id": unit["entry"], "quantity": 2, "for_kind": "task", "for_id": f"t-{unique()}", **kw}
+    return {"resource_entry_id": unit["entry"], "quantity": 2, "for_kind": "activity", "for_id": unit["activity"], **kw}
 
 
 def test_a_member_unit_pledges_a_listed_item_and_the_worker_confirms_delivery(
@@ -162,6 +185,9 @@ def test_a_pledge_is_refused_beyond_the_list_or_off_it_or_for_another_unit(
         (pledge_body(unit, resource_entry_id=unit["other_entry"]), 400, "resource_entry_id"),
         (pledge_body(unit, for_kind="party"), 400, "for_kind"),
         (pledge_body(unit, for_kind="decision"), 400, "item_id"),
+        (pledge_body(unit, for_id="act-none"), 400, "for_id"),  # no such activity
+        (pledge_body(unit, for_id=unit["elsewhere"]), 400, "for_id"),  # another community's
+        (pledge_body(unit, for_kind="task", for_id="t-none"), 400, "for_id"),  # no such task
         (pledge_body(unit, unit_id="someone-else"), 403, "unit_id"),
     ]
     for body, status, field in cases:
@@ -172,7 +198,7 @@ def test_a_pledge_is_refused_beyond_the_list_or_off_it_or_for_another_unit(
 
 def test_a_pledge_withdrawn_before_delivery_cannot_be_delivered(system: System, unit: dict[str, str]) -> None:
     member = system.member_auth(T, "member_unit", unit["unit"])
-    body = pledge_body(unit, for_kind="decision", for_id="m-1", item_id="i-1", idempotency_key=unique())
+    body = pledge_body(unit, idempotency_key=unique())
     pledge = created(requests.post(url(system, "alliance/pledges"), json=body, headers=member, timeout=10))
     retry = created(requests.post(url(system, "alliance/pledges"), json=body, headers=member, timeout=10))
     assert retry["id"] == pledge["id"]
@@ -210,7 +236,7 @@ def test_a_worker_allocates_and_spends_and_the_balance_and_month_come_from_the_r
         "fund": "resident_service",
         "amount_fen": 30_000,
         "for_kind": "activity",
-        "for_id": "a-1",
+        "for_id": activity_in(system, community),
     }
     spent = created(requests.post(url(system, "alliance/fund-spendings"), json=spend, headers=worker, timeout=10))
     assert int(spent["balance_fen"]) == 70_000
@@ -264,7 +290,13 @@ def test_concurrent_spends_of_one_fund_never_overdraw_it(system: System) -> None
     headers = admin(system)
     alloc = {"community_id": community, "fund": "running", "amount_fen": 1000, "source": "区财政"}
     created(requests.post(url(system, "alliance/fund-allocations"), json=alloc, headers=headers, timeout=10))
-    spend = {"community_id": community, "fund": "running", "amount_fen": 300, "for_kind": "task", "for_id": "t-race"}
+    spend = {
+        "community_id": community,
+        "fund": "running",
+        "amount_fen": 300,
+        "for_kind": "activity",
+        "for_id": activity_in(system, community),
+    }
     answers: list[requests.Response] = []
     start = threading.Barrier(8)
 

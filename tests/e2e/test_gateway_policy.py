@@ -618,8 +618,8 @@ CALLS: dict[str, list[Call]] = {
                     "community_id": s.community_id,
                     "fund": "running",
                     "amount_fen": 10**11,
-                    "for_kind": "task",
-                    "for_id": "t-1",
+                    "for_kind": "activity",
+                    "for_id": s.activity_id,
                 }
             },
         ),

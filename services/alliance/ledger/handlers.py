@@ -35,9 +35,12 @@ import grpc
 import mongoengine as me
 import pymongo.errors
 from google.protobuf.timestamp_pb2 import Timestamp
+from hongling.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from hongling.events.v1 import alliance_events_pb2 as aev
 from hongling.org.v1 import org_pb2, org_pb2_grpc
 
+from services.alliance.activities.documents import ActivityDoc
+from services.alliance.meetings.documents import MeetingDoc
 from services.common import clocks, community, context, unitofwork
 from services.common.context import require_tenant
 from services.common.errors import (
@@ -173,6 +176,64 @@ class Org:
 ORG = Org()
 
 
+class Targets:
+    """What a pledge or a spending is for, looked up where it lives: an activity or a meeting in this service's
+    tenant database (by _id), a task at dispatch over gRPC (as this service). community_of answers the
+    community it belongs to, or None when there is no such thing in the tenant."""
+
+    def __init__(self) -> None:
+        self._dispatch = LazyStub(
+            dispatch_pb2_grpc.DispatchServiceStub, "dispatch", "hongling.dispatch.v1.DispatchService", "alliance"
+        )
+
+    def community_of(self, kind: str, ident: str, item: str, uow: UnitOfWork) -> str | None:
+        if kind == domain.ACTIVITY:
+            activity = uow.load_fields(ActivityDoc, ident, ["community_id"])
+            return str(activity["community_id"]) if activity else None
+        if kind == domain.DECISION:
+            meeting = uow.load(MeetingDoc, ident)
+            items = {i.id: i for i in (meeting.agenda if meeting else [])}
+            on = items.get(item)
+            if meeting is None or on is None or (on.decision is not None and on.decision.outcome == "rejected"):
+                return None
+            return str(meeting.community_id)
+        me_ = Principal(sub="alliance", role="service", tenants=(require_tenant(),))
+        try:
+            with context.bound(principal=me_):
+                task = self._dispatch().GetTask(dispatch_pb2.GetTaskRequest(id=ident))
+        except grpc.RpcError as exc:
+            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                return None
+            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise Unavailable(
+                    "the dispatch service cannot be reached; retry shortly (派单服务暂不可用，请稍后重试)"
+                ) from None
+            raise
+        return str(task.community_id)
+
+
+TARGETS = Targets()
+FOR_ZH = {domain.TASK: "任务", domain.ACTIVITY: "活动", domain.DECISION: "会议决议"}
+
+
+def require_target(kind: str, ident: str, item: str, community_id: str, uow: UnitOfWork, targets: Targets) -> None:
+    """A pledge or a spending is tied to a task, an activity or a meeting's decision that exists in this tenant,
+    in the same community (a decision: an agenda item of the meeting, not rejected)."""
+    where = targets.community_of(kind, ident, item, uow)
+    field = "item_id" if kind == domain.DECISION and where is None and uow.load(MeetingDoc, ident) else "for_id"
+    if where is None:
+        raise InvalidArgument(
+            f"no {kind} {ident!r}{f' item {item!r}' if item else ''} in this tenant to tie this to: name an existing "
+            f"one (未找到所属{FOR_ZH[kind]})",
+            field=field,
+        )
+    if where != community_id:
+        raise InvalidArgument(
+            f"{kind} {ident!r} belongs to another community than {community_id!r} (所属{FOR_ZH[kind]}不在本社区)",
+            field="for_id",
+        )
+
+
 def _insert(doc: D, uow: UnitOfWork) -> bool:
     """Create a document (version 1); False when one with its _id exists already."""
     doc.version = 1
@@ -208,6 +269,7 @@ def pledge(
     by: Principal,
     uow: UnitOfWork = unitofwork.MONGO,
     org: Org = ORG,
+    targets: Targets = TARGETS,
 ) -> PledgeDoc:
     require_role(by, ("member", *STAFF), "pledge resources")
     unit = member_unit(by, unit_id.strip()) if by.role == "member" else unit_id.strip()
@@ -230,6 +292,7 @@ def pledge(
         )
     community.require_placed_in_scope(entry.community_id)
     amount = domain.quantity(quantity, float(entry.quantity or 0))
+    require_target(kind, ident, item, entry.community_id, uow, targets)
     key = idempotency_key.strip()
     pid = domain.keyed_id("pl", key, f"{by.sub}:{unit}") if key else f"pl-{uuid.uuid4().hex}"
     now = utcnow()
@@ -743,6 +806,8 @@ def _fund_entry(
     by: Principal,
     uow: UnitOfWork,
     org: Org,
+    target: tuple[str, str, str] | None = None,
+    targets: Targets | None = None,
 ) -> FundEntryDoc:
     require_role(by, STAFF, "allocate or spend community funds")
     cid = community_id.strip()
@@ -755,6 +820,8 @@ def _fund_entry(
         raise InvalidArgument(
             f"community {cid!r} does not exist in this tenant (该街道/镇没有这个社区)", field="community_id"
         )
+    if target is not None:
+        require_target(*target, cid, uow, targets or TARGETS)
     key = idempotency_key.strip()
     eid = domain.keyed_id("fe", key, f"{by.sub}:{cid}:{name}:{kind}") if key else f"fe-{uuid.uuid4().hex}"
     now = utcnow()
@@ -825,6 +892,7 @@ def spend(
     by: Principal,
     uow: UnitOfWork = unitofwork.MONGO,
     org: Org = ORG,
+    targets: Targets = TARGETS,
 ) -> FundEntryDoc:
     kind, ident, item = domain.target(for_kind, for_id, item_id)
     unit = unit_id.strip()
@@ -832,7 +900,18 @@ def spend(
         raise InvalidArgument("unit_id is too long (单位编号过长)", field="unit_id")
     fields = {"for_kind": kind, "for_id": ident, "item_id": item, "unit_id": unit, "note": domain.note(note)}
     return _fund_entry(
-        domain.SPENDING, community_id, fund_name, amount_fen, kind, fields, idempotency_key, by, uow, org
+        domain.SPENDING,
+        community_id,
+        fund_name,
+        amount_fen,
+        kind,
+        fields,
+        idempotency_key,
+        by,
+        uow,
+        org,
+        target=(kind, ident, item),
+        targets=targets,
     )
 
 
