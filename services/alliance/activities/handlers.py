@@ -12,18 +12,15 @@ from services.alliance.activities import domain
 from services.alliance.activities.documents import ActivityDoc, ParticipantDoc
 from services.alliance.posts import domain as posts_domain
 from services.alliance.posts.documents import PlaceDoc
-from services.alliance.posts.handlers import acting, is_staff, not_found, owns, ts, utcnow
+from services.alliance.posts.handlers import acting, is_staff, not_found, owns
+from services.alliance.shared import conflicts, ts, utcnow
 from services.common import community
 from services.common.context import require_tenant
-from services.common.errors import Aborted, PermissionDenied
+from services.common.errors import PermissionDenied
 from services.common.principal import Principal
-from services.common.unitofwork import MONGO, Conflicts, UnitOfWork, change
+from services.common.unitofwork import MONGO, UnitOfWork, change
 
-CONFLICTS = Conflicts(
-    stale=lambda i, v, e: Aborted(f"activity {i} is at version {v}, not {e}: reload (已被修改，请刷新)"),
-    raced=lambda i: Aborted(f"activity {i} was changed at the same moment: reload (已被同时修改，请刷新)"),
-    busy=lambda i: Aborted(f"activity {i} is very busy: retry (报名人数较多，请稍后重试)"),
-)
+CONFLICTS = conflicts("activity", "活动")
 # Many people signing up for one activity at once each take its next version in turn: give them time.
 DEADLINE_SECONDS = 20.0
 

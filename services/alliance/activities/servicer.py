@@ -13,8 +13,9 @@ from hongling.alliance.v1 import posts_pb2
 from services.alliance.activities import domain, handlers, readmodel
 from services.alliance.activities.documents import ActivityDoc
 from services.alliance.posts import domain as posts_domain
-from services.alliance.posts.handlers import STAFF_ROLES, is_staff, ts, utcnow
+from services.alliance.posts.handlers import STAFF_ROLES, is_staff
 from services.alliance.posts.servicer import _member_filter, _time, page_size, principal
+from services.alliance.shared import ts, utcnow
 from services.common import community
 from services.common.errors import InvalidArgument, PermissionDenied
 from services.common.principal import Principal

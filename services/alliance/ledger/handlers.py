@@ -28,19 +28,19 @@ import io
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import grpc
 import mongoengine as me
 import pymongo.errors
-from google.protobuf.timestamp_pb2 import Timestamp
 from hongling.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from hongling.events.v1 import alliance_events_pb2 as aev
 from hongling.org.v1 import org_pb2, org_pb2_grpc
 
 from services.alliance.activities.documents import ActivityDoc
 from services.alliance.meetings.documents import MeetingDoc
+from services.alliance.shared import aware, conflicts, ts, utcnow
 from services.common import clocks, community, context, unitofwork
 from services.common.context import require_tenant
 from services.common.errors import (
@@ -78,31 +78,8 @@ RULES_ID = "timebank_rules"
 D = TypeVar("D", bound=OutboxDocument)
 
 
-def utcnow() -> datetime:
-    at = datetime.now(UTC)
-    return at.replace(microsecond=at.microsecond // 1000 * 1000)
-
-
-def aware(at: datetime | None) -> datetime | None:
-    if at is None:
-        return None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
-def ts(at: datetime | None) -> Timestamp | None:
-    if at is None:
-        return None
-    out = Timestamp()
-    out.FromDatetime(aware(at))  # type: ignore[arg-type]
-    return out
-
-
 def _conflicts(kind: str) -> Conflicts:
-    return Conflicts(
-        stale=lambda i, v, e: Aborted(f"{kind} {i} is at version {v}, not {e}: reload and retry (已被他人修改)"),
-        raced=lambda i: Aborted(f"{kind} {i} was changed by someone else at the same moment; retry (请重试)"),
-        busy=lambda i: Aborted(f"{kind} {i} is busy with other changes; retry shortly (请稍后重试)"),
-    )
+    return conflicts(kind)
 
 
 # ---------------------------------------------------------------- who is calling

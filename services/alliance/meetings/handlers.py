@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import mongoengine as me
@@ -33,11 +33,12 @@ from services.alliance.meetings.documents import (
     MeetingDoc,
     MeetingSettingsDoc,
 )
+from services.alliance.shared import aware, conflicts, utcnow
 from services.common import clocks, community, rollups, unitofwork
 from services.common.context import current_principal, require_tenant
-from services.common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.common.principal import Principal
-from services.common.unitofwork import Conflicts, UnitOfWork
+from services.common.unitofwork import UnitOfWork
 
 log = logging.getLogger(__name__)
 CLOSE_KIND = "alliance.meeting_close"
@@ -45,20 +46,7 @@ SETTINGS_ID = "settings"
 CLOSED_ISSUE = frozenset({"cancelled", "duplicate"})
 HOT_LIMIT = 5
 
-CONFLICTS = Conflicts(
-    stale=lambda mid, v, e: Aborted(f"meeting {mid!r} is at version {v}, not {e}: reload and retry (会议已被修改)"),
-    raced=lambda mid: Aborted(f"meeting {mid!r} was changed at the same moment: reload and retry (会议已被修改)"),
-    busy=lambda mid: Aborted(f"meeting {mid!r} kept changing under this change: retry (会议正被频繁修改，请重试)"),
-)
-
-
-def utcnow() -> datetime:
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
-def aware(at: datetime | None) -> datetime | None:
-    return None if at is None else (at if at.tzinfo else at.replace(tzinfo=UTC))
+CONFLICTS = conflicts("meeting", "会议")
 
 
 def _ts(at: datetime | None) -> Timestamp:

@@ -19,16 +19,16 @@ from typing import Any
 
 import mongoengine as me
 import pymongo.errors
-from google.protobuf.timestamp_pb2 import Timestamp
 from hongling.events.v1 import alliance_events_pb2 as ev
 
 from services.alliance.posts import domain
 from services.alliance.posts.documents import ClaimantLockDoc, PlaceDoc, PostClaimDoc, PostDoc, SeatDoc, ShiftDoc
+from services.alliance.shared import conflicts, ts, utcnow
 from services.common import clocks, community
 from services.common.context import require_tenant
 from services.common.errors import Aborted, AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
 from services.common.principal import Principal
-from services.common.unitofwork import MONGO, Conflicts, UnitOfWork, change
+from services.common.unitofwork import MONGO, UnitOfWork, change
 
 log = logging.getLogger(__name__)
 
@@ -36,29 +36,8 @@ SHIFT_END = "alliance.shift_end"
 STALE = timedelta(seconds=30)
 DUPLICATE = (me.NotUniqueError, pymongo.errors.DuplicateKeyError)
 STAFF_ROLES = ("community_worker", "subdistrict_admin", "service")
-CONFLICTS = Conflicts(
-    stale=lambda i, v, e: Aborted(f"claim {i} is at version {v}, not {e}: reload (已被修改，请刷新)"),
-    raced=lambda i: Aborted(f"claim {i} was changed at the same moment: reload (已被同时修改，请刷新)"),
-    busy=lambda i: Aborted(f"claim {i} kept changing; retry (请稍后重试)"),
-)
-POST_CONFLICTS = Conflicts(
-    stale=lambda i, v, e: Aborted(f"post {i} is at version {v}, not {e}: reload (已被修改，请刷新)"),
-    raced=lambda i: Aborted(f"post {i} was changed at the same moment: reload (已被同时修改，请刷新)"),
-    busy=lambda i: Aborted(f"post {i} kept changing; retry (请稍后重试)"),
-)
-
-
-def utcnow() -> datetime:
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
-def ts(at: datetime | None) -> Timestamp | None:
-    if at is None:
-        return None
-    out = Timestamp()
-    out.FromDatetime(domain.utc(at))
-    return out
+CONFLICTS = conflicts("claim", "认领")
+POST_CONFLICTS = conflicts("post", "岗位")
 
 
 def is_staff(p: Principal) -> bool:
