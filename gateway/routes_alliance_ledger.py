@@ -39,6 +39,7 @@ from gateway.calls import tenant_call
 from gateway.community import list_filter
 from gateway.query import PAGE_TOKEN, args, integer, page_size, query, text
 from gateway.routes_dispatch import DOCS, Doc, message, optional_version, page, parse
+from gateway.routes_org import content_disposition
 
 bp = Blueprint("alliance_ledger", __name__)
 BASE = "/api/v1/tenants/<tenant>/alliance"
@@ -277,7 +278,7 @@ def export_hours(tenant: str) -> Response:
     with tenant_call(tenant):
         found = timebank().ExportHours(req)
     resp = Response(found.content, mimetype=XLSX)
-    resp.headers["Content-Disposition"] = f'attachment; filename="{found.filename}"'
+    resp.headers["Content-Disposition"] = content_disposition(found.filename, f"volunteer-hours-{q['year']}.xlsx")
     resp.headers["X-People"] = str(found.people)
     resp.headers["X-Entries"] = str(found.entries)
     return resp

@@ -34,6 +34,7 @@ from gateway.calls import tenant_call
 from gateway.community import list_filter
 from gateway.query import PAGE_TOKEN, args, integer, page_size, parse_time, query, text
 from gateway.routes_dispatch import DOCS, Doc, message, page, parse
+from gateway.routes_org import content_disposition
 
 bp = Blueprint("alliance_meetings", __name__)
 MEETINGS = "/api/v1/tenants/<tenant>/alliance/meetings"
@@ -302,7 +303,7 @@ def minutes(tenant: str, meeting_id: str) -> Response:
     with tenant_call(tenant):
         found = stub().GetMinutes(pb.GetMinutesRequest(id=meeting_id))
     resp = Response(found.content, mimetype=found.content_type)
-    resp.headers["Content-Disposition"] = f'attachment; filename="{found.filename}"'
+    resp.headers["Content-Disposition"] = content_disposition(found.filename, "minutes.docx")
     return resp
 
 

@@ -225,15 +225,26 @@ def system(infra: Settings) -> Iterator[System]:
     sys_.services_sh("stop")
 
 
-def read_topic(bootstrap: str, topic: str) -> list[Any]:
-    """Every record now on the topic (all partitions, from the beginning), read without a group."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1500)
-    parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-    consumer.assign(parts)
-    consumer.seek_to_beginning(*parts)
-    records = list(consumer)
-    consumer.close()
-    return records
+def read_topic(bootstrap: str, topic: str, deadline_seconds: float = 120.0) -> list[Any]:
+    """Every record now on the topic (all partitions, from the beginning, up to their end offsets as they were
+    when asked), read without a group. Reads until each partition reaches that end, however slowly the broker
+    answers on a busy machine (a pause between records does not end it), within a generous deadline."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends = consumer.end_offsets(parts)
+        records: list[Any] = []
+        deadline = time.monotonic() + deadline_seconds
+        while any(consumer.position(p) < ends[p] for p in parts):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{topic}: could not read to its end in {deadline_seconds:.0f} s")
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()
 
 
 def call_metadata(

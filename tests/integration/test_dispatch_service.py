@@ -30,8 +30,7 @@ from kafka import KafkaProducer
 from pymongo import MongoClient
 
 from services.common.events import CloudEvent, topic_for
-from services.common.grpc_server import TENANT_KEY
-from services.common.principal import METADATA_KEY, Principal, mint
+from services.common.principal import Principal
 from services.dispatch.domain import task_id_for_issue, whistle_id_for_issue
 from tests.conftest import System, read_topic, unique, wait_for
 from tests.integration.test_intake_service import Area, Stub, field_of, make_area
@@ -830,7 +829,7 @@ def member(system: System, kind: str, rid: str) -> Stub:
     """Calls as a member (成员单位/个人) whose credential is bound to the helper (kind, rid)."""
     stub = dispatch(system)
     me = Principal(sub=f"member-{rid}", role="member", tenants=(T,), responder=(kind, rid))
-    stub.md = [(METADATA_KEY, mint(me, system.settings.principal_secret)), (TENANT_KEY, T)]
+    stub.principal = me
     return stub
 
 

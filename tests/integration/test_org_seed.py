@@ -124,7 +124,8 @@ def test_a_second_run_changes_nothing(seeded: str, system: System, org: pb_grpc.
     again = run_demo()
     assert again.returncode == 0, again.stdout + again.stderr
     assert " 0 created," in again.stdout and "team leaders set" not in again.stdout, again.stdout
-    assert versions(org, md) == before
+    # A fresh principal: the demo's run can outlast the first one's minute on a busy machine.
+    assert versions(org, call_metadata(system.settings, TENANT)) == before
 
 
 def test_records_clashing_with_existing_data_are_left_out_with_a_warning(

@@ -14,7 +14,7 @@ from hongling.alliance.v1 import ledger_pb2_grpc as pb_grpc
 
 from services.common import community
 from services.common.context import current_principal, require_tenant
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, NotFound
 from services.common.principal import Principal
 
 from . import domain, handlers, readmodel
@@ -208,6 +208,8 @@ class TimeBankServicer(pb_grpc.TimeBankServiceServicer):
         if not cid:
             raise InvalidArgument("community_id is required (须指明社区)", field="community_id")
         cid = community.list_filter(cid, p)
+        if handlers.ORG.community(cid) is None:
+            raise NotFound(f"community {cid!r} not found in this tenant (该街道/镇没有这个社区)", field="community_id")
         year = request.year or date.today().year
         start, end = domain.year_bounds(year)
         people = readmodel.hours_of_year(cid, start, end)
