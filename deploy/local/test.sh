@@ -49,6 +49,11 @@ bash "$here/stack.sh" start
 "$PY" -m services.common.topics
 
 export HONGLING_REQUIRE_INFRA=1
+# The suite's and the benchmarks' stacks file every report straight to dispatch when a tenant has no filing rule
+# (核实立案's shipped default holds routine and major reports for a worker's decision): the tests of the whistle
+# and the benchmarks need reports to reach dispatch; the tests of 核实立案 set their tenant's rules, and the
+# shipped default is a unit test of the rule (tests/unit/test_intake_filing.py).
+export HONGLING_FILING_DEFAULT="${HONGLING_FILING_DEFAULT:-direct}"
 if [[ "$mode" == bench ]]; then
   # The benchmarks drive the gateway from one address far above a person's request rate.
   export HONGLING_RATE_IP_PER_SECOND="${HONGLING_RATE_IP_PER_SECOND:-100000}"

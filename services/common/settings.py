@@ -190,6 +190,9 @@ class Settings(BaseSettings):
     # The portal's grid map: a raster tile service where the deployment has one, as a URL template with {z},
     # {x} and {y} (https; http only on this host), and the attribution its licence asks for. Empty: the grids
     # are drawn from their boundaries alone, with no tile server (gateway/routes_portal.py).
+    # 核实立案 without a rule of the tenant: "verify" (routine and major wait for a community worker's decision,
+    # urgent goes straight to dispatch) or "direct" (every class straight to dispatch, as before 核实立案).
+    filing_default: Literal["verify", "direct"] = "verify"
     map_tile_url: str = ""
     map_tile_attribution: str = Field("", max_length=200)
 

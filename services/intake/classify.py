@@ -42,7 +42,12 @@ FILING_MINUTES_RANGE = (1, 43200)  # a verification deadline: 1 minute .. 30 day
 # The shipped filing of every class, until a tenant's rules say otherwise: straight to dispatch, as before
 # verification existed (README "核实立案": an upgrade must not hold every tenant's reports for workers who
 # may not be on duty yet; a subdistrict admin turns verification on per class or category).
-DEFAULT_FILING = {"routine": FILING_DIRECT, "major": FILING_DIRECT, "urgent": FILING_DIRECT}
+# Without a rule of the tenant: urgent goes straight to dispatch, routine and major wait for a worker's
+# verification (核实立案) — the issue's default. A deployment may ship "direct" for every class instead
+# (HONGLING_FILING_DEFAULT=direct: an upgrade whose communities are not yet taking the queue).
+DEFAULT_FILING = {"routine": FILING_VERIFY, "major": FILING_VERIFY, "urgent": FILING_DIRECT}
+ALL_DIRECT = {"routine": FILING_DIRECT, "major": FILING_DIRECT, "urgent": FILING_DIRECT}
+FILING_DEFAULTS = {"verify": DEFAULT_FILING, "direct": ALL_DIRECT}
 # A "verify" rule without its own deadline waits this long (minutes) for a worker's decision: 4 h for
 # routine, 24 h for major (it needs a visit more often), 1 h for urgent (should a tenant verify those at all).
 DEFAULT_VERIFY_MINUTES = {"routine": 4 * 60, "major": 24 * 60, "urgent": 60}
@@ -297,10 +302,11 @@ def _filing_rules(raw: object, codes: set[str]) -> tuple[FilingRule, ...]:
     return tuple(out)
 
 
-def filing_for(rules: Rules, category: str, urgency: str) -> Filing:
+def filing_for(rules: Rules, category: str, urgency: str, default: str = "verify") -> Filing:
     """How an issue of this category and class is filed: the most specific of the tenant's filing rules
-    (category and urgency, then category alone, then urgency alone, then a rule naming neither), else
-    DEFAULT_FILING; a verify rule's deadline defaults to DEFAULT_VERIFY_MINUTES of the class."""
+    (category and urgency, then category alone, then urgency alone, then a rule naming neither), else the
+    deployment's default (FILING_DEFAULTS[default]: "verify" = DEFAULT_FILING); a verify deadline defaults to
+    DEFAULT_VERIFY_MINUTES of the class."""
     best: tuple[int, FilingRule] | None = None
     for rule in rules.filing:
         if rule.category and rule.category != category:
@@ -312,7 +318,7 @@ def filing_for(rules: Rules, category: str, urgency: str) -> Filing:
             best = (score, rule)
     u_zh = URGENCY_ZH.get(urgency, urgency)
     if best is None:
-        mode, minutes = DEFAULT_FILING.get(urgency, FILING_DIRECT), 0
+        mode, minutes = FILING_DEFAULTS[default].get(urgency, FILING_DIRECT), 0
         zh_why, en_why = f"默认（{u_zh}事项）", f"default for {urgency}"
     else:
         rule = best[1]

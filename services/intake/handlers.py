@@ -33,6 +33,7 @@ from services.common.errors import Aborted, FailedPrecondition, InvalidArgument,
 from services.common.events import CloudEvent, PoisonEvent
 from services.common.principal import Principal
 from services.common.protect import Protector
+from services.common.settings import get_settings
 from services.common.unitofwork import Conflicts, UnitOfWork
 from services.intake import domain, geo, metrics, readmodel
 from services.intake.classify import (
@@ -449,7 +450,7 @@ def create_issue(
     if place.lat is not None and place.lon is not None:
         original, claim = _find_or_claim(rules, category, place.lat, place.lon, now, issue_id)
     # 核实立案: an approved assistance task was checked by the district already (审核把关): filed directly.
-    filing = filing_for(rules, category, urgency)
+    filing = filing_for(rules, category, urgency, get_settings().filing_default)
     if grant_id:
         filing = replace(filing, mode=FILING_DIRECT, deadline_minutes=0)
     stored: list[str] = []

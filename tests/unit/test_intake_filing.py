@@ -27,11 +27,23 @@ def rules_with(filing: list[dict[str, Any]]) -> Any:
 # ---------------------------------------------------------------- the rule
 
 
-def test_the_shipped_default_files_every_class_directly() -> None:
+def test_the_shipped_default_verifies_routine_and_major_and_files_urgent_directly() -> None:
     rules = default_rules()
     assert rules.filing == ()
+    routine, major = filing_for(rules, "property_repair", "routine"), filing_for(rules, "property_repair", "major")
+    assert (routine.mode, routine.deadline_minutes) == (FILING_VERIFY, 4 * 60)
+    assert (major.mode, major.deadline_minutes) == (FILING_VERIFY, 24 * 60)
+    assert "默认" in routine.reason and "default for routine" in routine.reason
+    assert filing_for(rules, "property_repair", "urgent").mode == FILING_DIRECT
+
+
+def test_a_deployment_may_file_every_class_directly_by_default() -> None:
+    rules = default_rules()
     for urgency in ("routine", "major", "urgent"):
-        assert filing_for(rules, "property_repair", urgency).mode == FILING_DIRECT
+        assert filing_for(rules, "property_repair", urgency, "direct").mode == FILING_DIRECT
+    # A tenant's own rule still wins over either default.
+    own = rules_with([{"mode": "verify", "urgency": "routine"}])
+    assert filing_for(own, "property_repair", "routine", "direct").mode == FILING_VERIFY
 
 
 def test_verify_without_a_deadline_takes_the_class_default() -> None:
