@@ -481,7 +481,8 @@ class OutboxRelay:
         pending, self._unrecorded = self._unrecorded, defaultdict(list)
         self._recorded = time.monotonic()
         for tenant, records in pending.items():
-            self._record(tenant, records)
+            if records:  # a tenant looked up without a record since (defaultdict) has nothing to write
+                self._record(tenant, records)
 
     def _record(self, tenant: str, records: list[dict[str, Any]]) -> None:
         """Insert published events' records into the tenant's PUBLISHED. Not recorded (an error) means a relay
