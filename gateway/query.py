@@ -15,6 +15,7 @@ does not declare are left to the view (the org lists read theirs as filters: `fi
 from __future__ import annotations
 
 import functools
+import re
 import unicodedata
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, replace
@@ -30,6 +31,8 @@ TEXT_MAX = 200  # characters of one text parameter (ids, codes, names)
 # Text parameters take no control characters (C0, DEL, C1: Unicode category Cc): never part of an id, a
 # code or a search, and some stores refuse them (PostgreSQL has no NUL in text).
 PRINTABLE = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+# A required text: printable, and not blank (a blank value reads as absent).
+PRINTABLE_NOT_BLANK = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\x00-\\x20\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
 TRUE = ("true", "1", "yes")
 FALSE = ("false", "0", "no")
 View = TypeVar("View", bound=Callable[..., Any])
@@ -94,8 +97,24 @@ def text(
 
         return Param(name, {"type": "string", "enum": list(values)}, description, one_of, "", required)
     schema: Schema = {"type": "string", "maxLength": max_length, "pattern": PRINTABLE}
+    if required:
+        schema = {**schema, "minLength": 1, "pattern": PRINTABLE_NOT_BLANK}
     text = f"{description} (≤ {max_length} characters, no control characters)"
     return Param(name, schema, text, lambda raw: _printable(name, raw, max_length), "", required)
+
+
+MONTH = "^[1-9][0-9]{3}-(0[1-9]|1[0-2])$"
+
+
+def month(name: str, description: str) -> Param:
+    """A local month YYYY-MM (Asia/Shanghai); "" when absent (the caller's default)."""
+
+    def read(raw: str) -> str:
+        if not re.fullmatch(MONTH, raw):
+            raise bad(name, "月份格式须为YYYY-MM", "must be a month YYYY-MM")
+        return raw
+
+    return Param(name, {"type": "string", "pattern": MONTH}, f"{description} (YYYY-MM)", read, "")
 
 
 def integer(name: str, description: str, *, lo: int, hi: int, default: int | None) -> Param:

@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Stric
 from gateway.app import json_body
 from gateway.calls import tenant_call
 from gateway.community import list_filter
-from gateway.query import PAGE_TOKEN, args, integer, page_size, query, text
+from gateway.query import PAGE_TOKEN, args, integer, month, page_size, query, text
 from gateway.routes_dispatch import DOCS, Doc, message, optional_version, page, parse
 from gateway.routes_org import content_disposition
 
@@ -336,8 +336,8 @@ def list_fund_entries(tenant: str) -> Response:
 @bp.get(f"{BASE}/fund-months")
 @query(
     COMMUNITY,
-    text("from_month", "起始月份 From month YYYY-MM; absent: 12 months back", max_length=7),
-    text("to_month", "结束月份 To month YYYY-MM; absent: this month", max_length=7),
+    month("from_month", "起始月份 From month; absent: 12 months back"),
+    month("to_month", "结束月份 To month; absent: this month"),
 )
 def list_fund_months(tenant: str) -> Response:
     """经费月报 Per month and fund: allocated, spent and the closing balance (for the monthly publication)"""

@@ -137,8 +137,10 @@ def test_the_org_service_answers_an_odd_filter_key_invalid_argument_naming_it(sy
 
 # A schema-valid request may still be refused where validity depends on data or on two parameters together,
 # which a schema cannot say: a page token only this API gives out, a tenant's own category codes, the intake
-# service's rule for search text (no format, private-use or unassigned characters), a range given backwards.
-DATA_DEPENDENT = frozenset({"page_token", "category", "text", "created_to", "to_seq"})
+# service's rule for search text (no format, private-use or unassigned characters), a range given backwards
+# (created_to, to_seq, a fund's from_month after its to_month), one of two parameters required (an attendance
+# history names unit_id or person_id).
+DATA_DEPENDENT = frozenset({"page_token", "category", "text", "created_to", "to_seq", "from_month", "unit_id"})
 
 
 EXAMPLES = 12  # per operation and mode: about 1,500 requests for the 62 GET operations
