@@ -56,7 +56,7 @@ from hongling.alliance.v1 import meetings_pb2_grpc as mpb_grpc
 from hongling.alliance.v1 import posts_pb2 as ppb
 from hongling.alliance.v1 import posts_pb2_grpc as ppb_grpc
 from hongling.events.v1 import alliance_events_pb2 as aev
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from services.common.events import CloudEvent, record_key, topic_for
 from services.common.grpc_server import TENANT_KEY
@@ -396,11 +396,32 @@ def load(where: list[Place], producer: KafkaProducer, a: float, b: float) -> Non
     producer.flush()
 
 
+def timebank_lag(bootstrap: str) -> int:
+    """Records of hongling.alliance.v1 the time bank's consumer group has not committed yet (read from Kafka,
+    so waiting costs the alliance process nothing)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id="alliance-timebank", enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(topic_for("alliance"), p) for p in consumer.partitions_for_topic(topic_for("alliance"))]
+        ends = consumer.end_offsets(parts)
+        return sum(ends[tp] - (consumer.committed(tp) or 0) for tp in parts)
+    finally:
+        consumer.close()
+
+
 def wait_projected(where: list[Place]) -> None:
-    """Until every person's balance (the read side) counts every credit produced for them: the time bank's
-    consumer has credited each fact and the projector has shown it."""
-    deadline = time.monotonic() + 1800
-    missing = dict(CREDITS)
+    """Until the time bank has credited every produced fact (its consumer group has no lag) and the read side
+    shows it: every sampled person's balance counts every credit produced for them. Waiting polls Kafka and a
+    sample, never every person back to back (that would take the alliance process's time from its consumer)."""
+    deadline = time.monotonic() + 3600
+    started, last = time.monotonic(), -1
+    while (lag := timebank_lag(settings.kafka_bootstrap)) > 0 and time.monotonic() < deadline:
+        if lag != last:
+            rate = (last - lag) / 10 if last > 0 else 0.0
+            print(f"[alliance]   time bank: {lag} facts to credit ({rate:.0f}/s)", flush=True)
+            last = lag
+        time.sleep(10)
+    sample = random.Random(0).sample(sorted(CREDITS), min(50, len(CREDITS)))
+    missing = {key: CREDITS[key] for key in sample}
     while missing and time.monotonic() < deadline:
         for (i, person), want in list(missing.items()):
             p = where[i]
@@ -414,10 +435,12 @@ def wait_projected(where: list[Place]) -> None:
                 if exc.code() != grpc.StatusCode.NOT_FOUND:
                     raise
         if missing:
-            print(f"[alliance]   waiting for the credits of {len(missing)} people to be projected", flush=True)
-            time.sleep(5)
-    if missing:
-        print(f"[alliance] WARNING: {len(missing)} people's credits not projected within 30 min", flush=True)
+            time.sleep(2)
+    waited = time.monotonic() - started
+    if missing or lag:
+        print(f"[alliance] WARNING: not all credited and projected after {waited:.0f} s (lag {lag})", flush=True)
+    else:
+        print(f"[alliance]   credited and projected ({waited:.0f} s after the last fact was sent)", flush=True)
 
 
 def timed(fn: Callable[[], Any]) -> Iterator[float]:
