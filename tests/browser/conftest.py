@@ -38,6 +38,10 @@ FLAGS = [
 ]
 PASSWORD = "Portal-Test-Pw-2026"
 NAMES = {"subdistrict_admin": "街道管理员甲", "community_worker": "社区工作者乙", "district_approver": "区审核人丙"}
+SETTLED = """() => document.getAnimations().every(a => {
+    const t = a.effect && a.effect.getComputedTiming();
+    return a.playState !== 'running' || !t || t.iterations === Infinity;
+})"""
 WCAG_AA = "{runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}}"
 # Generous: the browser shares two cores with the whole stack and the other tests.
 expect.set_options(timeout=30_000)
@@ -130,6 +134,9 @@ def shot(page: Page, name: str) -> Path:
 
 def axe_violations(page: Page, impacts: tuple[str, ...] = ("serious", "critical")) -> list[str]:
     """axe-core (from the portal's npm lock) run in the page: WCAG 2.x A/AA rules, violations of these impacts."""
+    # What a reader sees once the page is still: a tag or dialog still fading in (Element Plus's transitions)
+    # has its colours mixed with the background, which axe would report as low contrast.
+    page.wait_for_function(SETTLED, polling=100)
     page.evaluate(AXE.read_text(encoding="utf-8"))  # evaluated through the debugger: the page's CSP stays on
     result = page.evaluate(f"async () => await axe.run(document, {WCAG_AA})")
     found = []
