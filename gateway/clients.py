@@ -28,7 +28,11 @@ class Clients:
             "org": ["hongling.org.v1.OrgService"],
             "intake": ["hongling.intake.v1.IntakeService"],
             "dispatch": ["hongling.dispatch.v1.DispatchService", "hongling.dispatch.v1.WebhookService"],
-            "evaluation": ["hongling.evaluation.v1.EvaluationService"],
+            "evaluation": [
+                "hongling.evaluation.v1.VerificationService",
+                "hongling.evaluation.v1.RatingService",
+                "hongling.evaluation.v1.EvaluationService",
+            ],
             "publication": ["hongling.publication.v1.PublicationService"],
             "alliance": [
                 "hongling.alliance.v1.MeetingService",

@@ -3,8 +3,8 @@ whose collections the areas' readmodel modules refresh (services/alliance/areas.
 
 from __future__ import annotations
 
-from services.alliance import areas
+from services.alliance.areas import AREAS
 from services.common.events import state_topic_for
 from services.common.projection import Projection
 
-PROJECTION = Projection(name="alliance", topics=(state_topic_for("alliance"),), refresh=areas.refresh())
+PROJECTION = Projection(name="alliance", topics=(state_topic_for("alliance"),), refresh=AREAS.refresh())

@@ -6,7 +6,7 @@ import sys
 import time
 
 from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from services.common.events import dead_letter_topic, state_topic_for, topic_for
@@ -17,11 +17,20 @@ PARTITIONS = 3
 
 # Services whose relay publishes its aggregates' states for the read models (compacted topics: the latest
 # state of each aggregate is kept for as long as the topic lives, so a rebuild finds every aggregate).
-STATE_SERVICES = ("intake", "dispatch", "alliance")
+STATE_SERVICES = ("intake", "dispatch", "alliance", "evaluation")
 COMPACTED = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "3600000"}
+# The services' event topics are the history evaluation's measures are rebuilt from (python -m
+# services.evaluation.measures --rebuild replays them from the start): kept for ever, not the broker's 7 days.
+KEPT = {"retention.ms": "-1"}
 
 # Consumer groups with a dead-letter topic of their own, besides one per service name.
-EXTRA_GROUPS = ("intake-lifecycle", "dispatch-matching", "dispatch-webhooks", "alliance-timebank")
+EXTRA_GROUPS = (
+    "intake-lifecycle",
+    "dispatch-matching",
+    "dispatch-webhooks",
+    "alliance-timebank",
+    "evaluation-measures",
+)
 
 
 def wanted_topics() -> list[str]:
@@ -34,7 +43,11 @@ def wanted_topics() -> list[str]:
 
 
 def topic_configs(name: str) -> dict[str, str]:
-    return dict(COMPACTED) if name in {state_topic_for(s) for s in STATE_SERVICES} else {}
+    if name in {state_topic_for(s) for s in STATE_SERVICES}:
+        return dict(COMPACTED)
+    if name in {topic_for(s) for s in SERVICES}:
+        return dict(KEPT)
+    return {}
 
 
 def ensure_topics(bootstrap: str, partitions: int = PARTITIONS, timeout: float = 60.0) -> list[str]:
@@ -51,6 +64,7 @@ def ensure_topics(bootstrap: str, partitions: int = PARTITIONS, timeout: float =
     try:
         existing = set(admin.list_topics())
         missing = [t for t in wanted_topics() if t not in existing]
+        _keep_event_history(admin, [t for t in wanted_topics() if t in existing])
         created = []
         for i, name in enumerate(missing, 1):
             try:
@@ -64,6 +78,18 @@ def ensure_topics(bootstrap: str, partitions: int = PARTITIONS, timeout: float =
         return created
     finally:
         admin.close()
+
+
+def _keep_event_history(admin: KafkaAdminClient, existing: list[str]) -> None:
+    """Topics made before their settings were (a state dir from an earlier version): set them once."""
+    kept = [t for t in existing if topic_configs(t) == KEPT]
+    if not kept:
+        return
+    found = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t) for t in kept]).get("topic", {})
+    stale = [t for t in kept if found.get(t, {}).get("retention.ms", {}).get("value") != KEPT["retention.ms"]]
+    if stale:
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, t, configs=dict(KEPT)) for t in stale])
+        print(f"[topics] {len(stale)} event topic(s) now kept for ever (retention.ms=-1)", flush=True)
 
 
 def main() -> int:

@@ -1,7 +1,13 @@
-"""python -m services.evaluation: the evaluation service."""
+"""python -m services.evaluation: the evaluation service (its areas' gRPC services, outbox relay, durable timers)."""
 
+from services.common.clocks import build_timer_worker
 from services.common.runner import run_service
-from services.evaluation.servicer import register
+from services.evaluation.areas import AREAS
 
 if __name__ == "__main__":
-    run_service("evaluation", register)
+    run_service(
+        "evaluation",
+        AREAS.register_all,
+        outbox_documents=AREAS.outbox_documents(),
+        workers=[build_timer_worker, *AREAS.workers()],  # verification windows' and boards' durable timers, consumers
+    )

@@ -27,9 +27,10 @@ from services.common.projection import Projection, ProjectionWorker, rewind, wai
 from services.common.runner import build_host
 from services.common.settings import Settings, get_settings
 from services.dispatch.readmodel import PROJECTION as DISPATCH
+from services.evaluation.readmodel import PROJECTION as EVALUATION
 from services.intake.readmodel import PROJECTION as INTAKE
 
-PROJECTIONS: tuple[Projection, ...] = (INTAKE, DISPATCH, ALLIANCE)
+PROJECTIONS: tuple[Projection, ...] = (INTAKE, DISPATCH, ALLIANCE, EVALUATION)
 
 
 def rebuild() -> int:

@@ -1,10 +1,16 @@
-"""EvaluationService gRPC servicer (skeleton: health, reflection and metrics until its issue adds methods)."""
+"""Measures (响应率, 解决率, 满意率, five duties), the quarterly boards (四榜, BoardsFrozen), weights and
+rebuild. Skeleton until its part of the evaluation issue fills it in.
+"""
 
 from __future__ import annotations
 
 import grpc
 from hongling.evaluation.v1 import evaluation_pb2 as pb
 from hongling.evaluation.v1 import evaluation_pb2_grpc as pb_grpc
+
+OUTBOX_DOCUMENTS: tuple[type, ...] = ()
+WORKERS: tuple[object, ...] = ()
+REFRESH: dict[str, object] = {}
 
 
 def register(server: grpc.Server) -> list[str]:
