@@ -517,8 +517,18 @@ class SpecBuilder:
         if endpoint == "issues.create_issue":
             created = {
                 "type": "object",
-                "required": ["issue", "task"],
-                "properties": {"issue": ref("IssueView"), "task": {"type": "null", "description": "派单 (later)"}},
+                "required": ["issue", "task", "follow_code"],
+                "properties": {
+                    "issue": ref("IssueView"),
+                    "task": {"type": "null", "description": "派单 (later)"},
+                    "follow_code": {
+                        "type": ["string", "null"],
+                        "description": "查询码 The reporter's private follow-up code, shown ONCE (only its hash is "
+                        "kept): with it the reporter follows, rates or rejects the result "
+                        "(/issues/{id}/follow, header X-Follow-Code). null for a retried idempotency key, a "
+                        "meeting's action item or a department's task",
+                    },
+                },
             }
             self._issue_views()
             body = {
@@ -738,6 +748,8 @@ class SpecBuilder:
         self.message(intake_pb2.Issue)
         base = copy.deepcopy(self.schemas[component_name(intake_pb2.Issue.DESCRIPTOR)])
         props = base["properties"]
+        props.pop("follow_code", None)  # at the top of the report's answer only (routes_issues.create_issue)
+        base["required"] = [r for r in base.get("required", []) if r != "follow_code"]
         props["channel"] = {**props["channel"], "description": f"渠道 One of: {channels}"}
         props["grant_id"] = {
             "type": ["string", "null"],

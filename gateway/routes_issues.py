@@ -163,6 +163,7 @@ def issue_json(issue: intake_pb2.Issue) -> dict[str, Any]:
     """An issue as the API shows it: the intake message (proto field names, times in Asia/Shanghai, the
     reporter's contact masked) plus Chinese names and each attachment's URL."""
     out = to_json(issue)
+    out.pop("follow_code", None)  # 查询码: only in the report's own answer (create_issue), at its top level
     out["channel_zh"] = CHANNEL_NAMES_ZH.get(issue.channel, issue.channel)
     out["status_zh"] = STATUS_ZH.get(issue.status, issue.status)
     out["urgency_zh"] = URGENCY_ZH.get(issue.urgency, issue.urgency)
@@ -319,8 +320,10 @@ def create_issue(tenant: str) -> tuple[Response, int]:
     req.attachments.extend(files)
     with tenant_call(tenant):
         issue = _clients().intake.CreateIssue(req)
-    resp = jsonify({"issue": issue_json(issue), "task": None})
+    # 查询码: shown once, here; only its hash is kept (null for a retried idempotency key).
+    resp = jsonify({"issue": issue_json(issue), "task": None, "follow_code": issue.follow_code or None})
     resp.headers["Location"] = f"/api/v1/tenants/{tenant}/issues/{issue.id}"
+    resp.headers["Cache-Control"] = "no-store"
     return resp, 201
 
 

@@ -30,6 +30,8 @@ EXTRA_GROUPS = (
     "dispatch-webhooks",
     "alliance-timebank",
     "evaluation-measures",
+    # evaluation's ratings area: the issues' verdicts from TaskVerified / TaskVerificationFailed
+    "evaluation-ratings",
 )
 
 

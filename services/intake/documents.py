@@ -5,6 +5,8 @@
 - rules: the tenant's classification rules (_id "rules"), absent until the tenant stores its own.
 - version_claims: who won the right to write an issue's (or the rules') next version (services/common/unitofwork.py).
 - duplicate_claims: which open issue holds a (category, cell, time bucket) for duplicate detection.
+- follow_codes: the hash of each issue's follow-up code (查询码), _id the issue's id; kept apart from the
+  issue so that it is in neither the issue's state on the state topic nor its events.
 """
 
 from __future__ import annotations
@@ -157,3 +159,13 @@ class DuplicateClaimDoc(TenantDocument):
     lat = me.FloatField(required=True)
     lon = me.FloatField(required=True)
     created_at = me.DateTimeField(required=True)  # the issue's
+
+
+class FollowCodeDoc(TenantDocument):
+    """_id = the issue's id: the SHA-256 of its reporter's follow-up code (domain.follow_code_hash), never the code."""
+
+    meta: ClassVar[dict[str, Any]] = {"collection": "follow_codes"}
+
+    id = me.StringField(primary_key=True)
+    code_hash = me.StringField(required=True)
+    created_at = me.DateTimeField(required=True)

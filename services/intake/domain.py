@@ -767,3 +767,44 @@ def check_filter(f: IssueFilter, category_codes: Sequence[str]) -> IssueFilter:
         text=text,
         verification_overdue=f.verification_overdue,
     )
+
+
+# ---------------------------------------------------------------- 查询码: the reporter's follow-up code
+
+# 20 characters of Crockford's base32 (no I, L, O, U): 100 random bits, read and typed as 4 groups of 5.
+FOLLOW_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+FOLLOW_LENGTH = 20
+FOLLOW_GROUP = 5
+# Where a code typed by hand is read leniently: lower case, O for 0, I and L for 1, spaces and dashes.
+_FOLLOW_READ = str.maketrans({"O": "0", "I": "1", "L": "1"})
+NOT_REPORTER = (
+    "查询码不正确，或您不是该事项的反映人 (the follow-up code does not match this issue, or you did not report it)"
+)
+
+
+def new_follow_code(random_bytes: bytes) -> str:
+    """A follow-up code from at least 13 random bytes (secrets.token_bytes): "ABCDE-FGHJK-MNPQR-STVWX"."""
+    if len(random_bytes) * 8 < FOLLOW_LENGTH * 5:
+        raise ValueError("a follow-up code needs 100 random bits")
+    number = int.from_bytes(random_bytes, "big")
+    chars = []
+    for _ in range(FOLLOW_LENGTH):
+        number, digit = divmod(number, 32)
+        chars.append(FOLLOW_ALPHABET[digit])
+    code = "".join(chars)
+    return "-".join(code[i : i + FOLLOW_GROUP] for i in range(0, FOLLOW_LENGTH, FOLLOW_GROUP))
+
+
+def normalize_follow_code(code: str) -> str:
+    """The code's 20 characters as stored (upper case, no separators, look-alikes read as digits); "" when
+    it cannot be a code."""
+    text = "".join(c for c in code.upper() if c not in " -\t").translate(_FOLLOW_READ)
+    if len(text) != FOLLOW_LENGTH or any(c not in FOLLOW_ALPHABET for c in text):
+        return ""
+    return text
+
+
+def follow_code_hash(issue_id: str, code: str) -> str:
+    """What intake stores of a code: SHA-256 of the issue id and the normalised code (100 random bits need
+    no slow hash; the issue id keeps one hash from matching any other issue's)."""
+    return hashlib.sha256(f"hl-follow-v1:{issue_id}:{normalize_follow_code(code)}".encode()).hexdigest()

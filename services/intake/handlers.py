@@ -10,7 +10,9 @@ Duplicates are found without scanning the issues: see services/intake/geo.py for
 
 from __future__ import annotations
 
+import hmac
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -29,7 +31,7 @@ from hongling.events.v1 import publication_events_pb2 as pev
 
 from services.common import clocks, community, paging, rollups, unitofwork
 from services.common.context import current_request_id, require_tenant
-from services.common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
+from services.common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.common.events import CloudEvent, PoisonEvent
 from services.common.principal import Principal
 from services.common.protect import Protector
@@ -53,6 +55,7 @@ from services.intake.documents import (
     ContactDoc,
     DuplicateClaimDoc,
     FilingDoc,
+    FollowCodeDoc,
     HistoryDoc,
     IssueDoc,
     LocationDoc,
@@ -556,6 +559,41 @@ def create_issue(
             # The IssueMarkedDuplicate event links it (intake-lifecycle consumer): at least once.
             log.warning("linking duplicate %s to %s deferred to its event", issue_id, original.issue_id, exc_info=True)
     return doc, rules
+
+
+def hand_out_follow_code(issue_id: str) -> str:
+    """The reporter's follow-up code (查询码) for a just-created issue: a fresh code whose hash is stored by
+    an insert with the issue's id, so only the first call for an issue gets one ("" for a retried idempotency
+    key: the code was answered once, and only its hash is kept). Never logged."""
+    code = domain.new_follow_code(secrets.token_bytes(16))
+    try:
+        FollowCodeDoc(id=issue_id, code_hash=domain.follow_code_hash(issue_id, code), created_at=utcnow()).save(
+            force_insert=True
+        )
+    except (me.NotUniqueError, pymongo.errors.DuplicateKeyError):
+        return ""
+    return code
+
+
+def check_reporter(issue_id: str, follow_code: str, caller: Principal) -> IssueDoc:
+    """The issue, when the caller is its reporter: by the follow-up code (checked against the stored hash,
+    in constant time), or as the `resident` who reported it. PERMISSION_DENIED otherwise, in the same words
+    whether the issue exists or not."""
+    refused = PermissionDenied(domain.NOT_REPORTER, reason="not_reporter")
+    doc = IssueDoc.objects(id=issue_id).first() if issue_id else None
+    if doc is None:
+        raise refused
+    if follow_code.strip():
+        stored = FollowCodeDoc.objects(id=issue_id).first()
+        wanted = domain.follow_code_hash(issue_id, follow_code)
+        if stored is None or not domain.normalize_follow_code(follow_code):
+            raise refused
+        if not hmac.compare_digest(stored.code_hash, wanted):
+            raise refused
+        return doc
+    if caller.role == "resident" and doc.created_by == caller.sub:
+        return doc
+    raise refused
 
 
 def classified_event(doc: IssueDoc, now: datetime) -> ev.IssueClassified:

@@ -257,7 +257,19 @@ class IntakeServicer(pb_grpc.IntakeServiceServicer):
             placer=self.placer,
             protector=self.protector,
         )
-        return issue_to_pb(doc, rules)
+        out = issue_to_pb(doc, rules)
+        # 查询码: a report by a resident or for one (not a meeting's action item, nor a department's task).
+        if not origin and not grant_id:
+            out.follow_code = handlers.hand_out_follow_code(doc.id)
+        return out
+
+    def CheckReporter(self, request: pb.CheckReporterRequest, context: grpc.ServicerContext) -> pb.ReporterCheck:
+        doc = handlers.check_reporter(request.issue_id.strip(), request.follow_code, _principal())
+        return pb.ReporterCheck(
+            issue_id=doc.id,
+            community_id=handlers.community_of(doc),
+            by="code" if request.follow_code.strip() else "resident",
+        )
 
     def GetIssue(self, request: pb.GetIssueRequest, context: grpc.ServicerContext) -> pb.Issue:
         return issue_to_pb(handlers.get_issue(request.id), handlers.current_rules())

@@ -46,6 +46,8 @@ ROLES: dict[str, tuple[str, str]] = {
     "party_member": ("党员", "party member"),
     "volunteer": ("志愿者", "volunteer"),
     "community_worker": ("专职社区工作者", "full-time community worker"),
+    # 居民代表: rates the community's member units every quarter (评单; services/evaluation/ratings).
+    "resident_representative": ("居民代表", "resident representative"),
 }
 # 三岗十八级: three posts, eighteen grades.
 POSTS: dict[str, tuple[str, str]] = {

@@ -1,18 +1,19 @@
-"""评单: residents' ratings with their follow-up code, the quarterly unit ratings (IssueRated,
-UnitRated). Skeleton until its part of the evaluation issue fills it in.
+"""评单: residents' ratings with their follow-up code (查询码), the reporter's rejection of a verified result,
+and the quarterly unit ratings (IssueRated, TaskVerificationFailed with method "resident", UnitRated).
+
+gRPC: RatingService (protos/hongling/evaluation/v1/ratings.proto); a Kafka consumer of the verification's
+verdicts (consumer.py, group "evaluation-ratings"); read models kept by the projector (readmodel.py).
+Rules: domain.py; windows per tenant (ratings_settings), default 30 days to rate, 7 to reject.
 """
 
 from __future__ import annotations
 
-import grpc
-from hongling.evaluation.v1 import ratings_pb2 as pb
-from hongling.evaluation.v1 import ratings_pb2_grpc as pb_grpc
+from services.evaluation.ratings.consumer import build_consumer
+from services.evaluation.ratings.documents import ResidentActDoc, UnitRatingDoc
+from services.evaluation.ratings.readmodel import REFRESH
+from services.evaluation.ratings.servicer import register
 
-OUTBOX_DOCUMENTS: tuple[type, ...] = ()
-WORKERS: tuple[object, ...] = ()
-REFRESH: dict[str, object] = {}
+OUTBOX_DOCUMENTS = (ResidentActDoc, UnitRatingDoc)
+WORKERS = (build_consumer,)
 
-
-def register(server: grpc.Server) -> list[str]:
-    pb_grpc.add_RatingServiceServicer_to_server(pb_grpc.RatingServiceServicer(), server)
-    return [pb.DESCRIPTOR.services_by_name["RatingService"].full_name]
+__all__ = ["OUTBOX_DOCUMENTS", "REFRESH", "WORKERS", "register"]
