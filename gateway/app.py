@@ -201,5 +201,9 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
     app.register_blueprint(alliance_posts_bp)  # alliance: standing posts (认领岗位)
     app.register_blueprint(alliance_activities_bp)  # alliance: co-building activities (参与共建)
     app.register_blueprint(portal_bp)  # the portal (single-page app) at /portal/
+    # ---- evaluation: residents' and unit ratings (评单; gateway/routes_ratings.py)
+    from gateway.routes_ratings import bp as ratings_bp
+
+    app.register_blueprint(ratings_bp)
     init_auth(app, settings)  # people's accounts and sessions: /api/v1/auth/*, /api/v1/users
     return app

@@ -23,6 +23,12 @@ element names) and `.json` (application/json, the same data as arrays, as in the
 - GET requests/{id}.{fmt}: one request, as a one-element list.
 - GET tokens/{token}.{fmt}: [{service_request_id, token}]. A realtime service hands out no tokens; for
   clients that ask anyway a request's token is its service_request_id.
+- 查询码 (an extension): POST requests answers the reporter's private follow-up code once, as `follow_code`
+  (and says so in service_notice); it is not the spec's `token`, which clients look up in a URL (GET
+  tokens/{token}), and a code must never be in a URL. POST requests/{id}/follow.{fmt} with jurisdiction_id
+  and follow_code in the form body answers [{service_request_id, status, status_notes, task_status,
+  verified, can_rate, rate_until, can_reject, reject_until, rated}] (403 when the code does not match,
+  in the same words for a request that does not exist); code checks are limited per client address.
 
 Reading is open to everyone (the spec needs no key there): the gateway reads as itself (a service
 principal scoped to the jurisdiction) and shows Open311 fields only: never the reporter's contact, nor
@@ -53,6 +59,7 @@ import grpc
 from flask import Blueprint, Response, current_app, g, request
 from google.protobuf.timestamp_pb2 import Timestamp
 from hongling.common.v1 import location_pb2 as common_pb2
+from hongling.evaluation.v1 import ratings_pb2, ratings_pb2_grpc
 from hongling.intake.v1 import intake_pb2
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
@@ -80,6 +87,10 @@ LIMIT = 1000  # at most this many requests per GET requests (the spec lets the j
 PAGE = 100  # intake's largest page
 READER_SUB = "gateway-open311"
 REPORT_ENDPOINT = "open311.create_request"
+FOLLOW_NOTICE = (
+    "请保存查询码（仅显示一次），凭码查询进度、验收后评价 "
+    "(keep the follow-up code, shown only once: with it you follow the request and rate it once verified)"
+)
 CHANNEL = "online"  # 线上接单
 # The channels whose issues the public Open311 reads show (see the module docstring).
 PUBLIC_CHANNELS = frozenset(("resident_report", "online", "grid_patrol", "hotline_12345"))
@@ -754,12 +765,19 @@ def create_request(fmt: str) -> Response:
     req = report_request(values, rules)
     with tenant_call(tenant):  # as the api_key's holder; a service's refusal becomes an Open311 error
         issue: intake_pb2.Issue = clients().intake.CreateIssue(req)
+    notice = service_notice(issue, get_tenant(tenant).name_zh)
+    if issue.follow_code:
+        notice += f"；{FOLLOW_NOTICE}"
     answer = {
         "service_request_id": issue.id,
-        "service_notice": service_notice(issue, get_tenant(tenant).name_zh),
+        "service_notice": notice,
         "account_id": None,
+        # 查询码 (an extension of the spec's answer): shown once, only its hash is kept; see follow_request.
+        "follow_code": issue.follow_code or None,
     }
-    return render("service_requests", [answer], fmt, 201)
+    resp = render("service_requests", [answer], fmt, 201)
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
 
 
 @bp.get(f"{PREFIX}/requests.{FORMAT}")
@@ -806,6 +824,44 @@ def get_token(token: str, fmt: str) -> Response:
     tenant = jurisdiction(request.args)
     issue = _get(tenant, token, "token")
     return render("service_requests", [{"service_request_id": issue.id, "token": token}], fmt)
+
+
+@bp.post(f"{PREFIX}/requests/<service_request_id>/follow.{FORMAT}")
+def follow_request(service_request_id: str, fmt: str) -> Response:
+    """Open311诉求跟踪 (extension): the reporter follows its request with the follow-up code (form body)"""
+    if "follow_code" in request.args:
+        raise Open311Error(400, "send follow_code in the form body, not in the URL (查询码请放在请求体中)")
+    values = request.form
+    tenant = jurisdiction(request.values)
+    code = (values.get("follow_code") or "").strip()
+    if not code:
+        raise Open311Error(400, "follow_code is required: the code the report's answer gave (缺少查询码)")
+    if len(code) > 40:
+        raise Open311Error(400, "follow_code is not a follow-up code (查询码格式不正确)")
+    current_app.extensions["hongling.ratelimits"].check_follow()
+    stub = ratings_pb2_grpc.RatingServiceStub(clients().channels["evaluation"])
+    try:
+        with reading(tenant):
+            found = stub.FollowIssue(ratings_pb2.FollowIssueRequest(issue_id=service_request_id, follow_code=code))
+    except ApiError as err:
+        if err.status in (403, 404):
+            raise Open311Error(403, "the follow-up code does not match this request (查询码不正确)") from None
+        raise
+    answer = {
+        "service_request_id": found.issue_id,
+        "status": "closed" if found.status in CLOSED_STATUSES else "open",
+        "status_notes": f"{found.status_zh} ({found.status})",
+        "task_status": found.task_status or None,
+        "verified": found.verified,
+        "can_rate": found.can_rate,
+        "rate_until": w3_time(found.rate_until) if found.HasField("rate_until") else None,
+        "can_reject": found.can_reject,
+        "reject_until": w3_time(found.reject_until) if found.HasField("reject_until") else None,
+        "rated": found.HasField("rating"),
+    }
+    resp = render("service_requests", [answer], fmt)
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
 
 
 @bp.route("/open311/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], endpoint="unknown_resource")

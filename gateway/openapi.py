@@ -47,6 +47,7 @@ from gateway.routes_dashboard import bp as _dashboard_bp  # noqa: F401  (adds it
 from gateway.routes_dispatch import DOCS, Doc
 from gateway.routes_issues import CHANNEL_NAMES_ZH, AssistanceTaskIn, CreateIssueIn, FilingDecisionIn, ReclassifyIn
 from gateway.routes_org import COLLECTIONS, ETAG_RE, IMPORT_MAX_BYTES, SHEET_FORMATS, Collection
+from gateway.routes_ratings import bp as _ratings_bp  # noqa: F401  (adds its routes' DOCS)
 from gateway.routes_webhooks import bp as _webhooks_bp  # noqa: F401  (adds its routes' DOCS)
 from gateway.tokens import TOKEN_ROLES
 from services.common.tenants import all_tenants
@@ -517,7 +518,7 @@ class SpecBuilder:
         if endpoint == "issues.create_issue":
             created = {
                 "type": "object",
-                "required": ["issue", "task", "follow_code"],
+                "required": ["issue", "task"],
                 "properties": {
                     "issue": ref("IssueView"),
                     "task": {"type": "null", "description": "派单 (later)"},
@@ -696,6 +697,8 @@ class SpecBuilder:
             params.append(IF_MATCH)
         elif doc.if_match == "optional":
             params.append(self._if_match_param())
+        for name, description in doc.request_headers:
+            params.append(_param(name, "header", {"type": "string"}, description))
         body: Schema | None = None
         if doc.body is not None:
             schema = self.model(doc.body) if issubclass(doc.body, BaseModel) else self.message(doc.body)

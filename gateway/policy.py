@@ -423,6 +423,29 @@ POLICY: dict[str, Rule] = {
 }
 
 
+# ---- Evaluation: ratings (评单; gateway/routes_ratings.py, gateway/open311.py follow_request) ----
+# The reporter (the anonymous public with the follow-up code in X-Follow-Code, or the logged-in resident who
+# reported) follows an issue, rates it once and may reject its verified result; the evaluation service asks
+# intake whether the caller is the reporter, so nobody else gets past it (403 not_reporter). Staff read the
+# ratings (a community worker its own community's) and record a resident representative's unit rating; an
+# alliance member rates units of its community as itself. The windows are the subdistrict admin's.
+RESIDENTS = frozenset({"public", "resident"})
+POLICY.update(
+    {
+        "ratings.follow_issue": Rule("ratings: the reporter follows", RESIDENTS, tenant_scoped=True),
+        "ratings.rate_issue": Rule("ratings: the reporter rates", RESIDENTS, tenant_scoped=True),
+        "ratings.reject_result": Rule("ratings: the reporter rejects the result", RESIDENTS, tenant_scoped=True),
+        "ratings.list_issue_ratings": Rule("ratings: list", STAFF, tenant_scoped=True, community=OWN_LIST),
+        "ratings.rate_unit": Rule("ratings: rate a unit", DISPATCHERS, tenant_scoped=True, community=NEW_RECORD),
+        "ratings.list_unit_ratings": Rule("ratings: list", STAFF, tenant_scoped=True, community=OWN_LIST),
+        "ratings.get_rating_settings": Rule("ratings: settings", STAFF, tenant_scoped=True, community=TENANT_WIDE),
+        "ratings.put_rating_settings": Rule("ratings: set settings", SUBDISTRICT_ADMIN, tenant_scoped=True),
+        # Open311: the reporter follows its request with the follow-up code in the form body (never the URL).
+        "open311.follow_request": Rule("open311: follow", ANYONE, tenant_scoped=False, community=TENANT_WIDE),
+    }
+)
+
+
 def is_direct_loopback(remote_addr: str | None, forwarded: bool) -> bool:
     """A connection from this host that did not come through a proxy."""
     if not remote_addr or forwarded:

@@ -8,6 +8,8 @@
 - Log-in attempts (`POST /api/v1/auth/login`), to slow password guessing: per client IP and user name,
   HONGLING_RATE_LOGIN_PER_MINUTE (5), and per client IP alone, HONGLING_RATE_LOGIN_IP_PER_MINUTE (60),
   since every attempt costs an argon2 verification (unknown names included).
+- Follow-up code checks (查询码: the reporter's follow, rating and rejection with X-Follow-Code), to slow
+  guessing: per client IP, HONGLING_RATE_FOLLOW_PER_MINUTE (30).
 
 Over a limit: 429 in the usual JSON error shape, code `rate_limited`, with `Retry-After` (whole seconds,
 at least 1) saying when the bucket holds enough again.
@@ -43,7 +45,7 @@ EXEMPT_ENDPOINTS = frozenset({"healthz", "readyz", "metrics"})
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 RATE_LIMITED = Counter(
     "hongling_gateway_rate_limited_total",
-    "Requests the gateway refused with 429, by limit (ip, principal, login, login_ip).",
+    "Requests the gateway refused with 429, by limit (ip, principal, login, login_ip, follow).",
     ["limit"],
 )
 
@@ -206,6 +208,13 @@ class RateLimits:
             "too many log-in attempts from this address; retry in {seconds} s (登录尝试过于频繁，请{seconds}秒后重试)",
         )
 
+        self.follow = Limit(
+            "follow",
+            TokenBuckets(settings.rate_follow_per_minute / 60, settings.rate_follow_per_minute, clock=clock),
+            "too many follow-up code checks from this address; retry in {seconds} s "
+            "(查询过于频繁，请{seconds}秒后重试)",
+        )
+
     def client(self) -> str:
         """The current request's client address (see client_ip)."""
         return client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"), self.proxies)
@@ -222,6 +231,10 @@ class RateLimits:
         if identity is None or identity.anonymous or request.endpoint in EXEMPT_ENDPOINTS:
             return
         self.principal.check(identity.principal.sub)
+
+    def check_follow(self) -> None:
+        """A follow-up code presented by the current client (gateway/routes_ratings.py)."""
+        self.follow.check(bucket_key(self.client()))
 
     def check_login(self, username: str) -> None:
         """A log-in attempt for this (normalised) user name from the current client."""

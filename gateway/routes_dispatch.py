@@ -514,6 +514,7 @@ class Doc:
     errors: tuple[int, ...] = ()
     headers: tuple[str, ...] = ()  # response headers: ETag, Location
     read_only: tuple[str, ...] = ()  # body fields the route ignores (as read)
+    request_headers: tuple[tuple[str, str], ...] = ()  # (name, description) of request headers it reads
 
 
 DOCS: dict[str, Doc] = {  # query parameters: the views' @query declarations

@@ -114,6 +114,8 @@ class Settings(BaseSettings):
     # Log-in attempts per minute, per client IP and user name, and per client IP alone (argon2 costs CPU).
     rate_login_per_minute: int = Field(5, ge=1, le=10000)
     rate_login_ip_per_minute: int = Field(60, ge=1, le=100000)
+    # Follow-up code (查询码) checks per client address (gateway/routes_ratings.py), to slow guessing.
+    rate_follow_per_minute: int = Field(30, ge=1, le=100000)
     # Proxies whose X-Forwarded-For is believed, comma-separated IPs or CIDRs ("10.0.0.0/8,::1"); empty = none.
     trusted_proxies: Annotated[str, AfterValidator(_ip_networks)] = ""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -596,3 +596,16 @@ def test_the_docs_page_is_swagger_ui_from_the_wheel_with_no_cdn(client: FlaskCli
     assert f"'sha256-{digest}'" in resp.headers["Content-Security-Policy"]
     for bad in ("index.html", "swagger-initializer.js", "..%2F__init__.py", "nothing.js"):
         assert client.get(f"/api/docs/{bad}").status_code == 404, bad
+
+
+# ---- Evaluation: ratings (评单; gateway/routes_ratings.py)
+
+
+def test_the_reporters_routes_take_the_follow_code_in_a_header_never_in_the_path(spec: dict[str, Any]) -> None:
+    for action, method in (("follow", "get"), ("rating", "post"), ("result-rejection", "post")):
+        op = spec["paths"][f"/api/v1/tenants/{{tenant}}/issues/{{issue_id}}/{action}"][method]
+        headers = [p for p in op.get("parameters", []) if p.get("in") == "header"]
+        assert [p["name"] for p in headers] == ["X-Follow-Code"], action
+    assert not [p for p in spec["paths"] if "code" in p.lower()]
+    created = spec["paths"]["/api/v1/tenants/{tenant}/issues"]["post"]["responses"]["201"]
+    assert "follow_code" in created["content"]["application/json"]["schema"]["properties"]

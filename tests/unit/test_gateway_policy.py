@@ -231,6 +231,17 @@ COMMUNITY_EXPECTED: dict[str, tuple[str, str]] = {
     "alliance_ledger.spend_funds": (NEW_RECORD, ""),
 }
 
+# ---- Evaluation: ratings (评单; gateway/routes_ratings.py): the service checks the unit's community.
+COMMUNITY_EXPECTED.update(
+    {
+        "ratings.list_issue_ratings": (OWN_LIST, ""),
+        "ratings.rate_unit": (NEW_RECORD, ""),
+        "ratings.list_unit_ratings": (OWN_LIST, ""),
+        "ratings.get_rating_settings": (TENANT_WIDE, ""),
+        "open311.follow_request": (TENANT_WIDE, ""),
+    }
+)
+
 
 def test_every_line_admitting_community_workers_says_how_they_are_held_to_their_community() -> None:
     admitted = {e for e, rule in POLICY.items() if "community_worker" in rule.roles}
