@@ -205,6 +205,7 @@ def system(infra: Settings) -> Iterator[System]:
     for name in ("IP", "PRINCIPAL"):
         os.environ.setdefault(f"HONGLING_RATE_{name}_PER_SECOND", "100000")
         os.environ.setdefault(f"HONGLING_RATE_{name}_BURST", "100000")
+    os.environ.setdefault("HONGLING_RATE_FOLLOW_PER_MINUTE", "100000")  # follow-up code checks (评单)
     # Some tests move a timer in the database as another dispatch process would; the rescan that finds such
     # a timer runs every 5 s in this stack instead of every minute, so they do not wait for it.
     os.environ.setdefault("HONGLING_TIMER_RESCAN_SECONDS", "5")

@@ -288,6 +288,8 @@ class Seed:
     shift_id: str = ""  # that shift
     claim_id: str = ""  # a claim of that shift (a person's, recorded by an admin)
     activity_id: str = ""  # an alliance activity of the community
+    follow_code: str = ""  # 查询码: the follow-up code the report of issue_id answered once
+    unit_id: str = ""  # a member unit of the community (the ratings' seed_ratings)
 
 
 Call = Callable[[str, Seed], tuple[str, str, dict[str, Any]]]
@@ -625,6 +627,115 @@ CALLS: dict[str, list[Call]] = {
         ),
     ],
 }
+# ---- Evaluation: ratings (评单; gateway/routes_ratings.py). The reporter's routes admit the public and
+# residents (the service then asks intake whether the caller reported the issue: the seed's follow-up code says
+# so, sent in X-Follow-Code); the issue is not verified, so rating and rejecting are 409 not_verified. Staff
+# read the ratings and the windows; a unit rating names the seed's unit with a person who is no resident
+# representative (400), a member's placeholder helper is nobody of the community (400); the windows are set
+# with a stale If-Match (412). Open311's follow takes the code in the form body.
+RESIDENTS = {"anonymous", "public", "resident"}
+EXPECTED.update(
+    {
+        "ratings: the reporter follows": (RESIDENTS, True),
+        "ratings: the reporter rates": (RESIDENTS, True),
+        "ratings: the reporter rejects the result": (RESIDENTS, True),
+        "ratings: list": (STAFF, True),
+        "ratings: rate a unit": (DISPATCHERS, True),
+        "ratings: settings": (STAFF, True),
+        "ratings: set settings": ({"subdistrict_admin"}, True),
+        "open311: follow": (EVERYONE, False),
+    }
+)
+COMMUNITY_B.update({"ratings: list": ("403", "403"), "ratings: rate a unit": ("403",)})
+THROUGH.update(
+    {
+        "ratings: the reporter rates": {409},
+        "ratings: the reporter rejects the result": {409},
+        "ratings: rate a unit": {400},
+        "ratings: set settings": {412},
+    }
+)
+# A resident's account that did not report the seed issue, with the code, is its reporter by the code; without
+# one it would be 403 not_reporter, the service's answer after the policy admitted the call.
+VIEW_REFUSALS = VIEW_REFUSALS | {"not_reporter"}
+
+
+def found_code(report: dict[str, Any]) -> str:
+    return str(report.get("follow_code") or "")
+
+
+def code(s: Seed) -> dict[str, str]:
+    return {"X-Follow-Code": s.follow_code}
+
+
+def seed_ratings(system: System, tenant: str, seed: Seed) -> Seed:
+    """A member unit of the seed's community (to rate)."""
+    unit = {"community_id": seed.community_id, "name_zh": f"矩阵物业{unique()}", "kind": "property_company"}
+    resp = requests.post(
+        f"{system.gateway}/api/v1/tenants/{tenant}/org/member-units", json=unit, headers=admin(system), timeout=10
+    )
+    assert resp.status_code == 201, resp.text
+    return replace(seed, unit_id=resp.json()["id"])
+
+
+EVALUATION = "/api/v1/tenants/{t}/evaluation"
+CALLS.update(
+    {
+        "ratings: the reporter follows": [
+            lambda t, s: ("GET", f"/api/v1/tenants/{t}/issues/{s.issue_id}/follow", {"headers": code(s)})
+        ],
+        "ratings: the reporter rates": [
+            lambda t, s: (
+                "POST",
+                f"/api/v1/tenants/{t}/issues/{s.issue_id}/rating",
+                {"headers": code(s), "json": {"score": 5, "comment": "矩阵"}},
+            )
+        ],
+        "ratings: the reporter rejects the result": [
+            lambda t, s: (
+                "POST",
+                f"/api/v1/tenants/{t}/issues/{s.issue_id}/result-rejection",
+                {"headers": code(s), "json": {"reason": "矩阵"}},
+            )
+        ],
+        "ratings: list": [
+            lambda t, s: (
+                "GET",
+                f"{EVALUATION.format(t=t)}/issue-ratings?page_size=1&community_id={s.community_id}",
+                {},
+            ),
+            lambda t, s: (
+                "GET",
+                f"{EVALUATION.format(t=t)}/unit-ratings?page_size=1&community_id={s.community_id}",
+                {},
+            ),
+        ],
+        "ratings: rate a unit": [
+            lambda t, s: (
+                "POST",
+                f"{EVALUATION.format(t=t)}/unit-ratings",
+                {"json": {"unit_id": s.unit_id, "score": 4, "rater_person_id": s.person_id}},
+            )
+        ],
+        "ratings: settings": [lambda t, s: ("GET", f"{EVALUATION.format(t=t)}/rating-settings", {})],
+        "ratings: set settings": [
+            lambda t, s: (
+                "PUT",
+                f"{EVALUATION.format(t=t)}/rating-settings",
+                {"headers": {"If-Match": '"999"'}, "json": {"rating_window_days": 30, "rejection_window_days": 7}},
+            )
+        ],
+        "open311: follow": [
+            lambda t, s: (
+                "POST",
+                f"/open311/v2/requests/{s.issue_id}/follow.json",
+                {"data": {"jurisdiction_id": t, "follow_code": s.follow_code}},
+            )
+        ],
+    }
+)
+
+
 # (name, role, the tenant its token is scoped to): anonymous, every token role on OWN, an admin on '*'.
 PRINCIPALS = [
     ("anonymous", "anonymous", ""),
@@ -723,6 +834,7 @@ def seed_tenant(
         attachment_id=found["attachments"][0]["id"],
         point=point,
         job_id=job.json()["id"],
+        follow_code=found_code(issue.json()),
     )
     requests_url = f"{system.gateway}/api/v1/department-requests"
     filed = requests.post(
@@ -850,13 +962,17 @@ def seeds(system: System) -> dict[str, Seed]:
         "other": seed_tenant(system, OTHER),
     }
     return {
-        label: seed_alliance(
+        label: seed_ratings(
             system,
             tenant,
-            seed_meeting(
+            seed_alliance(
                 system,
                 tenant,
-                seed_dispatch(system, tenant, replace(made[label], username=seed_account(system, tenant))),
+                seed_meeting(
+                    system,
+                    tenant,
+                    seed_dispatch(system, tenant, replace(made[label], username=seed_account(system, tenant))),
+                ),
             ),
         )
         for label, tenant in TARGETS
