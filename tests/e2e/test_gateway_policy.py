@@ -670,7 +670,12 @@ def code(s: Seed) -> dict[str, str]:
 
 def seed_ratings(system: System, tenant: str, seed: Seed) -> Seed:
     """A member unit of the seed's community (to rate)."""
-    unit = {"community_id": seed.community_id, "name_zh": f"矩阵物业{unique()}", "kind": "property_company"}
+    unit = {
+        "community_id": seed.community_id,
+        "name_zh": f"矩阵物业{unique()}",
+        "kind": "property_company",
+        "joined_on": "2024-05-01",
+    }
     resp = requests.post(
         f"{system.gateway}/api/v1/tenants/{tenant}/org/member-units", json=unit, headers=admin(system), timeout=10
     )

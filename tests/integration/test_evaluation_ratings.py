@@ -306,7 +306,12 @@ def test_the_windows_after_verification(system: System, area: Area, producer: Ka
 def test_unit_ratings_once_per_rater_unit_and_quarter(system: System, area: Area) -> None:
     o = org(system)
     unit = o.CreateMemberUnit(
-        org_pb2.MemberUnit(community_id=area.community_id, name_zh=f"红色物业{unique()}", kind="property_company")
+        org_pb2.MemberUnit(
+            community_id=area.community_id,
+            name_zh=f"红色物业{unique()}",
+            kind="property_company",
+            joined_on="2024-05-01",
+        )
     )
     rep = o.CreatePerson(
         org_pb2.Person(community_id=area.community_id, name_zh="居民代表甲", roles=["resident_representative"])
@@ -325,7 +330,9 @@ def test_unit_ratings_once_per_rater_unit_and_quarter(system: System, area: Area
     assert code_of(elsewhere) == grpc.StatusCode.PERMISSION_DENIED
     # An alliance member rates as its own unit, once; a unit of another community is refused.
     other = o.CreateMemberUnit(
-        org_pb2.MemberUnit(community_id=area.community_id, name_zh=f"业委会{unique()}", kind="owners_committee")
+        org_pb2.MemberUnit(
+            community_id=area.community_id, name_zh=f"业委会{unique()}", kind="owners_committee", joined_on="2024-05-01"
+        )
     )
     member = ratings(system, "member")
     member.principal = Principal(sub="itest-member", role="member", tenants=(T,), responder=("member_unit", other.id))

@@ -6,6 +6,9 @@ import Shell from './layout/Shell.vue'
 
 const routes = [
   { path: '/login', name: 'login', component: LoginPage, meta: { public: true } },
+  // ---- Evaluation: the reporter follows, rates or rejects with the follow-up code (typed on the page, never
+  // in the address), without logging in.
+  { path: '/follow/:tenant/:id?', name: 'follow', component: () => import('./pages/FollowPage.vue'), meta: { public: true } },
   {
     path: '/',
     component: Shell,

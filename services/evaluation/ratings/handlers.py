@@ -112,7 +112,7 @@ def put_settings(
         put,
         conflicts=CONFLICTS,
         now=utcnow,
-        expected_version=expected_version,
+        expected_version=expected_version or None,  # 0: no check (the defaults, or no If-Match)
         fresh=fresh,
     )
     assert done.doc is not None

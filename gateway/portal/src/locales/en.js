@@ -6,6 +6,7 @@ export default {
     dashboard: 'Dashboard', map: 'Grid map', issues: 'Issues', whistles: 'Whistle board', tasks: 'Assignment',
     org: 'Organisation', approvals: 'Approvals', audit: 'Audit log', field: 'Field visits', menu: 'Menu', meetings: 'Joint meetings',
     resources: 'Resources', hours: 'Volunteer hours', funds: 'Community funds',
+    ratings: 'Ratings',
   },
   login: {
     title: 'Log in', username: 'User name', password: 'Password', submit: 'Log in', busy: 'Logging in…',
@@ -158,5 +159,23 @@ export default {
     direct: 'Straight to dispatch', verify: 'Verified before filing', decidedBy: 'Decided by', overdueOnly: 'Verification overdue only',
     reasons: { out_of_scope: 'Out of scope', duplicate: 'Duplicate', insufficient_info: 'Not enough information', abusive: 'Abusive' },
     referrals: { '12345': '12345 hotline', department: 'A department', court: 'A court', other: 'Other' },
+  },
+  // ---- Evaluation: ratings (评单)
+  follow: {
+    title: 'Follow and rate an issue', intro: 'Enter the issue number and the follow-up code you got when reporting it to see its progress; once verified you may rate it once, or reject the result within the window.',
+    issue: 'Issue number', code: 'Follow-up code', codePlaceholder: 'e.g. ABCDE-FGHJK-MNPQR-STVWX', show: 'Show', required: 'Enter the {what}',
+    status: 'Status', community: 'Community', task: 'Progress', noTask: 'Not dispatched yet', completeBy: 'Due by', verified: 'Verified', notYet: 'Not yet',
+    history: 'What happened', rateTitle: 'Rate the result', rateUntil: 'Rate it by {when}', score: 'Satisfaction', comment: 'Comment (optional)', rate: 'Send the rating',
+    pickScore: 'Pick 1 to 5', rated: 'Thank you for your rating!', yourRating: 'Your rating: {score}',
+    rejectTitle: 'Not satisfied?', rejectUntil: 'You may reject it until {when}: the task is reopened', reason: 'Reason', reject: 'Reject the result',
+    rejected: 'Rejected: the task will be worked again', yourRejection: 'You rejected this verified result',
+    scores: { 1: 'Very unsatisfied', 2: 'Unsatisfied', 3: 'Fair', 4: 'Satisfied', 5: 'Very satisfied' },
+  },
+  ratings: {
+    issues: "Residents' ratings", units: 'Unit ratings', kind: 'Kind', kinds: { rating: 'Rating', rejection: 'Rejection' }, at: 'When', issue: 'Issue',
+    score: 'Score', words: 'Comment or reason', average: 'Average: {avg}', rateUnit: "Record a resident representative's rating", unit: 'Member unit', representative: 'Resident representative',
+    quarter: 'Quarter', quarterPlaceholder: 'Empty: this quarter, e.g. 2026Q4', comment: 'Comment (optional)', record: 'Record', rater: 'Rater',
+    raters: { resident_representative: 'Resident representative', alliance_member: 'Alliance member' }, required: 'Choose the {what}', pickScore: 'Pick 1 to 5',
+    saved: 'Recorded: {unit} ({quarter})', pickCommunity: 'Choose a community at the top first.',
   },
 }

@@ -6,6 +6,7 @@ export default {
     dashboard: '数据看板', map: '网格地图', issues: '诉求事项', whistles: '集结号看板', tasks: '点将台',
     org: '组织架构', approvals: '审核把关', audit: '审计日志', field: '网格走访', menu: '菜单', meetings: '联席会议',
     resources: '资源承诺', hours: '志愿时长', funds: '社区经费',
+    ratings: '居民评单',
   },
   login: {
     title: '登录', username: '账号', password: '密码', submit: '登录', busy: '正在登录…',
@@ -158,5 +159,23 @@ export default {
     direct: '直接派单', verify: '核实后立案', decidedBy: '决定人', overdueOnly: '只看核实超时',
     reasons: { out_of_scope: '不属于社区职责', duplicate: '重复反映', insufficient_info: '信息不足', abusive: '恶意或不当内容' },
     referrals: { '12345': '12345热线', department: '职能部门', court: '人民法院', other: '其他' },
+  },
+  // ---- Evaluation: ratings (评单)
+  follow: {
+    title: '事项跟踪与评价', intro: '输入事项编号和上报时获得的查询码，查看办理进度；验收后可评价一次，或在期限内对结果不满意退回。',
+    issue: '事项编号', code: '查询码', codePlaceholder: '如 ABCDE-FGHJK-MNPQR-STVWX', show: '查询', required: '请输入{what}',
+    status: '事项状态', community: '所在社区', task: '办理进度', noTask: '尚未派单', completeBy: '办结时限', verified: '验收时间', notYet: '尚未验收',
+    history: '办理经过', rateTitle: '评价办理结果', rateUntil: '请在 {when} 前评价', score: '满意度', comment: '评价内容（选填）', rate: '提交评价',
+    pickScore: '请选择1至5分', rated: '感谢您的评价！', yourRating: '您的评价：{score} 分',
+    rejectTitle: '对结果不满意？', rejectUntil: '可在 {when} 前退回，事项将重新办理', reason: '退回理由', reject: '不满意退回',
+    rejected: '已退回，事项将重新办理', yourRejection: '您已退回本次验收结果',
+    scores: { 1: '很不满意', 2: '不满意', 3: '一般', 4: '满意', 5: '很满意' },
+  },
+  ratings: {
+    issues: '居民评价', units: '成员单位评价', kind: '类型', kinds: { rating: '评价', rejection: '退回' }, at: '时间', issue: '事项编号',
+    score: '评分', words: '评价或理由', average: '平均分：{avg}', rateUnit: '录入居民代表评价', unit: '成员单位', representative: '居民代表',
+    quarter: '季度', quarterPlaceholder: '留空为本季度，如 2026Q4', comment: '评价内容（选填）', record: '录入', rater: '评价人',
+    raters: { resident_representative: '居民代表', alliance_member: '联盟成员' }, required: '请选择{what}', pickScore: '请选择1至5分',
+    saved: '已录入：{unit}（{quarter}）', pickCommunity: '请先在页首选择社区。',
   },
 }

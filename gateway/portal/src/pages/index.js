@@ -26,6 +26,10 @@ export const PAGES = [
   { name: 'funds', path: 'funds', tenant: true, roles: STAFF, menu: { icon: 'Wallet' }, component: () => import('./FundsPage.vue') },
 ]
 
+// ---- Evaluation: ratings (评单). Staff read residents' ratings and record unit ratings; the reporter's own
+// page (FollowPage, /follow/<tenant>/<issue>) is open without logging in and lives in router.js.
+PAGES.push({ name: 'ratings', path: 'evaluation/ratings', tenant: true, roles: STAFF, menu: { icon: 'Star' }, component: () => import('./RatingsPage.vue') })
+
 export const MENU = PAGES.filter((p) => p.menu)
 
 // Where a person lands after logging in: the first page their role may open.
