@@ -189,9 +189,10 @@ def list_unit_ratings(tenant: str) -> Response:
 
 @bp.get(f"{EVALUATION}/rating-settings")
 def get_rating_settings(tenant: str) -> Response:
-    """评价设置 The tenant's windows: days after verification to rate (30) and to reject (7)"""
+    """评价设置 The tenant's windows: days after verification to rate (30) and to reject (7); ETag once set"""
     with tenant_call(tenant):
-        return message(stub().GetRatingSettings(pb.GetRatingSettingsRequest()))
+        found = stub().GetRatingSettings(pb.GetRatingSettingsRequest())
+    return message(found, etag=found.version > 0)  # the defaults, never stored, have no version to match
 
 
 @bp.put(f"{EVALUATION}/rating-settings")

@@ -30,8 +30,8 @@ def still(page: Page) -> None:
 
 def open_follow(page: Page, system: System, issue_id: str, code: str) -> None:
     page.goto(portal(system, f"follow/{T}/{issue_id}"))
-    expect(page.get_by_test_id("follow-issue").locator("input")).to_have_value(issue_id)
-    page.get_by_test_id("follow-code").locator("input").fill(code)
+    expect(page.get_by_test_id("follow-issue")).to_have_value(issue_id)
+    page.get_by_test_id("follow-code").fill(code)
     page.get_by_test_id("follow-submit").click()
 
 
@@ -53,7 +53,7 @@ def test_the_reporter_follows_and_rates_with_the_code(system: System, page: Page
     page.get_by_test_id("follow-rate").click()  # no score picked: said beside the field
     expect(page.get_by_text("请选择1至5分")).to_be_visible()
     page.get_by_test_id("follow-score").locator(".el-rate__item").nth(4).click()
-    page.get_by_test_id("follow-comment").locator("textarea").fill("修得很及时，谢谢")
+    page.get_by_test_id("follow-comment").fill("修得很及时，谢谢")
     page.get_by_test_id("follow-rate").click()
     expect(page.get_by_test_id("follow-done")).to_contain_text("感谢您的评价")
     expect(page.get_by_test_id("follow-rating")).to_contain_text("5 分")
@@ -71,7 +71,7 @@ def test_the_reporter_rejects_the_result_with_a_reason(system: System, page: Pag
     open_follow(page, system, issue["id"], code)
     page.get_by_test_id("follow-reject").click()
     expect(page.get_by_text("请输入退回理由")).to_be_visible()
-    page.get_by_test_id("follow-reason").locator("textarea").fill("灯还是不亮")
+    page.get_by_test_id("follow-reason").fill("灯还是不亮")
     page.get_by_test_id("follow-reject").click()
     expect(page.get_by_test_id("follow-done")).to_contain_text("已退回")
     expect(page.get_by_test_id("follow-rejection")).to_contain_text("灯还是不亮")
@@ -147,7 +147,7 @@ def test_a_worker_reads_ratings_and_records_a_unit_rating(
     page.get_by_test_id("unit-rating-rater").click()
     page.get_by_role("option", name="居民代表丁").click()
     page.get_by_test_id("unit-rating-score").locator(".el-rate__item").nth(3).click()
-    page.get_by_test_id("unit-rating-comment").locator("textarea").fill("响应及时")
+    page.get_by_test_id("unit-rating-comment").fill("响应及时")
     page.get_by_test_id("unit-rating-submit").click()
     expect(page.get_by_test_id("unit-rating-saved")).to_contain_text(unit_name)
     expect(page.get_by_test_id("unit-ratings")).to_contain_text(unit_name)
