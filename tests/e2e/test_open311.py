@@ -104,15 +104,16 @@ def reported(system: System, key: str) -> dict[str, dict[str, str]]:
         if fmt == "json":
             assert resp.headers["Content-Type"] == "application/json; charset=utf-8"
             [answer] = resp.json()
-            assert set(answer) == {"service_request_id", "service_notice", "account_id"}
-            assert answer["account_id"] is None
+            # The spec's fields, and the reporter's follow-up code (查询码, an extension), shown this once.
+            assert set(answer) == {"service_request_id", "service_notice", "account_id", "follow_code"}
+            assert answer["account_id"] is None and len(answer["follow_code"]) == 23
             request_id, notice = answer["service_request_id"], answer["service_notice"]
         else:
             assert resp.headers["Content-Type"] == "text/xml; charset=utf-8"
             assert resp.content.startswith(b'<?xml version="1.0" encoding="UTF-8"?>')
             tree = ET.fromstring(resp.content)
             assert tree.tag == "service_requests" and [e.tag for e in tree] == ["request"]
-            assert [e.tag for e in tree[0]] == ["service_request_id", "service_notice", "account_id"]
+            assert [e.tag for e in tree[0]] == ["service_request_id", "service_notice", "account_id", "follow_code"]
             request_id, notice = (
                 tree.findtext("request/service_request_id", ""),
                 tree.findtext("request/service_notice"),

@@ -25,7 +25,7 @@ from hongling.events.v1 import evaluation_events_pb2 as eev
 
 from services.common import community, unitofwork
 from services.common.context import current_principal, require_tenant
-from services.common.errors import AlreadyExists, InvalidArgument, PermissionDenied
+from services.common.errors import Aborted, AlreadyExists, InvalidArgument, PermissionDenied
 from services.common.principal import Principal
 from services.common.unitofwork import UnitOfWork
 from services.evaluation.ratings import domain, peers, readmodel
@@ -54,8 +54,6 @@ def ts(at: datetime | None) -> Timestamp:
 
 
 def _conflicts() -> unitofwork.Conflicts:
-    from services.common.errors import Aborted
-
     return unitofwork.Conflicts(
         stale=lambda i, v, e: Aborted(f"{i!r} is at version {v}, not {e}: reload and retry (设置已被修改)"),
         raced=lambda i: Aborted(f"{i!r} was changed at the same moment: reload and retry (记录已被同时修改)"),
