@@ -62,7 +62,9 @@ def ts(at: datetime) -> Timestamp:
     return out
 
 
-def publish_verified(producer: KafkaProducer, issue_id: str, task_id: str, community_id: str, at: datetime) -> str:
+def publish_verified(
+    producer: KafkaProducer, issue_id: str, task_id: str, community_id: str, at: datetime, attempt: int = 1
+) -> str:
     """A TaskVerified as the verification area's relay publishes it; returns its verification id."""
     vid = f"v-{uuid.uuid4().hex[:12]}"
     msg = eev.TaskVerified(
@@ -73,7 +75,7 @@ def publish_verified(producer: KafkaProducer, issue_id: str, task_id: str, commu
         issue_id=issue_id,
         call_type="service",
         method="review",
-        attempt=1,
+        attempt=attempt,
         crew_ids=["person:itest-crew-1", "member_unit:itest-unit-1"],
         by="itest-convenor",
         verified_at=ts(at),
@@ -284,6 +286,17 @@ def test_the_reporter_rejects_a_verified_result_once_and_it_is_an_event(
         )
     )
     assert follows.rejection.reason.startswith("灯还是不亮") and not follows.can_rate
+    # Reopened, worked again and verified at the second attempt: the reporter may rate (or reject) again.
+    second = publish_verified(producer, issue.id, task_id, area.community_id, datetime.now(UTC), attempt=2)
+    again_verified = wait_for(
+        lambda: (
+            (f := public.FollowIssue(rpb.FollowIssueRequest(issue_id=issue.id, follow_code=issue.follow_code))).can_rate
+            and f
+        )
+    )
+    assert again_verified.attempt == 2 and again_verified.can_reject
+    rated = public.RateIssue(rpb.RateIssueRequest(issue_id=issue.id, follow_code=issue.follow_code, score=3))
+    assert rated.verification_id == second
 
 
 def test_the_windows_after_verification(system: System, area: Area, producer: KafkaProducer) -> None:
