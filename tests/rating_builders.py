@@ -31,10 +31,11 @@ class Place:
     lon: float
 
     def point(self, n: int) -> dict[str, Any]:
-        """The n-th report's place: 150 m apart (more than the duplicate distance), within the grid."""
+        """The n-th report's place: 150 m from any other (more than the duplicate distance), within the grid
+        (7 rows of 4 columns: n < 28 are all apart)."""
         return {
             "lat": self.lat + (n % 7 - 3) * 150 / M_PER_DEG,
-            "lon": self.lon + (n // 7) * 0.002,
+            "lon": self.lon + (n // 7 % 4 - 1.5) * 0.002,
             "address": "评单路",
         }
 
