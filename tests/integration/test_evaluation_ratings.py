@@ -295,6 +295,7 @@ def test_the_reporter_rejects_a_verified_result_once_and_it_is_an_event(
         )
     )
     assert again_verified.attempt == 2 and again_verified.can_reject
+    assert not again_verified.HasField("rejection")  # the first verification's rejection no longer stands
     rated = public.RateIssue(rpb.RateIssueRequest(issue_id=issue.id, follow_code=issue.follow_code, score=3))
     assert rated.verification_id == second
 

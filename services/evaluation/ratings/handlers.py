@@ -194,9 +194,13 @@ def _situation(issue_id: str, reporter: peers.Reporter, now: datetime, uow: Unit
     acts = {a.id: a for a in ResidentActDoc.objects(id__in=verified_ids)} if verified_ids else {}
     rating = next((a for a in acts.values() if a.kind == domain.RATING), None)
     current = acts.get(verdict.verification_id) if verdict is not None else None
-    rejection = next(
-        (a for a in sorted(acts.values(), key=lambda a: a.attempt, reverse=True) if a.kind == domain.REJECTION), None
-    )
+    # The rejection that stands now: of the current verification (its verdict not heard back yet), or the one
+    # the latest verdict is (a resident's, "resident:<verification>"); an older one, followed by a new
+    # verification, no longer stands.
+    rejection = current if current is not None and current.kind == domain.REJECTION else None
+    if verdict is not None and verdict.status == domain.FAILED and verdict.method == domain.RESIDENT_METHOD:
+        rejected = acts.get(verdict.verification_id.removeprefix("resident:"))
+        rejection = rejected if rejected is not None and rejected.kind == domain.REJECTION else rejection
     win, _ = windows(uow)
     s = domain.standing(verdict, now, win, rated=rating is not None, decided_current=current is not None)
     return Followed(reporter, verdict, s, rating, rejection)
