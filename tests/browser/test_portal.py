@@ -83,10 +83,10 @@ def test_a_wrong_password_shows_the_apis_message_and_keeps_what_was_typed(
 
 
 def test_a_role_with_no_page_here_is_told_so(system: System, page: Page, people: Callable[..., Person]) -> None:
-    resident = people("resident", TENANT)
+    ops = people("ops", TENANT)  # (a resident lands on the follow page: tests/browser/test_ratings.py)
     page.goto(portal(system))
-    page.get_by_label("账号").fill(resident.username)
-    page.get_by_label("密码", exact=True).fill(resident.password)
+    page.get_by_label("账号").fill(ops.username)
+    page.get_by_label("密码", exact=True).fill(ops.password)
     page.get_by_role("button", name="登录").click()
     expect(page.get_by_test_id("login-error")).to_contain_text("没有可用的页面")
 

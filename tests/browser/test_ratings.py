@@ -156,3 +156,27 @@ def test_a_worker_reads_ratings_and_records_a_unit_rating(
     still(page)
     assert axe_violations(page) == []
     shot(page, "ratings-units")
+
+
+def test_a_resident_who_reported_follows_after_logging_in_without_the_code(
+    system: System, page: Page, where: Place, people: Callable[..., Person]
+) -> None:
+    resident = people("resident", T)
+    login = requests.post(
+        f"{system.gateway}/api/v1/auth/login",
+        json={"username": resident.username, "password": resident.password},
+        timeout=15,
+    )
+    assert login.status_code == 200, login.text
+    mine = report(system, where, 15, headers={"Authorization": f"Bearer {login.json()['access_token']}"})
+    page.goto(portal(system))
+    page.get_by_label("账号").fill(resident.username)
+    page.get_by_label("密码", exact=True).fill(resident.password)
+    page.get_by_role("button", name="登录").click()
+    expect(page.get_by_role("heading", name="事项跟踪与评价")).to_be_visible()
+    page.get_by_test_id("follow-issue").fill(mine["issue"]["id"])
+    page.get_by_test_id("follow-submit").click()  # no code: the logged-in reporter
+    expect(page.get_by_test_id("follow-result")).to_contain_text("楼道灯不亮15")
+    expect(page.get_by_test_id("follow-why-not")).to_contain_text("尚未验收")
+    still(page)
+    assert axe_violations(page) == []
