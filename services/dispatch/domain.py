@@ -450,7 +450,9 @@ def status_zh(status: str) -> str:
 
 
 def transition(status: str, action: str) -> str:
-    """The status after a TransitionTask action, or FAILED_PRECONDITION saying what is allowed."""
+    """The status after a TransitionTask action, or FAILED_PRECONDITION saying what is allowed (verify and reject:
+    that they are 验单's)."""
+    refuse_verdict_action(action)
     if action not in TRANSITIONS:
         raise InvalidArgument(
             f"action must be one of {', '.join(TRANSITIONS)} (操作无效)",
