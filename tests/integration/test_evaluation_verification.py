@@ -307,11 +307,12 @@ def _group_caught_up(system: System) -> bool:
     admin = KafkaAdminClient(bootstrap_servers=system.settings.kafka_bootstrap)
     consumer = KafkaConsumer(bootstrap_servers=system.settings.kafka_bootstrap)
     try:
-        committed = admin.list_group_offsets("dispatch")
+        committed = admin.list_group_offsets({"dispatch": None}).get("dispatch", {})
         topic = topic_for("evaluation")
         parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         ends = consumer.end_offsets(parts)
-        return all(committed.get(tp) is not None and committed[tp].offset >= ends[tp] for tp in parts)
+        done = {tp: committed[tp].offset if committed.get(tp) is not None else 0 for tp in parts}
+        return bool(parts) and all(done[tp] >= ends[tp] for tp in parts)
     finally:
         admin.close()
         consumer.close()
@@ -375,7 +376,7 @@ def test_a_community_worker_sees_its_own_communitys_rounds_only(system: System, 
     assert other.fails("GetRound", pb.GetRoundRequest(id=r.id)).code() == grpc.StatusCode.NOT_FOUND
     err = other.fails("ListQueue", pb.ListQueueRequest(community_id=area.community_id))
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED
-    own = verification(system, "community_worker", community=area.community_id)
+    own = verification(system, "community_worker", sub="another-worker", community=area.community_id)
     assert own.GetRound(pb.GetRoundRequest(id=r.id)).id == r.id
     err = own.fails("CloseRound", pb.CloseRoundRequest(id=r.id))  # not its convenor
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED

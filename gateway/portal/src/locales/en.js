@@ -162,6 +162,7 @@ export default {
   },
   // ---- evaluation: verification (验单)
   verification: {
+    toQueue: 'Awaiting verification: review or on-site check',
     queue: 'Awaiting verification', rounds: 'Review rounds', checks: 'On-site checks', emptyQueue: 'No done task awaits verification',
     queueHint: 'Tick the tasks to review together and convene a round; check on site those whose rule asks for it.',
     convene: 'Convene a review round ({n})', conveneTitle: 'Convene a review round', defaultTitle: 'Collective review', tasksChosen: '{n} tasks chosen',

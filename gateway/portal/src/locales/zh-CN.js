@@ -162,6 +162,7 @@ export default {
   },
   // ---- evaluation: verification (验单)
   verification: {
+    toQueue: '待验单：集中评议或现场核验',
     queue: '待验单', rounds: '集中评议', checks: '现场核验', emptyQueue: '暂无待验单的已办结任务',
     queueHint: '勾选以集中评议方式验单的任务后发起评议；现场核验的任务点“现场核验”。',
     convene: '发起集中评议（{n}项）', conveneTitle: '发起集中评议', defaultTitle: '集中评议', tasksChosen: '已选 {n} 项任务',
