@@ -23,6 +23,11 @@ CENTER = (round(random.uniform(36.12, 36.16), 4), round(random.uniform(117.22, 1
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 300
 
 
+def field(test_id: str) -> str:
+    """An Element Plus input by its test id (the attribute lands on the <input> or on its wrapper)."""
+    return f'input[data-testid="{test_id}"], [data-testid="{test_id}"] input'
+
+
 def api(system: System, path: str) -> str:
     return f"{system.gateway}/api/v1/tenants/{TENANT}/{path}"
 
@@ -69,11 +74,11 @@ def test_an_onsite_check_with_a_photo_shows_its_place_flag_and_sends_the_task_ba
     assert not axe_violations(page)
     row.get_by_test_id(f"check-{task['id']}").click()
     form = page.get_by_test_id("check-form")
-    form.get_by_test_id("check-lat").locator("input").fill(str(round(CENTER[0] + 0.005, 6)))
-    form.get_by_test_id("check-lon").locator("input").fill(str(CENTER[1]))
-    form.get_by_test_id("check-failed").click()
-    form.get_by_test_id("check-reason").locator("input").fill("阀门未更换")
-    form.get_by_test_id("check-notes").locator("textarea").fill("现场仍有异味")
+    form.locator(field("check-lat")).fill(str(round(CENTER[0] + 0.005, 6)))
+    form.locator(field("check-lon")).fill(str(CENTER[1]))
+    form.locator("label.el-radio").filter(has_text="验收不通过").click()
+    form.locator(field("check-reason")).fill("阀门未更换")
+    form.locator('textarea[data-testid="check-notes"], [data-testid="check-notes"] textarea').fill("现场仍有异味")
     photo = tmp_path / "现场.jpg"
     photo.write_bytes(JPEG)
     form.get_by_test_id("check-photos").set_input_files(str(photo))

@@ -23,6 +23,11 @@ TENANT = "xujialou"
 CENTER = (round(random.uniform(36.22, 36.28), 4), round(random.uniform(117.02, 117.08), 4))
 
 
+def field(test_id: str) -> str:
+    """An Element Plus input by its test id (the attribute lands on the <input> or on its wrapper)."""
+    return f'input[data-testid="{test_id}"], [data-testid="{test_id}"] input'
+
+
 def api(system: System, path: str) -> str:
     return f"{system.gateway}/api/v1/tenants/{TENANT}/{path}"
 
@@ -109,7 +114,7 @@ def test_an_issue_from_intake_through_whistle_claim_assignment_and_review_to_ver
     shot(page, "dashboard-after-walk")
 
     # 验单: the done task waits in the queue; a review round of one reviewer (quorum 1) passes it.
-    page.goto(f"{system.gateway}/portal/{TENANT}/verification?community={area.community_id}")
+    log_in(page, system, people("subdistrict_admin", TENANT), f"{TENANT}/verification?community={area.community_id}")
     queue = page.get_by_test_id("queue")
     row = queue.locator("tr").filter(has_text=title)
     expect(row).to_have_count(1, timeout=60_000)
@@ -118,10 +123,10 @@ def test_an_issue_from_intake_through_whistle_claim_assignment_and_review_to_ver
     row.locator(".el-checkbox").click()
     page.get_by_test_id("convene").click()
     form = page.get_by_test_id("round-form")
-    form.get_by_test_id("round-title").locator("input").fill("十二月集中评议")
-    form.get_by_test_id("reviewer-id-0").locator("input").fill("walk-reviewer")
-    form.get_by_test_id("reviewer-name-0").locator("input").fill("党委书记")
-    form.get_by_test_id("quorum").locator("input").fill("1")
+    form.locator(field("round-title")).fill("十二月集中评议")
+    form.locator(field("reviewer-id-0")).fill("walk-reviewer")
+    form.locator(field("reviewer-name-0")).fill("党委书记")
+    form.locator(field("quorum")).fill("1")
     form.get_by_test_id("round-submit").click()
     expect(page.get_by_test_id("round-status")).to_have_text("评议中")
     expect(page.get_by_test_id("reviewers")).to_contain_text("社区党委")
@@ -135,12 +140,13 @@ def test_an_issue_from_intake_through_whistle_claim_assignment_and_review_to_ver
     shot(page, "review-round-closed")
 
     # Dispatch applies the verdict: the task is verified, and the issue follows.
-    def verified() -> bool:
-        page.goto(f"{system.gateway}/portal/{TENANT}/tasks/{task_id}")
-        expect(page.get_by_test_id("task-status")).not_to_have_text("")
-        return page.get_by_test_id("task-status").inner_text() == "已验收"
-
-    wait_for(verified, timeout=120, interval=2)
+    admin = system.auth("subdistrict_admin", TENANT)
+    wait_for(
+        lambda: requests.get(api(system, f"tasks/{task_id}"), headers=admin, timeout=10).json()["status"] == "verified",
+        timeout=120,
+    )
+    page.get_by_test_id("round-tasks").get_by_role("link", name=title).click()
+    expect(page.get_by_test_id("task-status")).to_have_text("已验收")
     page.get_by_role("link", name="查看事项").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text("已验收", timeout=60_000)
     shot(page, "task-verified")
