@@ -1403,10 +1403,12 @@ def lead_pair(task: TaskDoc) -> tuple[str, str]:
 # ---------------------------------------------------------------- evaluation's verdicts (验单)
 
 
-def _apply_verdict(event: CloudEvent, v: domain.Verdict, task_id: str, by: str, reason: str, at: datetime) -> None:
+def apply_verdict(
+    v: domain.Verdict, task_id: str, by: str, reason: str, at: datetime, *, uow: UnitOfWork = unitofwork.MONGO
+) -> None:
     """Move the task as the verdict says (domain.apply_verdict), once: the verdict's id is kept on the task, so a
     re-sent event, or one for an earlier attempt, changes nothing."""
-    rules = current_rules()
+    rules = current_rules(uow)
 
     def mutate(t: TaskDoc, now: datetime, fx: Effects) -> bool:
         steps = domain.apply_verdict(
@@ -1425,7 +1427,7 @@ def _apply_verdict(event: CloudEvent, v: domain.Verdict, task_id: str, by: str, 
         return True
 
     try:
-        change_task(task_id, mutate)
+        change_task(task_id, mutate, uow=uow)
     except NotFound:
         log.warning("verdict %s for task %s: no such task in %s", v.verification_id, task_id, require_tenant())
 
@@ -1433,7 +1435,7 @@ def _apply_verdict(event: CloudEvent, v: domain.Verdict, task_id: str, by: str, 
 def on_task_verified(event: CloudEvent, msg: vev.TaskVerified) -> None:
     """TaskVerified (evaluation): done → verified."""
     v = domain.Verdict(True, msg.method, int(msg.attempt), msg.verification_id or event.id)
-    _apply_verdict(event, v, msg.task_id, msg.by or "evaluation", "", _event_at(msg.verified_at, event))
+    apply_verdict(v, msg.task_id, msg.by or "evaluation", "", _event_at(msg.verified_at, event))
 
 
 def on_task_verification_failed(event: CloudEvent, msg: vev.TaskVerificationFailed) -> None:
@@ -1441,4 +1443,4 @@ def on_task_verification_failed(event: CloudEvent, msg: vev.TaskVerificationFail
     (resident: the reporter rejected the verified result within the window)."""
     v = domain.Verdict(False, msg.method, int(msg.attempt), msg.verification_id or event.id)
     reason = msg.reason.strip()[: domain.REASON_MAX]
-    _apply_verdict(event, v, msg.task_id, msg.by or "evaluation", reason, _event_at(msg.failed_at, event))
+    apply_verdict(v, msg.task_id, msg.by or "evaluation", reason, _event_at(msg.failed_at, event))

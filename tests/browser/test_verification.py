@@ -5,6 +5,8 @@ the page passes axe and reads in English."""
 from __future__ import annotations
 
 import random
+import struct
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,17 @@ from tests.e2e.test_dispatch_api import build_area
 pytestmark = pytest.mark.e2e
 TENANT = "daimiao"
 CENTER = (round(random.uniform(36.12, 36.16), 4), round(random.uniform(117.22, 117.26), 4))
-JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 300
+
+
+def png(width: int = 40, height: int = 30) -> bytes:
+    """A real (red) PNG, so that the browser draws it."""
+    raw = b"".join(b"\x00" + b"\xc0\x20\x20" * width for _ in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 
 
 def field(test_id: str) -> str:
@@ -79,14 +91,17 @@ def test_an_onsite_check_with_a_photo_shows_its_place_flag_and_sends_the_task_ba
     form.locator("label.el-radio").filter(has_text="验收不通过").click()
     form.locator(field("check-reason")).fill("阀门未更换")
     form.locator('textarea[data-testid="check-notes"], [data-testid="check-notes"] textarea').fill("现场仍有异味")
-    photo = tmp_path / "现场.jpg"
-    photo.write_bytes(JPEG)
+    photo = tmp_path / "现场.png"
+    photo.write_bytes(png())
     form.get_by_test_id("check-photos").set_input_files(str(photo))
     form.get_by_test_id("check-submit").click()
     view = page.get_by_test_id("check-view")
     expect(view.get_by_test_id("check-verdict")).to_have_text("验收不通过")
     expect(view.get_by_test_id("check-place")).to_contain_text("超过200米")
     expect(view.get_by_test_id("check-photo")).to_have_count(1)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=check-photo]')].every(i => i.complete && i.naturalWidth > 0)"
+    )
     assert not axe_violations(page)
     shot(page, "onsite-check")
 
