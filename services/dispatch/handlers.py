@@ -555,6 +555,7 @@ def created_task(
             }
         ],
         "cancel_reason": "",
+        "verification_ids": [],
         "version": 1,
         "updated_at": at,
     }
