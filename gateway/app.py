@@ -200,6 +200,11 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
     app.register_blueprint(alliance_meetings_bp)  # joint meetings (共商共议共决)
     app.register_blueprint(alliance_posts_bp)  # alliance: standing posts (认领岗位)
     app.register_blueprint(alliance_activities_bp)  # alliance: co-building activities (参与共建)
+    # ---- evaluation: verification (验单), gateway/routes_verification.py
+    from gateway.routes_verification import bp as verification_bp
+
+    app.register_blueprint(verification_bp)  # review rounds, on-site checks, verification rules
+    # ---- end verification
     app.register_blueprint(portal_bp)  # the portal (single-page app) at /portal/
     # ---- evaluation: residents' and unit ratings (评单; gateway/routes_ratings.py)
     from gateway.routes_ratings import bp as ratings_bp

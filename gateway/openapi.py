@@ -497,6 +497,8 @@ class SpecBuilder:
             "other systems",
             "docs": "接口文档 This API's description",
             "dashboard": "仪表盘 Dashboard: figures kept as rollups by the read models (no row is read per request)",
+            "verification": "验单 Verification: the queue of done tasks, collective review rounds (集中评议), on-site "
+            "checks (现场核验) and the tenant's rules; the verdicts are events dispatch applies",
         }
         self.tags.setdefault(family, known.get(family, family))
         return family
@@ -630,6 +632,10 @@ class SpecBuilder:
             return Op(
                 responses={"200": _ok("联系方式 The reporter's contact, unmasked (logged)", contact)}, errors=(404,)
             )
+        if endpoint == "verification.get_check_photo":  # gateway/routes_verification.py
+            photos = {t: BINARY for t in ("image/jpeg", "image/png", "image/webp")}
+            found = {"description": "核验照片 The photo as uploaded", "content": photos}
+            return Op(responses={"200": found}, errors=(404,))
         if endpoint == "issues.get_attachment":
             files = {t: BINARY for t in ("image/jpeg", "image/png", "image/webp", "application/pdf")}
             return Op(responses={"200": {"description": "附件 The file as uploaded", "content": files}}, errors=(404,))

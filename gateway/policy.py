@@ -423,6 +423,40 @@ POLICY: dict[str, Rule] = {
 }
 
 
+# ---- Evaluation: verification (验单; gateway/routes_verification.py). The evaluation service holds a community
+# worker to its community's rounds and checks (another's is 404 as a missing one, a list or a new round naming
+# another is 403); a member votes on, and reads, only the rounds it is a named reviewer of. The rules are the
+# tenant's: staff read them, subdistrict admins change them.
+POLICY.update(
+    {
+        "verification.list_queue": Rule("verification: queue", STAFF, tenant_scoped=True, community=OWN_LIST),
+        "verification.list_rounds": Rule("verification: review rounds", STAFF, tenant_scoped=True, community=OWN_LIST),
+        "verification.create_round": Rule(
+            "verification: convene a review round", STAFF, tenant_scoped=True, community=NEW_RECORD
+        ),
+        "verification.get_round": Rule(
+            "verification: read and vote on a round", DISPATCHERS, tenant_scoped=True, community=OWN_RECORD
+        ),
+        "verification.cast_vote": Rule(
+            "verification: read and vote on a round", DISPATCHERS, tenant_scoped=True, community=OWN_RECORD
+        ),
+        "verification.close_round": Rule(
+            "verification: close a review round", STAFF, tenant_scoped=True, community=OWN_RECORD
+        ),
+        "verification.list_checks": Rule("verification: on-site checks", STAFF, tenant_scoped=True, community=OWN_LIST),
+        "verification.record_check": Rule(
+            "verification: record an on-site check", STAFF, tenant_scoped=True, community=OWN_RECORD
+        ),
+        "verification.get_check": Rule("verification: on-site check", STAFF, tenant_scoped=True, community=OWN_RECORD),
+        "verification.get_check_photo": Rule(
+            "verification: on-site check", STAFF, tenant_scoped=True, community=OWN_RECORD
+        ),
+        "verification.get_rules": Rule("verification: rules (read)", STAFF, tenant_scoped=True, community=TENANT_WIDE),
+        "verification.put_rules": Rule("verification: rules (change)", SUBDISTRICT_ADMIN, tenant_scoped=True),
+    }
+)
+# ---- end verification
+
 # ---- Evaluation: ratings (评单; gateway/routes_ratings.py, gateway/open311.py follow_request) ----
 # The reporter (the anonymous public with the follow-up code in X-Follow-Code, or the logged-in resident who
 # reported) follows an issue, rates it once and may reject its verified result; the evaluation service asks

@@ -1,9 +1,12 @@
-"""Kafka events -> dispatch handlers (consumer group "dispatch", topics hongling.intake.v1 and hongling.org.v1).
+"""Kafka events -> dispatch handlers (consumer group "dispatch", topics hongling.intake.v1, hongling.org.v1 and
+hongling.evaluation.v1).
 
 - IssueClassified: the issue's task and its call (a duplicate is never classified: it gets neither).
 - IssueReclassified: a more urgent class upgrades the open call and the task's deadlines.
 - IssueMarkedDuplicate: remember the original a duplicate follows (GetTaskForIssue answers with its task).
 - OrgEntityChanged of a member unit: the next calls read the community's units again (directory.py).
+- TaskVerified / TaskVerificationFailed (evaluation's verdicts, 验单): done → verified; done → rejected → reopened;
+  verified → reopened for a resident's rejection. Each verdict applies once (its id is kept on the task).
 IssueReceived is not handled any more: a task waits for the class, which picks the call.
 
 A process runs THREADS consumers of the group, one per partition of hongling.intake.v1 (3): handling an
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from hongling.events.v1 import evaluation_events_pb2 as vev
 from hongling.events.v1 import intake_events_pb2 as iev
 from hongling.events.v1 import org_events_pb2 as oev
 
@@ -34,12 +38,14 @@ CONCURRENCY = 8
 def build_consumer(settings: Settings) -> EventConsumer:
     return EventConsumer(
         GROUP,
-        [topic_for("intake"), topic_for("org")],
+        [topic_for("intake"), topic_for("org"), topic_for("evaluation")],
         {
             iev.IssueClassified: handlers.on_issue_classified,
             iev.IssueReclassified: handlers.on_issue_reclassified,
             iev.IssueMarkedDuplicate: handlers.on_issue_marked_duplicate,
             oev.OrgEntityChanged: handlers.on_org_entity_changed,
+            vev.TaskVerified: handlers.on_task_verified,
+            vev.TaskVerificationFailed: handlers.on_task_verification_failed,
         },
         settings.kafka_bootstrap,
         max_retries=settings.consumer_max_retries,

@@ -107,6 +107,8 @@ class TaskDoc(OutboxDocument):
     history = me.EmbeddedDocumentListField(TaskEventDoc)
     cancel_reason = me.StringField(default="")
     finished_at = me.DateTimeField()
+    # The verdicts of evaluation (验单) applied to the task, by verification id: each applies once.
+    verification_ids = me.ListField(me.StringField())
     version = me.IntField(default=1)
     updated_at = me.DateTimeField()
 

@@ -35,6 +35,12 @@ original). A task has a crew of one lead place and N assistant places. States::
      ▲  ◀─decline──┘                                       ▲                    │
      │  claim lead (assign + accept at once)                └──start── reopened ◀┴reopen── rejected ◀─reject
     any unfinished state ─cancel─▶ cancelled
+
+Verification (验单) is evaluation's: `verify` and `reject` are not TransitionTask actions any more (refused,
+FAILED_PRECONDITION pointing to 验单) but the consequence of its verdicts (`apply_verdict`): TaskVerified moves a
+done task to verified; TaskVerificationFailed (a review round or an on-site check) moves it done → rejected →
+reopened in one write; a resident's rejection of the verified result (method resident) moves verified →
+reopened. A verdict applies once, to the attempt it was given for (the task's count of done steps).
 """
 
 from __future__ import annotations
@@ -417,12 +423,12 @@ FINAL = frozenset({VERIFIED, CANCELLED})
 TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
     "start": (frozenset({ACCEPTED, REOPENED}), IN_PROGRESS),
     "done": (frozenset({IN_PROGRESS}), DONE),
-    "verify": (frozenset({DONE}), VERIFIED),
-    "reject": (frozenset({DONE}), REJECTED),
     "reopen": (frozenset({REJECTED}), REOPENED),
     "cancel": (frozenset({OPEN, ASSIGNED, ACCEPTED, IN_PROGRESS, REJECTED, REOPENED}), CANCELLED),
 }
-REASON_REQUIRED = frozenset({"reject", "cancel"})
+# The steps only evaluation's verdicts take (apply_verdict); TransitionTask refuses them (refuse_verdict_action).
+VERDICT_ACTIONS = frozenset({"verify", "reject"})
+REASON_REQUIRED = frozenset({"cancel"})
 ACTION_NAMES = {
     "start": ("开始办理", "start"),
     "done": ("办结", "mark done"),
@@ -444,7 +450,9 @@ def status_zh(status: str) -> str:
 
 
 def transition(status: str, action: str) -> str:
-    """The status after a TransitionTask action, or FAILED_PRECONDITION saying what is allowed."""
+    """The status after a TransitionTask action, or FAILED_PRECONDITION saying what is allowed (verify and reject:
+    that they are 验单's)."""
+    refuse_verdict_action(action)
     if action not in TRANSITIONS:
         raise InvalidArgument(
             f"action must be one of {', '.join(TRANSITIONS)} (操作无效)",
@@ -460,6 +468,46 @@ def transition(status: str, action: str) -> str:
             field="action",
         )
     return to
+
+
+def refuse_verdict_action(action: str) -> None:
+    """verify / reject by a bare transition: refused, they are the consequence of evaluation's verdict (验单)."""
+    if action in VERDICT_ACTIONS:
+        zh, en = ACTION_NAMES[action]
+        raise FailedPrecondition(
+            f"任务的{zh}由验单（集中评议或现场核验）决定，请到「验单」办理 (a task is no longer {en}-ed by a "
+            "transition: verification is evaluation's — a review round or an on-site check decides, see "
+            "/api/v1/tenants/{tenant}/evaluation/verification-queue)",
+            reason="verified_by_evaluation",
+            field="action",
+        )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    method: str  # review | onsite | resident
+    attempt: int
+    verification_id: str
+
+
+def done_count(to_statuses: Iterable[str]) -> int:
+    """How many times the task has been done: the attempt its next verification is (1 = first)."""
+    return sum(1 for s in to_statuses if s == DONE)
+
+
+def apply_verdict(status: str, done_steps: int, applied: Iterable[str], v: Verdict) -> list[tuple[str, str]]:
+    """The (action, to) steps a verdict moves the task through, [] when it changes nothing: applied already
+    (its id is among `applied`), or given for another attempt or state (a late or re-sent event)."""
+    if v.verification_id in set(applied):
+        return []
+    if v.method == "resident":
+        return [("resident_rejected", REOPENED)] if not v.passed and status == VERIFIED else []
+    if status != DONE or (v.attempt and v.attempt != done_steps):
+        return []
+    if v.passed:
+        return [("verify", VERIFIED)]
+    return [("reject", REJECTED), ("reopen", REOPENED)]
 
 
 def allowed_actions(status: str, *, lead_free: bool, places_left: int) -> list[str]:
@@ -626,6 +674,12 @@ def note(action: str, **kw: str) -> tuple[str, str]:
         return "办结时限将至", "completion deadline approaching"
     if action == "deadline_missed":
         return "已超过办结时限", "completion deadline missed"
+    if action == "resident_rejected":
+        return f"报事居民否决验收结果{tail_zh}", f"the resident who reported it rejected the result{tail_en}"
+    if action in ("verify", "reject") and kw.get("method"):
+        zh, en = ACTION_NAMES[action]
+        m_zh = {"review": "集中评议", "onsite": "现场核验"}.get(kw["method"], kw["method"])
+        return f"{m_zh}：{zh}{tail_zh}", f"{kw['method']}: {en}{tail_en}"
     if action == "escalated":
         level = kw.get("level", "")
         zh = {"subdistrict": "街道", "district": "区"}.get(level, level)

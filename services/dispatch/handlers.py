@@ -30,6 +30,7 @@ import mongoengine as me
 import pymongo.errors
 from google.protobuf.timestamp_pb2 import Timestamp
 from hongling.events.v1 import dispatch_events_pb2 as dev
+from hongling.events.v1 import evaluation_events_pb2 as vev
 from hongling.events.v1 import intake_events_pb2 as iev
 from hongling.events.v1 import org_events_pb2 as oev
 
@@ -554,6 +555,7 @@ def created_task(
             }
         ],
         "cancel_reason": "",
+        "verification_ids": [],
         "version": 1,
         "updated_at": at,
     }
@@ -1363,9 +1365,11 @@ def transition_task(
     *,
     uow: UnitOfWork = unitofwork.MONGO,
 ) -> TaskDoc:
-    """start, done, verify, reject, reopen, cancel (domain.TRANSITIONS); illegal ones are FAILED_PRECONDITION."""
+    """start, done, reopen, cancel (domain.TRANSITIONS); illegal ones are FAILED_PRECONDITION, and so are verify and
+    reject: evaluation's verdicts take those steps (on_task_verified, on_task_verification_failed)."""
     domain.require_role(by.role, domain.HELPER_ROLES, "change a task's status")
     action = action.strip()
+    domain.refuse_verdict_action(action)
     if action not in domain.TRANSITIONS:
         raise InvalidArgument(f"action must be one of {', '.join(domain.TRANSITIONS)} (操作无效)", field="action")
     r = domain.check_reason(reason, required=action in domain.REASON_REQUIRED, what=action)
@@ -1395,3 +1399,49 @@ def transition_task(
 def lead_pair(task: TaskDoc) -> tuple[str, str]:
     lead = lead_of(task)
     return (lead.kind, lead.id) if lead is not None else ("", "")
+
+
+# ---------------------------------------------------------------- evaluation's verdicts (验单)
+
+
+def apply_verdict(
+    v: domain.Verdict, task_id: str, by: str, reason: str, at: datetime, *, uow: UnitOfWork = unitofwork.MONGO
+) -> None:
+    """Move the task as the verdict says (domain.apply_verdict), once: the verdict's id is kept on the task, so a
+    re-sent event, or one for an earlier attempt, changes nothing."""
+    rules = current_rules(uow)
+
+    def mutate(t: TaskDoc, now: datetime, fx: Effects) -> bool:
+        steps = domain.apply_verdict(
+            t.status, domain.done_count(h.to_status for h in t.history), t.verification_ids or [], v
+        )
+        if not steps:
+            return False
+        for action, to in steps:
+            _set_status(t, to, action, at, by, fx, reason=reason, method=v.method)
+        t.verification_ids = [*(t.verification_ids or []), v.verification_id]
+        if t.status == domain.VERIFIED:
+            fx.append(lambda: deadlines.cancel_task(t))
+        else:
+            t.finished_at = None
+            fx.append(lambda: deadlines.schedule_task(t, rules))
+        return True
+
+    try:
+        change_task(task_id, mutate, uow=uow)
+    except NotFound:
+        log.warning("verdict %s for task %s: no such task in %s", v.verification_id, task_id, require_tenant())
+
+
+def on_task_verified(event: CloudEvent, msg: vev.TaskVerified) -> None:
+    """TaskVerified (evaluation): done → verified."""
+    v = domain.Verdict(True, msg.method, int(msg.attempt), msg.verification_id or event.id)
+    apply_verdict(v, msg.task_id, msg.by or "evaluation", "", _event_at(msg.verified_at, event))
+
+
+def on_task_verification_failed(event: CloudEvent, msg: vev.TaskVerificationFailed) -> None:
+    """TaskVerificationFailed (evaluation): done → rejected → reopened (review, onsite); verified → reopened
+    (resident: the reporter rejected the verified result within the window)."""
+    v = domain.Verdict(False, msg.method, int(msg.attempt), msg.verification_id or event.id)
+    reason = msg.reason.strip()[: domain.REASON_MAX]
+    apply_verdict(v, msg.task_id, msg.by or "evaluation", reason, _event_at(msg.failed_at, event))

@@ -1,6 +1,8 @@
-"""An issue walked through the portal from intake to done: the whistle board (集结号看板) shows the call with
+"""An issue walked through the portal from intake to verified: the whistle board (集结号看板) shows the call with
 its deadlines counting down and who has reported in, the 点将台 ranks the helpers with their reasons, staff
-assign the best one, record the answer and move the task on, and the issue follows."""
+assign the best one, record the answer and move the task on to done, and the issue follows; then 验单: the
+done task waits in the verification queue, a review round (集中评议) passes it, and the task and the issue are
+verified (a bare "verify" is no button any more)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import Person, log_in, shot
+from tests.browser.conftest import Person, axe_violations, log_in, shot
 from tests.conftest import System, unique, wait_for
 from tests.e2e.test_dispatch_api import build_area
 
@@ -21,11 +23,16 @@ TENANT = "xujialou"
 CENTER = (round(random.uniform(36.22, 36.28), 4), round(random.uniform(117.02, 117.08), 4))
 
 
+def field(test_id: str) -> str:
+    """An Element Plus input by its test id (the attribute lands on the <input> or on its wrapper)."""
+    return f'input[data-testid="{test_id}"], [data-testid="{test_id}"] input'
+
+
 def api(system: System, path: str) -> str:
     return f"{system.gateway}/api/v1/tenants/{TENANT}/{path}"
 
 
-def test_an_issue_from_intake_through_whistle_claim_and_assignment_to_done(
+def test_an_issue_from_intake_through_whistle_claim_assignment_and_review_to_verified(
     system: System, page: Page, people: Callable[..., Person]
 ) -> None:
     area = build_area(system, TENANT, CENTER)
@@ -85,6 +92,7 @@ def test_an_issue_from_intake_through_whistle_claim_and_assignment_to_done(
         expect(page.get_by_test_id("task-status")).to_have_text(status)
     expect(page.get_by_test_id("crew")).to_contain_text("维修能手（主办）")
     expect(page.get_by_test_id("crew")).to_contain_text("志愿者0（协办）")
+    expect(page.get_by_test_id("move-verify")).to_have_count(0)  # verifying is 验单's, no transition
     shot(page, "task-done")
 
     # The issue follows its task (intake hears dispatch's events).
@@ -104,3 +112,41 @@ def test_an_issue_from_intake_through_whistle_claim_and_assignment_to_done(
     wait_for(counted, timeout=90, interval=2)
     expect(page.get_by_test_id("chart")).to_have_count(6)  # by class, by status, the days, three spans
     shot(page, "dashboard-after-walk")
+
+    # 验单: the done task waits in the queue; a review round of one reviewer (quorum 1) passes it.
+    log_in(page, system, people("subdistrict_admin", TENANT), f"{TENANT}/verification?community={area.community_id}")
+    queue = page.get_by_test_id("queue")
+    row = queue.locator("tr").filter(has_text=title)
+    expect(row).to_have_count(1, timeout=60_000)
+    expect(row).to_contain_text("集中评议")
+    shot(page, "verification-queue")
+    row.locator(".el-checkbox").click()
+    page.get_by_test_id("convene").click()
+    form = page.get_by_test_id("round-form")
+    form.locator(field("round-title")).fill("十二月集中评议")
+    form.locator(field("reviewer-id-0")).fill("walk-reviewer")
+    form.locator(field("reviewer-name-0")).fill("党委书记")
+    form.locator(field("quorum")).fill("1")
+    form.get_by_test_id("round-submit").click()
+    expect(page.get_by_test_id("round-status")).to_have_text("评议中")
+    expect(page.get_by_test_id("reviewers")).to_contain_text("社区党委")
+    page.get_by_test_id(f"vote-{task_id}").click()
+    page.get_by_test_id("vote-form").get_by_test_id("vote-submit").click()
+    expect(page.get_by_test_id(f"votes-{task_id}")).to_contain_text("通过1票")
+    page.get_by_test_id("close-round").click()
+    expect(page.get_by_test_id("round-status")).to_have_text("已结束")
+    expect(page.get_by_test_id(f"verdict-{task_id}")).to_have_text("验收通过")
+    assert not axe_violations(page)
+    shot(page, "review-round-closed")
+
+    # Dispatch applies the verdict: the task is verified, and the issue follows.
+    admin = system.auth("subdistrict_admin", TENANT)
+    wait_for(
+        lambda: requests.get(api(system, f"tasks/{task_id}"), headers=admin, timeout=10).json()["status"] == "verified",
+        timeout=120,
+    )
+    page.get_by_test_id("round-tasks").get_by_role("link", name=title).click()
+    expect(page.get_by_test_id("task-status")).to_have_text("已验收")
+    page.get_by_role("link", name="查看事项").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("已验收", timeout=60_000)
+    shot(page, "task-verified")

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from services.org.seed import Rect
+from tests.builders import verify_over_http
 from tests.conftest import System, unique, wait_for
 
 T = "shanggao"
@@ -310,8 +311,12 @@ def test_assign_from_the_ranked_list_then_the_task_runs_to_verified(system: Syst
     assert task["status"] == "in_progress" and task["status_zh"] == "办理中"
     task = ok(move(system, t["id"], "done", me, task["version"]))
     assert task["status"] == "done"
-    assert move(system, t["id"], "verify", me, task["version"]).status_code == 403  # verifying is the community's
-    task = ok(move(system, t["id"], "verify", worker(system), task["version"]))
+    assert move(system, t["id"], "verify", me, task["version"]).status_code == 403  # never a member's
+    # Nor a staff member's by a bare transition: verification is 验单's (a review round or an on-site check).
+    refused = move(system, t["id"], "verify", worker(system), task["version"])
+    assert refused.status_code == 409 and refused.json()["error"]["field"] == "action"
+    assert "验单" in refused.json()["error"]["message"]
+    task = verify_over_http(system, T, t["id"], worker(system))
     assert task["status"] == "verified" and [h["action"] for h in task["history"]][-3:] == ["start", "done", "verify"]
     wait_for(
         lambda: (
@@ -326,7 +331,7 @@ def test_assign_from_the_ranked_list_then_the_task_runs_to_verified(system: Syst
 
 def test_an_illegal_transition_is_409_naming_the_status(system: System, area: Area) -> None:
     t = task_of(system, report(system)["id"])
-    resp = move(system, t["id"], "verify", worker(system), t["version"])
+    resp = move(system, t["id"], "done", worker(system), t["version"])
     assert resp.status_code == 409, resp.text
     err = resp.json()["error"]
     assert "open" in err["message"] and err["request_id"] == resp.headers["X-Request-Id"]

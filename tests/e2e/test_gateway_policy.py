@@ -1120,3 +1120,102 @@ def test_tokens_never_reach_the_logs(system: System) -> None:
     leaked = [sub for (role, tenant), token in system.tokens.items() if token in text for sub in [f"{role}@{tenant}"]]
     assert not leaked and system.expired_token not in text
     assert f"test-community_worker-{OWN}" in (logs / "gateway.log").read_text("utf-8")
+
+
+# ---- evaluation: verification (验单; gateway/routes_verification.py). The seed's task is open (not done): a
+# round or a check of it is 409 (task_not_done) once the policy let the call through; rounds and checks named
+# here do not exist (404); rules that do not validate are 400. A community worker of A naming B's community is
+# 403, B's task 404 as a missing one.
+EXPECTED.update(
+    {
+        "verification: queue": (STAFF, True),
+        "verification: review rounds": (STAFF, True),
+        "verification: convene a review round": (STAFF, True),
+        "verification: read and vote on a round": (DISPATCHERS, True),
+        "verification: close a review round": (STAFF, True),
+        "verification: on-site checks": (STAFF, True),
+        "verification: record an on-site check": (STAFF, True),
+        "verification: on-site check": (STAFF, True),
+        "verification: rules (read)": (STAFF, True),
+        "verification: rules (change)": ({"subdistrict_admin"}, True),
+    }
+)
+COMMUNITY_B.update(
+    {
+        "verification: queue": ("403",),
+        "verification: review rounds": ("403",),
+        "verification: convene a review round": ("403",),
+        "verification: on-site checks": ("403",),
+        "verification: record an on-site check": ("404",),
+    }
+)
+THROUGH.update(
+    {
+        "verification: convene a review round": {409},
+        "verification: read and vote on a round": {404},
+        "verification: close a review round": {404},
+        "verification: record an on-site check": {409},
+        "verification: on-site check": {404},
+        "verification: rules (change)": {400},
+    }
+)
+_EV = "/api/v1/tenants/{t}/evaluation"
+
+
+def _round_body(s: Seed) -> dict[str, Any]:
+    return {
+        "community_id": s.community_id,
+        "title": "矩阵评议",
+        "task_ids": [s.task_id],
+        "reviewers": [{"id": "matrix-reviewer", "kind": "party_committee"}],
+        "quorum": 1,
+    }
+
+
+CALLS.update(
+    {
+        "verification: queue": [
+            lambda t, s: ("GET", f"{_EV.format(t=t)}/verification-queue?community_id={s.community_id}", {})
+        ],
+        "verification: review rounds": [
+            lambda t, s: ("GET", f"{_EV.format(t=t)}/review-rounds?community_id={s.community_id}&page_size=1", {})
+        ],
+        "verification: convene a review round": [
+            lambda t, s: ("POST", f"{_EV.format(t=t)}/review-rounds", {"json": _round_body(s)})
+        ],
+        "verification: read and vote on a round": [
+            lambda t, s: ("GET", f"{_EV.format(t=t)}/review-rounds/rr-matrix-none", {}),
+            lambda t, s: (
+                "POST",
+                f"{_EV.format(t=t)}/review-rounds/rr-matrix-none/votes",
+                {"json": {"task_id": s.task_id, "reviewer_id": "matrix-reviewer", "pass": True}},
+            ),
+        ],
+        "verification: close a review round": [
+            lambda t, s: ("POST", f"{_EV.format(t=t)}/review-rounds/rr-matrix-none/close", {})
+        ],
+        "verification: on-site checks": [
+            lambda t, s: ("GET", f"{_EV.format(t=t)}/onsite-checks?community_id={s.community_id}", {})
+        ],
+        "verification: record an on-site check": [
+            lambda t, s: (
+                "POST",
+                f"{_EV.format(t=t)}/onsite-checks",
+                {"json": {"task_id": s.task_id, "lat": s.point[0], "lon": s.point[1], "pass": True}},
+            )
+        ],
+        "verification: on-site check": [
+            lambda t, s: ("GET", f"{_EV.format(t=t)}/onsite-checks/oc-matrix-none", {}),
+            lambda t, s: ("GET", f"{_EV.format(t=t)}/onsite-checks/oc-matrix-none/photos/p1", {}),
+        ],
+        "verification: rules (read)": [lambda t, s: ("GET", f"{_EV.format(t=t)}/verification-rules", {})],
+        "verification: rules (change)": [
+            lambda t, s: (
+                "PUT",
+                f"{_EV.format(t=t)}/verification-rules",
+                {"json": {"rules": [{"call_type": "x"}]}, "headers": {"If-Match": '"0"'}},
+            )
+        ],
+    }
+)
+# ---- end verification

@@ -32,6 +32,7 @@ from pymongo import MongoClient
 from services.common.events import CloudEvent, topic_for
 from services.common.principal import Principal
 from services.dispatch.domain import task_id_for_issue, whistle_id_for_issue
+from tests.builders import refused_by_grpc, send_back, verify
 from tests.conftest import System, read_topic, unique, wait_for
 from tests.integration.test_intake_service import Area, Stub, field_of, make_area
 
@@ -524,20 +525,21 @@ def test_assign_from_the_ranked_list_decline_override_and_the_whole_lifecycle(
     def act(action: str, reason: str = "") -> pb.Task:
         return d.TransitionTask(pb.TransitionTaskRequest(task_id=task.id, action=action, reason=reason))
 
-    err = d.fails("TransitionTask", pb.TransitionTaskRequest(task_id=task.id, action="verify"))
+    err = d.fails("TransitionTask", pb.TransitionTaskRequest(task_id=task.id, action="done"))
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "已接单" in (err.details() or "")
     assert act("start").status == "in_progress"
     t = act("done")
-    assert t.status == "done" and t.finished_at.seconds
+    assert t.status == "done" and t.finished_at.seconds and list(t.allowed_actions) == []
     assert timers(mongo_client).count_documents({"_id": f"t:{task.id}"}) == 0
-    err = d.fails("TransitionTask", pb.TransitionTaskRequest(task_id=task.id, action="reject"))
-    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and field_of(err) == "reason"
-    assert act("reject", "墙面未修补平整").status == "rejected"
+    # Verifying and rejecting are evaluation's verdicts (验单), not transitions.
+    for bare in ("verify", "reject"):
+        err = d.fails("TransitionTask", pb.TransitionTaskRequest(task_id=task.id, action=bare, reason="墙面未修补平整"))
+        assert refused_by_grpc(err) and field_of(err) == "action"
+    assert send_back(system, T, task.id, "墙面未修补平整").status == "reopened"  # rejected → reopened at once
     assert timers(mongo_client).count_documents({"_id": f"t:{task.id}"}) == 1  # the clock runs again
-    assert act("reopen").status == "reopened"
     assert act("start").status == "in_progress"
     assert act("done").status == "done"
-    t = act("verify")
+    t = verify(system, T, task.id)
     assert t.status == "verified" and t.status_zh == "已验收" and list(t.allowed_actions) == []
     assert [h.action for h in t.history] == [
         "created",
@@ -853,7 +855,7 @@ def test_a_member_acts_only_as_itself(system: System, scene: Scene) -> None:
     assert me.TransitionTask(pb.TransitionTaskRequest(task_id=task.id, action="start")).status == "in_progress"
     assert me.TransitionTask(pb.TransitionTaskRequest(task_id=task.id, action="done")).status == "done"
     err = me.fails("TransitionTask", pb.TransitionTaskRequest(task_id=task.id, action="verify"))
-    assert err.code() == grpc.StatusCode.PERMISSION_DENIED  # verifying is the community's
+    assert refused_by_grpc(err)  # verifying is 验单's, no transition
 
     def listed() -> pb.ListTasksResponse | None:
         got = me.ListTasks(pb.ListTasksRequest(page_size=200))

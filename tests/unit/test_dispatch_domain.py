@@ -99,8 +99,6 @@ def test_ids_are_deterministic() -> None:
         (ACCEPTED, "start", IN_PROGRESS),
         (REOPENED, "start", IN_PROGRESS),
         (IN_PROGRESS, "done", DONE),
-        (DONE, "verify", VERIFIED),
-        (DONE, "reject", REJECTED),
         (REJECTED, "reopen", REOPENED),
         (OPEN, "cancel", CANCELLED),
         (ASSIGNED, "cancel", CANCELLED),
@@ -117,8 +115,7 @@ def test_legal_transitions(status: str, action: str, to: str) -> None:
         (OPEN, "start"),
         (OPEN, "done"),
         (ASSIGNED, "start"),  # must be accepted first
-        (IN_PROGRESS, "verify"),
-        (ACCEPTED, "reject"),
+        (ACCEPTED, "done"),
         (DONE, "start"),
         (VERIFIED, "reopen"),
         (VERIFIED, "cancel"),
@@ -132,6 +129,43 @@ def test_illegal_transitions_are_failed_preconditions_naming_the_state(status: s
         domain.transition(status, action)
     assert exc.value.reason == "illegal_transition"
     assert domain.status_zh(status) in exc.value.message and status in exc.value.message
+
+
+@pytest.mark.parametrize("status", [DONE, IN_PROGRESS, VERIFIED])
+@pytest.mark.parametrize("action", ["verify", "reject"])
+def test_verify_and_reject_are_no_transitions_any_more_but_evaluations_verdict(status: str, action: str) -> None:
+    with pytest.raises(FailedPrecondition) as exc:
+        domain.transition(status, action)
+    assert exc.value.reason == "verified_by_evaluation" and exc.value.field == "action"
+    assert "验单" in exc.value.message and "verification-queue" in exc.value.message
+
+
+def verdict(passed: bool, method: str = "review", attempt: int = 1, vid: str = "t1:1") -> domain.Verdict:
+    return domain.Verdict(passed, method, attempt, vid)
+
+
+def test_a_passed_verdict_verifies_a_done_task_of_its_attempt() -> None:
+    assert domain.apply_verdict(DONE, 1, [], verdict(True)) == [("verify", VERIFIED)]
+
+
+def test_a_failed_verdict_rejects_and_reopens_a_done_task_in_one_step() -> None:
+    assert domain.apply_verdict(DONE, 1, [], verdict(False, "onsite")) == [("reject", REJECTED), ("reopen", REOPENED)]
+
+
+def test_a_resident_rejection_reopens_a_verified_task() -> None:
+    assert domain.apply_verdict(VERIFIED, 1, ["t1:1"], verdict(False, "resident", 1, "r1")) == [
+        ("resident_rejected", REOPENED)
+    ]
+    assert domain.apply_verdict(DONE, 1, [], verdict(False, "resident", 1, "r1")) == []
+
+
+def test_a_verdict_applies_once_and_only_to_its_attempt() -> None:
+    assert domain.apply_verdict(DONE, 1, ["t1:1"], verdict(True)) == []  # re-sent
+    assert domain.apply_verdict(VERIFIED, 1, [], verdict(True)) == []  # already verified
+    assert domain.apply_verdict(DONE, 2, ["t1:1"], verdict(False, vid="t1:1")) == []  # the first attempt's, late
+    assert domain.apply_verdict(DONE, 2, ["t1:1"], verdict(True, attempt=1, vid="x")) == []
+    assert domain.apply_verdict(DONE, 2, ["t1:1"], verdict(True, attempt=2, vid="t1:2")) == [("verify", VERIFIED)]
+    assert domain.apply_verdict(IN_PROGRESS, 1, [], verdict(True)) == []
 
 
 def test_unknown_action_is_invalid() -> None:
@@ -149,7 +183,7 @@ def test_allowed_actions_drive_the_buttons() -> None:
         "claim",
         "cancel",
     ]
-    assert domain.allowed_actions(DONE, lead_free=False, places_left=0) == ["verify", "reject"]
+    assert domain.allowed_actions(DONE, lead_free=False, places_left=0) == []  # verification is 验单's
     assert domain.allowed_actions(VERIFIED, lead_free=False, places_left=0) == []
 
 

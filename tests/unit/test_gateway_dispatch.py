@@ -200,6 +200,7 @@ def test_members_reach_only_the_dispatch_routes_they_need() -> None:
         }
         | {e for e in POLICY if e.startswith("open311.") and e != "open311.create_request"}
         | ALLIANCE_MEMBER_ROUTES
+        | VERIFICATION_MEMBER_ROUTES
         | {"ratings.rate_unit"}  # an alliance member rates units of its community as itself (评单)
     )
 
@@ -231,6 +232,8 @@ ALLIANCE_MEMBER_ROUTES = {
     "alliance_activities.record_attendance",
     "alliance_activities.list_signups",
 }
+# A member named as a reviewer of a review round (验单) reads that round and votes as itself.
+VERIFICATION_MEMBER_ROUTES = {"verification.get_round", "verification.cast_vote"}
 
 
 def test_residents_and_the_public_get_no_dispatch_route(client: FlaskClient, tokens: Path) -> None:

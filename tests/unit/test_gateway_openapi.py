@@ -60,6 +60,10 @@ SAMPLE_ARGS = {
     "shift_id": "post-1.0",
     "claim_id": "pc-1",
     "activity_id": "act-1",
+    # evaluation: verification (验单)
+    "round_id": "rr-1",
+    "check_id": "oc-1",
+    "photo_id": "p1",
 }
 METHODS = ("get", "post", "put", "patch", "delete")
 

@@ -230,6 +230,19 @@ COMMUNITY_EXPECTED: dict[str, tuple[str, str]] = {
     "alliance_ledger.allocate_funds": (NEW_RECORD, ""),
     "alliance_ledger.spend_funds": (NEW_RECORD, ""),
 }
+# ---- evaluation: verification (验单; gateway/routes_verification.py): the evaluation service checks the records.
+COMMUNITY_EXPECTED.update(
+    {
+        **{f"verification.{n}": (OWN_LIST, "") for n in ("list_queue", "list_rounds", "list_checks")},
+        "verification.create_round": (NEW_RECORD, ""),
+        **{
+            f"verification.{n}": (OWN_RECORD, "")
+            for n in ("get_round", "cast_vote", "close_round", "record_check", "get_check", "get_check_photo")
+        },
+        "verification.get_rules": (TENANT_WIDE, ""),
+    }
+)
+# ---- end verification
 
 # ---- Evaluation: ratings (评单; gateway/routes_ratings.py): the service checks the unit's community.
 COMMUNITY_EXPECTED.update(

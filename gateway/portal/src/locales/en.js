@@ -6,6 +6,7 @@ export default {
     dashboard: 'Dashboard', map: 'Grid map', issues: 'Issues', whistles: 'Whistle board', tasks: 'Assignment',
     org: 'Organisation', approvals: 'Approvals', audit: 'Audit log', field: 'Field visits', menu: 'Menu', meetings: 'Joint meetings',
     resources: 'Resources', hours: 'Volunteer hours', funds: 'Community funds',
+    verification: 'Verification',
     ratings: 'Ratings',
   },
   login: {
@@ -160,6 +161,28 @@ export default {
     reasons: { out_of_scope: 'Out of scope', duplicate: 'Duplicate', insufficient_info: 'Not enough information', abusive: 'Abusive' },
     referrals: { '12345': '12345 hotline', department: 'A department', court: 'A court', other: 'Other' },
   },
+  // ---- evaluation: verification (验单)
+  verification: {
+    toQueue: 'Awaiting verification: review or on-site check',
+    queue: 'Awaiting verification', rounds: 'Review rounds', checks: 'On-site checks', emptyQueue: 'No done task awaits verification',
+    queueHint: 'Tick the tasks to review together and convene a round; check on site those whose rule asks for it.',
+    convene: 'Convene a review round ({n})', conveneTitle: 'Convene a review round', defaultTitle: 'Collective review', tasksChosen: '{n} tasks chosen',
+    task: 'Task', callType: 'Call', doneAt: 'Done at', attempt: 'Verification', nth: 'No. {n}',
+    method: 'Method', methods: { review: 'Collective review', onsite: 'On-site check', either: 'Review or check' },
+    checkOnSite: 'Check on site', roundTitle: 'Round', status: 'Status', counts: 'Results', createdAt: 'Convened',
+    statuses: { open: 'Open', closing: 'Closing', closed: 'Closed' },
+    countsLine: '{tasks} tasks · {passed} passed · {failed} failed · quorum {quorum}',
+    reviewers: 'Reviewers', reviewer: 'Reviewer', reviewerKind: 'Reviewer kind', reviewerId: 'Reviewer id (account or person)', reviewerName: 'Name',
+    kinds: { party_committee: 'Party committee', resident_representative: 'Resident representative', alliance_member: 'Alliance member' },
+    addReviewer: 'Add a reviewer', quorum: 'Quorum', quorumHint: '0: the tenant’s rule',
+    checkTitle: 'On-site check', lat: 'Latitude', lon: 'Longitude', here: 'Use my position', verdict: 'Verdict', passed: 'Passed', failed: 'Failed',
+    reason: 'Why it failed', notes: 'Notes', photos: 'Photos', checkedAt: 'Checked at', place: 'Place', flagged: 'Too far from the issue',
+    metres: '{n} m', tasks: 'Tasks', votes: 'Votes', votesLine: '{pass} pass · {fail} fail', vote: 'Vote', close: 'Close the round',
+    roundLine: 'Quorum {quorum} · {decision} · convened by {convenor}',
+    decisions: { majority: 'Majority', two_thirds: 'Two thirds', unanimous: 'Unanimous' },
+    verdicts: { passed: 'Passed', failed: 'Failed', no_quorum: 'No quorum', decided_elsewhere: 'Decided elsewhere' },
+  },
+  // ---- end verification
   // ---- Evaluation: ratings (评单)
   follow: {
     title: 'Follow and rate an issue', intro: 'Enter the issue number and the follow-up code you got when reporting it to see its progress; once verified you may rate it once, or reject the result within the window.',

@@ -6,6 +6,7 @@ export default {
     dashboard: '数据看板', map: '网格地图', issues: '诉求事项', whistles: '集结号看板', tasks: '点将台',
     org: '组织架构', approvals: '审核把关', audit: '审计日志', field: '网格走访', menu: '菜单', meetings: '联席会议',
     resources: '资源承诺', hours: '志愿时长', funds: '社区经费',
+    verification: '验单',
     ratings: '居民评单',
   },
   login: {
@@ -160,6 +161,28 @@ export default {
     reasons: { out_of_scope: '不属于社区职责', duplicate: '重复反映', insufficient_info: '信息不足', abusive: '恶意或不当内容' },
     referrals: { '12345': '12345热线', department: '职能部门', court: '人民法院', other: '其他' },
   },
+  // ---- evaluation: verification (验单)
+  verification: {
+    toQueue: '待验单：集中评议或现场核验',
+    queue: '待验单', rounds: '集中评议', checks: '现场核验', emptyQueue: '暂无待验单的已办结任务',
+    queueHint: '勾选以集中评议方式验单的任务后发起评议；现场核验的任务点“现场核验”。',
+    convene: '发起集中评议（{n}项）', conveneTitle: '发起集中评议', defaultTitle: '集中评议', tasksChosen: '已选 {n} 项任务',
+    task: '任务', callType: '集结号', doneAt: '办结时间', attempt: '验单次数', nth: '第{n}次',
+    method: '验单方式', methods: { review: '集中评议', onsite: '现场核验', either: '评议或核验' },
+    checkOnSite: '现场核验', roundTitle: '评议名称', status: '状态', counts: '结果', createdAt: '发起时间',
+    statuses: { open: '评议中', closing: '正在结束', closed: '已结束' },
+    countsLine: '{tasks}项任务 · 通过{passed} · 不通过{failed} · 法定票数{quorum}',
+    reviewers: '评议人', reviewer: '评议人', reviewerKind: '评议人类别', reviewerId: '评议人编号（账号或人员编号）', reviewerName: '姓名',
+    kinds: { party_committee: '社区党委', resident_representative: '居民代表', alliance_member: '联盟成员' },
+    addReviewer: '增加评议人', quorum: '法定票数', quorumHint: '0 表示按本街道规则',
+    checkTitle: '现场核验', lat: '纬度', lon: '经度', here: '使用当前位置', verdict: '结论', passed: '验收通过', failed: '验收不通过',
+    reason: '不通过理由', notes: '核验情况', photos: '照片', checkedAt: '核验时间', place: '核验地点', flagged: '距事项位置过远',
+    metres: '{n}米', tasks: '评议任务', votes: '票数', votesLine: '通过{pass}票 · 不通过{fail}票', vote: '投票', close: '结束评议',
+    roundLine: '法定票数{quorum} · {decision} · 召集人 {convenor}',
+    decisions: { majority: '过半数通过', two_thirds: '三分之二通过', unanimous: '全票通过' },
+    verdicts: { passed: '验收通过', failed: '验收不通过', no_quorum: '未达法定票数', decided_elsewhere: '已由其他验单决定' },
+  },
+  // ---- end verification
   // ---- Evaluation: ratings (评单)
   follow: {
     title: '事项跟踪与评价', intro: '输入事项编号和上报时获得的查询码，查看办理进度；验收后可评价一次，或在期限内对结果不满意退回。',

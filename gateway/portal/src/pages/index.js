@@ -24,6 +24,10 @@ export const PAGES = [
   { name: 'resources', path: 'resources', tenant: true, roles: [...STAFF, 'member'], menu: { icon: 'Box' }, component: () => import('./ResourcesPage.vue') },
   { name: 'hours', path: 'hours', tenant: true, roles: [...STAFF, 'member'], menu: { icon: 'Timer' }, component: () => import('./HoursPage.vue') },
   { name: 'funds', path: 'funds', tenant: true, roles: STAFF, menu: { icon: 'Wallet' }, component: () => import('./FundsPage.vue') },
+  // ---- evaluation: verification (验单): the queue, review rounds and on-site checks
+  { name: 'verification', path: 'verification', tenant: true, roles: STAFF, menu: { icon: 'Finished' }, component: () => import('./VerificationPage.vue') },
+  { name: 'review-round', path: 'verification/rounds/:id', tenant: true, roles: STAFF, component: () => import('./ReviewRoundPage.vue'), props: true },
+  // ---- end verification
 ]
 
 // ---- Evaluation: ratings (评单). Staff read residents' ratings and record unit ratings; the reporter's own
