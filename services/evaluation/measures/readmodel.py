@@ -1,0 +1,397 @@
+"""The measures' SQL tables (migration 0011_evaluation_measures), in each tenant's schema, and the batch that
+keeps them (one transaction per tenant per poll, written by consumer.py).
+
+Fact tables (one row per natural key, merged commutatively from their events: domain.merge)
+    eval_m_targets   (whistle_id, target)   a whistle's target and its answer
+    eval_m_tasks     task_id                a task's verdicts (first pass, failures), missed deadline, crew
+    eval_m_ratings   rating_id              an issue's or a unit's rating and who it is about
+    eval_m_duties    fact_id                an alliance duty fact (meeting, shift, pledge, activity place)
+  each with `anchor_at` and `quarter` (indexed): the quarter's rebuild reads its rows by it.
+Counters
+    eval_m_counts    (scope, period, subject, counter) -> n: the facts' contributions (domain.contributions),
+                     kept by the rollups' technique (services/common/rollups.py): a replaced row takes its old
+                     contributions away and adds its new ones, in the same transaction.
+Others
+    eval_m_processed event ids already applied (ON CONFLICT DO NOTHING in the batch's transaction: an event
+                     seen twice changes nothing)
+    eval_m_subjects  who a helper is (kind, unit kind, roles, home community, name) from org's events
+    eval_m_board_sets, eval_m_board_entries  the frozen boards (a page of a board is one index range), written
+                     by the freeze timer after the write side holds the set (handlers.py)
+
+Per batch: one INSERT … RETURNING for the event ids, one SELECT per fact table for the keys touched, one
+INSERT … ON CONFLICT DO UPDATE per fact table, and the counters' upserts in chunks of 1,000, sorted by key.
+At 100× the data: fact tables grow with facts (reads use their primary keys or `quarter`), the counters
+with subjects × periods × counters (index (period, scope)), and a subject's measures stay one primary-key range (~30 rows).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    DateTime,
+    Float,
+    Integer,
+    Table,
+    Text,
+    and_,
+    delete,
+    func,
+    select,
+    tuple_,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
+
+from services.common import readside
+from services.evaluation.measures import domain
+
+TZ = DateTime(timezone=True)
+M = readside.METADATA
+
+TARGETS = Table(
+    "eval_m_targets",
+    M,
+    Column("whistle_id", Text, primary_key=True),
+    Column("target", Text, primary_key=True),
+    Column("community_id", Text, nullable=False),
+    Column("called", Boolean, nullable=False),
+    Column("reported", Boolean, nullable=False),
+    Column("in_time", Boolean, nullable=False),
+    Column("blown_at", TZ),
+    Column("reported_at", TZ),
+    Column("anchor_at", TZ),
+    Column("quarter", Text, nullable=False),
+)
+TASKS = Table(
+    "eval_m_tasks",
+    M,
+    Column("task_id", Text, primary_key=True),
+    Column("community_id", Text, nullable=False),
+    Column("call_type", Text, nullable=False),
+    Column("crew", ARRAY(Text), nullable=False),
+    Column("verdicts", Integer, nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("resident_failures", Integer, nullable=False),
+    Column("first_pass", Boolean, nullable=False),
+    Column("first_fail", Boolean, nullable=False),
+    Column("missed", Boolean, nullable=False),
+    Column("anchor_at", TZ),
+    Column("quarter", Text, nullable=False),
+)
+RATINGS = Table(
+    "eval_m_ratings",
+    M,
+    Column("rating_id", Text, primary_key=True),
+    Column("community_id", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("subjects", ARRAY(Text), nullable=False),
+    Column("score", Integer, nullable=False),
+    Column("anchor_at", TZ),
+    Column("rated_quarter", Text, nullable=False),
+    Column("quarter", Text, nullable=False),
+)
+DUTIES = Table(
+    "eval_m_duties",
+    M,
+    Column("fact_id", Text, primary_key=True),
+    Column("community_id", Text, nullable=False),
+    Column("duty", Text, nullable=False),
+    Column("subjects", ARRAY(Text), nullable=False),
+    Column("expected", Boolean, nullable=False),
+    Column("met", Boolean, nullable=False),
+    Column("excused", Boolean, nullable=False),
+    Column("anchor_at", TZ),
+    Column("quarter", Text, nullable=False),
+)
+FACTS: dict[str, Table] = {"target": TARGETS, "task": TASKS, "rating": RATINGS, "duty": DUTIES}
+COUNTS = Table(
+    "eval_m_counts",
+    M,
+    Column("scope", Text, primary_key=True),
+    Column("period", Text, primary_key=True),
+    Column("subject", Text, primary_key=True),
+    Column("counter", Text, primary_key=True),
+    Column("n", BigInteger, nullable=False),
+)
+PROCESSED = Table("eval_m_processed", M, Column("event_id", Text, primary_key=True))
+SUBJECTS = Table(
+    "eval_m_subjects",
+    M,
+    Column("subject", Text, primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("unit_kind", Text, nullable=False),
+    Column("roles", ARRAY(Text), nullable=False),
+    Column("community_id", Text, nullable=False),
+    Column("name_zh", Text, nullable=False),
+    Column("version", BigInteger, nullable=False),
+)
+BOARD_SETS = Table(
+    "eval_m_board_sets",
+    M,
+    Column("quarter", Text, primary_key=True),
+    Column("community_id", Text, primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("corrects_version", Integer, nullable=False),
+    Column("changes", Text, nullable=False),
+    Column("formula", Text, nullable=False),
+    Column("frozen_at", TZ, nullable=False),
+)
+BOARD_ENTRIES = Table(
+    "eval_m_board_entries",
+    M,
+    Column("quarter", Text, primary_key=True),
+    Column("community_id", Text, primary_key=True),
+    Column("board", Text, primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("rank", Integer, primary_key=True),
+    Column("subject", Text, nullable=False),
+    Column("name_zh", Text, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("workload", BigInteger, nullable=False),
+    Column("explanation", Text, nullable=False),
+    Column("parts", JSONB, nullable=False),
+)
+# What a rebuild from the events recreates (and what the rebuild test compares), in dump order.
+KEY_COLS = (COUNTS.c.scope, COUNTS.c.period, COUNTS.c.subject, COUNTS.c.counter)
+REBUILT: tuple[Table, ...] = (TARGETS, TASKS, RATINGS, DUTIES, COUNTS, PROCESSED, SUBJECTS)
+CHUNK = 1000
+
+
+# ---------------------------------------------------------------- the batch
+
+
+def claim_events(conn: Connection, ids: Sequence[str]) -> set[str]:
+    """Record these event ids as processed; returns those not seen before (the only ones to apply)."""
+    fresh: set[str] = set()
+    unique = sorted(set(ids))
+    for start in range(0, len(unique), CHUNK):
+        part = unique[start : start + CHUNK]
+        stmt = insert(PROCESSED).values([{"event_id": i} for i in part]).on_conflict_do_nothing()
+        fresh.update(r[0] for r in conn.execute(stmt.returning(PROCESSED.c.event_id)))
+    return fresh
+
+
+def _key_of(kind: str, row: Mapping[str, Any]) -> tuple[Any, ...]:
+    return tuple(row[k] for k in domain.KEYS[kind])
+
+
+def _load(conn: Connection, kind: str, keys: Sequence[tuple[Any, ...]]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    table = FACTS[kind]
+    cols = [table.c[k] for k in domain.KEYS[kind]]
+    out: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for start in range(0, len(keys), CHUNK):
+        part = keys[start : start + CHUNK]
+        cond = tuple_(*cols).in_(part) if len(cols) > 1 else cols[0].in_([k[0] for k in part])
+        for r in conn.execute(select(table).where(cond)).mappings():
+            row = dict(r)
+            out[_key_of(kind, row)] = row
+    return out
+
+
+def apply_facts(conn: Connection, partials: Mapping[str, Sequence[Mapping[str, Any]]]) -> Counter[tuple[str, ...]]:
+    """Merge one batch's partial rows into the fact tables and the counters (in the caller's transaction);
+    returns the counter changes applied (for tests and the quarters touched)."""
+    tally: Counter[tuple[str, ...]] = Counter()
+    for kind in ("target", "task", "rating", "duty"):
+        found = partials.get(kind) or ()
+        if not found:
+            continue
+        keys = sorted({_key_of(kind, p) for p in found})
+        stored = _load(conn, kind, keys)
+        rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for p in found:
+            k = _key_of(kind, p)
+            rows[k] = domain.merge(kind, rows.get(k, stored.get(k)), p)
+        changed = []
+        for k in keys:
+            new = rows[k]
+            old = stored.get(k)
+            if old is not None and _same(kind, old, new):
+                continue
+            changed.append(new)
+            if old is not None:
+                for c in domain.contributions(kind, old):
+                    tally[c[:4]] -= c[4]
+            for c in domain.contributions(kind, new):
+                tally[c[:4]] += c[4]
+        _upsert(conn, FACTS[kind], changed, domain.KEYS[kind])
+    apply_counts(conn, tally)
+    return tally
+
+
+def _same(kind: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    return all(_norm(old.get(c)) == _norm(new.get(c)) for c in FACTS[kind].c.keys())
+
+
+def _norm(v: Any) -> Any:
+    if isinstance(v, list | tuple):
+        return tuple(v)
+    if hasattr(v, "tzinfo") and v is not None and hasattr(v, "astimezone"):
+        return domain.aware(v)
+    return v
+
+
+def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], keys: Sequence[str]) -> None:
+    cols = [c.name for c in table.columns]
+    for start in range(0, len(rows), CHUNK):
+        part = [{c: r.get(c) for c in cols} for r in rows[start : start + CHUNK]]
+        stmt = insert(table).values(part)
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=list(keys), set_={c: stmt.excluded[c] for c in cols if c not in keys}
+            )
+        )
+
+
+def apply_counts(conn: Connection, tally: Mapping[tuple[str, ...], int]) -> int:
+    found = sorted((k, n) for k, n in tally.items() if n)
+    for start in range(0, len(found), CHUNK):
+        part = found[start : start + CHUNK]
+        stmt = insert(COUNTS).values(
+            [{"scope": k[0], "period": k[1], "subject": k[2], "counter": k[3], "n": n} for k, n in part]
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["scope", "period", "subject", "counter"], set_={"n": COUNTS.c.n + stmt.excluded.n}
+        )
+        zero = [tuple(r) for r in conn.execute(stmt.returning(*KEY_COLS, COUNTS.c.n)) if r[-1] == 0]
+        # A counter back at zero is dropped, so that a rebuild (which never writes one) holds the same rows.
+        if zero:
+            conn.execute(delete(COUNTS).where(tuple_(*KEY_COLS).in_([z[:4] for z in zero])))
+    return len(found)
+
+
+def apply_subjects(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Who the helpers are (org's UnitJoined / PersonRegistered): the newest version of each wins."""
+    newest: dict[str, Mapping[str, Any]] = {}
+    for r in rows:
+        have = newest.get(r["subject"])
+        if have is None or (r["version"], repr(sorted(r.items()))) > (have["version"], repr(sorted(have.items()))):
+            newest[r["subject"]] = r
+    found = [dict(newest[k]) for k in sorted(newest)]
+    for start in range(0, len(found), CHUNK):
+        part = found[start : start + CHUNK]
+        stmt = insert(SUBJECTS).values(part)
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["subject"],
+                set_={c.name: stmt.excluded[c.name] for c in SUBJECTS.columns if c.name != "subject"},
+                where=SUBJECTS.c.version < stmt.excluded.version,
+            )
+        )
+
+
+# ---------------------------------------------------------------- reads
+
+
+def counts_of(conn: Connection, scope: str, period: str, subjects: Sequence[str]) -> dict[str, dict[str, int]]:
+    """subject -> counter -> n for one scope and period (a primary-key range per subject)."""
+    c = COUNTS.c
+    out: dict[str, dict[str, int]] = {s: {} for s in subjects}
+    if not subjects:
+        return out
+    rows = conn.execute(
+        select(c.subject, c.counter, c.n).where(and_(c.scope == scope, c.period == period, c.subject.in_(list(subjects))))
+    )
+    for r in rows:
+        out.setdefault(r.subject, {})[r.counter] = int(r.n)
+    return out
+
+
+def helpers_in(conn: Connection, scope: str, period: str, kind_prefix: str) -> dict[str, dict[str, int]]:
+    """Every helper of a kind with counters in the scope and period (the provisional board's population)."""
+    c = COUNTS.c
+    out: dict[str, dict[str, int]] = {}
+    rows = conn.execute(
+        select(c.subject, c.counter, c.n).where(
+            and_(
+                c.scope == scope,
+                c.period == period,
+                c.subject >= f"{kind_prefix}:",
+                c.subject < f"{kind_prefix};",  # ';' follows ':' in ASCII: the kind's range of the key
+            )
+        )
+    )
+    for r in rows:
+        out.setdefault(r.subject, {})[r.counter] = int(r.n)
+    return out
+
+
+def subjects(conn: Connection, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    wanted = sorted(set(ids))
+    out: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(wanted), CHUNK):
+        for r in conn.execute(select(SUBJECTS).where(SUBJECTS.c.subject.in_(wanted[start : start + CHUNK]))).mappings():
+            out[r["subject"]] = dict(r)
+    return out
+
+
+def latest_set(conn: Connection, quarter: str, community_id: str) -> dict[str, Any] | None:
+    b = BOARD_SETS.c
+    row = (
+        conn.execute(
+            select(BOARD_SETS)
+            .where(and_(b.quarter == quarter, b.community_id == community_id))
+            .order_by(b.version.desc())
+            .limit(1)
+        )
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
+def frozen_quarters(conn: Connection, quarters: Iterable[str]) -> set[str]:
+    wanted = sorted(set(quarters))
+    if not wanted:
+        return set()
+    return set(conn.execute(select(BOARD_SETS.c.quarter).where(BOARD_SETS.c.quarter.in_(wanted)).distinct()).scalars())
+
+
+def board_page(
+    conn: Connection, quarter: str, community_id: str, board: str, version: int, after_rank: int, size: int
+) -> list[dict[str, Any]]:
+    e = BOARD_ENTRIES.c
+    rows = conn.execute(
+        select(BOARD_ENTRIES)
+        .where(
+            and_(
+                e.quarter == quarter,
+                e.community_id == community_id,
+                e.board == board,
+                e.version == version,
+                e.rank > after_rank,
+            )
+        )
+        .order_by(e.rank)
+        .limit(size)
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def dump(conn: Connection, tables: Sequence[Table] = REBUILT, community_id: str | None = None) -> bytes:
+    """The tables' rows in primary-key order as text (the rebuild test compares these bytes); with
+    `community_id`, only that community's rows (and counters of its scope and helpers)."""
+    lines: list[str] = []
+    for table in tables:
+        q = select(table).order_by(*table.primary_key.columns)
+        if community_id is not None:
+            if "community_id" in table.c:
+                q = q.where(table.c.community_id == community_id)
+            elif table is COUNTS:
+                q = q.where(table.c.scope == community_id)
+            else:
+                continue
+        lines.append(f"## {table.name}")
+        for r in conn.execute(q):
+            lines.append(repr(tuple(_norm(v) for v in r)))
+    return "\n".join(lines).encode()
+
+
+def count_rows(conn: Connection, table: Table) -> int:
+    return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
