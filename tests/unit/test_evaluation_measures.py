@@ -56,7 +56,9 @@ def test_a_target_answering_in_time_counts_as_called_and_responded_for_itself_it
 
 
 def test_a_late_answer_is_called_but_not_responded() -> None:
-    row = fold("target", [{"whistle_id": "w", "target": "person:p", "reported": True, "in_time": False, "reported_at": AT}])
+    row = fold(
+        "target", [{"whistle_id": "w", "target": "person:p", "reported": True, "in_time": False, "reported_at": AT}]
+    )
     t = tally("target", row)
     assert t[("*", "2026Q4", "person:p", "called")] == 1
     assert t[("*", "2026Q4", "person:p", "responded")] == 0
@@ -64,10 +66,23 @@ def test_a_late_answer_is_called_but_not_responded() -> None:
 
 def test_a_fact_row_is_the_same_whatever_order_its_events_arrive_in() -> None:
     parts = [
-        {"task_id": "t", "community_id": "c", "crew": ["person:a"], "verdicts": 1, "failures": 1, "first_fail": True,
-         "anchor_at": AT},
-        {"task_id": "t", "community_id": "c", "crew": ["person:b"], "verdicts": 1, "first_pass": False,
-         "anchor_at": datetime(2026, 10, 9, tzinfo=UTC)},
+        {
+            "task_id": "t",
+            "community_id": "c",
+            "crew": ["person:a"],
+            "verdicts": 1,
+            "failures": 1,
+            "first_fail": True,
+            "anchor_at": AT,
+        },
+        {
+            "task_id": "t",
+            "community_id": "c",
+            "crew": ["person:b"],
+            "verdicts": 1,
+            "first_pass": False,
+            "anchor_at": datetime(2026, 10, 9, tzinfo=UTC),
+        },
         {"task_id": "t", "community_id": "c", "missed": True},
     ]
     rows = {repr(sorted(fold("task", list(p)).items())) for p in itertools.permutations(parts)}
@@ -75,18 +90,26 @@ def test_a_fact_row_is_the_same_whatever_order_its_events_arrive_in() -> None:
 
 
 def test_resolution_counts_only_a_pass_on_the_first_verification_and_reopen_counts_a_residents_rejection() -> None:
-    verified = facts_of("hongling.events.v1.TaskVerified",
-                        eev.TaskVerified(task_id="t1", community_id="c", attempt=1, crew_ids=["person:a"], verified_at=None), AT)
-    resident = facts_of("hongling.events.v1.TaskVerificationFailed",
-                        eev.TaskVerificationFailed(task_id="t1", community_id="c", attempt=1, method="resident",
-                                                   crew_ids=["person:a"]), AT)
+    verified = facts_of(
+        "hongling.events.v1.TaskVerified",
+        eev.TaskVerified(task_id="t1", community_id="c", attempt=1, crew_ids=["person:a"], verified_at=None),
+        AT,
+    )
+    resident = facts_of(
+        "hongling.events.v1.TaskVerificationFailed",
+        eev.TaskVerificationFailed(task_id="t1", community_id="c", attempt=1, method="resident", crew_ids=["person:a"]),
+        AT,
+    )
     row = fold("task", [verified[0][1], resident[0][1]])
     t = tally("task", row)
     assert t[("c", "2026Q4", "person:a", "closed")] == 1
     assert t[("c", "2026Q4", "person:a", "resolved")] == 1  # the verification passed first time
     assert t[("c", "2026Q4", "person:a", "reopened")] == 1  # and the resident sent it back
-    second = facts_of("hongling.events.v1.TaskVerified",
-                      eev.TaskVerified(task_id="t2", community_id="c", attempt=2, crew_ids=["person:a"]), AT)
+    second = facts_of(
+        "hongling.events.v1.TaskVerified",
+        eev.TaskVerified(task_id="t2", community_id="c", attempt=2, crew_ids=["person:a"]),
+        AT,
+    )
     assert tally("task", fold("task", [second[0][1]]))[("c", "2026Q4", "person:a", "resolved")] == 0
 
 
@@ -96,9 +119,11 @@ def test_a_missed_deadline_alone_anchors_nothing_until_the_task_is_decided() -> 
 
 
 def test_satisfaction_counts_ratings_of_four_or_five_for_every_helper_on_the_crew() -> None:
-    rated = facts_of("hongling.events.v1.IssueRated",
-                     eev.IssueRated(issue_id="i", rating_id="r", community_id="c", score=4,
-                                    crew_ids=["person:a", "member_unit:u"]), AT)
+    rated = facts_of(
+        "hongling.events.v1.IssueRated",
+        eev.IssueRated(issue_id="i", rating_id="r", community_id="c", score=4, crew_ids=["person:a", "member_unit:u"]),
+        AT,
+    )
     t = tally("rating", fold("rating", [rated[0][1]]))
     assert t[("c", "2026-10", "person:a", "satisfied")] == 1
     assert t[("c", "2026-10", "member_unit:u", "ratings")] == 1
@@ -106,8 +131,11 @@ def test_satisfaction_counts_ratings_of_four_or_five_for_every_helper_on_the_cre
 
 
 def test_a_units_quarterly_rating_counts_in_its_quarter_only() -> None:
-    rated = facts_of("hongling.events.v1.UnitRated",
-                     eev.UnitRated(rating_id="r", unit_id="u", community_id="c", quarter="2026Q3", score=5), AT)
+    rated = facts_of(
+        "hongling.events.v1.UnitRated",
+        eev.UnitRated(rating_id="r", unit_id="u", community_id="c", quarter="2026Q3", score=5),
+        AT,
+    )
     t = tally("rating", fold("rating", [rated[0][1]]))
     assert {k[1] for k in t} == {"2026Q3"}
 
@@ -121,7 +149,9 @@ def test_rates_and_the_composite() -> None:
     assert values["whistle"].rate == pytest.approx(4 / 3)
     assert values["reopen"].rate == 0.5
     # response .75·.2, resolution .5·.25, on_time 1·.1, no-reopen .5·.1, duties (whistles) .75·.1; over .75
-    assert domain.composite(counts, domain.DEFAULT_WEIGHTS) == pytest.approx(100 * (0.15 + 0.125 + 0.1 + 0.05 + 0.075) / 0.75, abs=1e-3)
+    assert domain.composite(counts, domain.DEFAULT_WEIGHTS) == pytest.approx(
+        100 * (0.15 + 0.125 + 0.1 + 0.05 + 0.075) / 0.75, abs=1e-3
+    )
 
 
 def good(n: int, of: int) -> dict[str, int]:
@@ -131,22 +161,37 @@ def good(n: int, of: int) -> dict[str, int]:
 def test_one_perfect_task_does_not_beat_a_hundred_good_ones() -> None:
     others = [domain.Candidate(f"person:o{i}", f"丙{i}", good(70, 100)) for i in range(5)]
     board = domain.rank(
-        [domain.Candidate("person:one", "甲", good(1, 1)), domain.Candidate("person:many", "乙", good(95, 100)), *others],
+        [
+            domain.Candidate("person:one", "甲", good(1, 1)),
+            domain.Candidate("person:many", "乙", good(95, 100)),
+            *others,
+        ],
         domain.Settings(),
     )
     order = [e.subject for e in board]
     assert order.index("person:many") < order.index("person:one")
     # without the shrinkage (k = 0) the single perfect task would lead
-    assert domain.rank(board and [domain.Candidate("person:one", "甲", good(1, 1)),
-                                  domain.Candidate("person:many", "乙", good(95, 100))],
-                       domain.Settings(prior=0))[0].subject == "person:one"
+    assert (
+        domain.rank(
+            board
+            and [
+                domain.Candidate("person:one", "甲", good(1, 1)),
+                domain.Candidate("person:many", "乙", good(95, 100)),
+            ],
+            domain.Settings(prior=0),
+        )[0].subject
+        == "person:one"
+    )
 
 
 def test_ties_break_by_workload_then_by_id() -> None:
     same = good(5, 5)
     board = domain.rank(
-        [domain.Candidate("person:b", "乙", same), domain.Candidate("person:a", "甲", same),
-         domain.Candidate("person:c", "丙", good(10, 10))],
+        [
+            domain.Candidate("person:b", "乙", same),
+            domain.Candidate("person:a", "甲", same),
+            domain.Candidate("person:c", "丙", good(10, 10)),
+        ],
         domain.Settings(prior=0),
     )
     assert [(e.rank, e.subject) for e in board] == [(1, "person:c"), (2, "person:a"), (3, "person:b")]
@@ -180,8 +225,10 @@ def test_settings_are_checked_naming_the_field() -> None:
 
 def test_a_correction_states_its_difference() -> None:
     a = domain.rank([domain.Candidate("person:a", "甲", good(5, 5))], domain.Settings())
-    b = domain.rank([domain.Candidate("person:a", "甲", good(5, 5)), domain.Candidate("person:b", "乙", good(9, 9))],
-                    domain.Settings())
+    b = domain.rank(
+        [domain.Candidate("person:a", "甲", good(5, 5)), domain.Candidate("person:b", "乙", good(9, 9))],
+        domain.Settings(),
+    )
     text = domain.changes({"volunteer": a}, {"volunteer": b})
     assert "乙 新上榜" in text and "志愿者明星榜" in text
     assert domain.same_boards({"volunteer": a}, {"volunteer": a})

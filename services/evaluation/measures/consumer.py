@@ -82,10 +82,7 @@ Partial = tuple[str, dict[str, Any]]  # (fact kind, partial row) or ("subject", 
 
 
 def _at(stamp: Timestamp, fallback: datetime) -> datetime:
-    if stamp.seconds or stamp.nanos:
-        at = stamp.ToDatetime(tzinfo=UTC)
-    else:
-        at = fallback.astimezone(UTC)
+    at = stamp.ToDatetime(tzinfo=UTC) if stamp.seconds or stamp.nanos else fallback.astimezone(UTC)
     return at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
@@ -110,92 +107,201 @@ def facts_of(type_: str, msg: Any, when: datetime) -> list[Partial]:
             target = _helper(kind, ident)
             if target:
                 out.append(
-                    ("target", {"whistle_id": msg.whistle_id, "target": target, "community_id": msg.community_id,
-                                "called": True, "blown_at": at})
+                    (
+                        "target",
+                        {
+                            "whistle_id": msg.whistle_id,
+                            "target": target,
+                            "community_id": msg.community_id,
+                            "called": True,
+                            "blown_at": at,
+                        },
+                    )
                 )
     elif type_ == "hongling.events.v1.UnitReportedIn":
         target = _helper(msg.responder_kind, msg.responder_id)
         if target and msg.whistle_id:
             out.append(
-                ("target", {"whistle_id": msg.whistle_id, "target": target, "reported": True,
-                            "in_time": not msg.late, "reported_at": _at(msg.reported_at, when)})
+                (
+                    "target",
+                    {
+                        "whistle_id": msg.whistle_id,
+                        "target": target,
+                        "reported": True,
+                        "in_time": not msg.late,
+                        "reported_at": _at(msg.reported_at, when),
+                    },
+                )
             )
     elif type_ == "hongling.events.v1.DeadlineMissed":
         if msg.deadline == "completion" and msg.task_id:
             out.append(("task", {"task_id": msg.task_id, "community_id": msg.community_id, "missed": True}))
     elif type_ == "hongling.events.v1.TaskVerified":
         out.append(
-            ("task", {"task_id": msg.task_id, "community_id": msg.community_id, "call_type": msg.call_type,
-                      "crew": sorted(set(msg.crew_ids)), "verdicts": 1, "first_pass": msg.attempt == 1,
-                      "anchor_at": _at(msg.verified_at, when)})
+            (
+                "task",
+                {
+                    "task_id": msg.task_id,
+                    "community_id": msg.community_id,
+                    "call_type": msg.call_type,
+                    "crew": sorted(set(msg.crew_ids)),
+                    "verdicts": 1,
+                    "first_pass": msg.attempt == 1,
+                    "anchor_at": _at(msg.verified_at, when),
+                },
+            )
         )
     elif type_ == "hongling.events.v1.TaskVerificationFailed":
         resident = msg.method == "resident"
-        row: dict[str, Any] = {"task_id": msg.task_id, "community_id": msg.community_id, "call_type": msg.call_type,
-                               "crew": sorted(set(msg.crew_ids)), "failures": 1,
-                               "resident_failures": 1 if resident else 0}
+        row: dict[str, Any] = {
+            "task_id": msg.task_id,
+            "community_id": msg.community_id,
+            "call_type": msg.call_type,
+            "crew": sorted(set(msg.crew_ids)),
+            "failures": 1,
+            "resident_failures": 1 if resident else 0,
+        }
         if not resident:  # a verdict; the resident's rejection of a verified result reopens, it is no verdict
             row.update(verdicts=1, first_fail=msg.attempt <= 1, anchor_at=_at(msg.failed_at, when))
         out.append(("task", row))
     elif type_ == "hongling.events.v1.IssueRated":
         out.append(
-            ("rating", {"rating_id": msg.rating_id or f"issue:{msg.issue_id}", "community_id": msg.community_id,
-                        "kind": "issue", "subjects": sorted(set(msg.crew_ids)), "score": msg.score,
-                        "anchor_at": _at(msg.rated_at, when)})
+            (
+                "rating",
+                {
+                    "rating_id": msg.rating_id or f"issue:{msg.issue_id}",
+                    "community_id": msg.community_id,
+                    "kind": "issue",
+                    "subjects": sorted(set(msg.crew_ids)),
+                    "score": msg.score,
+                    "anchor_at": _at(msg.rated_at, when),
+                },
+            )
         )
     elif type_ == "hongling.events.v1.UnitRated":
         out.append(
-            ("rating", {"rating_id": msg.rating_id, "community_id": msg.community_id, "kind": "unit",
-                        "subjects": _who(msg.unit_id, ""), "score": msg.score, "anchor_at": _at(msg.rated_at, when),
-                        "rated_quarter": msg.quarter})
+            (
+                "rating",
+                {
+                    "rating_id": msg.rating_id,
+                    "community_id": msg.community_id,
+                    "kind": "unit",
+                    "subjects": _who(msg.unit_id, ""),
+                    "score": msg.score,
+                    "anchor_at": _at(msg.rated_at, when),
+                    "rated_quarter": msg.quarter,
+                },
+            )
         )
     elif type_ == "hongling.events.v1.AttendanceRecorded":
         out.append(
-            ("duty", {"fact_id": _duty_key(f"meeting:{msg.meeting_id}", msg.unit_id, msg.person_id),
-                      "community_id": msg.community_id, "duty": "meetings", "subjects": _who(msg.unit_id, msg.person_id),
-                      "expected": msg.status != "excused", "met": msg.status == "on_time",
-                      "excused": msg.status == "excused", "anchor_at": _at(msg.starts_at, _at(msg.at, when))})
+            (
+                "duty",
+                {
+                    "fact_id": _duty_key(f"meeting:{msg.meeting_id}", msg.unit_id, msg.person_id),
+                    "community_id": msg.community_id,
+                    "duty": "meetings",
+                    "subjects": _who(msg.unit_id, msg.person_id),
+                    "expected": msg.status != "excused",
+                    "met": msg.status == "on_time",
+                    "excused": msg.status == "excused",
+                    "anchor_at": _at(msg.starts_at, _at(msg.at, when)),
+                },
+            )
         )
     elif type_ in ("hongling.events.v1.ShiftServed", "hongling.events.v1.ShiftMissed"):
         served = type_.endswith("ShiftServed")
         out.append(
-            ("duty", {"fact_id": _duty_key(f"shift:{msg.post_id}/{msg.shift_id}", msg.unit_id, msg.person_id),
-                      "community_id": msg.community_id, "duty": "posts", "subjects": _who(msg.unit_id, msg.person_id),
-                      "expected": True, "met": served, "anchor_at": _at(msg.at, when)})
+            (
+                "duty",
+                {
+                    "fact_id": _duty_key(f"shift:{msg.post_id}/{msg.shift_id}", msg.unit_id, msg.person_id),
+                    "community_id": msg.community_id,
+                    "duty": "posts",
+                    "subjects": _who(msg.unit_id, msg.person_id),
+                    "expected": True,
+                    "met": served,
+                    "anchor_at": _at(msg.at, when),
+                },
+            )
         )
     elif type_ == "hongling.events.v1.ResourcePledged":
         out.append(
-            ("duty", {"fact_id": f"pledge:{msg.pledge_id}", "community_id": msg.community_id, "duty": "resources",
-                      "subjects": _who(msg.unit_id, msg.person_id), "expected": True, "anchor_at": _at(msg.at, when)})
+            (
+                "duty",
+                {
+                    "fact_id": f"pledge:{msg.pledge_id}",
+                    "community_id": msg.community_id,
+                    "duty": "resources",
+                    "subjects": _who(msg.unit_id, msg.person_id),
+                    "expected": True,
+                    "anchor_at": _at(msg.at, when),
+                },
+            )
         )
     elif type_ == "hongling.events.v1.ResourceDelivered":
         out.append(
-            ("duty", {"fact_id": f"pledge:{msg.pledge_id}", "community_id": msg.community_id, "duty": "resources",
-                      "subjects": _who(msg.unit_id, msg.person_id), "expected": True, "met": True,
-                      "anchor_at": _at(msg.pledged_at, _at(msg.at, when))})
+            (
+                "duty",
+                {
+                    "fact_id": f"pledge:{msg.pledge_id}",
+                    "community_id": msg.community_id,
+                    "duty": "resources",
+                    "subjects": _who(msg.unit_id, msg.person_id),
+                    "expected": True,
+                    "met": True,
+                    "anchor_at": _at(msg.pledged_at, _at(msg.at, when)),
+                },
+            )
         )
     elif type_ in ("hongling.events.v1.ActivitySignedUp", "hongling.events.v1.ActivityAttended"):
         attended = type_.endswith("Attended")
         if attended or not msg.waiting:
             out.append(
-                ("duty", {"fact_id": _duty_key(f"activity:{msg.activity_id}", msg.unit_id, msg.person_id),
-                          "community_id": msg.community_id, "duty": "cobuilding",
-                          "subjects": _who(msg.unit_id, msg.person_id), "expected": True, "met": attended,
-                          "anchor_at": _at(msg.at, when)})
+                (
+                    "duty",
+                    {
+                        "fact_id": _duty_key(f"activity:{msg.activity_id}", msg.unit_id, msg.person_id),
+                        "community_id": msg.community_id,
+                        "duty": "cobuilding",
+                        "subjects": _who(msg.unit_id, msg.person_id),
+                        "expected": True,
+                        "met": attended,
+                        "anchor_at": _at(msg.at, when),
+                    },
+                )
             )
     elif type_ == "hongling.events.v1.UnitJoined":
         out.append(
-            ("subject", {"subject": _helper(domain.UNIT, msg.unit_id), "kind": domain.UNIT, "unit_kind": msg.kind,
-                         "roles": [], "community_id": msg.community_id, "name_zh": msg.name_zh,
-                         "version": int(msg.version)})
+            (
+                "subject",
+                {
+                    "subject": _helper(domain.UNIT, msg.unit_id),
+                    "kind": domain.UNIT,
+                    "unit_kind": msg.kind,
+                    "roles": [],
+                    "community_id": msg.community_id,
+                    "name_zh": msg.name_zh,
+                    "version": int(msg.version),
+                },
+            )
         )
     elif type_ == "hongling.events.v1.PersonRegistered":
         out.append(
-            ("subject", {"subject": _helper(domain.PERSON, msg.person_id), "kind": domain.PERSON, "unit_kind": "",
-                         "roles": sorted(set(msg.roles)), "community_id": msg.community_id, "name_zh": "",
-                         "version": int(msg.version)})
+            (
+                "subject",
+                {
+                    "subject": _helper(domain.PERSON, msg.person_id),
+                    "kind": domain.PERSON,
+                    "unit_kind": "",
+                    "roles": sorted(set(msg.roles)),
+                    "community_id": msg.community_id,
+                    "name_zh": "",
+                    "version": int(msg.version),
+                },
+            )
         )
-    return [(k, r) for k, r in out if k == "subject" and r["subject"] or k != "subject" and _has_key(k, r)]
+    return [(k, r) for k, r in out if (k == "subject" and r["subject"]) or (k != "subject" and _has_key(k, r))]
 
 
 def _has_key(kind: str, row: Mapping[str, Any]) -> bool:
@@ -240,12 +346,12 @@ def _bound_schema(tenant: str, suffix: str) -> Iterator[Connection]:
             yield conn
         return
     with readside.engine().begin() as conn:
-        yield conn.execution_options(
-            schema_translate_map={readside.PLACEHOLDER: readside.schema_for(tenant) + suffix}
-        )
+        yield conn.execution_options(schema_translate_map={readside.PLACEHOLDER: readside.schema_for(tenant) + suffix})
 
 
-def apply_records(records: Iterable[Any], *, suffix: str = "", dead: list[tuple[Any, str]] | None = None) -> dict[str, set[str]]:
+def apply_records(
+    records: Iterable[Any], *, suffix: str = "", dead: list[tuple[Any, str]] | None = None
+) -> dict[str, set[str]]:
     """A poll's records: per tenant, one transaction; returns tenant -> quarters changed."""
     per_tenant: dict[str, list[tuple[CloudEvent, Message]]] = defaultdict(list)
     for record in records:
@@ -299,9 +405,7 @@ class MeasuresWorker:
             for batches in gathered_polls(consumer, stop, self.gather):
                 if not batches:
                     continue
-                offsets = {
-                    tp: OffsetAndMetadata(rs[-1].offset + 1, "", -1) for tp, rs in batches.items() if rs
-                }
+                offsets = {tp: OffsetAndMetadata(rs[-1].offset + 1, "", -1) for tp, rs in batches.items() if rs}
                 records = [r for tp in sorted(batches, key=lambda t: (t.topic, t.partition)) for r in batches[tp]]
                 while not stop.is_set():
                     dead: list[tuple[Any, str]] = []
@@ -377,7 +481,7 @@ def replay(bootstrap: str, *, suffix: str, batch: int = 5000) -> tuple[int, dict
         total = 0
         while any(consumer.position(p) < ends[p] for p in parts):
             polled = consumer.poll(timeout_ms=500, max_records=batch)
-            records = []
+            records: list[Any] = []
             for tp, rs in polled.items():
                 records.extend(r for r in rs if r.offset < ends[tp])
             if records:

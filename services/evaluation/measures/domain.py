@@ -109,7 +109,13 @@ def is_period(period: str) -> bool:
     except ValueError:
         pass
     parts = period.split("-")
-    return len(parts) == 2 and parts[0].isdigit() and len(parts[0]) == 4 and parts[1].isdigit() and 1 <= int(parts[1]) <= 12
+    return (
+        len(parts) == 2
+        and parts[0].isdigit()
+        and len(parts[0]) == 4
+        and parts[1].isdigit()
+        and 1 <= int(parts[1]) <= 12
+    )
 
 
 def months_in(period: str) -> int:
@@ -161,26 +167,65 @@ DUTY_NAMES = {
 MEASURES: dict[str, Measure] = {
     m.key: m
     for m in (
-        Measure("response", "响应率", "response rate", "responded", "called",
-                "targets that answered before the report-in deadline ÷ targets called"),
-        Measure("resolution", "解决率", "resolution rate", "resolved", "closed",
-                "tasks verified on their first verification ÷ tasks closed"),
-        Measure("satisfaction", "满意率", "satisfaction rate", "satisfied", "ratings",
-                "ratings of 4 or 5 ÷ ratings"),
-        Measure("on_time", "按时完成率", "on-time completion", "on_time", "closed",
-                "tasks closed without a missed completion deadline ÷ tasks closed"),
-        Measure("reopen", "返工率", "reopen rate", "reopened", "closed",
-                "tasks closed that failed a verification (resident's rejection included) ÷ tasks closed",
-                lower_is_better=True),
-        Measure("whistle", "吹号率", "whistle rate", "called", "",
-                "targets called per month (a community's: targets of its whistles)"),
-        Measure("duties", "五项职责履职率", "five-duty compliance", "duty_met", "duty_expected",
-                "duties met ÷ duties expected, over the five common duties"),
+        Measure(
+            "response",
+            "响应率",
+            "response rate",
+            "responded",
+            "called",
+            "targets that answered before the report-in deadline ÷ targets called",
+        ),
+        Measure(
+            "resolution",
+            "解决率",
+            "resolution rate",
+            "resolved",
+            "closed",
+            "tasks verified on their first verification ÷ tasks closed",
+        ),
+        Measure("satisfaction", "满意率", "satisfaction rate", "satisfied", "ratings", "ratings of 4 or 5 ÷ ratings"),
+        Measure(
+            "on_time",
+            "按时完成率",
+            "on-time completion",
+            "on_time",
+            "closed",
+            "tasks closed without a missed completion deadline ÷ tasks closed",
+        ),
+        Measure(
+            "reopen",
+            "返工率",
+            "reopen rate",
+            "reopened",
+            "closed",
+            "tasks closed that failed a verification (resident's rejection included) ÷ tasks closed",
+            lower_is_better=True,
+        ),
+        Measure(
+            "whistle",
+            "吹号率",
+            "whistle rate",
+            "called",
+            "",
+            "targets called per month (a community's: targets of its whistles)",
+        ),
+        Measure(
+            "duties",
+            "五项职责履职率",
+            "five-duty compliance",
+            "duty_met",
+            "duty_expected",
+            "duties met ÷ duties expected, over the five common duties",
+        ),
         *(
-            Measure(f"duty_{d}", DUTY_NAMES[d][0], DUTY_NAMES[d][1],
-                    "responded" if d == "whistles" else f"duty_{d}_met",
-                    "called" if d == "whistles" else f"duty_{d}_expected",
-                    f"{DUTY_NAMES[d][1]}: met ÷ expected")
+            Measure(
+                f"duty_{d}",
+                DUTY_NAMES[d][0],
+                DUTY_NAMES[d][1],
+                "responded" if d == "whistles" else f"duty_{d}_met",
+                "called" if d == "whistles" else f"duty_{d}_expected",
+                f"{DUTY_NAMES[d][1]}: met ÷ expected",
+            )
             for d in DUTIES
         ),
     )
@@ -352,10 +397,15 @@ class Entry:
             m = MEASURES[p.component]
             what = "未返工" if m.lower_is_better else m.name_zh
             bits.append(
-                f"{what} {p.numerator:g}/{p.denominator:g} → 收缩后 {p.shrunk:.3f} (均值 {p.mean:.3f}) × 权重 {p.weight:g}"
+                f"{what} {p.numerator:g}/{p.denominator:g} → 收缩后 {p.shrunk:.3f} (均值 {p.mean:.3f})"
+                f" × 权重 {p.weight:g}"
                 f" = {p.points:.2f}"
             )
-        return f"得分 {self.score:.2f} = " + "；".join(bits) + f"。工作量 {self.workload} 项 (workload: facts behind the score)"
+        return (
+            f"得分 {self.score:.2f} = "
+            + "；".join(bits)
+            + f"。工作量 {self.workload} 项 (workload: facts behind the score)"
+        )
 
 
 def means(candidates: Sequence[Candidate]) -> dict[str, float]:
@@ -391,7 +441,9 @@ def score(candidate: Candidate, mean: Mapping[str, float], settings: Settings) -
         num, den = component(key, candidate.counts)
         k = settings.prior
         shrunk = (num + k * mean[key]) / (den + k) if den + k > 0 else mean[key]
-        parts.append(Part(key, num, den, round(mean[key], 6), round(shrunk, 6), w, round(100 * w * shrunk / total_w, 4)))
+        parts.append(
+            Part(key, num, den, round(mean[key], 6), round(shrunk, 6), w, round(100 * w * shrunk / total_w, 4))
+        )
     total = round(sum(p.points for p in parts), 4) if total_w else 0.0
     return total, tuple(parts)
 
@@ -491,38 +543,85 @@ KEYS = {
 }
 EMPTY: dict[str, dict[str, Any]] = {
     "target": {
-        "community_id": "", "called": False, "reported": False, "in_time": False,
-        "blown_at": None, "reported_at": None, "anchor_at": None, "quarter": "",
+        "community_id": "",
+        "called": False,
+        "reported": False,
+        "in_time": False,
+        "blown_at": None,
+        "reported_at": None,
+        "anchor_at": None,
+        "quarter": "",
     },
     "task": {
-        "community_id": "", "call_type": "", "crew": [], "verdicts": 0, "failures": 0, "resident_failures": 0,
-        "first_pass": False, "first_fail": False, "missed": False, "anchor_at": None, "quarter": "",
+        "community_id": "",
+        "call_type": "",
+        "crew": [],
+        "verdicts": 0,
+        "failures": 0,
+        "resident_failures": 0,
+        "first_pass": False,
+        "first_fail": False,
+        "missed": False,
+        "anchor_at": None,
+        "quarter": "",
     },
     "rating": {
-        "community_id": "", "kind": "", "subjects": [], "score": 0, "anchor_at": None, "rated_quarter": "",
+        "community_id": "",
+        "kind": "",
+        "subjects": [],
+        "score": 0,
+        "anchor_at": None,
+        "rated_quarter": "",
         "quarter": "",
     },
     "duty": {
-        "community_id": "", "duty": "", "subjects": [], "expected": False, "met": False, "excused": False,
-        "anchor_at": None, "quarter": "",
+        "community_id": "",
+        "duty": "",
+        "subjects": [],
+        "expected": False,
+        "met": False,
+        "excused": False,
+        "anchor_at": None,
+        "quarter": "",
     },
 }
 MERGE: dict[str, dict[str, str]] = {
     "target": {
-        "community_id": "text", "called": "or", "reported": "or", "in_time": "or",
-        "blown_at": "min_time", "reported_at": "min_time",
+        "community_id": "text",
+        "called": "or",
+        "reported": "or",
+        "in_time": "or",
+        "blown_at": "min_time",
+        "reported_at": "min_time",
     },
     "task": {
-        "community_id": "text", "call_type": "text", "crew": "union", "verdicts": "sum", "failures": "sum",
-        "resident_failures": "sum", "first_pass": "or", "first_fail": "or", "missed": "or", "anchor_at": "min_time",
+        "community_id": "text",
+        "call_type": "text",
+        "crew": "union",
+        "verdicts": "sum",
+        "failures": "sum",
+        "resident_failures": "sum",
+        "first_pass": "or",
+        "first_fail": "or",
+        "missed": "or",
+        "anchor_at": "min_time",
     },
     "rating": {
-        "community_id": "text", "kind": "text", "subjects": "union", "score": "max_int", "anchor_at": "min_time",
+        "community_id": "text",
+        "kind": "text",
+        "subjects": "union",
+        "score": "max_int",
+        "anchor_at": "min_time",
         "rated_quarter": "text",
     },
     "duty": {
-        "community_id": "text", "duty": "text", "subjects": "union", "expected": "or", "met": "or",
-        "excused": "or", "anchor_at": "min_time",
+        "community_id": "text",
+        "duty": "text",
+        "subjects": "union",
+        "expected": "or",
+        "met": "or",
+        "excused": "or",
+        "anchor_at": "min_time",
     },
 }
 
@@ -599,7 +698,7 @@ def contributions(kind: str, row: Mapping[str, Any]) -> list[Contribution]:
             _spread(out, community, periods, helpers, "satisfied")
     elif kind == "duty":
         duty = row.get("duty") or ""
-        if duty not in DUTIES or row.get("excused") and not row.get("met"):
+        if duty not in DUTIES or (row.get("excused") and not row.get("met")):
             return out
         helpers = _helpers(row.get("subjects") or ())
         if row.get("expected") or row.get("met"):

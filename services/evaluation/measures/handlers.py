@@ -59,7 +59,7 @@ def utcnow() -> datetime:
 
 
 def _caller() -> Principal:
-    p = current_principal()
+    p = current_principal.get()
     if p is None:
         raise PermissionDenied("no principal (未认证)")
     return p
@@ -74,7 +74,9 @@ def require_role(roles: frozenset[str], what: str) -> Principal:
 
 CONFLICTS = Conflicts(
     stale=lambda i, v, e: Aborted(f"the measure settings are at version {v}, not {e}: reload and retry (设置已被修改)"),
-    raced=lambda i: Aborted("the measure settings were changed at the same moment: reload and retry (设置已被同时修改)"),
+    raced=lambda i: Aborted(
+        "the measure settings were changed at the same moment: reload and retry (设置已被同时修改)"
+    ),
     busy=lambda i: Aborted("the measure settings kept changing: retry shortly (设置正被频繁修改，请重试)"),
 )
 
@@ -243,17 +245,25 @@ def get_measures(subject: str, period: str, community_id: str) -> SubjectView:
         known = readmodel.subjects(conn, [s]).get(s, {})
     name = names_of([s], {s: known.get("name_zh", "")})[s] if s.split(":")[0] in domain.HELPER_KINDS else ""
     return SubjectView(
-        s, name, per, "" if scope == domain.ALL else scope, domain.measures_of(counts, per),
+        s,
+        name,
+        per,
+        "" if scope == domain.ALL else scope,
+        domain.measures_of(counts, per),
         domain.composite(counts, settings.weights),
     )
 
 
-def list_measures(period: str, community_id: str, kind: str, page_size: int, token: str) -> tuple[list[SubjectView], str]:
+def list_measures(
+    period: str, community_id: str, kind: str, page_size: int, token: str
+) -> tuple[list[SubjectView], str]:
     require_role(READERS, "read measures")
     per = _period(period)
     scope = _scope(community_id)
     if kind not in domain.HELPER_KINDS:
-        raise InvalidArgument(f"subject_kind must be one of {', '.join(domain.HELPER_KINDS)} (对象类型不正确)", field="subject_kind")
+        raise InvalidArgument(
+            f"subject_kind must be one of {', '.join(domain.HELPER_KINDS)} (对象类型不正确)", field="subject_kind"
+        )
     size = max(1, min(page_size or 50, MAX_PAGE))
     c = readmodel.COUNTS.c
     settings, _, _ = settings_of()
@@ -261,7 +271,9 @@ def list_measures(period: str, community_id: str, kind: str, page_size: int, tok
         ids = list(
             conn.execute(
                 select(c.subject)
-                .where(and_(c.scope == scope, c.period == per, c.subject > (token or f"{kind}:"), c.subject < f"{kind};"))
+                .where(
+                    and_(c.scope == scope, c.period == per, c.subject > (token or f"{kind}:"), c.subject < f"{kind};")
+                )
                 .group_by(c.subject)
                 .order_by(c.subject)
                 .limit(size + 1)
@@ -273,8 +285,14 @@ def list_measures(period: str, community_id: str, kind: str, page_size: int, tok
         known = {k: v.get("name_zh", "") for k, v in readmodel.subjects(conn, ids).items()}
     names = names_of(ids, known)
     out = [
-        SubjectView(s, names[s], per, "" if scope == domain.ALL else scope, domain.measures_of(counts[s], per),
-                    domain.composite(counts[s], settings.weights))
+        SubjectView(
+            s,
+            names[s],
+            per,
+            "" if scope == domain.ALL else scope,
+            domain.measures_of(counts[s], per),
+            domain.composite(counts[s], settings.weights),
+        )
         for s in ids
     ]
     return out, (ids[-1] if more and ids else "")
@@ -283,7 +301,9 @@ def list_measures(period: str, community_id: str, kind: str, page_size: int, tok
 # ---------------------------------------------------------------- boards
 
 
-def compute_boards(conn: Connection, quarter: str, scope: str, settings: domain.Settings) -> dict[str, list[domain.Entry]]:
+def compute_boards(
+    conn: Connection, quarter: str, scope: str, settings: domain.Settings
+) -> dict[str, list[domain.Entry]]:
     """A quarter's four boards in a scope, from the counters (the provisional board, and what is frozen)."""
     pool = {
         **readmodel.helpers_in(conn, scope, quarter, domain.UNIT),
@@ -318,7 +338,11 @@ def _entry_dict(e: domain.Entry) -> dict[str, Any]:
 
 def _entry_of(d: Mapping[str, Any]) -> domain.Entry:
     return domain.Entry(
-        int(d["rank"]), d["subject"], d["name_zh"], float(d["score"]), int(d["workload"]),
+        int(d["rank"]),
+        d["subject"],
+        d["name_zh"],
+        float(d["score"]),
+        int(d["workload"]),
         tuple(domain.Part(**p) for p in d.get("parts") or ()),
     )
 
@@ -332,7 +356,7 @@ def _frozen_boards(conn: Connection, quarter: str, scope: str, version: int) -> 
     ).mappings()
     out: dict[str, list[domain.Entry]] = {b: [] for b in domain.BOARDS}
     for r in rows:
-        out.setdefault(r["board"], []).append(_entry_of(r))
+        out.setdefault(r["board"], []).append(_entry_of(dict(r)))
     return out
 
 
@@ -344,23 +368,37 @@ def _write_rows(doc: BoardSetDoc) -> None:
         conn.execute(
             insert(readmodel.BOARD_SETS)
             .values(
-                quarter=doc.quarter, community_id=doc.community_id, version=doc.version,
-                corrects_version=doc.corrects_version, changes=doc.changes, formula=doc.formula,
+                quarter=doc.quarter,
+                community_id=doc.community_id,
+                version=doc.version,
+                corrects_version=doc.corrects_version,
+                changes=doc.changes,
+                formula=doc.formula,
                 frozen_at=domain.aware(doc.frozen_at),
             )
             .on_conflict_do_nothing()
         )
         rows = [
             {
-                "quarter": doc.quarter, "community_id": doc.community_id, "board": board, "version": doc.version,
-                "rank": int(d["rank"]), "subject": d["subject"], "name_zh": d["name_zh"], "score": float(d["score"]),
-                "workload": int(d["workload"]), "explanation": d["explanation"], "parts": d.get("parts") or [],
+                "quarter": doc.quarter,
+                "community_id": doc.community_id,
+                "board": board,
+                "version": doc.version,
+                "rank": int(d["rank"]),
+                "subject": d["subject"],
+                "name_zh": d["name_zh"],
+                "score": float(d["score"]),
+                "workload": int(d["workload"]),
+                "explanation": d["explanation"],
+                "parts": d.get("parts") or [],
             }
             for board, entries in sorted((doc.boards or {}).items())
             for d in entries
         ]
         for start in range(0, len(rows), readmodel.CHUNK):
-            conn.execute(insert(readmodel.BOARD_ENTRIES).values(rows[start : start + readmodel.CHUNK]).on_conflict_do_nothing())
+            conn.execute(
+                insert(readmodel.BOARD_ENTRIES).values(rows[start : start + readmodel.CHUNK]).on_conflict_do_nothing()
+            )
 
 
 def _event(doc: BoardSetDoc) -> eev.BoardsFrozen:
@@ -378,8 +416,11 @@ def _event(doc: BoardSetDoc) -> eev.BoardsFrozen:
                 kind=board,
                 entries=[
                     eev.BoardEntry(
-                        rank=int(d["rank"]), subject_kind=d["subject"].split(":", 1)[0],
-                        subject_id=d["subject"].split(":", 1)[1], name_zh=d["name_zh"], score=float(d["score"]),
+                        rank=int(d["rank"]),
+                        subject_kind=d["subject"].split(":", 1)[0],
+                        subject_id=d["subject"].split(":", 1)[1],
+                        name_zh=d["name_zh"],
+                        score=float(d["score"]),
                         workload=int(d["workload"]),
                     )
                     for d in entries
@@ -433,7 +474,9 @@ def scopes_of(quarter: str) -> list[str]:
     with readside.connect() as conn:
         found = set(conn.execute(select(c.scope).where(c.period == quarter).distinct()).scalars())
         found |= set(
-            conn.execute(select(readmodel.BOARD_SETS.c.community_id).where(readmodel.BOARD_SETS.c.quarter == quarter)).scalars()
+            conn.execute(
+                select(readmodel.BOARD_SETS.c.community_id).where(readmodel.BOARD_SETS.c.quarter == quarter)
+            ).scalars()
         )
     return sorted(found | {domain.ALL})
 
@@ -464,7 +507,9 @@ _scheduled: dict[tuple[str, str], datetime] = {}
 def quarters_changed(tenant: str, quarters: Iterable[str], *, now: datetime | None = None) -> None:
     """The consumer changed these quarters' counters: freeze them when due, or correct them if frozen."""
     at = now or utcnow()
-    with context.bound(tenant=tenant, principal=Principal(sub="service:evaluation-measures", role="service", tenants=("*",))):
+    with context.bound(
+        tenant=tenant, principal=Principal(sub="service:evaluation-measures", role="service", tenants=("*",))
+    ):
         settings, _, _ = settings_of()
         with readside.connect() as conn:
             frozen = readmodel.frozen_quarters(conn, quarters)
@@ -487,7 +532,9 @@ def board_read(quarter: str, community_id: str, board: str, page_size: int, toke
     try:
         domain.parse_quarter(q)
     except ValueError:
-        raise InvalidArgument(f"quarter must be YYYYQn (季度格式应为YYYYQn), not {quarter!r}", field="quarter") from None
+        raise InvalidArgument(
+            f"quarter must be YYYYQn (季度格式应为YYYYQn), not {quarter!r}", field="quarter"
+        ) from None
     if board and board not in domain.BOARDS:
         raise InvalidArgument(f"board must be one of {', '.join(domain.BOARDS)} (榜单类型不正确)", field="board")
     if token and not board:
@@ -510,22 +557,34 @@ def board_read(quarter: str, community_id: str, board: str, page_size: int, toke
             chosen = version or versions[-1]
             if chosen not in versions:
                 raise NotFound(f"未找到该版本 (version: no version {chosen} of {q})", field="version")
-            head = conn.execute(
-                select(readmodel.BOARD_SETS).where(and_(b.quarter == q, b.community_id == scope, b.version == chosen))
-            ).mappings().one()
-            boards = {}
+            head = (
+                conn.execute(
+                    select(readmodel.BOARD_SETS).where(
+                        and_(b.quarter == q, b.community_id == scope, b.version == chosen)
+                    )
+                )
+                .mappings()
+                .one()
+            )
+            boards: dict[str, tuple[list[domain.Entry], Any, bool]] = {}
             for kind in kinds:
                 rows = readmodel.board_page(conn, q, scope, kind, chosen, after, size + 1)
                 boards[kind] = ([_entry_of(r) for r in rows[:size]], rows[:size], len(rows) > size)
-            return {"quarter": q, "scope": scope, "status": "frozen", "head": dict(head), "boards": boards,
-                    "versions": versions}
+            return {
+                "quarter": q,
+                "scope": scope,
+                "status": "frozen",
+                "head": dict(head),
+                "boards": boards,
+                "versions": versions,
+            }
         settings, _, _ = settings_of()
         computed = compute_boards(conn, q, scope, settings)
-    boards = {}
+    provisional: dict[str, tuple[list[domain.Entry], Any, bool]] = {}
     for kind in kinds:
         entries = [e for e in computed[kind] if e.rank > after]
-        boards[kind] = (entries[:size], None, len(entries) > size)
-    return {"quarter": q, "scope": scope, "status": "provisional", "head": None, "boards": boards, "versions": []}
+        provisional[kind] = (entries[:size], None, len(entries) > size)
+    return {"quarter": q, "scope": scope, "status": "provisional", "head": None, "boards": provisional, "versions": []}
 
 
 # ---------------------------------------------------------------- the quarter's rebuild
@@ -538,13 +597,15 @@ def rebuild_quarter(quarter: str, apply: bool) -> dict[str, Any]:
     try:
         domain.parse_quarter(quarter)
     except ValueError:
-        raise InvalidArgument(f"quarter must be YYYYQn (季度格式应为YYYYQn), not {quarter!r}", field="quarter") from None
+        raise InvalidArgument(
+            f"quarter must be YYYYQn (季度格式应为YYYYQn), not {quarter!r}", field="quarter"
+        ) from None
     started = time.monotonic()
     periods = domain.periods_of_quarter(quarter)
     expected, rows = recount(quarter)
     c = readmodel.COUNTS.c
     with readside.begin() as conn:
-        kept = {
+        kept: dict[tuple[str, ...], int] = {
             (r.scope, r.period, r.subject, r.counter): int(r.n)
             for r in conn.execute(select(readmodel.COUNTS).where(c.period.in_(periods)))
         }
@@ -552,8 +613,12 @@ def rebuild_quarter(quarter: str, apply: bool) -> dict[str, Any]:
         if apply and differing:
             readmodel.apply_counts(conn, {k: expected.get(k, 0) - kept.get(k, 0) for k in differing})
     return {
-        "quarter": quarter, "fact_rows": rows, "counters": len(expected), "differing": len(differing),
-        "applied": bool(apply and differing), "seconds": time.monotonic() - started,
+        "quarter": quarter,
+        "fact_rows": rows,
+        "counters": len(expected),
+        "differing": len(differing),
+        "applied": bool(apply and differing),
+        "seconds": time.monotonic() - started,
     }
 
 
@@ -571,7 +636,7 @@ def recount(quarter: str) -> tuple[dict[tuple[str, ...], int], int]:
             )
             for r in result.mappings():
                 rows += 1
-                for scope, period, subject, counter, n in domain.contributions(kind, r):
+                for scope, period, subject, counter, n in domain.contributions(kind, dict(r)):
                     if period in periods:
                         tally[(scope, period, subject, counter)] += n
     return {k: n for k, n in tally.items() if n}, rows

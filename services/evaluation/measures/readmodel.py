@@ -21,7 +21,8 @@ Others
 Per batch: one INSERT … RETURNING for the event ids, one SELECT per fact table for the keys touched, one
 INSERT … ON CONFLICT DO UPDATE per fact table, and the counters' upserts in chunks of 1,000, sorted by key.
 At 100× the data: fact tables grow with facts (reads use their primary keys or `quarter`), the counters
-with subjects × periods × counters (index (period, scope)), and a subject's measures stay one primary-key range (~30 rows).
+with subjects × periods × counters (index (period, scope)), and a subject's measures stay one
+primary-key range (~30 rows).
 """
 
 from __future__ import annotations
@@ -226,7 +227,7 @@ def apply_facts(conn: Connection, partials: Mapping[str, Sequence[Mapping[str, A
 
 
 def _same(kind: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    return all(_norm(old.get(c)) == _norm(new.get(c)) for c in FACTS[kind].c.keys())
+    return all(_norm(old.get(c)) == _norm(new.get(c)) for c in FACTS[kind].c.keys())  # noqa: SIM118
 
 
 def _norm(v: Any) -> Any:
@@ -296,7 +297,9 @@ def counts_of(conn: Connection, scope: str, period: str, subjects: Sequence[str]
     if not subjects:
         return out
     rows = conn.execute(
-        select(c.subject, c.counter, c.n).where(and_(c.scope == scope, c.period == period, c.subject.in_(list(subjects))))
+        select(c.subject, c.counter, c.n).where(
+            and_(c.scope == scope, c.period == period, c.subject.in_(list(subjects)))
+        )
     )
     for r in rows:
         out.setdefault(r.subject, {})[r.counter] = int(r.n)

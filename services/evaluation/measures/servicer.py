@@ -23,8 +23,14 @@ def _values(values: list[domain.Value]) -> list[pb.MeasureValue]:
         m = domain.MEASURES[v.measure]
         out.append(
             pb.MeasureValue(
-                key=v.measure, name_zh=m.name_zh, name_en=m.name_en, numerator=v.numerator, denominator=v.denominator,
-                rate=v.rate or 0.0, has_rate=v.rate is not None, definition=m.definition,
+                key=v.measure,
+                name_zh=m.name_zh,
+                name_en=m.name_en,
+                numerator=v.numerator,
+                denominator=v.denominator,
+                rate=v.rate or 0.0,
+                has_rate=v.rate is not None,
+                definition=m.definition,
                 lower_is_better=m.lower_is_better,
             )
         )
@@ -33,8 +39,13 @@ def _values(values: list[domain.Value]) -> list[pb.MeasureValue]:
 
 def _subject(view: handlers.SubjectView) -> pb.SubjectMeasures:
     return pb.SubjectMeasures(
-        subject=view.subject, subject_kind=view.subject.split(":", 1)[0], name_zh=view.name_zh, period=view.period,
-        community_id=view.community_id, measures=_values(view.values), composite=view.composite or 0.0,
+        subject=view.subject,
+        subject_kind=view.subject.split(":", 1)[0],
+        name_zh=view.name_zh,
+        period=view.period,
+        community_id=view.community_id,
+        measures=_values(view.values),
+        composite=view.composite or 0.0,
         has_composite=view.composite is not None,
     )
 
@@ -42,13 +53,24 @@ def _subject(view: handlers.SubjectView) -> pb.SubjectMeasures:
 def _entry(e: domain.Entry) -> pb.BoardEntry:
     kind, _, ident = e.subject.partition(":")
     return pb.BoardEntry(
-        rank=e.rank, subject_kind=kind, subject_id=ident, name_zh=e.name_zh, score=e.score, workload=e.workload,
+        rank=e.rank,
+        subject_kind=kind,
+        subject_id=ident,
+        name_zh=e.name_zh,
+        score=e.score,
+        workload=e.workload,
         explanation=e.explanation(),
         parts=[
             pb.ExplainedPart(
-                component=p.component, name_zh=domain.MEASURES[p.component].name_zh,
-                name_en=domain.MEASURES[p.component].name_en, numerator=p.numerator, denominator=p.denominator,
-                mean=p.mean, shrunk=p.shrunk, weight=p.weight, points=p.points,
+                component=p.component,
+                name_zh=domain.MEASURES[p.component].name_zh,
+                name_en=domain.MEASURES[p.component].name_en,
+                numerator=p.numerator,
+                denominator=p.denominator,
+                mean=p.mean,
+                shrunk=p.shrunk,
+                weight=p.weight,
+                points=p.points,
             )
             for p in e.parts
         ],
@@ -58,12 +80,20 @@ def _entry(e: domain.Entry) -> pb.BoardEntry:
 def _settings(s: domain.Settings, version: int, at: Any) -> pb.MeasureSettings:
     return pb.MeasureSettings(
         weights=[
-            pb.Weight(component=k, name_zh=domain.MEASURES[k].name_zh, name_en=domain.MEASURES[k].name_en,
-                      weight=float(s.weights.get(k, 0)))
+            pb.Weight(
+                component=k,
+                name_zh=domain.MEASURES[k].name_zh,
+                name_en=domain.MEASURES[k].name_en,
+                weight=float(s.weights.get(k, 0)),
+            )
             for k in domain.COMPONENTS
         ],
-        prior=s.prior, min_workload=s.min_workload, grace_hours=s.grace_hours, version=version,
-        updated_at=handlers.frozen_at_ts(at), formula_text=FORMULA_TEXT,
+        prior=s.prior,
+        min_workload=s.min_workload,
+        grace_hours=s.grace_hours,
+        version=version,
+        updated_at=handlers.frozen_at_ts(at),
+        formula_text=FORMULA_TEXT,
     )
 
 
@@ -79,22 +109,34 @@ class EvaluationServicer(pb_grpc.EvaluationServiceServicer):
 
     def GetBoards(self, request: pb.GetBoardsRequest, context: grpc.ServicerContext) -> pb.BoardSet:
         found = handlers.board_read(
-            request.quarter, request.community_id, request.board.strip(), request.page_size, request.page_token,
+            request.quarter,
+            request.community_id,
+            request.board.strip(),
+            request.page_size,
+            request.page_token,
             request.version,
         )
         head = found["head"] or {}
         out = pb.BoardSet(
-            quarter=found["quarter"], community_id="" if found["scope"] == domain.ALL else found["scope"],
-            status=found["status"], version=int(head.get("version") or 0),
-            corrects_version=int(head.get("corrects_version") or 0), changes=head.get("changes") or "",
-            formula=domain.FORMULA, formula_text=FORMULA_TEXT, frozen_at=handlers.frozen_at_ts(head.get("frozen_at")),
+            quarter=found["quarter"],
+            community_id="" if found["scope"] == domain.ALL else found["scope"],
+            status=found["status"],
+            version=int(head.get("version") or 0),
+            corrects_version=int(head.get("corrects_version") or 0),
+            changes=head.get("changes") or "",
+            formula=domain.FORMULA,
+            formula_text=FORMULA_TEXT,
+            frozen_at=handlers.frozen_at_ts(head.get("frozen_at")),
             versions=found["versions"],
         )
         for kind, (entries, _rows, more) in found["boards"].items():
             zh, en = domain.BOARDS[kind]
             out.boards.append(
                 pb.Board(
-                    kind=kind, name_zh=zh, name_en=en, entries=[_entry(e) for e in entries],
+                    kind=kind,
+                    name_zh=zh,
+                    name_en=en,
+                    entries=[_entry(e) for e in entries],
                     next_page_token=str(entries[-1].rank) if more and entries else "",
                 )
             )
@@ -109,12 +151,17 @@ class EvaluationServicer(pb_grpc.EvaluationServiceServicer):
         weights = {w.component.strip(): w.weight for w in request.weights}
         return _settings(
             *handlers.put_settings(
-                weights, request.prior, request.min_workload or domain.DEFAULT_MIN_WORKLOAD, request.grace_hours,
+                weights,
+                request.prior,
+                request.min_workload or domain.DEFAULT_MIN_WORKLOAD,
+                request.grace_hours,
                 int(request.version),
             )
         )
 
-    def RebuildQuarter(self, request: pb.RebuildQuarterRequest, context: grpc.ServicerContext) -> pb.RebuildQuarterResponse:
+    def RebuildQuarter(
+        self, request: pb.RebuildQuarterRequest, context: grpc.ServicerContext
+    ) -> pb.RebuildQuarterResponse:
         r = handlers.rebuild_quarter(request.quarter.strip().upper(), request.apply)
         return pb.RebuildQuarterResponse(**r)
 
