@@ -201,5 +201,10 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
     app.register_blueprint(alliance_posts_bp)  # alliance: standing posts (认领岗位)
     app.register_blueprint(alliance_activities_bp)  # alliance: co-building activities (参与共建)
     app.register_blueprint(portal_bp)  # the portal (single-page app) at /portal/
+    # ---- evaluation: measures and the quarterly boards (issue 18, measures area)
+    from gateway.routes_measures import bp as measures_bp
+
+    app.register_blueprint(measures_bp)  # evaluation: measures, 四榜, weights, rebuild
+    # ---- end evaluation measures
     init_auth(app, settings)  # people's accounts and sessions: /api/v1/auth/*, /api/v1/users
     return app

@@ -501,7 +501,7 @@ def on_boards_timer(timer: clocks.Timer) -> None:
     refresh_quarter(quarter)
 
 
-_scheduled: dict[tuple[str, str], datetime] = {}
+_scheduled: dict[tuple[str, str, bool], datetime] = {}
 
 
 def quarters_changed(tenant: str, quarters: Iterable[str], *, now: datetime | None = None) -> None:
@@ -518,11 +518,13 @@ def quarters_changed(tenant: str, quarters: Iterable[str], *, now: datetime | No
                 due = at + timedelta(seconds=CORRECTION_DELAY_SECONDS)
             else:
                 due = domain.quarter_end(q) + timedelta(hours=settings.grace_hours)
-            have = _scheduled.get((tenant, q))
-            if have is not None and have >= at and (q not in frozen or have <= due):
-                continue  # a timer of this process is pending for it
+            # A timer this process scheduled for the same purpose (a freeze; a correction of a frozen quarter)
+            # is still pending: nothing to do. A freeze that has fired since is no pending correction.
+            have = _scheduled.get((tenant, q, q in frozen))
+            if have is not None and have >= at:
+                continue
             clocks.schedule(f"boards:{q}", BOARDS_KIND, due, {"quarter": q})
-            _scheduled[(tenant, q)] = max(due, at + timedelta(seconds=CORRECTION_DELAY_SECONDS))
+            _scheduled[(tenant, q, q in frozen)] = max(due, at + timedelta(seconds=CORRECTION_DELAY_SECONDS))
 
 
 def board_read(quarter: str, community_id: str, board: str, page_size: int, token: str, version: int) -> dict[str, Any]:

@@ -6,6 +6,7 @@ export default {
     dashboard: 'Dashboard', map: 'Grid map', issues: 'Issues', whistles: 'Whistle board', tasks: 'Assignment',
     org: 'Organisation', approvals: 'Approvals', audit: 'Audit log', field: 'Field visits', menu: 'Menu', meetings: 'Joint meetings',
     resources: 'Resources', hours: 'Volunteer hours', funds: 'Community funds',
+    boards: 'Quarterly boards', // evaluation: the quarterly boards
   },
   login: {
     title: 'Log in', username: 'User name', password: 'Password', submit: 'Log in', busy: 'Logging in…',
@@ -159,4 +160,14 @@ export default {
     reasons: { out_of_scope: 'Out of scope', duplicate: 'Duplicate', insufficient_info: 'Not enough information', abusive: 'Abusive' },
     referrals: { '12345': '12345 hotline', department: 'A department', court: 'A court', other: 'Other' },
   },
+  // ---- evaluation: measures and the quarterly boards (四榜)
+  boards: {
+    title: 'Quarterly boards', quarter: 'Quarter', version: 'Version', latest: 'Latest version', versionN: 'Version {v}', score: 'Score', rank: 'Rank',
+    name: 'Name', workload: 'Workload', part: 'Component', facts: 'Facts', mean: 'Board mean', shrunk: 'Shrunk', weight: 'Weight', points: 'Points',
+    empty: 'Nobody on this board this quarter', formula: 'Published formula', frozenAt: 'Version {v}, frozen {time}',
+    provisionalNote: 'The quarter is not over: a provisional ranking, frozen after the quarter ends', correction: 'Correction of version {v}; what changed:',
+    status: { frozen: 'Frozen', provisional: 'Provisional' },
+  },
+  rates: { title: 'The three rates', response: 'Response rate', resolution: 'Resolution rate', satisfaction: 'Satisfaction rate', month: 'This month', quarter: 'This quarter', none: 'No data yet' },
+  // ---- end evaluation
 }

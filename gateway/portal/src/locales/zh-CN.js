@@ -6,6 +6,7 @@ export default {
     dashboard: '数据看板', map: '网格地图', issues: '诉求事项', whistles: '集结号看板', tasks: '点将台',
     org: '组织架构', approvals: '审核把关', audit: '审计日志', field: '网格走访', menu: '菜单', meetings: '联席会议',
     resources: '资源承诺', hours: '志愿时长', funds: '社区经费',
+    boards: '四榜', // evaluation: the quarterly boards
   },
   login: {
     title: '登录', username: '账号', password: '密码', submit: '登录', busy: '正在登录…',
@@ -159,4 +160,14 @@ export default {
     reasons: { out_of_scope: '不属于社区职责', duplicate: '重复反映', insufficient_info: '信息不足', abusive: '恶意或不当内容' },
     referrals: { '12345': '12345热线', department: '职能部门', court: '人民法院', other: '其他' },
   },
+  // ---- evaluation: measures and the quarterly boards (四榜)
+  boards: {
+    title: '季度四榜', quarter: '季度', version: '版本', latest: '最新版本', versionN: '第{v}版', score: '得分', rank: '名次',
+    name: '名称', workload: '工作量', part: '分项', facts: '事实', mean: '榜单均值', shrunk: '收缩后', weight: '权重', points: '得分贡献',
+    empty: '本季度暂无上榜对象', formula: '公布的计分公式', frozenAt: '第{v}版，{time} 冻结',
+    provisionalNote: '本季度尚未结束：榜单为临时排名，季度结束后冻结', correction: '更正：本版更正第{v}版，差异如下',
+    status: { frozen: '已冻结', provisional: '临时' },
+  },
+  rates: { title: '三率', response: '响应率', resolution: '解决率', satisfaction: '满意率', month: '本月', quarter: '本季度', none: '暂无数据' },
+  // ---- end evaluation
 }

@@ -24,6 +24,9 @@ export const PAGES = [
   { name: 'resources', path: 'resources', tenant: true, roles: [...STAFF, 'member'], menu: { icon: 'Box' }, component: () => import('./ResourcesPage.vue') },
   { name: 'hours', path: 'hours', tenant: true, roles: [...STAFF, 'member'], menu: { icon: 'Timer' }, component: () => import('./HoursPage.vue') },
   { name: 'funds', path: 'funds', tenant: true, roles: STAFF, menu: { icon: 'Wallet' }, component: () => import('./FundsPage.vue') },
+  // ---- evaluation: the quarterly boards (四榜) with each entrant's explanation
+  { name: 'boards', path: 'evaluation/boards', tenant: true, roles: STAFF, menu: { icon: 'Trophy' }, component: () => import('./BoardsPage.vue') },
+  // ---- end evaluation boards
 ]
 
 export const MENU = PAGES.filter((p) => p.menu)
