@@ -6,7 +6,7 @@ EvaluationService (hongling.evaluation.v1, services/evaluation/measures).
     GET  evaluation/rates?community_id=                               the three rates, month and quarter (dashboard)
     GET  evaluation/boards?quarter=&community_id=&board=&version=     the four boards (四榜) with explanations
     GET|PUT evaluation/weights                                        the composite's weights, k, grace (PUT: If-Match)
-    POST evaluation/rebuilds                                          recount a quarter from its facts (ops)
+    POST /api/v1/evaluation/rebuilds {tenant, quarter, apply}         recount a quarter from its facts (ops)
 
 A community worker reads its own community's measures and boards (naming another is 403
 `community_out_of_scope`; without a community_id it gets its own). Who may call what is gateway/policy.py.
@@ -63,6 +63,7 @@ class RebuildIn(BaseModel):
     """A quarter to recount from its fact rows; apply: replace the counters that differ."""
 
     model_config = ConfigDict(extra="forbid")
+    tenant: StrictStr = Field(description="街道/镇 The tenant (in the token's scope)")
     quarter: StrictStr = Field(description="YYYYQn, e.g. 2026Q3")
     apply: StrictBool = False
 
@@ -228,11 +229,14 @@ def put_weights(tenant: str) -> Response:
         return message(stub().PutWeights(req))
 
 
-@bp.post(f"{BASE}/rebuilds")
-def rebuild_quarter(tenant: str) -> Response:
-    """重算季度 Recount a quarter's counters from its fact rows and compare (apply: replace those that differ)"""
+@bp.post("/api/v1/evaluation/rebuilds")
+def rebuild_quarter() -> Response:
+    """重算季度（运维） Recount a tenant's quarter from its fact rows and compare (apply: replace those that differ)
+
+    A district-wide route (ops get no tenant-scoped route, gateway/policy.py): the body names the tenant, which
+    must be in the token's scope."""
     data: RebuildIn = parse(RebuildIn, json_body())
-    with tenant_call(tenant):
+    with tenant_call(data.tenant.strip()):
         return message(
             stub().RebuildQuarter(pb.RebuildQuarterRequest(quarter=data.quarter, apply=data.apply)), etag=False
         )
@@ -249,6 +253,6 @@ DOCS.update(
         f"{E}put_weights": Doc(
             pb.MeasureSettings, body=WeightsIn, if_match="required", errors=(400, 412, 428), headers=("ETag",)
         ),
-        f"{E}rebuild_quarter": Doc(pb.RebuildQuarterResponse, body=RebuildIn, errors=(400,)),
+        f"{E}rebuild_quarter": Doc(pb.RebuildQuarterResponse, body=RebuildIn, errors=(400, 404)),
     }
 )

@@ -178,12 +178,13 @@ def test_weights_are_set_with_if_match_and_checked_naming_the_field(system: Syst
 
 def test_ops_recount_a_quarter_and_nobody_else_may(system: System) -> None:
     quarter = f"{datetime.now(UTC).year}Q1"
-    ok = requests.post(url(system, "rebuilds"), json={"quarter": quarter}, headers=system.auth("ops", T), timeout=60)
+    rebuilds = f"{system.gateway}/api/v1/evaluation/rebuilds"
+    ok = requests.post(rebuilds, json={"tenant": T, "quarter": quarter}, headers=system.auth("ops", T), timeout=60)
     assert ok.status_code == 200, ok.text
     assert ok.json()["differing"] in (0, "0")
     assert (
         requests.post(
-            url(system, "rebuilds"), json={"quarter": quarter}, headers=system.auth("subdistrict_admin", T), timeout=10
+            rebuilds, json={"tenant": T, "quarter": quarter}, headers=system.auth("subdistrict_admin", T), timeout=10
         ).status_code
         == 403
     )

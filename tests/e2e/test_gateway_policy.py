@@ -653,11 +653,11 @@ CALLS: dict[str, list[Call]] = {
         lambda t, s: (
             "PUT",
             f"/api/v1/tenants/{t}/evaluation/weights",
-            {"json": {"weights": [{"component": "x", "weight": 1}]}, "headers": {"If-Match": '"0"'}},
+            {"json": {"weights": [{"component": "x", "weight": 1}]}, "headers": {"If-Match": '"1"'}},
         )
     ],
     "evaluation measures: rebuild": [
-        lambda t, s: ("POST", f"/api/v1/tenants/{t}/evaluation/rebuilds", {"json": {"quarter": "x"}})
+        lambda t, s: ("POST", "/api/v1/evaluation/rebuilds", {"json": {"tenant": t, "quarter": "x"}})
     ],
     # ---- end evaluation measures
 }

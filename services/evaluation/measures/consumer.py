@@ -492,14 +492,12 @@ def replay(bootstrap: str, *, suffix: str, batch: int = 5000) -> tuple[int, dict
         consumer.close()
 
 
-def rewind_group(bootstrap: str) -> None:
-    """Move the group to the end offsets (after a rebuild of the live tables, with the worker stopped)."""
+def rewind_group(bootstrap: str, ends: Mapping[TopicPartition, int]) -> None:
+    """Move the group to where a replay of the live tables ended (the worker stopped meanwhile)."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=GROUP, enable_auto_commit=False)
     try:
-        parts = partitions(consumer)
-        ends = consumer.end_offsets(parts)
-        consumer.assign(parts)
-        consumer.commit({tp: OffsetAndMetadata(ends[tp], "", -1) for tp in parts})
+        consumer.assign(list(ends))
+        consumer.commit({tp: OffsetAndMetadata(n, "", -1) for tp, n in ends.items()})
     finally:
         consumer.close(autocommit=False)
 

@@ -1,8 +1,8 @@
 """Measures and the quarterly boards (四榜): one definition each, pure (no database, no Kafka, no gRPC).
 
 Everything here is a function of fact rows, counts and settings; the consumer (consumer.py) feeds it events,
-the read side (readmodel.py) stores what it returns. The same text is the "Measures" section of
-docs/evaluation-measures.md.
+the read side (readmodel.py) stores what it returns. Summarised in the README section "Measures and the
+quarterly boards".
 
 Periods
     Months "2026-12" and quarters "2026Q4", both in Asia/Shanghai, of each fact's one anchor time (below).

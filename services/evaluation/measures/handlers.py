@@ -3,7 +3,7 @@ and corrections.
 
 Freezing (四榜 of a closed quarter): the consumer tells `quarters_changed` which quarters its batch changed.
 A quarter not frozen yet gets the durable timer "boards:<quarter>" at its end + the tenant's grace
-(grace_hours, default 72); a frozen one gets the same timer a few seconds later (CORRECTION_DELAY_SECONDS,
+(grace_hours, default 72); a frozen one gets the same timer 30 seconds later (CORRECTION_DELAY_SECONDS,
 so that a burst of late events makes one correction). The timer's handler computes the quarter's boards for
 the tenant and each community with facts, and for each one whose boards differ from the latest frozen version
 (or that has none) writes the next version: the BoardSetDoc with its BoardsFrozen event in one insert (the
@@ -43,7 +43,7 @@ from services.evaluation.measures.documents import BoardSetDoc, MeasureSettingsD
 log = logging.getLogger(__name__)
 BOARDS_KIND = "evaluation.boards"
 SETTINGS_ID = "settings"
-CORRECTION_DELAY_SECONDS = 5.0
+CORRECTION_DELAY_SECONDS = 30.0
 SETTINGS_TTL = 30.0
 READERS = frozenset({"community_worker", "subdistrict_admin", "ops", "service"})
 ADMINS = frozenset({"subdistrict_admin"})
@@ -87,7 +87,8 @@ _cache_lock = threading.Lock()
 
 
 def settings_of(uow: UnitOfWork = unitofwork.MONGO) -> tuple[domain.Settings, int, datetime | None]:
-    """The tenant's settings (defaults until set), their version (0: never set) and when last set."""
+    """The tenant's settings (defaults until set), their version as the API shows it (1: the defaults, never
+    set; then the stored document's version + 1, so that every ETag is a positive number) and when last set."""
     tenant = require_tenant()
     with _cache_lock:
         hit = _settings_cache.get(tenant)
@@ -95,7 +96,7 @@ def settings_of(uow: UnitOfWork = unitofwork.MONGO) -> tuple[domain.Settings, in
             return hit[1], hit[2], hit[3]
     doc = uow.load(MeasureSettingsDoc, SETTINGS_ID)
     if doc is None:
-        found = (domain.Settings(), 0, None)
+        found = (domain.Settings(), 1, None)
     else:
         found = (
             domain.Settings(
@@ -104,7 +105,7 @@ def settings_of(uow: UnitOfWork = unitofwork.MONGO) -> tuple[domain.Settings, in
                 int(doc.min_workload),
                 int(doc.grace_hours),
             ),
-            int(doc.version),
+            int(doc.version) + 1,
             doc.updated_at,
         )
     with _cache_lock:
@@ -143,7 +144,7 @@ def put_settings(
         replace,
         conflicts=CONFLICTS,
         now=utcnow,
-        expected_version=expected_version,
+        expected_version=max(0, expected_version - 1),  # the API's version is the stored one + 1
         fresh=lambda: MeasureSettingsDoc(id=SETTINGS_ID, version=0),
     )
     with _cache_lock:
