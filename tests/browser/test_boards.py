@@ -18,7 +18,7 @@ from kafka import KafkaProducer
 from playwright.sync_api import Page, expect
 
 from services.common.events import CloudEvent, record_key, topic_for
-from tests.browser.conftest import Person, axe_violations, log_in, portal, shot
+from tests.browser.conftest import Person, axe_violations, log_in, shot
 from tests.conftest import System, unique, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -82,7 +82,9 @@ def test_a_frozen_board_shows_each_entrants_explanation_and_the_dashboard_its_th
         producer.close(timeout=10)
 
     log_in(page, system, people("subdistrict_admin", T), f"{T}/evaluation/boards")
-    page.goto(portal(system, f"{T}/evaluation/boards?quarter={QUARTER}"))
+    expect(page.get_by_test_id("boards-status")).to_be_visible()
+    page.get_by_test_id("boards-quarter").click()
+    page.get_by_role("option", name=QUARTER).click()
     expect(page.get_by_test_id("boards-status")).to_contain_text("已冻结")
     row = page.get_by_test_id("board-red_property").locator("tr", has_text=name).first
     expect(row).to_be_visible()
