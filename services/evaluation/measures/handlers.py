@@ -550,29 +550,41 @@ def board_read(quarter: str, community_id: str, board: str, page_size: int, toke
         raise InvalidArgument("page_token is not one this API gave (翻页标记无效)", field="page_token") from None
     kinds = [board] if board else list(domain.BOARDS)
     b = readmodel.BOARD_SETS.c
+    e = readmodel.BOARD_ENTRIES.c
     with readside.connect() as conn:
-        versions = list(
-            conn.execute(
-                select(b.version).where(and_(b.quarter == q, b.community_id == scope)).order_by(b.version)
-            ).scalars()
-        )
+        # Two statements, each a primary-key range: the set's versions (a few rows), and the page of every
+        # board asked for (ranks are 1..n without gaps, so a page is a range of ranks).
+        sets = {
+            int(r["version"]): dict(r)
+            for r in conn.execute(
+                select(readmodel.BOARD_SETS).where(and_(b.quarter == q, b.community_id == scope)).order_by(b.version)
+            ).mappings()
+        }
+        versions = sorted(sets)
         if versions:
             chosen = version or versions[-1]
-            if chosen not in versions:
+            if chosen not in sets:
                 raise NotFound(f"未找到该版本 (version: no version {chosen} of {q})", field="version")
-            head = (
-                conn.execute(
-                    select(readmodel.BOARD_SETS).where(
-                        and_(b.quarter == q, b.community_id == scope, b.version == chosen)
+            head = sets[chosen]
+            found: dict[str, list[domain.Entry]] = {kind: [] for kind in kinds}
+            rows = conn.execute(
+                select(readmodel.BOARD_ENTRIES)
+                .where(
+                    and_(
+                        e.quarter == q,
+                        e.community_id == scope,
+                        e.board.in_(kinds),
+                        e.version == chosen,
+                        e.rank.between(after + 1, after + size + 1),
                     )
                 )
-                .mappings()
-                .one()
-            )
-            boards: dict[str, tuple[list[domain.Entry], Any, bool]] = {}
-            for kind in kinds:
-                rows = readmodel.board_page(conn, q, scope, kind, chosen, after, size + 1)
-                boards[kind] = ([_entry_of(r) for r in rows[:size]], rows[:size], len(rows) > size)
+                .order_by(e.board, e.rank)
+            ).mappings()
+            for r in rows:
+                found[r["board"]].append(_entry_of(dict(r)))
+            boards: dict[str, tuple[list[domain.Entry], Any, bool]] = {
+                kind: (entries[:size], None, len(entries) > size) for kind, entries in found.items()
+            }
             return {
                 "quarter": q,
                 "scope": scope,

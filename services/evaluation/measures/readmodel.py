@@ -42,6 +42,8 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
+    cast,
     delete,
     func,
     select,
@@ -164,18 +166,84 @@ REBUILT: tuple[Table, ...] = (TARGETS, TASKS, RATINGS, DUTIES, COUNTS, PROCESSED
 CHUNK = 1000
 
 
+# Batches go as one statement with one array parameter per column (INSERT … SELECT unnest(…), …): a few
+# parameters whatever the batch's size, so the driver never parses a query of thousands of placeholders
+# (a multi-row VALUES of 1,000 rows spent half the consumer's time there) and the plan is the same each time.
+# An array column travels as its array literal in a text[] and is cast back.
+
+
+SEP = "\x1f"  # the unit separator: joins a text column's values into one parameter (never in an id)
+
+
+def _unnest(table: Table, names: Sequence[str]) -> Any:
+    cols = []
+    for name in names:
+        col = table.c[name]
+        if isinstance(col.type, ARRAY):
+            cols.append(cast(func.unnest(bindparam(name, type_=ARRAY(Text))), ARRAY(Text)).label(name))
+        elif isinstance(col.type, Text | BigInteger | Integer):
+            # One string per column, split by the server: dumping a Python list of thousands is slower. The
+            # string ends with SEP + "." (one element dropped by trim_array): "" is then one empty value.
+            split = func.trim_array(func.string_to_array(bindparam(name, type_=Text), SEP), 1)
+            cols.append(func.unnest(split if isinstance(col.type, Text) else cast(split, ARRAY(col.type))).label(name))
+        else:
+            cols.append(func.unnest(bindparam(name, type_=ARRAY(col.type))).label(name))
+    return select(*cols)
+
+
+def _joined(table: Table, name: str, values: Sequence[Any]) -> Any:
+    """A column's values as its parameter (see _unnest)."""
+    col = table.c[name]
+    if isinstance(col.type, ARRAY):
+        return [_array_literal(list(v or ())) for v in values]
+    if isinstance(col.type, Text):
+        return SEP.join([*(str(v).replace(SEP, "") for v in values), "."])
+    if isinstance(col.type, BigInteger | Integer):
+        return SEP.join([*(str(int(v)) for v in values), "."])
+    return list(values)
+
+
+def _upsert_stmt(table: Table, keys: Sequence[str]) -> Any:
+    names = [c.name for c in table.columns]
+    stmt = insert(table).from_select(names, _unnest(table, names))
+    return stmt.on_conflict_do_update(
+        index_elements=list(keys), set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+    )
+
+
+def _array_literal(values: Sequence[str]) -> str:
+    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
+
+
+def columns(table: Table, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Rows as one parameter per column (the statements' arrays)."""
+    return {col.name: _joined(table, col.name, [r.get(col.name) for r in rows]) for col in table.columns}
+
+
+_UPSERT = {FACTS[k].name: _upsert_stmt(FACTS[k], domain.KEYS[k]) for k in FACTS}
+_CLAIM = (
+    insert(PROCESSED)
+    .from_select(["event_id"], _unnest(PROCESSED, ["event_id"]))
+    .on_conflict_do_nothing()
+    .returning(PROCESSED.c.event_id)
+)
+COUNT_NAMES = ("scope", "period", "subject", "counter", "n")
+_counts = insert(COUNTS).from_select(list(COUNT_NAMES), _unnest(COUNTS, COUNT_NAMES))
+_ADD_COUNTS = _counts.on_conflict_do_update(
+    index_elements=["scope", "period", "subject", "counter"], set_={"n": COUNTS.c.n + _counts.excluded.n}
+)
+_ZERO_KEYS = _unnest(COUNTS, COUNT_NAMES[:4])
+
+
 # ---------------------------------------------------------------- the batch
 
 
 def claim_events(conn: Connection, ids: Sequence[str]) -> set[str]:
     """Record these event ids as processed; returns those not seen before (the only ones to apply)."""
-    fresh: set[str] = set()
     unique = sorted(set(ids))
-    for start in range(0, len(unique), CHUNK):
-        part = unique[start : start + CHUNK]
-        stmt = insert(PROCESSED).values([{"event_id": i} for i in part]).on_conflict_do_nothing()
-        fresh.update(r[0] for r in conn.execute(stmt.returning(PROCESSED.c.event_id)))
-    return fresh
+    if not unique:
+        return set()
+    return {r[0] for r in conn.execute(_CLAIM, {"event_id": _joined(PROCESSED, "event_id", unique)})}
 
 
 def _key_of(kind: str, row: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -183,15 +251,17 @@ def _key_of(kind: str, row: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 def _load(conn: Connection, kind: str, keys: Sequence[tuple[Any, ...]]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """The stored rows of these keys: one statement, the keys as array parameters."""
     table = FACTS[kind]
-    cols = [table.c[k] for k in domain.KEYS[kind]]
+    names = domain.KEYS[kind]
+    cols = [table.c[k] for k in names]
+    wanted = _unnest(table, names)
+    cond = tuple_(*cols).in_(wanted) if len(cols) > 1 else cols[0].in_(wanted)
+    params = {name: _joined(table, name, [k[i] for k in keys]) for i, name in enumerate(names)}
     out: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for start in range(0, len(keys), CHUNK):
-        part = keys[start : start + CHUNK]
-        cond = tuple_(*cols).in_(part) if len(cols) > 1 else cols[0].in_([k[0] for k in part])
-        for r in conn.execute(select(table).where(cond)).mappings():
-            row = dict(r)
-            out[_key_of(kind, row)] = row
+    for r in conn.execute(select(table).where(cond), params).mappings():
+        row = dict(r)
+        out[_key_of(kind, row)] = row
     return out
 
 
@@ -239,31 +309,23 @@ def _norm(v: Any) -> Any:
 
 
 def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], keys: Sequence[str]) -> None:
-    cols = [c.name for c in table.columns]
-    for start in range(0, len(rows), CHUNK):
-        part = [{c: r.get(c) for c in cols} for r in rows[start : start + CHUNK]]
-        stmt = insert(table).values(part)
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=list(keys), set_={c: stmt.excluded[c] for c in cols if c not in keys}
-            )
-        )
+    if rows:
+        conn.execute(_UPSERT[table.name], columns(table, rows))
 
 
 def apply_counts(conn: Connection, tally: Mapping[tuple[str, ...], int]) -> int:
     found = sorted((k, n) for k, n in tally.items() if n)
-    for start in range(0, len(found), CHUNK):
-        part = found[start : start + CHUNK]
-        stmt = insert(COUNTS).values(
-            [{"scope": k[0], "period": k[1], "subject": k[2], "counter": k[3], "n": n} for k, n in part]
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["scope", "period", "subject", "counter"], set_={"n": COUNTS.c.n + stmt.excluded.n}
-        )
-        zero = [tuple(r) for r in conn.execute(stmt.returning(*KEY_COLS, COUNTS.c.n)) if r[-1] == 0]
-        # A counter back at zero is dropped, so that a rebuild (which never writes one) holds the same rows.
-        if zero:
-            conn.execute(delete(COUNTS).where(tuple_(*KEY_COLS).in_([z[:4] for z in zero])))
+    if not found:
+        return 0
+    params = {name: _joined(COUNTS, name, [k[i] for k, _ in found]) for i, name in enumerate(COUNT_NAMES[:4])}
+    params["n"] = _joined(COUNTS, "n", [n for _, n in found])
+    conn.execute(_ADD_COUNTS, params)
+    # A counter taken back to zero is dropped, so that a rebuild (which never writes one) holds the same rows:
+    # only a counter this batch took something from can be zero now.
+    down = [k for k, n in found if n < 0]
+    if down:
+        keys = {name: _joined(COUNTS, name, [z[i] for z in down]) for i, name in enumerate(COUNT_NAMES[:4])}
+        conn.execute(delete(COUNTS).where(and_(COUNTS.c.n == 0, tuple_(*KEY_COLS).in_(_ZERO_KEYS))), keys)
     return len(found)
 
 
@@ -354,27 +416,6 @@ def frozen_quarters(conn: Connection, quarters: Iterable[str]) -> set[str]:
     if not wanted:
         return set()
     return set(conn.execute(select(BOARD_SETS.c.quarter).where(BOARD_SETS.c.quarter.in_(wanted)).distinct()).scalars())
-
-
-def board_page(
-    conn: Connection, quarter: str, community_id: str, board: str, version: int, after_rank: int, size: int
-) -> list[dict[str, Any]]:
-    e = BOARD_ENTRIES.c
-    rows = conn.execute(
-        select(BOARD_ENTRIES)
-        .where(
-            and_(
-                e.quarter == quarter,
-                e.community_id == community_id,
-                e.board == board,
-                e.version == version,
-                e.rank > after_rank,
-            )
-        )
-        .order_by(e.rank)
-        .limit(size)
-    ).mappings()
-    return [dict(r) for r in rows]
 
 
 def dump(conn: Connection, tables: Sequence[Table] = REBUILT, community_id: str | None = None) -> bytes:
