@@ -280,6 +280,8 @@ def end_offsets() -> dict[TopicPartition, int]:
 
 
 def timed(fn: Callable[[], object]) -> list[float]:
+    for _ in range(10):  # warm up: connections, caches
+        fn()
     out = []
     for _ in range(REPS):
         t = time.perf_counter()

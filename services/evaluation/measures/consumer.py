@@ -377,7 +377,7 @@ def apply_records(
 class MeasuresWorker:
     """The consumer group: poll, one transaction per tenant, commit offsets, then tell the boards' timers."""
 
-    def __init__(self, settings: Settings, *, max_records: int = 2000, gather_ms: int = 200) -> None:
+    def __init__(self, settings: Settings, *, max_records: int = 5000, gather_ms: int = 500) -> None:
         self.name = f"{GROUP}-worker"
         self.settings = settings
         self.bootstrap = settings.kafka_bootstrap

@@ -299,10 +299,13 @@ def value_of(measure: Measure, counts: Mapping[str, int], period: str) -> Value:
 
 
 def duty_counts(counts: Mapping[str, int]) -> dict[str, int]:
-    """The five duties pooled: met and expected (whistles answered are the response counters)."""
+    """Counters derived from the kept ones: the five duties pooled (met and expected; whistles answered are
+    the response counters), and tasks closed on time (closed − closed after a missed deadline: the rare
+    case is what is kept)."""
     met = counts.get("responded", 0) + sum(counts.get(f"duty_{d}_met", 0) for d in DUTIES if d != "whistles")
     exp = counts.get("called", 0) + sum(counts.get(f"duty_{d}_expected", 0) for d in DUTIES if d != "whistles")
-    return {"duty_met": met, "duty_expected": exp}
+    on_time = counts.get("closed", 0) - counts.get("closed_late", 0)
+    return {"duty_met": met, "duty_expected": exp, "on_time": on_time}
 
 
 def measures_of(counts: Mapping[str, int], period: str) -> list[Value]:
@@ -389,9 +392,12 @@ class Entry:
     score: float
     workload: int
     parts: tuple[Part, ...]
+    text: str = ""  # the explanation as frozen (a frozen board's row keeps it)
 
     def explanation(self) -> str:
         """The score in words (Chinese, then English): which facts, which weights."""
+        if self.text:
+            return self.text
         bits = []
         for p in self.parts:
             m = MEASURES[p.component]
@@ -681,8 +687,8 @@ def contributions(kind: str, row: Mapping[str, Any]) -> list[Contribution]:
         _spread(out, community, periods, helpers, "closed")
         if row.get("first_pass") and not row.get("first_fail"):
             _spread(out, community, periods, helpers, "resolved")
-        if not row.get("missed"):
-            _spread(out, community, periods, helpers, "on_time")
+        if row.get("missed"):
+            _spread(out, community, periods, helpers, "closed_late")
         if int(row.get("failures") or 0) > 0:
             _spread(out, community, periods, helpers, "reopened")
     elif kind == "rating":
@@ -693,7 +699,6 @@ def contributions(kind: str, row: Mapping[str, Any]) -> list[Contribution]:
         if row.get("kind") == "unit":
             periods = [row.get("rated_quarter") or quarter_of(at)]  # quarterly ratings count in the quarter only
         _spread(out, community, periods, helpers, "ratings")
-        _spread(out, community, periods, helpers, "score_sum", score_)
         if score_ >= 4:
             _spread(out, community, periods, helpers, "satisfied")
     elif kind == "duty":

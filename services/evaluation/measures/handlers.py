@@ -345,6 +345,7 @@ def _entry_of(d: Mapping[str, Any]) -> domain.Entry:
         float(d["score"]),
         int(d["workload"]),
         tuple(domain.Part(**p) for p in d.get("parts") or ()),
+        d.get("explanation") or "",
     )
 
 

@@ -191,13 +191,19 @@ def _unnest(table: Table, names: Sequence[str]) -> Any:
     return select(*cols)
 
 
+def _clean(text: str) -> str:
+    """A text value as PostgreSQL takes it: no NUL (a text column refuses it, and the batch would fail for
+    ever), no SEP."""
+    return text.replace("\x00", "").replace(SEP, "")
+
+
 def _joined(table: Table, name: str, values: Sequence[Any]) -> Any:
     """A column's values as its parameter (see _unnest)."""
     col = table.c[name]
     if isinstance(col.type, ARRAY):
         return [_array_literal(list(v or ())) for v in values]
     if isinstance(col.type, Text):
-        return SEP.join([*(str(v).replace(SEP, "") for v in values), "."])
+        return SEP.join([*(_clean(str(v)) for v in values), "."])
     if isinstance(col.type, BigInteger | Integer):
         return SEP.join([*(str(int(v)) for v in values), "."])
     return list(values)
@@ -212,7 +218,7 @@ def _upsert_stmt(table: Table, keys: Sequence[str]) -> Any:
 
 
 def _array_literal(values: Sequence[str]) -> str:
-    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
+    return "{" + ",".join('"' + _clean(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
 
 
 def columns(table: Table, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -336,7 +342,13 @@ def apply_subjects(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         have = newest.get(r["subject"])
         if have is None or (r["version"], repr(sorted(r.items()))) > (have["version"], repr(sorted(have.items()))):
             newest[r["subject"]] = r
-    found = [dict(newest[k]) for k in sorted(newest)]
+    found = [
+        {
+            k: _clean(v) if isinstance(v, str) else [_clean(x) for x in v] if isinstance(v, list) else v
+            for k, v in newest[key].items()
+        }
+        for key in sorted(newest)
+    ]
     for start in range(0, len(found), CHUNK):
         part = found[start : start + CHUNK]
         stmt = insert(SUBJECTS).values(part)
