@@ -529,6 +529,13 @@ def quarters_changed(tenant: str, quarters: Iterable[str], *, now: datetime | No
             _scheduled[(tenant, q, q in frozen)] = max(due, at + timedelta(seconds=CORRECTION_DELAY_SECONDS))
 
 
+# A provisional board (the current quarter's, or a closed one not frozen yet) is computed from the counters of
+# its scope and kept this long, so that a page of readers does not compute it each: it follows the events
+# within PROVISIONAL_TTL seconds.
+PROVISIONAL_TTL = 10.0
+_provisional: dict[tuple[str, str, str, int], tuple[float, dict[str, list[domain.Entry]]]] = {}
+
+
 def board_read(quarter: str, community_id: str, board: str, page_size: int, token: str, version: int) -> dict[str, Any]:
     """A quarter's boards (frozen: a page from the table; provisional: computed from the counters)."""
     require_role(READERS, "read the boards")
@@ -594,8 +601,16 @@ def board_read(quarter: str, community_id: str, board: str, page_size: int, toke
                 "boards": boards,
                 "versions": versions,
             }
-        settings, _, _ = settings_of()
-        computed = compute_boards(conn, q, scope, settings)
+        settings, settings_version, _ = settings_of()
+        key = (require_tenant(), q, scope, settings_version)
+        hit = _provisional.get(key)
+        if hit is not None and time.monotonic() - hit[0] < PROVISIONAL_TTL:
+            computed = hit[1]
+        else:
+            computed = compute_boards(conn, q, scope, settings)
+            if len(_provisional) > 1000:
+                _provisional.clear()
+            _provisional[key] = (time.monotonic(), computed)
     provisional: dict[str, tuple[list[domain.Entry], Any, bool]] = {}
     for kind in kinds:
         entries = [e for e in computed[kind] if e.rank > after]
