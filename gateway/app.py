@@ -210,5 +210,10 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
     from gateway.routes_ratings import bp as ratings_bp
 
     app.register_blueprint(ratings_bp)
+    # ---- evaluation: measures and the quarterly boards (issue 18, measures area)
+    from gateway.routes_measures import bp as measures_bp
+
+    app.register_blueprint(measures_bp)  # evaluation: measures, 四榜, weights, rebuild
+    # ---- end evaluation measures
     init_auth(app, settings)  # people's accounts and sessions: /api/v1/auth/*, /api/v1/users
     return app

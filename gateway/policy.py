@@ -420,6 +420,17 @@ POLICY: dict[str, Rule] = {
         "front door: hand over an assistance task", frozenset(), tenant_scoped=True, grant=ASSISTANCE_OPERATION
     ),
     f"{FRONTDOOR}GetGrant": Rule("front door: grants: read one", DEPARTMENTS, tenant_scoped=False),
+    # ---- Evaluation: measures and the quarterly boards (四榜; gateway/routes_measures.py). Staff read their
+    # tenant's, a community worker its community's (a list naming another is 403); the tenant's admin sets the
+    # weights; ops recount a quarter (a district-wide route naming the tenant, held to the token's scope).
+    "measures.get_measures": Rule("evaluation measures: read", STAFF, tenant_scoped=True, community=OWN_LIST),
+    "measures.list_measures": Rule("evaluation measures: read", STAFF, tenant_scoped=True, community=OWN_LIST),
+    "measures.dashboard_rates": Rule("evaluation measures: read", STAFF, tenant_scoped=True, community=OWN_LIST),
+    "measures.get_boards": Rule("evaluation boards: read", STAFF, tenant_scoped=True, community=OWN_LIST),
+    "measures.get_weights": Rule("evaluation weights: read", STAFF, tenant_scoped=True, community=TENANT_WIDE),
+    "measures.put_weights": Rule("evaluation weights: set", SUBDISTRICT_ADMIN, tenant_scoped=True),
+    "measures.rebuild_quarter": Rule("evaluation measures: rebuild", OPS, tenant_scoped=False),
+    # ---- end evaluation measures
 }
 
 

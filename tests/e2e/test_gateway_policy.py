@@ -142,6 +142,13 @@ EXPECTED: dict[str, tuple[set[str], bool]] = {
     "alliance meetings: manage": (STAFF, True),
     "alliance meetings: check in": ({"member"}, True),
     "alliance meetings: propose": ({"member"}, True),
+    # ---- evaluation: measures and the quarterly boards (gateway/routes_measures.py)
+    "evaluation measures: read": (STAFF, True),
+    "evaluation boards: read": (STAFF, True),
+    "evaluation weights: read": (STAFF, True),
+    "evaluation weights: set": ({"subdistrict_admin"}, True),
+    "evaluation measures: rebuild": ({"ops"}, True),
+    # ---- end evaluation measures
 }
 # What a community worker of community A (its token's) gets on the records of community B of its own tenant,
 # call by call (CALLS[family]); a family not named here answers as on community A. A list or count naming B is
@@ -197,6 +204,10 @@ COMMUNITY_B: dict[str, tuple[str, ...]] = {
     "alliance activities: sign up": ("404", "404"),
     "alliance activities: attendance": ("404",),
     "alliance activities: sign-ups": ("403",),
+    # ---- evaluation: measures and boards name a community: B's is 403 (the weights are the tenant's)
+    "evaluation measures: read": ("403", "403", "403"),
+    "evaluation boards: read": ("403",),
+    # ---- end evaluation measures
 }
 # Families whose credential is the form field api_key (GeoReport v2), not the Authorization header: the
 # matrix sends the token there; a missing or bad one is 403 (the spec's), in the spec's error shape.
@@ -261,6 +272,10 @@ THROUGH: dict[str, set[int]] = {
     "alliance posts: claim": {400, 404, 409},
     "alliance activities: sign up": {400, 404, 409},
     "alliance activities: attendance": {400, 409},
+    # ---- evaluation: weights that do not validate (400; a stale If-Match 412); a quarter that is none (400)
+    "evaluation weights: set": {400, 412},
+    "evaluation measures: rebuild": {400},
+    # ---- end evaluation measures
 }
 # 403s answered after the policy admitted the call: a member naming another helper (the view) or acting on a
 # task it does not lead (the dispatch service); tests/e2e/test_dispatch_api.py has them. Here: "through".
@@ -626,6 +641,27 @@ CALLS: dict[str, list[Call]] = {
             },
         ),
     ],
+    # ---- evaluation: measures and the quarterly boards
+    "evaluation measures: read": [
+        lambda t, s: ("GET", f"/api/v1/tenants/{t}/evaluation/measures?community_id={s.community_id}", {}),
+        lambda t, s: ("GET", f"/api/v1/tenants/{t}/evaluation/measures/subjects?community_id={s.community_id}", {}),
+        lambda t, s: ("GET", f"/api/v1/tenants/{t}/evaluation/rates?community_id={s.community_id}", {}),
+    ],
+    "evaluation boards: read": [
+        lambda t, s: ("GET", f"/api/v1/tenants/{t}/evaluation/boards?quarter=2025Q1&community_id={s.community_id}", {})
+    ],
+    "evaluation weights: read": [lambda t, s: ("GET", f"/api/v1/tenants/{t}/evaluation/weights", {})],
+    "evaluation weights: set": [
+        lambda t, s: (
+            "PUT",
+            f"/api/v1/tenants/{t}/evaluation/weights",
+            {"json": {"weights": [{"component": "x", "weight": 1}]}, "headers": {"If-Match": '"1"'}},
+        )
+    ],
+    "evaluation measures: rebuild": [
+        lambda t, s: ("POST", "/api/v1/evaluation/rebuilds", {"json": {"tenant": t, "quarter": "x"}})
+    ],
+    # ---- end evaluation measures
 }
 # ---- Evaluation: ratings (评单; gateway/routes_ratings.py). The reporter's routes admit the public and
 # residents (the service then asks intake whether the caller reported the issue: the seed's follow-up code says

@@ -229,6 +229,13 @@ COMMUNITY_EXPECTED: dict[str, tuple[str, str]] = {
     "alliance_ledger.list_fund_months": (OWN_LIST, ""),
     "alliance_ledger.allocate_funds": (NEW_RECORD, ""),
     "alliance_ledger.spend_funds": (NEW_RECORD, ""),
+    # ---- evaluation: measures and boards name a community (a list's filter); the weights are the tenant's
+    "measures.get_measures": (OWN_LIST, ""),
+    "measures.list_measures": (OWN_LIST, ""),
+    "measures.dashboard_rates": (OWN_LIST, ""),
+    "measures.get_boards": (OWN_LIST, ""),
+    "measures.get_weights": (TENANT_WIDE, ""),
+    # ---- end evaluation measures
 }
 # ---- evaluation: verification (验单; gateway/routes_verification.py): the evaluation service checks the records.
 COMMUNITY_EXPECTED.update(

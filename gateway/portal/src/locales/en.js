@@ -8,6 +8,7 @@ export default {
     resources: 'Resources', hours: 'Volunteer hours', funds: 'Community funds',
     verification: 'Verification',
     ratings: 'Ratings',
+    boards: 'Quarterly boards', // evaluation: the quarterly boards
   },
   login: {
     title: 'Log in', username: 'User name', password: 'Password', submit: 'Log in', busy: 'Logging in…',
@@ -201,4 +202,14 @@ export default {
     raters: { resident_representative: 'Resident representative', alliance_member: 'Alliance member' }, required: 'Choose the {what}', pickScore: 'Pick 1 to 5',
     saved: 'Recorded: {unit} ({quarter})', pickCommunity: 'Choose a community at the top first.',
   },
+  // ---- evaluation: measures and the quarterly boards (四榜)
+  boards: {
+    title: 'Quarterly boards', quarter: 'Quarter', version: 'Version', latest: 'Latest version', versionN: 'Version {v}', score: 'Score', rank: 'Rank',
+    name: 'Name', workload: 'Workload', part: 'Component', facts: 'Facts', mean: 'Board mean', shrunk: 'Shrunk', weight: 'Weight', points: 'Points',
+    empty: 'Nobody on this board this quarter', formula: 'Published formula', frozenAt: 'Version {v}, frozen {time}',
+    provisionalNote: 'The quarter is not over: a provisional ranking, frozen after the quarter ends', correction: 'Correction of version {v}; what changed:',
+    status: { frozen: 'Frozen', provisional: 'Provisional' },
+  },
+  rates: { title: 'The three rates', response: 'Response rate', resolution: 'Resolution rate', satisfaction: 'Satisfaction rate', month: 'This month', quarter: 'This quarter', none: 'No data yet' },
+  // ---- end evaluation
 }

@@ -8,6 +8,7 @@ export default {
     resources: '资源承诺', hours: '志愿时长', funds: '社区经费',
     verification: '验单',
     ratings: '居民评单',
+    boards: '四榜', // evaluation: the quarterly boards
   },
   login: {
     title: '登录', username: '账号', password: '密码', submit: '登录', busy: '正在登录…',
@@ -201,4 +202,14 @@ export default {
     raters: { resident_representative: '居民代表', alliance_member: '联盟成员' }, required: '请选择{what}', pickScore: '请选择1至5分',
     saved: '已录入：{unit}（{quarter}）', pickCommunity: '请先在页首选择社区。',
   },
+  // ---- evaluation: measures and the quarterly boards (四榜)
+  boards: {
+    title: '季度四榜', quarter: '季度', version: '版本', latest: '最新版本', versionN: '第{v}版', score: '得分', rank: '名次',
+    name: '名称', workload: '工作量', part: '分项', facts: '事实', mean: '榜单均值', shrunk: '收缩后', weight: '权重', points: '得分贡献',
+    empty: '本季度暂无上榜对象', formula: '公布的计分公式', frozenAt: '第{v}版，{time} 冻结',
+    provisionalNote: '本季度尚未结束：榜单为临时排名，季度结束后冻结', correction: '更正：本版更正第{v}版，差异如下',
+    status: { frozen: '已冻结', provisional: '临时' },
+  },
+  rates: { title: '三率', response: '响应率', resolution: '解决率', satisfaction: '满意率', month: '本月', quarter: '本季度', none: '暂无数据' },
+  // ---- end evaluation
 }

@@ -28,6 +28,9 @@ export const PAGES = [
   { name: 'verification', path: 'verification', tenant: true, roles: STAFF, menu: { icon: 'Finished' }, component: () => import('./VerificationPage.vue') },
   { name: 'review-round', path: 'verification/rounds/:id', tenant: true, roles: STAFF, component: () => import('./ReviewRoundPage.vue'), props: true },
   // ---- end verification
+  // ---- evaluation: the quarterly boards (四榜) with each entrant's explanation
+  { name: 'boards', path: 'evaluation/boards', tenant: true, roles: STAFF, menu: { icon: 'Trophy' }, component: () => import('./BoardsPage.vue') },
+  // ---- end evaluation boards
 ]
 
 // ---- Evaluation: ratings (评单). Staff read residents' ratings and record unit ratings; the reporter's own
