@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Generic, NamedTuple, TypeVar
 
 import grpc
 
 from services.common import context
+from services.common.errors import Unavailable
 
 # Spreadsheet imports and exports travel as one message; 16 MiB leaves room above the 5 MB file limit.
 from services.common.grpc_server import MAX_MESSAGE_BYTES, REQUEST_ID_KEY, TENANT_KEY, TRACE_KEY
-from services.common.principal import METADATA_KEY, token_for
+from services.common.principal import METADATA_KEY, Principal, token_for
 from services.common.settings import Settings, get_settings
 
 S = TypeVar("S")
+T = TypeVar("T")
 
 
 def service_config(service_names: list[str]) -> str:
@@ -133,3 +136,28 @@ class LazyStub(Generic[S]):
                 )
                 self._stub = self._stub_class(channel)
             return self._stub
+
+
+@contextmanager
+def as_service(caller: str) -> Iterator[None]:
+    """Run look-ups at another service as the calling service itself: a "service" principal of the call's
+    tenant (the caller's own scope was checked before, by the service that asks)."""
+    me = Principal(sub=caller, role="service", tenants=(context.require_tenant(),))
+    with context.bound(principal=me):
+        yield
+
+
+def peer_call(fn: Callable[[], T], caller: str, *, as_service_principal: bool = True) -> T:
+    """One call to another service: as `caller` itself (or with the caller's principal when
+    as_service_principal is False); a peer that cannot be reached is Unavailable, with what to do."""
+    try:
+        if as_service_principal:
+            with as_service(caller):
+                return fn()
+        return fn()
+    except grpc.RpcError as exc:
+        if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            raise Unavailable(
+                "a service this needs cannot be reached; retry shortly (相关服务暂不可用，请稍后重试)"
+            ) from None
+        raise

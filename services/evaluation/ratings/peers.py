@@ -8,8 +8,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -18,10 +17,8 @@ from hongling.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from hongling.intake.v1 import intake_pb2, intake_pb2_grpc
 from hongling.org.v1 import org_pb2, org_pb2_grpc
 
-from services.common import context
-from services.common.errors import InvalidArgument, PermissionDenied, Unavailable
-from services.common.grpc_client import LazyStub
-from services.common.principal import Principal
+from services.common.errors import InvalidArgument, PermissionDenied
+from services.common.grpc_client import LazyStub, peer_call
 
 T = TypeVar("T")
 CALLER = "evaluation"
@@ -31,25 +28,8 @@ _dispatch = LazyStub(dispatch_pb2_grpc.DispatchServiceStub, "dispatch", "honglin
 MISSING = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)
 
 
-@contextmanager
-def _as_service() -> Iterator[None]:
-    me = Principal(sub=CALLER, role="service", tenants=(context.require_tenant(),))
-    with context.bound(principal=me):
-        yield
-
-
 def _call(fn: Callable[[], T], *, as_service: bool = True) -> T:
-    try:
-        if as_service:
-            with _as_service():
-                return fn()
-        return fn()
-    except grpc.RpcError as exc:
-        if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            raise Unavailable(
-                "a service this needs cannot be reached; retry shortly (相关服务暂不可用，请稍后重试)"
-            ) from None
-        raise
+    return peer_call(fn, CALLER, as_service_principal=as_service)
 
 
 @dataclass(frozen=True)

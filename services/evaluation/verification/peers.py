@@ -10,8 +10,7 @@ community scope is checked here before (services/common/community.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -20,10 +19,9 @@ import grpc
 from hongling.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from hongling.intake.v1 import intake_pb2, intake_pb2_grpc
 
-from services.common import community, context
-from services.common.errors import NotFound, Unavailable
-from services.common.grpc_client import LazyStub
-from services.common.principal import Principal
+from services.common import community
+from services.common.errors import NotFound
+from services.common.grpc_client import LazyStub, peer_call
 from services.evaluation.verification import domain
 
 T = TypeVar("T")
@@ -34,23 +32,8 @@ _intake = LazyStub(intake_pb2_grpc.IntakeServiceStub, "intake", "hongling.intake
 MISSING = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)
 
 
-@contextmanager
-def _as_service() -> Iterator[None]:
-    me = Principal(sub="evaluation", role="service", tenants=(context.require_tenant(),))
-    with context.bound(principal=me):
-        yield
-
-
 def _call(fn: Callable[[], T]) -> T:
-    try:
-        with _as_service():
-            return fn()
-    except grpc.RpcError as exc:
-        if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            raise Unavailable(
-                "a service this needs cannot be reached; retry shortly (相关服务暂不可用，请稍后重试)"
-            ) from None
-        raise
+    return peer_call(fn, "evaluation")
 
 
 @dataclass(frozen=True)
