@@ -117,6 +117,27 @@ def month(name: str, description: str) -> Param:
     return Param(name, {"type": "string", "pattern": MONTH}, f"{description} (YYYY-MM)", read, "")
 
 
+QUARTER = "^[1-9][0-9]{3}Q[1-4]$"
+PERIOD = "^[1-9][0-9]{3}(-(0[1-9]|1[0-2])|Q[1-4])$"
+
+
+def matching(name: str, description: str, pattern: str, zh: str, en: str) -> Param:
+    """A string the pattern matches (documented with it, so a generated request knows it); "" when absent.
+    zh / en say what is expected, for the 400."""
+
+    def read(raw: str) -> str:
+        if not re.fullmatch(pattern, raw):
+            raise bad(name, zh, en)
+        return raw
+
+    return Param(name, {"type": "string", "pattern": pattern}, description, read, "")
+
+
+def quarter(name: str, description: str) -> Param:
+    """A local quarter YYYYQn (Asia/Shanghai); "" when absent (the caller's default)."""
+    return matching(name, f"{description} (YYYYQn)", QUARTER, "季度格式须为如2026Q4", "must be a quarter like 2026Q4")
+
+
 def integer(name: str, description: str, *, lo: int, hi: int, default: int | None) -> Param:
     """A whole number lo..hi; `default` when absent."""
 

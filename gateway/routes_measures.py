@@ -22,18 +22,26 @@ from hongling.evaluation.v1 import evaluation_pb2 as pb
 from hongling.evaluation.v1 import evaluation_pb2_grpc as pb_grpc
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
+from gateway import query as query_params
 from gateway.app import json_body
 from gateway.calls import tenant_call
 from gateway.community import list_filter
 from gateway.protojson import to_json
-from gateway.query import PAGE_TOKEN, args, integer, page_size, query, text
+from gateway.query import PAGE_TOKEN, args, integer, matching, page_size, quarter, query, text
 from gateway.routes_dispatch import DOCS, Doc, message, parse
 from gateway.routes_org import if_match_version
 
 bp = Blueprint("measures", __name__)
 BASE = "/api/v1/tenants/<tenant>/evaluation"
 COMMUNITY = text("community_id", "社区 Community; empty: the whole tenant (a community worker: its own)")
-PERIOD = text("period", "期间 A month YYYY-MM or a quarter YYYYQn (Asia/Shanghai); empty: this month", max_length=7)
+PERIOD = matching(
+    "period",
+    "期间 A month YYYY-MM or a quarter YYYYQn (Asia/Shanghai); empty: this month",
+    query_params.PERIOD,
+    "期间格式应为YYYY-MM或YYYYQn",
+    "must be a month YYYY-MM or a quarter YYYYQn",
+)
+SUBJECT = "^(tenant|(member_unit|person|team|community):[A-Za-z0-9][A-Za-z0-9._:@-]{0,119})$"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 BOARDS = ("red_property", "social_org", "party_member", "volunteer")
 
@@ -89,9 +97,12 @@ class RatesOut(BaseModel):
 
 @bp.get(f"{BASE}/measures")
 @query(
-    text(
+    matching(
         "subject",
         "评价对象 member_unit:<id>, person:<id>, team:<id>, community:<id> or tenant; empty: the community or tenant",
+        SUBJECT,
+        "评价对象格式不正确",
+        "must be member_unit:<id>, person:<id>, team:<id>, community:<id> or tenant",
     ),
     PERIOD,
     COMMUNITY,
@@ -175,7 +186,7 @@ def dashboard_rates(tenant: str) -> Response:
 
 @bp.get(f"{BASE}/boards")
 @query(
-    text("quarter", "季度 YYYYQn (Asia/Shanghai); empty: this quarter (provisional)", max_length=6),
+    quarter("quarter", "季度 Asia/Shanghai; empty: this quarter (provisional)"),
     COMMUNITY,
     text(
         "board",

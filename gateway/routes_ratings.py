@@ -18,8 +18,6 @@ the per-address and per-caller limits every route has. Answers carry Cache-Contr
 
 from __future__ import annotations
 
-import re
-
 from flask import Blueprint, Response, current_app, request
 from hongling.evaluation.v1 import ratings_pb2 as pb
 from hongling.evaluation.v1 import ratings_pb2_grpc as pb_grpc
@@ -29,7 +27,7 @@ from gateway.app import json_body
 from gateway.calls import tenant_call
 from gateway.community import list_filter
 from gateway.errors import ApiError
-from gateway.query import PAGE_TOKEN, Param, args, bad, page_size, query, text
+from gateway.query import PAGE_TOKEN, args, page_size, quarter, query, text
 from gateway.routes_dispatch import DOCS, Doc, message, optional_version, page, parse
 
 bp = Blueprint("ratings", __name__)
@@ -39,18 +37,7 @@ PAGE_MAX, PAGE_DEFAULT = 100, 20
 CODE_HEADER = "X-Follow-Code"
 CODE_MAX = 40
 COMMUNITY = text("community_id", "社区 Community")
-QUARTER_RE = "^[1-9][0-9]{3}Q[1-4]$"
-
-
-def _quarter(raw: str) -> str:
-    if not re.fullmatch(QUARTER_RE, raw):
-        raise bad("quarter", "季度格式须为如2026Q4", "must be a quarter like 2026Q4")
-    return raw
-
-
-QUARTER = Param(
-    "quarter", {"type": "string", "pattern": QUARTER_RE}, "季度 Quarter (Asia/Shanghai), e.g. 2026Q4", _quarter
-)
+QUARTER = quarter("quarter", "季度 Quarter (Asia/Shanghai), e.g. 2026Q4")
 FOLLOW_CODE_DOC = (
     CODE_HEADER,
     "查询码 The follow-up code the report's answer gave (e.g. ABCDE-FGHJK-MNPQR-STVWX); leave it out as the "

@@ -1,8 +1,9 @@
-"""An issue walked through the portal from intake to verified: the whistle board (集结号看板) shows the call with
-its deadlines counting down and who has reported in, the 点将台 ranks the helpers with their reasons, staff
-assign the best one, record the answer and move the task on to done, and the issue follows; then 验单: the
-done task waits in the verification queue, a review round (集中评议) passes it, and the task and the issue are
-verified (a bare "verify" is no button any more)."""
+"""An issue walked through the portal from intake to verified and rated: the whistle board (集结号看板) shows
+the call with its deadlines counting down and who has reported in, the 点将台 ranks the helpers with their
+reasons, staff assign the best one, record the answer and move the task on to done, and the issue follows;
+then 验单: the done task waits in the verification queue, a review round (集中评议) passes it, and the task
+and the issue are verified (a bare "verify" is no button any more); then 评单: the reporter opens the follow
+page with the follow-up code, rates the work, and the issue is rated."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import Person, axe_violations, log_in, shot
+from tests.browser.conftest import Person, axe_violations, log_in, portal, shot
 from tests.conftest import System, unique, wait_for
 from tests.e2e.test_dispatch_api import build_area
 
@@ -32,7 +33,7 @@ def api(system: System, path: str) -> str:
     return f"{system.gateway}/api/v1/tenants/{TENANT}/{path}"
 
 
-def test_an_issue_from_intake_through_whistle_claim_assignment_and_review_to_verified(
+def test_an_issue_from_intake_through_whistle_claim_assignment_and_review_to_verified_and_rated(
     system: System, page: Page, people: Callable[..., Person]
 ) -> None:
     area = build_area(system, TENANT, CENTER)
@@ -47,6 +48,7 @@ def test_an_issue_from_intake_through_whistle_claim_assignment_and_review_to_ver
     filed = requests.post(api(system, "issues"), json=body, headers=system.auth("community_worker", TENANT), timeout=15)
     assert filed.status_code == 201, filed.text
     issue_id = filed.json()["issue"]["id"]
+    follow_code = filed.json()["follow_code"]  # handed to the reporter once
 
     # The whistle board: the call is there, counting down, and the member unit has not reported in yet.
     log_in(page, system, people("subdistrict_admin", TENANT), f"{TENANT}/whistles?community={area.community_id}")
@@ -150,3 +152,22 @@ def test_an_issue_from_intake_through_whistle_claim_assignment_and_review_to_ver
     page.get_by_role("link", name="查看事项").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text("已验收", timeout=60_000)
     shot(page, "task-verified")
+
+    # 评单: the reporter opens the follow page with the code (no login) and rates the verified work; the issue
+    # is rated.
+    page.context.clear_cookies()
+    page.goto(portal(system, f"follow/{TENANT}/{issue_id}"))
+    page.get_by_test_id("follow-code").fill(follow_code)
+    page.get_by_test_id("follow-submit").click()
+    page.get_by_test_id("follow-score").locator(".el-rate__item").nth(4).click()
+    page.get_by_test_id("follow-comment").fill("墙皮补好了，谢谢")
+    page.get_by_test_id("follow-rate").click()
+    expect(page.get_by_test_id("follow-rating")).to_contain_text("5 分")
+    shot(page, "issue-rated")
+    wait_for(
+        lambda: (
+            requests.get(api(system, f"issues/{issue_id}"), headers=admin, timeout=10).json()["issue"]["status"]
+            == "rated"
+        ),
+        timeout=120,
+    )

@@ -10,6 +10,7 @@ community scope is checked here before (services/common/community.py).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from hongling.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from hongling.intake.v1 import intake_pb2, intake_pb2_grpc
 
 from services.common import community
-from services.common.errors import NotFound
+from services.common.errors import InvalidArgument, NotFound
 from services.common.grpc_client import LazyStub, peer_call
 from services.evaluation.verification import domain
 
@@ -96,7 +97,14 @@ def done_tasks(community_id: str, call_type: str, page_size: int, page_token: st
         page_size=page_size,
         page_token=page_token,
     )
-    found = _call(lambda: _dispatch().ListTasks(request))
+    try:
+        found = _call(lambda: _dispatch().ListTasks(request))
+    except grpc.RpcError as exc:
+        if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:  # the caller's filters or page token, as dispatch read them
+            details = exc.details() or "invalid filter (筛选条件无效)"
+            named = re.match(r"([a-z_]+) ", details)  # dispatch names the field first ("page_token is not …")
+            raise InvalidArgument(details, field=named.group(1) if named else None) from None
+        raise
     return [task_info(t) for t in found.tasks], found.next_page_token
 
 
