@@ -31,9 +31,24 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import bson
-from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, make_url, select, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    MetaData,
+    Row,
+    Table,
+    and_,
+    create_engine,
+    literal,
+    make_url,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.sql.elements import ColumnElement
 
+from services.common import paging
 from services.common.context import require_tenant
 from services.common.settings import Settings, get_settings
 from services.common.tenants import tenant_slugs
@@ -162,6 +177,23 @@ def upsert_newer(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> 
 
 
 # ---------------------------------------------------------------- schema migrations (Alembic)
+
+
+def newest_first(
+    table: Table, at: str, where: list[ColumnElement[bool]], fingerprint: str, page_token: str, size: int
+) -> tuple[list[Row[Any]], str]:
+    """One keyset page of `table`'s rows matching `where`, newest first by (at, id), and the next page's token
+    (bound to `fingerprint`, the filters) or "": reads at most size + 1 rows through an index on (…, at, id)."""
+    c = table.c
+    if page_token:
+        after_at, after_id = paging.parse_page_token(page_token, fingerprint)
+        where = [*where, tuple_(c[at], c.id) < tuple_(literal(after_at), literal(after_id))]
+    query = select(table).where(and_(True, *where)).order_by(c[at].desc(), c.id.desc()).limit(size + 1)
+    with connect() as conn:
+        found = conn.execute(query).all()
+    page = found[:size]
+    token = paging.page_token(getattr(page[-1], at), page[-1].id, fingerprint) if len(found) > size else ""
+    return list(page), token
 
 
 def migrate(revision: str = "head", *, quiet: bool = False) -> None:

@@ -13,13 +13,13 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from services.common.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from services.common.errors import FailedPrecondition, PermissionDenied
+from services.common.validate import bad, ident, text
 
 # Meeting statuses.
 SCHEDULED, CANCELLED, ENDED, MINUTED = "scheduled", "cancelled", "ended", "minuted"
@@ -53,14 +53,9 @@ CHECK_IN_OPENS = timedelta(hours=1)
 PAST_START_MAX = timedelta(hours=24)
 FUTURE_START_MAX = timedelta(days=366)
 ID_NAMESPACE = uuid.UUID("6c1f7f0e-2d8b-4f53-9a8e-5d0b7f3c2a11")
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,119}$")
 
 STAFF = frozenset({"community_worker", "subdistrict_admin"})
 MEMBER = "member"
-
-
-def bad(field_name: str, zh: str, en: str) -> InvalidArgument:
-    return InvalidArgument(f"{zh} ({field_name}: {en})", field=field_name)
 
 
 def require_staff(role: str | None, what: str) -> None:
@@ -94,28 +89,6 @@ def action_issue_key(meeting_id: str, item_id: str, action_id: str) -> str:
 
 def origin_of(meeting_id: str) -> str:
     return f"meeting:{meeting_id}"
-
-
-def text(value: str, field_name: str, label_zh: str, max_len: int, *, required: bool = False) -> str:
-    v = (value or "").strip()
-    if required and not v:
-        raise bad(field_name, f"请填写{label_zh}", "is required")
-    if len(v) > max_len:
-        raise bad(field_name, f"{label_zh}至多{max_len}个字符", f"at most {max_len} characters")
-    if any(ord(ch) < 32 and ch not in "\n\t" for ch in v):
-        raise bad(field_name, f"{label_zh}不能包含控制字符", "must not contain control characters")
-    return v
-
-
-def ident(value: str, field_name: str, label_zh: str, *, required: bool = True) -> str:
-    v = (value or "").strip()
-    if not v:
-        if required:
-            raise bad(field_name, f"请填写{label_zh}", "is required")
-        return ""
-    if not _ID.match(v):
-        raise bad(field_name, f"{label_zh}编号格式不正确", f"{v[:40]!r} is not an id")
-    return v
 
 
 # ---------------------------------------------------------------- scheduling

@@ -170,16 +170,7 @@ def list_meetings(
         where.append(c.starts_at >= now)
     elif when == "past":
         where.append(c.starts_at < now)
-    fingerprint = f"{community_id}|{when}"
-    if page_token:
-        at, after = paging.parse_page_token(page_token, fingerprint)
-        where.append(tuple_(c.starts_at, c.id) < tuple_(literal(at), literal(after)))
-    query = select(MEETINGS).where(and_(True, *where)).order_by(c.starts_at.desc(), c.id.desc()).limit(size + 1)
-    with readside.connect() as conn:
-        found = conn.execute(query).all()
-    page = found[:size]
-    token = paging.page_token(page[-1].starts_at, page[-1].id, fingerprint) if len(found) > size else ""
-    return list(page), token
+    return readside.newest_first(MEETINGS, "starts_at", where, f"{community_id}|{when}", page_token, size)
 
 
 def list_attendance(

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Column, Connection, DateTime, Index, Integer, Table, Text, and_, literal, select, tuple_
+from sqlalchemy import Column, Connection, DateTime, Index, Integer, Table, Text
 from sqlalchemy.sql.elements import ColumnElement
 
-from services.common import paging, readside
+from services.common import readside
 from services.common.errors import InvalidArgument
 from services.common.projection import State
 from services.evaluation.ratings.documents import ResidentActDoc, UnitRatingDoc
@@ -129,16 +129,7 @@ def list_acts(community_id: str, kind: str, page_size: int, page_token: str) -> 
         where.append(c.community_id == community_id)
     if kind:
         where.append(c.kind == kind)
-    fingerprint = f"{community_id}|{kind}"
-    if page_token:
-        at, after = paging.parse_page_token(page_token, fingerprint)
-        where.append(tuple_(c.at, c.id) < tuple_(literal(at), literal(after)))
-    query = select(ACTS).where(and_(True, *where)).order_by(c.at.desc(), c.id.desc()).limit(size + 1)
-    with readside.connect() as conn:
-        found = conn.execute(query).all()
-    page = found[:size]
-    token = paging.page_token(page[-1].at, page[-1].id, fingerprint) if len(found) > size else ""
-    return list(page), token
+    return readside.newest_first(ACTS, "at", where, f"{community_id}|{kind}", page_token, size)
 
 
 def list_unit_ratings(
@@ -154,13 +145,6 @@ def list_unit_ratings(
         where.append(c.unit_id == unit_id)
     if quarter:
         where.append(c.quarter == quarter)
-    fingerprint = f"{community_id}|{unit_id}|{quarter}"
-    if page_token:
-        at, after = paging.parse_page_token(page_token, fingerprint)
-        where.append(tuple_(c.rated_at, c.id) < tuple_(literal(at), literal(after)))
-    query = select(UNIT_RATINGS).where(and_(True, *where)).order_by(c.rated_at.desc(), c.id.desc()).limit(size + 1)
-    with readside.connect() as conn:
-        found = conn.execute(query).all()
-    page = found[:size]
-    token = paging.page_token(page[-1].rated_at, page[-1].id, fingerprint) if len(found) > size else ""
-    return list(page), token
+    return readside.newest_first(
+        UNIT_RATINGS, "rated_at", where, f"{community_id}|{unit_id}|{quarter}", page_token, size
+    )

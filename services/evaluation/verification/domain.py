@@ -45,7 +45,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from services.common.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from services.common import validate
+from services.common.errors import FailedPrecondition, PermissionDenied
+from services.common.validate import bad, text
 
 # ---------------------------------------------------------------- names
 
@@ -91,10 +93,6 @@ MEMBER = "member"
 DONE = "done"
 
 
-def bad(field_name: str, zh: str, en: str) -> InvalidArgument:
-    return InvalidArgument(f"{zh} ({field_name}: {en})", field=field_name)
-
-
 def require_role(role: str | None, allowed: frozenset[str], what: str) -> None:
     if role not in allowed:
         raise PermissionDenied(
@@ -103,26 +101,9 @@ def require_role(role: str | None, allowed: frozenset[str], what: str) -> None:
         )
 
 
-def text(value: str, field_name: str, label_zh: str, max_len: int, *, required: bool = False) -> str:
-    v = (value or "").strip()
-    if required and not v:
-        raise bad(field_name, f"请填写{label_zh}", "is required")
-    if len(v) > max_len:
-        raise bad(field_name, f"{label_zh}至多{max_len}个字符", f"at most {max_len} characters")
-    if any(ord(ch) < 32 and ch not in "\n\t" for ch in v):
-        raise bad(field_name, f"{label_zh}不能包含控制字符", "must not contain control characters")
-    return v
-
-
 def ident(value: str, field_name: str, label_zh: str, *, required: bool = True) -> str:
-    v = (value or "").strip()
-    if not v:
-        if required:
-            raise bad(field_name, f"请填写{label_zh}", "is required")
-        return ""
-    if not _ID.match(v):
-        raise bad(field_name, f"{label_zh}编号格式不正确", f"{v[:40]!r} is not an id")
-    return v
+    """An id, in this area's alphabet (the common one and "@")."""
+    return validate.ident(value, field_name, label_zh, required=required, pattern=_ID)
 
 
 def new_id(idempotency_key: str = "", by: str = "", kind: str = "") -> str:

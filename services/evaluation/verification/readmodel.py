@@ -25,14 +25,10 @@ from sqlalchemy import (
     Integer,
     Table,
     Text,
-    and_,
-    literal,
-    select,
-    tuple_,
 )
 from sqlalchemy.sql.elements import ColumnElement
 
-from services.common import paging, readside
+from services.common import readside
 from services.common.errors import InvalidArgument
 from services.common.projection import State
 from services.evaluation.verification import domain
@@ -159,16 +155,7 @@ def list_rounds(community_id: str, status: str, page_size: int, page_token: str)
         where.append(c.status == domain.CLOSED)
     elif status == "open":
         where.append(c.status.in_((domain.OPEN, domain.CLOSING)))
-    fingerprint = f"{community_id}|{status}"
-    if page_token:
-        at, after = paging.parse_page_token(page_token, fingerprint)
-        where.append(tuple_(c.created_at, c.id) < tuple_(literal(at), literal(after)))
-    query = select(ROUNDS).where(and_(True, *where)).order_by(c.created_at.desc(), c.id.desc()).limit(size + 1)
-    with readside.connect() as conn:
-        found = conn.execute(query).all()
-    page = found[:size]
-    token = paging.page_token(page[-1].created_at, page[-1].id, fingerprint) if len(found) > size else ""
-    return list(page), token
+    return readside.newest_first(ROUNDS, "created_at", where, f"{community_id}|{status}", page_token, size)
 
 
 def list_checks(community_id: str, task_id: str, page_size: int, page_token: str) -> tuple[list[Any], str]:
@@ -180,13 +167,4 @@ def list_checks(community_id: str, task_id: str, page_size: int, page_token: str
         where.append(c.community_id == community_id)
     if task_id:
         where.append(c.task_id == task_id)
-    fingerprint = f"{community_id}|{task_id}"
-    if page_token:
-        at, after = paging.parse_page_token(page_token, fingerprint)
-        where.append(tuple_(c.checked_at, c.id) < tuple_(literal(at), literal(after)))
-    query = select(CHECKS).where(and_(True, *where)).order_by(c.checked_at.desc(), c.id.desc()).limit(size + 1)
-    with readside.connect() as conn:
-        found = conn.execute(query).all()
-    page = found[:size]
-    token = paging.page_token(page[-1].checked_at, page[-1].id, fingerprint) if len(found) > size else ""
-    return list(page), token
+    return readside.newest_first(CHECKS, "checked_at", where, f"{community_id}|{task_id}", page_token, size)
