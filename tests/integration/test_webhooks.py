@@ -411,6 +411,8 @@ def test_deliveries_are_listed_newest_first_in_pages(
         events.append(ce.id)
         time.sleep(0.01)
     wait_for(lambda: len(receiver.at(path)) == 5)
+    # The receiver has them; each is listed as delivered once its worker has recorded the answer.
+    wait_for(lambda: len([d for d in local_status(hook.id) if d.status == "delivered"]) == 5)
     admin = Principal(sub="test-admin", role="subdistrict_admin", tenants=(T,))
     seen: list[str] = []
     token = ""
