@@ -17,7 +17,7 @@ PARTITIONS = 3
 
 # Services whose relay publishes its aggregates' states for the read models (compacted topics: the latest
 # state of each aggregate is kept for as long as the topic lives, so a rebuild finds every aggregate).
-STATE_SERVICES = ("intake", "dispatch", "alliance", "evaluation")
+STATE_SERVICES = ("intake", "dispatch", "alliance", "evaluation", "publication")
 COMPACTED = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "3600000"}
 # The services' event topics are the history evaluation's measures are rebuilt from (python -m
 # services.evaluation.measures --rebuild replays them from the start): kept for ever, not the broker's 7 days.
@@ -32,6 +32,8 @@ EXTRA_GROUPS = (
     "evaluation-measures",
     # evaluation's ratings area: the issues' verdicts from TaskVerified / TaskVerificationFailed
     "evaluation-ratings",
+    # publication's boards area: BoardsFrozen from evaluation
+    "publication-boards",
 )
 
 

@@ -29,8 +29,9 @@ from services.common.settings import Settings, get_settings
 from services.dispatch.readmodel import PROJECTION as DISPATCH
 from services.evaluation.readmodel import PROJECTION as EVALUATION
 from services.intake.readmodel import PROJECTION as INTAKE
+from services.publication.readmodel import PROJECTION as PUBLICATION
 
-PROJECTIONS: tuple[Projection, ...] = (INTAKE, DISPATCH, ALLIANCE, EVALUATION)
+PROJECTIONS: tuple[Projection, ...] = (INTAKE, DISPATCH, ALLIANCE, EVALUATION, PUBLICATION)
 
 
 def rebuild() -> int:
