@@ -1,13 +1,15 @@
 """The channels: pure renderers of a version's content (services/publication/content.py) — the notice-board page
 (HTML and PDF, A4 and A3), the WeChat group message (numbered parts within the length limit), the official-
-account article, JSON, the report's xlsx, and Atom feeds. No infrastructure: the same content gives the same
-bytes, every time. A placeholder until its area fills it in."""
+account article, JSON, the report's xlsx, and Atom feeds. No infrastructure: the same content and edition give
+the same bytes, every time (no wall clock, no random ids). JSON is here; the others arrive with their area."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from services.publication.content import canonical
 
 # The channels of each kind (what PublicationService.RenderPublication accepts for it).
 CHANNELS: dict[str, tuple[str, ...]] = {
@@ -26,6 +28,23 @@ class Rendition:
 
 
 @dataclass(frozen=True)
+class Edition:
+    """Which version a rendition is of: every channel shows the version, a correction's changes, and a draft mark."""
+
+    publication_id: str  # "<kind>:<scope>:<period>:v<version>"
+    version: int
+    corrects_version: int = 0
+    changes: tuple[str, ...] = ()  # readable lines (zh), what changed from the version corrected
+    draft: bool = True  # not released yet: every channel marks it 草稿 (draft)
+
+    @property
+    def stem(self) -> str:
+        """An ASCII file name stem: "monthly-c-001-2026-11-v2"."""
+        safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "-" for c in self.publication_id)
+        return safe.replace("--", "-")
+
+
+@dataclass(frozen=True)
 class FeedEntry:
     """One released version in a feed."""
 
@@ -38,9 +57,27 @@ class FeedEntry:
     link: str  # absolute URL of its public page (the gateway's)
 
 
-def render(content: Mapping[str, Any], channel: str) -> Rendition:
-    """One channel of a content (KeyError-free: an unknown channel is ValueError naming the channels)."""
-    raise NotImplementedError("channels arrive with the publication issue")
+def render(content: Mapping[str, Any], channel: str, edition: Edition) -> Rendition:
+    """One channel of a content (an unknown channel: ValueError naming the kind's channels)."""
+    kind = str(content.get("kind", ""))
+    if channel not in CHANNELS.get(kind, ()):
+        raise ValueError(f"channel {channel!r} is not one of {kind}'s: {', '.join(CHANNELS.get(kind, ()))}")
+    if channel == "json":
+        return render_json(content, edition)
+    raise NotImplementedError(f"the {channel} channel arrives with the channels area")
+
+
+def render_json(content: Mapping[str, Any], edition: Edition) -> Rendition:
+    """For integrations: the edition and the content, canonical JSON (sorted keys, UTF-8) and a newline."""
+    doc = {
+        "publication_id": edition.publication_id,
+        "version": edition.version,
+        "corrects_version": edition.corrects_version,
+        "changes": list(edition.changes),
+        "draft": edition.draft,
+        "content": content,
+    }
+    return Rendition("application/json; charset=utf-8", f"{edition.stem}.json", (canonical(doc) + "\n").encode())
 
 
 def feed(feed_id: str, title_zh: str, entries: Sequence[FeedEntry], self_link: str) -> bytes:
