@@ -87,7 +87,8 @@ _EXPLICIT = MetaData()
 _explicit_lock = threading.Lock()
 
 
-def _entries_in(schema: str) -> Table:
+def entries_in(schema: str) -> Table:
+    """The entries table of one schema by its own name (for queries over several schemas)."""
     with _explicit_lock:
         found = _EXPLICIT.tables.get(f"{schema}.audit_entries")
         return found if found is not None else ENTRIES.to_metadata(_EXPLICIT, schema=schema)
@@ -185,7 +186,7 @@ def page(
         with readside.connect(schemas[0]) as conn:
             rows = conn.execute(_newest(ENTRIES, schemas[0], limit=limit + 1, **filters)).all()
     else:
-        parts = [_newest(_entries_in(readside.schema_for(t)), t, limit=limit + 1, **filters) for t in schemas]
+        parts = [_newest(entries_in(readside.schema_for(t)), t, limit=limit + 1, **filters) for t in schemas]
         merged = union_all(*parts).subquery("entries")
         query = select(merged).order_by(merged.c.seq.desc()).limit(limit + 1)
         with readside.engine().connect() as conn:
