@@ -218,6 +218,8 @@ def _replace(pub_id: str, built: Built, changes: list[str], by: str, uow: UnitOf
     def mutate(doc: PublicationDoc, at: datetime) -> bool:
         if doc.status == domain.RELEASED:
             raise _Released
+        if doc.status == domain.DRAFT and doc.content_sha256 == built.sha and list(doc.changes or []) == changes:
+            return False  # the same draft again (a retried schedule): nothing to write
         doc.status = domain.DRAFT
         doc.changes = changes
         doc.content = built.text

@@ -57,11 +57,27 @@ def upgrade() -> None:
     )
     for name, cols in indexes:
         op.create_index(name, "publication_versions", list(cols))
+    # One community's month of the monthly board's sources (services/publication/monthly/sources.py).
+    for name, table, cols in MONTHLY_INDEXES:
+        op.create_index(name, table, list(cols))
     # ---- end publication-lifecycle
+
+
+# ---- begin publication-lifecycle: the monthly sources' indexes
+MONTHLY_INDEXES = (
+    ("publication_src_issues_created", "intake_issues", ("community_id", "created_at")),
+    ("publication_src_issues_done", "intake_issues", ("community_id", "done_at")),
+    ("publication_src_tasks_created", "dispatch_tasks", ("community_id", "created_at")),
+    ("publication_src_tasks_done", "dispatch_tasks", ("community_id", "done_at")),
+    ("publication_src_whistles_blown", "dispatch_whistles", ("community_id", "blown_at")),
+)
+# ---- end publication-lifecycle
 
 
 def downgrade() -> None:
     # ---- begin publication-lifecycle
+    for name, table, _ in MONTHLY_INDEXES:
+        op.drop_index(name, table)
     op.drop_table("publication_versions")
     # ---- end publication-lifecycle
     op.drop_index("audit_entries_at", "audit_entries")
