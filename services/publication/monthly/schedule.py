@@ -43,10 +43,11 @@ def next_month(period: str) -> str:
     return end.strftime("%Y-%m")
 
 
-def arm(period: str) -> None:
-    """The call tenant's timer for `period` (due at its end + the grace), unless it is there already."""
+def arm(period: str, *, again: bool = False) -> None:
+    """The call tenant's timer for `period` (due at its end + the grace), unless it is there already (`again`:
+    set it whatever is there, as a new generation, which a firing of the same key keeps)."""
     key = key_of(period)
-    if clocks.get(key) is not None:
+    if not again and clocks.get(key) is not None:
         return
     _, end = build.month_bounds(period)
     clocks.schedule(key, KIND, end + grace(), {"period": period})
@@ -75,7 +76,7 @@ def on_month_closed(timer: clocks.Timer) -> None:
         return
     drafted = draft_month(timer.tenant, period)
     log.info("monthly boards of %s drafted for %d communities", period, len(drafted))
-    arm(next_month(period))
+    arm(next_month(period), again=True)
 
 
 class ArmWorker:
