@@ -184,6 +184,13 @@ def _verification(task: Mapping[str, Any] | None, check: bool | None) -> str:
 
 
 def build(tenant: str, community_id: str, period: str) -> content.MonthlyContent:
+    """The kind's builder: the month's content anchored at its end."""
+    _, end = month_bounds(period)
+    return month_content(tenant, community_id, period, anchor.anchor_at(end))
+
+
+def month_content(tenant: str, community_id: str, period: str, audit_anchor: content.Anchor) -> content.MonthlyContent:
+    """The month's content with the given audit anchor (the builder's is the head at the month's end)."""
     start, end = month_bounds(period)
     place = community(community_id)
     facts = sources.read(sources.Month(community_id, start, end))
@@ -361,7 +368,7 @@ def build(tenant: str, community_id: str, period: str) -> content.MonthlyContent
         "problem_of_month": problem,
         "funds": funds,
         "measures": measures(community_id, period),
-        "audit_anchor": anchor.anchor_at(end),
+        "audit_anchor": audit_anchor,
     }
 
 
