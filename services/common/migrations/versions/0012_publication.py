@@ -46,7 +46,7 @@ def upgrade() -> None:
         sa.Column("released_by", sa.Text(), nullable=False),
         sa.Column("current", sa.Boolean(), nullable=False),
     )
-    indexes = (
+    indexes: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("publication_versions_newest", ("period_start", "number", "id")),
         ("publication_versions_kind", ("kind", "period_start", "number", "id")),
         ("publication_versions_scope", ("scope", "period_start", "number", "id")),
@@ -58,13 +58,13 @@ def upgrade() -> None:
     for name, cols in indexes:
         op.create_index(name, "publication_versions", list(cols))
     # One community's month of the monthly board's sources (services/publication/monthly/sources.py).
-    for name, table, cols in MONTHLY_INDEXES:
-        op.create_index(name, table, list(cols))
+    for name, table, on in MONTHLY_INDEXES:
+        op.create_index(name, table, list(on))
     # ---- end publication-lifecycle
 
 
 # ---- begin publication-lifecycle: the monthly sources' indexes
-MONTHLY_INDEXES = (
+MONTHLY_INDEXES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("publication_src_issues_created", "intake_issues", ("community_id", "created_at")),
     ("publication_src_issues_done", "intake_issues", ("community_id", "done_at")),
     ("publication_src_tasks_created", "dispatch_tasks", ("community_id", "created_at")),
