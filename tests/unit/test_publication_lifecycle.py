@@ -134,3 +134,4 @@ def test_verification_follows_the_task() -> None:
     assert build._verification({"status": "done"}, None) == "pending"
     assert build._verification({"status": "in_progress", "history": [{"action": "reopened"}]}, None) == "failed"
     assert build._verification({"status": "in_progress"}, False) == "failed"
+    assert build._verification(None, None, "rated") == "passed"  # intake's status: past verification

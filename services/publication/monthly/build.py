@@ -168,7 +168,13 @@ def _subject(kind: str, ident: str) -> str:
     return f"{'member_unit' if kind == 'unit' else kind}:{ident}"
 
 
-def _verification(task: Mapping[str, Any] | None, check: bool | None) -> str:
+VERIFIED_ISSUE = frozenset({"verified", "published", "rated", "closed"})
+
+
+def _verification(task: Mapping[str, Any] | None, check: bool | None, issue_status: str = "") -> str:
+    """passed | failed | pending | "": the issue past verification (intake's status says so), else its task's."""
+    if issue_status in VERIFIED_ISSUE:
+        return "passed"
     if task is None:
         return ""
     status = str(task.get("status") or "")
@@ -220,7 +226,7 @@ def month_content(tenant: str, community_id: str, period: str, audit_anchor: con
         category = str(i.get("category") or "")
         grid = (i.get("place") or {}).get("grid_name_zh") or ""
         call_type = str(task.get("call_type") or "") if task and task.get("whistle_ids") else ""
-        verification = _verification(task, facts.checks.get(str(task.get("_id"))) if task else None)
+        verification = _verification(task, facts.checks.get(str(task.get("_id"))) if task else None, status)
         overdue = bool(task and (task.get("deadline_missed") or False))
         issues.append(
             {
@@ -231,7 +237,9 @@ def month_content(tenant: str, community_id: str, period: str, audit_anchor: con
                 "call_type": call_type,
                 "call_type_zh": CALL_TYPE_ZH.get(call_type, ""),
                 "received_on": day(i.get("created_at")) or "",
-                "done_on": day((task or {}).get("finished_at")) if status in HANDLED else None,
+                "done_on": (day(i.get("_done_at")) or day((task or {}).get("finished_at")))
+                if status in HANDLED
+                else None,
                 "status": status,
                 "status_zh": STATUS_ZH.get(status, status),
                 "handled_by": sorted({name(c.get("kind"), c.get("id")) for c in (task or {}).get("crew") or []}),

@@ -139,7 +139,8 @@ class Month:
 
 @dataclass(frozen=True)
 class Facts:
-    issues: list[dict[str, Any]]  # issue bodies received or done in the month (no duplicates), by (created_at, id)
+    # issue bodies received or done in the month (no duplicates), by (created_at, id), each with "_done_at"
+    issues: list[dict[str, Any]]
     tasks: list[dict[str, Any]]  # task bodies of those issues (and tasks created or done in the month), by id
     whistles: list[dict[str, Any]]  # whistle bodies blown in the month, by (blown_at, id)
     meetings: list[Any]  # meeting rows held in the month, by (starts_at, id)
@@ -157,7 +158,7 @@ def read(m: Month) -> Facts:
     c = m.community_id
     with readside.connect() as conn:
         issue_rows = conn.execute(
-            select(ISSUES.c.id, ISSUES.c.created_at, ISSUES.c.body)
+            select(ISSUES.c.id, ISSUES.c.created_at, ISSUES.c.done_at, ISSUES.c.body)
             .where(
                 ISSUES.c.community_id == c,
                 or_(_in(ISSUES.c.created_at, m), _in(ISSUES.c.done_at, m)),
@@ -165,7 +166,8 @@ def read(m: Month) -> Facts:
             )
             .order_by(ISSUES.c.created_at, ISSUES.c.id)
         ).all()
-        issues = [decode(r.body) for r in issue_rows]
+        # the read model's done_at (the first time its task was done) beside the issue as stored
+        issues = [{**decode(r.body), "_done_at": r.done_at} for r in issue_rows]
         ids = [r.id for r in issue_rows]
         task_rows = conn.execute(
             select(TASKS.c.id, TASKS.c.body)
