@@ -264,6 +264,7 @@ def entries() -> list[FeedEntry]:
             "2026-12-02T01:00:00Z",
             "办结 120 件",
             "https://hl.example/public/daimiao/publications/monthly:c-daimiao-01:2026-11:v1",
+            tenant="daimiao",
         ),
     ]
 
@@ -287,6 +288,7 @@ def test_the_atom_feed_has_rfc_4287s_required_elements_newest_first() -> None:
         assert e.findtext(f"{ATOM}title") and e.findtext(f"{ATOM}summary") is not None
         alt = e.find(f"{ATOM}link[@rel='alternate']")
         assert alt is not None and (alt.get("href") or "").startswith("https://")
+    assert found[0].findtext(f"{ATOM}id") == "urn:hongling:publication:daimiao:monthly:c-daimiao-01:2026-11:v1"
     assert found[1].findtext(f"{ATOM}summary") == "办结 96 件 & <更多>"  # escaped in XML, intact when read
     assert feed("urn:hongling:feed:daimiao", "岱庙街道 公示", entries()[::-1], self_link) == data
     empty = ET.fromstring(feed("daimiao", "空", [], self_link))

@@ -57,6 +57,7 @@ class FeedEntry:
     released_at: str  # RFC 3339 UTC
     summary_zh: str
     link: str  # absolute URL of its public page (the gateway's)
+    tenant: str = ""  # makes the entry's id unique across tenants: urn:hongling:publication:<tenant>:<id>
 
 
 def render(content: Mapping[str, Any], channel: str, edition: Edition) -> Rendition:

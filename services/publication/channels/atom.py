@@ -45,7 +45,7 @@ def atom_feed(
     sub(root, "generator", "红领益家 Hongling")
     for e in ordered:
         entry = sub(root, "entry")
-        sub(entry, "id", urn("publication", e.id))
+        sub(entry, "id", urn("publication", f"{e.tenant}:{e.id}" if e.tenant else e.id))
         sub(entry, "title", f"{e.title_zh}（第 {e.version} 版）", type="text")
         sub(entry, "updated", e.released_at)
         sub(entry, "published", e.released_at)
