@@ -16,7 +16,8 @@ _CELL = "border:1px solid #333;padding:4px 6px;vertical-align:top;white-space:pr
 
 # The inline styles, by role: a phone's width, 16px body, black on white, ruled tables.
 STYLES = {
-    "article": "font-size:16px;line-height:1.6;color:#111;background:#fff;",
+    "article": "font-family:-apple-system,PingFang SC,Noto Sans CJK SC,Microsoft YaHei,sans-serif;"
+    "font-size:16px;line-height:1.6;color:#111;background:#fff;",
     "kind": "margin:0;color:#b00000;font-weight:bold;font-size:14px;",
     "h1": "margin:4px 0 8px;font-size:22px;line-height:1.3;font-weight:bold;",
     "meta": "margin:0 0 12px;font-size:14px;color:#333;",

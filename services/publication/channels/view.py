@@ -180,7 +180,7 @@ def _monthly(c: Mapping[str, Any]) -> tuple[Section, ...]:
             Section(
                 "每月一题",
                 paragraphs=(
-                    f"本月议题：{p['topic_zh']}（{p['category_zh']} · {p['grid_zh']}）",
+                    f"本月议题：{p['topic_zh']}",
                     f"本月相关事项 {p['issues']} 件，已办理 {p['handled']} 件。",
                     *(f"· {a}" for a in p["actions_zh"]),
                 ),
