@@ -300,3 +300,31 @@ def test_json_is_canonical_and_carries_the_edition() -> None:
     r = render(contents()["monthly"], "json", CORRECTION)
     assert r.data == render(contents()["monthly"], "json", CORRECTION).data
     assert b'"changes":["' in r.data and r.data.endswith(b"\n")
+
+
+def quiet() -> dict[str, dict[str, Any]]:
+    """A month, a quarter and a report with nothing in them: every channel still renders, saying so."""
+    monthly = copy.deepcopy(contents()["monthly"])
+    monthly.update(
+        issues=[], whistles=[], meetings=[], funds=[], problem_of_month=None, measures=samples.rates(None, None)
+    )
+    monthly["summary"]["rating_average"] = None
+    boards = copy.deepcopy(contents()["boards"])
+    for board in boards["boards"]:
+        board["entries"] = []
+    report = copy.deepcopy(contents()["report"])
+    report.update(
+        rankings=[], ledger=[], exceptions={"overdue_tasks": [], "failed_verifications": [], "silent_units": []}
+    )
+    return {"monthly": monthly, "boards": boards, "report": report}
+
+
+@pytest.mark.parametrize("name", ["monthly", "boards", "report"])
+def test_an_empty_period_renders_in_every_channel(name: str) -> None:
+    content = quiet()[name]
+    for channel in CHANNELS[content["kind"]]:
+        r = render(content, channel, RELEASED)
+        assert r.data, channel
+        if channel in ("html_a4", "article", "wechat"):
+            text = r.data.decode()
+            assert "本期无记录" in text or "本季度暂无上榜" in text, channel
