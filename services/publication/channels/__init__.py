@@ -20,6 +20,10 @@ CHANNELS: dict[str, tuple[str, ...]] = {
     "report": ("html_a4", "pdf_a4", "xlsx", "json"),
 }
 
+# The length of one WeChat message the wechat channel keeps to, in characters (why 2,000: channels/wechat.py);
+# REST's wechat answer reports it beside the parts.
+WECHAT_LIMIT = 2000
+
 
 @dataclass(frozen=True)
 class Rendition:

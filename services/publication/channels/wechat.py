@@ -1,12 +1,12 @@
 """The WeChat group message (wechat): plain text — no HTML, no markdown, which a group chat shows as typed —
 with the key figures and one line per row, split into numbered messages "【1/3】…" when longer than one.
 
-LIMIT is the length of one message we allow ourselves: 2,000 characters. WeChat's own cap on a text message
-is larger and counted in ways that vary by client; 2,000 keeps every part whole on every client and short
-enough to read on a phone. Splitting never breaks a line, unless one line alone exceeds a message, and then
-at character boundaries; the numbering prefix counts within the limit. A message that fits is one part,
-unnumbered. Rendition.parts holds the messages to send one by one; Rendition.data is them joined by a blank
-line (for a download).
+LIMIT (channels.WECHAT_LIMIT) is the length of one message we allow ourselves: 2,000 characters. WeChat's
+own cap on a text message is larger and counted in ways that vary by client; 2,000 keeps every part whole
+on every client and short enough to read on a phone. Splitting never breaks a line, unless one line alone
+exceeds a message, and then at character boundaries; the numbering prefix counts within the limit. A
+message that fits is one part, unnumbered. Rendition.parts holds the messages to send one by one;
+Rendition.data is them joined by a blank line (for a download).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from services.publication.channels import Edition, Rendition
+from services.publication.channels import WECHAT_LIMIT, Edition, Rendition
 from services.publication.channels.view import NONE, View, view
 
-LIMIT = 2000  # characters per message (see the module's docstring)
+LIMIT = WECHAT_LIMIT  # characters per message (see the module's docstring)
 
 
 def lines_of(v: View, edition: Edition) -> list[str]:
