@@ -187,7 +187,7 @@ def _monthly(c: Mapping[str, Any]) -> tuple[Section, ...]:
             )
         )
     issues = Table(
-        "事项办理情况",
+        "群众诉求办理",
         ("编号 · 呼叫", "类别 · 网格", "受理 → 办结", "状态 · 验收", "办理单位", "评分"),
         tuple(
             (
@@ -206,7 +206,7 @@ def _monthly(c: Mapping[str, Any]) -> tuple[Section, ...]:
     )
     sections.append(Section("群众诉求办理", tables=(issues,)))
     whistles = Table(
-        "吹哨报到情况",
+        "吹哨报到",
         ("编号", "日期", "类型 · 类别", "按时报到", "迟到", "未报到"),
         tuple(
             (
@@ -276,7 +276,7 @@ def _monthly(c: Mapping[str, Any]) -> tuple[Section, ...]:
         label=frozenset({1, 2, 3, 4}),
     )
     sections.append(Section("社区经费", tables=(funds,)))
-    sections.append(Section("评价指标", tables=(_measures("本月评价指标", c["measures"]),)))
+    sections.append(Section("评价指标", tables=(_measures("评价指标", c["measures"]),)))
     return tuple(sections)
 
 
@@ -399,7 +399,7 @@ def _report(c: Mapping[str, Any]) -> tuple[Section, ...]:
         "社区减负台账", LEDGER_HEADERS, ledger_rows(c), frozenset(range(1, 10)), label=frozenset(range(1, 11))
     )
     return (
-        Section("街道评价指标", tables=(_measures("本月评价指标", c["measures"]),)),
+        Section("街道评价指标", tables=(_measures("街道评价指标", c["measures"]),)),
         Section("社区排名", tables=(rankings,)),
         Section("异常情况", tables=exceptions),
         Section(
