@@ -106,3 +106,12 @@ def test_chinese_characters_are_drawn_as_glyphs_not_boxes(monthly_a4: bytes) -> 
     differing = count(ImageChops.difference(first, second), 101, 256)
     assert differing > 60, f"岱 and 宗 look alike ({differing} pixels differ): boxes, not glyphs?"
     assert title[0] != title[1]
+
+
+def test_the_footer_prints_a_title_with_quotes_and_backslashes_as_it_is() -> None:
+    # The footer's text is a CSS string (@page @bottom-center): the title goes in escaped, and comes out whole.
+    content = dict(samples.monthly())
+    content["title_zh"] = '岱宗社区 "公示" \\ </style> 2026年11月'
+    page = pdfium.PdfDocument(pdf_of(content, "pdf_a4"))[0]
+    last = page.get_textpage().get_text_range().replace("\r\n", "\n").strip().split("\n")[-1]
+    assert last.startswith(content["title_zh"] + " · 第 1 版"), last

@@ -51,7 +51,8 @@ def css_string(value: object) -> Markup:
     no quote, backslash or "</style>" in it can end the string or the style element."""
     out = []
     for ch in str(value):
-        out.append(ch if ch.isalnum() or ch == " " else f"\\{ord(ch):06x}")
+        # a hex escape ends at its one following space, which CSS consumes: a space of the text survives
+        out.append(ch if ch.isalnum() or ch == " " else f"\\{ord(ch):x} ")
     return Markup("".join(out))
 
 
