@@ -8,8 +8,13 @@ HERE="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
 # shellcheck source=deploy/local/env.sh
 source "${HERE}/env.sh"
 
-libs_present() { ldconfig -p 2>/dev/null | grep -q 'libpango-1.0.so.0' && ldconfig -p 2>/dev/null | grep -q 'libpangoft2-1.0.so.0'; }
-font_present() { fc-list 2>/dev/null | grep -qi 'Noto Sans CJK SC'; }
+# grep reads all its input (no -q): under pipefail, grep -q leaving early would fail the pipe by SIGPIPE.
+libs_present() {
+  local libs
+  libs="$(ldconfig -p 2>/dev/null || true)"
+  grep -F 'libpango-1.0.so.0' <<<"${libs}" >/dev/null && grep -F 'libpangoft2-1.0.so.0' <<<"${libs}" >/dev/null
+}
+font_present() { fc-list : family 2>/dev/null | grep -i 'Noto Sans CJK SC' >/dev/null; }
 
 if libs_present && font_present; then
   echo "[pdf] Pango $(pkg-config --modversion pango 2>/dev/null || dpkg-query -W -f='${Version}' libpango-1.0-0 2>/dev/null) and Noto Sans CJK SC already installed"
