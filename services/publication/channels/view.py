@@ -29,9 +29,9 @@ MEASURE_ZH = {
 }
 
 VERIFY_ZH = (
-    "核验方法：本公示所载审计日志链头（序号与哈希）由审计密钥签名；任何人可用所附公钥按 Ed25519 验证对 "
-    "“hongling-audit-checkpoint:序号:哈希”的签名，并以 python -m services.common.audit verify --heads "
-    "核对审计日志直至该序号未被改写。"
+    "核验方法：链头（序号、哈希）由审计密钥签名，任何人可用所附公钥按 Ed25519 验证对"
+    "“hongling-audit-checkpoint:序号:哈希”的签名；以 python -m services.common.audit verify --heads "
+    "本公示的 JSON 版，即可核对审计日志直至该序号未被改写。"
 )
 
 
