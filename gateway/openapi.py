@@ -702,6 +702,29 @@ class SpecBuilder:
             text = "审计日志 ndjson (one entry per line; format=ndjson, the default) or CSV (format=csv)"
             headers = ["Content-Disposition", "X-Audit-From-Seq", "X-Audit-To-Seq"]
             return Op(responses={"200": _ok(text, headers=headers, content=files)}, errors=(400,))
+        # ---- begin publication-lifecycle: the publications' files and feeds (gateway/routes_publications.py)
+        if endpoint in ("publications.public_feed", "publications.public_community_feed"):
+            atom = {"application/atom+xml": {"schema": {"type": "string"}}}
+            return Op(responses={"200": _ok("订阅源 Atom 1.0, released versions newest first", content=atom)})
+        if endpoint in ("publications.render_publication", "publications.public_render"):
+            wechat = {
+                "type": "object",
+                "required": ["parts", "limit"],
+                "properties": {
+                    "parts": {"type": "array", "items": {"type": "string"}, "description": "【1/n】… each ≤ limit"},
+                    "limit": {"type": "integer", "description": "WeChat's length limit of one message"},
+                },
+            }
+            renditions: dict[str, Any] = {
+                "application/json": {"schema": {"anyOf": [wechat, {"type": "object"}]}},
+                "text/html": {"schema": {"type": "string"}},
+                "application/pdf": BINARY,
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": BINARY,
+            }
+            text = "渠道版本 The rendition (wechat: its parts as JSON); a draft's is marked 草稿"
+            answer = _ok(text, headers=["Content-Disposition"], content=renditions)
+            return Op(responses={"200": answer}, errors=(400, 404))
+        # ---- end publication-lifecycle
         if endpoint == "docs.openapi_json":
             return Op(responses={"200": _ok("本文档 This OpenAPI document", {"type": "object"})})
         return Op(responses={"200": _ok("成功 Success", {})})

@@ -1261,8 +1261,7 @@ CALLS.update(
 # (drafts too; the content is public by construction, so a community worker reads the tenant's), the subdistrict
 # admin drafts, reviews and releases; the public routes need no log-in and admit any role but the district ones
 # and ops (a token is held to its tenants there too). Nothing is released for the seed: a version named here is
-# 404 (through), a draft's body with a bad period 400. (The Atom feeds answer 501 until the channels' branch is
-# merged: they join these calls then.)
+# 404 (through), a draft's body with a bad period 400; the Atom feeds are there, empty.
 PUBLICATION_PUBLIC = {"anonymous", "public", "resident", "member", "community_worker", "subdistrict_admin"}
 _PUB = "/api/v1/tenants/{t}/publications"
 _PUBLIC = "/api/v1/public/tenants/{t}"
@@ -1313,6 +1312,8 @@ CALLS.update(
                 {},
             ),
             lambda t, s: ("GET", f"{_PUBLIC.format(t=t)}/ledger?period=2025-01", {}),
+            lambda t, s: ("GET", f"{_PUBLIC.format(t=t)}/feed.atom", {}),
+            lambda t, s: ("GET", f"{_PUBLIC.format(t=t)}/communities/{s.community_id}/feed.atom", {}),
         ],
     }
 )

@@ -135,3 +135,6 @@ def test_verification_follows_the_task() -> None:
     assert build._verification({"status": "in_progress", "history": [{"action": "reopened"}]}, None) == "failed"
     assert build._verification({"status": "in_progress"}, False) == "failed"
     assert build._verification(None, None, "rated") == "passed"  # intake's status: past verification
+    assert build._verification({"status": "open"}, None, "whistle_blown", (1, 0, 0)) == "passed"  # evaluation's pass
+    assert build._verification({"status": "open"}, None, "", (2, 2, 1)) == "failed"  # a pass the resident rejected
+    assert build._verification({"status": "open"}, None, "", (1, 1, 0)) == "failed"

@@ -171,8 +171,22 @@ def _subject(kind: str, ident: str) -> str:
 VERIFIED_ISSUE = frozenset({"verified", "published", "rated", "closed"})
 
 
-def _verification(task: Mapping[str, Any] | None, check: bool | None, issue_status: str = "") -> str:
-    """passed | failed | pending | "": the issue past verification (intake's status says so), else its task's."""
+def _verification(
+    task: Mapping[str, Any] | None,
+    check: bool | None,
+    issue_status: str = "",
+    verdicts: tuple[int, int, int] | None = None,
+) -> str:
+    """passed | failed | pending | "": evaluation's verdicts on the task (a pass not undone by a resident's
+    rejection is passed; else a failure is failed), else the issue past verification (intake's status), else
+    the task's own state."""
+    if verdicts is not None and verdicts[0] + verdicts[1] > 0:
+        given, failed, rejected = verdicts
+        passes = given - (failed - rejected)
+        if passes > rejected:
+            return "passed"
+        if failed:
+            return "failed"
     if issue_status in VERIFIED_ISSUE:
         return "passed"
     if task is None:
@@ -226,7 +240,8 @@ def month_content(tenant: str, community_id: str, period: str, audit_anchor: con
         category = str(i.get("category") or "")
         grid = (i.get("place") or {}).get("grid_name_zh") or ""
         call_type = str(task.get("call_type") or "") if task and task.get("whistle_ids") else ""
-        verification = _verification(task, facts.checks.get(str(task.get("_id"))) if task else None, status)
+        task_id = str(task.get("_id")) if task else ""
+        verification = _verification(task, facts.checks.get(task_id), status, facts.verdicts.get(task_id))
         overdue = bool(task and (task.get("deadline_missed") or False))
         issues.append(
             {

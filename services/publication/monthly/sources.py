@@ -119,7 +119,17 @@ CHECKS = Table(
     Column("passed", Boolean),
     Column("checked_at", TZ),
 )
-TABLES = (ISSUES, TASKS, WHISTLES, MEETINGS, FUND_MONTHS, RATINGS, CHECKS)
+# evaluation's verdict facts per task (its measures' consumer, from TaskVerified / TaskVerificationFailed):
+# verdicts = passes + failures by review or check; failures also count a resident's rejection of a pass.
+VERDICTS = Table(
+    "eval_m_tasks",
+    SOURCES,
+    Column("task_id", Text, primary_key=True),
+    Column("verdicts", Integer),
+    Column("failures", Integer),
+    Column("resident_failures", Integer),
+)
+TABLES = (ISSUES, TASKS, WHISTLES, MEETINGS, FUND_MONTHS, RATINGS, CHECKS, VERDICTS)
 
 
 def decode(body: bytes | None) -> dict[str, Any]:
@@ -147,6 +157,7 @@ class Facts:
     funds: list[Any]  # fund-month rows of the month, by fund
     ratings: dict[str, int]  # issue id -> the reporter's (latest) rating
     checks: dict[str, bool]  # task id -> the latest on-site check passed
+    verdicts: dict[str, tuple[int, int, int]]  # task id -> (verdicts, failures, resident failures)
 
 
 def _in(col: Any, m: Month) -> Any:
@@ -218,7 +229,13 @@ def read(m: Month) -> Facts:
                 .order_by(CHECKS.c.checked_at, CHECKS.c.id)
             ):
                 checks[r.task_id] = bool(r.passed)
-    return Facts(issues, tasks, whistles, meetings, funds, ratings, checks)
+        verdicts: dict[str, tuple[int, int, int]] = {}
+        if task_ids:
+            for r in conn.execute(
+                select(VERDICTS).where(VERDICTS.c.task_id.in_(task_ids)).order_by(VERDICTS.c.task_id)
+            ):
+                verdicts[r.task_id] = (int(r.verdicts or 0), int(r.failures or 0), int(r.resident_failures or 0))
+    return Facts(issues, tasks, whistles, meetings, funds, ratings, checks, verdicts)
 
 
 def columns() -> Iterable[tuple[str, str]]:
