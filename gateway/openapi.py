@@ -117,6 +117,13 @@ ORG_DOCS = {
 }
 # Fields the org routes drop from request bodies (routes_org from_json(..., drop=...)): read-only.
 ORG_READ_ONLY = ("meta", "version")
+# ---- begin publication-lifecycle: path parameters with a pattern (gateway/routes_publications.py)
+PATH_PATTERNS = {
+    "pub_id": "^(monthly|boards|report):(\\*|[A-Za-z0-9][A-Za-z0-9._:-]{0,63}):[0-9]{4}(-(0[1-9]|1[0-2])|Q[1-4])"
+    "(:v[1-9][0-9]{0,5})?$",
+    "community_id": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$",
+}
+# ---- end publication-lifecycle
 PATH_PARAM_DOCS = {
     "item_id": "记录编号 The record's id",
     "issue_id": "事项编号 The issue's id",
@@ -351,9 +358,12 @@ def openapi_path(rule: str) -> tuple[str, list[tuple[str, Schema]]]:
 
     def sub(m: re.Match[str]) -> str:
         schema = dict(_CONVERTERS.get(m["conv"] or "", {"type": "string"}))
-        # ---- begin publication-lifecycle: <any(a, b):name> is an enum (the publications' channels)
+        # ---- begin publication-lifecycle: <any(a, b):name> is an enum (the publications' channels); the
+        # publications' ids and a community's id in a path have their patterns
         if m["conv"] == "any" and m["args"]:
             schema = {"type": "string", "enum": [a.strip() for a in m["args"].split(",")]}
+        elif m["name"] in PATH_PATTERNS:
+            schema = {"type": "string", "pattern": PATH_PATTERNS[m["name"]]}
         # ---- end publication-lifecycle
         params.append((m["name"], schema))
         return "{" + m["name"] + "}"

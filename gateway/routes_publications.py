@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -278,7 +279,12 @@ def public_community_feed(tenant: str, community_id: str) -> Response:
 
 
 @bp.get(f"{PUBLIC}/ledger")
-@query(matching("period", "月份 The month, YYYY-MM (Asia/Shanghai)", MONTH, "月份格式须为YYYY-MM", "must be YYYY-MM"))
+@query(
+    replace(
+        matching("period", "月份 The month, YYYY-MM (Asia/Shanghai)", MONTH, "月份格式须为YYYY-MM", "must be YYYY-MM"),
+        required=True,
+    )
+)
 def public_ledger(tenant: str) -> Response:
     """减负台账 What district departments asked of each community in a month (from its released report)"""
     period = args()["period"]

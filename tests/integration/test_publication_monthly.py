@@ -72,7 +72,8 @@ def test_a_month_of_real_issues_is_published_by_reference_and_without_anything_p
     def complete() -> content.MonthlyContent | None:
         c = built(where.community_id)
         lines = {i["ref"]: i for i in c["issues"]}
-        if set(refs) <= set(lines) and lines[first["id"]]["rating"] == 5:
+        one = lines.get(first["id"])
+        if set(refs) <= set(lines) and one is not None and (one["rating"], one["verification"]) == (5, "passed"):
             return c
         return None
 
