@@ -15,7 +15,7 @@ import requests
 
 from services.common import context
 from services.common.principal import Principal
-from services.publication import content
+from services.publication import channels, content
 from services.publication.anchor import anchor_at
 from services.publication.monthly import build
 from tests.conftest import System, wait_for
@@ -99,5 +99,13 @@ def test_a_month_of_real_issues_is_published_by_reference_and_without_anything_p
     text = content.canonical(c)
     for planted in SECRETS:
         assert planted not in text, planted
+    # Nor in any channel rendered from it (the text ones; the PDF is the HTML page printed).
+    edition = channels.Edition(publication_id=f"monthly:{where.community_id}:{c['period']}:v1", version=1)
+    for channel in ("html_a4", "html_a3", "wechat", "article", "json"):
+        out = channels.render(c, channel, edition)
+        shown = out.data.decode() + "".join(out.parts)
+        assert one["ref"] in shown or channel == "wechat", channel
+        for planted in SECRETS:
+            assert planted not in shown, (channel, planted)
     # Deterministic: the same read side gives the same content, byte for byte.
     assert content.canonical(built(where.community_id)) == text

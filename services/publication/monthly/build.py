@@ -291,6 +291,7 @@ def month_content(tenant: str, community_id: str, period: str, audit_anchor: con
 
     topic = problem_of_month(issues)
     topic_refs = {i["ref"] for i in issues if topic and (i["category"], i["grid_zh"]) == topic}
+    topic_zh = cats.get(topic[0], topic[0]) if topic else ""
     meetings: list[content.MeetingLine] = []
     actions_zh: list[str] = []
     for row in facts.meetings:
@@ -311,7 +312,10 @@ def month_content(tenant: str, community_id: str, period: str, audit_anchor: con
                     "actions": len(item.actions),
                 }
             )
-            if item.issue_id and item.issue_id in topic_refs:
+            on_topic = bool(item.issue_id) and item.issue_id in topic_refs
+            # an item the alliance put on the agenda as the month's hot topic (每月一题) naming its category
+            on_topic = on_topic or (item.source == "hot_topic" and bool(topic_zh) and topic_zh in item.title)
+            if on_topic:
                 actions_zh.append(f"{day(row.starts_at)} 联席会议议题“{title}”：{DECISION_ZH.get(outcome, outcome)}")
         meetings.append(
             {
