@@ -7,7 +7,7 @@ category and grid, and nothing a resident typed or said about themselves is anyw
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -61,6 +61,50 @@ def test_a_month_of_real_issues_is_published_by_reference_and_without_anything_p
     task_id = task_of(system, T, first["id"])
     publish_verified(system, where, first["id"], task_id)
     wait_for(lambda: follow(system, T, first["id"], code).json().get("verified"), timeout=120)
+    # A joint meeting of the community on the first issue: its decision is what was done about the month's problem.
+    worker = system.worker_auth(T, where.community_id)
+    unit = requests.post(
+        f"{system.gateway}/api/v1/tenants/{T}/org/member-units",
+        json={
+            "community_id": where.community_id,
+            "name_zh": "公示物业",
+            "kind": "property_company",
+            "joined_on": "2024-05-01",
+        },
+        headers=system.auth("subdistrict_admin", T),
+        timeout=15,
+    )
+    assert unit.status_code == 201, unit.text
+    now = datetime.now(UTC)
+    meeting = requests.post(
+        f"{system.gateway}/api/v1/tenants/{T}/alliance/meetings",
+        json={
+            "community_id": where.community_id,
+            "title": f"联席会议 联系{SECRETS[1]}",
+            "starts_at": (now - timedelta(minutes=5)).isoformat(),
+            "ends_at": (now + timedelta(hours=2)).isoformat(),
+            "online": True,
+            "online_link": "https://meeting.example.org/pub-test",
+            "invitees": [{"kind": "member_unit", "id": unit.json()["id"]}],
+            "agenda": [{"source": "issue", "issue_id": first["id"]}, {"source": "other", "title": "物业维修"}],
+        },
+        headers=worker,
+        timeout=15,
+    )
+    assert meeting.status_code == 201, meeting.text
+    m = meeting.json()
+    item = m["agenda"][0]["id"]
+    decided = requests.post(
+        f"{system.gateway}/api/v1/tenants/{T}/alliance/meetings/{m['id']}/agenda/{item}/decision",
+        json={"outcome": "agreed", "voted": True, "votes_for": 1, "votes_against": 0, "votes_abstain": 0},
+        headers=worker,
+        timeout=15,
+    )
+    assert decided.status_code == 200, decided.text
+    closed = requests.post(
+        f"{system.gateway}/api/v1/tenants/{T}/alliance/meetings/{m['id']}/close", headers=worker, timeout=15
+    )
+    assert closed.status_code == 200, closed.text
     rated = requests.post(
         f"{system.gateway}/api/v1/tenants/{T}/issues/{first['id']}/rating",
         json={"score": 5, "comment": SECRETS[4]},
@@ -73,7 +117,10 @@ def test_a_month_of_real_issues_is_published_by_reference_and_without_anything_p
         c = built(where.community_id)
         lines = {i["ref"]: i for i in c["issues"]}
         one = lines.get(first["id"])
-        if set(refs) <= set(lines) and one is not None and (one["rating"], one["verification"]) == (5, "passed"):
+        held = [x for x in c["meetings"] if x["ref"] == m["id"]]
+        if not held or not (set(refs) <= set(lines)) or one is None:
+            return None
+        if (one["rating"], one["verification"]) == (5, "passed"):
             return c
         return None
 
@@ -93,6 +140,17 @@ def test_a_month_of_real_issues_is_published_by_reference_and_without_anything_p
         3,
     )
     assert problem["topic_zh"] == "物业维修 · 评单网格"
+    [held] = [x for x in c["meetings"] if x["ref"] == m["id"]]
+    assert held["title_zh"].startswith("联席会议") and held["place_zh"] == "线上"
+    assert (held["invited"], held["absent"]) == (1, 1)
+    agreed = held["decisions"][0]
+    assert (agreed["item_zh"], agreed["decision_zh"], agreed["votes"]) == (
+        f"民情事项 {first['id']}",
+        "同意",
+        "赞成 1 · 反对 0 · 弃权 0",
+    )
+    assert any(first["id"] in a and "同意" in a for a in problem["actions_zh"]), problem["actions_zh"]
+    assert c["summary"]["meetings"] == 1
     assert c["as_of"].startswith(month_now()[0]) is False  # the month's end: the first instant of the next month
     assert c["title_zh"].endswith("公示") and c["scope"] == where.community_id
 

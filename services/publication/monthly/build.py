@@ -302,7 +302,9 @@ def month_content(tenant: str, community_id: str, period: str, audit_anchor: con
             d = item.decision
             voted = item.HasField("decision") and d.voted
             votes = f"赞成 {d.votes_for} · 反对 {d.votes_against} · 弃权 {d.votes_abstain}" if voted else ""
-            title = redaction.redact(item.title)
+            # An item from an issue carries the issue's title (a resident's words) as its snapshot: it is shown by
+            # the issue's reference instead. Other items are workers' (or members') public text, redacted.
+            title = f"民情事项 {item.issue_id}" if item.source == "issue" else redaction.redact(item.title)
             decisions.append(
                 {
                     "item_zh": title,
