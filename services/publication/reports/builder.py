@@ -30,6 +30,7 @@ from services.publication.content import (
     FailedVerification,
     LedgerLine,
     OverdueTask,
+    Ranking,
     Rate,
     ReportContent,
     SilentUnit,
@@ -106,7 +107,7 @@ def rates_of(found: Any) -> list[Rate]:
     )
 
 
-def rankings(period: str, communities: Mapping[str, str]) -> list[dict[str, Any]]:
+def rankings(period: str, communities: Mapping[str, str]) -> list[Ranking]:
     months = []
     for cid in sorted(communities):
         found = peers.measures(f"community:{cid}", period, cid)
@@ -327,7 +328,7 @@ def build(tenant: str, scope: str, period: str, *, now: datetime | None = None) 
         "title_zh": f"{info.name_zh}{zh}工作报告",
         "title_en": f"{info.name_en}: monthly report, {period}",
         "measures": measures,
-        "rankings": ranked,  # type: ignore[typeddict-item]
+        "rankings": ranked,
         "exceptions": exceptions,
         "ledger": ledger,
         "audit_anchor": head,

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from services.publication.content import LedgerLine, LedgerReason, Rate
+from services.publication.content import LedgerLine, LedgerReason, Ranking, Rate
 
 SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
 MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
@@ -145,14 +145,14 @@ class CommunityMonth:
     rates: tuple[Rate, ...] = field(default=())
 
 
-def rank(months: Sequence[CommunityMonth]) -> list[dict[str, Any]]:
+def rank(months: Sequence[CommunityMonth]) -> list[Ranking]:
     """Communities best first: by composite (none last), then issues handled, then id; ranks 1..n (a
     community without a composite is ranked after those with one)."""
 
     def key(m: CommunityMonth) -> tuple[int, float, int, str]:
         return (m.composite is None, -(m.composite or 0.0), -m.issues_handled, m.community_id)
 
-    out = []
+    out: list[Ranking] = []
     for i, m in enumerate(sorted(months, key=key), start=1):
         out.append(
             {
