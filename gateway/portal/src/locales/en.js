@@ -232,6 +232,7 @@ export default {
       html_a4: 'Notice board A4 (HTML)', html_a3: 'Notice board A3 (HTML)', pdf_a4: 'Notice board A4 (PDF)', pdf_a3: 'Notice board A3 (PDF)',
       wechat: 'WeChat group message', article: 'Official-account article', json: 'Data (JSON)', xlsx: 'Report (Excel)',
     },
+    redraft: 'Draft it again', correct: 'Draft a correction (next version)',
     history: 'Versions', changes: 'What changed', superseded: 'corrected since', releasedAt: 'Released',
     public: {
       title: 'Public notices', intro: "The subdistrict's released monthly notices, pioneer boards and monthly reports, open to anyone without logging in.", links: 'Links',
@@ -250,6 +251,7 @@ export default {
         issues_received: 'Issues received', issues_handled: 'Issues handled', verified: 'Verified', verification_failed: 'Failed verification',
         rated: 'Rated by residents', rating_average: 'Average rating', whistles: 'Whistles', meetings: 'Joint meetings', overdue: 'Overdue',
       },
+      allIssues: 'Show all {n}',
       issues: "The month's issues", issuesChart: "The month's issues by category and status", noIssues: 'No issues this month', ref: 'Reference', category: 'Category',
       grid: 'Grid', callType: 'Call type', received: 'Received', done: 'Done', status: 'Status', overdue: 'overdue',
       handledBy: 'Handled by', verification: 'Verification', rating: 'Rating', whistles: 'Whistle board', blownOn: 'Blown on',

@@ -232,6 +232,7 @@ export default {
       html_a4: '公示栏页面 A4（HTML）', html_a3: '公示栏页面 A3（HTML）', pdf_a4: '公示栏 A4（PDF）', pdf_a3: '公示栏 A3（PDF）',
       wechat: '微信群消息', article: '公众号文章', json: '数据（JSON）', xlsx: '报表（Excel）',
     },
+    redraft: '重新生成草稿', correct: '生成更正草稿（新版本）',
     history: '版本记录', changes: '变更说明', superseded: '已被更正', releasedAt: '发布时间',
     public: {
       title: '公示公开', intro: '本街道已发布的一月一公示、先锋榜和月度报告，无需登录即可查阅。', links: '相关链接',
@@ -250,6 +251,7 @@ export default {
         issues_received: '受理诉求', issues_handled: '办结诉求', verified: '验收通过', verification_failed: '验收未通过',
         rated: '居民评价', rating_average: '平均评分', whistles: '吹哨次数', meetings: '联席会议', overdue: '逾期',
       },
+      allIssues: '显示全部 {n} 件',
       issues: '本月诉求办理', issuesChart: '本月诉求按类别和状态', noIssues: '本月无诉求', ref: '编号', category: '类别',
       grid: '网格', callType: '吹哨类型', received: '受理日期', done: '办结日期', status: '状态', overdue: '逾期',
       handledBy: '办理单位/人员', verification: '验收', rating: '评分', whistles: '吹哨报到', blownOn: '吹哨日期',
