@@ -128,6 +128,11 @@ PATH_PARAM_DOCS = {
     "shift_id": "班次编号 The shift's id",
     "claim_id": "认领编号 The claim's id",
     "activity_id": "活动编号 The activity's id",
+    # ---- begin publication-lifecycle
+    "pub_id": "发布编号 <kind>:<scope>:<period>:v<n>, e.g. monthly:c-001:2026-11:v1; without :v<n> the current "
+    "released version",
+    "channel": "渠道 html_a4 | html_a3 | pdf_a4 | pdf_a3 | wechat | article | json | xlsx (the kind's own)",
+    # ---- end publication-lifecycle
 }
 ERRORS: dict[int, str] = {
     400: "请求有误 Bad request: not JSON, an unknown field, a wrong type or value; `field` names it",
@@ -332,7 +337,7 @@ class ProtoSchemas:
 
 
 _COLLECTION = re.compile(r"<(?:\w+:)?collection>")  # the generic org routes' placeholder
-_ARG = re.compile(r"<(?:(?P<conv>\w+)(?:\([^)]*\))?:)?(?P<name>\w+)>")
+_ARG = re.compile(r"<(?:(?P<conv>\w+)(?:\((?P<args>[^)]*)\))?:)?(?P<name>\w+)>")
 _CONVERTERS: dict[str, Schema] = {
     "int": {"type": "integer"},
     "float": {"type": "number"},
@@ -345,7 +350,12 @@ def openapi_path(rule: str) -> tuple[str, list[tuple[str, Schema]]]:
     params: list[tuple[str, Schema]] = []
 
     def sub(m: re.Match[str]) -> str:
-        params.append((m["name"], dict(_CONVERTERS.get(m["conv"] or "", {"type": "string"}))))
+        schema = dict(_CONVERTERS.get(m["conv"] or "", {"type": "string"}))
+        # ---- begin publication-lifecycle: <any(a, b):name> is an enum (the publications' channels)
+        if m["conv"] == "any" and m["args"]:
+            schema = {"type": "string", "enum": [a.strip() for a in m["args"].split(",")]}
+        # ---- end publication-lifecycle
+        params.append((m["name"], schema))
         return "{" + m["name"] + "}"
 
     return _ARG.sub(sub, rule), params

@@ -468,6 +468,48 @@ POLICY.update(
 )
 # ---- end verification
 
+# ---- begin publication-lifecycle: publications (一月一公示, 先锋榜, 月度报告; gateway/routes_publications.py). Staff
+# of the tenant read every version, drafts too (the content is public by construction, so a community worker reads
+# the tenant's as anyone will once released); the subdistrict admin drafts, reviews and releases. The public
+# routes need no log-in (the anonymous caller reads any tenant's) and call the service as the public role whoever
+# calls: released versions only. A token is held to its tenants there as everywhere; district roles and ops have
+# no tenant data by default (their readers read anonymously, as anyone).
+PUBLICATION_WRITERS = SUBDISTRICT_ADMIN
+PUBLIC_READERS = frozenset({"public", "resident", "member", "community_worker", "subdistrict_admin"})
+POLICY.update(
+    {
+        "publications.list_publications": Rule("publications: read", STAFF, tenant_scoped=True, community=TENANT_WIDE),
+        "publications.get_publication": Rule("publications: read", STAFF, tenant_scoped=True, community=TENANT_WIDE),
+        "publications.render_publication": Rule("publications: read", STAFF, tenant_scoped=True, community=TENANT_WIDE),
+        "publications.create_publication": Rule("publications: draft", PUBLICATION_WRITERS, tenant_scoped=True),
+        "publications.review_publication": Rule(
+            "publications: review and release", PUBLICATION_WRITERS, tenant_scoped=True
+        ),
+        "publications.release_publication": Rule(
+            "publications: review and release", PUBLICATION_WRITERS, tenant_scoped=True
+        ),
+        "publications.public_list": Rule(
+            "publications: public", PUBLIC_READERS, tenant_scoped=True, community=TENANT_WIDE
+        ),
+        "publications.public_get": Rule(
+            "publications: public", PUBLIC_READERS, tenant_scoped=True, community=TENANT_WIDE
+        ),
+        "publications.public_render": Rule(
+            "publications: public", PUBLIC_READERS, tenant_scoped=True, community=TENANT_WIDE
+        ),
+        "publications.public_feed": Rule(
+            "publications: public", PUBLIC_READERS, tenant_scoped=True, community=TENANT_WIDE
+        ),
+        "publications.public_community_feed": Rule(
+            "publications: public", PUBLIC_READERS, tenant_scoped=True, community=TENANT_WIDE
+        ),
+        "publications.public_ledger": Rule(
+            "publications: public", PUBLIC_READERS, tenant_scoped=True, community=TENANT_WIDE
+        ),
+    }
+)
+# ---- end publication-lifecycle
+
 # ---- Evaluation: ratings (评单; gateway/routes_ratings.py, gateway/open311.py follow_request) ----
 # The reporter (the anonymous public with the follow-up code in X-Follow-Code, or the logged-in resident who
 # reported) follows an issue, rates it once and may reject its verified result; the evaluation service asks

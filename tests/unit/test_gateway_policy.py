@@ -261,6 +261,24 @@ COMMUNITY_EXPECTED.update(
         "open311.follow_request": (TENANT_WIDE, ""),
     }
 )
+# ---- begin publication-lifecycle: publications are public by construction; staff read the tenant's (drafts too)
+COMMUNITY_EXPECTED.update(
+    {
+        f"publications.{n}": (TENANT_WIDE, "")
+        for n in (
+            "list_publications",
+            "get_publication",
+            "render_publication",
+            "public_list",
+            "public_get",
+            "public_render",
+            "public_feed",
+            "public_community_feed",
+            "public_ledger",
+        )
+    }
+)
+# ---- end publication-lifecycle
 
 
 def test_every_line_admitting_community_workers_says_how_they_are_held_to_their_community() -> None:

@@ -6,7 +6,9 @@ Revises: 0011_evaluation_measures
 Create Date: 2026-12-06
 """
 
+import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0012_publication"
 down_revision = "0011_evaluation_measures"
@@ -16,7 +18,50 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_index("audit_entries_at", "audit_entries", ["at", "seq"])
+    # ---- begin publication-lifecycle: the versions' list (services/publication/lifecycle/readmodel.py) and the
+    # monthly sources' month look-ups (services/publication/monthly/sources.py)
+    tz = sa.DateTime(timezone=True)
+    op.create_table(
+        "publication_versions",
+        sa.Column("id", sa.Text(), primary_key=True),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.Text(), nullable=False),
+        sa.Column("scope", sa.Text(), nullable=False),
+        sa.Column("period", sa.Text(), nullable=False),
+        sa.Column("period_start", sa.Date(), nullable=False),
+        sa.Column("number", sa.Integer(), nullable=False),
+        sa.Column("status", sa.Text(), nullable=False),
+        sa.Column("corrects_version", sa.Integer(), nullable=False),
+        sa.Column("changes", JSONB(), nullable=False),
+        sa.Column("content_sha256", sa.Text(), nullable=False),
+        sa.Column("audit_anchor", JSONB()),
+        sa.Column("title_zh", sa.Text(), nullable=False),
+        sa.Column("title_en", sa.Text(), nullable=False),
+        sa.Column("created_at", tz, nullable=False),
+        sa.Column("created_by", sa.Text(), nullable=False),
+        sa.Column("reviewed_at", tz),
+        sa.Column("reviewed_by", sa.Text(), nullable=False),
+        sa.Column("review_note", sa.Text(), nullable=False),
+        sa.Column("released_at", tz),
+        sa.Column("released_by", sa.Text(), nullable=False),
+        sa.Column("current", sa.Boolean(), nullable=False),
+    )
+    indexes = (
+        ("publication_versions_newest", ("period_start", "number", "id")),
+        ("publication_versions_kind", ("kind", "period_start", "number", "id")),
+        ("publication_versions_scope", ("scope", "period_start", "number", "id")),
+        ("publication_versions_status", ("status", "period_start", "number", "id")),
+        ("publication_versions_released", ("status", "released_at", "id")),
+        ("publication_versions_scope_released", ("scope", "status", "released_at", "id")),
+        ("publication_versions_series", ("kind", "scope", "period", "number")),
+    )
+    for name, cols in indexes:
+        op.create_index(name, "publication_versions", list(cols))
+    # ---- end publication-lifecycle
 
 
 def downgrade() -> None:
+    # ---- begin publication-lifecycle
+    op.drop_table("publication_versions")
+    # ---- end publication-lifecycle
     op.drop_index("audit_entries_at", "audit_entries")
