@@ -1,6 +1,6 @@
-"""一月一公示 in the portal: a subdistrict admin drafts a community's monthly notice of a closed month, finds it in
-the list, opens it, approves and releases it; anyone then reads it on the public page without logging in — with
-its content — while a draft of the same community is not listed; the public burden ledger (减负台账) renders
+"""一月一公示 in the portal: a subdistrict admin drafts the subdistrict's monthly report of a closed month, finds it
+in the list, opens it, approves and releases it; anyone then reads it on the public page without logging in — with
+its content — while a draft of an earlier month is not listed; the public burden ledger (减负台账) renders
 from the released monthly report; the English switch shows English labels. axe finds no serious or critical
 violation on the staff detail page nor on the public pages."""
 
@@ -16,10 +16,11 @@ import requests
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import Person, axe_violations, log_in, portal, shot
-from tests.conftest import System, unique, wait_for
+from tests.conftest import System
 
 pytestmark = pytest.mark.e2e
-T = "qiujiadian"
+T = "shengzhuang"  # the staff flow's tenant (a report is a whole subdistrict's)
+LEDGER_T = "xujialou"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
@@ -41,11 +42,11 @@ def zh_month(period: str) -> str:
     return f"{y}年{int(m)}月"
 
 
-def api(system: System, method: str, path: str, expected: int, **kw: Any) -> dict[str, Any]:
+def api(system: System, method: str, path: str, expected: int, tenant: str = T, **kw: Any) -> dict[str, Any]:
     resp = requests.request(
         method,
-        f"{system.gateway}/api/v1/tenants/{T}/{path}",
-        headers=system.auth("subdistrict_admin", T),
+        f"{system.gateway}/api/v1/tenants/{tenant}/{path}",
+        headers=system.auth("subdistrict_admin", tenant),
         timeout=60,
         **kw,
     )
@@ -54,49 +55,30 @@ def api(system: System, method: str, path: str, expected: int, **kw: Any) -> dic
     return body
 
 
-def new_community(system: System) -> tuple[str, str]:
-    """A community of its own (no other test publishes it), listed by org before the portal loads its names."""
-    name = f"公示测试社区{unique()[-5:]}"
-    community = str(api(system, "POST", "org/communities", 201, json={"name_zh": name})["id"])
-
-    def listed() -> bool:
-        token = ""
-        while True:
-            page = api(system, "GET", "org/communities", 200, params={"page_size": 100, "page_token": token})
-            if any(c["id"] == community for c in page["items"]):
-                return True
-            token = page.get("next_page_token") or ""
-            if not token:
-                return False
-
-    wait_for(listed, timeout=60, interval=1)
-    return community, name
-
-
-def release_over_api(system: System, kind: str, scope: str, period: str) -> dict[str, Any]:
-    draft = api(system, "POST", "publications", 201, json={"kind": kind, "scope": scope, "period": period})
-    api(system, "POST", f"publications/{draft['id']}/review", 200, json={"approve": True, "note": ""})
-    return api(system, "POST", f"publications/{draft['id']}/release", 200)
+def release_over_api(system: System, tenant: str, kind: str, scope: str, period: str) -> dict[str, Any]:
+    body = {"kind": kind, "scope": scope, "period": period}
+    draft = api(system, "POST", "publications", 201, tenant, json=body)
+    api(system, "POST", f"publications/{draft['id']}/review", 200, tenant, json={"approve": True, "note": ""})
+    return api(system, "POST", f"publications/{draft['id']}/release", 200, tenant)
 
 
 def test_a_draft_is_made_reviewed_and_released_and_the_public_reads_it_without_logging_in(
     system: System, page: Page, chromium: Browser, people: Callable[..., Person]
 ) -> None:
     month, earlier = closed_months(2)
-    community, name = new_community(system)
 
-    # Staff: draft the community's notice of the last closed month, find it in the list, open it.
+    # Staff: draft the subdistrict's report of the last closed month, find it in the list, open it.
     log_in(page, system, people("subdistrict_admin", T), f"{T}/publications")
     expect(page.get_by_role("heading", level=1)).to_contain_text("一月一公示")
     page.get_by_test_id("pub-new").click()
     dialog = page.get_by_role("dialog")
-    dialog.get_by_test_id("pub-form-scope").click()
-    page.get_by_role("option", name=name).click()
+    dialog.get_by_test_id("pub-form-kind").get_by_text("月度报告").click()
+    expect(dialog.get_by_test_id("pub-form-scope")).to_contain_text("全街道")  # a report is the subdistrict's
     dialog.get_by_test_id("pub-form-period").click()
     page.get_by_role("option", name=zh_month(month), exact=True).click()
     dialog.get_by_test_id("pub-form-submit").click()
     expect(page.get_by_test_id("pub-created")).to_be_visible(timeout=120_000)  # built from the sources now
-    row = page.get_by_test_id("pub-list").locator("tr", has_text=name).filter(has_text=zh_month(month))
+    row = page.get_by_test_id("pub-list").locator("tr", has_text="月度报告").filter(has_text=zh_month(month))
     expect(row).to_have_count(1, timeout=60_000)
     expect(row.get_by_test_id("pub-status")).to_have_text("草稿")
     row.get_by_test_id("pub-link").click()
@@ -104,9 +86,10 @@ def test_a_draft_is_made_reviewed_and_released_and_the_public_reads_it_without_l
     # The detail: edition, status, the content as a page; review, then release (confirmed).
     expect(page.get_by_test_id("pub-detail-status")).to_have_text("草稿")
     expect(page.get_by_test_id("pub-edition")).to_have_text("第 1 版")
-    expect(page.get_by_test_id("pub-content")).to_contain_text(name)
-    expect(page.get_by_test_id("pub-summary")).to_contain_text("受理诉求")
-    expect(page.get_by_test_id("pub-downloads")).to_contain_text("公示栏 A4（PDF）")
+    expect(page.get_by_role("heading", name="社区排名")).to_be_visible()
+    expect(page.get_by_role("heading", name="减负台账")).to_be_visible()
+    expect(page.get_by_test_id("pub-anchor")).to_contain_text("核验方法")
+    expect(page.get_by_test_id("pub-downloads")).to_contain_text("报表（Excel）")
     page.get_by_test_id("pub-approve").click()
     page.get_by_role("dialog").get_by_test_id("pub-review-submit").click()
     expect(page.get_by_test_id("pub-detail-status")).to_have_text("已审核")
@@ -119,11 +102,11 @@ def test_a_draft_is_made_reviewed_and_released_and_the_public_reads_it_without_l
     shot(page, "publication")
     assert axe_violations(page) == []
 
-    # An earlier month's notice of the same community stays a draft: the public never sees it.
-    draft = api(system, "POST", "publications", 201, json={"kind": "monthly", "scope": community, "period": earlier})
+    # An earlier month's report stays a draft: the public never sees it.
+    draft = api(system, "POST", "publications", 201, json={"kind": "report", "scope": "*", "period": earlier})
     assert draft["status"] == "draft"
 
-    # The public, in a browser that never logged in: the released notice is listed and readable.
+    # The public, in a browser that never logged in: the released report is listed and readable.
     public = chromium.new_context(
         viewport={"width": 1366, "height": 860}, locale="zh-CN", timezone_id="America/New_York"
     )
@@ -131,26 +114,26 @@ def test_a_draft_is_made_reviewed_and_released_and_the_public_reads_it_without_l
         anyone = public.new_page()
         errors: list[str] = []
         anyone.on("pageerror", lambda e: errors.append(str(e)))
-        anyone.goto(portal(system, f"public/{T}?community={community}"))
+        anyone.goto(portal(system, f"public/{T}"))
         expect(anyone.get_by_role("heading", level=1)).to_have_text("公示公开")
         listed = anyone.get_by_test_id("public-list")
         expect(listed.locator("tr", has_text=zh_month(month))).to_have_count(1, timeout=60_000)
         expect(listed).not_to_contain_text(zh_month(earlier))  # the draft
-        expect(anyone.get_by_test_id("public-current")).to_contain_text(name)
+        expect(anyone.get_by_test_id("public-current")).to_contain_text("第 1 版")
         assert axe_violations(anyone) == []
         shot(anyone, "public-publications")
         listed.get_by_test_id("public-link").first.click()
-        expect(anyone.get_by_test_id("public-title")).to_contain_text(name)
         expect(anyone.get_by_test_id("public-edition")).to_have_text("第 1 版")
-        expect(anyone.get_by_test_id("pub-summary")).to_contain_text("受理诉求")
-        expect(anyone.get_by_test_id("pub-issues")).to_be_visible()
+        expect(anyone.get_by_test_id("pub-content")).to_contain_text(zh_month(month))
+        expect(anyone.get_by_role("heading", name="社区排名")).to_be_visible()
+        expect(anyone.get_by_test_id("ledger-table")).to_be_visible()
         assert axe_violations(anyone) == []
         shot(anyone, "public-publication")
 
         # The English switch: English labels beside the Chinese data.
         anyone.get_by_test_id("language").click()
-        expect(anyone.get_by_test_id("pub-summary")).to_contain_text("Issues received")
-        expect(anyone.get_by_role("heading", name="Measures")).to_be_visible()
+        expect(anyone.get_by_role("heading", name="Community rankings")).to_be_visible()
+        expect(anyone.get_by_role("heading", name="Burden ledger")).to_be_visible()
         assert anyone.evaluate("() => document.documentElement.lang") == "en"
         assert not errors, f"the page threw: {errors}"
     finally:
@@ -159,9 +142,9 @@ def test_a_draft_is_made_reviewed_and_released_and_the_public_reads_it_without_l
 
 def test_the_public_ledger_of_a_month_renders_from_the_released_report(system: System, page: Page) -> None:
     month = closed_months(1)[0]
-    report = release_over_api(system, "report", "*", month)
+    report = release_over_api(system, LEDGER_T, "report", "*", month)
     assert report["status"] == "released"
-    page.goto(portal(system, f"public/{T}/ledger?period={month}"))  # nobody logged in
+    page.goto(portal(system, f"public/{LEDGER_T}/ledger?period={month}"))  # nobody logged in
     expect(page.get_by_role("heading", level=1)).to_have_text("减负台账")
     expect(page.get_by_test_id("ledger-table")).to_be_visible()
     expect(page.get_by_test_id("ledger-report")).to_contain_text(f"report:*:{month}")
