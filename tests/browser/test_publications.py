@@ -98,6 +98,7 @@ def test_a_draft_is_made_reviewed_and_released_and_the_public_reads_it_without_l
     expect(confirm).to_contain_text("不可修改")
     confirm.get_by_test_id("pub-release-confirm").click()
     expect(page.get_by_test_id("pub-detail-status")).to_have_text("已发布")
+    expect(confirm).to_be_hidden()
     expect(page.get_by_test_id("pub-versions")).to_contain_text("已发布")
     shot(page, "publication")
     assert axe_violations(page) == []
@@ -116,6 +117,7 @@ def test_a_draft_is_made_reviewed_and_released_and_the_public_reads_it_without_l
         anyone.on("pageerror", lambda e: errors.append(str(e)))
         anyone.goto(portal(system, f"public/{T}"))
         expect(anyone.get_by_role("heading", level=1)).to_have_text("公示公开")
+        expect(anyone.get_by_test_id("public-tenant")).to_have_text("省庄镇")
         listed = anyone.get_by_test_id("public-list")
         expect(listed.locator("tr", has_text=zh_month(month))).to_have_count(1, timeout=60_000)
         expect(listed).not_to_contain_text(zh_month(earlier))  # the draft

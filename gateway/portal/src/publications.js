@@ -120,3 +120,17 @@ export async function copyText(text) {
     return ok
   }
 }
+
+// A tenant's names for the public pages (GET /api/v1/tenants is open to anyone), once per page load.
+let tenantsOnce = null
+export async function tenantNamed(slug) {
+  if (!tenantsOnce) tenantsOnce = fetch('/api/v1/tenants', { headers: { Accept: 'application/json' } }).then((r) => (r.ok ? r.json() : { tenants: [] })).catch(() => ({ tenants: [] }))
+  const found = ((await tenantsOnce).tenants || []).find((x) => x.slug === slug)
+  return found || null
+}
+
+// A community's name as a publication's title gives it ("岱宗社区 2026年11月 一月一公示" → 岱宗社区): the public
+// has no org look-up, and the title is public by construction.
+export function nameFromTitle(title) {
+  return String(title || '').replace(/\s*\d{4}年.*$/, '').trim()
+}
