@@ -6,8 +6,10 @@ violation on the staff detail page nor on the public pages."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -103,9 +105,36 @@ def test_a_draft_is_made_reviewed_and_released_and_the_public_reads_it_without_l
     shot(page, "publication")
     assert axe_violations(page) == []
 
-    # An earlier month's report stays a draft: the public never sees it.
-    draft = api(system, "POST", "publications", 201, json={"kind": "report", "scope": "*", "period": earlier})
-    assert draft["status"] == "draft"
+    # Its data file, fetched with the session token (kept in memory, not a cookie) and saved from a blob.
+    with page.expect_download() as saved:
+        page.get_by_test_id("pub-download-json").click()
+    assert saved.value.suggested_filename.endswith(".json")
+    data = json.loads(Path(saved.value.path()).read_text(encoding="utf-8"))
+    assert (data["version"], data["draft"], data["content"]["period"]) == (1, False, month)
+
+    # An earlier month's report: returned (a note is required), then drafted again — it stays unreleased.
+    page.get_by_role("link", name="返回公示列表").click()
+    page.get_by_test_id("pub-new").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_test_id("pub-form-kind").get_by_text("月度报告").click()
+    dialog.get_by_test_id("pub-form-period").click()
+    page.get_by_role("option", name=zh_month(earlier), exact=True).click()
+    dialog.get_by_test_id("pub-form-submit").click()
+    row = page.get_by_test_id("pub-list").locator("tr", has_text="月度报告").filter(has_text=zh_month(earlier))
+    expect(row).to_have_count(1, timeout=120_000)
+    row.get_by_test_id("pub-link").click()
+    expect(page.get_by_test_id("pub-detail-status")).to_have_text("草稿")
+    page.get_by_test_id("pub-return").click()
+    review = page.get_by_role("dialog", name="退回修改")
+    review.get_by_test_id("pub-review-submit").click()
+    expect(review).to_contain_text("退回时请填写审核意见")  # beside the field, nothing sent
+    review.get_by_test_id("pub-review-note-input").fill("排名口径需与区里核对")
+    review.get_by_test_id("pub-review-submit").click()
+    expect(page.get_by_test_id("pub-detail-status")).to_have_text("已退回")
+    expect(page.get_by_test_id("pub-review-note")).to_have_text("排名口径需与区里核对")
+    page.get_by_test_id("pub-redraft").click()
+    expect(page.get_by_test_id("pub-detail-status")).to_have_text("草稿")
+    expect(page.get_by_test_id("pub-approve")).to_be_visible()
 
     # The public, in a browser that never logged in: the released report is listed and readable.
     public = chromium.new_context(
@@ -120,7 +149,7 @@ def test_a_draft_is_made_reviewed_and_released_and_the_public_reads_it_without_l
         expect(anyone.get_by_test_id("public-tenant")).to_have_text("省庄镇")
         listed = anyone.get_by_test_id("public-list")
         expect(listed.locator("tr", has_text=zh_month(month))).to_have_count(1, timeout=60_000)
-        expect(listed).not_to_contain_text(zh_month(earlier))  # the draft
+        expect(listed).not_to_contain_text(zh_month(earlier))  # the draft, returned and drafted again
         expect(anyone.get_by_test_id("public-current")).to_contain_text("第 1 版")
         assert axe_violations(anyone) == []
         shot(anyone, "public-publications")

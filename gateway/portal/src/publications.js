@@ -134,3 +134,24 @@ export async function tenantNamed(slug) {
 export function nameFromTitle(title) {
   return String(title || '').replace(/\s*\d{4}年.*$/, '').trim()
 }
+
+// The public API, read as anyone reads it: never with the session token (a signed-in person of another tenant,
+// or a district role, would be refused what the anonymous reader may see). Errors as api() gives them.
+export async function publicGet(path, query = {}) {
+  const u = new URL(path, window.location.origin)
+  for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== null && v !== '') u.searchParams.set(k, String(v))
+  let resp
+  try {
+    resp = await fetch(u.pathname + u.search, { headers: { Accept: 'application/json' } })
+  } catch {
+    throw new ApiError(0, 'network', '无法连接服务器，请检查网络 (cannot reach the server)')
+  }
+  let data = null
+  try {
+    data = await resp.json()
+  } catch {
+    data = null
+  }
+  if (!resp.ok) throw errorFrom(resp.status, data)
+  return data
+}

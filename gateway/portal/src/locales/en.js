@@ -233,6 +233,7 @@ export default {
       wechat: 'WeChat group message', article: 'Official-account article', json: 'Data (JSON)', xlsx: 'Report (Excel)',
     },
     redraft: 'Draft it again', correct: 'Draft a correction (next version)',
+    open: 'Open',
     history: 'Versions', changes: 'What changed', superseded: 'corrected since', releasedAt: 'Released',
     public: {
       title: 'Public notices', intro: "The subdistrict's released monthly notices, pioneer boards and monthly reports, open to anyone without logging in.", links: 'Links',

@@ -233,6 +233,7 @@ export default {
       wechat: '微信群消息', article: '公众号文章', json: '数据（JSON）', xlsx: '报表（Excel）',
     },
     redraft: '重新生成草稿', correct: '生成更正草稿（新版本）',
+    open: '打开',
     history: '版本记录', changes: '变更说明', superseded: '已被更正', releasedAt: '发布时间',
     public: {
       title: '公示公开', intro: '本街道已发布的一月一公示、先锋榜和月度报告，无需登录即可查阅。', links: '相关链接',
