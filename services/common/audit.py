@@ -20,6 +20,8 @@ checked offline: `python -m services.common.audit verify-file`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import hashlib
 import json
@@ -104,8 +106,13 @@ def verify_chain(
     *,
     start_seq: int = 1,
     start_hash: str = GENESIS,
+    heads: Mapping[int, str] | None = None,
 ) -> Verification:
     """Check links, hashes, continuity and every checkpoint signature; name the first broken entry.
+
+    `heads` (seq -> hash) are heads of the chain published elsewhere (printed on a monthly notice:
+    services/publication/anchor.py), their signatures checked before (published_heads): each entry they
+    name must still have that hash, and the log must reach them.
 
     The chain is expected to start at `start_seq`, linked to `start_hash` (the whole log: 1 and GENESIS;
     an exported range: its first entry's seq and prev_hash, which only the full log can confirm).
@@ -143,8 +150,22 @@ def verify_chain(
                     False, checked, verified_checkpoints, entry.seq, "entry hash differs from the signed checkpoint"
                 )
             verified_checkpoints += 1
+        published = (heads or {}).get(entry.seq)
+        if published is not None and published != entry.hash:
+            return Verification(
+                False, checked, verified_checkpoints, entry.seq, "entry hash differs from the head published for it"
+            )
         prev = entry.hash
         expected_seq += 1
+    beyond_heads = [s for s in (heads or {}) if s >= expected_seq]
+    if beyond_heads:
+        return Verification(
+            False,
+            checked,
+            verified_checkpoints,
+            expected_seq,
+            f"entries up to published head {max(beyond_heads)} are missing (log truncated)",
+        )
     beyond = [s for s in checkpoints if s >= expected_seq]
     if beyond:
         return Verification(
@@ -155,6 +176,44 @@ def verify_chain(
             f"entries up to signed checkpoint {max(beyond)} are missing (log truncated)",
         )
     return Verification(True, checked, verified_checkpoints)
+
+
+def _anchors_in(doc: Any) -> Iterator[Mapping[str, Any]]:
+    """Every published head in a JSON document: an object with seq, hash and signature, at any depth (a
+    publication's JSON channel holds it at content.audit_anchor; a list of heads is fine too)."""
+    if isinstance(doc, Mapping):
+        if {"seq", "hash", "signature"} <= doc.keys():
+            yield doc
+            return
+        for value in doc.values():
+            yield from _anchors_in(value)
+    elif isinstance(doc, list):
+        for value in doc:
+            yield from _anchors_in(value)
+
+
+def published_heads(doc: Any, public_key: Ed25519PublicKey) -> dict[int, str]:
+    """seq -> hash of the heads published in a JSON document (see _anchors_in), each signature checked
+    with the audit key: ValueError naming the head whose signature is not the key's, or when there is none.
+    A head at seq 0 (the log was empty then) has nothing to check against and is left out."""
+    heads: dict[int, str] = {}
+    found = 0
+    for anchor in _anchors_in(doc):
+        found += 1
+        try:
+            seq, digest = int(anchor["seq"]), str(anchor["hash"])
+            signature = base64.b64decode(str(anchor["signature"]), validate=True)
+        except (TypeError, ValueError, binascii.Error):
+            raise ValueError(f"published head {anchor.get('seq')!r} is not a head (seq, hash, signature)") from None
+        try:
+            public_key.verify(signature, checkpoint_message(seq, digest))
+        except InvalidSignature:
+            raise ValueError(f"published head {seq}: the signature is not this log's audit key") from None
+        if seq > 0:
+            heads[seq] = digest
+    if not found:
+        raise ValueError("no published head (seq, hash, signature) in the file")
+    return heads
 
 
 def export_record(entry: Entry) -> dict[str, Any]:
@@ -426,9 +485,10 @@ class AuditLog:
         finally:
             cursor.close()
 
-    def verify(self) -> Verification:
+    def verify(self, heads: Mapping[int, str] | None = None) -> Verification:
+        """The whole chain, its signed checkpoints and any published heads (seq -> hash, signatures checked)."""
         checkpoints = {int(c["_id"]): (c["hash"], bytes(c["signature"])) for c in self.checkpoints.find()}
-        return verify_chain(self.iter_entries(), checkpoints, self.public_key)
+        return verify_chain(self.iter_entries(), checkpoints, self.public_key, heads=heads)
 
 
 def open_log(settings: Any, **client_options: Any) -> AuditLog:
@@ -471,6 +531,10 @@ def read_export(lines: Iterable[str]) -> Iterator[Entry]:
 def main(argv: list[str] | None = None) -> int:
     """python -m services.common.audit verify — check the whole chain; exit 1 and name the first broken entry.
 
+    `verify --heads FILE.json` also checks the chain against heads published in a monthly publication (its
+    JSON channel, or any JSON holding {seq, hash, signature} objects): each signature must be the audit
+    key's, and each entry named must still have the published hash.
+
     `verify-file FILE.ndjson [--partial]` checks an export offline (no database, no key): `--partial` for
     a tenant's export, where entries of other tenants are missing by design."""
     import argparse
@@ -481,6 +545,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["verify", "checkpoint", "verify-file"])
     parser.add_argument("file", nargs="?", help="verify-file: the ndjson export to check")
     parser.add_argument("--partial", action="store_true", help="verify-file: a tenant's export (gaps expected)")
+    parser.add_argument(
+        "--heads", action="append", default=[], metavar="FILE", help="verify: published heads to check (JSON)"
+    )
     args = parser.parse_args(argv)
     if args.command == "verify-file":
         if not args.file:
@@ -498,9 +565,22 @@ def main(argv: list[str] | None = None) -> int:
         seq = audit.checkpoint()
         print(f"signed checkpoint at entry {seq}" if seq else "audit log is empty")
         return 0
+    heads: dict[int, str] = {}
+    for name in args.heads:
+        try:
+            with open(name, encoding="utf-8") as fh:
+                found = published_heads(json.load(fh), audit.public_key)
+        except (OSError, ValueError) as exc:
+            print(f"{name}: {exc}")
+            return 2
+        for seq, digest in found.items():
+            if heads.setdefault(seq, digest) != digest:
+                print(f"{name}: published head {seq} has a hash another file gives differently")
+                return 1
     started = time.perf_counter()
-    result = audit.verify()
-    print(f"{result.summary()} in {time.perf_counter() - started:.2f} s")
+    result = audit.verify(heads)
+    against = f", {len(heads)} published head(s) matched" if heads and result.ok else ""
+    print(f"{result.summary()}{against} in {time.perf_counter() - started:.2f} s")
     return 0 if result.ok else 1
 
 

@@ -113,6 +113,7 @@ class MemberUnitDoc(OrgDocument):
     left_on = me.StringField(default="")
     duties_accepted = me.ListField(me.StringField())
     status = me.StringField(required=True)
+    public_name = me.StringField(default="")
 
 
 class PartyMembershipDoc(me.EmbeddedDocument):
@@ -139,6 +140,7 @@ class PersonDoc(OrgDocument):
     community_id = me.StringField(required=True)
     grid_id = me.StringField(default="")
     name_zh = me.StringField(required=True)
+    public_name = me.StringField(default="")
     roles = me.ListField(me.StringField())
     phone_enc = me.StringField(default="")
     phone_masked = me.StringField(default="")

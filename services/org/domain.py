@@ -336,6 +336,7 @@ def validate_member_unit(d: Mapping[str, Any]) -> dict[str, Any]:
         "joined_on": joined,
         "left_on": left,
         "duties_accepted": choices(d, "duties_accepted", DUTIES),
+        "public_name": text(d, "public_name", limit=50),
     }
 
 
@@ -349,6 +350,7 @@ def validate_person(d: Mapping[str, Any]) -> dict[str, Any]:
         "community_id": ref(d, "community_id"),
         "grid_id": ref(d, "grid_id", required=False),
         "name_zh": text(d, "name_zh", required=True, limit=50),
+        "public_name": text(d, "public_name", limit=50),
         "roles": roles,
         "phone": raw_phone if is_masked(raw_phone) else phone(raw_phone, "phone"),
         "id_number": raw_id if is_masked(raw_id) else id_number(raw_id),

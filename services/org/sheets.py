@@ -183,6 +183,7 @@ SHEETS: dict[str, Sheet] = {
                 Column("joined_on", "加入日期", "date", ("报到日期", "入盟日期"), required=True),
                 Column("left_on", "退出日期", "date"),
                 Column("duties_accepted", "承诺职责", "enums", ("职责", "认领职责"), domain.DUTIES),
+                Column("public_name", "公示名称", aliases=("公示名", "公开名称")),
             ),
         ),
         Sheet(
@@ -207,6 +208,7 @@ SHEETS: dict[str, Sheet] = {
                 Column("volunteer.availability", "服务时间", "availability", ("可服务时间", "志愿服务时间")),
                 Column("worker.post", "岗位", "enum", ("社区岗位",), domain.POSTS),
                 Column("worker.grade", "等级", "int", ("岗位等级", "级别")),
+                Column("public_name", "公示名称", aliases=("公示名", "公开名称")),
             ),
         ),
         Sheet(

@@ -1255,3 +1255,65 @@ CALLS.update(
     }
 )
 # ---- end verification
+
+
+# ---- begin publication-lifecycle: publications (gateway/routes_publications.py). Staff read the tenant's versions
+# (drafts too; the content is public by construction, so a community worker reads the tenant's), the subdistrict
+# admin drafts, reviews and releases; the public routes need no log-in and admit any role but the district ones
+# and ops (a token is held to its tenants there too). Nothing is released for the seed: a version named here is
+# 404 (through), a draft's body with a bad period 400. (The Atom feeds answer 501 until the channels' branch is
+# merged: they join these calls then.)
+PUBLICATION_PUBLIC = {"anonymous", "public", "resident", "member", "community_worker", "subdistrict_admin"}
+_PUB = "/api/v1/tenants/{t}/publications"
+_PUBLIC = "/api/v1/public/tenants/{t}"
+EXPECTED.update(
+    {
+        "publications: read": (STAFF, True),
+        "publications: draft": ({"subdistrict_admin"}, True),
+        "publications: review and release": ({"subdistrict_admin"}, True),
+        "publications: public": (PUBLICATION_PUBLIC, True),
+    }
+)
+THROUGH.update(
+    {
+        "publications: read": {404},
+        "publications: draft": {400},
+        "publications: review and release": {404},
+        "publications: public": {404},
+    }
+)
+CALLS.update(
+    {
+        "publications: read": [
+            lambda t, s: ("GET", f"{_PUB.format(t=t)}?scope={s.community_id}&page_size=1", {}),
+            lambda t, s: ("GET", f"{_PUB.format(t=t)}/monthly:{s.community_id}:2025-01:v1", {}),
+            lambda t, s: ("GET", f"{_PUB.format(t=t)}/monthly:{s.community_id}:2025-01:v1/channels/json", {}),
+        ],
+        "publications: draft": [
+            lambda t, s: (
+                "POST",
+                _PUB.format(t=t),
+                {"json": {"kind": "monthly", "scope": s.community_id, "period": "2025-13"}},
+            )
+        ],
+        "publications: review and release": [
+            lambda t, s: (
+                "POST",
+                f"{_PUB.format(t=t)}/monthly:{s.community_id}:2025-01:v1/review",
+                {"json": {"approve": True}},
+            ),
+            lambda t, s: ("POST", f"{_PUB.format(t=t)}/monthly:{s.community_id}:2025-01:v1/release", {}),
+        ],
+        "publications: public": [
+            lambda t, s: ("GET", f"{_PUBLIC.format(t=t)}/publications?scope={s.community_id}&page_size=1", {}),
+            lambda t, s: ("GET", f"{_PUBLIC.format(t=t)}/publications/monthly:{s.community_id}:2025-01", {}),
+            lambda t, s: (
+                "GET",
+                f"{_PUBLIC.format(t=t)}/publications/monthly:{s.community_id}:2025-01:v1/channels/json",
+                {},
+            ),
+            lambda t, s: ("GET", f"{_PUBLIC.format(t=t)}/ledger?period=2025-01", {}),
+        ],
+    }
+)
+# ---- end publication-lifecycle

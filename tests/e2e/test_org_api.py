@@ -371,3 +371,22 @@ def test_export_route_sends_a_named_attachment(system: System) -> None:
     assert unquote(disposition.split("filename*=UTF-8''", 1)[1]).endswith(".csv")
     assert resp.headers["Content-Type"].startswith("text/csv")
     assert resp.headers["X-Row-Count"] == "0" and resp.headers["Cache-Control"] == "no-store"
+
+
+def test_the_name_shown_in_publications_is_the_one_agreed(system: System) -> None:
+    """public_name (公示名称): what 一月一公示 and the 先锋榜 show of a person or a unit; "" = not agreed."""
+    c = new_community(system)
+    person = new_person(system, c["id"], public_name="王师傅")
+    assert org(system, "GET", f"people/{person['id']}").json()["public_name"] == "王师傅"
+    unnamed = new_person(system, c["id"])
+    assert org(system, "GET", f"people/{unnamed['id']}").json().get("public_name", "") == ""
+    error(
+        org(
+            system,
+            "POST",
+            "people",
+            json={"community_id": c["id"], "name_zh": "李", "roles": ["volunteer"], "public_name": "长" * 51},
+        ),
+        400,
+        field="public_name",
+    )

@@ -1,6 +1,17 @@
+import base64
 from dataclasses import replace
 
-from services.common.audit import GENESIS, Entry, checkpoint_message, entry_hash, signing_key, verify_chain
+import pytest
+
+from services.common.audit import (
+    GENESIS,
+    Entry,
+    checkpoint_message,
+    entry_hash,
+    published_heads,
+    signing_key,
+    verify_chain,
+)
 
 KEY = signing_key("unit-test-audit-signing-key-0123456789")
 
@@ -84,3 +95,45 @@ def test_forged_checkpoint_signature_is_refused() -> None:
     bad = {10: (entries[9].hash, other.sign(checkpoint_message(10, entries[9].hash)))}
     result = verify_chain(entries, bad, KEY.public_key())
     assert (result.ok, result.first_broken_seq) == (False, 10)
+
+
+# ---- heads published on a monthly notice (services/publication/anchor.py)
+
+
+def published(entry: Entry) -> dict[str, object]:
+    return {"seq": entry.seq, "hash": entry.hash, "signature": base64.b64encode(sign(entry)[1]).decode()}
+
+
+def test_a_rewritten_tail_no_checkpoint_covers_is_caught_by_a_published_head() -> None:
+    entries = chain(30)
+    notice = {"content": {"audit_anchor": published(entries[27])}}  # as the JSON channel holds it
+    heads = published_heads(notice, KEY.public_key())
+    assert verify_chain(entries, {}, KEY.public_key(), heads=heads).ok
+    # Rewrite entries 25.. consistently (links and hashes agree again): no checkpoint covers them …
+    prev = entries[23].hash
+    for i in range(24, 30):
+        forged = replace(entries[i], detail={"n": "rewritten"}, prev_hash=prev)
+        entries[i] = replace(forged, hash=entry_hash(forged))
+        prev = entries[i].hash
+    assert verify_chain(entries, {}, KEY.public_key()).ok
+    # … but the head printed on the notice names the rewrite.
+    result = verify_chain(entries, {}, KEY.public_key(), heads=heads)
+    assert (result.ok, result.first_broken_seq) == (False, 28)
+    assert "published" in result.reason
+
+
+def test_a_log_cut_short_of_a_published_head_is_named() -> None:
+    entries = chain(30)
+    heads = published_heads([published(entries[29])], KEY.public_key())
+    result = verify_chain(entries[:25], {}, KEY.public_key(), heads=heads)
+    assert not result.ok and "published head 30 are missing" in result.reason
+
+
+def test_a_head_signed_by_another_key_is_refused() -> None:
+    entry = chain(3)[2]
+    other = signing_key("another-deployment-audit-key-0123456789")
+    head = {"seq": 3, "hash": entry.hash, "signature": base64.b64encode(other.sign(b"x")).decode()}
+    with pytest.raises(ValueError, match="not this log's audit key"):
+        published_heads({"audit_anchor": head}, KEY.public_key())
+    with pytest.raises(ValueError, match="no published head"):
+        published_heads({"content": {}}, KEY.public_key())

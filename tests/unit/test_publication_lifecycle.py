@@ -93,3 +93,45 @@ def test_boards_entries_by_rank_and_report_lines_by_community() -> None:
     b_new = copy.deepcopy(b_old)
     b_new["boards"][0]["entries"][0]["score"] = 99.5
     assert any("榜单" in x and "得分" in x and "99.5" in x for x in domain.changes(b_old, b_new))
+
+
+# ---------------------------------------------------------------- the monthly builder's pure parts
+
+
+def test_a_month_is_its_shanghai_bounds_and_only_a_month() -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from services.common.errors import InvalidArgument
+    from services.publication.monthly import build
+
+    sh = ZoneInfo("Asia/Shanghai")
+    assert build.month_bounds("2026-12") == (datetime(2026, 12, 1, tzinfo=sh), datetime(2027, 1, 1, tzinfo=sh))
+    assert build.period_zh("2026-03") == "2026年3月"
+    with pytest.raises(InvalidArgument) as caught:
+        build.month_bounds("2026Q4")
+    assert caught.value.field == "period"
+
+
+def test_the_problem_of_the_month_is_the_most_recurring_category_and_grid() -> None:
+    from services.publication.monthly import build
+
+    lines = [samples.issue(n) for n in range(12)]
+    counts: dict[tuple[str, str], int] = {}
+    for i in lines:
+        counts[(i["category"], i["grid_zh"])] = counts.get((i["category"], i["grid_zh"]), 0) + 1
+    top = max(counts.values())
+    assert build.problem_of_month(lines) == min(k for k, v in counts.items() if v == top)
+    assert build.problem_of_month([]) is None
+    assert build.problem_of_month(list(reversed(lines))) == build.problem_of_month(lines)  # order-free
+
+
+def test_verification_follows_the_task() -> None:
+    from services.publication.monthly import build
+
+    assert build._verification(None, None) == ""
+    assert build._verification({"status": "verified"}, None) == "passed"
+    assert build._verification({"status": "done"}, None) == "pending"
+    assert build._verification({"status": "in_progress", "history": [{"action": "reopened"}]}, None) == "failed"
+    assert build._verification({"status": "in_progress"}, False) == "failed"
+    assert build._verification(None, None, "rated") == "passed"  # intake's status: past verification

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import grpc
 import mongoengine as me
 import pymongo.errors
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -31,7 +32,14 @@ from hongling.events.v1 import publication_events_pb2 as pev
 
 from services.common import context, unitofwork
 from services.common.context import current_principal, require_tenant
-from services.common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from services.common.errors import (
+    Aborted,
+    FailedPrecondition,
+    HonglingError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
 from services.common.principal import Principal
 from services.common.unitofwork import UnitOfWork
 from services.publication import channels, content
@@ -218,6 +226,8 @@ def _replace(pub_id: str, built: Built, changes: list[str], by: str, uow: UnitOf
     def mutate(doc: PublicationDoc, at: datetime) -> bool:
         if doc.status == domain.RELEASED:
             raise _Released
+        if doc.status == domain.DRAFT and doc.content_sha256 == built.sha and list(doc.changes or []) == changes:
+            return False  # the same draft again (a retried schedule): nothing to write
         doc.status = domain.DRAFT
         doc.changes = changes
         doc.content = built.text
@@ -448,8 +458,11 @@ def list_page(
     return readmodel.list_versions(kind, scope, period, status, page_size, page_token)
 
 
-class Unimplemented(Exception):
-    """A channel that is not available yet (answered UNIMPLEMENTED)."""
+class Unimplemented(HonglingError):
+    """A channel (or the feed) this build of the channels does not render yet: UNIMPLEMENTED, saying which."""
+
+    code = grpc.StatusCode.UNIMPLEMENTED
+    reason = "not_implemented"
 
 
 def render(pub_id: str, channel: str) -> channels.Rendition:
@@ -467,7 +480,7 @@ def render(pub_id: str, channel: str) -> channels.Rendition:
     except ValueError as exc:
         raise InvalidArgument(f"{exc} (渠道不正确)", field="channel") from None
     except NotImplementedError as exc:
-        raise Unimplemented(f"{exc} (该渠道尚未提供)") from None
+        raise Unimplemented(f"{exc} (该渠道尚未提供)", field="channel") from None
 
 
 def feed(scope: str, link_base: str, limit: int) -> bytes:

@@ -62,10 +62,6 @@ def publication(src: Any, current: bool, *, with_content: bool = False) -> pb.Pu
     return out
 
 
-def _unimplemented(context: grpc.ServicerContext, exc: handlers.Unimplemented) -> Any:
-    context.abort(grpc.StatusCode.UNIMPLEMENTED, str(exc))
-
-
 class PublicationServicer(pb_grpc.PublicationServiceServicer):
     def CreateDraft(self, request: pb.CreateDraftRequest, context: grpc.ServicerContext) -> pb.Publication:
         doc = handlers.create(request.kind.strip(), request.scope.strip(), request.period.strip())
@@ -100,20 +96,14 @@ class PublicationServicer(pb_grpc.PublicationServiceServicer):
         )
 
     def RenderPublication(self, request: pb.RenderPublicationRequest, context: grpc.ServicerContext) -> pb.Rendition:
-        try:
-            r = handlers.render(request.id, request.channel)
-        except handlers.Unimplemented as exc:
-            return _unimplemented(context, exc)
+        r = handlers.render(request.id, request.channel)
         limit = int(getattr(channels, "WECHAT_LIMIT", WECHAT_LIMIT_DEFAULT)) if request.channel == "wechat" else 0
         return pb.Rendition(
             content_type=r.content_type, filename=r.filename, data=r.data, parts=list(r.parts), limit=limit
         )
 
     def GetFeed(self, request: pb.GetFeedRequest, context: grpc.ServicerContext) -> pb.Feed:
-        try:
-            data = handlers.feed(request.scope.strip(), request.link_base, request.limit)
-        except handlers.Unimplemented as exc:
-            return _unimplemented(context, exc)
+        data = handlers.feed(request.scope.strip(), request.link_base, request.limit)
         return pb.Feed(content_type="application/atom+xml; charset=utf-8", data=data)
 
 

@@ -76,7 +76,7 @@ export default {
   },
   org: {
     tabs: { 'member-units': 'Member units', people: 'People', 'volunteer-teams': 'Volunteer teams', 'talent-entries': 'Talent list', 'team-service-entries': 'Team services', 'unit-resource-entries': 'Unit resources' },
-    col: { id: 'Id', name_zh: 'Name', kind: 'Kind', community_id: 'Community', contact_name: 'Contact', contact_phone: 'Phone', status: 'Status', roles: 'Roles', grid_id: 'Grid', phone: 'Phone', leader_id: 'Leader', person_id: 'Person', skill: 'Skill', level: 'Level', team_id: 'Team', service: 'Service', capacity: 'Capacity', hours_per_week: 'Hours a week', unit_id: 'Unit', resource: 'Resource', category: 'Category', quantity: 'Quantity', unit_of_measure: 'Unit of measure' },
+    col: { id: 'Id', name_zh: 'Name', public_name: 'Name shown in publications', kind: 'Kind', community_id: 'Community', contact_name: 'Contact', contact_phone: 'Phone', status: 'Status', roles: 'Roles', grid_id: 'Grid', phone: 'Phone', leader_id: 'Leader', person_id: 'Person', skill: 'Skill', level: 'Level', team_id: 'Team', service: 'Service', capacity: 'Capacity', hours_per_week: 'Hours a week', unit_id: 'Unit', resource: 'Resource', category: 'Category', quantity: 'Quantity', unit_of_measure: 'Unit of measure' },
     export: 'Export sheet', import: 'Import sheet', importTitle: 'Import {what}', file: 'Spreadsheet (xlsx or csv)', chooseFile: 'Choose a file first',
     importHint: 'Dry run first: every row is checked and each bad one listed (row, column, reason); nothing is stored. Import once every row passes.',
     dryRun: 'Dry run', run: 'Import', progress: 'Import progress', uploading: 'Uploading {p}%',

@@ -76,7 +76,7 @@ export default {
   },
   org: {
     tabs: { 'member-units': '成员单位', people: '人员', 'volunteer-teams': '志愿队伍', 'talent-entries': '人才清单', 'team-service-entries': '队伍服务清单', 'unit-resource-entries': '单位资源清单' },
-    col: { id: '编号', name_zh: '名称', kind: '类型', community_id: '社区', contact_name: '联系人', contact_phone: '联系电话', status: '状态', roles: '身份', grid_id: '网格', phone: '电话', leader_id: '队长', person_id: '人员', skill: '专长', level: '等级', team_id: '队伍', service: '服务', capacity: '服务人数', hours_per_week: '每周小时', unit_id: '单位', resource: '资源', category: '类别', quantity: '数量', unit_of_measure: '单位' },
+    col: { id: '编号', name_zh: '名称', public_name: '公示名称', kind: '类型', community_id: '社区', contact_name: '联系人', contact_phone: '联系电话', status: '状态', roles: '身份', grid_id: '网格', phone: '电话', leader_id: '队长', person_id: '人员', skill: '专长', level: '等级', team_id: '队伍', service: '服务', capacity: '服务人数', hours_per_week: '每周小时', unit_id: '单位', resource: '资源', category: '类别', quantity: '数量', unit_of_measure: '单位' },
     export: '导出表格', import: '导入表格', importTitle: '导入{what}', file: '选择表格文件（xlsx 或 csv）', chooseFile: '请先选择文件',
     importHint: '先试导入：逐行检查，列出有问题的行（行号、列、原因），不保存任何数据；全部通过后再正式导入。',
     dryRun: '试导入', run: '正式导入', progress: '导入进度', uploading: '正在上传 {p}%',

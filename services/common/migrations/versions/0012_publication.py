@@ -46,7 +46,7 @@ def upgrade() -> None:
         sa.Column("released_by", sa.Text(), nullable=False),
         sa.Column("current", sa.Boolean(), nullable=False),
     )
-    indexes = (
+    indexes: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("publication_versions_newest", ("period_start", "number", "id")),
         ("publication_versions_kind", ("kind", "period_start", "number", "id")),
         ("publication_versions_scope", ("scope", "period_start", "number", "id")),
@@ -57,6 +57,9 @@ def upgrade() -> None:
     )
     for name, cols in indexes:
         op.create_index(name, "publication_versions", list(cols))
+    # One community's month of the monthly board's sources (services/publication/monthly/sources.py).
+    for name, table, on in MONTHLY_INDEXES:
+        op.create_index(name, table, list(on))
     # ---- end publication-lifecycle
     # publication-kinds begin: what the report upward reads (services/publication/reports/builder.py)
     # - a request's filing by its id (the ledger's approvals and rejections of a month name requests of any month)
@@ -70,6 +73,17 @@ def upgrade() -> None:
     # publication-kinds end
 
 
+# ---- begin publication-lifecycle: the monthly sources' indexes
+MONTHLY_INDEXES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("publication_src_issues_created", "intake_issues", ("community_id", "created_at")),
+    ("publication_src_issues_done", "intake_issues", ("community_id", "done_at")),
+    ("publication_src_tasks_created", "dispatch_tasks", ("community_id", "created_at")),
+    ("publication_src_tasks_done", "dispatch_tasks", ("community_id", "done_at")),
+    ("publication_src_whistles_blown", "dispatch_whistles", ("community_id", "blown_at")),
+)
+# ---- end publication-lifecycle
+
+
 def downgrade() -> None:
     # publication-kinds begin
     op.drop_index("eval_m_targets_blown", "eval_m_targets")
@@ -78,6 +92,8 @@ def downgrade() -> None:
     op.drop_index("audit_entries_target", "audit_entries")
     # publication-kinds end
     # ---- begin publication-lifecycle
+    for name, table, _ in MONTHLY_INDEXES:
+        op.drop_index(name, table)
     op.drop_table("publication_versions")
     # ---- end publication-lifecycle
     op.drop_index("audit_entries_at", "audit_entries")
