@@ -80,12 +80,12 @@ def closed_month(period: str, *, now: datetime | None = None) -> tuple[datetime,
     return start, end
 
 
-def check(scope: str, period: str) -> None:
+def check(scope: str, period: str, *, now: datetime | None = None) -> None:
     if scope != "*":
         raise InvalidArgument(
             'scope of a report must be "*", the whole subdistrict (月度报告的范围应为整个街道/镇 "*")', field="scope"
         )
-    closed_month(period)
+    closed_month(period, now=now)
 
 
 # ---------------------------------------------------------------- measures and rankings
@@ -295,11 +295,12 @@ def burden_ledger(conn: Connection, start: datetime, end: datetime, communities:
 # ---------------------------------------------------------------- the content
 
 
-def build(tenant: str, scope: str, period: str) -> ReportContent:
-    """The report of a closed month of the tenant (scope "*")."""
+def build(tenant: str, scope: str, period: str, *, now: datetime | None = None) -> ReportContent:
+    """The report of a closed month of the tenant (scope "*"). `now` (tests): when the month is to have closed
+    by; the content does not depend on it."""
     with context.bound(tenant=tenant, principal=context.current_principal.get() or PRINCIPAL):
-        check(scope, period)
-        start, end = closed_month(period)
+        check(scope, period, now=now)
+        start, end = closed_month(period, now=now)
         info = get_tenant(tenant)
         communities = peers.communities()
         measures = rates_of(peers.measures("tenant", period))
