@@ -18,11 +18,12 @@ import requests
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import Person, axe_violations, log_in, portal, shot
-from tests.conftest import System
+from tests.conftest import System, unique, wait_for
 
 pytestmark = pytest.mark.e2e
 T = "shengzhuang"  # the staff flow's tenant (a report is a whole subdistrict's)
 LEDGER_T = "xujialou"
+MONTHLY_T = "taiqian"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
@@ -55,6 +56,25 @@ def api(system: System, method: str, path: str, expected: int, tenant: str = T, 
     assert resp.status_code == expected, resp.text
     body: dict[str, Any] = resp.json()
     return body
+
+
+def new_community(system: System, tenant: str) -> tuple[str, str]:
+    """A community of its own (no other test publishes it), listed by org before the portal loads its names."""
+    name = f"公示测试社区{unique()[-5:]}"
+    community = str(api(system, "POST", "org/communities", 201, tenant, json={"name_zh": name})["id"])
+
+    def listed() -> bool:
+        token = ""
+        while True:
+            found = api(system, "GET", "org/communities", 200, tenant, params={"page_size": 100, "page_token": token})
+            if any(c["id"] == community for c in found["items"]):
+                return True
+            token = found.get("next_page_token") or ""
+            if not token:
+                return False
+
+    wait_for(listed, timeout=60, interval=1)
+    return community, name
 
 
 def release_over_api(system: System, tenant: str, kind: str, scope: str, period: str) -> dict[str, Any]:
@@ -184,3 +204,53 @@ def test_the_public_ledger_of_a_month_renders_from_the_released_report(system: S
     page.get_by_test_id("language").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Burden ledger")
     expect(page.get_by_test_id("ledger-table")).to_contain_text("Data requests")
+
+
+def test_a_communitys_monthly_notice_shows_its_month_as_a_page_to_staff_and_to_the_public(
+    system: System, page: Page, chromium: Browser, people: Callable[..., Person]
+) -> None:
+    month = closed_months(1)[0]  # the last closed month: the test cannot make facts in it, so its figures are 0
+    community, name = new_community(system, MONTHLY_T)
+    log_in(page, system, people("subdistrict_admin", MONTHLY_T), f"{MONTHLY_T}/publications")
+    page.get_by_test_id("pub-new").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_test_id("pub-form-scope").click()  # 月度公示 is the form's first kind
+    page.get_by_role("option", name=name, exact=True).click()
+    dialog.get_by_test_id("pub-form-period").click()
+    page.get_by_role("option", name=zh_month(month), exact=True).click()
+    dialog.get_by_test_id("pub-form-submit").click()
+    row = page.get_by_test_id("pub-list").locator("tr", has_text=name)
+    expect(row).to_have_count(1, timeout=120_000)
+    expect(row).to_contain_text("月度公示")
+    row.get_by_test_id("pub-link").click()
+    expect(page.get_by_test_id("pub-content")).to_contain_text(name)
+    expect(page.get_by_test_id("pub-summary-issues_received")).to_contain_text("0")
+    for part in ("本月诉求办理", "吹哨报到", "会议与决议", "每月一题", "社区经费", "考核指标", "审计锚点"):
+        expect(page.get_by_role("heading", name=part)).to_be_visible()
+    page.get_by_test_id("pub-approve").click()
+    page.get_by_role("dialog").get_by_test_id("pub-review-submit").click()
+    page.get_by_test_id("pub-release").click()
+    page.get_by_role("dialog", name="发布").get_by_test_id("pub-release-confirm").click()
+    expect(page.get_by_test_id("pub-detail-status")).to_have_text("已发布")
+    pub_id = f"monthly:{community}:{month}:v1"
+
+    public = chromium.new_context(
+        viewport={"width": 1366, "height": 860}, locale="zh-CN", timezone_id="America/New_York"
+    )
+    try:
+        anyone = public.new_page()
+        anyone.goto(portal(system, f"public/{MONTHLY_T}/publications/{pub_id}"))
+        expect(anyone.get_by_test_id("public-title")).to_contain_text(name)
+        expect(anyone.get_by_test_id("pub-summary")).to_contain_text("受理诉求")
+        expect(anyone.get_by_role("heading", name="每月一题")).to_be_visible()
+        expect(anyone.get_by_test_id("pub-anchor")).to_contain_text("核验方法")
+        assert axe_violations(anyone) == []
+        shot(anyone, "public-monthly")
+        anyone.get_by_test_id("language").click()
+        expect(anyone.get_by_test_id("pub-summary")).to_contain_text("Issues received")
+        expect(anyone.get_by_role("heading", name="Problem of the month")).to_be_visible()
+        # The community's notices, past and current, by the community's own address.
+        anyone.get_by_role("link", name="Public notices").click()
+        expect(anyone.get_by_test_id("public-list")).to_contain_text(name, timeout=60_000)
+    finally:
+        public.close()
