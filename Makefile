@@ -18,7 +18,7 @@ STAMP_NPM := $(PORTAL)/node_modules/.installed
 STAMP_PORTAL := $(PORTAL)/dist/index.html
 PORTAL_SOURCES := $(shell find $(PORTAL)/src $(PORTAL)/public -type f 2>/dev/null) $(PORTAL)/index.html $(PORTAL)/vite.config.js $(PORTAL)/sw.js
 
-.PHONY: help venv lock protos provision browser portal infra topics up down logs status test lint unit bench clean
+.PHONY: help venv lock protos provision browser pdf portal infra topics up down logs status test lint unit bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -68,6 +68,11 @@ portal: $(STAMP_PORTAL) ## build the portal (npm ci from its lock, vite build) i
 browser: ## install Debian's Chromium and a CJK font for the portal's browser tests, where missing
 	@bash deploy/local/browser.sh
 
+# publication-channels begin
+pdf: ## install Pango and the CJK font the publication's PDF channel (WeasyPrint) needs, where missing
+	@bash deploy/local/pdf.sh
+# publication-channels end
+
 provision: ## fetch Kafka (Maven) and FerretDB (go install) into the tool cache, once
 	@bash deploy/local/provision.sh
 
@@ -76,7 +81,7 @@ infra: provision $(STAMP_VENV) ## start Kafka, PostgreSQL and FerretDB, create t
 	@$(ENV); $(PY) -m services.common.topics
 	@$(ENV); $(PY) deploy/local/migrate_sqlite.py
 
-up: protos portal infra ## run the whole system locally and print where to reach it
+up: protos portal pdf infra ## run the whole system locally and print where to reach it
 	@bash deploy/local/services.sh start
 	@$(ENV); $(PY) -m services.org.seed demo
 	@$(ENV); bash deploy/local/banner.sh
@@ -97,13 +102,13 @@ lint: protos ## ruff and mypy
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy services gateway
 
-unit: protos ## unit tests only (no infrastructure)
+unit: protos pdf ## unit tests only (no infrastructure)
 	@$(VENV)/bin/pytest -q tests/unit
 
-test: protos portal browser provision ## set up what is missing, start a private test stack, lint, run every test, stop it
+test: protos portal browser pdf provision ## set up what is missing, start a private test stack, lint, run every test, stop it
 	@bash deploy/local/test.sh
 
-bench: protos portal browser provision ## run the benchmarks under bench/ against a private stack
+bench: protos portal browser pdf provision ## run the benchmarks under bench/ against a private stack
 	@bash deploy/local/test.sh bench
 
 clean: down ## stop everything and remove local state and build output (keeps the tool cache)
