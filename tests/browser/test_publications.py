@@ -233,6 +233,14 @@ def test_a_communitys_monthly_notice_shows_its_month_as_a_page_to_staff_and_to_t
     page.get_by_role("dialog", name="发布").get_by_test_id("pub-release-confirm").click()
     expect(page.get_by_test_id("pub-detail-status")).to_have_text("已发布")
     pub_id = f"monthly:{community}:{month}:v1"
+    # The WeChat group message, part by part with a copy button each; the printable notice as a PDF.
+    page.get_by_test_id("pub-wechat-load").click()
+    expect(page.get_by_test_id("pub-wechat")).to_contain_text(name)
+    expect(page.get_by_test_id("pub-wechat").get_by_role("button", name="复制第 1 条")).to_be_visible()
+    with page.expect_download() as saved:
+        page.get_by_test_id("pub-download-pdf_a4").click()
+    assert saved.value.suggested_filename.endswith(".pdf")
+    assert Path(saved.value.path()).read_bytes().startswith(b"%PDF")
 
     public = chromium.new_context(
         viewport={"width": 1366, "height": 860}, locale="zh-CN", timezone_id="America/New_York"
@@ -246,6 +254,9 @@ def test_a_communitys_monthly_notice_shows_its_month_as_a_page_to_staff_and_to_t
         expect(anyone.get_by_test_id("pub-anchor")).to_contain_text("核验方法")
         assert axe_violations(anyone) == []
         shot(anyone, "public-monthly")
+        with anyone.expect_download() as fetched:  # a plain link: the public needs no token
+            anyone.get_by_test_id("public-downloads").get_by_role("link", name="公示栏 A4（PDF）").click()
+        assert Path(fetched.value.path()).read_bytes().startswith(b"%PDF")
         anyone.get_by_test_id("language").click()
         expect(anyone.get_by_test_id("pub-summary")).to_contain_text("Issues received")
         expect(anyone.get_by_role("heading", name="Problem of the month")).to_be_visible()
