@@ -173,6 +173,9 @@ def test_a_draft_is_made_reviewed_and_released_and_the_public_reads_it_without_l
         expect(anyone.get_by_test_id("public-current")).to_contain_text("第 1 版")
         assert axe_violations(anyone) == []
         shot(anyone, "public-publications")
+        feed = requests.get(f"{system.gateway}{anyone.get_by_test_id('public-feed').get_attribute('href')}", timeout=30)
+        assert feed.status_code == 200 and feed.headers["Content-Type"].startswith("application/atom+xml")
+        assert zh_month(month) in feed.text and zh_month(earlier) not in feed.text
         listed.get_by_test_id("public-link").first.click()
         expect(anyone.get_by_test_id("public-edition")).to_have_text("第 1 版")
         expect(anyone.get_by_test_id("pub-content")).to_contain_text(zh_month(month))

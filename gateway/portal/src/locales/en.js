@@ -266,7 +266,7 @@ export default {
       daysOverdue: 'Days overdue', failedVerifications: 'Failed verifications', failedOn: 'Date', method: 'Method', silentUnits: 'Units that did not answer',
       unit: 'Unit', answered: 'Answered', missed: 'Missed', anchor: 'Audit anchor', seq: 'Sequence', hash: 'Hash', at: 'At',
       signature: 'Signature', publicKey: 'Public key',
-      howToCheck: "How to check: the head of the audit log's hash chain at the period's end (sequence and hash) is signed with the audit key and published here. Anyone can check the signature with the public key (it signs \"hongling-audit-checkpoint:<seq>:<hash>\") and run verify with this head against the audit log: rewriting any earlier entry is detected.",
+      howToCheck: "How to check: the head of the chain (sequence, hash) is signed with the audit key; anyone can check the Ed25519 signature over \"hongling-audit-checkpoint:<seq>:<hash>\" with the public key shown. Download this notice's data (JSON) and run python -m services.common.audit verify --heads with that file against the audit log: rewriting any entry up to that sequence is detected.",
     },
   },
   // ---- publication-portal end

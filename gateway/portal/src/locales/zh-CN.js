@@ -266,7 +266,7 @@ export default {
       daysOverdue: '逾期天数', failedVerifications: '验收未通过', failedOn: '日期', method: '方式', silentUnits: '未报到单位',
       unit: '单位', answered: '已报到', missed: '未报到', anchor: '审计锚点', seq: '序号', hash: '哈希', at: '时间',
       signature: '签名', publicKey: '公钥',
-      howToCheck: '核验方法：审计日志在本期结束时的链头（序号与哈希）已用审计密钥签名并随本公示发布。任何人可用公钥核验签名（签名内容为 “hongling-audit-checkpoint:序号:哈希”），并用 verify 工具以此链头核对审计日志：此前任何记录被改写都会被发现。',
+      howToCheck: '核验方法：链头（序号、哈希）由审计密钥签名，任何人可用所附公钥按 Ed25519 验证对 “hongling-audit-checkpoint:序号:哈希” 的签名；下载本公示的数据（JSON）版，以 python -m services.common.audit verify --heads 该文件核对审计日志：直至该序号的任何记录被改写都会被发现。',
     },
   },
   // ---- publication-portal end
