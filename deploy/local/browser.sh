@@ -11,7 +11,7 @@ HERE="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
 # shellcheck source=deploy/local/env.sh
 source "${HERE}/env.sh"
 
-font_present() { fc-list 2>/dev/null | grep -qi 'Noto Sans CJK'; }
+font_present() { fc-list 2>/dev/null | grep -i 'Noto Sans CJK' >/dev/null; }  # not grep -q: under pipefail its early exit fails fc-list by SIGPIPE
 
 if [[ -x "${HONGLING_CHROMIUM}" ]] && font_present; then
   echo "[browser] $("${HONGLING_CHROMIUM}" --version 2>/dev/null | head -n 1) and Noto Sans CJK already installed"

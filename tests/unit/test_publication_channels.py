@@ -18,6 +18,7 @@ from openpyxl import load_workbook
 
 from services.publication import samples
 from services.publication.channels import CHANNELS, Edition, FeedEntry, feed, render
+from services.publication.channels.view import CHAT_ROWS, PRINT_ROWS
 from services.publication.channels.wechat import LIMIT, split
 
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -148,19 +149,30 @@ def test_the_article_is_self_contained_with_inline_styles_only() -> None:
 
 def test_the_wechat_message_is_plain_text_in_numbered_parts_within_the_limit() -> None:
     r = render(samples.monthly(300), "wechat", RELEASED)
-    assert len(r.parts) > 2
+    assert len(r.parts) == 2
     n = len(r.parts)
     for i, part in enumerate(r.parts, 1):
         assert part.startswith(f"【{i}/{n}】") and len(part) <= LIMIT
         assert not re.search(r"<[a-z/]|^#|\]\(|^```", part, re.M)  # no HTML, no markdown
     assert r.data == "\n\n".join(r.parts).encode()
-    # every issue line whole in exactly one part
-    for ref in ("iss-2611000000", "iss-2611000299"):
+    # the first CHAT_ROWS issues listed, each line whole in exactly one part; the rest counted, not listed
+    assert "iss-2611000299" not in r.data.decode() and f"另有 {300 - CHAT_ROWS} 件未列出" in r.data.decode()
+    for ref in ("iss-2611000000", f"iss-26110000{CHAT_ROWS - 1:02d}"):
         holders = [p for p in r.parts if ref in p]
         assert len(holders) == 1
         line = next(x for x in holders[0].split("\n") if ref in x)
         assert line.endswith(("评分 5", "评分 4", "王**", "李**", "协会", "卫生院", "服务队"))
     assert "响应率 · 46 / 50 · 92.0%" in r.data.decode()
+
+
+def test_a_long_month_is_listed_in_full_online_and_counted_on_the_board() -> None:
+    month = samples.monthly(1000)
+    article = render(month, "article", RELEASED).data.decode()
+    page = render(month, "html_a4", RELEASED).data.decode()
+    assert "iss-2611000999" in article and "iss-2611000999" not in page
+    assert f"以下列出前 {PRINT_ROWS} 件，另有 {1000 - PRINT_ROWS} 件未列出" in page
+    # the table by category counts every issue, listed or not
+    assert "分类统计" in page and ">200<" in page.replace(" ", "")
 
 
 def test_wechat_split_edges() -> None:

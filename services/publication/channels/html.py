@@ -19,7 +19,7 @@ import jinja2
 from markupsafe import Markup
 
 from services.publication.channels import Edition, Rendition
-from services.publication.channels.view import view
+from services.publication.channels.view import PRINT_ROWS, view
 
 Paper = Literal["A4", "A3"]
 
@@ -73,7 +73,7 @@ def environment() -> jinja2.Environment:
 def page_html(content: Mapping[str, Any], edition: Edition, paper: Paper) -> str:
     """The page's HTML text (what pdf.py prints)."""
     template = environment().get_template("page.html.j2")
-    return template.render(v=view(content), edition=edition, paper=paper, css=SIZES[paper])
+    return template.render(v=view(content, issue_rows=PRINT_ROWS), edition=edition, paper=paper, css=SIZES[paper])
 
 
 def render_html(content: Mapping[str, Any], edition: Edition, paper: Paper) -> Rendition:

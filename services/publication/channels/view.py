@@ -124,9 +124,21 @@ def _measures(caption: str, rates: Sequence[Mapping[str, Any]]) -> Table:
 # ---------------------------------------------------------------- the kinds
 
 
-def view(content: Mapping[str, Any]) -> View:
+# How many of a month's issues a medium lists one by one (None: all). A compound's board and a group chat are
+# read standing up: they list the first ones and say how many more there are and where (the article and the
+# JSON list every one); the table by category above the list counts them all. With 1,000 issues a month a
+# full list was 69 A4 pages of PDF (8 s of layout alone) and 45 WeChat messages, which nobody reads.
+PRINT_ROWS = 40
+CHAT_ROWS = 20
+
+
+def view(content: Mapping[str, Any], *, issue_rows: int | None = None) -> View:
+    """The content as sections; `issue_rows` caps a month's list of issues (see PRINT_ROWS)."""
     kind = str(content["kind"])
-    sections = {"monthly": _monthly, "boards": _boards, "report": _report}[kind](content)
+    if kind == "monthly":
+        sections = _monthly(content, issue_rows)
+    else:
+        sections = {"boards": _boards, "report": _report}[kind](content)
     scope = str(content["scope_name_zh"])
     tenant = str(content["tenant_name_zh"])
     anchor = content.get("audit_anchor")
@@ -157,7 +169,29 @@ def _status(issue: Mapping[str, Any]) -> str:
     return f"{issue['status_zh']}\n{below}" if below else str(issue["status_zh"])
 
 
-def _monthly(c: Mapping[str, Any]) -> tuple[Section, ...]:
+def _by_category(issues: Sequence[Mapping[str, Any]]) -> Table:
+    """Every issue of the month counted by category: received, done (or beyond), verified, the mean rating."""
+    rows: dict[str, list[Any]] = {}
+    for i in issues:
+        row = rows.setdefault(str(i["category_zh"]), [0, 0, 0, []])
+        row[0] += 1
+        row[1] += 1 if i["done_on"] else 0
+        row[2] += 1 if i["verification"] == "passed" else 0
+        if i["rating"] is not None:
+            row[3].append(int(i["rating"]))
+    return Table(
+        "分类统计",
+        ("类别", "事项", "已办结", "验收通过", "平均评分"),
+        tuple(
+            (name, str(n), str(done), str(passed), number(sum(r) / len(r)) if r else NONE)
+            for name, (n, done, passed, r) in sorted(rows.items(), key=lambda kv: (-kv[1][0], kv[0]))
+        ),
+        frozenset({1, 2, 3, 4}),
+        label=frozenset({1, 2, 3, 4}),
+    )
+
+
+def _monthly(c: Mapping[str, Any], issue_rows: int | None = None) -> tuple[Section, ...]:
     s = c["summary"]
     overview = Section(
         "本月概况",
@@ -198,13 +232,24 @@ def _monthly(c: Mapping[str, Any]) -> tuple[Section, ...]:
                 names(i["handled_by"]),
                 NONE if i["rating"] is None else str(i["rating"]),
             )
-            for i in c["issues"]
+            for i in (c["issues"] if issue_rows is None else c["issues"][:issue_rows])
         ),
         frozenset({5}),
         label=frozenset({4, 5}),
         widths=(21, 15, 13, 15, 28, 8),
     )
-    sections.append(Section("群众诉求办理", tables=(issues,)))
+    more = len(c["issues"]) - len(issues.rows)
+    sections.append(
+        Section(
+            "群众诉求办理",
+            paragraphs=(
+                f"以下列出前 {len(issues.rows)} 件，另有 {more} 件未列出；全部事项见本月公示的公众号文章和 JSON 版。",
+            )
+            if more > 0
+            else (),
+            tables=(_by_category(c["issues"]), issues),
+        )
+    )
     whistles = Table(
         "吹哨报到",
         ("编号", "日期", "类型 · 类别", "按时报到", "迟到", "未报到"),

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from services.publication.channels import WECHAT_LIMIT, Edition, Rendition
-from services.publication.channels.view import NONE, View, view
+from services.publication.channels.view import CHAT_ROWS, NONE, View, view
 
 LIMIT = WECHAT_LIMIT  # characters per message (see the module's docstring)
 
@@ -118,6 +118,6 @@ def split(lines: Sequence[str], limit: int = LIMIT) -> list[str]:
 
 
 def render_wechat(content: Mapping[str, Any], edition: Edition) -> Rendition:
-    parts = tuple(split(lines_of(view(content), edition)))
+    parts = tuple(split(lines_of(view(content, issue_rows=CHAT_ROWS), edition)))
     data = "\n\n".join(parts).encode()
     return Rendition("text/plain; charset=utf-8", f"{edition.stem}-wechat.txt", data, parts)
