@@ -15,7 +15,6 @@ committed after the write; poison (not a CloudEvent, no board_set_id) goes to th
 
 from __future__ import annotations
 
-import importlib
 import logging
 from datetime import UTC
 
@@ -28,6 +27,7 @@ from services.common.context import require_tenant
 from services.common.events import CloudEvent, PoisonEvent, topic_for
 from services.common.settings import Settings
 from services.publication.boards.documents import BoardSetDoc
+from services.publication.lifecycle import handlers as lifecycle
 from services.publication.reports.domain import QUARTER
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,6 @@ def document_of(event: CloudEvent, msg: eev.BoardsFrozen) -> BoardSetDoc:
 
 def create_draft(tenant: str, scope: str, quarter: str) -> None:
     """The lifecycle's draft of the quarter's boards of a scope (services.publication.lifecycle.handlers)."""
-    lifecycle = importlib.import_module("services.publication.lifecycle.handlers")
     lifecycle.create_draft(tenant, KIND, scope, quarter, by=BY)
 
 
