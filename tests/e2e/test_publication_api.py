@@ -84,6 +84,17 @@ def test_staff_draft_review_and_release_and_the_public_reads_only_what_is_releas
     assert json.loads(rendition.content)["content"] == p["content"]
     unknown_channel = requests.get(f"{public}/publications/{pid}/channels/fax", timeout=15)
     assert unknown_channel.status_code == 404
+    wechat = requests.get(f"{public}/publications/{pid}/channels/wechat", timeout=15)
+    assert wechat.status_code == 200, wechat.text
+    chat = wechat.json()
+    assert chat["limit"] > 0 and chat["parts"] and all(len(part) <= chat["limit"] for part in chat["parts"])
+    page = requests.get(f"{public}/publications/{pid}/channels/html_a4", timeout=30)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert page.headers["Content-Disposition"].startswith("inline") and "草稿" not in page.text
+    not_its = requests.get(f"{public}/publications/{pid}/channels/xlsx", timeout=15)
+    assert not_its.status_code == 400 and not_its.json()["error"]["field"] == "channel"  # the report's only
+    draft_page = requests.get(f"{base}/{pid}/channels/html_a4", headers=admin, timeout=30)
+    assert draft_page.status_code == 200
 
     listed = wait_for(
         lambda: (
@@ -95,6 +106,12 @@ def test_staff_draft_review_and_release_and_the_public_reads_only_what_is_releas
     assert [x["id"] for x in listed["publications"]] == [pid] and "content" not in listed["publications"][0]
     staff_list = requests.get(base, params={"scope": cid, "status": "released"}, headers=admin, timeout=15).json()
     assert [x["id"] for x in staff_list["publications"]] == [pid] and staff_list["next_page_token"] is None
+    for feed in (f"{public}/feed.atom", f"{public}/communities/{cid}/feed.atom"):
+        atom = requests.get(feed, timeout=15)
+        assert atom.status_code == 200 and atom.headers["Content-Type"].startswith("application/atom+xml")
+        assert pid in atom.text, feed
+    other = requests.get(f"{public}/communities/{unique('c-none')}/feed.atom", timeout=15)
+    assert other.status_code == 200 and pid not in other.text
     bad_filter = requests.get(f"{public}/publications", params={"period": "2026-3"}, timeout=15)
     assert bad_filter.status_code == 400 and bad_filter.json()["error"]["field"] == "period"
 

@@ -502,6 +502,7 @@ def feed(scope: str, link_base: str, limit: int) -> bytes:
             released_at=aware(r.released_at).strftime("%Y-%m-%dT%H:%M:%SZ") if r.released_at else "",  # type: ignore[union-attr]
             summary_zh=_summary(r),
             link=f"{base}/publications/{r.id}",
+            tenant=tenant,
         )
         for r in rows
     ]

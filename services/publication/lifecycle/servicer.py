@@ -14,8 +14,6 @@ from services.publication.lifecycle import domain, handlers
 from services.publication.lifecycle.documents import PublicationDoc
 
 SERVICE = "hongling.publication.v1.PublicationService"
-# The WeChat group message's limit of one part (characters), as the channel holds it once it exists.
-WECHAT_LIMIT_DEFAULT = 0
 
 
 def _anchor(raw: Any) -> pb.AuditAnchor | None:
@@ -97,7 +95,7 @@ class PublicationServicer(pb_grpc.PublicationServiceServicer):
 
     def RenderPublication(self, request: pb.RenderPublicationRequest, context: grpc.ServicerContext) -> pb.Rendition:
         r = handlers.render(request.id, request.channel)
-        limit = int(getattr(channels, "WECHAT_LIMIT", WECHAT_LIMIT_DEFAULT)) if request.channel == "wechat" else 0
+        limit = channels.WECHAT_LIMIT if request.channel.strip() == "wechat" else 0
         return pb.Rendition(
             content_type=r.content_type, filename=r.filename, data=r.data, parts=list(r.parts), limit=limit
         )
