@@ -249,7 +249,13 @@ def file_request() -> tuple[Response, int]:
             "refused",
             tenant=raw_tenant if raw_tenant in tenant_slugs() else "",
             target="",
-            detail={"reason": exc.reason, "kind": str(data.get("kind") or ""), "marker": marker or "assessment"},
+            detail={
+                "reason": exc.reason,
+                "kind": str(data.get("kind") or ""),
+                "marker": marker or "assessment",
+                # the community the refused request named: the burden ledger's line (services/publication/reports)
+                "community_id": str(data.get("community_id") or "")[:64],
+            },
         )
         raise ApiError(403, exc.reason, f"{exc.message} (区直部门不得向社区摊派考核任务)", field=exc.field) from None
     except InvalidArgument as exc:
@@ -272,7 +278,7 @@ def file_request() -> tuple[Response, int]:
             "refused",
             tenant=req.tenant,
             target="",
-            detail={"reason": "tenant_out_of_scope", "kind": req.kind},
+            detail={"reason": "tenant_out_of_scope", "kind": req.kind, "community_id": req.community_id},
         )
         raise ApiError(
             403,

@@ -173,6 +173,10 @@ PAGES = [
     ("subdistrict_admin", f"{TENANT}/org", "组织架构"),
     ("community_worker", f"{TENANT}/field", "网格走访"),
     ("district_approver", "approvals", "审核把关"),
+    # ---- publication-portal begin: 一月一公示 (staff) and the public page (no log-in)
+    ("subdistrict_admin", f"{TENANT}/publications", "一月一公示"),
+    ("", f"public/{TENANT}", "公示公开"),
+    # ---- publication-portal end
 ]
 
 
@@ -184,7 +188,7 @@ def test_every_main_page_has_no_serious_accessibility_violations(
         community = TEST_COMMUNITY if role == "community_worker" else ""
         log_in(page, system, people(role, TENANT if role != "district_approver" else "*", community), path)
     else:
-        page.goto(portal(system))
+        page.goto(portal(system, path))  # the log-in page, or a page open to anyone
     expect(page.get_by_role("heading", level=1)).to_contain_text(heading)
     page.wait_for_load_state("networkidle")
     shot(page, f"page-{(path or 'login').replace('/', '-')}")

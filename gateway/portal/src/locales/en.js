@@ -2,6 +2,7 @@
 export default {
   app: { name: 'Hongling', subtitle: 'Community co-governance', skip: 'Skip to main content', loading: 'Loading…', language: '中文', languageLabel: 'Switch language' },
   nav: {
+    publications: 'Monthly notices', // publication-portal
     posts: 'Posts', activities: 'Activities',
     dashboard: 'Dashboard', map: 'Grid map', issues: 'Issues', whistles: 'Whistle board', tasks: 'Assignment',
     org: 'Organisation', approvals: 'Approvals', audit: 'Audit log', field: 'Field visits', menu: 'Menu', meetings: 'Joint meetings',
@@ -212,4 +213,61 @@ export default {
   },
   rates: { title: 'The three rates', response: 'Response rate', resolution: 'Resolution rate', satisfaction: 'Satisfaction rate', month: 'This month', quarter: 'This quarter', none: 'No data yet' },
   // ---- end evaluation
+  // ---- publication-portal begin: 一月一公示 (publications), staff and public pages
+  pub: {
+    title: 'Monthly notices', new: 'New draft', intro: 'Monthly notices, quarterly pioneer boards and monthly reports: a draft is reviewed, then released; a released version never changes, a correction is a new version stating what changed.',
+    kind: 'Kind', scope: 'Scope', period: 'Period', status: 'Status', community: 'Community', whole: 'Whole subdistrict',
+    kinds: { monthly: 'Monthly notice', boards: 'Pioneer boards', report: 'Monthly report' },
+    statuses: { draft: 'Draft', reviewed: 'Reviewed', returned: 'Returned', released: 'Released' },
+    created: 'Draft made: {title}', empty: 'No publications', titleCol: 'Title', edition: 'Version', versionN: 'Version {v}',
+    updated: 'Updated', formHint: "The draft is built now from the period's data; monthly notices and reports take a month that has ended.", createDraft: 'Make draft',
+    back: 'Back to the list', current: 'Current version', correction: 'Correction: this version corrects version {v}; what changed', createdBy: 'Made',
+    schedule: 'schedule', reviewedBy: 'Reviewed', note: 'Review note', noteOptional: 'Review note (optional)', releasedBy: 'Released',
+    sha: 'Content digest (SHA-256)', approve: 'Approve', return: 'Return', release: 'Release', releaseNow: 'Release now',
+    releaseConfirm: 'Once released this version is public and never changes; a correction can only be a new version stating what changed. Release it?',
+    noteRequired: 'Say why it is returned', approved: 'Approved', returnedMsg: 'Returned', releasedMsg: 'Released',
+    downloads: 'Downloads', showWechat: 'Show the WeChat messages', copy: 'Copy', copyN: 'Copy message {n}', copied: 'Copied',
+    copyFailed: 'Could not copy; select the text and copy it', wechatLimit: 'Each message is at most {n} characters; send them in order.',
+    channels: {
+      html_a4: 'Notice board A4 (HTML)', html_a3: 'Notice board A3 (HTML)', pdf_a4: 'Notice board A4 (PDF)', pdf_a3: 'Notice board A3 (PDF)',
+      wechat: 'WeChat group message', article: 'Official-account article', json: 'Data (JSON)', xlsx: 'Report (Excel)',
+    },
+    redraft: 'Draft it again', correct: 'Draft a correction (next version)',
+    open: 'Open',
+    history: 'Versions', changes: 'What changed', superseded: 'corrected since', releasedAt: 'Released',
+    public: {
+      title: 'Public notices', intro: "The subdistrict's released monthly notices, pioneer boards and monthly reports, open to anyone without logging in.", links: 'Links',
+      feed: 'Subscribe: whole subdistrict (Atom)', communityFeed: 'Subscribe: this community (Atom)', current: 'Current notices', all: 'All notices (past included)',
+      none: 'Nothing released yet',
+    },
+    ledger: {
+      title: 'Burden ledger', intro: "What district departments asked of each community in a month (data requests and assistance tasks), and how much was approved, narrowed, rejected or refused.",
+      chart: 'Requests per community by outcome', empty: 'No requests from district departments this month', data_requests: 'Data requests', assistance_tasks: 'Assistance tasks',
+      approved: 'Approved', narrowed: 'Narrowed', rejected: 'Rejected', refused: 'Refused', assessment_refused: 'Assessment tasks refused',
+      quota: 'Quota (used/granted)', reasons: 'Reasons', from: 'From the monthly report:',
+    },
+    c: {
+      scope: 'Scope', asOf: 'as of', summary: 'The month in figures', count: 'Issues', rate: 'Rate', lowerBetter: 'lower is better', composite: 'Composite',
+      s: {
+        issues_received: 'Issues received', issues_handled: 'Issues handled', verified: 'Verified', verification_failed: 'Failed verification',
+        rated: 'Rated by residents', rating_average: 'Average rating', whistles: 'Whistles', meetings: 'Joint meetings', overdue: 'Overdue',
+      },
+      allIssues: 'Show all {n}',
+      issues: "The month's issues", issuesChart: "The month's issues by category and status", noIssues: 'No issues this month', ref: 'Reference', category: 'Category',
+      grid: 'Grid', callType: 'Call type', received: 'Received', done: 'Done', status: 'Status', overdue: 'overdue',
+      handledBy: 'Handled by', verification: 'Verification', rating: 'Rating', whistles: 'Whistle board', blownOn: 'Blown on',
+      inTime: 'Answered in time', late: 'Late', notAnswered: 'Not answered', meetings: 'Meetings and decisions',
+      attendance: 'Invited {invited} · on time {on_time} · late {late} · excused {excused} · absent {absent}',
+      item: 'Item', decision: 'Decision', votes: 'Votes', actions: 'Actions', problem: 'Problem of the month', noProblem: 'No recurring problem this month',
+      problemFigures: '{issues} issues this month, {handled} handled', funds: 'Community funds', fund: 'Fund', opening: 'Opening (yuan)',
+      allocated: 'Allocated (yuan)', spent: 'Spent (yuan)', closing: 'Closing (yuan)', measures: 'Measures', measure: 'Measure', facts: 'Facts',
+      formula: 'Scoring formula', evaluationChanges: "Correction: the difference of evaluation's version {v}", boardEmpty: 'No entrants on this board', explain: 'Explain',
+      rankings: 'Community rankings', community: 'Community', exceptions: 'Exceptions', overdueTasks: 'Overdue tasks', dueOn: 'Due on',
+      daysOverdue: 'Days overdue', failedVerifications: 'Failed verifications', failedOn: 'Date', method: 'Method', silentUnits: 'Units that did not answer',
+      unit: 'Unit', answered: 'Answered', missed: 'Missed', anchor: 'Audit anchor', seq: 'Sequence', hash: 'Hash', at: 'At',
+      signature: 'Signature', publicKey: 'Public key',
+      howToCheck: "How to check: the head of the chain (sequence, hash) is signed with the audit key; anyone can check the Ed25519 signature over \"hongling-audit-checkpoint:<seq>:<hash>\" with the public key shown. Download this notice's data (JSON) and run python -m services.common.audit verify --heads with that file against the audit log: rewriting any entry up to that sequence is detected.",
+    },
+  },
+  // ---- publication-portal end
 }

@@ -2,6 +2,7 @@
 export default {
   app: { name: '红领益家', subtitle: '社区共治平台', skip: '跳到主要内容', loading: '加载中…', language: 'English', languageLabel: '切换语言' },
   nav: {
+    publications: '一月一公示', // publication-portal
     posts: '认领岗位', activities: '参与共建',
     dashboard: '数据看板', map: '网格地图', issues: '诉求事项', whistles: '集结号看板', tasks: '点将台',
     org: '组织架构', approvals: '审核把关', audit: '审计日志', field: '网格走访', menu: '菜单', meetings: '联席会议',
@@ -212,4 +213,61 @@ export default {
   },
   rates: { title: '三率', response: '响应率', resolution: '解决率', satisfaction: '满意率', month: '本月', quarter: '本季度', none: '暂无数据' },
   // ---- end evaluation
+  // ---- publication-portal begin: 一月一公示 (publications), staff and public pages
+  pub: {
+    title: '一月一公示', new: '新建公示草稿', intro: '每月公示、季度先锋榜和月度报告：草稿经审核后发布，发布后不可修改，更正以新版本发布并说明差异。',
+    kind: '类型', scope: '范围', period: '期间', status: '状态', community: '社区', whole: '全街道',
+    kinds: { monthly: '月度公示', boards: '季度先锋榜', report: '月度报告' },
+    statuses: { draft: '草稿', reviewed: '已审核', returned: '已退回', released: '已发布' },
+    created: '已生成草稿：{title}', empty: '暂无公示', titleCol: '标题', edition: '版本', versionN: '第 {v} 版',
+    updated: '更新时间', formHint: '草稿按所选期间的数据即时生成；月度公示和月度报告取已结束的月份。', createDraft: '生成草稿',
+    back: '返回公示列表', current: '当前版本', correction: '更正说明：本版更正第 {v} 版，变更如下', createdBy: '生成',
+    schedule: '定时任务', reviewedBy: '审核', note: '审核意见', noteOptional: '审核意见（可选）', releasedBy: '发布',
+    sha: '内容摘要（SHA-256）', approve: '审核通过', return: '退回修改', release: '发布', releaseNow: '确认发布',
+    releaseConfirm: '发布后本版本对公众公开且不可修改；如需更正，只能发布新版本并说明差异。确认发布吗？',
+    noteRequired: '退回时请填写审核意见', approved: '已审核通过', returnedMsg: '已退回', releasedMsg: '已发布',
+    downloads: '下载', showWechat: '显示微信群消息', copy: '复制', copyN: '复制第 {n} 条', copied: '已复制',
+    copyFailed: '复制失败，请手动选择文字复制', wechatLimit: '每条不超过 {n} 字，按编号依次发送。',
+    channels: {
+      html_a4: '公示栏页面 A4（HTML）', html_a3: '公示栏页面 A3（HTML）', pdf_a4: '公示栏 A4（PDF）', pdf_a3: '公示栏 A3（PDF）',
+      wechat: '微信群消息', article: '公众号文章', json: '数据（JSON）', xlsx: '报表（Excel）',
+    },
+    redraft: '重新生成草稿', correct: '生成更正草稿（新版本）',
+    open: '打开',
+    history: '版本记录', changes: '变更说明', superseded: '已被更正', releasedAt: '发布时间',
+    public: {
+      title: '公示公开', intro: '本街道已发布的一月一公示、先锋榜和月度报告，无需登录即可查阅。', links: '相关链接',
+      feed: '订阅全街道（Atom）', communityFeed: '订阅本社区（Atom）', current: '当前公示', all: '全部公示（含往期）',
+      none: '暂无已发布的公示',
+    },
+    ledger: {
+      title: '减负台账', intro: '区直部门每月向各社区提出的数据需求和协助任务，以及批准、压减、驳回、拒绝的情况。',
+      chart: '各社区事项处理情况', empty: '本月无区直部门事项', data_requests: '数据需求', assistance_tasks: '协助任务',
+      approved: '批准', narrowed: '压减', rejected: '驳回', refused: '拒绝', assessment_refused: '其中考核任务',
+      quota: '额度（已用/核定）', reasons: '原因', from: '数据来自月度报告：',
+    },
+    c: {
+      scope: '范围', asOf: '截至', summary: '本月概况', count: '件数', rate: '比率', lowerBetter: '越低越好', composite: '综合得分',
+      s: {
+        issues_received: '受理诉求', issues_handled: '办结诉求', verified: '验收通过', verification_failed: '验收未通过',
+        rated: '居民评价', rating_average: '平均评分', whistles: '吹哨次数', meetings: '联席会议', overdue: '逾期',
+      },
+      allIssues: '显示全部 {n} 件',
+      issues: '本月诉求办理', issuesChart: '本月诉求按类别和状态', noIssues: '本月无诉求', ref: '编号', category: '类别',
+      grid: '网格', callType: '吹哨类型', received: '受理日期', done: '办结日期', status: '状态', overdue: '逾期',
+      handledBy: '办理单位/人员', verification: '验收', rating: '评分', whistles: '吹哨报到', blownOn: '吹哨日期',
+      inTime: '按时报到', late: '迟到', notAnswered: '未报到', meetings: '会议与决议',
+      attendance: '应到 {invited} · 按时 {on_time} · 迟到 {late} · 请假 {excused} · 缺席 {absent}',
+      item: '议题', decision: '决议', votes: '表决', actions: '落实事项', problem: '每月一题', noProblem: '本月无突出问题',
+      problemFigures: '本月 {issues} 件，已办结 {handled} 件', funds: '社区经费', fund: '经费', opening: '期初（元）',
+      allocated: '拨入（元）', spent: '支出（元）', closing: '期末（元）', measures: '考核指标', measure: '指标', facts: '事实',
+      formula: '计分公式', evaluationChanges: '更正：评价第 {v} 版的差异', boardEmpty: '本榜暂无上榜对象', explain: '说明',
+      rankings: '社区排名', community: '社区', exceptions: '异常情况', overdueTasks: '逾期任务', dueOn: '应完成日期',
+      daysOverdue: '逾期天数', failedVerifications: '验收未通过', failedOn: '日期', method: '方式', silentUnits: '未报到单位',
+      unit: '单位', answered: '已报到', missed: '未报到', anchor: '审计锚点', seq: '序号', hash: '哈希', at: '时间',
+      signature: '签名', publicKey: '公钥',
+      howToCheck: '核验方法：链头（序号、哈希）由审计密钥签名，任何人可用所附公钥按 Ed25519 验证对 “hongling-audit-checkpoint:序号:哈希” 的签名；下载本公示的数据（JSON）版，以 python -m services.common.audit verify --heads 该文件核对审计日志：直至该序号的任何记录被改写都会被发现。',
+    },
+  },
+  // ---- publication-portal end
 }
