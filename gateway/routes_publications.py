@@ -257,7 +257,9 @@ def public_render(tenant: str, pub_id: str, channel: str) -> Response:
 
 
 def _feed(tenant: str, scope: str) -> Response:
-    base = request.host_url.rstrip("/") + PUBLIC.replace("<tenant>", tenant)
+    # An entry links to the portal's public page of its version (a person reading the feed opens that); the
+    # JSON of a version is the API's GET …/publications/<id> beside it.
+    base = f"{request.host_url.rstrip('/')}/portal/public/{tenant}"
     with public_call(tenant):
         try:
             found = stub().GetFeed(pb.GetFeedRequest(scope=scope, link_base=base))

@@ -110,6 +110,8 @@ def test_staff_draft_review_and_release_and_the_public_reads_only_what_is_releas
         atom = requests.get(feed, timeout=15)
         assert atom.status_code == 200 and atom.headers["Content-Type"].startswith("application/atom+xml")
         assert pid in atom.text, feed
+        # an entry opens the version's public page in the portal
+        assert f'href="{system.gateway}/portal/public/{T}/publications/{pid}"' in atom.text, atom.text
     other = requests.get(f"{public}/communities/{unique('c-none')}/feed.atom", timeout=15)
     assert other.status_code == 200 and pid not in other.text
     bad_filter = requests.get(f"{public}/publications", params={"period": "2026-3"}, timeout=15)

@@ -82,9 +82,13 @@ def on_boards_frozen(event: CloudEvent, msg: eev.BoardsFrozen) -> None:
         if stored is None or stored.drafted:
             return  # the same set again: nothing changes
     tenant = require_tenant()
-    create_draft(tenant, doc.community_id, doc.quarter)
+    try:
+        create_draft(tenant, doc.community_id, doc.quarter)
+    except lifecycle.NothingChanged:
+        log.info("boards %s stored; what the boards show is as released, so no new version", doc.id)
+    else:
+        log.info("boards %s stored, its draft asked for", doc.id)
     BoardSetDoc.objects(id=doc.id).update_one(set__drafted=True)
-    log.info("boards %s stored, its draft asked for", doc.id)
 
 
 def build_consumer(settings: Settings) -> EventConsumer:

@@ -73,6 +73,11 @@ def ts(at: datetime | None) -> Timestamp | None:
     return out
 
 
+class NothingChanged(FailedPrecondition):
+    """A correction asked for whose content is the released version's: nothing to publish (the BoardsFrozen
+    consumer takes it as done — evaluation corrected what does not show on the boards)."""
+
+
 CONFLICTS = unitofwork.Conflicts(
     stale=lambda i, v, e: Aborted(f"{i!r} is at revision {v}, not {e}: reload and retry (发布已被修改)"),
     raced=lambda i: Aborted(f"{i!r} was changed at the same moment: reload and retry (发布已被同时修改)"),
@@ -177,7 +182,7 @@ def _store_draft(
         latest = versions[-1] if versions else None
         done = newest_released(versions)
         if done is not None and done.content_sha256 == built.sha:
-            raise FailedPrecondition(
+            raise NothingChanged(
                 f"nothing changed since version {done.number} was released (内容与已发布版本相同，无需更正)"
             )
         changes = domain.changes(content_of(done), built.data) if done is not None else []
