@@ -68,10 +68,8 @@ portal: $(STAMP_PORTAL) ## build the portal (npm ci from its lock, vite build) i
 browser: ## install Debian's Chromium and a CJK font for the portal's browser tests, where missing
 	@bash deploy/local/browser.sh
 
-# publication-channels begin
 pdf: ## install Pango and the CJK font the publication's PDF channel (WeasyPrint) needs, where missing
 	@bash deploy/local/pdf.sh
-# publication-channels end
 
 provision: ## fetch Kafka (Maven) and FerretDB (go install) into the tool cache, once
 	@bash deploy/local/provision.sh

@@ -215,10 +215,9 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
 
     app.register_blueprint(measures_bp)  # evaluation: measures, 四榜, weights, rebuild
     # ---- end evaluation measures
-    # ---- begin publication-lifecycle: publications, staff and public (gateway/routes_publications.py)
+    # publications, staff and public (gateway/routes_publications.py)
     from gateway.routes_publications import bp as publications_bp
 
     app.register_blueprint(publications_bp)
-    # ---- end publication-lifecycle
     init_auth(app, settings)  # people's accounts and sessions: /api/v1/auth/*, /api/v1/users
     return app

@@ -117,13 +117,12 @@ ORG_DOCS = {
 }
 # Fields the org routes drop from request bodies (routes_org from_json(..., drop=...)): read-only.
 ORG_READ_ONLY = ("meta", "version")
-# ---- begin publication-lifecycle: path parameters with a pattern (gateway/routes_publications.py)
+# path parameters with a pattern (gateway/routes_publications.py)
 PATH_PATTERNS = {
     "pub_id": "^(monthly|boards|report):(\\*|[A-Za-z0-9][A-Za-z0-9._:-]{0,63}):[0-9]{4}(-(0[1-9]|1[0-2])|Q[1-4])"
     "(:v[1-9][0-9]{0,5})?$",
     "community_id": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$",
 }
-# ---- end publication-lifecycle
 PATH_PARAM_DOCS = {
     "item_id": "记录编号 The record's id",
     "issue_id": "事项编号 The issue's id",
@@ -135,11 +134,9 @@ PATH_PARAM_DOCS = {
     "shift_id": "班次编号 The shift's id",
     "claim_id": "认领编号 The claim's id",
     "activity_id": "活动编号 The activity's id",
-    # ---- begin publication-lifecycle
     "pub_id": "发布编号 <kind>:<scope>:<period>:v<n>, e.g. monthly:c-001:2026-11:v1; without :v<n> the current "
     "released version",
     "channel": "渠道 html_a4 | html_a3 | pdf_a4 | pdf_a3 | wechat | article | json | xlsx (the kind's own)",
-    # ---- end publication-lifecycle
 }
 ERRORS: dict[int, str] = {
     400: "请求有误 Bad request: not JSON, an unknown field, a wrong type or value; `field` names it",
@@ -358,13 +355,12 @@ def openapi_path(rule: str) -> tuple[str, list[tuple[str, Schema]]]:
 
     def sub(m: re.Match[str]) -> str:
         schema = dict(_CONVERTERS.get(m["conv"] or "", {"type": "string"}))
-        # ---- begin publication-lifecycle: <any(a, b):name> is an enum (the publications' channels); the
+        # <any(a, b):name> is an enum (the publications' channels); the
         # publications' ids and a community's id in a path have their patterns
         if m["conv"] == "any" and m["args"]:
             schema = {"type": "string", "enum": [a.strip() for a in m["args"].split(",")]}
         elif m["name"] in PATH_PATTERNS:
             schema = {"type": "string", "pattern": PATH_PATTERNS[m["name"]]}
-        # ---- end publication-lifecycle
         params.append((m["name"], schema))
         return "{" + m["name"] + "}"
 
@@ -712,7 +708,7 @@ class SpecBuilder:
             text = "审计日志 ndjson (one entry per line; format=ndjson, the default) or CSV (format=csv)"
             headers = ["Content-Disposition", "X-Audit-From-Seq", "X-Audit-To-Seq"]
             return Op(responses={"200": _ok(text, headers=headers, content=files)}, errors=(400,))
-        # ---- begin publication-lifecycle: the publications' files and feeds (gateway/routes_publications.py)
+        # the publications' files and feeds (gateway/routes_publications.py)
         if endpoint in ("publications.public_feed", "publications.public_community_feed"):
             atom = {"application/atom+xml": {"schema": {"type": "string"}}}
             return Op(responses={"200": _ok("订阅源 Atom 1.0, released versions newest first", content=atom)})
@@ -734,7 +730,6 @@ class SpecBuilder:
             text = "渠道版本 The rendition (wechat: its parts as JSON); a draft's is marked 草稿"
             answer = _ok(text, headers=["Content-Disposition"], content=renditions)
             return Op(responses={"200": answer}, errors=(400, 404))
-        # ---- end publication-lifecycle
         if endpoint == "docs.openapi_json":
             return Op(responses={"200": _ok("本文档 This OpenAPI document", {"type": "object"})})
         return Op(responses={"200": _ok("成功 Success", {})})

@@ -468,7 +468,7 @@ POLICY.update(
 )
 # ---- end verification
 
-# ---- begin publication-lifecycle: publications (一月一公示, 先锋榜, 月度报告; gateway/routes_publications.py). Staff
+# ---- Publications (一月一公示, 先锋榜, 月度报告; gateway/routes_publications.py). Staff
 # of the tenant read every version, drafts too (the content is public by construction, so a community worker reads
 # the tenant's as anyone will once released); the subdistrict admin drafts, reviews and releases. The public
 # routes need no log-in (the anonymous caller reads any tenant's) and call the service as the public role whoever
@@ -508,7 +508,6 @@ POLICY.update(
         ),
     }
 )
-# ---- end publication-lifecycle
 
 # ---- Evaluation: ratings (评单; gateway/routes_ratings.py, gateway/open311.py follow_request) ----
 # The reporter (the anonymous public with the follow-up code in X-Follow-Code, or the logged-in resident who

@@ -3,34 +3,9 @@ of the one write path (services/common/unitofwork.py). Plain helpers, no area's 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from services.common.errors import Aborted
+from services.common.times import aware, ts, utcnow  # noqa: F401  (the areas import them from here)
 from services.common.unitofwork import Conflicts
-
-
-def utcnow() -> datetime:
-    """Now in UTC to the millisecond (what BSON stores), so a document read back equals the one written."""
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
-def aware(at: datetime | None) -> datetime | None:
-    """A stored time (naive UTC when read back) as an aware UTC time."""
-    if at is None:
-        return None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
-def ts(at: datetime | None) -> Timestamp | None:
-    """A protobuf Timestamp of a time (None: unset)."""
-    if at is None:
-        return None
-    out = Timestamp()
-    out.FromDatetime(aware(at))  # type: ignore[arg-type]
-    return out
 
 
 def conflicts(noun: str, noun_zh: str = "记录") -> Conflicts:

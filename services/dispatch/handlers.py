@@ -40,6 +40,7 @@ from services.common.errors import Aborted, FailedPrecondition, InvalidArgument,
 from services.common.events import CloudEvent, PoisonEvent
 from services.common.outbox import OutboxDocument
 from services.common.principal import Principal
+from services.common.times import aware, ts
 from services.common.unitofwork import Conflicts, UnitOfWork
 from services.dispatch import deadlines, domain, matching, metrics, readmodel
 from services.dispatch.directory import directory
@@ -83,20 +84,6 @@ def ms(at: datetime) -> datetime:
 
 def utcnow() -> datetime:
     return ms(datetime.now(UTC))
-
-
-def aware(at: datetime | None) -> datetime | None:
-    if at is None:
-        return None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
-def ts(at: datetime | None) -> Timestamp | None:
-    if at is None:
-        return None
-    out = Timestamp()
-    out.FromDatetime(aware(at))  # type: ignore[arg-type]
-    return out
 
 
 def _event_at(stamp: Timestamp, event: CloudEvent) -> datetime:

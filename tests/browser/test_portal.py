@@ -173,10 +173,9 @@ PAGES = [
     ("subdistrict_admin", f"{TENANT}/org", "组织架构"),
     ("community_worker", f"{TENANT}/field", "网格走访"),
     ("district_approver", "approvals", "审核把关"),
-    # ---- publication-portal begin: 一月一公示 (staff) and the public page (no log-in)
+    # 一月一公示 (staff) and the public page (no log-in)
     ("subdistrict_admin", f"{TENANT}/publications", "一月一公示"),
     ("", f"public/{TENANT}", "公示公开"),
-    # ---- publication-portal end
 ]
 
 

@@ -1257,7 +1257,7 @@ CALLS.update(
 # ---- end verification
 
 
-# ---- begin publication-lifecycle: publications (gateway/routes_publications.py). Staff read the tenant's versions
+# publications (gateway/routes_publications.py). Staff read the tenant's versions
 # (drafts too; the content is public by construction, so a community worker reads the tenant's), the subdistrict
 # admin drafts, reviews and releases; the public routes need no log-in and admit any role but the district ones
 # and ops (a token is held to its tenants there too). Nothing is released for the seed: a version named here is
@@ -1317,4 +1317,3 @@ CALLS.update(
         ],
     }
 )
-# ---- end publication-lifecycle

@@ -202,6 +202,7 @@ def test_members_reach_only_the_dispatch_routes_they_need() -> None:
         | ALLIANCE_MEMBER_ROUTES
         | VERIFICATION_MEMBER_ROUTES
         | {"ratings.rate_unit"}  # an alliance member rates units of its community as itself (评单)
+        | {e for e in POLICY if e.startswith("publications.public_")}  # released publications: anyone reads them
     )
 
 

@@ -64,11 +64,9 @@ SAMPLE_ARGS = {
     "round_id": "rr-1",
     "check_id": "oc-1",
     "photo_id": "p1",
-    # ---- begin publication-lifecycle
     "pub_id": "monthly:c-001:2026-11:v1",
     "channel": "json",
     "community_id": "c-001",
-    # ---- end publication-lifecycle
 }
 METHODS = ("get", "post", "put", "patch", "delete")
 

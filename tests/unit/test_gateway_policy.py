@@ -261,7 +261,7 @@ COMMUNITY_EXPECTED.update(
         "open311.follow_request": (TENANT_WIDE, ""),
     }
 )
-# ---- begin publication-lifecycle: publications are public by construction; staff read the tenant's (drafts too)
+# publications are public by construction; staff read the tenant's (drafts too)
 COMMUNITY_EXPECTED.update(
     {
         f"publications.{n}": (TENANT_WIDE, "")
@@ -278,7 +278,6 @@ COMMUNITY_EXPECTED.update(
         )
     }
 )
-# ---- end publication-lifecycle
 
 
 def test_every_line_admitting_community_workers_says_how_they_are_held_to_their_community() -> None:

@@ -228,6 +228,7 @@ def test_exported_values_read_back_to_the_same_fields() -> None:
         "community_id": "jiade",
         "grid_id": "jiade-g01",
         "name_zh": "王五",
+        "public_name": "王老师",
         "roles": ["party_member", "volunteer", "community_worker"],
         "phone": "138****5678",
         "id_number": "3701**********1234",

@@ -9,11 +9,10 @@ const routes = [
   // ---- Evaluation: the reporter follows, rates or rejects with the follow-up code (typed on the page, never
   // in the address), without logging in.
   { path: '/follow/:tenant/:id?', name: 'follow', component: () => import('./pages/FollowPage.vue'), meta: { public: true } },
-  // ---- publication-portal begin: the released publications, open to anyone without logging in (公示公开).
+  // the released publications, open to anyone without logging in (公示公开).
   { path: '/public/:tenant', name: 'public-publications', component: () => import('./pages/PublicPublicationsPage.vue'), meta: { public: true } },
   { path: '/public/:tenant/publications/:id', name: 'public-publication', component: () => import('./pages/PublicPublicationPage.vue'), props: true, meta: { public: true } },
   { path: '/public/:tenant/ledger', name: 'public-ledger', component: () => import('./pages/PublicLedgerPage.vue'), meta: { public: true } },
-  // ---- publication-portal end
   {
     path: '/',
     component: Shell,

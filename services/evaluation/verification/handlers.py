@@ -23,7 +23,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import mongoengine as me
@@ -35,6 +35,7 @@ from services.common import community, unitofwork
 from services.common.context import current_principal, require_tenant
 from services.common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.common.principal import Principal
+from services.common.times import aware, utcnow
 from services.common.unitofwork import Conflicts, UnitOfWork
 from services.evaluation.verification import domain, peers, readmodel
 from services.evaluation.verification.documents import (
@@ -54,18 +55,6 @@ log = logging.getLogger(__name__)
 RULES_ID = "rules"
 CLAIM_STALE = timedelta(seconds=30)
 VOTE_SETTLE_SECONDS = 10.0
-
-
-def utcnow() -> datetime:
-    """Now in UTC to the millisecond (what BSON stores)."""
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
-def aware(at: datetime | None) -> datetime | None:
-    if at is None:
-        return None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def _ts(at: datetime | None) -> Timestamp:

@@ -21,13 +21,12 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
 import mongoengine as me
 import pymongo.errors
-from google.protobuf.timestamp_pb2 import Timestamp
 from hongling.events.v1 import publication_events_pb2 as pev
 
 from services.common import context, unitofwork
@@ -41,6 +40,7 @@ from services.common.errors import (
     PermissionDenied,
 )
 from services.common.principal import Principal
+from services.common.times import aware, ts, utcnow
 from services.common.unitofwork import UnitOfWork
 from services.publication import channels, content
 from services.publication.lifecycle import domain, readmodel
@@ -52,25 +52,6 @@ DRAFT_READERS = frozenset({"community_worker", "subdistrict_admin", "ops", "serv
 CLAIM_STALE = timedelta(seconds=30)
 PROBE = 8  # versions looked up together by _id
 FEED_DEFAULT, FEED_MAX = 50, 200
-
-
-def utcnow() -> datetime:
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
-def aware(at: datetime | None) -> datetime | None:
-    if at is None:
-        return None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
-def ts(at: datetime | None) -> Timestamp | None:
-    if at is None:
-        return None
-    out = Timestamp()
-    out.FromDatetime(aware(at))  # type: ignore[arg-type]
-    return out
 
 
 class NothingChanged(FailedPrecondition):

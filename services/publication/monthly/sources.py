@@ -4,7 +4,7 @@ so the publication service never imports another service's modules (tests/integr
 checks these columns against the migrated schema). `body` columns hold the aggregate as its write side stored it
 (BSON, services/common/readside.body_of): decoded here as plain dicts.
 
-Every query is one community's month, through the indexes migration 0012 adds in its publication-lifecycle block
+Every query is one community's month, through the indexes migration 0012 adds
 ((community_id, created_at) and (community_id, done_at) on issues and tasks, (community_id, blown_at) on whistles,
 (community_id, starts_at) on meetings is alliance's own), and returns rows in a fixed order: the builder is
 deterministic.

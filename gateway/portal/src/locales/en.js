@@ -2,7 +2,7 @@
 export default {
   app: { name: 'Hongling', subtitle: 'Community co-governance', skip: 'Skip to main content', loading: 'Loading…', language: '中文', languageLabel: 'Switch language' },
   nav: {
-    publications: 'Monthly notices', // publication-portal
+    publications: 'Monthly notices',
     posts: 'Posts', activities: 'Activities',
     dashboard: 'Dashboard', map: 'Grid map', issues: 'Issues', whistles: 'Whistle board', tasks: 'Assignment',
     org: 'Organisation', approvals: 'Approvals', audit: 'Audit log', field: 'Field visits', menu: 'Menu', meetings: 'Joint meetings',
@@ -213,7 +213,7 @@ export default {
   },
   rates: { title: 'The three rates', response: 'Response rate', resolution: 'Resolution rate', satisfaction: 'Satisfaction rate', month: 'This month', quarter: 'This quarter', none: 'No data yet' },
   // ---- end evaluation
-  // ---- publication-portal begin: 一月一公示 (publications), staff and public pages
+  // 一月一公示 (publications), staff and public pages
   pub: {
     title: 'Monthly notices', new: 'New draft', intro: 'Monthly notices, quarterly pioneer boards and monthly reports: a draft is reviewed, then released; a released version never changes, a correction is a new version stating what changed.',
     kind: 'Kind', scope: 'Scope', period: 'Period', status: 'Status', community: 'Community', whole: 'Whole subdistrict',
@@ -269,5 +269,4 @@ export default {
       howToCheck: "How to check: the head of the chain (sequence, hash) is signed with the audit key; anyone can check the Ed25519 signature over \"hongling-audit-checkpoint:<seq>:<hash>\" with the public key shown. Download this notice's data (JSON) and run python -m services.common.audit verify --heads with that file against the audit log: rewriting any entry up to that sequence is detected.",
     },
   },
-  // ---- publication-portal end
 }

@@ -2,7 +2,7 @@
 export default {
   app: { name: '红领益家', subtitle: '社区共治平台', skip: '跳到主要内容', loading: '加载中…', language: 'English', languageLabel: '切换语言' },
   nav: {
-    publications: '一月一公示', // publication-portal
+    publications: '一月一公示',
     posts: '认领岗位', activities: '参与共建',
     dashboard: '数据看板', map: '网格地图', issues: '诉求事项', whistles: '集结号看板', tasks: '点将台',
     org: '组织架构', approvals: '审核把关', audit: '审计日志', field: '网格走访', menu: '菜单', meetings: '联席会议',
@@ -213,7 +213,7 @@ export default {
   },
   rates: { title: '三率', response: '响应率', resolution: '解决率', satisfaction: '满意率', month: '本月', quarter: '本季度', none: '暂无数据' },
   // ---- end evaluation
-  // ---- publication-portal begin: 一月一公示 (publications), staff and public pages
+  // 一月一公示 (publications), staff and public pages
   pub: {
     title: '一月一公示', new: '新建公示草稿', intro: '每月公示、季度先锋榜和月度报告：草稿经审核后发布，发布后不可修改，更正以新版本发布并说明差异。',
     kind: '类型', scope: '范围', period: '期间', status: '状态', community: '社区', whole: '全街道',
@@ -269,5 +269,4 @@ export default {
       howToCheck: '核验方法：链头（序号、哈希）由审计密钥签名，任何人可用所附公钥按 Ed25519 验证对 “hongling-audit-checkpoint:序号:哈希” 的签名；下载本公示的数据（JSON）版，以 python -m services.common.audit verify --heads 该文件核对审计日志：直至该序号的任何记录被改写都会被发现。',
     },
   },
-  // ---- publication-portal end
 }

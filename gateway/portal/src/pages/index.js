@@ -37,13 +37,12 @@ export const PAGES = [
 // page (FollowPage, /follow/<tenant>/<issue>) is open without logging in and lives in router.js.
 PAGES.push({ name: 'ratings', path: 'evaluation/ratings', tenant: true, roles: STAFF, menu: { icon: 'Star' }, component: () => import('./RatingsPage.vue') })
 
-// ---- publication-portal begin: 一月一公示 (publications): the list with the draft form, and one version with review
+// 一月一公示 (publications): the list with the draft form, and one version with review
 // and release. The public pages (/public/<tenant>…, no log-in) live in router.js.
 PAGES.push(
   { name: 'publications', path: 'publications', tenant: true, roles: STAFF, menu: { icon: 'Memo' }, component: () => import('./PublicationsPage.vue') },
   { name: 'publication', path: 'publications/:id', tenant: true, roles: STAFF, component: () => import('./PublicationPage.vue'), props: true },
 )
-// ---- publication-portal end
 
 export const MENU = PAGES.filter((p) => p.menu)
 

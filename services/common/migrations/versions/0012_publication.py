@@ -18,7 +18,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_index("audit_entries_at", "audit_entries", ["at", "seq"])
-    # publication-kinds begin: what the report upward reads (services/publication/reports/builder.py)
+    # what the report upward reads (services/publication/reports/builder.py)
     # - a request's filing by its id (the ledger's approvals and rejections of a month name requests of any month)
     op.create_index("audit_entries_target", "audit_entries", ["target", "seq"])
     # - the month's overdue tasks (few rows have overdue_at), review rounds closed and whistle targets called
@@ -27,8 +27,7 @@ def upgrade() -> None:
     )
     op.create_index("evaluation_rounds_closed", "evaluation_review_rounds", ["closed_at", "id"])
     op.create_index("eval_m_targets_blown", "eval_m_targets", ["blown_at"])
-    # publication-kinds end
-    # ---- begin publication-lifecycle: the versions' list (services/publication/lifecycle/readmodel.py) and the
+    # the versions' list (services/publication/lifecycle/readmodel.py) and the
     # monthly sources' month look-ups (services/publication/monthly/sources.py)
     tz = sa.DateTime(timezone=True)
     op.create_table(
@@ -70,10 +69,9 @@ def upgrade() -> None:
     # One community's month of the monthly board's sources (services/publication/monthly/sources.py).
     for name, table, on in MONTHLY_INDEXES:
         op.create_index(name, table, list(on))
-    # ---- end publication-lifecycle
 
 
-# ---- begin publication-lifecycle: the monthly sources' indexes
+# the monthly sources' indexes
 MONTHLY_INDEXES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("publication_src_issues_created", "intake_issues", ("community_id", "created_at")),
     ("publication_src_issues_done", "intake_issues", ("community_id", "done_at")),
@@ -81,19 +79,14 @@ MONTHLY_INDEXES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("publication_src_tasks_done", "dispatch_tasks", ("community_id", "done_at")),
     ("publication_src_whistles_blown", "dispatch_whistles", ("community_id", "blown_at")),
 )
-# ---- end publication-lifecycle
 
 
 def downgrade() -> None:
-    # publication-kinds begin
     op.drop_index("eval_m_targets_blown", "eval_m_targets")
     op.drop_index("evaluation_rounds_closed", "evaluation_review_rounds")
     op.execute("DROP INDEX IF EXISTS ix_dispatch_tasks_overdue_at")
     op.drop_index("audit_entries_target", "audit_entries")
-    # publication-kinds end
-    # ---- begin publication-lifecycle
     for name, table, _ in MONTHLY_INDEXES:
         op.drop_index(name, table)
     op.drop_table("publication_versions")
-    # ---- end publication-lifecycle
     op.drop_index("audit_entries_at", "audit_entries")
