@@ -60,6 +60,7 @@ if [[ "$mode" == bench ]]; then
   export HONGLING_RATE_IP_BURST="${HONGLING_RATE_IP_BURST:-100000}"
   export HONGLING_RATE_PRINCIPAL_PER_SECOND="${HONGLING_RATE_PRINCIPAL_PER_SECOND:-100000}"
   export HONGLING_RATE_PRINCIPAL_BURST="${HONGLING_RATE_PRINCIPAL_BURST:-100000}"
+  export HONGLING_RATE_FOLLOW_PER_MINUTE="${HONGLING_RATE_FOLLOW_PER_MINUTE:-100000}"  # follow-up code checks (评单)
   echo "[test 3/4] services for the benchmarks"
   bash "$here/services.sh" start
   echo "[test 4/4] benchmarks"

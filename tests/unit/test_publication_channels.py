@@ -175,6 +175,20 @@ def test_a_long_month_is_listed_in_full_online_and_counted_on_the_board() -> Non
     assert "分类统计" in page and ">200<" in page.replace(" ", "")
 
 
+def test_a_month_of_many_whistles_counts_every_unit_and_lists_the_first() -> None:
+    month = samples.monthly(3)
+    one = month["whistles"][0]
+    month["whistles"] = [{**one, "ref": f"wh-{n:04d}"} for n in range(100)]
+    page = render(month, "html_a4", RELEASED).data.decode()
+    assert "wh-0039" in page and "wh-0040" not in page
+    assert f"另有 {100 - PRINT_ROWS} 次未列出" in page and "各单位报到" in page
+    # the table by unit counts all 100 calls: the unit that answered late in each, 100 times
+    by_unit = page[page.index("<caption>各单位报到") :]
+    row = by_unit[by_unit.index("财源街道卫生院") :][:400].replace(" ", "")
+    assert ">100<" in row and row.count(">0<") >= 2
+    assert "wh-0099" in render(month, "article", RELEASED).data.decode()
+
+
 def test_wechat_split_edges() -> None:
     assert split([]) == []
     exact = ["一" * (LIMIT - 6), "二" * 5]  # + 1 newline = LIMIT: one message, unnumbered

@@ -191,6 +191,25 @@ def _by_category(issues: Sequence[Mapping[str, Any]]) -> Table:
     )
 
 
+def _by_unit(whistles: Sequence[Mapping[str, Any]]) -> Table:
+    """Every whistle of the month counted by the unit called: in time, late, not answered (most called first)."""
+    rows: dict[str, list[int]] = {}
+    for w in whistles:
+        for n, key in enumerate(("answered_in_time", "answered_late", "not_answered")):
+            for name in w[key]:
+                rows.setdefault(str(name), [0, 0, 0])[n] += 1
+    return Table(
+        "各单位报到",
+        ("单位", "吹哨", "按时报到", "迟到", "未报到"),
+        tuple(
+            (name, str(sum(r)), str(r[0]), str(r[1]), str(r[2]))
+            for name, r in sorted(rows.items(), key=lambda kv: (-sum(kv[1]), kv[0]))
+        ),
+        frozenset({1, 2, 3, 4}),
+        label=frozenset({1, 2, 3, 4}),
+    )
+
+
 def _monthly(c: Mapping[str, Any], issue_rows: int | None = None) -> tuple[Section, ...]:
     s = c["summary"]
     overview = Section(
@@ -250,6 +269,7 @@ def _monthly(c: Mapping[str, Any], issue_rows: int | None = None) -> tuple[Secti
             tables=(_by_category(c["issues"]), issues),
         )
     )
+    listed_whistles = c["whistles"] if issue_rows is None else c["whistles"][:issue_rows]
     whistles = Table(
         "吹哨报到",
         ("编号", "日期", "类型 · 类别", "按时报到", "迟到", "未报到"),
@@ -262,11 +282,23 @@ def _monthly(c: Mapping[str, Any], issue_rows: int | None = None) -> tuple[Secti
                 names(w["answered_late"]),
                 names(w["not_answered"]),
             )
-            for w in c["whistles"]
+            for w in listed_whistles
         ),
         label=frozenset({3, 4, 5}),
+        widths=(20, 12, 18, 18, 16, 16),
     )
-    sections.append(Section("吹哨报到", tables=(whistles,)))
+    more_whistles = len(c["whistles"]) - len(listed_whistles)
+    sections.append(
+        Section(
+            "吹哨报到",
+            paragraphs=(
+                f"以下列出前 {len(listed_whistles)} 次吹哨，另有 {more_whistles} 次未列出；各单位报到情况见上表。",
+            )
+            if more_whistles > 0
+            else (),
+            tables=(_by_unit(c["whistles"]), whistles),
+        )
+    )
     meetings = Table(
         "会议出席",
         ("日期", "会议", "地点", "应到", "按时", "迟到", "请假", "缺席"),
