@@ -54,8 +54,14 @@ def producer(system: System) -> Iterator[KafkaProducer]:
 
 
 @pytest.fixture(scope="module")
-def publication_db(system: System) -> None:
-    mongo.init("publication", system.settings.mongo_uri)  # this process reads publication's stored sets
+def publication_db(system: System) -> Iterator[None]:
+    """This process reads publication's stored sets (hl_publication_<tenant>): storage opened as publication,
+    whatever module opened it before as another name (one client per process), and closed after."""
+    if mongo.service_name() not in ("", "publication"):
+        mongo.close()
+    mongo.init("publication", system.settings.mongo_uri)
+    yield
+    mongo.close()
 
 
 def org_post(system: System, path: str, body: dict[str, Any]) -> dict[str, Any]:

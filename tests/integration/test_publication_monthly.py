@@ -172,5 +172,14 @@ def test_a_month_of_real_issues_is_published_by_reference_and_without_anything_p
         assert one["ref"] in shown or channel == "wechat", channel
         for planted in SECRETS:
             assert planted not in shown, (channel, planted)
-    # Deterministic: the same read side gives the same content, byte for byte.
-    assert content.canonical(built(where.community_id)) == text
+    # Deterministic: the same read side gives the same content, byte for byte. (The read side may still move a
+    # moment after the facts above — a status, a measure catching up — so two builds in a row must come to agree;
+    # a builder that put the clock or an unordered set into the content never would.)
+    last = [text]
+
+    def settled() -> bool:
+        now = content.canonical(built(where.community_id))
+        same, last[0] = now == last[0], now
+        return same
+
+    wait_for(settled, timeout=120, interval=1.0)
