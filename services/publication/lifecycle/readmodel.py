@@ -9,9 +9,6 @@ marks the newest released version of its series; a refresh that writes a release
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Mapping
 from datetime import date
 from typing import Any
@@ -36,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
-from services.common import readside
+from services.common import paging, readside
 from services.common.errors import InvalidArgument
 from services.common.projection import State
 from services.publication.lifecycle import domain
@@ -140,22 +137,15 @@ def _size(page_size: int) -> int:
 
 
 def _token(row: Any, fingerprint: str) -> str:
-    raw = json.dumps(
-        {"p": row.period_start.isoformat(), "n": int(row.number), "i": row.id, "f": fingerprint}, separators=(",", ":")
-    )
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return paging.position_token([row.period_start.isoformat(), int(row.number), row.id], fingerprint)
 
 
 def _after(token: str, fingerprint: str) -> tuple[date, int, str]:
-    bad = InvalidArgument("page_token is not one this service issued for these filters", field="page_token")
+    at, number, ident = paging.parse_position_token(token, fingerprint, 3)
     try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        at, number, ident, made_for = date.fromisoformat(data["p"]), int(data["n"]), str(data["i"]), str(data["f"])
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise bad from None
-    if made_for != fingerprint:
-        raise bad
-    return at, number, ident
+        return date.fromisoformat(at), int(number), str(ident)
+    except (ValueError, TypeError):
+        raise paging.bad_token() from None
 
 
 def list_versions(
