@@ -11,7 +11,7 @@ from kafka.admin import ConfigResource, ConfigResourceType
 from services.common.events import state_topic_for, topic_for
 from services.common.settings import SERVICES
 from services.common.topics import ensure_topics
-from tests.conftest import System
+from tests.conftest import System, wait_for
 
 
 @pytest.fixture
@@ -38,6 +38,8 @@ def test_a_topic_made_with_the_brokers_retention_is_set_to_keep_its_history(
 ) -> None:
     topic = topic_for("publication")
     admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs={"retention.ms": "604800000"})])
-    assert retention(admin, topic) == "604800000"  # as a state dir from an earlier version has it
+    # A topic's configuration reaches the broker's metadata a moment after the controller took the change (KRaft):
+    # read until it shows.
+    wait_for(lambda: retention(admin, topic) == "604800000")  # as a state dir from an earlier version has it
     ensure_topics(system.settings.kafka_bootstrap)
-    assert retention(admin, topic) == "-1"
+    wait_for(lambda: retention(admin, topic) == "-1")
