@@ -54,7 +54,41 @@ def topic_configs(name: str) -> dict[str, str]:
     return {}
 
 
-def ensure_topics(bootstrap: str, partitions: int = PARTITIONS, timeout: float = 60.0) -> list[str]:
+# ops-compose begin
+def min_insync_replicas(replication_factor: int) -> int:
+    """Copies a write needs before acks=all answers: all but one (one broker may be down), at least one."""
+    return max(1, replication_factor - 1)
+
+
+def replicated_configs(name: str, replication_factor: int) -> dict[str, str]:
+    """A topic's configuration with, on a cluster, the in-sync copies every acknowledged write must reach."""
+    configs = topic_configs(name)
+    if replication_factor > 1:
+        configs["min.insync.replicas"] = str(min_insync_replicas(replication_factor))
+    return configs
+
+
+def _wait_for_brokers(admin: KafkaAdminClient, replication_factor: int, deadline: float) -> None:
+    """A cluster's brokers join one by one: wait until there are enough for every copy of a topic."""
+    while True:
+        found = admin.describe_cluster().get("brokers", [])
+        brokers = len([b for b in found if not b.get("is_fenced")])  # a fenced broker takes no copies
+        if brokers >= replication_factor:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(
+                f"HONGLING_KAFKA_REPLICATION_FACTOR={replication_factor} but the cluster has {brokers} broker(s): "
+                "start the others (docker compose's `cluster` profile) or lower the factor"
+            )
+        time.sleep(1)
+
+
+# ops-compose end
+
+
+def ensure_topics(
+    bootstrap: str, partitions: int = PARTITIONS, timeout: float = 60.0, replication_factor: int = 1
+) -> list[str]:
     """Create missing topics; returns the ones created. Retries while the broker is still starting."""
     deadline = time.monotonic() + timeout
     while True:
@@ -66,6 +100,7 @@ def ensure_topics(bootstrap: str, partitions: int = PARTITIONS, timeout: float =
                 raise SystemExit(f"cannot reach Kafka at {bootstrap}: {exc}") from None
             time.sleep(1)
     try:
+        _wait_for_brokers(admin, replication_factor, deadline)  # ops-compose
         existing = set(admin.list_topics())
         missing = [t for t in wanted_topics() if t not in existing]
         _keep_event_history(admin, [t for t in wanted_topics() if t in existing])
@@ -73,7 +108,14 @@ def ensure_topics(bootstrap: str, partitions: int = PARTITIONS, timeout: float =
         for i, name in enumerate(missing, 1):
             try:
                 admin.create_topics(
-                    [NewTopic(name, num_partitions=partitions, replication_factor=1, topic_configs=topic_configs(name))]
+                    [
+                        NewTopic(
+                            name,
+                            num_partitions=partitions,
+                            replication_factor=replication_factor,  # ops-compose
+                            topic_configs=replicated_configs(name, replication_factor),  # ops-compose
+                        )
+                    ]
                 )
                 created.append(name)
                 print(f"[topics {i}/{len(missing)}] created {name} ({partitions} partitions)", flush=True)
@@ -98,7 +140,7 @@ def _keep_event_history(admin: KafkaAdminClient, existing: list[str]) -> None:
 
 def main() -> int:
     settings = get_settings()
-    created = ensure_topics(settings.kafka_bootstrap)
+    created = ensure_topics(settings.kafka_bootstrap, replication_factor=settings.kafka_replication_factor)
     print(f"[topics] {len(wanted_topics())} topics ready ({len(created)} new) on {settings.kafka_bootstrap}")
     return 0
 
