@@ -153,6 +153,9 @@ def listening_ports(settings: Settings, process: str) -> set[int]:
     ports = {port_of(settings, process)}
     if process in SERVICE_PORT_OFFSETS:
         ports.add(settings.metrics_port(process))
+    if process == "frontdoor":  # its own /metrics, on HONGLING_GATEWAY_METRICS_PORT (the monitoring work)
+        assert settings.gateway_metrics_port is not None
+        ports.add(settings.gateway_metrics_port)
     return ports
 
 
@@ -251,6 +254,8 @@ def _scrape_problems(
                 for static in job.get("static_configs", []):
                     for address in static.get("targets", []):
                         host, _, port = address.rpartition(":")
+                        if host in ("localhost", "127.0.0.1"):
+                            continue  # Prometheus itself
                         if host not in services:
                             problems.append(f"{source}: job {job['job_name']} scrapes {address}: no service {host!r}")
                         elif host in running and int(port) not in listening_ports(running[host][1], running[host][0]):
