@@ -27,6 +27,8 @@ from tests.deployment_checks import (
     dockerfile_problems,
     interpolate,
     load_compose,
+    process_of,
+    processes_of_services_sh,
     read_env_file,
 )
 
@@ -91,6 +93,19 @@ def test_the_schema_check_catches_a_malformed_service(validator: jsonschema.Draf
 def test_everything_the_compose_file_names_exists_in_the_code(raw: dict[str, Any], profile: str) -> None:
     env = env_of(profile)
     assert compose_problems(raw, load_compose(COMPOSE, env), profiles_of(env)) == []
+
+
+def test_compose_runs_every_process_the_local_launcher_starts() -> None:
+    model = load_compose(COMPOSE, env_of("default"))
+    run = {process_of(svc.get("command") or []) for svc in model["services"].values()} - {None}
+    assert run == set(processes_of_services_sh(REPO / "deploy" / "local" / "services.sh"))
+    steps = {
+        tuple(svc["command"]) for svc in model["services"].values() if "build" in svc and not process_of(svc["command"])
+    }
+    assert steps == {
+        ("python", "-m", "services.common.topics"),
+        ("python", "-m", "services.common.readside", "migrate"),
+    }
 
 
 def test_the_profiles_run_one_broker_or_a_quorum_of_three(raw: dict[str, Any]) -> None:
