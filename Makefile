@@ -106,7 +106,7 @@ lint: protos ## ruff and mypy
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy services gateway
 
-unit: protos pdf ## unit tests only (no infrastructure)
+unit: protos pdf prometheus ## unit tests only (no infrastructure)
 	@$(VENV)/bin/pytest -q tests/unit
 
 test: protos portal browser pdf provision prometheus ## set up what is missing, start a private test stack, lint, run every test, stop it
