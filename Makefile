@@ -71,6 +71,12 @@ browser: ## install Debian's Chromium and a CJK font for the portal's browser te
 pdf: ## install Pango and the CJK font the publication's PDF channel (WeasyPrint) needs, where missing
 	@bash deploy/local/pdf.sh
 
+# ops-monitoring begin
+.PHONY: prometheus
+prometheus: ## unpack Debian's Prometheus, promtool and amtool (pinned) into the tool cache, once
+	@bash deploy/local/prometheus.sh
+# ops-monitoring end
+
 provision: ## fetch Kafka (Maven) and FerretDB (go install) into the tool cache, once
 	@bash deploy/local/provision.sh
 
@@ -100,10 +106,10 @@ lint: protos ## ruff and mypy
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy services gateway
 
-unit: protos pdf ## unit tests only (no infrastructure)
+unit: protos pdf prometheus ## unit tests only (no infrastructure)
 	@$(VENV)/bin/pytest -q tests/unit
 
-test: protos portal browser pdf provision ## set up what is missing, start a private test stack, lint, run every test, stop it
+test: protos portal browser pdf provision prometheus ## set up what is missing, start a private test stack, lint, run every test, stop it
 	@bash deploy/local/test.sh
 
 bench: protos portal browser pdf provision ## run the benchmarks under bench/ against a private stack

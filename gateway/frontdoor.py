@@ -60,7 +60,7 @@ from gateway.routes_org import Collection, collection_of, community_of, departme
 from gateway.sessions import SessionVerifier
 from gateway.tokens import TokenFileError, TokenStore
 from gateway.users import AccountStore
-from services.common import context
+from services.common import context, metrics
 from services.common.audit import AuditLog, open_log
 from services.common.grpc_server import REQUEST_ID_KEY, error_details, error_trailers, run_until_signalled
 from services.common.logs import setup_logging
@@ -505,6 +505,10 @@ def main() -> None:
     except TokenFileError as exc:
         print(f"frontdoor: cannot read HONGLING_API_TOKENS_FILE: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    # ops-monitoring: the door's own /metrics (audit refusals, rate limits, auth outcomes of this process) on
+    # HONGLING_GATEWAY_METRICS_PORT (base + 160), beside the HTTP gateway's /metrics on its own port.
+    assert settings.gateway_metrics_port is not None
+    metrics.serve_metrics(settings.gateway_metrics_port, settings.host)
     FrontDoorServer(door).serve_forever()
 
 

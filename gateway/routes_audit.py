@@ -32,7 +32,7 @@ from gateway.errors import ApiError
 from gateway.governance.shapes import entry_json
 from gateway.governance.store import current_audit
 from gateway.query import Param, args, integer, query, text
-from services.common import audit_readmodel
+from services.common import audit_readmodel, metrics
 from services.common.audit import AuditLog, Entry
 from services.common.errors import UnknownTenant
 from services.common.principal import Principal
@@ -261,6 +261,7 @@ def verify_chain() -> Response:
     whenever the check ran; `ok` false with `first_broken_seq` and `reason` when the chain is broken."""
     started = time.perf_counter()
     result = current_audit().verify()
+    metrics.AUDIT_CHAIN_BROKEN.set(0 if result.ok else 1)  # ops-monitoring: the alert's signal from the full check
     return jsonify(
         {
             "ok": result.ok,

@@ -110,6 +110,17 @@ _hl_default HONGLING_FERRETDB_START_TIMEOUT "30"
 _hl_default HONGLING_POSTGRES_START_TIMEOUT "60"
 _hl_default HONGLING_STOP_TIMEOUT "20"
 
+# ops-monitoring begin
+# Prometheus, promtool and amtool from Debian's packages (prometheus, prometheus-alertmanager), unpacked into the
+# tool cache by deploy/local/prometheus.sh (never installed system-wide: no daemon starts on 9090).
+_hl_default HONGLING_PROMETHEUS_DEB_VERSION "2.42.0+ds-5+deb12u1"
+_hl_default HONGLING_ALERTMANAGER_DEB_VERSION "0.25.0-1+b4"
+_hl_default HONGLING_PROMETHEUS_HOME "${HONGLING_CACHE_DIR}/prometheus-${HONGLING_PROMETHEUS_DEB_VERSION}"
+_hl_default HONGLING_PROMETHEUS "${HONGLING_PROMETHEUS_HOME}/bin/prometheus"
+_hl_default HONGLING_PROMTOOL "${HONGLING_PROMETHEUS_HOME}/bin/promtool"
+_hl_default HONGLING_AMTOOL "${HONGLING_PROMETHEUS_HOME}/bin/amtool"
+# ops-monitoring end
+
 export _HONGLING_DEFAULTS
 unset -f _hl_default
 unset _hl_line _hl_name

@@ -39,6 +39,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pymongo.database import Database
 
+from services.common import metrics  # ops-monitoring
+
 log = logging.getLogger(__name__)
 GENESIS = "0" * 64
 DATABASE = "hl_audit"
@@ -415,6 +417,7 @@ class AuditLog:
                 last_seq, last_hash = self._taken(seq)
                 continue
             self._move_head(entry.seq, entry.hash)
+            metrics.AUDIT_ENTRIES.labels(metrics.tenant_label(tenant), outcome).inc()  # ops-monitoring
             if seq % self.checkpoint_every == 0:
                 self._sign(entry)
             return entry
@@ -497,6 +500,7 @@ def open_log(settings: Any, **client_options: Any) -> AuditLog:
     audit = AuditLog(client[DATABASE], signing_key(settings.audit_signing_key))
     # Best effort and in the background: opening the log (a gateway starting) never waits for the database.
     threading.Thread(target=audit.ensure_indexes, name="audit-indexes", daemon=True).start()
+    metrics.init_tenant_series(metrics.AUDIT_ENTRIES, "refused")  # ops-monitoring: a refusal rate from 0
     return audit
 
 

@@ -47,8 +47,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.sql.elements import ColumnElement
 
-from services.common import readside
-from services.common.audit import AuditLog, Entry, entry_from_doc
+from services.common import metrics, readside  # ops-monitoring: metrics
+from services.common.audit import GENESIS, AuditLog, Entry, entry_from_doc, entry_hash  # ops-monitoring
 from services.common.projection import FAILURES, PROJECTED, PROJECTION_LAG, ROWS_WRITTEN
 from services.common.tenants import tenant_slugs
 
@@ -249,6 +249,7 @@ class AuditProjection:
             self.window = min(self.batch, self.window * 2) if len(entries) == len(wanted) else self.probe
             if not entries:
                 return 0, 0
+            self._check_links(last, entries)  # ops-monitoring
             inserted = self._insert(raw, entries)
             head = entries[-1].seq
             district = raw.execution_options(schema_translate_map={readside.PLACEHOLDER: readside.schema_for("")})
@@ -259,6 +260,27 @@ class AuditProjection:
         PROJECTED.labels(NAME, "projected").inc(len(entries))
         ROWS_WRITTEN.labels(NAME).inc(inserted)
         return len(entries), inserted
+
+    # ops-monitoring begin
+    _checked: tuple[int, str] = (0, GENESIS)  # (seq, hash) of the last entry checked; (0, GENESIS): the log's start
+
+    def _check_links(self, last: int, entries: Sequence[Entry]) -> None:
+        """The "audit chain broken" signal (hongling_audit_chain_broken), at no extra read: each entry the
+        projection reads anyway must match its hash and link to the entry before it (known when this process
+        checked that one, or it is the log's first). Entries changed after they were projected are found by the
+        full check, `python -m services.common.audit verify` (docs/runbook.md, Monitoring and alerts)."""
+        seq, prev = self._checked
+        known = seq == last  # after a restart or a replay, the first entry's link is taken on trust
+        for entry in entries:
+            linked = (not known) or entry.prev_hash == prev
+            if entry_hash(entry) != entry.hash or not linked:
+                metrics.AUDIT_CHAIN_BROKEN.set(1)
+                log.error("audit chain BROKEN at entry %d: hash or link does not verify", entry.seq)
+            known, prev = True, entry.hash
+        self._checked = (entries[-1].seq, entries[-1].hash)
+        metrics.AUDIT_CHAIN_CHECKED_SEQ.set(entries[-1].seq)
+
+    # ops-monitoring end
 
     @staticmethod
     def _insert(conn: Connection, entries: Sequence[Entry]) -> int:

@@ -290,6 +290,7 @@ class EventConsumer:
 
     def _report_lag(self, consumer: KafkaConsumer) -> None:
         """Every LAG_REPORT_SECONDS at most: asking for positions after every poll cost more than the poll."""
+        self._report_dlq(consumer)  # ops-monitoring
         now = time.monotonic()
         if now - self._lag_reported < LAG_REPORT_SECONDS:
             return
@@ -304,6 +305,31 @@ class EventConsumer:
                 continue
             if pos is not None:
                 metrics.CONSUMER_LAG.labels(self.group, tp.topic, str(tp.partition)).set(max(0, high - pos))
+
+    # ops-monitoring begin
+    _dlq_reported: float = 0.0
+
+    def _report_dlq(self, consumer: KafkaConsumer) -> None:
+        """The records this group's dead-letter topic holds (hongling_dlq_records), every DLQ_REPORT_SECONDS:
+        what the "DLQ not empty" alert reads. Counted from the topic's offsets (two ListOffsets requests), so it
+        is the topic's size whoever dead-lettered them, and survives this process's restarts, unlike a counter."""
+        now = time.monotonic()
+        if self._dlq_reported and now - self._dlq_reported < metrics.DLQ_REPORT_SECONDS:
+            return
+        self._dlq_reported = now
+        try:
+            parts = [TopicPartition(self.dlq_topic, p) for p in sorted(consumer.partitions_for_topic(self.dlq_topic))]
+            held = 0
+            if parts:
+                start = consumer.beginning_offsets(parts, timeout_ms=2000)
+                end = consumer.end_offsets(parts, timeout_ms=2000)
+                held = sum(max(0, end[tp] - start[tp]) for tp in parts)
+        except Exception as exc:  # the broker is away: the last figure stands, asked again next time
+            log.debug("dead-letter topic %s not measured: %s", self.dlq_topic, exc)
+            return
+        metrics.DLQ_RECORDS.labels(self.group, self.dlq_topic).set(held)
+
+    # ops-monitoring end
 
 
 __all__ = ["EventConsumer", "Handler", "ProcessedEvent", "TopicPartition"]

@@ -44,6 +44,50 @@ MONGO_COMMANDS = Counter(
 )
 
 
+# ops-monitoring begin
+# Business and integrity signals the alert rules read (deploy/prometheus/rules). Labels stay bounded: `tenant` is
+# one of the seven slugs or "district" (entries of no tenant), never a person's or a record's id.
+DLQ_RECORDS = Gauge(
+    "hongling_dlq_records",
+    "Records held by a consumer group's dead-letter topic (end minus start offsets), read every DLQ_REPORT_SECONDS.",
+    ["group", "topic"],
+)
+AUDIT_ENTRIES = Counter(
+    "hongling_audit_entries_total",
+    "Entries this process appended to the audit log, by outcome (allowed, refused, done); refused = a refusal.",
+    ["tenant", "outcome"],
+)
+AUDIT_CHAIN_BROKEN = Gauge(
+    "hongling_audit_chain_broken",
+    "1 once the audit projection found an entry whose hash or link to the previous entry does not verify.",
+)
+AUDIT_CHAIN_CHECKED_SEQ = Gauge(
+    "hongling_audit_chain_checked_seq", "The last audit entry the projection checked (hash and link)."
+)
+DLQ_REPORT_SECONDS = 30.0  # ListOffsets twice per consumer: cheap at this pace, and a DLQ does not fill in seconds
+
+
+def tenant_label(tenant: str) -> str:
+    """The `tenant` label of a value that may be empty or unknown: bounded to the slugs, "district" or "other"."""
+    from services.common.tenants import tenant_slugs
+
+    if not tenant:
+        return "district"
+    return tenant if tenant in tenant_slugs() else "other"
+
+
+def init_tenant_series(counter: Counter, *rest: str) -> None:
+    """Make a tenant-labelled counter's series exist at 0 for every tenant (and "district"), so that its rate
+    and the alerts on it have a series before the first event (a series born at 1 loses its first increase)."""
+    from services.common.tenants import tenant_slugs
+
+    for tenant in (*tenant_slugs(), "district"):
+        counter.labels(tenant, *rest)
+
+
+# ops-monitoring end
+
+
 def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
     """Expose /metrics on its own port (a daemon thread)."""
     start_http_server(port, addr=host)
