@@ -114,7 +114,7 @@ def test_the_kubernetes_schemas_reject_a_broken_object() -> None:
     typed = copy.deepcopy(deployment)
     typed["spec"]["replicas"] = "two"
     probe = copy.deepcopy(deployment)
-    probe["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["grpc"] = {"service": "x"}  # no port
+    probe["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["grpc"] = {"service": "x"}  # no port
     hpa = copy.deepcopy(objects("prod", "HorizontalPodAutoscaler")["intake"])
     del hpa["spec"]["scaleTargetRef"]["kind"]
     for broken in (misspelt, typed, probe, hpa):
@@ -264,16 +264,19 @@ def test_each_process_runs_with_its_ports_probes_and_limits(overlay: str) -> Non
         else:
             grpc = int(env[f"HONGLING_{name.upper()}_PORT"])
             assert p["grpc"] == grpc, name
-            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-                assert c[probe]["grpc"]["port"] == grpc, f"{name} {probe}"
-            scraped = int(env[f"HONGLING_{name.upper()}_METRICS_PORT"]) if name != "frontdoor" else 0
-            if scraped:
-                assert p["metrics"] == scraped, name
-        annotations = dep["spec"]["template"]["metadata"].get("annotations", {})
-        if scraped:
-            assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/port"] == str(scraped)
-        else:
-            assert "prometheus.io/scrape" not in annotations, f"{name} has no metrics endpoint"
+            # ready: gRPC health SERVING; alive: the port answers (health is NOT_SERVING while a database is
+            # down, and restarting the pod would not bring the database back)
+            assert c["readinessProbe"]["grpc"] == {"port": grpc}, name
+            for probe in ("startupProbe", "livenessProbe"):
+                assert c[probe]["tcpSocket"]["port"] == "grpc", f"{name} {probe}"
+            # the front door's own metrics are on the gateway's metrics port setting (a process of its own)
+            metrics_key = "GATEWAY" if name == "frontdoor" else name.upper()
+            scraped = int(env[f"HONGLING_{metrics_key}_METRICS_PORT"])
+            assert p == {"grpc": grpc, "metrics": scraped}, name
+        annotations = dep["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true", name
+        assert annotations["prometheus.io/port"] == str(scraped), name
+        assert annotations["prometheus.io/path"] == "/metrics", name
         svc = services[name]
         assert svc["spec"]["selector"] == {"app.kubernetes.io/name": name}
         assert {sp["targetPort"] for sp in svc["spec"]["ports"]} == set(p)
@@ -429,7 +432,10 @@ def pod(name: str) -> Source:
 
 
 INGRESS: Source = ("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
-PROMETHEUS: Source = ("monitoring", {"app.kubernetes.io/name": "prometheus"})
+PROMETHEUSES: tuple[Source, ...] = (
+    ("monitoring", {"app.kubernetes.io/name": "prometheus"}),  # cluster-wide
+    (NAMESPACE, {"app.kubernetes.io/name": "prometheus"}),  # beside Hongling (deploy/prometheus/prometheus.k8s.yml)
+)
 INTERNET: Source = (None, {})
 STRANGERS: tuple[Source, ...] = (
     INTERNET,
@@ -458,13 +464,13 @@ def test_network_policies_let_exactly_the_intended_pods_talk(overlay: str) -> No
             for stranger in STRANGERS:
                 assert not allowed(objs, stranger, name, port), f"{stranger} -> {name}:{port}"
     # Prometheus scrapes every metrics endpoint, and none of the services' gRPC
-    for name, dep in objects(overlay, "Deployment").items():
-        annotations = dep["spec"]["template"]["metadata"].get("annotations", {})
-        if annotations.get("prometheus.io/scrape") == "true":
+    for prometheus in PROMETHEUSES:
+        for name, dep in objects(overlay, "Deployment").items():
+            annotations = dep["spec"]["template"]["metadata"]["annotations"]
             (port,) = [n for n, num in ports(dep).items() if str(num) == annotations["prometheus.io/port"]]
-            assert allowed(objs, PROMETHEUS, name, port), name
-    for name in SERVICES:
-        assert not allowed(objs, PROMETHEUS, name, "grpc"), name
+            assert allowed(objs, prometheus, name, port), f"{prometheus} -> {name}:{port}"
+        for name in (*SERVICES, "frontdoor"):
+            assert not allowed(objs, prometheus, name, "grpc"), name
 
 
 def test_the_reachability_check_sees_a_widened_policy() -> None:
