@@ -117,9 +117,10 @@ clean: down ## stop everything and remove local state and build output (keeps th
 	rm -rf .local build $(PORTAL)/dist
 
 # ops-k8s begin: Kubernetes (deploy/k8s). kustomize is built from its Go module at a pinned version into the
-# tool cache once (deploy/k8s/kustomize.sh), with the rest of `make provision`.
+# tool cache once (deploy/k8s/kustomize.sh), by `make provision` (so `make test`) and `make unit`.
 .PHONY: provision-k8s k8s
 provision: provision-k8s
+unit: provision-k8s
 provision-k8s:
 	@bash deploy/k8s/kustomize.sh ensure
 

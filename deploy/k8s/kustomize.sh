@@ -33,7 +33,7 @@ ensure() {
   mkdir -p "${HONGLING_CACHE_DIR}"
   # Two checkouts installing at once share the cache: serialise them.
   exec 8>"${HONGLING_CACHE_DIR}/.kustomize.lock"
-  flock 8
+  if command -v flock >/dev/null 2>&1; then flock 8; fi
   if [[ -f "${MARKER}" && -x "${KUSTOMIZE_BIN}" ]]; then
     exec 8>&-
     return 0
