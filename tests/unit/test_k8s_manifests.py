@@ -198,7 +198,7 @@ def test_every_topic_of_the_code_has_its_kafka_topic(overlay: str) -> None:
     )
     for name, topic in by_topic.items():
         assert topic["spec"]["replicas"] == 3, name
-        assert topic["spec"]["partitions"] == topics.PARTITIONS, name
+        assert topic["spec"]["partitions"] == topics.PARTITIONS, f"{name}: regenerate (deploy/k8s/topics.py)"
         assert {k: str(v) for k, v in topic["spec"].get("config", {}).items()} == topics.topic_configs(name), name
     # the kept and compacted settings did reach the resources
     assert by_topic["hongling.intake.v1"]["spec"]["config"]["retention.ms"] == "-1"
