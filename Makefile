@@ -21,7 +21,7 @@ PORTAL_SOURCES := $(shell find $(PORTAL)/src $(PORTAL)/public -type f 2>/dev/nul
 .PHONY: help venv lock protos provision browser pdf portal infra topics up down logs status test lint unit bench clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 # The environment is built from the lock alone: every package (dev tools included) at the pinned version,
 # every file checked against its sha256, nothing resolved at install time. A changed lock rebuilds it from
@@ -121,3 +121,15 @@ clean: down ## stop everything and remove local state and build output (keeps th
 	  if [[ -d "$$d" ]]; then HONGLING_STATE_DIR="$$PWD/$$d" bash deploy/local/stack.sh purge >/dev/null || true; fi; \
 	done
 	rm -rf .local build $(PORTAL)/dist
+
+# ops-k8s begin: Kubernetes (deploy/k8s). kustomize is built from its Go module at a pinned version into the
+# tool cache once (deploy/k8s/kustomize.sh), by `make provision` (so `make test`) and `make unit`.
+.PHONY: provision-k8s k8s
+provision: provision-k8s
+unit: provision-k8s
+provision-k8s:
+	@bash deploy/k8s/kustomize.sh ensure
+
+k8s: provision-k8s ## render the Kubernetes overlays (deploy/k8s: dev, prod) with kustomize into build/k8s/
+	@bash deploy/k8s/kustomize.sh render build/k8s
+# ops-k8s end
