@@ -140,6 +140,13 @@ def rekey_database(
     return counts
 
 
+def _duplicate_key(exc: pymongo.errors.OperationFailure) -> bool:
+    """A unique index refused the write. MongoDB says so with code 11000 (DuplicateKeyError); FerretDB 1.24 on
+    PostgreSQL answers an update that breaks a unique index with InternalError carrying PostgreSQL's
+    unique_violation, SQLSTATE 23505 (an insert gets 11000 there too)."""
+    return isinstance(exc, pymongo.errors.DuplicateKeyError) or "SQLSTATE 23505" in str(exc)
+
+
 def _reseal_one(collection: Any, doc: Mapping[str, Any], old: Protector, new: Protector, counts: Counts) -> int:
     for _attempt in range(20):
         again, n = reseal(doc, old, new)
@@ -150,7 +157,9 @@ def _reseal_one(collection: Any, doc: Mapping[str, Any], old: Protector, new: Pr
             result = collection.update_one(
                 {"_id": doc["_id"], **{k: doc.get(k) for k in changed}}, {"$set": {k: again[k] for k in changed}}
             )
-        except pymongo.errors.DuplicateKeyError:
+        except pymongo.errors.OperationFailure as exc:
+            if not _duplicate_key(exc):
+                raise
             counts.conflicts += 1
             return 0
         if result.matched_count:
