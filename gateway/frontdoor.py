@@ -196,7 +196,9 @@ class Door:
         gateway/routes_auth.py init_app). Raises TokenFileError if the API token file cannot be read."""
         tokens = TokenStore(settings.api_tokens_file)
         tokens.load()
-        sessions = SessionVerifier(settings.session_secret, AccountStore(settings.mongo_uri).get)
+        sessions = SessionVerifier(
+            settings.session_secret, AccountStore(settings.mongo_uri).get, accepted=settings.session_secrets()[1:]
+        )
         return cls(
             settings,
             tokens=tokens,

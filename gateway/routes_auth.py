@@ -110,7 +110,9 @@ def init_app(app: Flask, settings: Settings) -> None:
     """The account store and session verifier (connecting on first use), and the two blueprints."""
     accounts = AccountStore(settings.mongo_uri)
     app.extensions["hongling.accounts"] = accounts
-    app.extensions["hongling.sessions"] = SessionVerifier(settings.session_secret, accounts.get)
+    app.extensions["hongling.sessions"] = SessionVerifier(
+        settings.session_secret, accounts.get, accepted=settings.session_secrets()[1:]
+    )
     dummy_hash()  # now, so the first log-in with an unknown name is not slower than the others
     app.register_blueprint(auth_bp)
     app.register_blueprint(users_bp)

@@ -18,8 +18,9 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
 import pymongo.errors
@@ -79,18 +80,33 @@ def issue(account: Account, secret: str, ttl_seconds: int, now: float | None = N
     return jwt.encode(payload, secret, algorithm=ALGORITHM), claims
 
 
-def decode(token: str, secret: str) -> Claims:
-    """The claims of a genuine, unexpired session token, or AuthError (expired / unknown)."""
+def _decode(token: str, secrets: Sequence[str]) -> dict[str, Any]:
+    for i, secret in enumerate(secrets):
+        try:
+            return dict(
+                jwt.decode(
+                    token,
+                    secret,
+                    algorithms=[ALGORITHM],
+                    audience=AUDIENCE,
+                    issuer=ISSUER,
+                    leeway=LEEWAY_SECONDS,
+                    options={"require": REQUIRED},
+                )
+            )
+        except jwt.InvalidSignatureError:
+            if i == len(secrets) - 1:
+                raise
+    raise jwt.InvalidSignatureError("no secret to check the signature with")
+
+
+def decode(token: str, secret: str, accepted: Sequence[str] = ()) -> Claims:
+    """The claims of a genuine, unexpired session token, or AuthError (expired / unknown).
+
+    `accepted`: during a rotation of the session secret (docs/runbook.md), the other secret: sessions signed
+    by a gateway that has switched and by one that has not both stay valid, so nobody is logged out."""
     try:
-        raw = jwt.decode(
-            token,
-            secret,
-            algorithms=[ALGORITHM],
-            audience=AUDIENCE,
-            issuer=ISSUER,
-            leeway=LEEWAY_SECONDS,
-            options={"require": REQUIRED},
-        )
+        raw = _decode(token, (secret, *(a for a in accepted if a and a != secret)))
     except jwt.ExpiredSignatureError:
         raise AuthError("expired", "session expired: log in again (登录已过期，请重新登录)") from None
     except jwt.InvalidTokenError:
@@ -123,8 +139,10 @@ class SessionVerifier:
         *,
         cache_seconds: float = ACCOUNT_CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        accepted: Sequence[str] = (),
     ) -> None:
         self.secret = secret
+        self.accepted = tuple(accepted)
         self._lookup = lookup
         self.cache_seconds = cache_seconds
         self._clock = clock
@@ -159,7 +177,7 @@ class SessionVerifier:
     def authenticate(self, token: str) -> tuple[Account, Claims]:
         """The account behind a session token and the token's claims, or AuthError saying why it is
         refused; AccountsUnavailable when the account database cannot be asked."""
-        claims = decode(token, self.secret)
+        claims = decode(token, self.secret, self.accepted)
         account = self.account(claims.sub)
         if account is None:
             raise AuthError("revoked", "the account of this session no longer exists (账号不存在)")

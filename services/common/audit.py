@@ -28,7 +28,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +37,7 @@ import pymongo
 import pymongo.errors
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pymongo.database import Database
 
 from services.common import metrics  # ops-monitoring
@@ -101,10 +102,43 @@ class Verification:
         return f"audit chain BROKEN at entry {self.first_broken_seq}: {self.reason} ({self.checked} entries read)"
 
 
+def public_key_text(key: Ed25519PublicKey) -> str:
+    """A public key as `audit public-key` prints it and HONGLING_AUDIT_TRUSTED_KEYS takes it (base64, 32 bytes)."""
+    return base64.b64encode(key.public_bytes(Encoding.Raw, PublicFormat.Raw)).decode("ascii")
+
+
+def trusted_keys(text: str) -> list[Ed25519PublicKey]:
+    """The public keys of HONGLING_AUDIT_TRUSTED_KEYS (settings check their form)."""
+    return [
+        Ed25519PublicKey.from_public_bytes(base64.b64decode(part.strip())) for part in text.split(",") if part.strip()
+    ]
+
+
+Keys = Ed25519PublicKey | Sequence[Ed25519PublicKey]
+
+
+def _keys(public_key: Keys | None) -> list[Ed25519PublicKey]:
+    if public_key is None:
+        return []
+    return [public_key] if isinstance(public_key, Ed25519PublicKey) else list(public_key)
+
+
+def signed_by_any(keys: Sequence[Ed25519PublicKey], signature: bytes, message: bytes) -> bool:
+    """Whether any of the keys made this signature: the current audit key, or a retired (or next) one a
+    rotation trusts (docs/runbook.md, 轮换密钥)."""
+    for key in keys:
+        try:
+            key.verify(signature, message)
+        except InvalidSignature:
+            continue
+        return True
+    return False
+
+
 def verify_chain(
     entries: Iterable[Entry],
     checkpoints: Mapping[int, tuple[str, bytes]],
-    public_key: Ed25519PublicKey | None,
+    public_key: Keys | None,
     *,
     start_seq: int = 1,
     start_hash: str = GENESIS,
@@ -118,8 +152,10 @@ def verify_chain(
 
     The chain is expected to start at `start_seq`, linked to `start_hash` (the whole log: 1 and GENESIS;
     an exported range: its first entry's seq and prev_hash, which only the full log can confirm).
-    `public_key` may be None only when there are no checkpoints to check."""
-    if checkpoints and public_key is None:
+    `public_key` (or several: the current key and those a rotation trusts) may be None only when there are
+    no checkpoints to check."""
+    keys = _keys(public_key)
+    if checkpoints and not keys:
         raise ValueError("checking signed checkpoints needs the public key")
     prev = start_hash
     expected_seq = start_seq
@@ -142,10 +178,7 @@ def verify_chain(
         cp = checkpoints.get(entry.seq)
         if cp is not None:
             digest, signature = cp
-            assert public_key is not None  # checked above
-            try:
-                public_key.verify(signature, checkpoint_message(entry.seq, digest))
-            except InvalidSignature:
+            if not signed_by_any(keys, signature, checkpoint_message(entry.seq, digest)):
                 return Verification(False, checked, verified_checkpoints, entry.seq, "checkpoint signature is invalid")
             if digest != entry.hash:
                 return Verification(
@@ -194,7 +227,7 @@ def _anchors_in(doc: Any) -> Iterator[Mapping[str, Any]]:
             yield from _anchors_in(value)
 
 
-def published_heads(doc: Any, public_key: Ed25519PublicKey) -> dict[int, str]:
+def published_heads(doc: Any, public_key: Keys) -> dict[int, str]:
     """seq -> hash of the heads published in a JSON document (see _anchors_in), each signature checked
     with the audit key: ValueError naming the head whose signature is not the key's, or when there is none.
     A head at seq 0 (the log was empty then) has nothing to check against and is left out."""
@@ -207,9 +240,7 @@ def published_heads(doc: Any, public_key: Ed25519PublicKey) -> dict[int, str]:
             signature = base64.b64decode(str(anchor["signature"]), validate=True)
         except (TypeError, ValueError, binascii.Error):
             raise ValueError(f"published head {anchor.get('seq')!r} is not a head (seq, hash, signature)") from None
-        try:
-            public_key.verify(signature, checkpoint_message(seq, digest))
-        except InvalidSignature:
+        if not signed_by_any(_keys(public_key), signature, checkpoint_message(seq, digest)):
             raise ValueError(f"published head {seq}: the signature is not this log's audit key") from None
         if seq > 0:
             heads[seq] = digest
@@ -297,12 +328,21 @@ def entry_from_doc(doc: Mapping[str, Any]) -> Entry:
 
 
 class AuditLog:
-    def __init__(self, db: Database[Any], key: Ed25519PrivateKey, *, checkpoint_every: int = 1000) -> None:
+    def __init__(
+        self,
+        db: Database[Any],
+        key: Ed25519PrivateKey,
+        *,
+        checkpoint_every: int = 1000,
+        trusted: Sequence[Ed25519PublicKey] = (),
+    ) -> None:
         self.entries = db["entries"]
         self.checkpoints = db["checkpoints"]
         self.meta = db["meta"]
         self.key = key
         self.public_key = key.public_key()
+        # What a checkpoint or a published head may be signed with: this key, then the keys a rotation trusts.
+        self.public_keys = [self.public_key, *trusted]
         self.checkpoint_every = checkpoint_every
 
     def ensure_indexes(self) -> None:
@@ -439,6 +479,7 @@ class AuditLog:
                 "_id": entry.seq,
                 "hash": entry.hash,
                 "signature": signature,
+                "key": public_key_text(self.public_key),  # which key signed it (a rotation's log shows both)
                 "time": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
             },
             upsert=True,
@@ -491,13 +532,17 @@ class AuditLog:
     def verify(self, heads: Mapping[int, str] | None = None) -> Verification:
         """The whole chain, its signed checkpoints and any published heads (seq -> hash, signatures checked)."""
         checkpoints = {int(c["_id"]): (c["hash"], bytes(c["signature"])) for c in self.checkpoints.find()}
-        return verify_chain(self.iter_entries(), checkpoints, self.public_key, heads=heads)
+        return verify_chain(self.iter_entries(), checkpoints, self.public_keys, heads=heads)
 
 
 def open_log(settings: Any, **client_options: Any) -> AuditLog:
     """The deployment's audit log (district-level database) with its signing key."""
     client: pymongo.MongoClient[Any] = pymongo.MongoClient(settings.mongo_uri, tz_aware=True, **client_options)
-    audit = AuditLog(client[DATABASE], signing_key(settings.audit_signing_key))
+    audit = AuditLog(
+        client[DATABASE],
+        signing_key(settings.audit_signing_key),
+        trusted=trusted_keys(getattr(settings, "audit_trusted_keys", "")),
+    )
     # Best effort and in the background: opening the log (a gateway starting) never waits for the database.
     threading.Thread(target=audit.ensure_indexes, name="audit-indexes", daemon=True).start()
     metrics.init_tenant_series(metrics.AUDIT_ENTRIES, "refused")  # ops-monitoring: a refusal rate from 0
@@ -546,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     from services.common.settings import get_settings
 
     parser = argparse.ArgumentParser(prog="python -m services.common.audit")
-    parser.add_argument("command", choices=["verify", "checkpoint", "verify-file"])
+    parser.add_argument("command", choices=["verify", "checkpoint", "verify-file", "public-key"])
     parser.add_argument("file", nargs="?", help="verify-file: the ndjson export to check")
     parser.add_argument("--partial", action="store_true", help="verify-file: a tenant's export (gaps expected)")
     parser.add_argument(
@@ -564,6 +609,11 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
         print(f"{args.file}: {checked.summary()}")
         return 0 if checked.ok else 1
+    if args.command == "public-key":
+        # The public key of HONGLING_AUDIT_SIGNING_KEY, for HONGLING_AUDIT_TRUSTED_KEYS during a rotation and for
+        # whoever checks published heads. Needs no database.
+        print(public_key_text(signing_key(get_settings().audit_signing_key).public_key()))
+        return 0
     audit = open_log(get_settings())
     if args.command == "checkpoint":
         seq = audit.checkpoint()
@@ -573,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.heads:
         try:
             with open(name, encoding="utf-8") as fh:
-                found = published_heads(json.load(fh), audit.public_key)
+                found = published_heads(json.load(fh), audit.public_keys)
         except (OSError, ValueError) as exc:
             print(f"{name}: {exc}")
             return 2

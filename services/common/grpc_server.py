@@ -91,8 +91,9 @@ def _map_exception(exc: BaseException) -> HonglingError | None:
 class ServerInterceptor(grpc.ServerInterceptor):
     """Principal + tenant verification, Prometheus metrics and error mapping for unary calls."""
 
-    def __init__(self, secret: str, tenantless: Iterable[str] = ()) -> None:
+    def __init__(self, secret: str, tenantless: Iterable[str] = (), accepted: Sequence[str] = ()) -> None:
         self.secret = secret
+        self.accepted = tuple(accepted)  # a rotation's other principal secret (services/common/principal.py)
         self.tenantless = set(tenantless)
 
     def intercept_service(
@@ -120,7 +121,7 @@ class ServerInterceptor(grpc.ServerInterceptor):
             try:
                 with context.bound(request_id=request_id, trace=trace):
                     try:
-                        principal = verify(_str(md.get(METADATA_KEY)), self.secret)
+                        principal = verify(_str(md.get(METADATA_KEY)), self.secret, self.accepted)
                         tenant = _str(md.get(TENANT_KEY))
                         if tenant:
                             get_tenant(tenant)
@@ -177,7 +178,7 @@ class ServiceHost:
         self._threads: list[threading.Thread] = []
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix=f"{name}-rpc"),
-            interceptors=[ServerInterceptor(settings.principal_secret, tenantless)],
+            interceptors=[ServerInterceptor(settings.principal_secret, tenantless, settings.principal_secrets()[1:])],
             options=[
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,7 +130,7 @@ class Principal:
 # every call was a measurable share of a call's CPU. Entries are kept while they are young (minted) or until
 # the token expires (verified), and both caches are bounded.
 _MINTED: dict[tuple[Principal, str, int], tuple[str, float]] = {}
-_VERIFIED: dict[tuple[str, str], tuple[Principal, float]] = {}
+_VERIFIED: dict[tuple[str, str, tuple[str, ...]], tuple[Principal, float]] = {}
 _CACHE_MAX = 4096
 
 
@@ -176,27 +177,44 @@ def mint(principal: Principal, secret: str, ttl_seconds: int = 60, now: float | 
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def verify(token: str | None, secret: str) -> Principal:
+def verify(token: str | None, secret: str, accepted: Sequence[str] = ()) -> Principal:
     """The principal in a token, or Unauthenticated saying why it was refused. A token verified before is
-    taken from this process's cache until it expires (the same bytes under the same secret)."""
+    taken from this process's cache until it expires (the same bytes under the same secrets).
+
+    `accepted`: during a rotation of the principal secret (docs/runbook.md), the other secret, also good for a
+    signature: a process that already signs with the new secret and one that still signs with the former one
+    accept each other's calls while the deployment restarts one process at a time."""
     if not token:
         raise Unauthenticated("no principal in call metadata: calls must come through the gateway")
-    hit = _VERIFIED.get((token, secret))
+    hit = _VERIFIED.get((token, secret, tuple(accepted)))
     if hit is not None and time.time() < hit[1]:
         return hit[0]
-    return _verify(token, secret)
+    return _verify(token, secret, accepted)
 
 
-def _verify(token: str, secret: str) -> Principal:
+def _decode(token: str, secrets: Sequence[str]) -> dict[str, Any]:
+    """The claims of a token signed with any of `secrets` (tried in order)."""
+    for i, secret in enumerate(secrets):
+        try:
+            return dict(
+                jwt.decode(
+                    token,
+                    secret,
+                    algorithms=[ALGORITHM],
+                    audience=AUDIENCE,
+                    issuer=ISSUER,
+                    options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+                )
+            )
+        except jwt.InvalidSignatureError:
+            if i == len(secrets) - 1:
+                raise
+    raise jwt.InvalidSignatureError("no secret to check the signature with")
+
+
+def _verify(token: str, secret: str, accepted: Sequence[str] = ()) -> Principal:
     try:
-        claims = jwt.decode(
-            token,
-            secret,
-            algorithms=[ALGORITHM],
-            audience=AUDIENCE,
-            issuer=ISSUER,
-            options={"require": ["exp", "iat", "sub", "iss", "aud"]},
-        )
+        claims = _decode(token, (secret, *(a for a in accepted if a and a != secret)))
     except jwt.ExpiredSignatureError:
         raise Unauthenticated("principal token expired: ask the gateway for a fresh one") from None
     except jwt.InvalidTokenError as exc:
@@ -233,5 +251,5 @@ def _verify(token: str, secret: str) -> Principal:
         community=community,
     )
     _bounded(_VERIFIED)
-    _VERIFIED[(token, secret)] = (principal, float(claims["exp"]))
+    _VERIFIED[(token, secret, tuple(accepted))] = (principal, float(claims["exp"]))
     return principal

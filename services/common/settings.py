@@ -28,6 +28,10 @@ SERVICE_PORT_OFFSETS["alliance"] = (57, 157)
 # into $HONGLING_STATE_DIR/secrets.env and deploy/local/env.sh loads that file (a value already set in the
 # environment wins); any other deployment sets them itself (docker-compose.yml requires them).
 SECRET_SETTINGS = ("principal_secret", "data_key", "audit_signing_key", "session_secret")
+# During a rotation (docs/runbook.md, 轮换密钥): the other secret of each pair, accepted to verify or to open and
+# never used to sign or to seal; unset outside a rotation. Checked like a secret when set, never shown.
+ACCEPTED_SETTINGS = ("principal_secret_accepted", "session_secret_accepted", "data_key_accepted")
+HIDDEN_SETTINGS = SECRET_SETTINGS + ACCEPTED_SETTINGS
 # PUBLISHED values, hence no secrets: the built-in defaults of earlier versions (in this repository's history)
 # and docker-compose.yml's former placeholder. A process given one of them refuses to start. The former data
 # and audit keys are still read by services.common.rekey, once, to re-seal what a local state dir made before
@@ -74,6 +78,34 @@ def _secret(value: str) -> str:
 Secret = Annotated[str, AfterValidator(_secret)]
 
 
+def _optional_secret(value: str) -> str:
+    """A rotation's accepted secret: unset, or a secret like any other."""
+    return _secret(value) if value.strip() else ""
+
+
+OptionalSecret = Annotated[str, AfterValidator(_optional_secret)]
+
+
+def _public_keys(value: str) -> str:
+    """HONGLING_AUDIT_TRUSTED_KEYS: comma-separated Ed25519 public keys (base64 of 32 bytes), checked."""
+    import base64
+    import binascii
+
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        try:
+            raw = base64.b64decode(part, validate=True)
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) != 32:
+            raise ValueError(
+                f"{part[:60]!r} is not an Ed25519 public key (base64 of 32 bytes, as "
+                "`python -m services.common.audit public-key` prints it)"
+            )
+    return value
+
+
 def _ip_networks(value: str) -> str:
     """A comma-separated list of IP addresses or networks (HONGLING_TRUSTED_PROXIES), checked."""
     for part in filter(None, (p.strip() for p in value.split(","))):
@@ -100,6 +132,14 @@ class Settings(BaseSettings):
     data_key: Secret = Field("", validate_default=True)
     # Signs the audit log's checkpoints (Ed25519 key derived from it); keep it out of the database's reach.
     audit_signing_key: Secret = Field("", validate_default=True)
+    # Rotation without downtime (docs/runbook.md, 轮换密钥): the other secret of a pair, accepted to verify a
+    # principal / a session, or to open personal data, and never used to sign or seal; unset outside a rotation.
+    principal_secret_accepted: OptionalSecret = ""
+    session_secret_accepted: OptionalSecret = ""
+    data_key_accepted: OptionalSecret = ""
+    # Public keys of retired audit signing keys (and of the next one while it is rolled out): checkpoints and
+    # published heads signed by any of them verify. Public, not secret: printed by `… audit public-key`.
+    audit_trusted_keys: Annotated[str, AfterValidator(_public_keys)] = ""
     principal_ttl_seconds: int = Field(60, ge=5, le=3600)
     # The gateway's API tokens (SHA-256 hashes, managed by `python -m gateway.tokens`); empty = no tokens.
     api_tokens_file: str = ""
@@ -219,6 +259,18 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _accepted_differs(self) -> Settings:
+        """An accepted secret equal to the one in use is a rotation half-done by mistake: say so."""
+        for name in ACCEPTED_SETTINGS:
+            current = name.removesuffix("_accepted")
+            if getattr(self, name) and getattr(self, name).strip() == str(getattr(self, current)).strip():
+                raise ValueError(
+                    f"HONGLING_{name.upper()} equals HONGLING_{current.upper()}: during a rotation it holds the "
+                    "other secret (the former or the next one); unset it outside a rotation"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _derive(self) -> Settings:
         base = self.port_base
         if not self.mongo_uri:
@@ -252,6 +304,18 @@ class Settings(BaseSettings):
         assert isinstance(port, int)
         return port
 
+    def principal_secrets(self) -> tuple[str, ...]:
+        """The secrets a principal may be signed with: the current one first, then the rotation's other one."""
+        return tuple(s for s in (self.principal_secret, self.principal_secret_accepted) if s)
+
+    def session_secrets(self) -> tuple[str, ...]:
+        """The secrets a session token may be signed with: the current one first, then the rotation's other."""
+        return tuple(s for s in (self.session_secret, self.session_secret_accepted) if s)
+
+    def data_keys(self) -> tuple[str, ...]:
+        """The data keys personal data may be sealed with: the current one (seals) first, then the other."""
+        return tuple(s for s in (self.data_key, self.data_key_accepted) if s)
+
     def address(self, service: str) -> str:
         override = getattr(self, f"{service}_addr")
         if override:
@@ -266,11 +330,11 @@ def describe_errors(exc: ValidationError) -> str:
     for err in exc.errors():
         var = "HONGLING_" + "_".join(str(p) for p in err["loc"]).upper() if err["loc"] else "settings"
         msg = str(err["msg"]).removeprefix("Value error, ")
-        if err["loc"] and err["loc"][0] in SECRET_SETTINGS:
+        if err["loc"] and err["loc"][0] in HIDDEN_SETTINGS:
             lines.append(f"  {var}: {msg}")
         else:
             lines.append(f"  {var}: {msg} (got {err.get('input')!r})")
-    if any(err["loc"] and err["loc"][0] in SECRET_SETTINGS for err in exc.errors()):
+    if any(err["loc"] and err["loc"][0] in HIDDEN_SETTINGS for err in exc.errors()):
         lines.append(HOW_TO_SET_SECRETS)
     return "invalid settings — fix these environment variables:\n" + "\n".join(lines)
 

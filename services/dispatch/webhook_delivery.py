@@ -61,6 +61,7 @@ class DeliveryConfig:
     backoff_base: float
     backoff_cap: float
     data_key: str
+    data_key_accepted: str = ""  # a rotation's other data key (services/common/protect.py)
 
     @classmethod
     def of(cls, settings: Settings) -> DeliveryConfig:
@@ -70,6 +71,7 @@ class DeliveryConfig:
             backoff_base=settings.webhook_backoff_base_seconds,
             backoff_cap=settings.webhook_backoff_max_seconds,
             data_key=settings.data_key,
+            data_key_accepted=settings.data_key_accepted,
         )
 
 
@@ -89,8 +91,8 @@ def config() -> DeliveryConfig:
 
 
 @cache
-def _protector(key: str) -> Protector:
-    return protector(key)
+def _protector(key: str, accepted: str = "") -> Protector:
+    return protector(key, accepted)
 
 
 def _session() -> requests.Session:
@@ -148,7 +150,7 @@ def deliver(timer: clocks.Timer) -> None:
         return
     event = event_of(doc, timer.tenant)
     body = cloudevent_json(event, event.decode(EVENT_TYPES[doc.event_type]))
-    secret = _protector(cfg.data_key).open(hook.secret_sealed)
+    secret = _protector(cfg.data_key, cfg.data_key_accepted).open(hook.secret_sealed)
     number = (doc.attempts or 0) + 1
     headers = signed_request(secret, doc.id, number, body, event)
     started = time.perf_counter()

@@ -559,7 +559,7 @@ class WebhookServicer(pb_grpc.WebhookServiceServicer):
 def register_service(server: grpc.Server, settings: Settings | None = None) -> list[str]:
     """Add WebhookService to the dispatch process's server; returns its full name (for health/reflection)."""
     s = settings or get_settings()
-    pb_grpc.add_WebhookServiceServicer_to_server(WebhookServicer(protector(s.data_key)), server)
+    pb_grpc.add_WebhookServiceServicer_to_server(WebhookServicer(protector(s.data_key, s.data_key_accepted)), server)
     return [pb.DESCRIPTOR.services_by_name["WebhookService"].full_name]
 
 

@@ -13,7 +13,7 @@ from services.intake.servicer import register
 if __name__ == "__main__":
     settings = get_settings()
     placer = OrgPlacer(settings)
-    keys = protector(settings.data_key)
+    keys = protector(settings.data_key, settings.data_key_accepted)
     run_service(
         "intake",
         lambda server: register(server, placer, keys),

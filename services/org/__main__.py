@@ -24,7 +24,7 @@ OUTBOX_DOCUMENTS = [
 ]
 
 if __name__ == "__main__":
-    keys = protector(get_settings().data_key)
+    keys = protector(get_settings().data_key, get_settings().data_key_accepted)
     run_service(
         "org",
         lambda server: register(server, keys),

@@ -188,6 +188,22 @@ def _protect(data: dict[str, Any], old: Any, ctx: Context, name: str, mask: Call
     data[f"{name}_masked"] = mask(value)
     if name == "id_number":
         data["id_number_key"] = ctx.protector.lookup_key(value)
+        _unique_across_rotation(value, old, ctx)
+
+
+def _unique_across_rotation(id_number: str, old: Any, ctx: Context) -> None:
+    """During a data key rotation, a person stored before the re-sealing reached it carries the former key's
+    look-up hash, which the unique index cannot match with the current one: look for it by that hash."""
+    former = ctx.protector.lookup_keys(id_number)[1:]
+    if not former:
+        return
+    query = d.PersonDoc.objects(id_number_key__in=former, deleted__ne=True)
+    if old is not None:
+        query = query.filter(id__ne=old.id)
+    if query.first() is not None:
+        raise AlreadyExists(
+            "a person with this id_number is already registered in this tenant (身份证号重复)", field="id_number"
+        )
 
 
 def _via(parent_cls: type[d.OrgDocument], ref_field: str, what: str) -> Prepare:

@@ -1459,7 +1459,7 @@ def run_scale(settings: Settings, people: int, *, drop: bool = False, check: boo
         return 0
     if people < len(slugs) * SCALE_COMMUNITIES_PER_TENANT:
         raise SeedError(f"--people {people} is too small: at least {len(slugs) * SCALE_COMMUNITIES_PER_TENANT}")
-    ctx = handlers.Context(protector(settings.data_key))
+    ctx = handlers.Context(protector(settings.data_key, settings.data_key_accepted))
     shares = scale_shares(people)
     names = _scale_community_names()
     id_numbers = People(random.Random(f"hongling-scale-ids-{people}"), SCALE_SERIALS)

@@ -88,14 +88,14 @@ def test_audit_checkpoints_signed_with_the_former_key_verify_with_the_new_one(sc
     before = log.verify()
     assert (before.ok, before.first_broken_seq, before.reason) == (False, 3, "checkpoint signature is invalid")
 
-    assert rekey.resign_checkpoints(log, former_key) == (2, 0)
+    assert rekey.resign_checkpoints(log, [former_key.public_key()]) == (2, 0)
 
     after = log.verify()
     assert after.ok, after.summary()
     assert (after.checked, after.checkpoints) == (7, 2)
     append(log, 2)  # the log goes on with the new key: a checkpoint at 9
     assert log.verify().checkpoints == 3
-    assert rekey.resign_checkpoints(log, former_key) == (0, 0)
+    assert rekey.resign_checkpoints(log, [former_key.public_key()]) == (0, 0)
 
 
 def test_checkpoints_past_a_break_in_the_chain_are_not_signed_again(scratch: Database[Any]) -> None:
@@ -104,7 +104,7 @@ def test_checkpoints_past_a_break_in_the_chain_are_not_signed_again(scratch: Dat
     scratch["entries"].update_one({"_id": 5}, {"$set": {"outcome": "refused"}})  # edited in the database
     log = AuditLog(scratch, new_key, checkpoint_every=3)
 
-    assert rekey.resign_checkpoints(log, former_key) == (1, 1)  # 3 signed again, 6 (after the break) left
+    assert rekey.resign_checkpoints(log, [former_key.public_key()]) == (1, 1)  # 3 signed again, 6 (after the break) left
 
     result = log.verify()
     assert (result.ok, result.first_broken_seq) == (False, 5)
