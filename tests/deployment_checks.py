@@ -19,11 +19,13 @@ import yaml
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from services.common.healthcheck import PROCESSES, port_of
-from services.common.settings import SECRET_SETTINGS, SERVICE_PORT_OFFSETS, Settings
+from services.common.settings import ACCEPTED_SETTINGS, SECRET_SETTINGS, SERVICE_PORT_OFFSETS, Settings
 from services.common.topics import min_insync_replicas
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET_VARIABLES = tuple(f"HONGLING_{name.upper()}" for name in SECRET_SETTINGS)
+# A rotation's other secrets (docs/runbook.md, 轮换密钥): optional, so passed as ${VAR:-} from the operator's .env.
+ACCEPTED_VARIABLES = tuple(f"HONGLING_{name.upper()}" for name in ACCEPTED_SETTINGS)
 # Values for the variables compose interpolates, standing in for an operator's .env (never real secrets).
 FAKE_ENV = {
     **{name: f"fake-{name.lower().replace('_', '-')}-for-validation-only-0123456789" for name in SECRET_VARIABLES},
@@ -189,6 +191,12 @@ def compose_problems(raw: Mapping[str, Any], model: Mapping[str, Any], profiles:
                 problems.append(f"{where}: does not pass {variable} (every process refuses to start without it)")
             elif not re.fullmatch(rf"\$\{{{variable}:\?[^}}]*{variable}[^}}]*\}}", str(given)):
                 problems.append(f"{where}: {variable} must be ${{{variable}:?…}} (required, no default), not {given!r}")
+        for variable in ACCEPTED_VARIABLES:
+            given = raw["services"][name].get("environment", {}).get(variable)
+            if given is None:
+                problems.append(f"{where}: does not pass {variable} (a rotation could not reach this process)")
+            elif str(given) != f"${{{variable}:-}}":
+                problems.append(f"{where}: {variable} must be ${{{variable}:-}} (from the .env, empty by default)")
         try:
             settings = settings_of(svc.get("environment", {}))
         except ValueError as exc:  # pydantic's ValidationError

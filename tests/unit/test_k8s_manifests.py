@@ -22,7 +22,7 @@ import yaml
 from kubernetes_validate.utils import SchemaNotFoundError
 
 from services.common import topics
-from services.common.settings import SECRET_SETTINGS, Settings
+from services.common.settings import ACCEPTED_SETTINGS, SECRET_SETTINGS, Settings
 
 # The first run builds kustomize from its module (a few minutes on a fresh machine); later runs take seconds.
 pytestmark = pytest.mark.timeout(900)
@@ -313,6 +313,9 @@ def test_secrets_are_only_referenced(overlay: str) -> None:
         for var in wanted:
             ref = env[var]["valueFrom"]["secretKeyRef"]
             assert ref["name"] == SECRET_NAME and "optional" not in ref, f"{name} {var}"
+        for var in (f"HONGLING_{s.upper()}" for s in ACCEPTED_SETTINGS):  # a rotation's other secret: optional
+            ref = env[var]["valueFrom"]["secretKeyRef"]
+            assert ref["name"] == SECRET_NAME and ref["optional"] is True, f"{name} {var}"
         for e in env.values():
             if re.search(r"SECRET|KEY|PASSWORD", e["name"]):
                 assert "value" not in e, f"{name}: {e['name']} has a value in the manifests"
