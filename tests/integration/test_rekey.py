@@ -104,7 +104,8 @@ def test_checkpoints_past_a_break_in_the_chain_are_not_signed_again(scratch: Dat
     scratch["entries"].update_one({"_id": 5}, {"$set": {"outcome": "refused"}})  # edited in the database
     log = AuditLog(scratch, new_key, checkpoint_every=3)
 
-    assert rekey.resign_checkpoints(log, [former_key.public_key()]) == (1, 1)  # 3 signed again, 6 (after the break) left
+    # 3 signed again, 6 (after the break) left
+    assert rekey.resign_checkpoints(log, [former_key.public_key()]) == (1, 1)
 
     result = log.verify()
     assert (result.ok, result.first_broken_seq) == (False, 5)
