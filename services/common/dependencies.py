@@ -33,10 +33,14 @@ from services.common.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
-# One ping per store every CHECK_INTERVAL seconds: a handful of cheap round trips a second for the whole
-# stack at rest (idle CPU matters: the stack's goal is < 3 % of a core), and a database that stops or comes
-# back shows in health within interval + timeout. A ping that takes longer than PING_TIMEOUT counts as down.
-CHECK_INTERVAL = 3.0
+# One ping per store every CHECK_INTERVAL seconds while all is well: a couple of cheap round trips a second
+# for the whole stack at rest (idle CPU matters: the stack's goal is < 3 % of a core); a call that fails to
+# reach a store makes the monitor check at once (poke). While a store is down, every DOWN_INTERVAL seconds, so
+# that calls are taken again within about a second of its return. Never two checks within MIN_GAP seconds
+# (every failing call pokes). A ping that takes longer than PING_TIMEOUT counts as down.
+CHECK_INTERVAL = 5.0
+DOWN_INTERVAL = 1.0
+MIN_GAP = 0.5
 PING_TIMEOUT = 2.0
 
 DATABASE_DOWN = (
@@ -210,16 +214,19 @@ class DependencyMonitor:
         self._wake.set()
 
     def run(self, stop: threading.Event) -> None:
-        """The loop: a check every `interval` seconds (sooner when poked), until `stop` is set."""
+        """The loop: a check every `interval` seconds (DOWN_INTERVAL while down; sooner when poked), until
+        `stop` is set."""
+        last = self.clock()
         while not stop.is_set():
-            self._wake.wait(self.interval)
+            self._wake.wait(self.interval if self.ok else min(self.interval, DOWN_INTERVAL))
             self._wake.clear()
+            rest = MIN_GAP - (self.clock() - last)
+            if rest > 0:
+                stop.wait(rest)
             if stop.is_set():
                 return
             self.check_now()
-            # While down, poked checks come at most once a second (every failing call pokes).
-            if not self.ok:
-                stop.wait(1.0)
+            last = self.clock()
 
     def start(self, stop: threading.Event) -> None:
         """A first check now (so health is right from the start), then the loop in a daemon thread; becomes

@@ -29,6 +29,8 @@ from hongling.frontdoor.v1 import frontdoor_pb2_grpc as fd_grpc
 from services.common.settings import SERVICES
 from tests.conftest import REPO, TEST_POINT, System, unique, wait_for
 
+# The restart test keeps intake down for two minutes, and a module run first also starts the session's services.
+pytestmark = pytest.mark.timeout(600)
 T = "caiyuan"
 STACK_SH = REPO / "deploy" / "local" / "stack.sh"
 # Every process with a gRPC health service that needs the database: the six services, the projector and the

@@ -190,3 +190,43 @@ def test_every_channel_reconnects_within_a_second_of_a_peer_coming_back() -> Non
     assert options["grpc.enable_retries"] == 1 and "retryPolicy" in str(options["grpc.service_config"])
     channel = make_channel("127.0.0.1:1", ["x.Y"], secret="s" * 40, caller="unit")  # the options are accepted
     channel.close()
+
+
+def test_a_consumer_does_not_dead_letter_an_event_while_the_database_is_down() -> None:
+    """An event whose handler fails because the database is away is not poison: after its retries it stays
+    uncommitted (handle_record raises; the worker restarts and it comes again), where a real failure goes to
+    the dead-letter topic."""
+    from collections import namedtuple
+    from datetime import UTC, datetime
+
+    from hongling.events.v1 import intake_events_pb2 as iev
+
+    from services.common.consumer import EventConsumer
+    from services.common.events import CloudEvent
+
+    Record = namedtuple("Record", "topic partition offset key value headers")
+    event = CloudEvent(
+        "ev-1", "intake", iev.IssueClassified.DESCRIPTOR.full_name, datetime.now(UTC), "i-1", "taiqian", b""
+    )
+    record = Record("t", 0, 7, b"taiqian:i-1", b"", event.headers())
+    failure: list[BaseException] = []
+
+    def handler(_event: Any, _payload: Any) -> None:
+        raise failure[0]
+
+    lettered: list[str] = []
+
+    class Watched(EventConsumer):
+        def _dead_letter(self, record: Any, dlq: Any, reason: str, *, tenant: str, type_: str) -> None:
+            lettered.append(reason)
+
+    consumer = Watched(
+        "g", ["t"], {iev.IssueClassified: handler}, "127.0.0.1:1", idempotent=(iev.IssueClassified,), retry_backoff=0
+    )
+    failure.append(pymongo.errors.ServerSelectionTimeoutError("127.0.0.1:1: [Errno 111] Connection refused"))
+    with pytest.raises(pymongo.errors.ServerSelectionTimeoutError):
+        consumer.handle_record(record, dlq=None)
+    assert lettered == []
+    failure[0] = ValueError("a bug in the handler")
+    assert consumer.handle_record(record, dlq=None) == "dead_lettered"
+    assert len(lettered) == 1 and "a bug" in lettered[0]
