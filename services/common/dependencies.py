@@ -37,11 +37,14 @@ log = logging.getLogger(__name__)
 # for the whole stack at rest (idle CPU matters: the stack's goal is < 3 % of a core); a call that fails to
 # reach a store makes the monitor check at once (poke). While a store is down, every DOWN_INTERVAL seconds, so
 # that calls are taken again within about a second of its return. Never two checks within MIN_GAP seconds
-# (every failing call pokes). A ping that takes longer than PING_TIMEOUT counts as down.
+# (every failing call pokes). A ping that takes longer than PING_TIMEOUT fails. A store is down after
+# FAILURES_TO_DOWN failed pings in a row (the first verdict at start excepted): on a busy machine one slow ping
+# must not make a service refuse its calls.
 CHECK_INTERVAL = 5.0
 DOWN_INTERVAL = 1.0
 MIN_GAP = 0.5
-PING_TIMEOUT = 2.0
+PING_TIMEOUT = 5.0
+FAILURES_TO_DOWN = 2
 
 DATABASE_DOWN = (
     "the database is not answering right now; nothing was changed, retry shortly (数据库暂不可用，请稍后重试)"
@@ -163,7 +166,8 @@ class DependencyMonitor:
         self.on_change = on_change
         self.interval = interval
         self.clock = clock
-        self._down: dict[str, str] = {}  # check name -> why, for those that failed their last ping
+        self._down: dict[str, str] = {}  # check name -> why, for those down (FAILURES_TO_DOWN failed pings)
+        self._failures: dict[str, int] = {}  # check name -> failed pings in a row
         self._ok: bool | None = None
         self._wake = threading.Event()
         self._lock = threading.Lock()
@@ -180,17 +184,20 @@ class DependencyMonitor:
 
     def check_now(self) -> bool:
         """Ping every store now; record and report the verdict. Returns whether all answered."""
-        down: dict[str, str] = {}
+        failed: dict[str, str] = {}
         for check in self.checks:
             try:
                 check.ping()
             except Exception as exc:  # any failure of a ping means "not ready"; logged on the change below
-                down[check.name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+                failed[check.name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
         with self._lock:
+            first = self._ok is None
+            self._failures = {name: self._failures.get(name, 0) + 1 for name in failed}
+            needed = 1 if first else FAILURES_TO_DOWN
+            down = {name: why for name, why in failed.items() if self._failures[name] >= needed}
             changed = set(down) != set(self._down)
             self._down = down
             ok = not down
-            first = self._ok is None
             flipped = self._ok is not None and self._ok != ok
             self._ok = ok
         if changed and down:
@@ -218,7 +225,8 @@ class DependencyMonitor:
         `stop` is set."""
         last = self.clock()
         while not stop.is_set():
-            self._wake.wait(self.interval if self.ok else min(self.interval, DOWN_INTERVAL))
+            suspect = bool(self._failures)  # down, or a ping just failed: look again soon
+            self._wake.wait(min(self.interval, DOWN_INTERVAL) if suspect else self.interval)
             self._wake.clear()
             rest = MIN_GAP - (self.clock() - last)
             if rest > 0:
