@@ -13,12 +13,14 @@ from typing import Any
 from services.common.dependencies import Check, mongo_check, readside_check
 
 OK = "ok"
+# A probe waits for its answer (Kubernetes: timeoutSeconds); a database that does not answer in this long is down.
+STORE_TIMEOUT = 3.0
 
 
 def store_checks(audit: Any) -> list[Check]:
     """The gateway's own stores: its audit log's database client (the same FerretDB/MongoDB as governance and
     accounts), and the read side."""
-    return [mongo_check(audit.entries.database.client), readside_check()]
+    return [mongo_check(audit.entries.database.client, timeout=STORE_TIMEOUT), readside_check()]
 
 
 def check_stores(checks: list[Check]) -> dict[str, str]:

@@ -123,12 +123,12 @@ class Check:
     gates_calls: bool = True
 
 
-def mongo_check(client: MongoClient[Any], name: str = "database") -> Check:
+def mongo_check(client: MongoClient[Any], name: str = "database", timeout: float = PING_TIMEOUT) -> Check:
     """A ping on the process's own client. On FerretDB a ping asks PostgreSQL too (so it fails while
     PostgreSQL is down although FerretDB still answers); pymongo.timeout bounds server selection as well."""
 
     def ping() -> object:
-        with pymongo.timeout(PING_TIMEOUT):
+        with pymongo.timeout(timeout):
             return client.admin.command("ping")
 
     return Check(name, ping)
