@@ -63,6 +63,7 @@ from gateway.tokens import TokenFileError, TokenStore
 from gateway.users import AccountStore
 from services.common import context, dependencies
 from services.common.audit import AuditLog, open_log
+from services.common.errors import Unavailable
 from services.common.grpc_server import REQUEST_ID_KEY, error_details, error_trailers, run_until_signalled
 from services.common.logs import setup_logging
 from services.common.principal import Principal
@@ -149,6 +150,8 @@ def refusal_of(exc: BaseException, request_id: str) -> Refusal:
         return Refusal(
             grpc.StatusCode.INTERNAL, f"a back-end service failed (request id {request_id})", "upstream_error"
         )
+    if isinstance(exc, Unavailable):  # refused while the door's database is down (dependencies.refuse_if_down)
+        return Refusal(grpc.StatusCode.UNAVAILABLE, exc.message, exc.reason)
     down = storage_unavailable(exc)  # the door's own database (audit log, grants, accounts) cannot be reached
     if down is not None:
         log.warning("the database is not answering: %s", exc)
@@ -338,6 +341,7 @@ class FrontDoorInterceptor(grpc.ServerInterceptor):
             request_id=request_id, trace="frontdoor", tenant=tenant if tenant in tenant_slugs() else None
         ):
             try:
+                dependencies.refuse_if_down()  # the door's database is down: UNAVAILABLE now, not after 30 s
                 identity = self.door.identify(ctx.peer(), md)
                 who = f"{identity.principal.sub}, {identity.principal.role}"
                 admitted = self.door.admit_call(identity, method, request, request_id)

@@ -159,7 +159,8 @@ def test_the_database_stopped_is_503_with_retry_after_and_not_ready_until_it_is_
     finally:
         stack("start", "ferretdb")  # PostgreSQL first, then FerretDB
         wait_ready(system)
-    assert all(health(system, s) == "SERVING" for s in (*HEALTH_CHECKED, "frontdoor"))
+    # The projector and the front door, which /readyz does not ask, each see it at their next check.
+    wait_for(lambda: all(health(system, s) == "SERVING" for s in (*HEALTH_CHECKED, "frontdoor")), timeout=60)
     body = readyz(system).json()
     assert body["status"] == "ready" and "down" not in body and set(body["stores"].values()) == {"ok"}
     # The same calls succeed again (the services' connection pools reconnect by themselves).
