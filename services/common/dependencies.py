@@ -46,9 +46,12 @@ MIN_GAP = 0.5
 PING_TIMEOUT = 5.0
 FAILURES_TO_DOWN = 2
 
+# A call refused before it ran changed nothing; one whose store went away under it may or may not have been
+# applied (a write the server took before the connection broke), so that message does not promise.
 DATABASE_DOWN = (
     "the database is not answering right now; nothing was changed, retry shortly (数据库暂不可用，请稍后重试)"
 )
+DATABASE_LOST = "the database is not answering right now; retry shortly (数据库暂不可用，请稍后重试)"
 
 # MongoDB's codes for "this server cannot serve now" (network, shutdown, elections, time limits), which
 # pymongo raises as OperationFailure when it does not map them to a ConnectionFailure itself.
@@ -109,7 +112,7 @@ def unavailable_error(exc: BaseException) -> Unavailable | None:
     monitor = _current
     if monitor is not None:
         monitor.poke()
-    return Unavailable(DATABASE_DOWN, reason="database_unavailable")
+    return Unavailable(DATABASE_LOST, reason="database_unavailable")
 
 
 @dataclass(frozen=True)
