@@ -393,16 +393,17 @@ class OutboxRelay:
         # Published hand-off events not yet recorded in PUBLISHED (tenant -> records), see record_published.
         self._unrecorded: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._recorded = time.monotonic()
+        # The full scan looks for work nobody announced (other processes' markers, a crash's leftovers): every
+        # `interval` while there is work about, backing off to RELAY_IDLE_MAX_SECONDS while every scan comes
+        # back empty (services/common/idle.py). This process's own writes wake the relay at once.
+        self.scans = IdleBackoff(interval, max(interval, RELAY_IDLE_MAX_SECONDS))
 
     def run(self, stop: threading.Event) -> None:
         producer = make_producer(self.bootstrap, self.name)
         try:
             next_scan = 0.0  # the next full scan of every tenant's markers
             next_look = 0.0  # the next look, by _id, at the markers of this process's changes and young ones
-            # The full scan looks for work nobody announced (other processes' markers, a crash's leftovers):
-            # every `interval` while there is work about, backing off to RELAY_IDLE_MAX_SECONDS while every
-            # scan comes back empty (services/common/idle.py). This process's own writes wake the relay at once.
-            scans = IdleBackoff(self.interval, max(self.interval, RELAY_IDLE_MAX_SECONDS))
+            scans = self.scans = IdleBackoff(self.interval, max(self.interval, RELAY_IDLE_MAX_SECONDS))
             while not stop.is_set():
                 OUTBOX_SIGNAL.clear()
                 published = self.publish_handed(producer)
