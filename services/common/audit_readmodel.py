@@ -49,7 +49,6 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from services.common import readside
 from services.common.audit import AuditLog, Entry, entry_from_doc
-from services.common.idle import IdleBackoff
 from services.common.projection import FAILURES, PROJECTED, PROJECTION_LAG, ROWS_WRITTEN
 from services.common.tenants import tenant_slugs
 
@@ -287,6 +286,8 @@ class AuditProjection:
                 return inserted
 
     def run(self, stop: threading.Event) -> None:
+        from services.common.idle import IdleBackoff  # (here: the imports above are another helper's to edit)
+
         log.info("projection %s tails the audit log", NAME)
         # Other processes write the log, so nothing announces an entry: while the log stays quiet the looks
         # back off from idle_seconds to IDLE_MAX_SECONDS (two looks a second were 0.4 % of a core at rest).
