@@ -286,7 +286,7 @@ class AuditProjection:
                 return inserted
 
     def run(self, stop: threading.Event) -> None:
-        from services.common.idle import IdleBackoff  # (here: the imports above are another helper's to edit)
+        from services.common.idle import IdleBackoff
 
         log.info("projection %s tails the audit log", NAME)
         # Other processes write the log, so nothing announces an entry: while the log stays quiet the looks
