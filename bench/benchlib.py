@@ -17,6 +17,9 @@ from collections import Counter
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+# `make bench`'s one table: each benchmark records its figures here (bench/results.py, light to import).
+from results import goal_ratio, read_results, record, results_path, table  # noqa: F401
+
 from gateway.tokens import TokenFile
 from services.common.settings import SERVICES, Settings, get_settings
 from services.org.seed import Rect

@@ -48,6 +48,7 @@ from benchlib import (
     mongo_commands,
     percentile,
     random_point,
+    record,
     settle,
     show_commands,
     show_cpu,
@@ -189,7 +190,14 @@ def main() -> int:
     show("full path (gateway -> intake, 201)", *full)
     show("hop alone (refused by intake, 400)", *hop)
     show("raw FerretDB insert_one", *raw)
+    base = f"raw: FerretDB insert_one, {WORKERS} threads"
+    record(base, raw[0], "docs/s", better="higher")
+    record("intake: full path POST /issues", full[0], "issues/s", better="higher", baseline=base)
+    record("intake: hop alone (400)", hop[0], "req/s", better="higher", baseline=base)
+    if full[1]:
+        record("intake: full path p99", percentile(full[1], 99), "ms")
     if raw[0]:
+        record("intake: full path / raw insert rate", full[0] / raw[0], "x", goal=0.5, better="higher")
         print(f"full path / raw insert rate = {full[0] / raw[0]:.2f} (goal >= 0.50)")
         print(f"hop alone / raw insert rate = {hop[0] / raw[0]:.2f} (the ceiling of any full path here)")
     for (cpu0, cpu1, _, _), (name, result) in zip(

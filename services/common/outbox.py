@@ -76,6 +76,7 @@ from kafka import KafkaProducer
 from services.common import groupcommit, metrics
 from services.common.context import require_tenant
 from services.common.events import CloudEvent, record_key, state_key, state_topic_for, topic_for
+from services.common.idle import IdleBackoff
 from services.common.mongo import TenantDocument, tenant_database
 from services.common.tenants import tenant_slugs
 
@@ -103,6 +104,9 @@ RELAY_LINGER_SECONDS = 0.01
 RECORD_SECONDS = 1.0
 RECORD_MAX = 2000
 IN_MAX = 1000  # the local FerretDB pushes `$in` down up to 1000 ids
+# The longest wait between two full marker scans while they find nothing (see OutboxRelay.run): a write of
+# another process (a second process of the service, a tool) waits at most this long on an idle stack.
+RELAY_IDLE_MAX_SECONDS = 5.0
 
 
 def _aware(at: datetime) -> datetime:
@@ -202,15 +206,19 @@ def mark_pending(
     if creation or prior is not None:
         HANDOFF.begin(marker_id, Handed(require_tenant(), name, doc_id, None if creation else tuple(prior or ())))
     elif look_now:
-        look_at(require_tenant(), name, marker_id)
+        # Before the write: the relay is woken by the caller's save once it is written (OUTBOX_SIGNAL).
+        look_at(require_tenant(), name, marker_id, wake=False)
     return marker_id
 
 
-def look_at(tenant: str, collection: str, marker_id: str) -> None:
-    """Have the relay read this marker's document at once (by _id), rather than at its next full scan."""
+def look_at(tenant: str, collection: str, marker_id: str, *, wake: bool = True) -> None:
+    """Have the relay read this marker's document at once (by _id), rather than at its next full scan (which
+    waits longer on a quiet stack); `wake` False: the caller wakes the relay itself once its write is over."""
     with _CHANGED_LOCK:
         _CHANGED[(tenant, collection)].add(marker_id)
     CHANGE_SIGNAL.set()
+    if wake:
+        OUTBOX_SIGNAL.set()
 
 
 def stored_event(message: Message, subject: str, at: datetime) -> dict[str, Any]:
@@ -385,12 +393,17 @@ class OutboxRelay:
         # Published hand-off events not yet recorded in PUBLISHED (tenant -> records), see record_published.
         self._unrecorded: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._recorded = time.monotonic()
+        # The full scan looks for work nobody announced (other processes' markers, a crash's leftovers): every
+        # `interval` while there is work about, backing off to RELAY_IDLE_MAX_SECONDS while every scan comes
+        # back empty (services/common/idle.py). This process's own writes wake the relay at once.
+        self.scans = IdleBackoff(interval, max(interval, RELAY_IDLE_MAX_SECONDS))
 
     def run(self, stop: threading.Event) -> None:
         producer = make_producer(self.bootstrap, self.name)
         try:
             next_scan = 0.0  # the next full scan of every tenant's markers
             next_look = 0.0  # the next look, by _id, at the markers of this process's changes and young ones
+            scans = self.scans = IdleBackoff(self.interval, max(self.interval, RELAY_IDLE_MAX_SECONDS))
             while not stop.is_set():
                 OUTBOX_SIGNAL.clear()
                 published = self.publish_handed(producer)
@@ -400,15 +413,22 @@ class OutboxRelay:
                     CHANGE_SIGNAL.clear()
                     self.take_changed()  # the full scan reads them anyway
                     published += self.scan_markers(producer)
-                    next_scan = time.monotonic() + self.interval
+                    # (Markers waiting out their grace are no reason to hurry: a later scan deletes them.)
+                    next_scan = time.monotonic() + scans.found(bool(published or self._young_ids))
                     next_look = time.monotonic() + YOUNG_RESCAN_SECONDS
                 elif CHANGE_SIGNAL.is_set() or (self._young_ids and now >= next_look):
                     CHANGE_SIGNAL.clear()
                     published += self.look_at_markers(producer)
                     next_look = time.monotonic() + YOUNG_RESCAN_SECONDS
+                if published:
+                    scans.reset()
+                    next_scan = min(next_scan, time.monotonic() + self.interval)
                 if published == 0:
                     wake = min(next_scan, next_look) if self._young_ids else next_scan
                     if OUTBOX_SIGNAL.wait(max(0.0, wake - time.monotonic())):
+                        # Work of this process: scan at the short interval again while it lasts.
+                        scans.reset()
+                        next_scan = min(next_scan, time.monotonic() + self.interval)
                         # Let the writes of the same moment (a handler's task and call, other threads') join
                         # this pass: one flush and one record of what was published for all of them.
                         stop.wait(RELAY_LINGER_SECONDS)

@@ -34,7 +34,7 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import Connection
 
 from services.common import context, readside
-from services.common.consumer import gathered_polls, subscribe_known
+from services.common.consumer import FETCH_MAX_WAIT_MS, gathered_polls, subscribe_known
 from services.common.principal import Principal
 
 log = logging.getLogger(__name__)
@@ -148,6 +148,7 @@ class ProjectionWorker:
             heartbeat_interval_ms=2000,
             max_poll_records=self.max_records,
             max_poll_interval_ms=300000,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,  # idle cost (services/common/consumer.py)
         )
 
     def run(self, stop: threading.Event) -> None:

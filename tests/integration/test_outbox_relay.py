@@ -445,3 +445,30 @@ def test_every_write_of_a_published_state_class_sends_its_state_in_version_order
             stored["version"],
         )
     )
+
+
+def test_a_write_of_another_process_is_published_after_the_relay_has_backed_off(
+    relay_env: Settings, mongo_client: MongoClient[Any]
+) -> None:
+    """At rest the relay's full marker scans back off (issue 20: the idle stack's cost); a write nobody announced
+    to it — another process's document with its marker, no signal, no hand-off — still goes out."""
+    from datetime import UTC, datetime
+
+    from services.common.outbox import MARKERS, RELAY_IDLE_MAX_SECONDS, stored_event
+
+    pid = unique("elsewhere")
+    db = mongo_client["hl_itest_shengzhuang"]
+    relay = OutboxRelay("itest", [Parcel], relay_env.kafka_bootstrap, interval=0.2)
+    with _running(relay):
+        wait_for(lambda: relay.scans.current == RELAY_IDLE_MAX_SECONDS, timeout=120)  # it backed off
+        event = stored_event(ev.IssueReceived(issue_id=pid), f"parcels/{pid}", datetime.now(UTC))
+        # As another process writes: the marker first, then the document with its pending event.
+        db[MARKERS].insert_one({"_id": unique("m"), "collection": "parcels", "doc": pid, "at": datetime.now(UTC)})
+        db["parcels"].insert_one({"_id": pid, "state": "new", "outbox": [event]})
+        key = f"shengzhuang:{pid}".encode()
+        wait_for(
+            lambda: any(r.key == key for r in read_topic(relay_env.kafka_bootstrap, topic_for("itest"))),
+            timeout=120,
+            interval=1.0,
+        )
+    assert db["outbox_published"].find_one({"_id": event["id"]}) is not None

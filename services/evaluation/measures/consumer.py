@@ -37,7 +37,7 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import Connection, text
 
 from services.common import context, readside
-from services.common.consumer import gathered_polls, subscribe_known
+from services.common.consumer import FETCH_MAX_WAIT_MS, gathered_polls, subscribe_known
 from services.common.events import CloudEvent, PoisonEvent, dead_letter_topic, topic_for
 from services.common.outbox import make_producer
 from services.common.principal import Principal
@@ -397,6 +397,7 @@ class MeasuresWorker:
             heartbeat_interval_ms=2000,
             max_poll_records=self.max_records,
             max_poll_interval_ms=300000,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,  # idle cost (services/common/consumer.py)
         )
         subscribe_known(consumer, TOPICS, stop)
         dlq = make_producer(self.bootstrap, f"{self.name}-dlq")

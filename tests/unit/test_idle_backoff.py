@@ -1,0 +1,42 @@
+"""The adaptive idle wait of the loops that look for unannounced work (services/common/idle.py): short while
+there is work, doubling up to its cap while the looks find none, short again at once when work shows."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.common.idle import IdleBackoff
+
+
+def test_empty_looks_double_the_wait_up_to_the_cap() -> None:
+    idle = IdleBackoff(1.0, 5.0)
+    assert [idle.found(False) for _ in range(6)] == [1.0, 2.0, 4.0, 5.0, 5.0, 5.0]
+
+
+def test_a_look_that_finds_work_goes_back_to_the_first_wait() -> None:
+    idle = IdleBackoff(0.5, 4.0)
+    for _ in range(5):
+        idle.found(False)
+    assert idle.current == 4.0
+    assert idle.found(True) == 0.5
+    assert idle.found(False) == 0.5  # the first empty look after work waits the short time again
+    assert idle.found(False) == 1.0
+
+
+def test_announced_work_resets_the_wait() -> None:
+    idle = IdleBackoff(1.0, 8.0)
+    for _ in range(4):
+        idle.found(False)
+    idle.reset()
+    assert idle.found(False) == 1.0
+
+
+def test_a_cap_equal_to_the_first_wait_keeps_it_fixed() -> None:
+    idle = IdleBackoff(2.0, 2.0)
+    assert {idle.found(False) for _ in range(4)} == {2.0}
+
+
+@pytest.mark.parametrize(("first", "cap", "factor"), [(0.0, 1.0, 2.0), (2.0, 1.0, 2.0), (1.0, 2.0, 0.5)])
+def test_nonsense_settings_are_refused(first: float, cap: float, factor: float) -> None:
+    with pytest.raises(ValueError):
+        IdleBackoff(first, cap, factor)
