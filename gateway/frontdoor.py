@@ -164,6 +164,27 @@ def refusal_of(exc: BaseException, request_id: str) -> Refusal:
     )
 
 
+class Malformed:
+    """A request whose bytes are not the method's message (truncated, garbage, a string that is not UTF-8):
+    gRPC would end the call as INTERNAL ("Exception deserializing request!"); the door refuses it as
+    INVALID_ARGUMENT instead, once the caller is known."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def lenient(deserialize: Callable[[bytes], Any] | None, message: str) -> Callable[[bytes], Any]:
+    """The method's request deserializer, answering a Malformed for bytes it cannot parse."""
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data) if deserialize is not None else data
+        except Exception:  # DecodeError, or a UTF-8 error in a string field: the caller's bytes, not a bug here
+            return Malformed(message)
+
+    return parse
+
+
 def _struct(data: Mapping[str, Any]) -> Struct:
     out = Struct()
     out.update(dict(data))
@@ -172,7 +193,7 @@ def _struct(data: Mapping[str, Any]) -> Struct:
 
 def _str_field(request: Message, name: str) -> str | None:
     """A string field of the request, or None when the message has no such field."""
-    if name not in request.DESCRIPTOR.fields_by_name:
+    if not isinstance(request, Message) or name not in request.DESCRIPTOR.fields_by_name:
         return None
     return str(getattr(request, name))
 
@@ -324,14 +345,16 @@ class FrontDoorInterceptor(grpc.ServerInterceptor):
         def wrapped(request: Message, ctx: grpc.ServicerContext) -> Any:
             return self._call(method, inner, request, ctx)
 
+        request_name = method.rsplit("/", 1)[-1] + "Request"
         return grpc.unary_unary_rpc_method_handler(
             wrapped,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=lenient(handler.request_deserializer, request_name),
             response_serializer=handler.response_serializer,
         )
 
     def _call(self, method: str, inner: Callable[..., Any], request: Message, ctx: grpc.ServicerContext) -> Any:
-        md = {k: v for k, v in ctx.invocation_metadata() if isinstance(v, str)}
+        pairs = [(k, v) for k, v in ctx.invocation_metadata() if isinstance(v, str)]
+        md = dict(pairs)
         incoming = md.get(REQUEST_ID_KEY, "")
         request_id = incoming if REQUEST_ID_RE.match(incoming) else context.new_request_id()
         started = time.perf_counter()
@@ -344,8 +367,22 @@ class FrontDoorInterceptor(grpc.ServerInterceptor):
         ):
             try:
                 dependencies.refuse_if_down()  # the door's database is down: UNAVAILABLE now, not after 30 s
+                if sum(1 for k, _v in pairs if k == AUTHORIZATION_KEY) > 1:
+                    raise ApiError(
+                        401,
+                        "unauthenticated",
+                        "send one authorization: Bearer <token>, not several (只能提供一个令牌)",
+                        field=AUTHORIZATION_KEY,
+                    )
                 identity = self.door.identify(ctx.peer(), md)
                 who = f"{identity.principal.sub}, {identity.principal.role}"
+                if isinstance(request, Malformed):
+                    raise ApiError(
+                        400,
+                        "invalid_argument",
+                        f"the request is not a valid {request.message} message: truncated or malformed bytes, or "
+                        "a string that is not UTF-8 (请求消息格式错误)",
+                    )
                 admitted = self.door.admit_call(identity, method, request, request_id)
                 token = _CALL.set(admitted)
                 try:

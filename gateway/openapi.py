@@ -58,6 +58,8 @@ PROTO_ROOT = Path(__file__).resolve().parents[1] / "protos"
 JSON = "application/json"
 METHOD_ORDER = ("get", "post", "put", "patch", "delete")
 BINARY = {"schema": {"type": "string", "format": "binary"}}  # a spreadsheet as the body
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 IF_MATCH: dict[str, Any] = {"$ref": "#/components/parameters/If-Match"}
 GRANT_PARAM: dict[str, Any] = {
     "name": "X-Hongling-Grant",
@@ -138,6 +140,41 @@ PATH_PARAM_DOCS = {
     "released version",
     "channel": "渠道 html_a4 | html_a3 | pdf_a4 | pdf_a3 | wechat | article | json | xlsx (the kind's own)",
 }
+# Routes whose JSON is their views' own (no model describes it): the success status, what answers it carries
+# (None: JSON) and the errors each view sends, so that every status they answer is in the document.
+PLAIN: dict[str, tuple[int, dict[str, Schema] | None, tuple[int, ...]]] = {
+    "audit.list_entries": (200, None, (400,)),
+    "audit.list_tenant_entries": (200, None, (400,)),
+    "audit.verify_chain": (200, None, ()),
+    "auth.login": (200, None, (400, 403, 503)),
+    "auth.logout": (204, {}, (400, 503)),
+    "auth.me": (200, None, ()),
+    "governance.list_requests": (200, None, (400,)),
+    "governance.file_request": (201, None, (400, 404, 409)),
+    "governance.get_request": (200, None, (404,)),
+    "governance.approve_request": (200, None, (400, 404, 409)),
+    "governance.reject_request": (200, None, (400, 404, 409)),
+    "governance.get_grant": (200, None, (404,)),
+    "governance.revoke_grant": (200, None, (400, 404, 409)),
+    "governance.list_tenant_grants": (200, None, (400,)),
+    "alliance_ledger.export_hours": (200, {XLSX: BINARY}, (400,)),
+    "alliance_meetings.minutes": (200, {DOCX: BINARY}, (404,)),
+    "users.list_users": (200, None, (400, 404, 503)),
+    "users.create_user": (201, None, (400, 409, 503)),
+    "users.change_role": (200, None, (400, 404, 409, 503)),
+}
+# Those of them that read a JSON object as their body (the views say which fields).
+PLAIN_BODIES = frozenset(
+    {
+        "auth.login",
+        "governance.file_request",
+        "governance.approve_request",
+        "governance.reject_request",
+        "governance.revoke_grant",
+        "users.create_user",
+        "users.change_role",
+    }
+)
 ERRORS: dict[int, str] = {
     400: "请求有误 Bad request: not JSON, an unknown field, a wrong type or value; `field` names it",
     401: "未认证 No token where the route needs one, or a malformed, unknown, expired or revoked token",
@@ -147,7 +184,8 @@ ERRORS: dict[int, str] = {
     412: "版本已过期 If-Match names a version that is no longer current: read the record again, then retry",
     413: "请求体过大 The body is too large",
     428: "缺少If-Match Send If-Match with the ETag you read, so nobody's change is overwritten",
-    429: "请求过多 A back-end service's limit was reached; retry later",
+    429: "请求过多 Too many requests from this address or caller (the gateway's rate limits), or a back-end "
+    "service's limit was reached; retry after Retry-After seconds",
     503: "服务暂不可用 A back-end service is not answering right now; retry after Retry-After seconds",
 }
 ISSUE_EXAMPLE = {
@@ -490,7 +528,7 @@ class SpecBuilder:
             document["parameters"] = params
         if op.body is not None:
             document["requestBody"] = op.body
-        document["responses"] = self._responses(policy, op)
+        document["responses"] = self._responses(policy, op, self._general_errors(params, op))
         document["security"] = self._security(policy)
         document["x-hongling-roles"] = self._roles(policy)
         if policy is not None and policy.tenant_scoped:
@@ -732,6 +770,19 @@ class SpecBuilder:
             return Op(responses={"200": answer}, errors=(400, 404))
         if endpoint == "docs.openapi_json":
             return Op(responses={"200": _ok("本文档 This OpenAPI document", {"type": "object"})})
+        if endpoint in PLAIN:
+            status, content, errors = PLAIN[endpoint]
+            if content is None:
+                answer = _ok("成功 Success", {})
+            else:
+                answer = _ok("成功 Success", content=content) if content else _ok("成功 Done, no body")
+            plain_body: Schema | None = None
+            if endpoint in PLAIN_BODIES:
+                plain_body = {
+                    "required": True,
+                    "content": _json({"type": "object", "description": "见说明 See the description"}),
+                }
+            return Op(body=plain_body, responses={str(status): answer}, errors=errors)
         return Op(responses={"200": _ok("成功 Success", {})})
 
     def _declared(self, doc: Doc) -> Op:
@@ -957,8 +1008,23 @@ class SpecBuilder:
         return text
 
     @staticmethod
-    def _responses(policy: Rule | None, op: Op) -> dict[str, Schema]:
-        codes = {401, *op.errors}
+    def _general_errors(params: list[Schema], op: Op) -> set[int]:
+        """What any operation of this shape may answer, whatever its view: 429 (the per-address limit is
+        checked before everything else); with a body, 400 (not JSON, not an object) and 413 (too large); with
+        query parameters, 400 (gateway/query.py); with a path parameter besides the tenant, 404."""
+        codes = {429}
+        if op.body is not None:
+            codes |= {400, 413}
+        named = [p for p in params if "name" in p]
+        if any(p["in"] == "query" for p in named):
+            codes.add(400)
+        if any(p["in"] == "path" and p["name"] != "tenant" for p in named):
+            codes.add(404)
+        return codes
+
+    @staticmethod
+    def _responses(policy: Rule | None, op: Op, general: set[int]) -> dict[str, Schema]:
+        codes = {401, *op.errors, *general}
         if policy is None or set(TOKEN_ROLES) - policy.roles or policy.tenant_scoped:
             codes.add(403)
         if policy is not None and policy.tenant_scoped:  # unknown tenant; these routes call the services
@@ -994,7 +1060,7 @@ class SpecBuilder:
             headers = ["X-Request-Id"]
             if code == 401:
                 headers.append("WWW-Authenticate")
-            if code == 503:
+            if code in (429, 503):
                 headers.append("Retry-After")
             responses[f"E{code}"] = _ok(text, ref("Error"), headers)
         responses["Unexpected"] = _ok(

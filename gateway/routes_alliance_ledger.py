@@ -32,11 +32,12 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify
 from hongling.alliance.v1 import ledger_pb2 as pb
 from hongling.alliance.v1 import ledger_pb2_grpc as pb_grpc
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictStr
 
 from gateway.app import json_body
 from gateway.calls import tenant_call
 from gateway.community import list_filter
+from gateway.protojson import StrictInt64
 from gateway.query import PAGE_TOKEN, args, integer, month, page_size, query, text
 from gateway.routes_dispatch import DOCS, Doc, message, optional_version, page, parse
 from gateway.routes_org import content_disposition
@@ -75,7 +76,7 @@ class PledgeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     unit_id: StrictStr = ""
     resource_entry_id: StrictStr
-    quantity: StrictFloat | StrictInt
+    quantity: StrictFloat | StrictInt64
     unit_of_measure: StrictStr = ""
     for_kind: StrictStr = Field(description="task | activity | decision")
     for_id: StrictStr = Field(description="the task's, the activity's or the meeting's id")
@@ -93,7 +94,7 @@ class CorrectionIn(BaseModel):
     """A correction: hours (negative takes hours off), a reason; the entry it corrects is the path's."""
 
     model_config = ConfigDict(extra="forbid")
-    hours: StrictFloat | StrictInt
+    hours: StrictFloat | StrictInt64
     reason: StrictStr
     idempotency_key: StrictStr = ""
 
@@ -101,7 +102,7 @@ class CorrectionIn(BaseModel):
 class CallTypeHoursIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     call_type: StrictStr
-    hours: StrictFloat | StrictInt
+    hours: StrictFloat | StrictInt64
 
 
 class TimeBankRulesIn(BaseModel):
@@ -109,7 +110,7 @@ class TimeBankRulesIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     task_hours: list[CallTypeHoursIn] = Field(max_length=3)
-    version: StrictInt | StrictStr = 0
+    version: StrictInt64 | StrictStr = 0
 
 
 class AllocationIn(BaseModel):
@@ -118,7 +119,7 @@ class AllocationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     community_id: StrictStr
     fund: StrictStr
-    amount_fen: StrictInt
+    amount_fen: StrictInt64
     source: StrictStr
     note: StrictStr = ""
     idempotency_key: StrictStr = ""
@@ -131,7 +132,7 @@ class SpendingIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     community_id: StrictStr
     fund: StrictStr
-    amount_fen: StrictInt
+    amount_fen: StrictInt64
     for_kind: StrictStr
     for_id: StrictStr
     item_id: StrictStr = ""

@@ -38,7 +38,7 @@ from gateway.clients import Clients
 from gateway.community import list_filter
 from gateway.errors import ApiError
 from gateway.governance.store import GovernanceStore, record_grant_audit
-from gateway.protojson import from_json, to_json
+from gateway.protojson import Int32, from_json, to_json
 from gateway.query import PAGE_TOKEN, args, boolean, integer, query, text, timestamp
 from gateway.routes_org import content_disposition, if_match_version
 from services.common.audit import AuditLog
@@ -111,7 +111,7 @@ class CreateIssueIn(BaseModel):
     category: str = ""
     location: LocationIn
     idempotency_key: str = ""
-    affected_households: int = 0
+    affected_households: Int32 = 0
     hazards: list[str] = []
     contact: ContactIn | None = None
     attachments: list[AttachmentIn] = []
@@ -126,7 +126,7 @@ class AssistanceTaskIn(BaseModel):
     category: str = ""
     location: LocationIn
     idempotency_key: str = ""
-    affected_households: int = 0
+    affected_households: Int32 = 0
     hazards: list[str] = []
 
 
@@ -180,8 +180,10 @@ def task_json(task: dispatch_pb2.Task) -> dict[str, Any]:
 def _validation_error(exc: ValidationError) -> ApiError:
     err = exc.errors()[0]
     field = ".".join(str(p) for p in err["loc"])
-    kinds = {"missing": "is required (必填)", "extra_forbidden": "is not a known field"}
-    message = f"{field} {kinds.get(err['type'], err['msg'])}"
+    kinds = {"missing": "is required (必填)", "extra_forbidden": "is not a known field (未知字段)"}
+    bounds = {"less_than_equal": "超出范围", "greater_than_equal": "超出范围", "too_long": "过长"}
+    text = kinds.get(err["type"]) or f"{err['msg']}" + (f" ({bounds[err['type']]})" if err["type"] in bounds else "")
+    message = f"{field} {text}"
     return ApiError(400, "invalid_argument", message, field=field)
 
 

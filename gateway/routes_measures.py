@@ -20,13 +20,13 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, Response, current_app, jsonify, request
 from hongling.evaluation.v1 import evaluation_pb2 as pb
 from hongling.evaluation.v1 import evaluation_pb2_grpc as pb_grpc
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictStr
 
 from gateway import query as query_params
 from gateway.app import json_body
 from gateway.calls import tenant_call
 from gateway.community import list_filter
-from gateway.protojson import to_json
+from gateway.protojson import StrictInt32, StrictInt64, to_json
 from gateway.query import PAGE_TOKEN, args, integer, matching, page_size, quarter, query, text
 from gateway.routes_dispatch import DOCS, Doc, message, parse
 from gateway.routes_org import if_match_version
@@ -53,7 +53,7 @@ def stub() -> pb_grpc.EvaluationServiceStub:
 class WeightIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     component: StrictStr = Field(description="response | resolution | satisfaction | on_time | reopen | duties")
-    weight: StrictFloat | StrictInt = Field(description="0..100; the score divides by the weights' sum")
+    weight: StrictFloat | StrictInt64 = Field(description="0..100; the score divides by the weights' sum")
 
 
 class WeightsIn(BaseModel):
@@ -62,9 +62,11 @@ class WeightsIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     weights: list[WeightIn] = Field(default_factory=list, max_length=6)
-    prior: StrictFloat | StrictInt = Field(5, description="k (default 5): how many facts' worth of the mean")
-    min_workload: StrictInt = Field(1, description="facts an entrant needs to be ranked (default 1)")
-    grace_hours: StrictInt = Field(72, description="hours after a quarter's end before its boards freeze (default 72)")
+    prior: StrictFloat | StrictInt64 = Field(5, description="k (default 5): how many facts' worth of the mean")
+    min_workload: StrictInt32 = Field(1, description="facts an entrant needs to be ranked (default 1)")
+    grace_hours: StrictInt32 = Field(
+        72, description="hours after a quarter's end before its boards freeze (default 72)"
+    )
 
 
 class RebuildIn(BaseModel):

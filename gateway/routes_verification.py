@@ -33,7 +33,7 @@ from gateway.app import json_body
 from gateway.calls import tenant_call
 from gateway.community import list_filter
 from gateway.errors import ApiError
-from gateway.protojson import from_json
+from gateway.protojson import StrictInt64, from_json
 from gateway.query import PAGE_TOKEN, args, page_size, query, text
 from gateway.routes_dispatch import DOCS, Doc, message, page, parse
 from gateway.routes_org import content_disposition, if_match_version
@@ -105,8 +105,8 @@ class CheckIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     task_id: StrictStr
-    lat: StrictFloat | StrictInt
-    lon: StrictFloat | StrictInt
+    lat: StrictFloat | StrictInt64
+    lon: StrictFloat | StrictInt64
     passed: StrictBool = Field(alias="pass")
     reason: StrictStr = ""
     notes: StrictStr = ""

@@ -616,3 +616,37 @@ def test_the_reporters_routes_take_the_follow_code_in_a_header_never_in_the_path
     assert not [p for p in spec["paths"] if "code" in p.lower()]
     created = spec["paths"]["/api/v1/tenants/{tenant}/issues"]["post"]["responses"]["201"]
     assert "follow_code" in created["content"]["application/json"]["schema"]["properties"]
+
+
+def test_every_operation_lists_what_any_call_of_its_shape_may_answer(spec: dict[str, Any]) -> None:
+    """Found by the generated calls (tests/e2e/test_generated_api_calls.py): 429 from the per-address limit on
+    every route, 400 and 413 where there is a body, 400 where there are query parameters, 404 where a path
+    names a record; 429 tells when to retry."""
+    for path, method, op in operations(spec):
+        codes = set(op["responses"])
+        assert "429" in codes, (method, path)
+        params = [p for p in op.get("parameters", []) if "name" in p]
+        if "requestBody" in op:
+            assert {"400", "413"} <= codes, (method, path)
+        if any(p["in"] == "query" for p in params):
+            assert "400" in codes, (method, path)
+        if any(p["in"] == "path" for p in params):
+            assert "404" in codes, (method, path)
+    assert "Retry-After" in spec["components"]["responses"]["E429"]["headers"]
+
+
+def test_routes_without_a_model_document_their_real_statuses_bodies_and_files(spec: dict[str, Any]) -> None:
+    """The views answering their own JSON: the success status they really send (201, 204), a JSON body where
+    they read one, their errors, and files as files."""
+    paths = spec["paths"]
+    assert set(paths["/api/v1/auth/logout"]["post"]["responses"]) >= {"204", "400"}
+    assert "200" not in paths["/api/v1/auth/logout"]["post"]["responses"]
+    login = paths["/api/v1/auth/login"]["post"]
+    assert "application/json" in login["requestBody"]["content"] and "400" in login["responses"]
+    assert "201" in paths["/api/v1/users"]["post"]["responses"]
+    assert "201" in paths["/api/v1/department-requests"]["post"]["responses"]
+    assert {"400", "404", "409"} <= set(paths["/api/v1/users/{item_id}/role"]["put"]["responses"])
+    minutes = paths["/api/v1/tenants/{tenant}/alliance/meetings/{meeting_id}/minutes.docx"]["get"]
+    assert list(minutes["responses"]["200"]["content"]) == [
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+    ]
