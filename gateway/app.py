@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from gateway.clients import Clients
-from gateway.errors import ApiError, error_response
+from gateway.errors import ApiError, error_response, storage_unavailable
 from gateway.governance.store import open_store
 from gateway.tokens import TokenStore
 from services.common import context
@@ -138,6 +138,10 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
+        down = storage_unavailable(exc)  # ops-health: its database down is 503 + Retry-After, not a 500
+        if down is not None:
+            log.warning("the database is not answering: %s", exc)
+            return error_response(down)
         log.exception("unhandled error")
         return error_response(
             ApiError(
@@ -151,10 +155,16 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
 
     @app.get("/readyz")
     def readyz() -> Response:
+        # ops-health: the services' health (their databases included) and the gateway's own stores, named when down
+        from gateway import readiness
+
         services = app.extensions["hongling.clients"].health()
-        ready = all(v == "SERVING" for v in services.values())
-        resp = jsonify({"status": "ready" if ready else "not_ready", "services": services})
+        stores = readiness.check_stores(readiness.store_checks(app.extensions["hongling.audit"]))
+        ready, body = readiness.readiness(services, stores)
+        resp = jsonify(body)
         resp.status_code = 200 if ready else 503
+        if not ready:
+            resp.headers["Retry-After"] = "5"
         return resp
 
     @app.get("/metrics")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent import futures
@@ -48,7 +49,7 @@ from gateway import department
 from gateway.app import REQUEST_ID_RE
 from gateway.calls import admit
 from gateway.clients import Clients
-from gateway.errors import GRPC_TO_HTTP, ApiError
+from gateway.errors import GRPC_TO_HTTP, ApiError, storage_unavailable
 from gateway.governance import shapes
 from gateway.governance.store import GovernanceStore, open_store
 from gateway.identity import Identity, identify
@@ -60,7 +61,7 @@ from gateway.routes_org import Collection, collection_of, community_of, departme
 from gateway.sessions import SessionVerifier
 from gateway.tokens import TokenFileError, TokenStore
 from gateway.users import AccountStore
-from services.common import context
+from services.common import context, dependencies
 from services.common.audit import AuditLog, open_log
 from services.common.grpc_server import REQUEST_ID_KEY, error_details, error_trailers, run_until_signalled
 from services.common.logs import setup_logging
@@ -148,6 +149,10 @@ def refusal_of(exc: BaseException, request_id: str) -> Refusal:
         return Refusal(
             grpc.StatusCode.INTERNAL, f"a back-end service failed (request id {request_id})", "upstream_error"
         )
+    down = storage_unavailable(exc)  # the door's own database (audit log, grants, accounts) cannot be reached
+    if down is not None:
+        log.warning("the database is not answering: %s", exc)
+        return Refusal(grpc.StatusCode.UNAVAILABLE, down.message, down.code)
     log.error("unhandled error", exc_info=exc)
     return Refusal(
         grpc.StatusCode.INTERNAL,
@@ -460,6 +465,10 @@ class FrontDoorServer:
         wanted = settings.frontdoor_port if port is None else port
         assert wanted is not None
         self.port = self._bind(f"{settings.host}:{wanted}")
+        # Health is NOT_SERVING while the door's own database (audit log, grants, accounts) is down.
+        self._stop = threading.Event()
+        own = [dependencies.mongo_check(door.audit.entries.database.client)] if isinstance(door.audit, AuditLog) else []
+        self.dependencies = dependencies.DependencyMonitor(own, self._set_serving)
 
     def _bind(self, address: str, attempts: int = BIND_ATTEMPTS) -> int:
         """Listen on the address. A port in use may be another program's (stop), or a passing outgoing
@@ -481,12 +490,19 @@ class FrontDoorServer:
 
     def start(self) -> None:
         self.server.start()
-        for name in (SERVICE_NAME, ""):
-            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.dependencies.start(self._stop)  # SERVING, or NOT_SERVING while the database is down
         log.info("front door serving gRPC on %s:%d", self.door.settings.host, self.port)
+
+    def _set_serving(self, ok: bool) -> None:
+        if self._stop.is_set():
+            return
+        status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in (SERVICE_NAME, ""):
+            self.health.set(name, status)
 
     def stop(self, grace: float = 5.0) -> None:
         log.info("front door shutting down")
+        self._stop.set()
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
         self.door.clients.close()

@@ -66,7 +66,7 @@ from werkzeug.exceptions import HTTPException
 
 from gateway import department
 from gateway.calls import clients, tenant_call
-from gateway.errors import ApiError, from_rpc_error
+from gateway.errors import ApiError, from_rpc_error, storage_unavailable
 from gateway.governance.store import current_audit
 from gateway.identity import identify
 from gateway.policy import POLICY, REFUSALS, decide
@@ -235,6 +235,10 @@ def _http_error(exc: HTTPException) -> Response:
 
 @bp.errorhandler(Exception)
 def _unexpected(exc: Exception) -> Response:
+    down = storage_unavailable(exc)  # the database is down: 503 with Retry-After, not a 500
+    if down is not None:
+        log.warning("the database is not answering: %s", exc)
+        return error_response(from_api_error(down), _fmt())
     log.exception("unhandled error")
     text = f"internal error (request id {g.get('request_id')}); the operators have the details (服务内部错误)"
     return error_response(Open311Error(500, text), _fmt())

@@ -30,7 +30,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import OffsetAndMetadata
 
-from services.common import context, metrics
+from services.common import context, dependencies, metrics
 from services.common.events import CloudEvent, PoisonEvent, dead_letter_topic
 from services.common.mongo import TenantDocument
 from services.common.outbox import make_producer
@@ -244,6 +244,10 @@ class EventConsumer:
                     metrics.CONSUMER_FAILURES.labels(self.group, event.type).inc()
                     error = "".join(traceback.format_exception_only(exc)).strip()
                     log.warning("handler for %s failed (attempt %d): %s", event.type, attempt + 1, error)
+                    if attempt == self.max_retries and dependencies.is_unavailable(exc):
+                        # The database is down, the event is fine: not a dead letter. Uncommitted, it comes
+                        # again once the worker restarts (ServiceHost), until the database is back.
+                        raise
                     time.sleep(self.retry_backoff * (2**attempt))
             else:
                 self._dead_letter(record, dlq, error, tenant=event.tenant, type_=event.type)

@@ -17,7 +17,7 @@ import pymongo.errors
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.common import context, metrics
+from services.common import context, dependencies, metrics
 from services.common.errors import HonglingError, InvalidArgument, Unauthenticated
 from services.common.principal import METADATA_KEY, verify
 from services.common.settings import Settings
@@ -85,7 +85,7 @@ def _map_exception(exc: BaseException) -> HonglingError | None:
         from services.common.errors import AlreadyExists
 
         return AlreadyExists("a record with the same key already exists")
-    return None
+    return dependencies.unavailable_error(exc)  # a database that cannot be reached: UNAVAILABLE, retry
 
 
 class ServerInterceptor(grpc.ServerInterceptor):
@@ -127,6 +127,7 @@ class ServerInterceptor(grpc.ServerInterceptor):
                             principal.require_tenant(tenant)
                         elif not tenantless:
                             raise Unauthenticated(f"no tenant in call metadata ({TENANT_KEY})")
+                        dependencies.refuse_if_down()  # the database is down: UNAVAILABLE now, not after 5 s
                         with context.bound(tenant=tenant or None, principal=principal):
                             return inner(request, ctx)
                     except Exception as exc:  # mapped below; everything else is INTERNAL
@@ -192,6 +193,8 @@ class ServiceHost:
             self.server,
         )
         self.service_names = service_names
+        # Health tells the truth: NOT_SERVING while a store this service needs is down (its checks).
+        self.dependencies = dependencies.DependencyMonitor(dependencies.checks_for(name), self._set_serving)
         self.port = settings.grpc_port(name)
         bound = self.server.add_insecure_port(f"{settings.host}:{self.port}")
         if bound == 0:
@@ -207,8 +210,7 @@ class ServiceHost:
             t = threading.Thread(target=self._run_worker, args=(worker,), name=worker.name, daemon=True)
             t.start()
             self._threads.append(t)
-        for svc in [*self.service_names, ""]:
-            self.health.set(svc, health_pb2.HealthCheckResponse.SERVING)
+        self.dependencies.start(self.stop_event)  # sets SERVING, or NOT_SERVING while the database is down
         log.info(
             "%s serving gRPC on %s:%d, metrics on :%d",
             self.name,
@@ -216,6 +218,13 @@ class ServiceHost:
             self.port,
             self.settings.metrics_port(self.name),
         )
+
+    def _set_serving(self, ok: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+        if self.stop_event.is_set():
+            return  # shutting down: enter_graceful_shutdown() said NOT_SERVING for good
+        for svc in [*self.service_names, ""]:
+            self.health.set(svc, status)
 
     def _run_worker(self, worker: Worker) -> None:
         while not self.stop_event.is_set():

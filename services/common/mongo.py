@@ -73,6 +73,11 @@ def close() -> None:
         _collections.clear()
 
 
+def current_client() -> MongoClient[Any] | None:
+    """The process's client (init), or None before init: its health check pings on it (dependencies.py)."""
+    return _state["client"]
+
+
 def service_name() -> str:
     """The service this process initialised storage for (init), e.g. "dispatch"; "" before init."""
     return str(_state.get("service") or "")
