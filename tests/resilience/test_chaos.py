@@ -611,6 +611,7 @@ def test_a_steady_load_survives_every_process_the_broker_and_the_database_restar
         "503_with_retry_after": sum(1 for a in fives if a.status == 503 and a.retry_after),
         "other_5xx": [(a.what, a.status, a.retry_after) for a in fives if a.status != 503 or not a.retry_after][:20],
         "claims_raced": len(load.claim_wins),
+        "claims_won": sum(1 for w in load.claim_wins.values() if w),
         "reveals_answered": len(load.reveals),
         "recoveries": [asdict(r) for r in recoveries],
     }
@@ -665,12 +666,17 @@ def test_a_steady_load_survives_every_process_the_broker_and_the_database_restar
     progress("a task and a call for each")
     tasks, calls = wait_for(tasks_and_calls, timeout=240, interval=2.0)
     assert {i: n for i, n in calls.items() if n != 1} == {}
+    # A race either has one winner, the task's one lead, or (both racers gave up on a busy machine before
+    # dispatch opened the task) none — or a lead whose 201 was lost with a killed process. Never two.
+    decided = 0
     for task_id, winners in load.claim_wins.items():
         task = next(t for t in tasks.values() if t["_id"] == task_id)
-        leads = [(c["kind"], c["id"]) for c in task.get("crew") or [] if c["role"] == "lead"]
-        assert len(winners) == 1, (task_id, winners)
-        assert leads == [("person", next(iter(winners)))], (task_id, leads, winners)
-        assert Counter(h["action"] for h in task["history"])["claimed"] == 1, task["history"]
+        leads = [c["id"] for c in task.get("crew") or [] if c["role"] == "lead"]
+        claimed = Counter(h["action"] for h in task["history"])["claimed"]
+        assert len(winners) <= 1 and len(leads) <= 1 and claimed == len(leads), (task_id, winners, leads, claimed)
+        assert set(leads) <= set(area.racers) and (not winners or set(leads) == winners), (task_id, leads, winners)
+        decided += len(leads)
+    assert decided >= len(load.claim_wins) // 2, f"only {decided} of {len(load.claim_wins)} races were decided"
 
     # Every deadline that passed during the chaos was missed and escalated, each exactly once.
     progress("deadlines")
