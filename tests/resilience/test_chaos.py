@@ -60,7 +60,7 @@ GRPC_PROCESSES = ("org", "intake", "dispatch", "evaluation", "publication", "all
 KILLED = (*GRPC_PROCESSES, "gateway")
 # How many reports get deadlines that pass during the chaos, and how far apart they fall due.
 DEADLINE_ISSUES = 10
-DEADLINE_SPACING_S = 12.0
+DEADLINE_SPACING_S = 6.0
 FIGURES: dict[str, Any] = {}
 
 
