@@ -27,6 +27,7 @@ import pymongo.errors
 
 from gateway.tokens import AuthError
 from gateway.users import Account
+from services.common.principal import decode_signed_by_any
 
 ISSUER = "hongling-gateway-session"
 AUDIENCE = "hongling-portal"
@@ -81,23 +82,15 @@ def issue(account: Account, secret: str, ttl_seconds: int, now: float | None = N
 
 
 def _decode(token: str, secrets: Sequence[str]) -> dict[str, Any]:
-    for i, secret in enumerate(secrets):
-        try:
-            return dict(
-                jwt.decode(
-                    token,
-                    secret,
-                    algorithms=[ALGORITHM],
-                    audience=AUDIENCE,
-                    issuer=ISSUER,
-                    leeway=LEEWAY_SECONDS,
-                    options={"require": REQUIRED},
-                )
-            )
-        except jwt.InvalidSignatureError:
-            if i == len(secrets) - 1:
-                raise
-    raise jwt.InvalidSignatureError("no secret to check the signature with")
+    return decode_signed_by_any(
+        token,
+        secrets,
+        algorithm=ALGORITHM,
+        audience=AUDIENCE,
+        issuer=ISSUER,
+        leeway=LEEWAY_SECONDS,
+        options={"require": REQUIRED},
+    )
 
 
 def decode(token: str, secret: str, accepted: Sequence[str] = ()) -> Claims:

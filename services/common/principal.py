@@ -192,24 +192,24 @@ def verify(token: str | None, secret: str, accepted: Sequence[str] = ()) -> Prin
     return _verify(token, secret, accepted)
 
 
-def _decode(token: str, secrets: Sequence[str]) -> dict[str, Any]:
-    """The claims of a token signed with any of `secrets` (tried in order)."""
+def decode_signed_by_any(
+    token: str, secrets: Sequence[str], algorithm: str = ALGORITHM, **options: Any
+) -> dict[str, Any]:
+    """jwt.decode with the first of `secrets` whose signature matches (a rotation's current secret first, then
+    the other one); jwt's own errors otherwise: an expired or malformed token fails on the first secret."""
     for i, secret in enumerate(secrets):
         try:
-            return dict(
-                jwt.decode(
-                    token,
-                    secret,
-                    algorithms=[ALGORITHM],
-                    audience=AUDIENCE,
-                    issuer=ISSUER,
-                    options={"require": ["exp", "iat", "sub", "iss", "aud"]},
-                )
-            )
+            return dict(jwt.decode(token, secret, algorithms=[algorithm], **options))
         except jwt.InvalidSignatureError:
             if i == len(secrets) - 1:
                 raise
     raise jwt.InvalidSignatureError("no secret to check the signature with")
+
+
+def _decode(token: str, secrets: Sequence[str]) -> dict[str, Any]:
+    return decode_signed_by_any(
+        token, secrets, audience=AUDIENCE, issuer=ISSUER, options={"require": ["exp", "iat", "sub", "iss", "aud"]}
+    )
 
 
 def _verify(token: str, secret: str, accepted: Sequence[str] = ()) -> Principal:
