@@ -86,14 +86,16 @@ def assignment(admin: KafkaAdminClient, group: str) -> dict[int, set[tuple[str, 
     for member in admin.describe_groups([group])[group]["members"]:
         pid = int(member["client_id"].rsplit("-", 1)[1])
         held = found.setdefault(pid, set())
-        for part in member["member_assignment"]["assigned_partitions"]:
+        given = member["member_assignment"]  # empty (not decoded) while the group rebalances
+        for part in given["assigned_partitions"] if isinstance(given, dict) else ():
             held.update((part["topic"], p) for p in part["partitions"])
     return found
 
 
 def subscribed(admin: KafkaAdminClient, group: str) -> set[tuple[str, int]]:
     """Every partition of the topics the group's members subscribe to."""
-    topics = {t for m in admin.describe_groups([group])[group]["members"] for t in m["member_metadata"]["topics"]}
+    members = admin.describe_groups([group])[group]["members"]
+    topics = {t for m in members if isinstance(m["member_metadata"], dict) for t in m["member_metadata"]["topics"]}
     return {(t["name"], p["partition_index"]) for t in admin.describe_topics(sorted(topics)) for p in t["partitions"]}
 
 
@@ -189,7 +191,7 @@ class Load:
             "title": f"路灯不亮 {i}",
             "description": "小区路灯坏了，晚上看不见路。",
             "channel": "resident_report",
-            "category": "municipal_facilities",
+            "category": "road_facility",
             "location": {"lat": lat, "lon": lon, "address": f"扩容社区{i}号楼"},
             "idempotency_key": unique("scale"),
         }
