@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -108,6 +109,19 @@ def held_by(admin: KafkaAdminClient, group: str, pids: set[int]) -> dict[int, se
     every = [tp for held in found.values() for tp in held]
     if len(every) != len(set(every)) or set(every) != subscribed(admin, group):
         return None
+    return found
+
+
+def settled(
+    admin: KafkaAdminClient, group: str, pids: set[int], timeout: float = 300
+) -> dict[int, set[tuple[str, int]]]:
+    """held_by, waited for (a rebalance takes a few seconds, a member's start on a busy machine longer); on the
+    deadline the test fails naming the group and what its members held."""
+    until = time.monotonic() + timeout
+    while (found := held_by(admin, group, pids)) is None:
+        if time.monotonic() > until:
+            pytest.fail(f"{group}: not held by exactly {sorted(pids)} in {timeout} s: {assignment(admin, group)}")
+        time.sleep(1)
     return found
 
 
@@ -319,7 +333,7 @@ def test_a_second_process_of_every_consumer_service_shares_its_groups_partitions
 ) -> None:
     for service, groups in GROUPS.items():
         for group in groups:
-            found = wait_for(lambda g=group, s=service: held_by(admin_client, g, second[s]), timeout=120, interval=1)
+            found = settled(admin_client, group, second[service])
             sizes = sorted(len(held) for held in found.values())
             # 6 partitions a topic (services/common/topics.py): split 3 + 3 (dispatch's group: 3 members a process)
             assert sizes[0] >= 1 and sum(sizes) == len(subscribed(admin_client, group)), (group, found)
@@ -339,7 +353,7 @@ def test_both_processes_handle_the_load_and_nothing_is_handled_twice(
 ) -> None:
     for service, groups in GROUPS.items():
         for group in groups:
-            wait_for(lambda g=group, s=service: held_by(admin_client, g, second[s]), timeout=120, interval=1)
+            settled(admin_client, group, second[service])
     members = {g: assignment(admin_client, g) for gs in GROUPS.values() for g in gs}
     processes = [name for s in GROUPS for name in (s, f"{s}@2")]
     ports = {name: metrics_port(name) for name in processes}
@@ -381,7 +395,7 @@ def test_a_killed_process_leaves_its_partitions_to_the_other_and_nothing_is_lost
     mongo_client: MongoClient[Any],
 ) -> None:
     first = {pid_of(system, "dispatch")}
-    wait_for(lambda: held_by(admin_client, dispatch_consumer.GROUP, second["dispatch"]), timeout=120, interval=1)
+    settled(admin_client, dispatch_consumer.GROUP, second["dispatch"])
     load = Load(system)
     load.spot = 200  # spots of their own
     filed: list[str] = []
@@ -399,7 +413,7 @@ def test_a_killed_process_leaves_its_partitions_to_the_other_and_nothing_is_lost
         killed_at = len(filed)
         # The first process takes every partition of the group once the broker gave up on the killed members.
         for group in GROUPS["dispatch"]:
-            wait_for(lambda g=group: held_by(admin_client, g, first), timeout=120, interval=0.5)
+            settled(admin_client, group, first)
         wait_for(lambda: len(filed) >= killed_at + 15, timeout=120)
     finally:
         done.set()
@@ -418,4 +432,4 @@ def test_stopping_the_second_processes_leaves_every_group_to_the_first(
     for service, groups in GROUPS.items():
         first = {pid_of(system, service)}
         for group in groups:
-            wait_for(lambda g=group, f=first: held_by(admin_client, g, f), timeout=120, interval=1)  # type: ignore[misc]
+            settled(admin_client, group, first)  # type: ignore[arg-type]
