@@ -5,6 +5,7 @@
 #   deploy/local/services.sh start [name ...]   # default: all, in dependency order
 #   deploy/local/services.sh stop  [name ...]
 #   deploy/local/services.sh status
+#   deploy/local/services.sh start dispatch@2   # a second process of a service (see "ops-scale" below)
 #
 # Logs: $HONGLING_STATE_DIR/logs/<name>.log (JSON lines). Pid files: $HONGLING_STATE_DIR/run/<name>.pid.
 set -euo pipefail
@@ -18,19 +19,65 @@ LOG_DIR="$HONGLING_STATE_DIR/logs"
 mkdir -p "$RUN_DIR" "$LOG_DIR"
 
 module_of() {
-  case "$1" in
+  case "${1%@*}" in
     gateway) echo gateway ;;
     frontdoor) echo gateway.frontdoor ;; # gRPC, probed by its grpc.health.v1 service like the services
-    *) echo "services.$1" ;;
+    *) echo "services.${1%@*}" ;;
   esac
 }
 port_of() {
   local var
+  if [[ "$1" == *@* ]]; then instance_ports "$1" | cut -d' ' -f1 && return 0; fi
   var="HONGLING_$(tr '[:lower:]' '[:upper:]' <<<"$1")_PORT"
   echo "${!var}"
 }
 pid_of() { [[ -f "$RUN_DIR/$1.pid" ]] && cat "$RUN_DIR/$1.pid" || true; }
 alive() { local pid; pid="$(pid_of "$1")"; [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; }
+
+# ops-scale begin
+# More processes of a service: NAME@N (N = 2 … 9), e.g. `services.sh start dispatch@2`, `stop dispatch@2`. Such a
+# process is the same program with the same settings, so it joins the same Kafka consumer groups (the group
+# shares the topics' partitions between its members: services/common/topics.py PARTITIONS) and writes the same
+# databases; only its gRPC and metrics ports differ, so it runs beside the first on this machine:
+#   gRPC    HONGLING_PORT_BASE + 200 + 20·(N−2) + k      (dispatch@2: base + 203)
+#   metrics HONGLING_PORT_BASE + 210 + 20·(N−2) + k      (dispatch@2: base + 213)
+# with k = the service's own gRPC offset − 50 (org 1, intake 2, dispatch 3, evaluation 4, publication 5,
+# projector 6, alliance 7). `services.sh ports NAME@N` prints "grpc metrics". Its log and pid file are
+# logs/NAME@N.log and run/NAME@N.pid. The gateway keeps calling the first process of each service (its
+# HONGLING_<SERVICE>_PORT); on more than one machine a load balancer or a headless Service spreads the calls
+# (docs/runbook.md, "Scaling out"). `stop` and `status` without names include every NAME@N that has a pid file,
+# so `make down` and the test stack's clean-up stop them too; `start` without names starts the first processes only.
+SCALABLE=(org intake dispatch evaluation publication projector alliance)
+instance_ports() {
+  local service="${1%@*}" n="${1#*@}" k
+  case "$service" in
+    org) k=1 ;; intake) k=2 ;; dispatch) k=3 ;; evaluation) k=4 ;; publication) k=5 ;; projector) k=6 ;; alliance) k=7 ;;
+    *) echo "error: $1: only ${SCALABLE[*]} run as more processes (NAME@2 … NAME@9)" >&2 && return 1 ;;
+  esac
+  if ! [[ "$n" =~ ^[2-9]$ ]]; then
+    echo "error: $1: the process number is 2 … 9 (NAME@1 is the service's first process: NAME)" >&2
+    return 1
+  fi
+  echo "$((HONGLING_PORT_BASE + 200 + 20 * (n - 2) + k)) $((HONGLING_PORT_BASE + 210 + 20 * (n - 2) + k))"
+}
+# The environment of NAME@N: its own two ports (the settings' HONGLING_<SERVICE>_PORT and _METRICS_PORT).
+instance_env() {
+  [[ "$1" == *@* ]] || return 0
+  local ports upper
+  ports="$(instance_ports "$1")" || return 1
+  upper="$(tr '[:lower:]' '[:upper:]' <<<"${1%@*}")"
+  echo "HONGLING_${upper}_PORT=${ports% *}" "HONGLING_${upper}_METRICS_PORT=${ports#* }"
+}
+# Names NAME@N with a pid file (started by this script, maybe since stopped).
+instances_started() {
+  local f
+  for f in "$RUN_DIR"/*@*.pid; do
+    [[ -e "$f" ]] || continue
+    f="${f##*/}"
+    echo "${f%.pid}"
+  done
+}
+# ops-scale end
 
 healthy() {
   local name="$1" port
@@ -75,8 +122,10 @@ start_one() {
   # process's own nice counts only inside its session: setsid gives every service a session, so the
   # projector's session is niced too (/proc/self/autogroup, written before exec; nothing where absent).
   local nice=0
-  [[ "$name" != projector ]] || nice=10
-  (cd "$HONGLING_REPO_ROOT" && exec setsid nohup bash -c \
+  [[ "${name%@*}" != projector ]] || nice=10
+  local -a inst_env
+  read -r -a inst_env <<<"$(instance_env "$name")"
+  (cd "$HONGLING_REPO_ROOT" && exec env "${inst_env[@]}" setsid nohup bash -c \
     'if [[ $1 != 0 && -w /proc/self/autogroup ]]; then echo "$1" >/proc/self/autogroup || true; fi; exec nice -n "$1" "${@:2}"' \
     nice "$nice" "$PY" -m "$(module_of "$name")" >>"$LOG_DIR/$name.log" 2>&1 </dev/null) &
   echo $! >"$RUN_DIR/$name.pid"
@@ -123,6 +172,24 @@ cmd="${1:-status}"
 shift || true
 names=("$@")
 [[ ${#names[@]} -gt 0 ]] || names=("${ALL[@]}")
+# ops-scale begin
+# Without names, stop and status take in the services' further processes (NAME@N, see above): stopped first.
+if [[ $# -eq 0 && ( "$cmd" == stop || "$cmd" == status ) ]]; then
+  while IFS= read -r n; do names+=("$n"); done < <(instances_started)
+fi
+for n in "${names[@]}"; do
+  if [[ "$n" == *@* ]]; then instance_ports "$n" >/dev/null || exit 2; fi
+done
+if [[ "$cmd" == ports ]]; then
+  for n in "${names[@]}"; do
+    if [[ "$n" == *@* ]]; then instance_ports "$n"; else
+      var="HONGLING_$(tr '[:lower:]' '[:upper:]' <<<"$n")_METRICS_PORT"
+      echo "$(port_of "$n") ${!var:-}"
+    fi
+  done
+  exit 0
+fi
+# ops-scale end
 
 # Secrets: made once per state dir (deploy/local/secrets.sh), loaded; data from before they existed re-sealed.
 prepare_secrets() {
@@ -168,7 +235,7 @@ case "$cmd" in
     done
     ;;
   *)
-    echo "usage: $0 {start|stop|status} [${ALL[*]}]" >&2
+    echo "usage: $0 {start|stop|status|ports} [${ALL[*]}] [NAME@N]" >&2
     exit 2
     ;;
 esac

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 import threading
 import time
 import traceback
@@ -48,6 +50,18 @@ LAG_REPORT_SECONDS = 2.0
 # one asks. Heartbeats and commits go over the group coordinator's own connection, not behind the fetch.
 POLL_TIMEOUT_MS = 1000
 FETCH_MAX_WAIT_MS = 5000
+
+
+# ops-scale begin
+def member_client_id(name: str) -> str:
+    """The Kafka client id of this process's consumer `name`: the name, the host and the process id. Several
+    processes of a service share its groups (docs/runbook.md, "Scaling out"); with this a group's description
+    (kafka-consumer-groups.sh --describe --members, AdminClient.describe_groups) says which process holds which
+    partitions (on a machine: the pid; in Kubernetes, where every pid is 1: the pod's name)."""
+    return f"{name}-{socket.gethostname()}-{os.getpid()}"
+
+
+# ops-scale end
 
 
 def subscribe_known(
@@ -142,7 +156,7 @@ class EventConsumer:
         consumer = KafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=self.group,
-            client_id=self.name,
+            client_id=member_client_id(self.name),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             session_timeout_ms=6000,
@@ -345,4 +359,12 @@ class EventConsumer:
     # ops-monitoring end
 
 
-__all__ = ["FETCH_MAX_WAIT_MS", "POLL_TIMEOUT_MS", "EventConsumer", "Handler", "ProcessedEvent", "TopicPartition"]
+__all__ = [
+    "FETCH_MAX_WAIT_MS",
+    "POLL_TIMEOUT_MS",
+    "EventConsumer",
+    "Handler",
+    "ProcessedEvent",
+    "TopicPartition",
+    "member_client_id",
+]

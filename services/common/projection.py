@@ -34,7 +34,7 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import Connection
 
 from services.common import context, readside
-from services.common.consumer import FETCH_MAX_WAIT_MS, gathered_polls, subscribe_known
+from services.common.consumer import FETCH_MAX_WAIT_MS, gathered_polls, member_client_id, subscribe_known
 from services.common.principal import Principal
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class ProjectionWorker:
         return KafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=self.projection.group,
-            client_id=self.name,
+            client_id=member_client_id(self.name),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             session_timeout_ms=10000,

@@ -12,7 +12,12 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from services.common.events import dead_letter_topic, state_topic_for, topic_for
 from services.common.settings import SERVICES, get_settings
 
-PARTITIONS = 3
+# A consumer group shares a topic's partitions among its members, one member per partition at most: a group can
+# use as many members as the topic has partitions, the rest stand by. Dispatch runs 3 members of its group in a
+# process (services/dispatch/consumer.py THREADS), so two dispatch processes need 6 to both get work; a group of
+# one member per process uses up to 6 processes (docs/runbook.md, "Scaling out";
+# tests/e2e/test_scale_out.py). Topics made with fewer (a state dir from before) are raised to this.
+PARTITIONS = 6
 
 
 # Services whose relay publishes its aggregates' states for the read models (compacted topics: the latest
@@ -104,6 +109,7 @@ def ensure_topics(
         existing = set(admin.list_topics())
         missing = [t for t in wanted_topics() if t not in existing]
         _keep_event_history(admin, [t for t in wanted_topics() if t in existing])
+        _raise_partitions(admin, [t for t in wanted_topics() if t in existing], partitions)
         created = []
         for i, name in enumerate(missing, 1):
             try:
@@ -136,6 +142,21 @@ def _keep_event_history(admin: KafkaAdminClient, existing: list[str]) -> None:
     if stale:
         admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, t, configs=dict(KEPT)) for t in stale])
         print(f"[topics] {len(stale)} event topic(s) now kept for ever (retention.ms=-1)", flush=True)
+
+
+def _raise_partitions(admin: KafkaAdminClient, existing: list[str], partitions: int) -> None:
+    """Topics with fewer partitions than `partitions` get more (Kafka never lowers a topic's count). A key's
+    records go to another partition from then on, so an aggregate's next events may be read by another member
+    than its earlier ones: raise it while the consumers are caught up (`make up` runs this before the services
+    start). Compacted state topics keep an aggregate's old state on its old partition too; the projector keeps
+    only the newer version, whichever it reads first."""
+    if not existing:
+        return
+    found = {t["name"]: len(t.get("partitions") or ()) for t in admin.describe_topics(existing)}
+    fewer = {t: partitions for t, n in found.items() if 0 < n < partitions}
+    if fewer:
+        admin.create_partitions(fewer)
+        print(f"[topics] {len(fewer)} topic(s) raised to {partitions} partitions", flush=True)
 
 
 def main() -> int:

@@ -37,7 +37,7 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import Connection, text
 
 from services.common import context, readside
-from services.common.consumer import FETCH_MAX_WAIT_MS, gathered_polls, subscribe_known
+from services.common.consumer import FETCH_MAX_WAIT_MS, gathered_polls, member_client_id, subscribe_known
 from services.common.events import CloudEvent, PoisonEvent, dead_letter_topic, topic_for
 from services.common.outbox import make_producer
 from services.common.principal import Principal
@@ -390,7 +390,7 @@ class MeasuresWorker:
         consumer = KafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=GROUP,
-            client_id=self.name,
+            client_id=member_client_id(self.name),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             session_timeout_ms=10000,
