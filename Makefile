@@ -71,11 +71,9 @@ browser: ## install Debian's Chromium and a CJK font for the portal's browser te
 pdf: ## install Pango and the CJK font the publication's PDF channel (WeasyPrint) needs, where missing
 	@bash deploy/local/pdf.sh
 
-# ops-monitoring begin
 .PHONY: prometheus
 prometheus: ## unpack Debian's Prometheus, promtool and amtool (pinned) into the tool cache, once
 	@bash deploy/local/prometheus.sh
-# ops-monitoring end
 
 provision: ## fetch Kafka (Maven) and FerretDB (go install) into the tool cache, once
 	@bash deploy/local/provision.sh
@@ -122,7 +120,7 @@ clean: down ## stop everything and remove local state and build output (keeps th
 	done
 	rm -rf .local build $(PORTAL)/dist
 
-# ops-k8s begin: Kubernetes (deploy/k8s). kustomize is built from its Go module at a pinned version into the
+# Kubernetes (deploy/k8s). kustomize is built from its Go module at a pinned version into the
 # tool cache once (deploy/k8s/kustomize.sh), by `make provision` (so `make test`) and `make unit`.
 .PHONY: provision-k8s k8s
 provision: provision-k8s
@@ -132,4 +130,3 @@ provision-k8s:
 
 k8s: provision-k8s ## render the Kubernetes overlays (deploy/k8s: dev, prod) with kustomize into build/k8s/
 	@bash deploy/k8s/kustomize.sh render build/k8s
-# ops-k8s end

@@ -110,7 +110,6 @@ _hl_default HONGLING_FERRETDB_START_TIMEOUT "30"
 _hl_default HONGLING_POSTGRES_START_TIMEOUT "60"
 _hl_default HONGLING_STOP_TIMEOUT "20"
 
-# ops-monitoring begin
 # Prometheus, promtool and amtool from Debian's packages (prometheus, prometheus-alertmanager), unpacked into the
 # tool cache by deploy/local/prometheus.sh (never installed system-wide: no daemon starts on 9090).
 _hl_default HONGLING_PROMETHEUS_DEB_VERSION "2.42.0+ds-5+deb12u1"
@@ -119,7 +118,6 @@ _hl_default HONGLING_PROMETHEUS_HOME "${HONGLING_CACHE_DIR}/prometheus-${HONGLIN
 _hl_default HONGLING_PROMETHEUS "${HONGLING_PROMETHEUS_HOME}/bin/prometheus"
 _hl_default HONGLING_PROMTOOL "${HONGLING_PROMETHEUS_HOME}/bin/promtool"
 _hl_default HONGLING_AMTOOL "${HONGLING_PROMETHEUS_HOME}/bin/amtool"
-# ops-monitoring end
 
 export _HONGLING_DEFAULTS
 unset -f _hl_default

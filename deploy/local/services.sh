@@ -34,7 +34,6 @@ port_of() {
 pid_of() { [[ -f "$RUN_DIR/$1.pid" ]] && cat "$RUN_DIR/$1.pid" || true; }
 alive() { local pid; pid="$(pid_of "$1")"; [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; }
 
-# ops-scale begin
 # More processes of a service: NAME@N (N = 2 … 9), e.g. `services.sh start dispatch@2`, `stop dispatch@2`. Such a
 # process is the same program with the same settings, so it joins the same Kafka consumer groups (the group
 # shares the topics' partitions between its members: services/common/topics.py PARTITIONS) and writes the same
@@ -77,7 +76,6 @@ instances_started() {
     echo "${f%.pid}"
   done
 }
-# ops-scale end
 
 healthy() {
   local name="$1" port
@@ -172,7 +170,6 @@ cmd="${1:-status}"
 shift || true
 names=("$@")
 [[ ${#names[@]} -gt 0 ]] || names=("${ALL[@]}")
-# ops-scale begin
 # Without names, stop and status take in the services' further processes (NAME@N, see above): stopped first.
 if [[ $# -eq 0 && ( "$cmd" == stop || "$cmd" == status ) ]]; then
   while IFS= read -r n; do names+=("$n"); done < <(instances_started)
@@ -189,7 +186,6 @@ if [[ "$cmd" == ports ]]; then
   done
   exit 0
 fi
-# ops-scale end
 
 # Secrets: made once per state dir (deploy/local/secrets.sh), loaded; data from before they existed re-sealed.
 prepare_secrets() {

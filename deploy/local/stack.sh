@@ -392,14 +392,12 @@ num.network.threads=2
 num.io.threads=4
 log.retention.hours=168
 EOF
-  # ops-perf begin
   # Idle cost (issue 20): the single controller appends a no-op record to the metadata log every 500 ms by
   # default (metadata.max.idle.interval.ms, KIP-835: how a broker notices a stale controller), which the
   # broker then replays; a few seconds is plenty on one node and costs a tenth of the wake-ups at rest.
   cat >>"${KAFKA_PROPS}.tmp" <<EOF
 metadata.max.idle.interval.ms=5000
 EOF
-  # ops-perf end
   mv -f -- "${KAFKA_PROPS}.tmp" "${KAFKA_PROPS}"
 }
 

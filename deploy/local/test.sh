@@ -66,21 +66,17 @@ if [[ "$mode" == bench ]]; then
   echo "[test 4/4] benchmarks"
   benches=("$@")
   [[ ${#benches[@]} -gt 0 ]] || benches=(bench/*.py)
-  # ops-perf begin
   # The idle cost first, on the stack at rest (the others leave data behind, and timers that fire for hours).
   if [[ $# -eq 0 ]]; then
     mapfile -t benches < <(echo bench/idle_cost.py && printf '%s\n' bench/*.py | grep -vx bench/idle_cost.py)
   fi
-  # ops-perf end
   for b in "${benches[@]}"; do
     echo "== $b"
     "$PY" "$b"
   done
-  # ops-perf begin
   # One table of every figure the benchmarks recorded (bench/results.py), with its goal and the ratio.
   echo "== every figure of this run (${HONGLING_BENCH_RESULTS:-$HONGLING_STATE_DIR/bench-results.jsonl})"
   "$PY" bench/results.py table
-  # ops-perf end
 else
   echo "[test 3/4] services are started by the test session itself (tests/conftest.py)"
   echo "[test 4/4] pytest: unit, integration, e2e"

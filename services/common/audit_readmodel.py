@@ -265,7 +265,6 @@ class AuditProjection:
         ROWS_WRITTEN.labels(NAME).inc(inserted)
         return len(entries), inserted
 
-    # ops-monitoring begin
     _checked: tuple[int, str] = (0, GENESIS)  # (seq, hash) of the last entry checked; (0, GENESIS): the log's start
 
     def _check_links(self, last: int, entries: Sequence[Entry]) -> None:
@@ -283,8 +282,6 @@ class AuditProjection:
             known, prev = True, entry.hash
         self._checked = (entries[-1].seq, entries[-1].hash)
         metrics.AUDIT_CHAIN_CHECKED_SEQ.set(entries[-1].seq)
-
-    # ops-monitoring end
 
     @staticmethod
     def _insert(conn: Connection, entries: Sequence[Entry]) -> int:

@@ -52,16 +52,12 @@ POLL_TIMEOUT_MS = 1000
 FETCH_MAX_WAIT_MS = 5000
 
 
-# ops-scale begin
 def member_client_id(name: str) -> str:
     """The Kafka client id of this process's consumer `name`: the name, the host and the process id. Several
     processes of a service share its groups (docs/runbook.md, "Scaling out"); with this a group's description
     (kafka-consumer-groups.sh --describe --members, AdminClient.describe_groups) says which process holds which
     partitions (on a machine: the pid; in Kubernetes, where every pid is 1: the pod's name)."""
     return f"{name}-{socket.gethostname()}-{os.getpid()}"
-
-
-# ops-scale end
 
 
 def subscribe_known(
@@ -333,7 +329,6 @@ class EventConsumer:
             if pos is not None:
                 metrics.CONSUMER_LAG.labels(self.group, tp.topic, str(tp.partition)).set(max(0, high - pos))
 
-    # ops-monitoring begin
     _dlq_reported: float = 0.0
 
     def _report_dlq(self, consumer: KafkaConsumer) -> None:
@@ -355,8 +350,6 @@ class EventConsumer:
             log.debug("dead-letter topic %s not measured: %s", self.dlq_topic, exc)
             return
         metrics.DLQ_RECORDS.labels(self.group, self.dlq_topic).set(held)
-
-    # ops-monitoring end
 
 
 __all__ = [

@@ -44,7 +44,6 @@ MONGO_COMMANDS = Counter(
 )
 
 
-# ops-monitoring begin
 # Business and integrity signals the alert rules read (deploy/prometheus/rules). Labels stay bounded: `tenant` is
 # one of the seven slugs or "district" (entries of no tenant), never a person's or a record's id.
 DLQ_RECORDS = Gauge(
@@ -83,9 +82,6 @@ def init_tenant_series(counter: Counter, *rest: str) -> None:
 
     for tenant in (*tenant_slugs(), "district"):
         counter.labels(tenant, *rest)
-
-
-# ops-monitoring end
 
 
 def serve_metrics(port: int, host: str = "127.0.0.1") -> None:

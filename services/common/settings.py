@@ -237,12 +237,10 @@ class Settings(BaseSettings):
     filing_default: Literal["verify", "direct"] = "verify"
     map_tile_url: str = ""
     map_tile_attribution: str = Field("", max_length=200)
-    # ops-compose begin
     # Copies of every topic the project makes (services.common.topics): 1 on a single broker (the local stack,
     # compose's default), 3 on a cluster of three (compose's `cluster` profile, k8s). With 3 the topics also get
     # min.insync.replicas=2, so a write acknowledged by acks=all (the relay's) survives the loss of one broker.
     kafka_replication_factor: int = Field(1, ge=1, le=7)
-    # ops-compose end
 
     @field_validator("map_tile_url")
     @classmethod

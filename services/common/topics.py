@@ -59,7 +59,6 @@ def topic_configs(name: str) -> dict[str, str]:
     return {}
 
 
-# ops-compose begin
 def min_insync_replicas(replication_factor: int) -> int:
     """Copies a write needs before acks=all answers: all but one (one broker may be down), at least one."""
     return max(1, replication_factor - 1)
@@ -86,9 +85,6 @@ def _wait_for_brokers(admin: KafkaAdminClient, replication_factor: int, deadline
                 "start the others (docker compose's `cluster` profile) or lower the factor"
             )
         time.sleep(1)
-
-
-# ops-compose end
 
 
 def ensure_topics(

@@ -269,11 +269,7 @@ def test_an_entry_edited_in_the_database_is_named_by_the_endpoint_and_the_comman
     assert chain_broken_signal(system) == 0.0  # ops-monitoring
 
 
-# ops-monitoring begin
 def chain_broken_signal(system: System) -> float:
     """The gateway's hongling_audit_chain_broken, as Prometheus scrapes it (set by the last full verification)."""
     text = requests.get(f"{system.gateway}/metrics", timeout=10).text
     return next(float(line.split()[1]) for line in text.splitlines() if line.startswith("hongling_audit_chain_broken "))
-
-
-# ops-monitoring end
