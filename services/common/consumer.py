@@ -49,6 +49,9 @@ LAG_REPORT_SECONDS = 2.0
 # as soon as a fetch brings records. They only bound how soon a consumer notices `stop` and how often an idle
 # one asks. Heartbeats and commits go over the group coordinator's own connection, not behind the fetch.
 POLL_TIMEOUT_MS = 1000
+# A dead-letter topic that could not be measured (metadata not here yet, the broker away) is asked again after
+# this many seconds, not after the full report interval: a process just started shows its figure promptly.
+DLQ_RETRY_SECONDS = 5.0
 FETCH_MAX_WAIT_MS = 5000
 
 
@@ -340,14 +343,18 @@ class EventConsumer:
             return
         self._dlq_reported = now
         try:
-            parts = [TopicPartition(self.dlq_topic, p) for p in sorted(consumer.partitions_for_topic(self.dlq_topic))]
+            known = consumer.partitions_for_topic(self.dlq_topic)
+            if known is None:  # a consumer that just started: the topic's metadata comes with its first fetches
+                raise LookupError("no metadata for the topic yet")
+            parts = [TopicPartition(self.dlq_topic, p) for p in sorted(known)]
             held = 0
             if parts:
                 start = consumer.beginning_offsets(parts, timeout_ms=2000)
                 end = consumer.end_offsets(parts, timeout_ms=2000)
                 held = sum(max(0, end[tp] - start[tp]) for tp in parts)
-        except Exception as exc:  # the broker is away: the last figure stands, asked again next time
+        except Exception as exc:  # the broker is away, or its metadata not here yet: asked again in a few seconds
             log.debug("dead-letter topic %s not measured: %s", self.dlq_topic, exc)
+            self._dlq_reported = now - metrics.DLQ_REPORT_SECONDS + DLQ_RETRY_SECONDS
             return
         metrics.DLQ_RECORDS.labels(self.group, self.dlq_topic).set(held)
 

@@ -154,9 +154,17 @@ def test_the_series_the_alerts_read_exist(prometheus: Prometheus) -> None:
     assert {r["metric"]["tenant"] for r in backlog} >= {TENANT}
     lag = present("hongling_consumer_lag")
     assert {"group", "topic", "partition"} <= set(lag[0]["metric"])
-    dlq = present("hongling_dlq_records")
+    # Each consumer measures its dead-letter topic on its own schedule: wait until these two have.
+    dlq = wait_for(
+        lambda: [
+            r
+            for r in [prometheus.query("hongling_dlq_records")]
+            if {m["metric"]["group"] for m in r} >= {"dispatch", "intake-lifecycle"}
+        ],
+        timeout=DEADLINE,
+        interval=0.5,
+    )[0]
     assert all(r["metric"]["topic"] == dead_letter_topic(r["metric"]["group"]) for r in dlq)
-    assert {r["metric"]["group"] for r in dlq} >= {"dispatch", "intake-lifecycle"}
     # The audit chain signal, from the projector that checks each entry it projects: intact.
     broken = present("hongling_audit_chain_broken")
     assert {r["metric"]["service"] for r in broken} >= {"projector"}
@@ -183,7 +191,10 @@ def test_filing_an_issue_and_a_refusal_move_the_tenants_counters(system: System,
     assert refused.status_code == 403, refused.text
 
     for expr in (received, whistles, refusals):
-        wait_for(lambda e=expr: prometheus.value(e) > before[e], timeout=DEADLINE, interval=0.5)
+        try:
+            wait_for(lambda e=expr: prometheus.value(e) > before[e], timeout=DEADLINE, interval=0.5)
+        except pytest.fail.Exception:
+            pytest.fail(f"{expr} stayed at {prometheus.value(expr)} (was {before[expr]} before the issue was filed)")
     # Labels stay bounded: a tenant slug, never an issue's or a person's id.
     tenants = {r["metric"]["tenant"] for r in prometheus.query("hongling_issues_received_total")}
     assert tenants <= {"daimiao", "caiyuan", "taiqian", "shanggao", "xujialou", "shengzhuang", "qiujiadian"}
