@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
@@ -35,6 +35,7 @@ from schemathesis.specs.openapi.checks import (
 
 from gateway.tokens import TOKEN_ROLES
 from tests.conftest import System
+from tests.e2e.test_malformed_input import bounded
 
 GENERATED_TENANT = "qiujiadian"
 POSITIVE = 3  # generated schema-valid calls per operation and admitted role
@@ -130,15 +131,7 @@ class Run:
 
     def run(self, operation: Any, mode: GenerationMode, roles: list[str], examples: int, *, refused: bool) -> None:
         @given(case=operation.as_strategy(generation_mode=mode), role=st.sampled_from(roles))
-        @settings(
-            max_examples=examples,
-            derandomize=True,
-            deadline=None,
-            database=None,
-            phases=[Phase.explicit, Phase.generate],
-            suppress_health_check=list(HealthCheck),
-            report_multiple_bugs=False,
-        )
+        @settings(bounded(examples), report_multiple_bugs=False)
         def one(case: Any, role: str) -> None:
             self.send(case, role, refused=refused)
 
