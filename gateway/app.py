@@ -138,7 +138,7 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        down = storage_unavailable(exc)  # ops-health: its database down is 503 + Retry-After, not a 500
+        down = storage_unavailable(exc)  # its database down is 503 + Retry-After, not a 500
         if down is not None:
             log.warning("the database is not answering: %s", exc)
             return error_response(down)
@@ -155,7 +155,7 @@ def create_app(settings: Settings, clients: Clients | None = None) -> Flask:
 
     @app.get("/readyz")
     def readyz() -> Response:
-        # ops-health: the services' health (their databases included) and the gateway's own stores, named when down
+        # the services' health (their databases included) and the gateway's own stores, named when down
         from gateway import readiness
 
         services = app.extensions["hongling.clients"].health()

@@ -564,7 +564,7 @@ def main() -> None:
     except TokenFileError as exc:
         print(f"frontdoor: cannot read HONGLING_API_TOKENS_FILE: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    # ops-monitoring: the door's own /metrics (audit refusals, rate limits, auth outcomes of this process) on
+    # the door's own /metrics (audit refusals, rate limits, auth outcomes of this process) on
     # HONGLING_GATEWAY_METRICS_PORT (base + 160), beside the HTTP gateway's /metrics on its own port.
     assert settings.gateway_metrics_port is not None
     metrics.serve_metrics(settings.gateway_metrics_port, settings.host)

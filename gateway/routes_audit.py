@@ -261,7 +261,7 @@ def verify_chain() -> Response:
     whenever the check ran; `ok` false with `first_broken_seq` and `reason` when the chain is broken."""
     started = time.perf_counter()
     result = current_audit().verify()
-    metrics.AUDIT_CHAIN_BROKEN.set(0 if result.ok else 1)  # ops-monitoring: the alert's signal from the full check
+    metrics.AUDIT_CHAIN_BROKEN.set(0 if result.ok else 1)  # the alert's signal from the full check
     return jsonify(
         {
             "ok": result.ok,

@@ -5,7 +5,7 @@
 #   deploy/local/services.sh start [name ...]   # default: all, in dependency order
 #   deploy/local/services.sh stop  [name ...]
 #   deploy/local/services.sh status
-#   deploy/local/services.sh start dispatch@2   # a second process of a service (see "ops-scale" below)
+#   deploy/local/services.sh start dispatch@2   # a second process of a service (ports: instance_ports below)
 #
 # Logs: $HONGLING_STATE_DIR/logs/<name>.log (JSON lines). Pid files: $HONGLING_STATE_DIR/run/<name>.pid.
 set -euo pipefail

@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pymongo.database import Database
 
-from services.common import metrics  # ops-monitoring
+from services.common import metrics
 
 log = logging.getLogger(__name__)
 GENESIS = "0" * 64
@@ -457,7 +457,7 @@ class AuditLog:
                 last_seq, last_hash = self._taken(seq)
                 continue
             self._move_head(entry.seq, entry.hash)
-            metrics.AUDIT_ENTRIES.labels(metrics.tenant_label(tenant), outcome).inc()  # ops-monitoring
+            metrics.AUDIT_ENTRIES.labels(metrics.tenant_label(tenant), outcome).inc()
             if seq % self.checkpoint_every == 0:
                 self._sign(entry)
             return entry
@@ -545,7 +545,7 @@ def open_log(settings: Any, **client_options: Any) -> AuditLog:
     )
     # Best effort and in the background: opening the log (a gateway starting) never waits for the database.
     threading.Thread(target=audit.ensure_indexes, name="audit-indexes", daemon=True).start()
-    metrics.init_tenant_series(metrics.AUDIT_ENTRIES, "refused")  # ops-monitoring: a refusal rate from 0
+    metrics.init_tenant_series(metrics.AUDIT_ENTRIES, "refused")  # a refusal rate from 0
     return audit
 
 

@@ -47,8 +47,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.sql.elements import ColumnElement
 
-from services.common import metrics, readside  # ops-monitoring: metrics
-from services.common.audit import GENESIS, AuditLog, Entry, entry_from_doc, entry_hash  # ops-monitoring
+from services.common import metrics, readside
+from services.common.audit import GENESIS, AuditLog, Entry, entry_from_doc, entry_hash
 from services.common.projection import FAILURES, PROJECTED, PROJECTION_LAG, ROWS_WRITTEN
 from services.common.tenants import tenant_slugs
 
@@ -253,7 +253,7 @@ class AuditProjection:
             self.window = min(self.batch, self.window * 2) if len(entries) == len(wanted) else self.probe
             if not entries:
                 return 0, 0
-            self._check_links(last, entries)  # ops-monitoring
+            self._check_links(last, entries)
             inserted = self._insert(raw, entries)
             head = entries[-1].seq
             district = raw.execution_options(schema_translate_map={readside.PLACEHOLDER: readside.schema_for("")})

@@ -316,7 +316,7 @@ class EventConsumer:
 
     def _report_lag(self, consumer: KafkaConsumer) -> None:
         """Every LAG_REPORT_SECONDS at most: asking for positions after every poll cost more than the poll."""
-        self._report_dlq(consumer)  # ops-monitoring
+        self._report_dlq(consumer)
         now = time.monotonic()
         if now - self._lag_reported < LAG_REPORT_SECONDS:
             return

@@ -101,7 +101,7 @@ def ensure_topics(
                 raise SystemExit(f"cannot reach Kafka at {bootstrap}: {exc}") from None
             time.sleep(1)
     try:
-        _wait_for_brokers(admin, replication_factor, deadline)  # ops-compose
+        _wait_for_brokers(admin, replication_factor, deadline)
         existing = set(admin.list_topics())
         missing = [t for t in wanted_topics() if t not in existing]
         _keep_event_history(admin, [t for t in wanted_topics() if t in existing])
@@ -114,8 +114,8 @@ def ensure_topics(
                         NewTopic(
                             name,
                             num_partitions=partitions,
-                            replication_factor=replication_factor,  # ops-compose
-                            topic_configs=replicated_configs(name, replication_factor),  # ops-compose
+                            replication_factor=replication_factor,
+                            topic_configs=replicated_configs(name, replication_factor),
                         )
                     ]
                 )

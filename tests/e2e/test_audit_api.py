@@ -247,7 +247,7 @@ def test_an_entry_edited_in_the_database_is_named_by_the_endpoint_and_the_comman
         body = resp.json()
         assert (body["ok"], body["first_broken_seq"]) == (False, seq), body
         assert body["reason"] == "content does not match its hash" and f"entry {seq}" in body["summary"]
-        assert chain_broken_signal(system) == 1.0  # ops-monitoring: the HonglingAuditChainBroken alert's input
+        assert chain_broken_signal(system) == 1.0  # the HonglingAuditChainBroken alert's input
         command = subprocess.run(
             [sys.executable, "-m", "services.common.audit", "verify"],
             cwd=REPO,
@@ -266,7 +266,7 @@ def test_an_entry_edited_in_the_database_is_named_by_the_endpoint_and_the_comman
     assert entries.find_one({"_id": seq}) == original
     restored = requests.post(f"{system.gateway}{AUDIT}/verify", headers=approver, timeout=120).json()
     assert restored["ok"] is True, restored
-    assert chain_broken_signal(system) == 0.0  # ops-monitoring
+    assert chain_broken_signal(system) == 0.0
 
 
 def chain_broken_signal(system: System) -> float:
