@@ -25,27 +25,12 @@ from services.common.events import dead_letter_topic
 from tests.conftest import System, wait_for
 from tests.e2e.test_governance import department
 from tests.e2e.test_skeleton_flow import ISSUE, post_issue
+from tests.unit.test_monitoring_config import tool
 
 REPO = Path(__file__).resolve().parents[2]
 PROCESSES = {"org", "intake", "dispatch", "evaluation", "publication", "projector", "alliance", "gateway", "frontdoor"}
 TENANT = "taiqian"  # ISSUE's location lies in it
 DEADLINE = 120.0  # generous: a busy shared machine; first scrapes come within seconds on an idle one
-
-
-def env_path(name: str) -> str:
-    """A path deploy/local/env.sh defines (test.sh exports it; sourced again when pytest runs on its own)."""
-    value = (
-        os.environ.get(name)
-        or subprocess.run(
-            ["bash", "-c", f'source deploy/local/env.sh >/dev/null 2>&1; printf %s "${name}"'],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
-    assert value and os.access(value, os.X_OK), f"{name}={value!r} is not there: run `make prometheus` first"
-    return value
 
 
 def render() -> ModuleType:
@@ -90,7 +75,7 @@ def prometheus(system: System, tmp_path_factory: pytest.TempPathFactory) -> Iter
     log = (workdir / "prometheus.log").open("wb")
     proc = subprocess.Popen(
         [
-            env_path("HONGLING_PROMETHEUS"),
+            tool("prometheus"),
             f"--config.file={workdir / 'prometheus.yml'}",
             f"--storage.tsdb.path={workdir / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
@@ -207,7 +192,7 @@ def test_filing_an_issue_and_a_refusal_move_the_tenants_counters(system: System,
 
 def test_every_process_metrics_follow_prometheus_naming(prometheus: Prometheus) -> None:
     """promtool's lint of what each target actually serves (units, base units, _total, snake_case)."""
-    promtool = env_path("HONGLING_PROMTOOL")
+    promtool = tool("promtool")
     active = wait_for(
         lambda: len(t := prometheus.api("targets", state="active")["activeTargets"]) == len(PROCESSES) and t,
         timeout=DEADLINE,
