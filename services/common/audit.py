@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pymongo.database import Database
 
 from services.common import metrics
+from services.common.tenants import tenant_slugs
 
 log = logging.getLogger(__name__)
 GENESIS = "0" * 64
@@ -327,6 +328,20 @@ def entry_from_doc(doc: Mapping[str, Any]) -> Entry:
     )
 
 
+TENANT_NAMED_MAX = 64  # characters of an unknown tenant kept in an entry's detail
+
+
+def placed(tenant: str, detail: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
+    """Where an entry belongs: a known tenant's, or the district level's. A caller may name any tenant (a
+    refused call to `/api/v1/tenants/t/...`); such an entry is the district's, the name it gave kept in the
+    detail as `tenant_named`, so that every entry's tenant is one with a place on the read side."""
+    out = dict(detail or {})
+    if tenant and tenant not in tenant_slugs():
+        out["tenant_named"] = tenant[:TENANT_NAMED_MAX]
+        tenant = ""
+    return tenant, out
+
+
 class AuditLog:
     def __init__(
         self,
@@ -430,6 +445,7 @@ class AuditLog:
     ) -> Entry:
         if outcome not in OUTCOMES:
             raise ValueError(f"audit outcome must be one of {OUTCOMES}")
+        tenant, detail = placed(tenant, detail)
         last_seq, last_hash = self._tip()
         for _attempt in range(100):
             seq = last_seq + 1

@@ -286,8 +286,12 @@ class AuditProjection:
     @staticmethod
     def _insert(conn: Connection, entries: Sequence[Entry]) -> int:
         per_tenant: dict[str, list[dict[str, Any]]] = {}
+        known = set(tenant_slugs())
         for entry in entries:
-            per_tenant.setdefault(entry.tenant, []).append(row_of(entry))
+            # An entry written before AuditLog.append placed unknown tenants at the district level names a
+            # tenant with no schema; it is shown there too, rather than stopping the projection for good.
+            tenant = entry.tenant if entry.tenant in known else readside.DISTRICT
+            per_tenant.setdefault(tenant, []).append(row_of(entry))
         inserted = 0
         for tenant, rows in sorted(per_tenant.items()):
             bound = conn.execution_options(schema_translate_map={readside.PLACEHOLDER: readside.schema_for(tenant)})

@@ -295,6 +295,19 @@ def test_a_department_files_only_within_its_token_scope(system: System, place: P
     assert [e.detail["reason"] for e in entries_about(audit, T, lambda e: e.actor == sub)] == ["tenant_out_of_scope"]
 
 
+def test_a_call_naming_no_real_tenant_is_logged_at_district_level(system: System, audit: AuditLog) -> None:
+    """A department may type any tenant into a path. Its refusal is the district's entry, naming what it typed,
+    and the audit read model goes on projecting (once, an entry of tenant "t" stopped it for good)."""
+    sub, dept = department(system)
+    for tenant in ("t", "nowhere-" + "x" * 100):
+        resp = call(system, "GET", f"/api/v1/tenants/{tenant}/org/member-units", dept)
+        assert resp.status_code in (403, 404), resp.text
+    mine = entries_about(audit, "", lambda e: e.actor == sub)
+    assert [e.detail["tenant_named"] for e in mine] == ["t", ("nowhere-" + "x" * 100)[:64]]
+    assert all(e.outcome == "refused" for e in mine)
+    audit_caught_up()  # the projection passed them
+
+
 # ---------------------------------------------------------------- decisions
 
 

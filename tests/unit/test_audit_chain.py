@@ -8,6 +8,7 @@ from services.common.audit import (
     Entry,
     checkpoint_message,
     entry_hash,
+    placed,
     published_heads,
     signing_key,
     verify_chain,
@@ -137,3 +138,18 @@ def test_a_head_signed_by_another_key_is_refused() -> None:
         published_heads({"audit_anchor": head}, KEY.public_key())
     with pytest.raises(ValueError, match="no published head"):
         published_heads({"content": {}}, KEY.public_key())
+
+
+@pytest.mark.parametrize(
+    ("tenant", "placed_as", "named"),
+    [
+        ("taiqian", "taiqian", None),
+        ("", "", None),
+        ("t", "", "t"),
+        ("caiyuan\x00", "", "caiyuan\x00"),
+        ("x" * 200, "", "x" * 64),
+    ],
+)
+def test_an_entry_naming_an_unknown_tenant_is_the_districts(tenant: str, placed_as: str, named: str | None) -> None:
+    where, detail = placed(tenant, {"door": "http"})
+    assert where == placed_as and detail.get("tenant_named") == named and detail["door"] == "http"
