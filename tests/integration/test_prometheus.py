@@ -25,6 +25,7 @@ from services.common.events import dead_letter_topic
 from tests.conftest import System, wait_for
 from tests.e2e.test_governance import department
 from tests.e2e.test_skeleton_flow import ISSUE, post_issue
+from tests.integration.test_intake_service import make_area
 from tests.unit.test_monitoring_config import tool
 
 REPO = Path(__file__).resolve().parents[2]
@@ -168,8 +169,13 @@ def test_filing_an_issue_and_a_refusal_move_the_tenants_counters(system: System,
     wait_for(lambda: len(prometheus.query('up{job=~"hongling-.*"} == 1')) == len(PROCESSES), timeout=DEADLINE)
     before = {expr: prometheus.value(expr) for expr in (received, whistles, refusals)}
 
-    resp = post_issue(system, TENANT, ISSUE)
+    # An issue at a place of its own: one at ISSUE's fixed place is a duplicate of an earlier test's (still
+    # open, within the window), and a duplicate blows no whistle of its own.
+    here = make_area(system, TENANT).point(1)
+    issue = {**ISSUE, "location": {"lat": here.lat, "lon": here.lon, "address": here.address}}
+    resp = post_issue(system, TENANT, issue)
     assert resp.status_code == 201, resp.text
+    assert resp.json()["issue"]["status"] != "duplicate", resp.text
     # A district department reading a tenant's records without a grant: refused, and the refusal audited.
     _sub, dept = department(system)
     refused = requests.get(f"{system.gateway}/api/v1/tenants/{TENANT}/org/member-units", headers=dept, timeout=15)
@@ -185,7 +191,7 @@ def test_filing_an_issue_and_a_refusal_move_the_tenants_counters(system: System,
     assert tenants <= {"daimiao", "caiyuan", "taiqian", "shanggao", "xujialou", "shengzhuang", "qiujiadian"}
     # The per-tenant recording rule follows. A series born with the first issue starts at 1, and a rate sees
     # only increases between scrapes: the second issue, filed once the first is scraped, is one.
-    assert post_issue(system, TENANT, ISSUE).status_code == 201
+    assert post_issue(system, TENANT, issue).status_code == 201
     rate = f'tenant:hongling_issues_received:rate5m{{tenant="{TENANT}"}}'
     wait_for(lambda: prometheus.value(rate) > 0, timeout=DEADLINE, interval=0.5)
 
