@@ -30,3 +30,16 @@ export function usePolling(fn, ms) {
   onBeforeUnmount(() => clearInterval(timer))
   return tick
 }
+
+// After a write, until the read side shows it: `load()` again, less and less often (0.3 s doubling to 3 s), while
+// `shown()` is false, for up to a minute (the read side follows within moments, longer while the stack is
+// busy). Returns whether it showed.
+export async function untilShown(load, shown, within = 60000) {
+  const started = Date.now()
+  for (let wait = 300; ; wait = Math.min(wait * 2, 3000)) {
+    await load()
+    if (shown()) return true
+    if (Date.now() - started >= within) return false
+    await new Promise((r) => setTimeout(r, wait))
+  }
+}
