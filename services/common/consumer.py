@@ -42,17 +42,25 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[CloudEvent, Any], None]
 LAG_REPORT_SECONDS = 2.0
-# Idle cost. A consumer at rest still polls: each poll wakes its kafka-python IO thread, and each fetch that
-# comes back empty is a round trip through the broker. With a 200 ms poll and the default 500 ms fetch wait
-# the stack's 15 consumers kept about 10 % of a core busy doing nothing (issue 20). Neither wait delays a
-# record: the broker answers a waiting fetch as soon as a record arrives (fetch_min_bytes 1), and a poll returns
-# as soon as a fetch brings records. They only bound how soon a consumer notices `stop` and how often an idle
-# one asks. Heartbeats and commits go over the group coordinator's own connection, not behind the fetch.
-POLL_TIMEOUT_MS = 1000
+# Idle cost. A consumer at rest still polls: each poll wakes its kafka-python IO thread, each fetch that comes
+# back empty is a round trip through the broker, and each heartbeat another. With a 200 ms poll, the default
+# 500 ms fetch wait and 1.5 s heartbeats the stack's 15 consumers kept about 10 % of a core busy doing nothing
+# (issue 20). Neither wait delays a record: the broker answers a waiting fetch as soon as a record arrives
+# (fetch_min_bytes 1), and a poll returns as soon as a fetch brings records. The poll's wait bounds how soon a
+# consumer notices `stop` (a shutdown waits up to that long); the fetch's how soon partitions newly assigned by a
+# rebalance are first fetched (the one broker's connection has a fetch in flight). Heartbeats and commits go over
+# the group coordinator's own connection, not behind the fetch. Figures (8 idle consumers on one broker, the
+# consumers' process / the broker, % of a core): poll 1 s, heartbeat 1.5 s, fetch wait 5 s: 1.56 / 1.85;
+# poll 5 s, heartbeat 3 s, fetch wait 15 s: see bench/idle_cost.py.
+POLL_TIMEOUT_MS = 5000
 # A dead-letter topic that could not be measured (metadata not here yet, the broker away) is asked again after
 # this many seconds, not after the full report interval: a process just started shows its figure promptly.
 DLQ_RETRY_SECONDS = 5.0
-FETCH_MAX_WAIT_MS = 5000
+FETCH_MAX_WAIT_MS = 15000
+# A member whose process died is dropped by the broker after SESSION_TIMEOUT_MS without a heartbeat; its
+# partitions go to the others then (docs/runbook.md, "Scaling out"). Kafka's default heartbeat, 3 s.
+SESSION_TIMEOUT_MS = 10000
+HEARTBEAT_INTERVAL_MS = 3000
 
 
 def member_client_id(name: str) -> str:
@@ -158,8 +166,8 @@ class EventConsumer:
             client_id=member_client_id(self.name),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            session_timeout_ms=6000,
-            heartbeat_interval_ms=1500,
+            session_timeout_ms=SESSION_TIMEOUT_MS,
+            heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
             max_poll_records=100,
             max_poll_interval_ms=300000,
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
@@ -361,7 +369,9 @@ class EventConsumer:
 
 __all__ = [
     "FETCH_MAX_WAIT_MS",
+    "HEARTBEAT_INTERVAL_MS",
     "POLL_TIMEOUT_MS",
+    "SESSION_TIMEOUT_MS",
     "EventConsumer",
     "Handler",
     "ProcessedEvent",

@@ -33,14 +33,14 @@ from services.common.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
-# One ping per store every CHECK_INTERVAL seconds while all is well: a couple of cheap round trips a second
+# One ping per store every CHECK_INTERVAL seconds while all is well: about two cheap round trips a second
 # for the whole stack at rest (idle CPU matters: the stack's goal is < 3 % of a core); a call that fails to
 # reach a store makes the monitor check at once (poke). While a store is down, every DOWN_INTERVAL seconds, so
 # that calls are taken again within about a second of its return. Never two checks within MIN_GAP seconds
 # (every failing call pokes). A ping that takes longer than PING_TIMEOUT fails. A store is down after
 # FAILURES_TO_DOWN failed pings in a row (the first verdict at start excepted): on a busy machine one slow ping
 # must not make a service refuse its calls.
-CHECK_INTERVAL = 5.0
+CHECK_INTERVAL = 10.0
 DOWN_INTERVAL = 1.0
 MIN_GAP = 0.5
 PING_TIMEOUT = 5.0

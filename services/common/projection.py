@@ -34,7 +34,14 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import Connection
 
 from services.common import context, readside
-from services.common.consumer import FETCH_MAX_WAIT_MS, gathered_polls, member_client_id, subscribe_known
+from services.common.consumer import (
+    FETCH_MAX_WAIT_MS,
+    HEARTBEAT_INTERVAL_MS,
+    SESSION_TIMEOUT_MS,
+    gathered_polls,
+    member_client_id,
+    subscribe_known,
+)
 from services.common.principal import Principal
 
 log = logging.getLogger(__name__)
@@ -144,8 +151,8 @@ class ProjectionWorker:
             client_id=member_client_id(self.name),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            session_timeout_ms=10000,
-            heartbeat_interval_ms=2000,
+            session_timeout_ms=SESSION_TIMEOUT_MS,
+            heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
             max_poll_records=self.max_records,
             max_poll_interval_ms=300000,
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,  # idle cost (services/common/consumer.py)

@@ -37,7 +37,14 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import Connection, text
 
 from services.common import context, readside
-from services.common.consumer import FETCH_MAX_WAIT_MS, gathered_polls, member_client_id, subscribe_known
+from services.common.consumer import (
+    FETCH_MAX_WAIT_MS,
+    HEARTBEAT_INTERVAL_MS,
+    SESSION_TIMEOUT_MS,
+    gathered_polls,
+    member_client_id,
+    subscribe_known,
+)
 from services.common.events import CloudEvent, PoisonEvent, dead_letter_topic, topic_for
 from services.common.outbox import make_producer
 from services.common.principal import Principal
@@ -393,8 +400,8 @@ class MeasuresWorker:
             client_id=member_client_id(self.name),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            session_timeout_ms=10000,
-            heartbeat_interval_ms=2000,
+            session_timeout_ms=SESSION_TIMEOUT_MS,
+            heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
             max_poll_records=self.max_records,
             max_poll_interval_ms=300000,
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,  # idle cost (services/common/consumer.py)
