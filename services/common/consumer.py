@@ -51,7 +51,8 @@ LAG_REPORT_SECONDS = 2.0
 # rebalance are first fetched (the one broker's connection has a fetch in flight). Heartbeats and commits go over
 # the group coordinator's own connection, not behind the fetch. Figures (8 idle consumers on one broker, the
 # consumers' process / the broker, % of a core): poll 1 s, heartbeat 1.5 s, fetch wait 5 s: 1.56 / 1.85;
-# poll 5 s, heartbeat 3 s, fetch wait 15 s: see bench/idle_cost.py.
+# poll 5 s, heartbeat 3 s, fetch wait 30 s: 0.51 / 1.85. The whole stack at rest with these (fetch wait 15 s):
+# bench/idle_cost.py.
 POLL_TIMEOUT_MS = 5000
 # A dead-letter topic that could not be measured (metadata not here yet, the broker away) is asked again after
 # this many seconds, not after the full report interval: a process just started shows its figure promptly.
