@@ -109,6 +109,21 @@ IN_MAX = 1000  # the local FerretDB pushes `$in` down up to 1000 ids
 # Every process relays its own writes at once, so this is only the fallback. Each scan reads every tenant's
 # markers: 6 relays x 8 tenants every 5 s were about 10 queries a second through FerretDB at rest (issue 20).
 RELAY_IDLE_MAX_SECONDS = 20.0
+# While it waits for work, the relay looks at `stop` this often: a shutdown (SIGTERM) is not held up by a long
+# idle wait (a Python wake-up, no I/O).
+STOP_CHECK_SECONDS = 1.0
+
+
+def _wait_for_work(stop: threading.Event, seconds: float) -> bool:
+    """OUTBOX_SIGNAL.wait(seconds), cut short (False) once `stop` is set."""
+    until = time.monotonic() + seconds
+    while not stop.is_set():
+        left = until - time.monotonic()
+        if left <= 0:
+            return False
+        if OUTBOX_SIGNAL.wait(min(left, STOP_CHECK_SECONDS)):
+            return True
+    return False
 
 
 def _aware(at: datetime) -> datetime:
@@ -427,7 +442,7 @@ class OutboxRelay:
                     next_scan = min(next_scan, time.monotonic() + self.interval)
                 if published == 0:
                     wake = min(next_scan, next_look) if self._young_ids else next_scan
-                    if OUTBOX_SIGNAL.wait(max(0.0, wake - time.monotonic())):
+                    if _wait_for_work(stop, wake - time.monotonic()):
                         # Work of this process: scan at the short interval again while it lasts.
                         scans.reset()
                         next_scan = min(next_scan, time.monotonic() + self.interval)

@@ -40,3 +40,18 @@ def test_a_cap_equal_to_the_first_wait_keeps_it_fixed() -> None:
 def test_nonsense_settings_are_refused(first: float, cap: float, factor: float) -> None:
     with pytest.raises(ValueError):
         IdleBackoff(first, cap, factor)
+
+
+def test_the_relays_idle_wait_ends_when_the_service_stops() -> None:
+    """A relay waiting out a long idle backoff (20 s) must not hold up a SIGTERM: its wait ends at `stop`."""
+    import threading
+
+    from services.common.outbox import _wait_for_work
+
+    stop = threading.Event()
+    got: list[bool] = []
+    waiter = threading.Thread(target=lambda: got.append(_wait_for_work(stop, 3600.0)), daemon=True)
+    waiter.start()
+    stop.set()
+    waiter.join(timeout=60)  # a deadline for "never": it ends within about a second
+    assert not waiter.is_alive() and got == [False]
