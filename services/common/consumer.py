@@ -51,13 +51,14 @@ LAG_REPORT_SECONDS = 2.0
 # rebalance are first fetched (the one broker's connection has a fetch in flight). Heartbeats and commits go over
 # the group coordinator's own connection, not behind the fetch. Figures (8 idle consumers on one broker, the
 # consumers' process / the broker, % of a core): poll 1 s, heartbeat 1.5 s, fetch wait 5 s: 1.56 / 1.85;
-# poll 5 s, heartbeat 3 s, fetch wait 30 s: 0.51 / 1.85. The whole stack at rest with these (fetch wait 15 s):
-# bench/idle_cost.py.
+# poll 5 s, heartbeat 3 s, fetch wait 30 s: 0.51 / 1.85. The fetch wait stays 5 s: at 15 s, partitions new after a
+# rebalance went unfetched long enough for dispatch to blow a call before it heard of a new member unit (its
+# directory's invalidation event). The whole stack at rest: bench/idle_cost.py.
 POLL_TIMEOUT_MS = 5000
 # A dead-letter topic that could not be measured (metadata not here yet, the broker away) is asked again after
 # this many seconds, not after the full report interval: a process just started shows its figure promptly.
 DLQ_RETRY_SECONDS = 5.0
-FETCH_MAX_WAIT_MS = 15000
+FETCH_MAX_WAIT_MS = 5000
 # A member whose process died is dropped by the broker after SESSION_TIMEOUT_MS without a heartbeat; its
 # partitions go to the others then (docs/runbook.md, "Scaling out"). Kafka's default heartbeat, 3 s.
 SESSION_TIMEOUT_MS = 10000
