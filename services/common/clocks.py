@@ -515,8 +515,14 @@ class TimerWorker:
             if pool is not None:
                 pool.shutdown(wait=True)
 
+    def wake(self) -> None:
+        """Cut the worker's wait short (a shutdown: `stop` is already set; see GrpcHost.stop)."""
+        self._notify()
+
     def _sleep(self, stop: threading.Event, next_rescan: float) -> None:
-        """Until the next entry is due, the next rescan, a new schedule() or stop (checked every 0.25 s)."""
+        """Until the next entry is due, the next rescan, a new schedule() or stop (which wakes it: wake()). It
+        sleeps the whole wait: looking at `stop` four times a second cost each timer worker about 0.05 % of a
+        core at rest (issue 20)."""
         while not stop.is_set():
             nxt = self.heap.next_at()
             wait = next_rescan - time.monotonic()
@@ -528,7 +534,7 @@ class TimerWorker:
                 if self._woken:
                     self._woken = False
                     return
-                self._wake.wait(min(wait, 0.25))
+                self._wake.wait(wait)
                 if self._woken:
                     self._woken = False
                     return

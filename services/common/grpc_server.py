@@ -71,6 +71,15 @@ class Worker(Protocol):
     def run(self, stop: threading.Event) -> None: ...
 
 
+def wake_workers(workers: Iterable[object]) -> None:
+    """After `stop` is set: wake the workers that sleep until there is work (their `wake()`, if they have one),
+    so that a long idle wait does not hold up a shutdown."""
+    for worker in workers:
+        wake = getattr(worker, "wake", None)
+        if callable(wake):
+            wake()
+
+
 def _split(method: str) -> tuple[str, str]:
     _, service, name = method.split("/")
     return service, name
@@ -239,6 +248,7 @@ class ServiceHost:
         log.info("%s shutting down", self.name)
         self.health.enter_graceful_shutdown()
         self.stop_event.set()
+        wake_workers(self.workers)
         self.server.stop(grace).wait()
         for t in self._threads:
             t.join(timeout=grace + 10)

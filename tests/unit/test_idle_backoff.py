@@ -3,6 +3,8 @@ there is work, doubling up to its cap while the looks find none, short again at 
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from services.common.idle import IdleBackoff
@@ -42,16 +44,53 @@ def test_nonsense_settings_are_refused(first: float, cap: float, factor: float) 
         IdleBackoff(first, cap, factor)
 
 
-def test_the_relays_idle_wait_ends_when_the_service_stops() -> None:
-    """A relay waiting out a long idle backoff (20 s) must not hold up a SIGTERM: its wait ends at `stop`."""
-    import threading
+def _asleep(thread: threading.Thread) -> bool:
+    """Poll (to a generous deadline) until `thread` is blocked in a wait: a stop set before it got there would
+    end it without any wake-up, and the test would prove nothing."""
+    import sys
+    import time
 
-    from services.common.outbox import _wait_for_work
+    until = time.monotonic() + 60
+    while time.monotonic() < until:
+        frame = sys._current_frames().get(thread.ident or -1)
+        while frame is not None:
+            if frame.f_code.co_name == "wait" and frame.f_code.co_filename.endswith("threading.py"):
+                return True
+            frame = frame.f_back
+        time.sleep(0.01)
+    return False
+
+
+def test_the_relays_idle_wait_ends_when_the_service_stops() -> None:
+    """A relay waiting out a long idle backoff must not hold up a SIGTERM: the host sets `stop` and wakes its
+    workers (wake_workers), and the wait ends then, not at its end (an hour here)."""
+    from services.common.grpc_server import wake_workers
+    from services.common.outbox import OutboxRelay, _wait_for_work
 
     stop = threading.Event()
     got: list[bool] = []
     waiter = threading.Thread(target=lambda: got.append(_wait_for_work(stop, 3600.0)), daemon=True)
     waiter.start()
+    assert _asleep(waiter)
     stop.set()
-    waiter.join(timeout=60)  # a deadline for "never": it ends within about a second
+    wake_workers([OutboxRelay("test", [], "127.0.0.1:9")])
+    waiter.join(timeout=60)  # a deadline for "never": it ends at once
     assert not waiter.is_alive() and got == [False]
+
+
+def test_a_timer_workers_wait_ends_when_the_service_stops() -> None:
+    """A timer worker sleeps until its next timer or rescan (15 s and more); a shutdown wakes it at once."""
+    import time
+
+    from services.common.clocks import TimerWorker
+    from services.common.grpc_server import wake_workers
+
+    worker = TimerWorker(rescan_seconds=3600.0)
+    stop = threading.Event()
+    sleeper = threading.Thread(target=worker._sleep, args=(stop, time.monotonic() + 3600.0), daemon=True)
+    sleeper.start()
+    assert _asleep(sleeper)
+    stop.set()
+    wake_workers([worker, object()])  # a worker without wake() is passed over
+    sleeper.join(timeout=60)
+    assert not sleeper.is_alive()
