@@ -1,5 +1,7 @@
 import base64
+import hashlib
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -153,3 +155,64 @@ def test_a_head_signed_by_another_key_is_refused() -> None:
 def test_an_entry_naming_an_unknown_tenant_is_the_districts(tenant: str, placed_as: str, named: str | None) -> None:
     where, detail = placed(tenant, {"door": "http"})
     assert where == placed_as and detail.get("tenant_named") == named and detail["door"] == "http"
+
+
+# ---------------------------------------------------------------- known answers
+
+# A fixed entry and what it must hash to, written out here (the canonical JSON was hashed with `sha256sum`, apart
+# from this code): a change to what the hash covers (a field dropped, renamed or encoded otherwise; detail, tenant
+# or time left out; ASCII escapes for Chinese) breaks every chain already written and every published anchor,
+# and must fail here first.
+KNOWN_ENTRY = Entry(
+    seq=7,
+    time="2026-12-01T02:03:04.000005Z",
+    actor="acct-mzj-01",
+    role="district_department",
+    action="department.call",
+    outcome="refused",
+    tenant="taiqian",
+    target="/api/v1/tenants/taiqian/member-units",
+    grant_id="G-20261201-ab12",
+    request_id="R-20261201-ab12",
+    detail={"reason": "assessment_task_refused", "marker": "考核", "count": 2},
+    prev_hash="9" * 64,
+)
+KNOWN_CANONICAL = (
+    '{"action":"department.call","actor":"acct-mzj-01","detail":{"count":2,"marker":"考核",'
+    '"reason":"assessment_task_refused"},"grant_id":"G-20261201-ab12","outcome":"refused",'
+    '"prev_hash":"9999999999999999999999999999999999999999999999999999999999999999",'
+    '"request_id":"R-20261201-ab12","role":"district_department","seq":7,'
+    '"target":"/api/v1/tenants/taiqian/member-units","tenant":"taiqian","time":"2026-12-01T02:03:04.000005Z"}'
+)
+KNOWN_HASH = "c432709bc52a4fcc0a6316edc80c79e512cffb647c243797b9d754d3e7149799"
+# Ed25519 signatures are deterministic: the checkpoint of that entry under a fixed (test-only) secret.
+KNOWN_SECRET = "known-answer-test-secret-not-for-use"
+KNOWN_SIGNATURE = (
+    "b8aa9b1f2b9a79176b392870231d5cbd1da32f3d9b84832c7c82bef743be574e"
+    "6deea7af22fbf221c10074b12ba919b09887ed51563e565275078014dff17e0c"
+)
+
+
+def test_the_entry_hash_has_a_known_answer() -> None:
+    assert hashlib.sha256(KNOWN_CANONICAL.encode("utf-8")).hexdigest() == KNOWN_HASH
+    assert entry_hash(KNOWN_ENTRY) == KNOWN_HASH
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"detail": {}},
+        {"tenant": ""},
+        {"time": "2026-12-01T02:03:04.000006Z"},
+        {"prev_hash": GENESIS},
+        {"detail": {"reason": "assessment_task_refused", "marker": "考评", "count": 2}},
+    ],
+)
+def test_every_field_the_hash_covers_changes_it(change: dict[str, Any]) -> None:
+    assert entry_hash(replace(KNOWN_ENTRY, **change)) != KNOWN_HASH
+
+
+def test_the_checkpoint_signature_has_a_known_answer() -> None:
+    key = signing_key(KNOWN_SECRET)
+    assert key.sign(checkpoint_message(7, KNOWN_HASH)).hex() == KNOWN_SIGNATURE
+    assert checkpoint_message(7, KNOWN_HASH) == f"hongling-audit-checkpoint:7:{KNOWN_HASH}".encode()
