@@ -243,7 +243,9 @@ def file_request() -> tuple[Response, int]:
         req = domain.validate_request(data, p.sub, today)
     except PermissionDenied as exc:
         raw_tenant = data.get("tenant") or ""
-        marker = domain.is_assessment(data.get("purpose") or "", *(data.get("tasks") or []), data.get("title") or "")
+        found = domain.assessment_wording(
+            data.get("purpose") or "", *(data.get("tasks") or []), data.get("title") or ""
+        )
         _audit(
             "request.refuse",
             "refused",
@@ -252,7 +254,9 @@ def file_request() -> tuple[Response, int]:
             detail={
                 "reason": exc.reason,
                 "kind": str(data.get("kind") or ""),
-                "marker": marker or "assessment",
+                # the phrase and why it is an assessment: what an approver reads in the audit log
+                "marker": found.phrase if found else "assessment",
+                "why": found.why if found else "the request says it is an assessment",
                 # the community the refused request named: the burden ledger's line (services/publication/reports)
                 "community_id": str(data.get("community_id") or "")[:64],
             },

@@ -10,7 +10,7 @@ or rejects with a reason. An approval becomes a grant; a call goes through only 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -35,20 +35,86 @@ DATA_OPERATIONS: dict[str, str] = {
     "intake.read:issues": "民情事项",
 }
 ASSISTANCE_OPERATION = "intake.create:assistance_task"
-# Words that mark an assessment, rating or ranking task pushed onto a community (考核任务): refused.
-ASSESSMENT_MARKERS = (
-    "考核",
-    "考评",
-    "评比",
-    "打分",
-    "排名",
-    "排位",
-    "督查考核",
-    "目标责任考核",
-    "assessment",
-    "appraisal",
-    "ranking",
+
+
+@dataclass(frozen=True)
+class Wording:
+    """A phrase of the field's wording for assessment work pushed onto communities (考核任务), and why it is one:
+    the reason an approver and the department read (Chinese, then English)."""
+
+    phrase: str
+    why: str
+
+
+# Refused outright: the words the field uses for assessing, rating, ranking or inspecting communities, which
+# district departments may not push onto them (区直部门不得向社区摊派考核任务; 减负增效). Matched anywhere in the
+# title, purpose and task titles (English case-insensitively), longest first, after NOT_ASSESSMENT is taken out.
+ASSESSMENT_WORDING: tuple[Wording, ...] = (
+    Wording("目标责任考核", "目标责任考核是考核任务 — a target-responsibility assessment"),
+    Wording("检查验收", "检查验收是对社区的考核验收 — an inspection-and-acceptance of the community's work"),
+    Wording("督查", "督查是对社区工作的督促检查 — a supervisory inspection of the community"),
+    Wording("迎检", "迎检是为上级检查做准备 — preparing the community for an inspection"),
+    Wording("考核", "考核任务 — an assessment of the community"),
+    Wording("考评", "考评是考核评价 — an assessment and appraisal"),
+    Wording("评比", "评比是比较打分 — a rating contest between communities"),
+    Wording("打分", "打分是给社区评分 — scoring the community"),
+    Wording("排名", "排名是给社区排位次 — ranking communities"),
+    Wording("排行", "排行是排名 — a league table of communities"),
+    Wording("排位", "排位是排名 — ranking communities"),
+    Wording("assessment", "an assessment of the community (考核)"),
+    Wording("appraisal", "an appraisal of the community (考评)"),
+    Wording("ranking", "a ranking of communities (排名)"),
+    Wording("scoring", "scoring the community (打分)"),
 )
+# Let through, with a flag the approver sees: words that often hide an assessment but have honest uses too
+# (燃气安全检查 is help a community asks for; 台账 and 留痕 are the paperwork 减负 rules cut back).
+FLAGGED_WORDING: tuple[Wording, ...] = (
+    Wording("检查", "检查可能是变相督查或迎检，请核实是否为协助 — an inspection: check it is help, not an assessment"),
+    Wording("验收", "验收可能是变相考核，请核实 — an acceptance check: may be an assessment in other words"),
+    Wording("评估", "评估可能是变相考评，请核实 — an evaluation: may be an appraisal in other words"),
+    Wording("测评", "测评可能是变相考评，请核实 — a survey rating: may be an appraisal in other words"),
+    Wording("评选", "评选可能是变相评比，请核实 — a selection: may be a rating contest in other words"),
+    Wording("通报", "通报常与排名、问责相连，请核实 — a circular naming communities: often ranking or blame"),
+    Wording("暗访", "暗访常用于督查，请核实 — an unannounced visit: often a supervisory inspection"),
+    Wording("台账", "台账留痕是减负要压减的负担，请核实是否必要 — ledgers kept for show: paperwork to cut back"),
+    Wording("留痕", "过度留痕是减负要压减的负担，请核实 — leaving a paper trail: paperwork to cut back"),
+)
+FLAGGED_WHY = {w.phrase: w.why for w in FLAGGED_WORDING}
+# Fixed expressions that contain a refused word without meaning it: taken out of the text before matching.
+NOT_ASSESSMENT = ("排名不分先后", "不排名", "不打分", "不考核", "不作考核", "不纳入考核")
+
+
+def _wording_found(text: str, wording: Sequence[Wording]) -> list[Wording]:
+    """The wording found in `text`, longest phrase first, a phrase inside a longer one found once."""
+    found: list[Wording] = []
+    for w in sorted(wording, key=lambda w: -len(w.phrase)):
+        if w.phrase in text:
+            found.append(w)
+            text = text.replace(w.phrase, " ")
+    return found
+
+
+def _assessment_text(*texts: str) -> str:
+    joined = " ".join(texts).lower()
+    for phrase in NOT_ASSESSMENT:
+        joined = joined.replace(phrase, " ")
+    return joined
+
+
+def assessment_wording(*texts: str) -> Wording | None:
+    """The first assessment wording (refused) in the texts, or None."""
+    found = _wording_found(_assessment_text(*texts), ASSESSMENT_WORDING)
+    return found[0] if found else None
+
+
+def flagged_wording(*texts: str) -> list[Wording]:
+    """The wording in the texts that an approver should look at twice (let through, flagged)."""
+    text = _assessment_text(*texts)
+    for w in ASSESSMENT_WORDING:
+        text = text.replace(w.phrase, " ")
+    return _wording_found(text, FLAGGED_WORDING)
+
+
 MAX_PERIOD_DAYS = 366
 MAX_QUOTA = 10_000
 
@@ -75,6 +141,7 @@ class Request:
     fields: tuple[str, ...] = ()
     tasks: tuple[str, ...] = ()  # assistance: the task titles handed over
     quota: int = 0  # assistance: how many tasks at most; data access: how many calls (0 = unlimited)
+    flags: tuple[str, ...] = ()  # FLAGGED_WORDING phrases found: let through, shown to the approver
 
 
 @dataclass(frozen=True)
@@ -130,9 +197,9 @@ def _date(data: Mapping[str, Any], name: str) -> date:
 
 
 def is_assessment(*texts: str) -> str:
-    """The assessment marker found in the texts, or ""."""
-    joined = " ".join(texts).lower()
-    return next((m for m in ASSESSMENT_MARKERS if m in joined), "")
+    """The assessment phrase found in the texts, or ""."""
+    found = assessment_wording(*texts)
+    return found.phrase if found else ""
 
 
 def validate_request(data: Mapping[str, Any], department: str, today: date) -> Request:
@@ -142,14 +209,17 @@ def validate_request(data: Mapping[str, Any], department: str, today: date) -> R
         raise InvalidArgument(f"kind must be one of: {', '.join(KINDS)}", field="kind")
     purpose = _text(data, "purpose", 2000)
     tasks = tuple(str(t).strip() for t in data.get("tasks") or [] if str(t).strip())
-    marker = is_assessment(purpose, *tasks, str(data.get("title") or ""))
-    if marker or data.get("assessment"):
+    texts = (purpose, *tasks, str(data.get("title") or ""))
+    found = assessment_wording(*texts)
+    if found or data.get("assessment"):
+        why = f"found {found.phrase!r}: {found.why}" if found else "the request says it is an assessment"
         raise PermissionDenied(
-            f"assessment tasks (考核任务) may not be pushed onto communities (found {marker or 'assessment'!r}); "
+            f"assessment tasks (考核任务) may not be pushed onto communities ({why}); "
             "district departments assess through their own channels (减负增效)",
             field="purpose",
             reason="assessment_task_refused",
         )
+    flags = tuple(w.phrase for w in flagged_wording(*texts))
     raw_funding = data.get("funding") or {}
     amount = raw_funding.get("amount_yuan")
     if not isinstance(amount, int | float) or amount <= 0:
@@ -201,6 +271,7 @@ def validate_request(data: Mapping[str, Any], department: str, today: date) -> R
         fields=fields,
         tasks=tasks,
         quota=quota,
+        flags=flags,
     )
 
 

@@ -226,6 +226,8 @@ def request_json(doc: Mapping[str, Any], grant: Mapping[str, Any] | None = None,
         "fields": list(doc.get("fields") or []),
         "tasks": list(doc.get("tasks") or []),
         "quota": int(doc.get("quota") or 0),
+        # Wording that often hides an assessment (domain.FLAGGED_WORDING): let through, for the approver to check.
+        "flags": [{"phrase": f, "why": domain.FLAGGED_WHY.get(f, "")} for f in doc.get("flags") or []],
         "filed_by": doc["filed_by"],
         "filed_at": local_time(doc["filed_at"]),
         "decision": _decision_json(doc.get("decision")),
@@ -316,6 +318,7 @@ def request_detail(doc: Mapping[str, Any]) -> dict[str, Any]:
         "starts_on": doc["starts_on"],
         "ends_on": doc["ends_on"],
         "funding_yuan": doc["funding"]["amount_yuan"],
+        "flags": list(doc.get("flags") or []),
     }
 
 

@@ -126,6 +126,7 @@ def request_document(
         "fields": list(req.fields),
         "tasks": list(req.tasks),
         "quota": req.quota,
+        "flags": list(req.flags),
         "filed_by": filed_by,
         "filed_at": filed_at,
         "decision": None,
@@ -150,6 +151,7 @@ def request_from_document(doc: Mapping[str, Any]) -> domain.Request:
         operations=tuple(doc.get("operations") or ()),
         fields=tuple(doc.get("fields") or ()),
         tasks=tuple(doc.get("tasks") or ()),
+        flags=tuple(doc.get("flags") or ()),
         quota=int(doc.get("quota") or 0),
     )
 

@@ -38,6 +38,9 @@ def test_an_approver_narrows_one_request_rejects_another_and_checks_the_chain(
 
     requests_table.get_by_role("link", name=title).click()
     drawer = page.get_by_role("dialog")
+    # Its purpose (核对…台账) is let through with a flag: the approver reads the phrase and why before deciding.
+    expect(drawer.get_by_test_id("request-flags")).to_contain_text("「台账」")
+    expect(drawer.get_by_test_id("request-flags")).to_contain_text("减负")
     drawer.locator("label.el-checkbox", has_text="contact_name").click()  # narrowed: no contact names
     expect(drawer.get_by_role("checkbox", name="contact_name")).not_to_be_checked()
     drawer.get_by_role("spinbutton", name="次数上限").fill("5")
@@ -63,8 +66,16 @@ def test_an_approver_narrows_one_request_rejects_another_and_checks_the_chain(
     )
     page.keyboard.press("Escape")
 
+    # An assessment task in other words (迎检) is refused at filing; the audit tab says why.
+    refused = requests.post(
+        system.gateway + REQUESTS, json=body(place, title=f"做好迎检准备{unique()[-4:]}"), headers=dept, timeout=15
+    )
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "assessment_task_refused"
     page.get_by_role("tab", name="审计日志").click()
     expect(page.get_by_test_id("audit")).to_contain_text("request.approve")
+    expect(page.get_by_test_id("audit-why").filter(has_text="迎检是为上级检查做准备").first).to_be_visible(
+        timeout=60_000
+    )
     page.get_by_test_id("verify-chain").click()
     expect(page.get_by_test_id("chain-status")).to_contain_text("审计链完整", timeout=60_000)
     shot(page, "audit")

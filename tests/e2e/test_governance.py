@@ -244,7 +244,8 @@ def test_assessment_task_is_refused_with_403_and_logged(system: System, place: P
     assert err["code"] == "assessment_task_refused" and "考核任务" in err["message"]
     refusals = entries_about(audit, T, lambda e: e.actor == sub)
     assert [(e.action, e.outcome, e.role) for e in refusals] == [("request.refuse", "refused", "district_department")]
-    assert refusals[0].detail["reason"] == "assessment_task_refused" and refusals[0].detail["marker"] == "考核"
+    assert refusals[0].detail["reason"] == "assessment_task_refused" and refusals[0].detail["marker"] == "目标责任考核"
+    assert "目标责任考核是考核任务" in refusals[0].detail["why"] and "目标责任考核是考核任务" in err["message"]
     mine = call(system, "GET", REQUESTS, dept).json()["requests"]
     assert mine == []  # nothing was filed
 
@@ -253,6 +254,13 @@ def test_assessment_task_is_refused_with_403_and_logged(system: System, place: P
         system, dept, body(place, kind="assistance_task", operations=None, fields=None, tasks=["燃气安全入户宣传"])
     )
     assert ok["operations"] == ["intake.create:assistance_task"] and ok["quota"] == 1
+    assert [f["phrase"] for f in ok["flags"]] == ["台账"] and "减负" in ok["flags"][0]["why"]  # the purpose's 台账
+    # Wording that often hides an assessment passes, flagged; the approver reads the flag on the request.
+    flagged = file(
+        system, dept, body(place, kind="assistance_task", operations=None, fields=None, tasks=["协助开展燃气安全检查"])
+    )
+    shown = call(system, "GET", f"{REQUESTS}/{flagged['id']}", approver(system)).json()
+    assert [f["phrase"] for f in shown["flags"]] == ["检查", "台账"] and all(f["why"] for f in shown["flags"])
 
 
 @pytest.mark.parametrize(

@@ -91,6 +91,7 @@ export default {
     purpose: 'Purpose', period: 'Period', tasks: 'Assistance tasks', operations: 'Operations', fields: 'Fields', endsOn: 'Ends on', quota: 'Quota',
     approve: 'Approve', approveNarrowed: 'Approve narrowed', reject: 'Reject', grant: 'Grant', valid: 'Valid {from} to {to}', use: 'Use',
     verify: 'Verify the audit chain', chainOk: 'The chain is whole: {n} entries checked', chainBroken: 'The chain breaks at entry {seq}', time: 'Time', actor: 'Actor', action: 'Action', outcome: 'Outcome', target: 'Target',
+    flagged: 'Check', flagsTitle: 'Its wording may hide an assessment: check before approving', why: 'Why',
   },
   field: {
     online: 'Online', offline: 'Offline', waiting: '{n} waiting to be sent', sendNow: 'Send now', photos: '{n} photos', discard: 'Discard',

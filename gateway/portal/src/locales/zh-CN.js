@@ -91,6 +91,7 @@ export default {
     purpose: '用途', period: '期限', tasks: '协助任务', operations: '数据操作', fields: '字段', endsOn: '截止日期', quota: '次数上限',
     approve: '批准', approveNarrowed: '收窄后批准', reject: '驳回', grant: '授权', valid: '有效期 {from} 至 {to}', use: '使用记录',
     verify: '校验审计链', chainOk: '审计链完整：已校验 {n} 条', chainBroken: '审计链在第 {seq} 条断开', time: '时间', actor: '操作人', action: '操作', outcome: '结果', target: '对象',
+    flagged: '请核实', flagsTitle: '措辞可能是变相考核，请核实后再批准', why: '说明',
   },
   field: {
     online: '在线', offline: '离线', waiting: '待发送 {n} 条', sendNow: '立即发送', photos: '{n} 张照片', discard: '删除',
