@@ -20,6 +20,12 @@ revocation takes effect without a restart.
     python -m gateway.tokens list
     python -m gateway.tokens revoke --sub NAME | --id ID
     python -m gateway.tokens verify < token-file        # which principal a token is, or why it is refused
+    python -m gateway.tokens sweep                       # write the tokens expired since the last look (cron)
+
+Every change the CLI makes is written to the audit log as the API's changes are (token.create, token.revoke,
+token.set_community; actor `cli:<os user>`, role ops; the token's id, sub, role, tenants and expiry, never the
+token): when the log cannot be written the change is undone and the command fails. Expiries are written once
+each (token.expire) by `sweep` and by every changing command; run `sweep` daily (cron, a systemd timer).
 
 `create` and `set-community` check with the org service that the community exists in the token's tenant
 (the running system's, as `python -m services.org.seed` reaches it); the Python API (make_record,
@@ -33,6 +39,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import getpass
 import hashlib
 import hmac
 import json
@@ -44,11 +51,11 @@ import sys
 import tempfile
 import threading
 import tomllib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from services.common.principal import (
@@ -104,6 +111,8 @@ class TokenRecord:
     revoked_at: datetime | None = None
     responder: tuple[str, str] | None = None  # role member only: the helper (kind, id) it acts as
     community: str | None = None  # role community_worker only: the community it works for (None: refused)
+    # When the CLI wrote the token's expiry to the audit log (token.expire), so that it is written once.
+    expiry_noted_at: datetime | None = None
 
     def status(self, now: datetime) -> str:
         if self.revoked_at is not None:
@@ -256,6 +265,8 @@ def dumps(records: Sequence[TokenRecord]) -> str:
             lines.append(f"responder = {_toml_str(format_responder(r.responder))}")
         if r.community is not None:
             lines.append(f"community = {_toml_str(r.community)}")
+        if r.expiry_noted_at is not None:
+            lines.append(f"expiry_noted_at = {_toml_time(r.expiry_noted_at)}")
         parts.append("\n".join(lines) + "\n")
     return "".join(parts)
 
@@ -309,6 +320,7 @@ def _record(entry: Any, where: str) -> TokenRecord:
         revoked_at=_time(entry, "revoked_at", where) if "revoked_at" in entry else None,
         responder=bound,
         community=works_for,
+        expiry_noted_at=_time(entry, "expiry_noted_at", where) if "expiry_noted_at" in entry else None,
     )
 
 
@@ -550,7 +562,114 @@ def _check_exists(tenants: Sequence[str], community: str) -> None:
         channel.close()
 
 
-def _cmd_create(tf: TokenFile, args: argparse.Namespace) -> int:
+class Recorder(Protocol):
+    """Where the CLI writes what it did (services.common.audit.AuditLog.append)."""
+
+    def append(
+        self,
+        *,
+        actor: str,
+        role: str,
+        action: str,
+        outcome: str,
+        tenant: str = "",
+        target: str = "",
+        detail: Mapping[str, Any] | None = None,
+    ) -> object: ...
+
+
+# The CLI acts as the operator who runs it, in the role that manages credentials. Its audit entries are the API's
+# (account.create, role.change) for tokens: who, what, which token (its id, never the token), whose and for what.
+CLI_ROLE = "ops"
+# How long the CLI waits for the audit log's database before it gives up (and changes nothing).
+AUDIT_TIMEOUT_MS = 5000
+
+
+def cli_actor() -> str:
+    """`cli:<os user>`: the operator running the command (the audit entry's actor)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = f"uid{os.getuid()}"
+    return f"cli:{user}"[:64]
+
+
+def _token_detail(r: TokenRecord) -> dict[str, Any]:
+    detail: dict[str, Any] = {
+        "token_id": r.id,
+        "sub": r.sub,
+        "role": r.role,
+        "tenants": list(r.tenants),
+        "expires_at": r.expires_at.isoformat().replace("+00:00", "Z"),
+    }
+    if r.responder is not None:
+        detail["responder"] = format_responder(r.responder)
+    if r.community is not None:
+        detail["community"] = r.community
+    return detail
+
+
+def _token_tenant(r: TokenRecord) -> str:
+    """The tenant an entry about this token belongs to: its one tenant, else the district's ("")."""
+    return r.tenants[0] if len(r.tenants) == 1 and r.tenants[0] != ALL_TENANTS else ""
+
+
+class AuditUnavailable(Exception):
+    """The audit log could not be written: the CLI's change was undone (or never made)."""
+
+
+class CliAudit:
+    """The audit entries of the CLI's changes: opened on first use; a failed write raises AuditUnavailable."""
+
+    def __init__(self, recorder: Recorder | None = None) -> None:
+        self._recorder = recorder
+        self.actor = cli_actor()
+
+    def _log(self) -> Recorder:
+        if self._recorder is None:
+            from services.common.audit import open_log
+            from services.common.settings import get_settings
+
+            self._recorder = open_log(
+                get_settings(), serverSelectionTimeoutMS=AUDIT_TIMEOUT_MS, connectTimeoutMS=AUDIT_TIMEOUT_MS
+            )
+        return self._recorder
+
+    def record(self, action: str, r: TokenRecord, **extra: Any) -> None:
+        try:
+            self._log().append(
+                actor=self.actor,
+                role=CLI_ROLE,
+                action=action,
+                outcome="done",
+                tenant=_token_tenant(r),
+                target=r.id,
+                detail={**_token_detail(r), **extra},
+            )
+        except Exception as exc:  # the database unreachable, a timeout: the caller undoes its change
+            log.warning("audit entry %s for %s not written: %s", action, r.id, type(exc).__name__)
+            raise AuditUnavailable(
+                f"the audit log could not be written ({type(exc).__name__}); is the system running (make up)? "
+                "(审计日志无法写入)"
+            ) from None
+
+
+def note_expiries(tf: TokenFile, audit: CliAudit, now: datetime | None = None) -> list[TokenRecord]:
+    """Write a token.expire entry for each token that has expired since the last look (never revoked before),
+    then mark it noted in the file: each expiry is written once (twice at worst, after a crash in between)."""
+    when = now or _now()
+    records, _ = tf.read()
+    due = [r for r in records if r.revoked_at is None and when >= r.expires_at and r.expiry_noted_at is None]
+    for r in due:
+        audit.record("token.expire", r)
+    if due:
+        ids = {r.id for r in due}
+        noted = when.replace(microsecond=0)
+        tf.update(lambda rs: [replace(r, expiry_noted_at=noted) if r.id in ids else r for r in rs])
+    return due
+
+
+def _cmd_create(tf: TokenFile, args: argparse.Namespace, audit: CliAudit) -> int:
     if args.all_tenants and args.tenant:
         raise ValueError("give --tenant or --all-tenants, not both")
     tenants = [ALL_TENANTS] if args.all_tenants else list(args.tenant or [])
@@ -558,6 +677,11 @@ def _cmd_create(tf: TokenFile, args: argparse.Namespace) -> int:
     if community is not None:
         _check_exists(tenants, community)
     token, r = tf.create(args.sub, args.role, tenants, args.days, responder=args.responder, community=community)
+    try:
+        audit.record("token.create", r)
+    except AuditUnavailable as exc:
+        tf.update(lambda records: [x for x in records if x.id != r.id])
+        raise AuditUnavailable(f"{exc}; no token was created (未创建令牌)") from None
     scope = ", ".join(r.tenants) if r.tenants else "none (only routes that are not tenant-scoped)"
     bound = f"; acts as {format_responder(r.responder)}" if r.responder else ""
     bound += f"; works for community {r.community}" if r.community else ""
@@ -570,7 +694,7 @@ def _cmd_create(tf: TokenFile, args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_set_community(tf: TokenFile, args: argparse.Namespace) -> int:
+def _cmd_set_community(tf: TokenFile, args: argparse.Namespace, audit: CliAudit) -> int:
     records, _ = tf.read()
     found = next((r for r in records if r.id == args.id), None)
     if found is None:
@@ -579,11 +703,16 @@ def _cmd_set_community(tf: TokenFile, args: argparse.Namespace) -> int:
     assert community is not None  # check_community requires one for a community worker, refuses other roles
     _check_exists(found.tenants, community)
     r = tf.set_community(args.id, community)
+    try:
+        audit.record("token.set_community", r, previous_community=found.community)
+    except AuditUnavailable as exc:
+        tf.update(lambda records: [replace(x, community=found.community) if x.id == r.id else x for x in records])
+        raise AuditUnavailable(f"{exc}; the community was not changed (所属社区未更改)") from None
     print(f"{r.id} ({r.sub}) now works for community {r.community} (已设置所属社区)", file=sys.stderr)
     return 0
 
 
-def _cmd_list(tf: TokenFile, _args: argparse.Namespace) -> int:
+def _cmd_list(tf: TokenFile, _args: argparse.Namespace, _audit: CliAudit) -> int:
     records, problems = tf.read()
     now = _now()
     rows = [("id", "sub", "role", "tenants", "responder", "community", "created", "expires", "status")]
@@ -609,16 +738,27 @@ def _cmd_list(tf: TokenFile, _args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_revoke(tf: TokenFile, args: argparse.Namespace) -> int:
+def _cmd_revoke(tf: TokenFile, args: argparse.Namespace, audit: CliAudit) -> int:
     if (args.sub is None) == (args.id is None):
         raise ValueError("give exactly one of --sub or --id")
+    records, _ = tf.read()
+    before = {r.id for r in records if r.revoked_at is None}
     count = tf.revoke(sub=args.sub, token_id=args.id)
+    records, _ = tf.read()
+    revoked = [r for r in records if r.id in before and r.revoked_at is not None]
+    try:
+        for r in revoked:
+            audit.record("token.revoke", r)
+    except AuditUnavailable as exc:
+        ids = {r.id for r in revoked}
+        tf.update(lambda rs: [replace(x, revoked_at=None) if x.id in ids else x for x in rs])
+        raise AuditUnavailable(f"{exc}; no token was revoked (未吊销令牌)") from None
     what = f"sub {args.sub!r}" if args.sub is not None else f"id {args.id!r}"
     print(f"revoked {count} active token(s) of {what}", file=sys.stderr)
     return 0 if count else 1
 
 
-def _cmd_verify(tf: TokenFile, _args: argparse.Namespace) -> int:
+def _cmd_verify(tf: TokenFile, _args: argparse.Namespace, _audit: CliAudit) -> int:
     token = sys.stdin.readline().strip()
     try:
         r = TokenStore(str(tf.path)).authenticate(token)
@@ -641,7 +781,19 @@ def _cmd_verify(tf: TokenFile, _args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _cmd_sweep(tf: TokenFile, _args: argparse.Namespace, audit: CliAudit) -> int:
+    due = note_expiries(tf, audit)
+    print(f"{len(due)} expired token(s) written to the audit log (已记录过期令牌 {len(due)} 个)", file=sys.stderr)
+    return 0
+
+
+# The commands that change the file: each is written to the audit log, and notes the expiries found since.
+CHANGING = ("create", "set-community", "revoke", "sweep")
+
+
+def main(argv: Sequence[str] | None = None, recorder: Recorder | None = None) -> int:
+    """The CLI. Its changes are written to the audit log (`recorder`: the deployment's log by default); when the
+    log cannot be written, the change is undone and the command fails (exit 2)."""
     parser = argparse.ArgumentParser(prog="python -m gateway.tokens", description="Manage the gateway's API tokens.")
     parser.add_argument("--file", help="the token file (default: $HONGLING_API_TOKENS_FILE)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -669,23 +821,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     revoke.add_argument("--sub")
     revoke.add_argument("--id")
     sub.add_parser("verify", help="read a token on stdin and say whose it is, or why it is refused")
+    sub.add_parser(
+        "sweep", help="write the expiry of every token that expired since the last look to the audit log (cron)"
+    )
     args = parser.parse_args(argv)
     path = args.file or _default_file()
     if not path:
         print("error: no token file: set HONGLING_API_TOKENS_FILE or pass --file", file=sys.stderr)
         return 2
-    commands: dict[str, Callable[[TokenFile, argparse.Namespace], int]] = {
+    commands: dict[str, Callable[[TokenFile, argparse.Namespace, CliAudit], int]] = {
         "create": _cmd_create,
         "set-community": _cmd_set_community,
         "list": _cmd_list,
         "revoke": _cmd_revoke,
         "verify": _cmd_verify,
+        "sweep": _cmd_sweep,
     }
+    tf, audit = TokenFile(path), CliAudit(recorder)
     try:
-        return commands[args.command](TokenFile(path), args)
-    except (ValueError, TokenFileError) as exc:
+        code = commands[args.command](tf, args, audit)
+    except (ValueError, TokenFileError, AuditUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.command in CHANGING and args.command != "sweep":
+        try:
+            note_expiries(tf, audit)
+        except (TokenFileError, AuditUnavailable) as exc:  # the command itself is done (and written)
+            print(f"warning: expired tokens not written to the audit log now: {exc}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import os
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +34,25 @@ NOW = datetime(2025, 5, 1, 8, 0, tzinfo=UTC)
 @pytest.fixture
 def path(tmp_path: Path) -> Path:
     return tmp_path / "api-tokens.toml"
+
+
+class Entries:
+    """What the CLI asks the audit log to append (the real log: tests/integration/test_token_cli_audit.py)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.entries: list[dict[str, Any]] = []
+
+    def append(self, **entry: Any) -> object:
+        if self.fail:
+            raise ConnectionError("audit database down")
+        self.entries.append(entry)
+        return entry
+
+
+@pytest.fixture
+def audit() -> Entries:
+    return Entries()
 
 
 def test_a_token_is_random_urlsafe_with_the_hl_prefix() -> None:
@@ -186,36 +206,39 @@ def test_a_bad_sub_is_refused() -> None:
 
 
 def test_cli_prints_the_token_once_and_never_again(
-    path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, audit: Entries
 ) -> None:
     assert (
-        main(["--file", str(path), "create", "--sub", "demo-admin", "--role", "subdistrict_admin", "--all-tenants"])
+        main(
+            ["--file", str(path), "create", "--sub", "demo-admin", "--role", "subdistrict_admin", "--all-tenants"],
+            audit,
+        )
         == 0
     )
     out, err = capsys.readouterr()
     token = out.strip()
     assert looks_like_token(token) and "shown only this once" in err and token not in err
-    assert main(["--file", str(path), "list"]) == 0
+    assert main(["--file", str(path), "list"], audit) == 0
     out, _ = capsys.readouterr()
     assert "demo-admin" in out and "subdistrict_admin" in out and "active" in out and token not in out
     monkeypatch.setattr("sys.stdin", io.StringIO(token + "\n"))
-    assert main(["--file", str(path), "verify"]) == 0
+    assert main(["--file", str(path), "verify"], audit) == 0
     assert "demo-admin" in capsys.readouterr().out
-    assert main(["--file", str(path), "revoke", "--sub", "demo-admin"]) == 0
-    assert main(["--file", str(path), "revoke", "--sub", "demo-admin"]) == 1
+    assert main(["--file", str(path), "revoke", "--sub", "demo-admin"], audit) == 0
+    assert main(["--file", str(path), "revoke", "--sub", "demo-admin"], audit) == 1
     monkeypatch.setattr("sys.stdin", io.StringIO(token + "\n"))
-    assert main(["--file", str(path), "verify"]) == 1
+    assert main(["--file", str(path), "verify"], audit) == 1
     assert "revoked" in capsys.readouterr().err
-    assert main(["--file", str(path), "list"]) == 0
+    assert main(["--file", str(path), "list"], audit) == 0
     assert "revoked" in capsys.readouterr().out
 
 
-def test_cli_refuses_bad_input_with_a_message(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--file", str(path), "create", "--sub", "x", "--role", "ops", "--tenant", "gotham"]) == 2
+def test_cli_refuses_bad_input_with_a_message(path: Path, capsys: pytest.CaptureFixture[str], audit: Entries) -> None:
+    assert main(["--file", str(path), "create", "--sub", "x", "--role", "ops", "--tenant", "gotham"], audit) == 2
     assert "unknown tenant 'gotham'" in capsys.readouterr().err
     args = ["--file", str(path), "create", "--sub", "x", "--role", "ops", "--tenant", "taiqian", "--all-tenants"]
-    assert main(args) == 2
-    assert main(["--file", str(path), "create", "--sub", "x", "--role", "ops", "--days", "0"]) == 2
+    assert main(args, audit) == 2
+    assert main(["--file", str(path), "create", "--sub", "x", "--role", "ops", "--days", "0"], audit) == 2
     assert "days must be" in capsys.readouterr().err
     assert not path.exists()
 
@@ -355,32 +378,91 @@ def test_set_community_is_for_community_workers_tokens_only(path: Path) -> None:
 
 
 def test_cli_checks_the_community_exists_in_the_tenant(
-    path: Path, capsys: pytest.CaptureFixture[str], communities: FakeCommunities
+    path: Path, capsys: pytest.CaptureFixture[str], communities: FakeCommunities, audit: Entries
 ) -> None:
     base = ["--file", str(path), "create", "--sub", "w", "--role", "community_worker", "--tenant", "taiqian"]
-    assert main(base) == 2
+    assert main(base, audit) == 2
     assert "needs --community" in capsys.readouterr().err
-    assert main([*base, "--community", "nowhere"]) == 2
+    assert main([*base, "--community", "nowhere"], audit) == 2
     assert "does not exist in taiqian" in capsys.readouterr().err and not path.exists()
-    assert main([*base, "--community", "jiade"]) == 0
+    assert main([*base, "--community", "jiade"], audit) == 0
     assert "works for community jiade" in capsys.readouterr().err
     assert communities.asked == [("taiqian", "nowhere"), ("taiqian", "jiade")]
-    assert main(["--file", str(path), "list"]) == 0
+    assert main(["--file", str(path), "list"], audit) == 0
     assert "jiade" in capsys.readouterr().out
 
 
 def test_cli_sets_the_community_of_an_old_token(
-    path: Path, capsys: pytest.CaptureFixture[str], communities: FakeCommunities, monkeypatch: pytest.MonkeyPatch
+    path: Path,
+    capsys: pytest.CaptureFixture[str],
+    communities: FakeCommunities,
+    monkeypatch: pytest.MonkeyPatch,
+    audit: Entries,
 ) -> None:
     token, token_id = legacy_worker_token(path)
-    assert main(["--file", str(path), "list"]) == 0
+    assert main(["--file", str(path), "list"], audit) == 0
     assert "(none: refused)" in capsys.readouterr().out
     monkeypatch.setattr("sys.stdin", io.StringIO(token + "\n"))
-    assert main(["--file", str(path), "verify"]) == 1
+    assert main(["--file", str(path), "verify"], audit) == 1
     assert "community_required" in capsys.readouterr().err
-    assert main(["--file", str(path), "set-community", "--id", token_id, "--community", "nowhere"]) == 2
+    assert main(["--file", str(path), "set-community", "--id", token_id, "--community", "nowhere"], audit) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert main(["--file", str(path), "set-community", "--id", token_id, "--community", "jiade"]) == 0
+    assert main(["--file", str(path), "set-community", "--id", token_id, "--community", "jiade"], audit) == 0
     monkeypatch.setattr("sys.stdin", io.StringIO(token + "\n"))
-    assert main(["--file", str(path), "verify"]) == 0
+    assert main(["--file", str(path), "verify"], audit) == 0
     assert "community jiade" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- the CLI's audit entries
+
+
+def test_every_change_the_cli_makes_is_audited_without_the_token(
+    path: Path, capsys: pytest.CaptureFixture[str], audit: Entries
+) -> None:
+    args = ["--file", str(path), "create", "--sub", "mzj-sys", "--role", "district_department", "--all-tenants"]
+    assert main(args, audit) == 0
+    token = capsys.readouterr().out.strip()
+    (record,) = TokenFile(path).read()[0]
+    assert main(["--file", str(path), "list"], audit) == 0  # a read: no entry
+    assert main(["--file", str(path), "revoke", "--id", record.id], audit) == 0
+    assert [(e["action"], e["outcome"], e["role"], e["target"]) for e in audit.entries] == [
+        ("token.create", "done", "ops", record.id),
+        ("token.revoke", "done", "ops", record.id),
+    ]
+    first = audit.entries[0]
+    assert first["actor"].startswith("cli:") and first["tenant"] == ""  # every tenant: the district's entry
+    assert first["detail"]["sub"] == "mzj-sys" and first["detail"]["tenants"] == ["*"]
+    assert first["detail"]["role"] == "district_department" and first["detail"]["expires_at"].endswith("Z")
+    assert token not in repr(audit.entries) and record.sha256 not in repr(audit.entries)
+
+
+def test_when_the_audit_log_cannot_be_written_the_cli_changes_nothing(
+    path: Path, capsys: pytest.CaptureFixture[str], audit: Entries
+) -> None:
+    args = ["--file", str(path), "create", "--sub", "kept", "--role", "ops", "--tenant", "taiqian"]
+    assert main(args, audit) == 0
+    down = Entries(fail=True)
+    capsys.readouterr()
+    assert main(["--file", str(path), "create", "--sub", "other", "--role", "ops", "--tenant", "taiqian"], down) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "audit log could not be written" in err and "no token was created" in err
+    assert main(["--file", str(path), "revoke", "--sub", "kept"], down) == 2
+    assert "no token was revoked" in capsys.readouterr().err
+    (kept,) = TokenFile(path).read()[0]
+    assert kept.sub == "kept" and kept.status(datetime.now(UTC)) == "active"
+
+
+def test_each_expiry_is_audited_once(path: Path, capsys: pytest.CaptureFixture[str], audit: Entries) -> None:
+    _, old = make_record("old-sys", "ops", ["taiqian"], NOW + timedelta(days=1), NOW)
+    _, revoked = make_record("gone-sys", "ops", ["taiqian"], NOW + timedelta(days=1), NOW)
+    TokenFile(path).update(lambda rs: [*rs, old, revoked])
+    TokenFile(path).revoke(token_id=revoked.id)  # revoked before it expired: its end is the revocation
+    assert main(["--file", str(path), "sweep"], audit) == 0
+    assert main(["--file", str(path), "sweep"], audit) == 0
+    args = ["--file", str(path), "create", "--sub", "new-sys", "--role", "ops", "--tenant", "taiqian"]
+    assert main(args, audit) == 0  # a changing command looks too, and finds nothing new
+    assert [(e["action"], e["target"], e["tenant"]) for e in audit.entries] == [
+        ("token.expire", old.id, "taiqian"),
+        ("token.create", TokenFile(path).read()[0][-1].id, "taiqian"),
+    ]
+    assert "1 expired token(s)" in capsys.readouterr().err
