@@ -95,9 +95,12 @@ def register_webhook(tenant: str) -> tuple[Response, int]:
     """登记推送地址 Register a URL for chosen dispatch events; the answer shows the signing secret, this once
 
     Event types: WhistleBlown, UnitReportedIn, TaskClaimed, TaskAssigned, TaskStatusChanged, DeadlineMissed,
-    DeadlineReminder, Escalated. Each delivery is a CloudEvent (JSON), signed with HMAC-SHA256 in
-    X-Hongling-Signature (t=<unix seconds>,v1=<hex>) over "<t>.<body>", retried with backoff until it is
-    answered 2xx. Store `secret` now: no later answer shows it (密钥只显示这一次)."""
+    DeadlineReminder, Escalated. Each delivery is a CloudEvent (JSON), signed as Standard Webhooks
+    (webhook-id = the delivery id, the same on every retry; webhook-timestamp; webhook-signature
+    v1,<base64 HMAC-SHA256> over "<id>.<timestamp>.<body>"; any Standard Webhooks library verifies it with
+    `secret`), retried with backoff until it is answered 2xx. X-Hongling-Signature (t=<unix>,v1=<hex>) is
+    still sent, deprecated: removed in 0.2.0. Store `secret` (whsec_…) now: no later answer shows it
+    (密钥只显示这一次)."""
     data: WebhookIn = parse(WebhookIn, json_body())
     req = pb.RegisterWebhookRequest(url=data.url, event_types=data.event_types, description=data.description)
     with tenant_call(tenant):

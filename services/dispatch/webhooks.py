@@ -4,26 +4,39 @@ So SMS / WeChat gateways (or any other system) can be plugged in without touchin
 
 - Registrations (``webhooks``, per tenant): url (http/https), the event types wanted (among
   :data:`EVENT_TYPES`), a description, an active flag and a signing secret — shown once, at
-  registration, stored encrypted (HONGLING_DATA_KEY). Managed through the gRPC ``WebhookService``
+  registration, in the Standard Webhooks form ``whsec_<base64 of 32 random bytes>``, stored encrypted
+  (HONGLING_DATA_KEY). Managed through the gRPC ``WebhookService``
   (:class:`WebhookServicer`) by subdistrict admins and ops.
 - Fan-out: the consumer group ``dispatch-webhooks`` reads topic hongling.dispatch.v1; for every
   active registration wanting the event's type it writes one delivery document, ``_id`` =
   ``<webhook id>:<event id>`` (deterministic), holding the event itself. A replayed event finds its
   delivery already there and adds nothing, so a receiver gets each event once per registration (short
-  of a crash between a successful POST and recording it: receivers drop repeats by ``ce-id``).
+  of a crash between a successful POST and recording it: receivers drop repeats by ``webhook-id``, the
+  delivery id, or by ``ce-id``).
   Registrations are read per tenant at most every REGISTRY_TTL_SECONDS (at once after a change made
   in this process), so one made through another dispatch process applies within that time.
 - Sending (services/dispatch/webhook_delivery.py): each delivery is a durable timer of kind
   ``webhook_delivery`` in the timer group ``webhooks`` (services/common/clocks.py: collection
   ``timers_webhooks``), fired by a timer worker of its own so slow receivers never hold up deadlines.
-  An attempt POSTs the CloudEvent in JSON structured mode with an ``X-Hongling-Signature`` and a
-  timeout; a failure moves the timer by an exponential backoff; after ``webhook_max_attempts`` the
-  delivery is ``failed``. The state lives in the delivery document
-  (attempts with status codes, next attempt, outcome), shown by ``ListWebhookDeliveries``.
-- Signature: ``X-Hongling-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>``
-  computed over the exact body bytes. Receivers verify with :func:`verify_signature` (or the same
-  steps in their language: parse t and v1, recompute, compare in constant time, check |now - t| is
-  within a tolerance such as 300 s to refuse replays).
+  An attempt POSTs the CloudEvent in JSON structured mode, signed (below), with a timeout; a failure
+  moves the timer by an exponential backoff; after ``webhook_max_attempts`` the delivery is ``failed``.
+  The state lives in the delivery document (attempts with status codes, next attempt, outcome), shown
+  by ``ListWebhookDeliveries``.
+- Signature, Standard Webhooks (https://www.standardwebhooks.com/), so receivers can use its stock
+  libraries: ``webhook-id`` = the delivery id ``<webhook id>:<event id>`` (the same on every retry:
+  receivers drop repeats by it), ``webhook-timestamp`` = the attempt's unix seconds, ``webhook-signature``
+  = ``v1,<base64 HMAC-SHA256(key, "<webhook-id>.<webhook-timestamp>.<body>")>`` over the exact body bytes;
+  several space-separated signatures may come (key rotation: any one matching passes). Receivers verify
+  with :func:`verify_standard_webhook`, ``standardwebhooks.Webhook(secret).verify(body, headers)`` or any
+  Standard Webhooks library, refusing timestamps more than 5 minutes off.
+- The key bytes (:func:`standard_key`): a secret issued now is ``whsec_`` + standard base64 of the key,
+  as the specification has it. A secret issued before (``whsec_`` + 43 URL-safe characters, never valid
+  padded base64) keeps working: its key is the UTF-8 bytes of the whole secret as shown, and its
+  Standard Webhooks form is ``whsec_`` + base64 of those bytes (:func:`standard_secret` computes it;
+  give that to a stock library).
+- Deprecated: ``X-Hongling-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>``
+  (keyed by the secret's UTF-8 bytes, whichever form) is still sent beside the three headers for this
+  release only and goes in the next one (0.2.0); :func:`verify_signature` checks it.
 - Nothing here logs a secret or an event's data (which can name people); logs carry ids, types,
   status codes and error classes only.
 """
@@ -39,7 +52,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -70,6 +83,14 @@ log = logging.getLogger(__name__)
 GROUP = "dispatch-webhooks"
 TIMER_KIND = "webhook_delivery"
 TIMER_GROUP = "webhooks"
+# Standard Webhooks (https://www.standardwebhooks.com/): sent on every attempt.
+WEBHOOK_ID_HEADER = "webhook-id"
+WEBHOOK_TIMESTAMP_HEADER = "webhook-timestamp"
+WEBHOOK_SIGNATURE_HEADER = "webhook-signature"
+SECRET_PREFIX = "whsec_"
+SECRET_BYTES = 32
+# Deprecated: the former signature, sent beside the Standard Webhooks headers for this release only
+# (removed in 0.2.0). Receivers move to webhook-signature.
 SIGNATURE_HEADER = "X-Hongling-Signature"
 CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
 DEFAULT_TOLERANCE_SECONDS = 300
@@ -111,7 +132,7 @@ WEBHOOK_FANOUT = Counter(
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
-    """The X-Hongling-Signature value for this body at this time."""
+    """The deprecated X-Hongling-Signature value for this body at this time (removed in 0.2.0)."""
     mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={mac}"
 
@@ -124,9 +145,10 @@ def verify_signature(
     *,
     now: float | None = None,
 ) -> bool:
-    """True if ``header`` (X-Hongling-Signature) signs exactly ``body`` with ``secret`` and its time is
-    within ``tolerance`` seconds of ``now``; for receivers. Pass the raw body bytes as received (not
-    re-serialised JSON). Several v1 values are accepted (any matching one passes)."""
+    """True if ``header`` (X-Hongling-Signature, deprecated: use :func:`verify_standard_webhook`) signs
+    exactly ``body`` with ``secret`` and its time is within ``tolerance`` seconds of ``now``; for
+    receivers. Pass the raw body bytes as received (not re-serialised JSON). Several v1 values are
+    accepted (any matching one passes)."""
     if not secret or not header:
         return False
     timestamp: int | None = None
@@ -152,7 +174,99 @@ def verify_signature(
 
 
 def new_secret() -> str:
-    return "whsec_" + secrets.token_urlsafe(32)
+    """A new signing secret in the Standard Webhooks form: ``whsec_`` + base64 of 32 random bytes."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii")
+
+
+def _standard_key_bytes(secret: str) -> bytes | None:
+    """The key of a secret in the Standard Webhooks form (``whsec_`` + padded standard base64), else None."""
+    if not secret.startswith(SECRET_PREFIX):
+        return None
+    encoded = secret[len(SECRET_PREFIX) :]
+    if not encoded or len(encoded) % 4:
+        return None
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except ValueError:  # binascii.Error
+        return None
+
+
+def standard_key(secret: str | bytes) -> bytes:
+    """The Standard Webhooks key bytes of a registration's secret (bytes are the key itself).
+
+    ``whsec_`` + padded standard base64 (every secret issued now) -> the decoded bytes. Anything else, such
+    as a secret issued before the Standard Webhooks headers (``whsec_`` + 43 URL-safe characters) -> the
+    UTF-8 bytes of the whole secret as shown, the key its X-Hongling-Signature always used."""
+    if isinstance(secret, bytes):
+        return secret
+    key = _standard_key_bytes(secret)
+    return key if key is not None else secret.encode("utf-8")
+
+
+def standard_secret(secret: str) -> str:
+    """The ``whsec_`` form of a secret, for a Standard Webhooks library (``Webhook(standard_secret(s))``).
+
+    A secret issued now is that form already and comes back unchanged; an older one becomes ``whsec_`` +
+    base64 of its UTF-8 bytes."""
+    if _standard_key_bytes(secret) is not None:
+        return secret
+    return SECRET_PREFIX + base64.b64encode(secret.encode("utf-8")).decode("ascii")
+
+
+def sign_standard(secret: str | bytes | Sequence[str | bytes], msg_id: str, timestamp: int, body: bytes) -> str:
+    """The webhook-signature value: ``v1,<base64 HMAC-SHA256(key, "<msg_id>.<timestamp>.<body>")>`` for each
+    secret (several, space-separated, while a key is rotated)."""
+    keys = [secret] if isinstance(secret, str | bytes) else list(secret)
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return " ".join(
+        "v1," + base64.b64encode(hmac.new(standard_key(k), signed, hashlib.sha256).digest()).decode("ascii")
+        for k in keys
+    )
+
+
+def verify_standard_webhook(
+    secret: str | bytes | Sequence[str | bytes],
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    now: float | None = None,
+    tolerance: float = DEFAULT_TOLERANCE_SECONDS,
+) -> bool:
+    """True if the Standard Webhooks headers (webhook-id, webhook-timestamp, webhook-signature; any case)
+    sign exactly ``body`` with ``secret`` and the timestamp is within ``tolerance`` seconds of ``now`` (too
+    old: a replay; too new: refused as well); for receivers. ``secret``: the ``whsec_`` secret (an older
+    one too, see :func:`standard_key`), the key bytes, or several of them while a key is rotated. Any of
+    the header's space-separated ``v1,`` signatures matching any key passes. Pass the raw body bytes."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    msg_id = lowered.get(WEBHOOK_ID_HEADER, "")
+    stamp = lowered.get(WEBHOOK_TIMESTAMP_HEADER, "").strip()
+    signature = lowered.get(WEBHOOK_SIGNATURE_HEADER, "")
+    candidates = [secret] if isinstance(secret, str | bytes) else list(secret)
+    if not msg_id or not stamp.isascii() or not stamp.isdigit() or not signature or not any(candidates):
+        return False
+    timestamp = int(stamp)
+    current = time.time() if now is None else now
+    if abs(current - timestamp) > tolerance:
+        return False
+    given: list[bytes] = []
+    for part in signature.split(" "):
+        version, sep, value = part.partition(",")
+        if version != "v1" or not sep:
+            continue
+        try:
+            given.append(base64.b64decode(value, validate=True))
+        except ValueError:
+            continue
+    if not given:
+        return False
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    for candidate in candidates:
+        if not candidate:
+            continue
+        expected = hmac.new(standard_key(candidate), signed, hashlib.sha256).digest()
+        if any(hmac.compare_digest(expected, g) for g in given):
+            return True
+    return False
 
 
 # ---------------------------------------------------------------- the event as JSON
@@ -578,8 +692,12 @@ def event_of(doc: WebhookDeliveryDoc, tenant: str) -> CloudEvent:
     )
 
 
-def signed_request(secret: str, delivery: str, attempt: int, body: bytes, event: CloudEvent) -> dict[str, str]:
-    """The headers of one attempt (the signature's time is the attempt's)."""
+def signed_request(
+    secret: str, delivery: str, attempt: int, body: bytes, event: CloudEvent, *, now: float | None = None
+) -> dict[str, str]:
+    """The headers of one attempt: Standard Webhooks (webhook-id = the delivery id, the same on every retry;
+    the timestamp is the attempt's) and, for this release only, the deprecated X-Hongling-Signature."""
+    timestamp = int(time.time() if now is None else now)
     return {
         "Content-Type": CONTENT_TYPE,
         "User-Agent": "Hongling-Webhooks/1",
@@ -588,7 +706,10 @@ def signed_request(secret: str, delivery: str, attempt: int, body: bytes, event:
         "ce-type": event.type,
         "X-Hongling-Delivery": delivery,
         "X-Hongling-Attempt": str(attempt),
-        SIGNATURE_HEADER: sign(secret, body, int(time.time())),
+        WEBHOOK_ID_HEADER: delivery,
+        WEBHOOK_TIMESTAMP_HEADER: str(timestamp),
+        WEBHOOK_SIGNATURE_HEADER: sign_standard(secret, delivery, timestamp, body),
+        SIGNATURE_HEADER: sign(secret, body, timestamp),  # deprecated, removed in 0.2.0
     }
 
 
@@ -597,6 +718,9 @@ __all__ = [
     "GROUP",
     "SIGNATURE_HEADER",
     "TIMER_KIND",
+    "WEBHOOK_ID_HEADER",
+    "WEBHOOK_SIGNATURE_HEADER",
+    "WEBHOOK_TIMESTAMP_HEADER",
     "WebhookDeliveryDoc",
     "WebhookDoc",
     "WebhookServicer",
@@ -604,5 +728,9 @@ __all__ = [
     "cloudevent_json",
     "register_service",
     "sign",
+    "sign_standard",
+    "standard_key",
+    "standard_secret",
     "verify_signature",
+    "verify_standard_webhook",
 ]

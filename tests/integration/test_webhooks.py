@@ -23,6 +23,7 @@ from typing import Any
 import grpc
 import pytest
 import requests
+import standardwebhooks
 from google.protobuf.message import Message
 from hongling.dispatch.v1 import webhooks_pb2 as wpb
 from hongling.dispatch.v1 import webhooks_pb2_grpc as wpb_grpc
@@ -154,6 +155,16 @@ def delivery_timer_gone(mongo_client: MongoClient[Any], webhook_id: str, event_i
     return mongo_client[f"hl_dispatch_{T}"][clocks.collection_name(webhooks.TIMER_GROUP)].find_one({"_id": key}) is None
 
 
+def assert_signed(secret: str, delivery: str, headers: dict[str, str], body: bytes) -> None:
+    """The Standard Webhooks headers (webhook-id = the delivery id) verify, with ours and with the reference
+    library as a receiver would run it, and the deprecated X-Hongling-Signature is still there and verifies."""
+    assert headers["webhook-id"] == delivery == headers["x-hongling-delivery"]
+    assert headers["webhook-timestamp"].isdigit() and headers["webhook-signature"].startswith("v1,")
+    assert webhooks.verify_standard_webhook(secret, headers, body)
+    standardwebhooks.Webhook(secret).verify(body, headers)
+    assert webhooks.verify_signature(secret, headers["x-hongling-signature"], body)
+
+
 def deliveries(system: System, webhook_id: str) -> list[wpb.WebhookDelivery]:
     resp = stub(system).ListWebhookDeliveries(
         wpb.ListWebhookDeliveriesRequest(webhook_id=webhook_id), metadata=md(system)
@@ -183,7 +194,8 @@ def test_an_event_on_kafka_arrives_signed_and_verifiable(
     publish(producer, ce)
 
     (headers, body), *_ = wait_for(lambda: receiver.at(path))
-    assert webhooks.verify_signature(reg.secret, headers["x-hongling-signature"], body)
+    assert_signed(reg.secret, f"{reg.webhook.id}:{ce.id}", headers, body)
+    assert not webhooks.verify_standard_webhook(webhooks.new_secret(), headers, body)
     assert not webhooks.verify_signature("whsec_wrong", headers["x-hongling-signature"], body)
     assert headers["ce-id"] == ce.id
     assert headers["ce-type"] == "hongling.events.v1.Escalated"
@@ -215,7 +227,11 @@ def test_a_receiver_failing_twice_gets_it_on_the_third_attempt(
     got = receiver.at(path)
     assert [h["x-hongling-attempt"] for h, _ in got] == ["1", "2", "3"]
     assert {h["ce-id"] for h, _ in got} == {ce.id}  # the same event each time: receivers dedupe by ce-id
-    assert all(webhooks.verify_signature(reg.secret, h["x-hongling-signature"], b) for h, b in got)
+    # ... and by webhook-id: the delivery id, the same on every attempt; each attempt signed at its time.
+    assert {h["webhook-id"] for h, _ in got} == {f"{reg.webhook.id}:{ce.id}"}
+    for h, b in got:
+        assert_signed(reg.secret, f"{reg.webhook.id}:{ce.id}", h, b)
+    assert [int(h["webhook-timestamp"]) for h, _ in got] == sorted(int(h["webhook-timestamp"]) for h, _ in got)
     assert d.attempts == 3
     assert [a.status_code for a in d.attempt_log] == [500, 500, 200]
     assert [a.error for a in d.attempt_log] == ["HTTP 500", "HTTP 500", ""]
@@ -357,7 +373,7 @@ def test_a_delivery_gives_up_after_the_last_attempt_and_shows_failed(
 ) -> None:
     path = f"/down-{uuid.uuid4().hex[:6]}"
     receiver.scripts[path] = [503]
-    hook, _ = local_register(infra, receiver.url(path))
+    hook, secret = local_register(infra, receiver.url(path))
     task = uuid.uuid4().hex
     msg = dev.Escalated(tenant=T, task_id=task, level="district")
     failed_before = failed_deliveries(infra)
@@ -373,7 +389,10 @@ def test_a_delivery_gives_up_after_the_last_attempt_and_shows_failed(
             return clocks.get(webhooks.timer_key(d.id), group=webhooks.TIMER_GROUP) is None
 
     wait_for(timer_gone)
-    assert len(receiver.at(path)) == 3
+    got = receiver.at(path)
+    assert len(got) == 3
+    for h, b in got:  # every attempt, the last one too, carries the same webhook-id and verifies
+        assert_signed(secret, d.id, h, b)
 
 
 def test_a_receiver_slower_than_the_timeout_is_a_failed_attempt(
