@@ -307,3 +307,11 @@ def test_a_broken_table_is_refused_naming_what_is_wrong(text: str, complaint: st
     with pytest.raises(TableError) as info:
         parse_table(text)
     assert complaint in str(info.value)
+
+
+def test_the_healthcheck_probes_the_plaintext_health_port_under_mtls() -> None:
+    from services.common.healthcheck import port_of
+
+    assert port_of(Settings(port_base=20000), "frontdoor") == 20050
+    mtls = Settings(port_base=20000, frontdoor_tls="mtls", frontdoor_tls_dir="/etc/hongling/frontdoor-tls")
+    assert port_of(mtls, "frontdoor") == 20049
