@@ -12,6 +12,12 @@ refused, is in Hongling's audit log.
     python examples/department_client.py … hand-over --title 协助开展防汛物资清点 --description … --address …
     python examples/department_client.py … grant            # the grant itself: scope, period, quota, use
 
+A deployed front door serves mutual TLS: give the department system's client certificate and key and the CA
+that signed the front door's certificate (each also from the environment), e.g.
+    python examples/department_client.py --target frontdoor.hongling.example.gov.cn:443 \
+        --cert dept.crt --key dept.key --ca hongling-frontdoor-ca.crt … grant
+Without --cert the client speaks plaintext, as the local development stack's front door (127.0.0.1) does.
+
 Prints JSON (UTF-8, not \\u escapes). Exit status 1 on a refusal, with the status code, message,
 reason and field on stderr. Needs the generated stubs (`make protos`: hongling.frontdoor.v1) and grpcio.
 """
@@ -126,6 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grant", default=os.environ.get("HONGLING_GRANT", ""), help="the grant id, gr-…")
     parser.add_argument("--tenant", default=os.environ.get("HONGLING_TENANT", ""), help="tenant slug, e.g. shanggao")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
+    parser.add_argument(
+        "--cert", default=os.environ.get("HONGLING_CLIENT_CERT", ""), help="client certificate, PEM (mutual TLS)"
+    )
+    parser.add_argument("--key", default=os.environ.get("HONGLING_CLIENT_KEY", ""), help="its private key, PEM")
+    parser.add_argument(
+        "--ca", default=os.environ.get("HONGLING_FRONTDOOR_CA", ""), help="CA of the front door's certificate, PEM"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     ls = sub.add_parser("list", help="list records of a collection under a data-access grant")
     ls.add_argument("collection", help="e.g. member-units, people, communities")
@@ -151,7 +164,19 @@ def main(argv: list[str] | None = None) -> int:
     if not args.token:
         parser.error("give the department's API token: --token or HONGLING_TOKEN")
     metadata = [("authorization", f"Bearer {args.token}")]
-    with grpc.insecure_channel(args.target) as channel:  # use grpc.secure_channel with TLS across networks
+    if bool(args.cert) != bool(args.key):
+        parser.error("mutual TLS needs both --cert and --key")
+    if args.cert:
+        with open(args.cert, "rb") as c, open(args.key, "rb") as k:
+            chain, key = c.read(), k.read()
+        ca = None
+        if args.ca:
+            with open(args.ca, "rb") as f:
+                ca = f.read()
+        channel = grpc.secure_channel(args.target, grpc.ssl_channel_credentials(ca, key, chain))
+    else:
+        channel = grpc.insecure_channel(args.target)  # the local development stack only (127.0.0.1)
+    with channel:
         try:
             show(run(args, pb_grpc.DepartmentGatewayStub(channel), metadata))
         except grpc.RpcError as exc:

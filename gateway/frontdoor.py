@@ -12,7 +12,13 @@ them:
 - a district department's call under its grant: `policy.check_department_grant` (the HTTP hook's own
   check, door "grpc"), then `Access.admit` just before the answer, exactly as the HTTP views do; the
   services are called as the department's principal narrowed to the tenant and carrying the grant;
-- every department call, allowed or refused, is in the audit log (gateway/department.py).
+- every department call, allowed or refused, is in the audit log (gateway/department.py);
+- the transport (gateway/frontdoor_tls.py): mutual TLS, each department system presenting a client certificate
+  that the client CA signed and that the clients table maps to its department; the token must be that
+  department's (else PERMISSION_DENIED `certificate_mismatch`, audited); a certificate not in the table is
+  UNAUTHENTICATED `certificate_unknown`. Plaintext only on a loopback host (development); on any other host
+  without TLS the door refuses to start. Under mutual TLS the health service alone is also served in plaintext
+  on HONGLING_FRONTDOOR_HEALTH_PORT, for probes that hold no client certificate.
 
 Refusals are status codes with the message and trailing metadata `x-hongling-error-reason` and
 `x-hongling-error-field` as the services send them (services/common/grpc_server.py): 400
@@ -27,7 +33,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -50,10 +56,11 @@ from gateway.app import REQUEST_ID_RE
 from gateway.calls import admit
 from gateway.clients import Clients
 from gateway.errors import GRPC_TO_HTTP, ApiError, storage_unavailable
+from gateway.frontdoor_tls import CertIdentity, ClientTable, Transport, TransportError, describe_certificate, plan
 from gateway.governance import shapes
 from gateway.governance.store import GovernanceStore, open_store
 from gateway.identity import Identity, identify
-from gateway.policy import FRONTDOOR, POLICY, Rule, check_department_grant, decide
+from gateway.policy import DEPARTMENTS, FRONTDOOR, POLICY, Rule, check_department_grant, decide
 from gateway.protojson import to_json
 from gateway.ratelimit import RateLimits, bucket_key
 from gateway.routes_issues import hand_over
@@ -78,6 +85,8 @@ AUTHORIZATION_KEY = "authorization"
 ASSISTANCE_CHANNEL = "department_assistance"
 BIND_ATTEMPTS = 10  # one a second
 OUTSIDE_GRANT = "outside_grant"  # the reason of a refusal by the grant check (policy.check_department_grant, admit)
+CERTIFICATE_UNKNOWN = "certificate_unknown"  # mutual TLS: a client certificate the clients table does not name
+CERTIFICATE_MISMATCH = "certificate_mismatch"  # mutual TLS: the token is not the certificate's department's
 # An ApiError's HTTP status -> the front door's status code (anything else: INTERNAL).
 STATUS: dict[int, grpc.StatusCode] = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
@@ -210,6 +219,7 @@ class Door:
         clients: Clients,
         store: GovernanceStore,
         audit: AuditLog,
+        certificates: ClientTable | None = None,
     ) -> None:
         self.settings = settings
         self.tokens = tokens
@@ -217,6 +227,8 @@ class Door:
         self.clients = clients
         self.store = store
         self.audit = audit
+        # Under mutual TLS (set by FrontDoorServer from its transport): client certificate -> department.
+        self.certificates = certificates
         self.limits = RateLimits(settings)
 
     @classmethod
@@ -237,10 +249,57 @@ class Door:
             audit=open_log(settings),
         )
 
-    def identify(self, peer: str, md: Mapping[str, str]) -> Identity:
-        """Who calls (the per-address rate limit first, so refused credentials count too); ApiError 401/429/503."""
+    def identify(
+        self, peer: str, md: Mapping[str, str], auth_context: Mapping[str, Sequence[bytes]] | None = None
+    ) -> tuple[Identity, CertIdentity | None]:
+        """Who calls: the token's identity and, under mutual TLS, the department its client certificate stands
+        for (the per-address rate limit first, so refused credentials count too); ApiError 401/429/503."""
         self.limits.ip.check(bucket_key(peer_address(peer)))
-        return identify(md.get(AUTHORIZATION_KEY), self.tokens, self.sessions)
+        cert = None
+        if self.certificates is not None:
+            cert = self.certificates.identify(auth_context or {})
+            if cert is None:
+                raise ApiError(
+                    401,
+                    CERTIFICATE_UNKNOWN,
+                    f"this client certificate ({describe_certificate(auth_context or {})}) is signed by the client CA "
+                    "but is not registered for any department: ask the operators to add it to the front door's "
+                    "client table (HONGLING_FRONTDOOR_CLIENTS_FILE; 客户端证书未登记)",
+                )
+        return identify(md.get(AUTHORIZATION_KEY), self.tokens, self.sessions), cert
+
+    def check_certificate(
+        self, cert: CertIdentity, identity: Identity, method: str, tenant: str | None, request_id: str
+    ) -> None:
+        """Under mutual TLS the token must be the department's that the client certificate names: a call without
+        a token is UNAUTHENTICATED, a token of anyone else PERMISSION_DENIED (audited, whoever the token is)."""
+        p = identity.principal
+        if identity.anonymous:
+            raise ApiError(
+                401,
+                "unauthenticated",
+                f"this client certificate is department {cert.department!r}'s: send its API token too, "
+                "authorization: Bearer <token> (需要部门令牌)",
+                field=AUTHORIZATION_KEY,
+            )
+        if p.role in DEPARTMENTS and p.sub == cert.department:
+            return
+        self._audit_plain(
+            p,
+            "refused",
+            method,
+            tenant,
+            request_id,
+            {"reason": CERTIFICATE_MISMATCH, "certificate_department": cert.department, "certificate": cert.matched},
+        )
+        raise ApiError(
+            403,
+            CERTIFICATE_MISMATCH,
+            f"the client certificate ({cert.matched}) is department {cert.department!r}'s, but the token is "
+            f"{p.sub!r}'s (role {p.role}): call with the token of the department the certificate names, or with "
+            "the certificate issued to the token's department (证书与令牌不属于同一部门)",
+            field=AUTHORIZATION_KEY,
+        )
 
     def admit_call(self, identity: Identity, method: str, request: Message, request_id: str) -> Admitted:
         """Whether POLICY lets the caller call this method on this tenant and, for a district department on a
@@ -374,8 +433,13 @@ class FrontDoorInterceptor(grpc.ServerInterceptor):
                         "send one authorization: Bearer <token>, not several (只能提供一个令牌)",
                         field=AUTHORIZATION_KEY,
                     )
-                identity = self.door.identify(ctx.peer(), md)
+                identity, cert = self.door.identify(ctx.peer(), md, ctx.auth_context())
                 who = f"{identity.principal.sub}, {identity.principal.role}"
+                if cert is not None:
+                    who += f", certificate of {cert.department}"
+                    self.door.check_certificate(
+                        cert, identity, method, tenant if tenant in tenant_slugs() else None, request_id
+                    )
                 if isinstance(request, Malformed):
                     raise ApiError(
                         400,
@@ -490,9 +554,13 @@ class DepartmentGateway(pb_grpc.DepartmentGatewayServicer):
 class FrontDoorServer:
     """The front door's gRPC server: DepartmentGateway behind the door's interceptor, health, reflection."""
 
-    def __init__(self, door: Door, *, port: int | None = None) -> None:
+    def __init__(self, door: Door, *, port: int | None = None, transport: Transport | None = None) -> None:
+        """Listens as `transport` says (default: as the settings say, gateway/frontdoor_tls.plan: TransportError
+        on a non-loopback host without TLS)."""
         settings = door.settings
         self.door = door
+        self.transport = plan(settings) if transport is None else transport
+        door.certificates = self.transport.clients
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="frontdoor-rpc"),
             interceptors=[FrontDoorInterceptor(door)],
@@ -507,18 +575,40 @@ class FrontDoorServer:
         )
         wanted = settings.frontdoor_port if port is None else port
         assert wanted is not None
-        self.port = self._bind(f"{settings.host}:{wanted}")
+        self.port = self._bind(self.server, f"{settings.host}:{wanted}", self.transport.credentials)
+        # Under mutual TLS: the health service alone, in plaintext, for probes without a client certificate.
+        self.health_server: grpc.Server | None = None
+        self.health_port: int | None = None
+        if self.transport.mtls:
+            self.health_server = grpc.server(
+                futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="frontdoor-health"),
+                options=[("grpc.so_reuseport", 0)],
+            )
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self.health_server)
+            assert settings.frontdoor_health_port is not None
+            health_port = settings.frontdoor_health_port if port is None else 0
+            self.health_port = self._bind(self.health_server, f"{settings.host}:{health_port}", None)
         # Health is NOT_SERVING while the door's own database (audit log, grants, accounts) is down.
         self._stop = threading.Event()
         own = [dependencies.mongo_check(door.audit.entries.database.client)] if isinstance(door.audit, AuditLog) else []
         self.dependencies = dependencies.DependencyMonitor(own, self._set_serving)
 
-    def _bind(self, address: str, attempts: int = BIND_ATTEMPTS) -> int:
-        """Listen on the address. A port in use may be another program's (stop), or a passing outgoing
-        connection's source port (the ports lie in the kernel's ephemeral range): tried again for a while."""
+    @staticmethod
+    def _bind(
+        server: grpc.Server,
+        address: str,
+        credentials: grpc.ServerCredentials | None,
+        attempts: int = BIND_ATTEMPTS,
+    ) -> int:
+        """Listen on the address (TLS with credentials, else plaintext). A port in use may be another program's
+        (stop), or a passing outgoing connection's source port (the ports lie in the kernel's ephemeral range):
+        tried again for a while."""
         for attempt in range(1, attempts + 1):
             try:
-                bound = self.server.add_insecure_port(address)
+                if credentials is not None:
+                    bound = server.add_secure_port(address, credentials)
+                else:
+                    bound = server.add_insecure_port(address)
             except RuntimeError:  # grpcio >= 1.60 raises where older versions returned 0
                 bound = 0
             if bound:
@@ -528,13 +618,25 @@ class FrontDoorServer:
                 time.sleep(1.0)
         raise SystemExit(
             f"frontdoor: cannot listen on {address} (port in use?); "
-            "change HONGLING_FRONTDOOR_PORT or HONGLING_PORT_BASE"
+            "change HONGLING_FRONTDOOR_PORT (HONGLING_FRONTDOOR_HEALTH_PORT under TLS) or HONGLING_PORT_BASE"
         )
 
     def start(self) -> None:
         self.server.start()
+        if self.health_server is not None:
+            self.health_server.start()
         self.dependencies.start(self._stop)  # SERVING, or NOT_SERVING while the database is down
-        log.info("front door serving gRPC on %s:%d", self.door.settings.host, self.port)
+        host = self.door.settings.host
+        if self.transport.mtls:
+            log.info(
+                "front door serving gRPC with mutual TLS on %s:%d (health in plaintext on %s:%s)",
+                host,
+                self.port,
+                host,
+                self.health_port,
+            )
+        else:
+            log.info("front door serving gRPC in plaintext on %s:%d (loopback only)", host, self.port)
 
     def _set_serving(self, ok: bool) -> None:
         if self._stop.is_set():
@@ -547,6 +649,8 @@ class FrontDoorServer:
         log.info("front door shutting down")
         self._stop.set()
         self.health.enter_graceful_shutdown()
+        if self.health_server is not None:
+            self.health_server.stop(grace)
         self.server.stop(grace).wait()
         self.door.clients.close()
         log.info("front door stopped")
@@ -560,6 +664,11 @@ def main() -> None:
     settings = get_settings()
     setup_logging("frontdoor", settings.log_level)
     try:
+        transport = plan(settings)  # before anything connects: a bad transport is named at once
+    except TransportError as exc:
+        print(f"frontdoor: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    try:
         door = Door.open(settings)
     except TokenFileError as exc:
         print(f"frontdoor: cannot read HONGLING_API_TOKENS_FILE: {exc}", file=sys.stderr)
@@ -568,7 +677,7 @@ def main() -> None:
     # HONGLING_GATEWAY_METRICS_PORT (base + 160), beside the HTTP gateway's /metrics on its own port.
     assert settings.gateway_metrics_port is not None
     metrics.serve_metrics(settings.gateway_metrics_port, settings.host)
-    FrontDoorServer(door).serve_forever()
+    FrontDoorServer(door, transport=transport).serve_forever()
 
 
 if __name__ == "__main__":

@@ -156,8 +156,9 @@ def listening_ports(settings: Settings, process: str) -> set[int]:
     if process in SERVICE_PORT_OFFSETS:
         ports.add(settings.metrics_port(process))
     if process == "frontdoor":  # its own /metrics, on HONGLING_GATEWAY_METRICS_PORT (the monitoring work)
-        assert settings.gateway_metrics_port is not None
+        assert settings.gateway_metrics_port is not None and settings.frontdoor_port is not None
         ports.add(settings.gateway_metrics_port)
+        ports.add(settings.frontdoor_port)  # port_of names its health port under mutual TLS (the probe's)
     return ports
 
 

@@ -5,7 +5,8 @@ holds no curl or grpc_health_probe, but it holds Python, grpcio and grpc_health.
 setting (HONGLING_<NAME>_PORT, or the port base's default), so the probe and the server never disagree.
 
 - a service (org, intake, dispatch, evaluation, publication, alliance, projector) and the front door: the
-  standard grpc.health.v1 Check, SERVING;
+  standard grpc.health.v1 Check, SERVING (the front door's on HONGLING_FRONTDOOR_HEALTH_PORT under mutual TLS,
+  where it serves its health alone in plaintext: this probe holds no client certificate);
 - the gateway: HTTP GET /healthz, 200.
 """
 
@@ -27,7 +28,10 @@ def port_of(settings: Settings, process: str) -> int:
     """The port the process listens on, from the same settings it reads itself."""
     if process in SERVICE_PORT_OFFSETS:
         return settings.grpc_port(process)
-    port = settings.frontdoor_port if process == "frontdoor" else settings.gateway_port
+    if process == "frontdoor" and settings.frontdoor_mtls():
+        port = settings.frontdoor_health_port  # under mutual TLS its health alone is served in plaintext there
+    else:
+        port = settings.frontdoor_port if process == "frontdoor" else settings.gateway_port
     assert port is not None  # derived from the port base when unset
     return port
 

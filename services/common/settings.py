@@ -198,6 +198,18 @@ class Settings(BaseSettings):
     gateway_metrics_port: int | None = Field(None, ge=1, le=65535)
     # The gRPC front door for district-department systems (gateway/frontdoor.py).
     frontdoor_port: int | None = Field(None, ge=1, le=65535)
+    # Its transport (gateway/frontdoor_tls.py): "auto" = mutual TLS when frontdoor_tls_dir is set, else plaintext;
+    # "mtls" = mutual TLS, refusing to start without its files; "off" = plaintext. Plaintext on a loopback host
+    # only: on any other the front door refuses to start. The directory holds tls.crt and tls.key (a
+    # kubernetes.io/tls Secret's layout); the CA bundle signs department client certificates; the clients file
+    # maps a client certificate (URI SAN or common name) to its department (docs/runbook.md "Front door TLS").
+    frontdoor_tls: Literal["auto", "mtls", "off"] = "auto"
+    frontdoor_tls_dir: str = ""
+    frontdoor_client_ca: str = ""
+    frontdoor_clients_file: str = ""
+    # Under mutual TLS, the standard gRPC health service alone, in plaintext, for probes that cannot present a
+    # client certificate (the kubelet's gRPC probe, services.common.healthcheck); default port base + 49.
+    frontdoor_health_port: int | None = Field(None, ge=1, le=65535)
     org_port: int | None = Field(None, ge=1, le=65535)
     intake_port: int | None = Field(None, ge=1, le=65535)
     dispatch_port: int | None = Field(None, ge=1, le=65535)
@@ -290,6 +302,8 @@ class Settings(BaseSettings):
             self.gateway_metrics_port = base + 160
         if self.frontdoor_port is None:
             self.frontdoor_port = base + 50
+        if self.frontdoor_health_port is None:
+            self.frontdoor_health_port = base + 49
         return self
 
     def grpc_port(self, service: str) -> int:
@@ -301,6 +315,10 @@ class Settings(BaseSettings):
         port = getattr(self, f"{service}_metrics_port")
         assert isinstance(port, int)
         return port
+
+    def frontdoor_mtls(self) -> bool:
+        """Whether the front door serves mutual TLS (gateway/frontdoor_tls.py), as HONGLING_FRONTDOOR_TLS says."""
+        return self.frontdoor_tls == "mtls" or (self.frontdoor_tls == "auto" and bool(self.frontdoor_tls_dir.strip()))
 
     def principal_secrets(self) -> tuple[str, ...]:
         """The secrets a principal may be signed with: the current one first, then the rotation's other one."""

@@ -265,8 +265,10 @@ def test_each_process_runs_with_its_ports_probes_and_limits(overlay: str) -> Non
             grpc = int(env[f"HONGLING_{name.upper()}_PORT"])
             assert p["grpc"] == grpc, name
             # ready: gRPC health SERVING; alive: the port answers (health is NOT_SERVING while a database is
-            # down, and restarting the pod would not bring the database back)
-            assert c["readinessProbe"]["grpc"] == {"port": grpc}, name
+            # down, and restarting the pod would not bring the database back). The front door serves mutual TLS,
+            # which the kubelet's probe cannot speak: its health alone is in plaintext on its health port.
+            health = p.pop("health") if name == "frontdoor" else grpc
+            assert c["readinessProbe"]["grpc"] == {"port": health}, name
             for probe in ("startupProbe", "livenessProbe"):
                 assert c[probe]["tcpSocket"]["port"] == "grpc", f"{name} {probe}"
             # the front door's own metrics are on the gateway's metrics port setting (a process of its own)
@@ -279,7 +281,50 @@ def test_each_process_runs_with_its_ports_probes_and_limits(overlay: str) -> Non
         assert annotations["prometheus.io/path"] == "/metrics", name
         svc = services[name]
         assert svc["spec"]["selector"] == {"app.kubernetes.io/name": name}
-        assert {sp["targetPort"] for sp in svc["spec"]["ports"]} == set(p)
+        assert {sp["targetPort"] for sp in svc["spec"]["ports"]} == set(p)  # the probe's health port is not in it
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_front_door_serves_mutual_tls_from_the_operators_secret(overlay: str) -> None:
+    dep = objects(overlay, "Deployment")["frontdoor"]
+    c = container(dep)
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert env["HONGLING_FRONTDOOR_TLS"] == "mtls"
+    assert env["HONGLING_FRONTDOOR_TLS_DIR"] == mounts["frontdoor-tls"]
+    assert volumes["frontdoor-tls"]["secret"] == {"secretName": "hongling-frontdoor-tls"}  # referenced, required
+    for var in ("HONGLING_FRONTDOOR_CLIENT_CA", "HONGLING_FRONTDOOR_CLIENTS_FILE"):
+        assert str(env[var]).startswith(mounts["frontdoor-clients"] + "/"), var
+    assert volumes["frontdoor-clients"]["configMap"] == {"name": "hongling-frontdoor-clients"}
+    assert int(str(env["HONGLING_FRONTDOOR_HEALTH_PORT"])) == ports(dep)["health"]
+    # the settings a front door pod gets ask for mutual TLS
+    secrets = {s: "k8s-test-" + "s" * 32 + s for s in SECRET_SETTINGS}
+    values = {**config(overlay), **{k: v for k, v in env.items() if v is not None}}
+    settings = Settings(
+        **secrets, **{k.removeprefix("HONGLING_").lower(): v for k, v in values.items() if k.startswith("HONGLING_")}
+    )
+    assert settings.frontdoor_mtls() and settings.host == "0.0.0.0"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_ingress_terminates_tls_for_the_http_api_and_passes_the_front_door_through(overlay: str) -> None:
+    ingresses = objects(overlay, "Ingress")
+    assert sorted(ingresses) == ["frontdoor", "gateway"]
+    http = ingresses["gateway"]["spec"]
+    hosts = {r["host"] for r in http["rules"]}
+    assert [t["secretName"] for t in http["tls"]] == ["hongling-gateway-tls"]  # by reference: no Secret rendered
+    assert hosts == {h for t in http["tls"] for h in t["hosts"]}, "every host of the HTTP API is served with TLS"
+    assert ingresses["gateway"]["metadata"]["annotations"]["nginx.ingress.kubernetes.io/force-ssl-redirect"] == "true"
+    backends = {p["backend"]["service"]["name"] for r in http["rules"] for p in r["http"]["paths"]}
+    assert backends == {"gateway"}
+    door = ingresses["frontdoor"]
+    assert door["metadata"]["annotations"]["nginx.ingress.kubernetes.io/ssl-passthrough"] == "true"
+    assert {p["backend"]["service"]["port"]["name"] for r in door["spec"]["rules"] for p in r["http"]["paths"]} == {
+        "grpc"
+    }
+    if overlay == "prod":
+        assert "cert-manager.io/cluster-issuer" in ingresses["gateway"]["metadata"]["annotations"]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
