@@ -312,6 +312,8 @@ def test_a_broken_table_is_refused_naming_what_is_wrong(text: str, complaint: st
 def test_the_healthcheck_probes_the_plaintext_health_port_under_mtls() -> None:
     from services.common.healthcheck import port_of
 
-    assert port_of(Settings(port_base=20000), "frontdoor") == 20050
-    mtls = Settings(port_base=20000, frontdoor_tls="mtls", frontdoor_tls_dir="/etc/hongling/frontdoor-tls")
+    # The ports given, not derived from the port base: `make test` exports every HONGLING_*_PORT of its stack.
+    ports = {"frontdoor_port": 20050, "frontdoor_health_port": 20049}
+    assert port_of(Settings(**ports), "frontdoor") == 20050
+    mtls = Settings(**ports, frontdoor_tls="mtls", frontdoor_tls_dir="/etc/hongling/frontdoor-tls")
     assert port_of(mtls, "frontdoor") == 20049
