@@ -69,10 +69,11 @@ portal: $(STAMP_PORTAL) ## build the portal (npm ci from its lock, vite build) i
 
 # The AsyncAPI document's validator (tests/unit/test_asyncapi.py): @asyncapi/parser, installed exactly as
 # tools/asyncapi-validate/package-lock.json says (`npm ci`, integrity-checked). Reinstalled when the lock changes.
+# No install scripts: the only package with one is @scarf/scarf, the parser's install telemetry.
 $(STAMP_ASYNCAPI): $(ASYNCAPI_VALIDATOR)/package-lock.json $(ASYNCAPI_VALIDATOR)/package.json
 	@command -v npm >/dev/null || { echo "npm not found: the AsyncAPI validator needs Node.js 20.19+ and npm" >&2; exit 1; }
 	@echo "[asyncapi] npm ci in $(ASYNCAPI_VALIDATOR) (package-lock.json, integrity-checked)"
-	@cd $(ASYNCAPI_VALIDATOR) && npm ci --no-audit --no-fund --loglevel=error
+	@cd $(ASYNCAPI_VALIDATOR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	@touch $@
 
 asyncapi-validator: $(STAMP_ASYNCAPI) ## install @asyncapi/parser (npm ci from its lock) for the AsyncAPI document's test
