@@ -17,8 +17,10 @@ PORTAL := gateway/portal
 STAMP_NPM := $(PORTAL)/node_modules/.installed
 STAMP_PORTAL := $(PORTAL)/dist/index.html
 PORTAL_SOURCES := $(shell find $(PORTAL)/src $(PORTAL)/public -type f 2>/dev/null) $(PORTAL)/index.html $(PORTAL)/vite.config.js $(PORTAL)/sw.js
+ASYNCAPI_VALIDATOR := tools/asyncapi-validate
+STAMP_ASYNCAPI := $(ASYNCAPI_VALIDATOR)/node_modules/.installed
 
-.PHONY: help venv lock protos provision browser pdf portal infra topics up down logs status test lint unit bench clean
+.PHONY: help venv lock protos provision browser pdf portal asyncapi-validator infra topics up down logs status test lint unit bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -65,6 +67,17 @@ $(STAMP_PORTAL): $(STAMP_NPM) $(PORTAL_SOURCES)
 
 portal: $(STAMP_PORTAL) ## build the portal (npm ci from its lock, vite build) into gateway/portal/dist
 
+# The AsyncAPI document's validator (tests/unit/test_asyncapi.py): @asyncapi/parser, installed exactly as
+# tools/asyncapi-validate/package-lock.json says (`npm ci`, integrity-checked). Reinstalled when the lock changes.
+# No install scripts: the only package with one is @scarf/scarf, the parser's install telemetry.
+$(STAMP_ASYNCAPI): $(ASYNCAPI_VALIDATOR)/package-lock.json $(ASYNCAPI_VALIDATOR)/package.json
+	@command -v npm >/dev/null || { echo "npm not found: the AsyncAPI validator needs Node.js 20.19+ and npm" >&2; exit 1; }
+	@echo "[asyncapi] npm ci in $(ASYNCAPI_VALIDATOR) (package-lock.json, integrity-checked)"
+	@cd $(ASYNCAPI_VALIDATOR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
+
+asyncapi-validator: $(STAMP_ASYNCAPI) ## install @asyncapi/parser (npm ci from its lock) for the AsyncAPI document's test
+
 browser: ## install Debian's Chromium and a CJK font for the portal's browser tests, where missing
 	@bash deploy/local/browser.sh
 
@@ -104,10 +117,10 @@ lint: protos ## ruff and mypy
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy services gateway
 
-unit: protos pdf prometheus ## unit tests only (no infrastructure)
+unit: protos pdf prometheus asyncapi-validator ## unit tests only (no infrastructure)
 	@$(VENV)/bin/pytest -q tests/unit
 
-test: protos portal browser pdf provision prometheus ## set up what is missing, start a private test stack, lint, run every test, stop it
+test: protos portal asyncapi-validator browser pdf provision prometheus ## set up what is missing, start a private test stack, lint, run every test, stop it
 	@bash deploy/local/test.sh
 
 bench: protos portal browser pdf provision ## run the benchmarks under bench/ against a private stack

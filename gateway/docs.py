@@ -1,6 +1,8 @@
-"""The API's own description: /api/v1/openapi.json and the docs page /api/docs.
+"""The API's own description: /api/v1/openapi.json, the docs page /api/docs, and the event bus's and the
+webhooks' AsyncAPI 3.0 document /api/v1/asyncapi.json (gateway/asyncapi.py).
 
-The OpenAPI document is built from the code at the first request (gateway/openapi.py) and kept: Flask
+The OpenAPI document is built from the code at the first request (gateway/openapi.py) and kept (so is the
+AsyncAPI one, from the event protos, the topics and the webhook code): Flask
 allows no new routes once an app has served a request, so it cannot go stale. The docs page is Swagger
 UI from the swagger-ui-bundle-v2 wheel (upstream swagger-ui-dist 5.x, which renders OpenAPI 3.1; the
 `swagger_ui_bundle` module it installs), its assets served from here under /api/docs/… so a browser
@@ -18,6 +20,7 @@ from flask import Blueprint, Response, abort, current_app, request, send_from_di
 from markupsafe import escape
 from swagger_ui_bundle import swagger_ui_path
 
+from gateway.asyncapi import build_asyncapi
 from gateway.openapi import build_spec
 
 bp = Blueprint("docs", __name__)
@@ -73,6 +76,31 @@ def openapi_json() -> Response:
     resp.headers["Cache-Control"] = "no-cache"
     resp.add_etag()
     resp.make_conditional(request)  # 304 when If-None-Match names this version
+    return resp
+
+
+def _asyncapi_bytes() -> bytes:
+    cached: bytes | None = current_app.extensions.get("hongling.asyncapi")
+    if cached is None:
+        doc = build_asyncapi(current_app.extensions.get("hongling.settings"))
+        cached = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        current_app.extensions["hongling.asyncapi"] = cached
+    return cached
+
+
+@bp.get("/api/v1/asyncapi.json")
+def asyncapi_json() -> Response:
+    """AsyncAPI 3.0 文档 The events' and webhooks' AsyncAPI 3.0 document, built from the event protos
+
+    Every Kafka topic (a channel each) and every event: its CloudEvents attributes, the protobuf payload and
+    the JSON Schema of its JSON rendering, the record key, ordering and delivery guarantees; the webhook
+    deliveries with their Standard Webhooks signature headers and retries. Cached per gateway process;
+    conditional GET with If-None-Match works.
+    """
+    resp = Response(_asyncapi_bytes(), mimetype="application/json")
+    resp.headers["Cache-Control"] = "no-cache"
+    resp.add_etag()
+    resp.make_conditional(request)
     return resp
 
 

@@ -770,6 +770,9 @@ class SpecBuilder:
             return Op(responses={"200": answer}, errors=(400, 404))
         if endpoint == "docs.openapi_json":
             return Op(responses={"200": _ok("本文档 This OpenAPI document", {"type": "object"})})
+        if endpoint == "docs.asyncapi_json":
+            asyncapi = {"type": "object", "description": "AsyncAPI 3.0.0 (https://www.asyncapi.com/docs/reference)"}
+            return Op(responses={"200": _ok("事件与Webhook的AsyncAPI文档 The AsyncAPI 3.0 document", asyncapi)})
         if endpoint in PLAIN:
             status, content, errors = PLAIN[endpoint]
             if content is None:

@@ -377,6 +377,7 @@ POLICY: dict[str, Rule] = {
     "alliance_meetings.check_in": Rule("alliance meetings: check in", MEMBERS, tenant_scoped=True),
     "alliance_meetings.propose_item": Rule("alliance meetings: propose", MEMBERS, tenant_scoped=True),
     "docs.openapi_json": Rule("api docs", ANYONE, tenant_scoped=False, community=TENANT_WIDE),
+    "docs.asyncapi_json": Rule("api docs", ANYONE, tenant_scoped=False, community=TENANT_WIDE),
     "docs.docs_page": Rule("api docs", ANYONE, tenant_scoped=False, community=TENANT_WIDE),
     "docs.docs_asset": Rule("api docs", ANYONE, tenant_scoped=False, community=TENANT_WIDE),
     # The portal's pages and files (gateway/routes_portal.py): anyone; every page's data needs a person's token.

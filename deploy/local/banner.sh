@@ -51,7 +51,7 @@ ${people}
                           passwords kept in ${HONGLING_STATE_DIR}/demo-accounts.txt
 
   Gateway (HTTP API)      http://127.0.0.1:${HONGLING_GATEWAY_PORT}/api/v1/tenants
-  API docs                http://127.0.0.1:${HONGLING_GATEWAY_PORT}/api/docs  (OpenAPI: /api/v1/openapi.json)
+  API docs                http://127.0.0.1:${HONGLING_GATEWAY_PORT}/api/docs  (OpenAPI: /api/v1/openapi.json, events: /api/v1/asyncapi.json)
   Open311 GeoReport v2    http://127.0.0.1:${HONGLING_GATEWAY_PORT}/open311/v2/services.json?jurisdiction_id=taiqian
   Gateway health          http://127.0.0.1:${HONGLING_GATEWAY_PORT}/readyz
   Gateway metrics         http://127.0.0.1:${HONGLING_GATEWAY_PORT}/metrics

@@ -132,6 +132,8 @@ EXPECTED: dict[str, tuple[set[str], bool]] = {
     "alliance activities: sign-ups": (DISPATCHERS, True),
     # The portal's pages and files: anyone (the data each page shows needs a person's token).
     "portal": (EVERYONE, False),
+    # The API's own documents (OpenAPI, AsyncAPI) and the docs page: anyone.
+    "api docs": (EVERYONE, False),
     # Alliance: joint meetings. Staff run them; a member reads the meetings it is invited to, checks in and
     # proposes items as its bound helper, and reads its own attendance.
     "alliance meetings: list": (STAFF, True),
@@ -313,6 +315,11 @@ CALLS: dict[str, list[Call]] = {
     "metrics (from this host)": [lambda t, s: ("GET", "/metrics", {})],
     "tenants list": [lambda t, s: ("GET", "/api/v1/tenants", {})],
     "portal": [lambda t, s: ("GET", "/portal/", {}), lambda t, s: ("GET", f"/portal/{t}/issues/{s.issue_id}", {})],
+    "api docs": [
+        lambda t, s: ("GET", "/api/v1/openapi.json", {}),
+        lambda t, s: ("GET", "/api/v1/asyncapi.json", {}),
+        lambda t, s: ("GET", "/api/docs", {}),
+    ],
     "issues: report": [lambda t, s: ("POST", f"/api/v1/tenants/{t}/issues", {"json": issue_at(s.point)})],
     "issues: read one": [lambda t, s: ("GET", f"/api/v1/tenants/{t}/issues/{s.issue_id}", {})],
     "issues: list": [lambda t, s: ("GET", f"/api/v1/tenants/{t}/issues?page_size=1&community_id={s.community_id}", {})],

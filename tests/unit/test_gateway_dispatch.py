@@ -190,6 +190,7 @@ def test_members_reach_only_the_dispatch_routes_they_need() -> None:
             "readyz",
             "tenants",
             "docs.openapi_json",
+            "docs.asyncapi_json",
             "docs.docs_page",
             "docs.docs_asset",
             "portal.root",

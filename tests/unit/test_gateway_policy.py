@@ -179,6 +179,7 @@ COMMUNITY_EXPECTED: dict[str, tuple[str, str]] = {
     "governance.get_grant": (OWN_RECORD, "grant"),
     "governance.list_tenant_grants": (OWN_LIST, ""),
     "docs.openapi_json": (TENANT_WIDE, ""),
+    "docs.asyncapi_json": (TENANT_WIDE, ""),
     "docs.docs_page": (TENANT_WIDE, ""),
     "docs.docs_asset": (TENANT_WIDE, ""),
     "portal.root": (TENANT_WIDE, ""),
