@@ -35,7 +35,7 @@ import hongling.events.v1 as events_pkg
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from gateway.openapi import PROTO_ROOT, _version, proto_comments
+from gateway.openapi import PROTO_ROOT, _comment, _is_map, _version
 from gateway.protojson import TIMESTAMP, FieldDesc, MessageDesc
 from services.common.events import CONTENT_TYPE, SPECVERSION, dead_letter_topic, state_topic_for, topic_for
 from services.common.settings import SERVICES, Settings
@@ -80,6 +80,30 @@ _SCALARS: dict[int, Schema] = {
     F.TYPE_BOOL: {"type": "boolean"},
     F.TYPE_STRING: {"type": "string"},
     F.TYPE_BYTES: {"type": "string", "contentEncoding": "base64"},
+}
+
+# The well-known types' own proto3 JSON forms (https://protobuf.dev/programming-guides/json/), not their fields.
+_WRAPPED = {
+    "DoubleValue": F.TYPE_DOUBLE,
+    "FloatValue": F.TYPE_FLOAT,
+    "Int64Value": F.TYPE_INT64,
+    "UInt64Value": F.TYPE_UINT64,
+    "Int32Value": F.TYPE_INT32,
+    "UInt32Value": F.TYPE_UINT32,
+    "BoolValue": F.TYPE_BOOL,
+    "StringValue": F.TYPE_STRING,
+    "BytesValue": F.TYPE_BYTES,
+}
+_WELL_KNOWN: dict[str, Schema] = {
+    TIMESTAMP: {"type": "string", "format": "date-time", "description": "RFC 3339, UTC (…Z)"},
+    DURATION: {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?s$"},
+    "google.protobuf.FieldMask": {"type": "string", "description": "field paths, comma-separated, lowerCamelCase"},
+    "google.protobuf.Struct": {"type": "object"},
+    "google.protobuf.Value": {},
+    "google.protobuf.ListValue": {"type": "array"},
+    "google.protobuf.Empty": {"type": "object", "maxProperties": 0},
+    "google.protobuf.Any": {"type": "object", "required": ["@type"], "properties": {"@type": {"type": "string"}}},
+    **{f"google.protobuf.{name}": _SCALARS[kind] for name, kind in _WRAPPED.items()},
 }
 
 SERVICE_ZH = {
@@ -178,10 +202,6 @@ def _webhook_text(settings: Figures) -> str:
 # ---------------------------------------------------------------- protobuf -> JSON Schema (proto3 JSON)
 
 
-def _comment(desc: Any) -> str:
-    return proto_comments(desc.file.name).get(desc.full_name, "")
-
-
 @cache
 def file_comment(file_name: str) -> str:
     """The comment at the top of a .proto under protos/ (the lines before `package`), paragraphs kept."""
@@ -197,10 +217,6 @@ def file_comment(file_name: str) -> str:
             lines.append(line[2:].strip())
     paragraphs = " ".join(t if t else "\n\n" for t in lines)
     return re.sub(r"\s*\n\n\s*", "\n\n", paragraphs).strip()
-
-
-def _is_map(fd: FieldDesc) -> bool:
-    return fd.type == F.TYPE_MESSAGE and fd.message_type.GetOptions().map_entry
 
 
 def schema_ref(full_name: str) -> Schema:
@@ -253,13 +269,9 @@ class JsonSchemas:
 
     def _value(self, fd: FieldDesc) -> Schema:
         if fd.type == F.TYPE_MESSAGE:
-            full_name = fd.message_type.full_name
-            if full_name == TIMESTAMP:
-                return {"type": "string", "format": "date-time", "description": "RFC 3339, UTC (…Z)"}
-            if full_name == DURATION:
-                return {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?s$"}
-            if full_name.startswith("google.protobuf."):
-                raise NotImplementedError(f"no proto3 JSON schema for {full_name} yet (gateway/asyncapi.py)")
+            known = _WELL_KNOWN.get(fd.message_type.full_name)
+            if known is not None:
+                return dict(known)
             return self.ref(fd.message_type)
         if fd.type == F.TYPE_ENUM:
             return {"type": "string", "enum": [v.name for v in fd.enum_type.values]}

@@ -51,11 +51,11 @@ import sys
 import tempfile
 import threading
 import tomllib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from services.common.principal import (
@@ -67,6 +67,9 @@ from services.common.principal import (
     parse_responder,
 )
 from services.common.tenants import tenant_slugs
+
+if TYPE_CHECKING:  # the CLI opens the log only when it writes (services.common.audit pulls in pymongo)
+    from services.common.audit import AuditLog
 
 log = logging.getLogger("gateway.tokens")
 
@@ -432,21 +435,26 @@ class TokenFile:
 
     def revoke(self, *, sub: str | None = None, token_id: str | None = None, now: datetime | None = None) -> int:
         """Revoke the active tokens of a sub (or the one with this id); how many were revoked."""
+        return len(self.revoke_records(sub=sub, token_id=token_id, now=now))
+
+    def revoke_records(
+        self, *, sub: str | None = None, token_id: str | None = None, now: datetime | None = None
+    ) -> list[TokenRecord]:
+        """Revoke the active tokens of a sub (or the one with this id); the records revoked, as now stored."""
         when = (now or _now()).replace(microsecond=0)
-        count = 0
+        revoked: list[TokenRecord] = []
 
         def change(records: list[TokenRecord]) -> list[TokenRecord]:
-            nonlocal count
             out = []
             for r in records:
                 if r.revoked_at is None and (r.sub == sub if sub is not None else r.id == token_id):
                     r = replace(r, revoked_at=when)
-                    count += 1
+                    revoked.append(r)
                 out.append(r)
             return out
 
         self.update(change)
-        return count
+        return revoked
 
 
 # ---------------------------------------------------------------- the gateway's view
@@ -562,22 +570,6 @@ def _check_exists(tenants: Sequence[str], community: str) -> None:
         channel.close()
 
 
-class Recorder(Protocol):
-    """Where the CLI writes what it did (services.common.audit.AuditLog.append)."""
-
-    def append(
-        self,
-        *,
-        actor: str,
-        role: str,
-        action: str,
-        outcome: str,
-        tenant: str = "",
-        target: str = "",
-        detail: Mapping[str, Any] | None = None,
-    ) -> object: ...
-
-
 # The CLI acts as the operator who runs it, in the role that manages credentials. Its audit entries are the API's
 # (account.create, role.change) for tokens: who, what, which token (its id, never the token), whose and for what.
 CLI_ROLE = "ops"
@@ -621,11 +613,11 @@ class AuditUnavailable(Exception):
 class CliAudit:
     """The audit entries of the CLI's changes: opened on first use; a failed write raises AuditUnavailable."""
 
-    def __init__(self, recorder: Recorder | None = None) -> None:
+    def __init__(self, recorder: AuditLog | None = None) -> None:
         self._recorder = recorder
         self.actor = cli_actor()
 
-    def _log(self) -> Recorder:
+    def _log(self) -> AuditLog:
         if self._recorder is None:
             from services.common.audit import open_log
             from services.common.settings import get_settings
@@ -741,11 +733,8 @@ def _cmd_list(tf: TokenFile, _args: argparse.Namespace, _audit: CliAudit) -> int
 def _cmd_revoke(tf: TokenFile, args: argparse.Namespace, audit: CliAudit) -> int:
     if (args.sub is None) == (args.id is None):
         raise ValueError("give exactly one of --sub or --id")
-    records, _ = tf.read()
-    before = {r.id for r in records if r.revoked_at is None}
-    count = tf.revoke(sub=args.sub, token_id=args.id)
-    records, _ = tf.read()
-    revoked = [r for r in records if r.id in before and r.revoked_at is not None]
+    revoked = tf.revoke_records(sub=args.sub, token_id=args.id)
+    count = len(revoked)
     try:
         for r in revoked:
             audit.record("token.revoke", r)
@@ -791,7 +780,7 @@ def _cmd_sweep(tf: TokenFile, _args: argparse.Namespace, audit: CliAudit) -> int
 CHANGING = ("create", "set-community", "revoke", "sweep")
 
 
-def main(argv: Sequence[str] | None = None, recorder: Recorder | None = None) -> int:
+def main(argv: Sequence[str] | None = None, recorder: AuditLog | None = None) -> int:
     """The CLI. Its changes are written to the audit log (`recorder`: the deployment's log by default); when the
     log cannot be written, the change is undone and the command fails (exit 2)."""
     parser = argparse.ArgumentParser(prog="python -m gateway.tokens", description="Manage the gateway's API tokens.")

@@ -196,12 +196,6 @@ def _date(data: Mapping[str, Any], name: str) -> date:
         raise InvalidArgument(f"{name} {raw!r} is not a date (YYYY-MM-DD, Asia/Shanghai)", field=name) from None
 
 
-def is_assessment(*texts: str) -> str:
-    """The assessment phrase found in the texts, or ""."""
-    found = assessment_wording(*texts)
-    return found.phrase if found else ""
-
-
 def validate_request(data: Mapping[str, Any], department: str, today: date) -> Request:
     """A checked request, or InvalidArgument / PermissionDenied (assessment tasks) naming the problem."""
     kind = _text(data, "kind", 32)
