@@ -40,7 +40,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import ip_address
 from pathlib import Path
-from typing import Any
 
 import grpc
 
@@ -242,8 +241,3 @@ def plan(settings: Settings) -> Transport:
         raise TransportError(f"HONGLING_FRONTDOOR_CLIENTS_FILE: {exc}") from None
     credentials = grpc.ssl_server_credentials([(key, chain)], root_certificates=ca, require_client_auth=True)
     return Transport(credentials, table)
-
-
-def peer_certificate(ctx: grpc.ServicerContext) -> dict[str, Any]:
-    """The call's auth context (the verified peer certificate's names under mutual TLS; empty in plaintext)."""
-    return dict(ctx.auth_context() or {})
