@@ -14,7 +14,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, request, send_from_directory, url_for
 from markupsafe import escape
@@ -56,13 +58,18 @@ PAGE = """<!DOCTYPE html>
 """
 
 
-def _spec_bytes() -> bytes:
-    cached: bytes | None = current_app.extensions.get("hongling.openapi")
+def _json_document(key: str, build: Callable[[], Any]) -> Response:
+    """A document built at its first request and kept in the app (key), served with an ETag: 304 when the
+    request's If-None-Match names this version."""
+    cached: bytes | None = current_app.extensions.get(key)
     if cached is None:
-        spec = build_spec(current_app)
-        cached = json.dumps(spec, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        current_app.extensions["hongling.openapi"] = cached
-    return cached
+        cached = json.dumps(build(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        current_app.extensions[key] = cached
+    resp = Response(cached, mimetype="application/json")
+    resp.headers["Cache-Control"] = "no-cache"
+    resp.add_etag()
+    resp.make_conditional(request)
+    return resp
 
 
 @bp.get("/api/v1/openapi.json")
@@ -72,20 +79,7 @@ def openapi_json() -> Response:
     Every /api/v1 route with its parameters, request and response schemas, the roles that may call it
     and the error responses. Cached per gateway process; conditional GET with If-None-Match works.
     """
-    resp = Response(_spec_bytes(), mimetype="application/json")
-    resp.headers["Cache-Control"] = "no-cache"
-    resp.add_etag()
-    resp.make_conditional(request)  # 304 when If-None-Match names this version
-    return resp
-
-
-def _asyncapi_bytes() -> bytes:
-    cached: bytes | None = current_app.extensions.get("hongling.asyncapi")
-    if cached is None:
-        doc = build_asyncapi(current_app.extensions.get("hongling.settings"))
-        cached = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        current_app.extensions["hongling.asyncapi"] = cached
-    return cached
+    return _json_document("hongling.openapi", lambda: build_spec(current_app))
 
 
 @bp.get("/api/v1/asyncapi.json")
@@ -97,11 +91,7 @@ def asyncapi_json() -> Response:
     deliveries with their Standard Webhooks signature headers and retries. Cached per gateway process;
     conditional GET with If-None-Match works.
     """
-    resp = Response(_asyncapi_bytes(), mimetype="application/json")
-    resp.headers["Cache-Control"] = "no-cache"
-    resp.add_etag()
-    resp.make_conditional(request)
-    return resp
+    return _json_document("hongling.asyncapi", lambda: build_asyncapi(current_app.extensions.get("hongling.settings")))
 
 
 @bp.get("/api/docs")
