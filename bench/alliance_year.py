@@ -116,6 +116,7 @@ class Place:
     def __init__(self, tenant: str, community: str, units: list[str], people: list[str]) -> None:
         self.tenant, self.community, self.units, self.people = tenant, community, units, people
         self.shifts: list[str] = []  # shifts made, for the claims
+        self.activities: list[str] = []  # activities published, for the spends tied to them
 
 
 def org(tenant: str, collection: str, body: dict[str, Any]) -> str:
@@ -279,7 +280,7 @@ def load(where: list[Place], producer: KafkaProducer, a: float, b: float) -> Non
 
         def job() -> None:
             start = now + timedelta(days=1 + n % 300, hours=rng.randrange(8, 18))
-            activities.PublishActivity(
+            made = activities.PublishActivity(
                 apb.PublishActivityRequest(
                     community_id=p.community,
                     title=f"共建活动 {n}",
@@ -292,6 +293,7 @@ def load(where: list[Place], producer: KafkaProducer, a: float, b: float) -> Non
                 metadata=callers[p.tenant].md(),
                 timeout=30,
             )
+            p.activities.append(made.id)
 
         return job
 
@@ -338,7 +340,8 @@ def load(where: list[Place], producer: KafkaProducer, a: float, b: float) -> Non
                         fund=which,
                         amount_fen=rng.randrange(100, 5_000),
                         for_kind="activity",
-                        for_id=f"act-bench-{n}",
+                        # a spend names an activity of the community that exists (the service checks it)
+                        for_id=p.activities[n % len(p.activities)],
                         idempotency_key=f"bench-{RUN}-f{n}",
                     ),
                     metadata=md,
