@@ -114,6 +114,21 @@ def test_withdrawing_a_place_promotes_the_first_waiting_once() -> None:
     assert again.entry.status == "waiting" and act.position(entries, again.entry) == 1
 
 
+def test_a_sign_up_after_a_withdrawal_is_the_participants_next_one_and_an_attended_one_cannot_be_withdrawn() -> None:
+    entries: list[act.Entry] = []
+    start = NOW + timedelta(minutes=20)  # check-in opens 30 minutes before the start
+    first = act.sign_up(entries, person("a"), 2, start, NOW, "w").entry
+    out = act.withdraw(entries, person("a"), 2, start, NOW)
+    assert out.was == "placed" and act.signup_number(entries, first) == 1
+    second = act.sign_up(entries, person("a"), 2, start, NOW, "w").entry
+    other = act.sign_up(entries, person("b"), 2, start, NOW, "w").entry
+    assert (act.signup_number(entries, second), act.signup_number(entries, other)) == (2, 1)
+    act.attend(entries, person("a"), start, start + timedelta(hours=1), NOW, by_worker=True, asked_hours=0, by="w")
+    with pytest.raises(FailedPrecondition) as err:
+        act.withdraw(entries, person("a"), 2, start, NOW)
+    assert err.value.field == "participant" and second.status == "placed"
+
+
 def test_sign_up_closes_at_the_deadline() -> None:
     with pytest.raises(FailedPrecondition):
         act.sign_up([], person("a"), 1, NOW - timedelta(seconds=1), NOW, "w")

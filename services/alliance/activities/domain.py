@@ -2,7 +2,8 @@
 
 An activity's participants are one list in arrival order (`seq`). A sign-up takes a place while places are
 left, else joins the waiting list; a withdrawal of a place promotes the first waiting (lowest seq), in the same
-change, so a promotion happens exactly once. Positions on the waiting list are 1, 2, … in arrival order.
+change, so a promotion happens exactly once. Positions on the waiting list are 1, 2, … in arrival order. A withdrawal
+is possible only before the start and before attendance is recorded (a met duty is never taken back).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Entry:
 class Outcome:
     entry: Entry
     promoted: list[Entry] = field(default_factory=list)
+    was: str = ""  # a withdrawal: the entry's status before (placed | waiting)
 
 
 def check_times(starts_at: datetime | None, ends_at: datetime | None, deadline: datetime | None, now: datetime) -> None:
@@ -92,6 +94,12 @@ def position(entries: Sequence[Entry], entry: Entry) -> int:
     return 1 + [e.key for e in waiting(entries)].index(entry.key)
 
 
+def signup_number(entries: Sequence[Entry], entry: Entry) -> int:
+    """Which of the participant's sign-ups to this activity the entry is: 1, then 2 after a withdrawal and a new
+    sign-up … (evaluation keeps one duty fact per sign-up: a withdrawn one is not expected, a new one is)."""
+    return 1 + sum(1 for e in entries if e.key == entry.key and e.seq < entry.seq)
+
+
 def placed(entries: Sequence[Entry]) -> int:
     return sum(1 for e in entries if e.status == PLACED)
 
@@ -116,6 +124,12 @@ def withdraw(entries: list[Entry], who: Who, capacity: int, starts_at: datetime,
         raise NotFound("not signed up for this activity (未报名该活动)", field="participant")
     if now >= utc(starts_at):
         raise FailedPrecondition("the activity has started: withdraw before (活动已开始，无法退出)", reason="started")
+    if entry.attended:  # checked in early (from 30 minutes before the start): the duty is met, not withdrawn
+        raise FailedPrecondition(
+            "attendance is already recorded: it cannot be withdrawn (已记录参加，无法退出)",
+            field="participant",
+            reason="already_attended",
+        )
     was = entry.status
     entry.status = WITHDRAWN
     entry.withdrawn_at = now
@@ -125,7 +139,7 @@ def withdraw(entries: list[Entry], who: Who, capacity: int, starts_at: datetime,
             nxt.status = PLACED
             nxt.promoted_at = now
             promoted.append(nxt)
-    return Outcome(entry, promoted)
+    return Outcome(entry, promoted, was)
 
 
 def attend(

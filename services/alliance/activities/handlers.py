@@ -108,6 +108,7 @@ def _signed_up(doc: ActivityDoc, e: domain.Entry, entries: list[domain.Entry], a
             waiting=e.status == domain.WAITING,
             position=domain.position(entries, e),
             at=ts(at),
+            signup=domain.signup_number(entries, e),
         ),
         subject=doc.id,
         at=at,
@@ -154,6 +155,20 @@ def withdraw(
     def mutate(doc: ActivityDoc, at: datetime) -> bool:
         entries = entries_of(doc)
         out = domain.withdraw(entries, who, int(doc.capacity), doc.starts_at, at)
+        doc.record(
+            ev.ActivitySignupWithdrawn(
+                activity_id=doc.id,
+                tenant=require_tenant(),
+                community_id=doc.community_id,
+                unit_id=out.entry.unit_id,
+                person_id=out.entry.person_id,
+                waiting=out.was == domain.WAITING,
+                signup=domain.signup_number(entries, out.entry),
+                at=ts(at),
+            ),
+            subject=doc.id,
+            at=at,
+        )
         for promoted in out.promoted:  # the place went to the first waiting: it is signed up with a place now
             _signed_up(doc, promoted, entries, at)
         store(doc, entries)
@@ -184,6 +199,7 @@ def attend(
                 hours=e.hours,
                 recorded_by=e.recorded_by,
                 at=ts(at),
+                signup=domain.signup_number(entries, e),
             ),
             subject=doc.id,
             at=at,

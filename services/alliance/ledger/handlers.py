@@ -367,6 +367,22 @@ def withdraw(ident: str, reason: str, by: Principal, uow: UnitOfWork = unitofwor
         doc.withdrawn_at = now
         doc.withdrawn_by = by.sub
         doc.withdraw_reason = why
+        doc.record(
+            aev.ResourcePledgeWithdrawn(
+                pledge_id=doc.id,
+                tenant=require_tenant(),
+                community_id=doc.community_id,
+                unit_id=doc.unit_id,
+                person_id=doc.person_id or "",
+                resource=doc.resource,
+                quantity=doc.quantity,
+                withdrawn_by=by.sub,
+                pledged_at=ts(doc.pledged_at),
+                at=ts(now),
+            ),
+            doc.id,
+            at=now,
+        )
         return True
 
     done = unitofwork.change(

@@ -291,6 +291,7 @@ def claim_shift(p: Principal, shift_id: str, kind: str, ident: str, person_id: s
                 shift_starts_at=ts(shift.starts_at),
                 shift_ends_at=ts(shift.ends_at),
                 at=ts(now),
+                claim_id=claim_id,
             ),
             subject=post.id,
             at=now,
@@ -322,6 +323,22 @@ def release(p: Principal, claim_id: str, uow: UnitOfWork = MONGO) -> PostClaimDo
         doc.status = domain.RELEASED
         doc.released_at = at
         doc.released_by = p.sub
+        doc.record(
+            ev.PostClaimReleased(
+                post_id=doc.post_id,
+                tenant=require_tenant(),
+                community_id=doc.community_id,
+                shift_id=doc.shift_id,
+                unit_id=doc.unit_id,
+                person_id=doc.person_id,
+                claim_id=doc.id,
+                released_by=p.sub,
+                shift_starts_at=ts(doc.shift_starts_at),
+                at=ts(at),
+            ),
+            subject=doc.post_id,
+            at=at,
+        )
         return True
 
     done = change(uow, PostClaimDoc, f"post_claim:{claim_id}", claim_id, mutate, conflicts=CONFLICTS, now=utcnow)
