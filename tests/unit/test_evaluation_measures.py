@@ -8,6 +8,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
+from hongling.events.v1 import alliance_events_pb2 as aev
 from hongling.events.v1 import dispatch_events_pb2 as dev
 from hongling.events.v1 import evaluation_events_pb2 as eev
 
@@ -241,3 +242,61 @@ def test_a_batchs_columns_travel_as_one_parameter_each_with_empty_values_kept() 
     assert readmodel._joined(readmodel.COUNTS, "n", [3, -1]) == "3\x1f-1\x1f."
     assert readmodel._joined(readmodel.COUNTS, "scope", ["a\x00\x1fb"]) == "ab\x1f."  # NUL and SEP dropped
     assert readmodel._array_literal(['a"b', "c\\d"]) == '{"a\\"b","c\\\\d"}'
+
+
+def duty_tally(events: list[tuple[str, object]]) -> dict[str, Counter]:
+    """Each duty fact row folded from its events (in the order given) and what it adds, by fact id."""
+    parts: dict[str, list[dict]] = {}
+    for type_, msg in events:
+        for kind, row in facts_of(f"hongling.events.v1.{type_}", msg, AT):
+            assert kind == "duty"
+            parts.setdefault(row["fact_id"], []).append(row)
+    return {fid: tally("duty", fold("duty", p)) for fid, p in parts.items()}
+
+
+def unit_duty(t: dict[str, Counter], duty: str) -> tuple[int, int]:
+    total: Counter = Counter()
+    for c in t.values():
+        total += c
+    key = ("*", "2026Q4", "member_unit:u")
+    return total[(*key, f"duty_{duty}_met")], total[(*key, f"duty_{duty}_expected")]
+
+
+def test_a_pledge_withdrawn_before_delivery_is_not_expected_and_a_delivered_one_is_met() -> None:
+    pledged = aev.ResourcePledged(pledge_id="pl1", community_id="c", unit_id="u")
+    withdrawn = aev.ResourcePledgeWithdrawn(pledge_id="pl1", community_id="c", unit_id="u")
+    for order in itertools.permutations([("ResourcePledged", pledged), ("ResourcePledgeWithdrawn", withdrawn)]):
+        assert unit_duty(duty_tally(list(order)), "resources") == (0, 0)
+    delivered = aev.ResourceDelivered(pledge_id="pl2", community_id="c", unit_id="u")
+    events = [("ResourcePledged", aev.ResourcePledged(pledge_id="pl2", community_id="c", unit_id="u"))]
+    assert unit_duty(duty_tally(events), "resources") == (0, 1)  # pledged, not yet delivered: expected, not met
+    assert unit_duty(duty_tally([*events, ("ResourceDelivered", delivered)]), "resources") == (1, 1)
+    # a withdrawal cannot follow a delivery (the alliance refuses it); should both arrive, met wins
+    late = aev.ResourcePledgeWithdrawn(pledge_id="pl2", community_id="c", unit_id="u")
+    both = [*events, ("ResourceDelivered", delivered), ("ResourcePledgeWithdrawn", late)]
+    assert {unit_duty(duty_tally(list(o)), "resources") for o in itertools.permutations(both)} == {(1, 1)}
+
+
+def test_a_place_given_back_is_not_expected_a_new_sign_up_is_and_a_waiting_one_never_was() -> None:
+    def ev(cls: type, **kw: object) -> object:
+        return cls(activity_id="a1", community_id="c", unit_id="u", **kw)
+
+    withdrawn = [
+        ("ActivitySignedUp", ev(aev.ActivitySignedUp, signup=1)),
+        ("ActivitySignupWithdrawn", ev(aev.ActivitySignupWithdrawn, signup=1)),
+    ]
+    for order in itertools.permutations(withdrawn):
+        assert unit_duty(duty_tally(list(order)), "cobuilding") == (0, 0)
+    again = [*withdrawn, ("ActivitySignedUp", ev(aev.ActivitySignedUp, signup=2))]
+    assert unit_duty(duty_tally(again), "cobuilding") == (0, 1)  # signed up again: expected again
+    attended = [*again, ("ActivityAttended", ev(aev.ActivityAttended, signup=2))]
+    for order in itertools.permutations(attended):
+        assert unit_duty(duty_tally(list(order)), "cobuilding") == (1, 1)
+    waiting = [
+        ("ActivitySignedUp", ev(aev.ActivitySignedUp, waiting=True, position=1, signup=1)),
+        ("ActivitySignupWithdrawn", ev(aev.ActivitySignupWithdrawn, waiting=True, signup=1)),
+    ]
+    assert unit_duty(duty_tally(waiting), "cobuilding") == (0, 0)
+    # events from before sign-ups were numbered (signup 0) are the participant's first sign-up
+    old = [("ActivitySignedUp", ev(aev.ActivitySignedUp)), ("ActivityAttended", ev(aev.ActivityAttended, signup=1))]
+    assert list(duty_tally(old)) == ["activity:a1:member_unit:u"] and unit_duty(duty_tally(old), "cobuilding") == (1, 1)

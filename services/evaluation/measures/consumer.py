@@ -3,11 +3,13 @@ worker of the evaluation process).
 
 Reads hongling.dispatch.v1 (WhistleBlown, UnitReportedIn, DeadlineMissed), hongling.evaluation.v1
 (TaskVerified, TaskVerificationFailed, IssueRated, UnitRated), hongling.alliance.v1 (AttendanceRecorded,
-ShiftServed, ShiftMissed, ResourcePledged, ResourceDelivered, ActivitySignedUp, ActivityAttended) and
-hongling.org.v1 (UnitJoined, PersonRegistered: who a helper is). For each poll: the records per tenant, one
-read-side transaction per tenant (event ids claimed in eval_m_processed, ON CONFLICT DO NOTHING: a record seen
-twice changes nothing; then the fact rows and counters, readmodel.apply_facts), offsets committed after. A
-record that is not a CloudEvent or whose payload does not parse goes to the group's dead-letter topic.
+ShiftServed, ShiftMissed, ResourcePledged, ResourceDelivered, ResourcePledgeWithdrawn, ActivitySignedUp,
+ActivitySignupWithdrawn, ActivityAttended; PostClaimed and PostClaimReleased are not needed: the posts duty is
+expected of a claim only at its shift's end, which a released claim never reaches) and hongling.org.v1
+(UnitJoined, PersonRegistered: who a helper is). For each poll: the records per tenant, one read-side
+transaction per tenant (event ids claimed in eval_m_processed, ON CONFLICT DO NOTHING: a record seen twice
+changes nothing; then the fact rows and counters, readmodel.apply_facts), offsets committed after. A record
+that is not a CloudEvent or whose payload does not parse goes to the group's dead-letter topic.
 
 `facts_of` (event -> partial fact rows) is pure: the unit tests and the rebuild use it as the worker does.
 The rebuild (`python -m services.evaluation.measures rebuild`, and `replay` here) reads the topics from their
@@ -78,7 +80,9 @@ TYPES: dict[str, type[Message]] = {
         aev.ShiftMissed,
         aev.ResourcePledged,
         aev.ResourceDelivered,
+        aev.ResourcePledgeWithdrawn,
         aev.ActivitySignedUp,
+        aev.ActivitySignupWithdrawn,
         aev.ActivityAttended,
         oev.UnitJoined,
         oev.PersonRegistered,
@@ -103,6 +107,12 @@ def _who(unit_id: str, person_id: str) -> list[str]:
 
 def _duty_key(prefix: str, unit_id: str, person_id: str) -> str:
     return f"{prefix}:{_helper(domain.UNIT, unit_id) or _helper(domain.PERSON, person_id)}"
+
+
+def _signup_key(msg: Any) -> str:
+    """One duty fact per sign-up: the participant's first (signup 1, or 0 in older events) keeps the plain key."""
+    nth = f"#{msg.signup}" if msg.signup > 1 else ""
+    return _duty_key(f"activity:{msg.activity_id}{nth}", msg.unit_id, msg.person_id)
 
 
 def facts_of(type_: str, msg: Any, when: datetime) -> list[Partial]:
@@ -261,6 +271,35 @@ def facts_of(type_: str, msg: Any, when: datetime) -> list[Partial]:
                 },
             )
         )
+    elif type_ == "hongling.events.v1.ResourcePledgeWithdrawn":  # taken back before delivery: not expected
+        out.append(
+            (
+                "duty",
+                {
+                    "fact_id": f"pledge:{msg.pledge_id}",
+                    "community_id": msg.community_id,
+                    "duty": "resources",
+                    "subjects": _who(msg.unit_id, msg.person_id),
+                    "excused": True,
+                    "anchor_at": _at(msg.pledged_at, _at(msg.at, when)),
+                },
+            )
+        )
+    elif type_ == "hongling.events.v1.ActivitySignupWithdrawn":
+        if not msg.waiting:  # a place given back before the start: not expected (a waiting one never was)
+            out.append(
+                (
+                    "duty",
+                    {
+                        "fact_id": _signup_key(msg),
+                        "community_id": msg.community_id,
+                        "duty": "cobuilding",
+                        "subjects": _who(msg.unit_id, msg.person_id),
+                        "excused": True,
+                        "anchor_at": _at(msg.at, when),
+                    },
+                )
+            )
     elif type_ in ("hongling.events.v1.ActivitySignedUp", "hongling.events.v1.ActivityAttended"):
         attended = type_.endswith("Attended")
         if attended or not msg.waiting:
@@ -268,7 +307,7 @@ def facts_of(type_: str, msg: Any, when: datetime) -> list[Partial]:
                 (
                     "duty",
                     {
-                        "fact_id": _duty_key(f"activity:{msg.activity_id}", msg.unit_id, msg.person_id),
+                        "fact_id": _signup_key(msg),
                         "community_id": msg.community_id,
                         "duty": "cobuilding",
                         "subjects": _who(msg.unit_id, msg.person_id),

@@ -19,8 +19,11 @@ Fact rows (one per natural key; merged from their events commutatively, so any o
                                DeadlineMissed (completion). Anchor: its first verdict's time.
     rating  rating id          IssueRated (on the task's crew_ids), UnitRated (on the unit, quarter only).
     duty    the fact's key     alliance life: AttendanceRecorded (meetings), ShiftServed/ShiftMissed (posts),
-                               ResourcePledged/ResourceDelivered (resources), ActivitySignedUp/ActivityAttended
-                               (co-building). Anchor: the fact's time (the first seen).
+                               ResourcePledged/ResourceDelivered/ResourcePledgeWithdrawn (resources; key: the
+                               pledge), ActivitySignedUp/ActivityAttended/ActivitySignupWithdrawn (co-building;
+                               key: the participant's n-th sign-up to the activity, so a new sign-up after a
+                               withdrawal is expected again). Anchor: the fact's time (the first seen).
+                               `excused` (an absence with leave, a withdrawal) means "not expected unless met".
 
 Measures (numerator ÷ denominator, each over the subject's facts anchored in the period)
     响应率 response        targets that answered (any answer) before the report-in deadline (UnitReportedIn
@@ -41,6 +44,11 @@ Measures (numerator ÷ denominator, each over the subject's facts anchored in th
                            absences are not expected), whistles answered in time (= response), resources
                            delivered ÷ pledged, shifts served ÷ claimed shifts that ended, co-building
                            activities attended ÷ signed up (with a place). Each duty's own rate is shown too.
+                           Withdrawal: a pledge withdrawn before delivery and a place given back before the
+                           activity starts are not expected (like an absence with leave); a claim released
+                           before its shift never reaches its end, so it is neither served nor missed. Only
+                           what is not yet met can be withdrawn (the alliance refuses the rest); should a
+                           withdrawal and its fulfilment both arrive, met wins (counted met and expected).
 
 Composite and the boards' formula (FORMULA, published with every board)
     For each component i (response, resolution, satisfaction, on_time, no_reopen, duties) a subject has
