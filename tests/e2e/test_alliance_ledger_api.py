@@ -21,9 +21,13 @@ from hongling.events.v1 import alliance_events_pb2 as aev
 from hongling.events.v1 import dispatch_events_pb2 as dev
 from kafka import KafkaProducer
 from openpyxl import load_workbook
+from sqlalchemy import select
 
+from services.common import readside
 from services.common.events import CloudEvent, record_key, topic_for
-from tests.conftest import System, unique, wait_for
+from services.evaluation.measures.domain import quarter_of
+from services.evaluation.measures.readmodel import PROCESSED
+from tests.conftest import System, read_topic, unique, wait_for
 
 T = "xujialou"
 
@@ -218,6 +222,100 @@ def test_a_pledge_withdrawn_before_delivery_cannot_be_delivered(system: System, 
     worker = system.worker_auth(T, unit["community"])
     late = requests.post(url(system, f"alliance/pledges/{pledge['id']}/delivery"), headers=worker, timeout=10)
     assert late.status_code == 409
+
+    def withdrawn() -> list[aev.ResourcePledgeWithdrawn]:
+        found = []
+        for r in read_topic(system.settings.kafka_bootstrap, topic_for("alliance")):
+            if dict(r.headers).get("ce_type", b"") == b"hongling.events.v1.ResourcePledgeWithdrawn":
+                msg = aev.ResourcePledgeWithdrawn.FromString(r.value)
+                if msg.pledge_id == pledge["id"]:
+                    found.append(msg)
+        return found
+
+    event = wait_for(withdrawn)  # the withdrawal is a fact on the topic, written with the change
+    assert [(e.unit_id, e.community_id, e.quantity) for e in event] == [(unit["unit"], unit["community"], 2)]
+
+
+def test_a_unit_that_withdraws_in_time_is_not_expected_to_deliver_or_attend(system: System) -> None:
+    """The whole way: the alliance writes the withdrawals with the changes, evaluation's measures read them, and
+    the unit's five-duty figures count only what it still owes (a delivered pledge: met)."""
+    community = new_community(system)
+    unit_id = org(
+        system,
+        "member-units",
+        {
+            "community_id": community,
+            "name_zh": f"撤回单位{unique()[-4:]}",
+            "kind": "resident_unit",
+            "joined_on": "2024-05-01",
+        },
+    )
+    entry = org(
+        system,
+        "unit-resource-entries",
+        {"unit_id": unit_id, "resource": "帐篷", "category": "equipment", "quantity": 5, "unit_of_measure": "顶"},
+    )
+    activity = activity_in(system, community)
+    member = system.member_auth(T, "member_unit", unit_id)
+    worker = system.worker_auth(T, community)
+    body = {"resource_entry_id": entry, "quantity": 1, "for_kind": "activity", "for_id": activity}
+    kept = created(requests.post(url(system, "alliance/pledges"), json=body, headers=member, timeout=10))
+    dropped = created(requests.post(url(system, "alliance/pledges"), json=body, headers=member, timeout=10))
+    out = requests.post(
+        url(system, f"alliance/pledges/{dropped['id']}/withdrawal"),
+        json={"reason": "临时调用"},
+        headers=member,
+        timeout=10,
+    )
+    assert out.status_code == 200, out.text
+    out = requests.post(url(system, f"alliance/pledges/{kept['id']}/delivery"), headers=worker, timeout=10)
+    assert out.status_code == 200, out.text
+    attendee = {"person_id": unique("p")}  # the person who would attend for the unit
+    signed = requests.post(
+        url(system, f"alliance/activities/{activity}/signups"), json=attendee, headers=member, timeout=10
+    )
+    assert signed.status_code == 201, signed.text
+    out = requests.post(
+        url(system, f"alliance/activities/{activity}/withdrawals"), json=attendee, headers=member, timeout=10
+    )
+    assert out.status_code == 200, out.text
+
+    wanted = {
+        ("hongling.events.v1.ResourcePledgeWithdrawn", dropped["id"]),
+        ("hongling.events.v1.ResourceDelivered", kept["id"]),
+        ("hongling.events.v1.ActivitySignupWithdrawn", activity),
+    }
+
+    def written() -> list[str]:
+        ids = []
+        for r in read_topic(system.settings.kafka_bootstrap, topic_for("alliance")):
+            h = dict(r.headers)
+            type_ = h.get("ce_type", b"").decode()
+            if (type_, h.get("ce_subject", b"").decode()) in wanted:
+                ids.append(h["ce_id"].decode())
+        return ids if len(ids) == len(wanted) else []
+
+    ids = wait_for(written, timeout=120)
+
+    def applied() -> bool:
+        with readside.connect(T) as conn:
+            done = conn.execute(select(PROCESSED.c.event_id).where(PROCESSED.c.event_id.in_(ids))).all()
+        return len(done) == len(ids)
+
+    wait_for(applied, timeout=180)  # evaluation has read them (the counters change in the same transaction)
+    quarter = quarter_of(datetime.fromisoformat(kept["pledged_at"]))
+    resp = requests.get(
+        url(system, "evaluation/measures"),
+        params={"subject": f"member_unit:{unit_id}", "period": quarter, "community_id": community},
+        headers=admin(system),
+        timeout=10,
+    )
+    assert resp.status_code == 200, resp.text
+    found = {m["key"]: m for m in resp.json()["measures"]}
+    figures = {k: (found[k].get("numerator", 0), found[k].get("denominator", 0)) for k in found}
+    assert figures["duty_resources"] == (1, 1)  # the delivered pledge; the withdrawn one is not expected
+    assert figures["duty_cobuilding"] == (0, 0)  # the place given back is not expected
+    assert figures["duties"] == (1, 1)
 
 
 # ---------------------------------------------------------------- funds (社区经费)

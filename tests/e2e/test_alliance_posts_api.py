@@ -144,6 +144,9 @@ def test_racing_for_the_last_place_exactly_one_wins_and_a_release_frees_it(syste
     assert len(events_of(system, ev.PostClaimed, shift_id=shift_id)) == 2 or wait_for(
         lambda: len(events_of(system, ev.PostClaimed, shift_id=shift_id)) == 2
     )
+    gone = wait_for(lambda: events_of(system, ev.PostClaimReleased, claim_id=won["id"]))
+    assert [(e.person_id, e.shift_id, e.community_id) for e in gone] == [(winner[0], shift_id, COMMUNITY)]
+    assert won["id"] in {e.claim_id for e in events_of(system, ev.PostClaimed, shift_id=shift_id)}
 
 
 def test_a_member_checks_in_and_shift_served_carries_the_hours(system: System) -> None:
@@ -251,7 +254,15 @@ def test_a_full_activity_keeps_a_waiting_list_and_promotes_the_first_on_withdraw
             else None
         )
     )
-    assert [(e.waiting, e.position) for e in promoted] == [(True, 1), (False, 0)]
+    assert [(e.waiting, e.position, e.signup) for e in promoted] == [(True, 1, 1), (False, 0, 1)]
+    left = wait_for(lambda: events_of(system, ev.ActivitySignupWithdrawn, activity_id=act["id"], person_id=a))
+    assert [(e.waiting, e.signup) for e in left] == [(False, 1)]
+    back = sign_up(system, act["id"], ha)  # a new sign-up after the withdrawal is the person's second
+    assert back.status_code == 201 and back.json()["mine"]["status"] == "waiting"
+    again = wait_for(
+        lambda: [e for e in events_of(system, ev.ActivitySignedUp, activity_id=act["id"], person_id=a) if e.signup == 2]
+    )
+    assert again[0].waiting
 
 
 def test_concurrent_sign_ups_never_exceed_capacity_and_queue_in_order(system: System) -> None:
