@@ -667,16 +667,24 @@ def get_issue(issue_id: str) -> IssueDoc:
     return doc
 
 
-def get_attachment(issue_id: str, attachment_id: str) -> AttachmentDoc:
+def get_attachment(issue_id: str, attachment_id: str, *, public: bool = False) -> AttachmentDoc:
+    """An issue's file; to the `public` (not its handlers) none of a report declined as abusive."""
     doc = AttachmentDoc.objects(id=attachment_id).first() if attachment_id else None
     if doc is not None and doc.issue_id == issue_id and not _sees_issue(issue_id):
         doc = None  # an issue of another community: its files are answered as missing, as the issue is
+    if doc is not None and public and _withheld(issue_id):
+        doc = None  # declined as abusive: its files are not shown to the public (answered as missing)
     if doc is None or doc.issue_id != issue_id:
         raise NotFound(
             f"issue {issue_id!r} has no attachment {attachment_id!r} in this tenant (未找到该附件)",
             field="attachment_id",
         )
     return doc
+
+
+def _withheld(issue_id: str) -> bool:
+    found = IssueDoc.objects(id=issue_id).only("status", "filing").first()
+    return found is not None and domain.withheld(found.status, found.filing.decline_reason if found.filing else "")
 
 
 def _sees_issue(issue_id: str) -> bool:
