@@ -488,6 +488,12 @@ def history_note(kind: str, **kw: str) -> tuple[str, str]:
     if kind == "marked_duplicate":
         orig = kw.get("original", "")
         return f"与事项 {orig} 重复反映，随原事项办理", f"duplicate of issue {orig}; follows it"
+    if kind == "detached":
+        orig = kw.get("original", "")
+        return (
+            f"原事项 {orig} 不予立案，本反映单独核实办理",
+            f"its original {orig} was declined; this report is decided on its own",
+        )
     if kind == "duplicate_linked":
         dup = kw.get("duplicate", "")
         return f"重复反映 {dup} 已并入本事项", f"duplicate report {dup} linked to this issue"
