@@ -103,6 +103,9 @@ CLOSED_STATUSES = frozenset({"verified", "published", "rated", "cancelled", "dec
 # 核实立案: a report waiting for verification, or declined, reads its filing's note (awaiting verification by
 # when; the decline's reason and where to turn), not its last history step.
 FILING_NOTE_STATUSES = frozenset({"pending_verification", "declined"})
+# A report declined as abusive keeps its closed status and note; its text and files are not published
+# (services/intake/domain.py WITHHELD says the same on the issue itself).
+WITHHELD = "内容不予公开（不予立案：内容不当） (withheld: declined as abusive)"
 URGENCY_ZH = {"routine": "日常", "major": "重大", "urgent": "紧急"}
 # Intake's field names -> the Open311 parameter a caller sent.
 PARAMS = {
@@ -581,13 +584,16 @@ def request_json(issue: intake_pb2.Issue, tenant_zh: str, base_url: str) -> dict
     media = [
         f"{base_url}/api/v1/tenants/{issue.tenant}/issues/{issue.id}/attachments/{a.id}" for a in issue.attachments
     ]
+    description = _description(issue)
+    if issue.status == "declined" and issue.filing.decline_reason == "abusive":  # its text and files: not public
+        description, media = WITHHELD, []
     return {
         "service_request_id": issue.id,
         "status": status,
         "status_notes": status_notes(issue),
         "service_name": issue.category_zh or issue.category,
         "service_code": issue.category,
-        "description": _description(issue),
+        "description": description,
         "agency_responsible": agency(issue, tenant_zh),
         "service_notice": service_notice(issue, tenant_zh),
         "requested_datetime": w3_time(issue.created_at),

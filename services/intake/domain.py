@@ -40,6 +40,10 @@ LIST_ROLES = HANDLER_ROLES | {"service", "district_department"}
 RULES_WRITERS = frozenset({"subdistrict_admin", "service"})
 # The dashboard's figures (GetIssueStats): counts only, no personal data; the tenant's staff.
 STATS_ROLES = HANDLER_ROLES | {"service"}
+# Who reads an issue whole (GetIssue): its handlers and the platform's services. Anyone else (the reporter, the
+# public, a district department under a grant) reads a filing decision as Open311 gives it, the reason and where
+# to turn: never the worker's own note nor who decided (public_view).
+FULL_VIEW_ROLES = HANDLER_ROLES | {"service"}
 
 # ---------------------------------------------------------------- attachments
 
@@ -484,6 +488,12 @@ def history_note(kind: str, **kw: str) -> tuple[str, str]:
     if kind == "marked_duplicate":
         orig = kw.get("original", "")
         return f"与事项 {orig} 重复反映，随原事项办理", f"duplicate of issue {orig}; follows it"
+    if kind == "detached":
+        orig = kw.get("original", "")
+        return (
+            f"原事项 {orig} 不予立案，本反映单独核实办理",
+            f"its original {orig} was declined; this report is decided on its own",
+        )
     if kind == "duplicate_linked":
         dup = kw.get("duplicate", "")
         return f"重复反映 {dup} 已并入本事项", f"duplicate report {dup} linked to this issue"
@@ -665,6 +675,19 @@ def pending_text(urgency: str, due_at: datetime) -> tuple[str, str]:
         f"已分类为{URGENCY_ZH.get(urgency, urgency)}事项，待社区核实立案（{when} 前）",
         f"classified as {urgency}; awaiting verification by the community (by {when} +08:00)",
     )
+
+
+# Decline reasons that hold for a declined issue's nearby duplicates too (the same matter: referred elsewhere,
+# or a repeat of another issue): they are declined with it. Abusive and not-enough-information are about the
+# one report: its duplicates wait for a decision of their own (filing.decide_filing).
+CASCADING_DECLINES = frozenset({"out_of_scope", "duplicate"})
+# What the public reads instead of the text (and files) of a report declined as abusive.
+WITHHELD = ("内容不予公开（不予立案：内容不当）", "withheld: declined as abusive")
+
+
+def withheld(status: str, decline_reason: str) -> bool:
+    """A report declined as abusive: its text and files are not shown to the public (its status and note are)."""
+    return status == STATUS_DECLINED and decline_reason == "abusive"
 
 
 def check_can_decide(status: str, decision: str, issue_id: str) -> None:

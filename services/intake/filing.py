@@ -13,7 +13,7 @@ decision): a decided or already escalated issue changes nothing.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from hongling.events.v1 import intake_events_pb2 as ev
 
@@ -21,10 +21,11 @@ from services.common import clocks, community, unitofwork
 from services.common.context import require_tenant
 from services.common.errors import InvalidArgument, NotFound
 from services.common.principal import Principal
+from services.common.settings import get_settings
 from services.common.unitofwork import UnitOfWork
-from services.intake import domain, metrics
-from services.intake.classify import Rules
-from services.intake.documents import IssueDoc
+from services.intake import domain, handlers, metrics
+from services.intake.classify import FILING_DIRECT, FILING_VERIFY, Rules, filing_for
+from services.intake.documents import FilingDoc, IssueDoc
 from services.intake.handlers import (
     VERIFICATION_DEADLINE,
     _history,
@@ -38,6 +39,7 @@ from services.intake.handlers import (
     classified_event,
     community_of,
     current_rules,
+    schedule_verification,
     verification_key,
 )
 
@@ -158,10 +160,44 @@ def decide_filing(
     if doc.status == domain.STATUS_DECLINED:
         if doc.dup_claim:
             _release_claim(doc.dup_claim, doc.id)  # closed: new reports near it start their own issue
+        cascades = doc.filing is not None and doc.filing.decline_reason in domain.CASCADING_DECLINES
+        rules = current_rules(uow)
         for dup in doc.duplicates:
-            change_issue(dup, _mirror(doc), uow=uow)  # its duplicates are closed with it
+            if cascades:
+                change_issue(dup, _mirror(doc), uow=uow)  # the same matter: its duplicates are closed with it
+            else:
+                _verify_on_its_own(dup, doc.id, rules, uow)  # about that one report: each is decided on its own
     metrics.FILING_DECISIONS.labels(tenant, doc.filing.decision if doc.filing else "").inc()
     return doc, current_rules(uow)
+
+
+def _verify_on_its_own(dup_id: str, original_id: str, rules: Rules, uow: UnitOfWork) -> None:
+    """A duplicate of a report declined as abusive or for want of information: no longer its duplicate, it
+    waits for a decision of its own (its class's filing rule: verified by a deadline, or filed directly).
+    Idempotent: a duplicate that no longer follows the original is left as it is."""
+    found = IssueDoc.objects(id=dup_id).only("status", "duplicate_of", "category", "urgency").first()
+    if found is None or found.duplicate_of != original_id or found.status != domain.STATUS_DUPLICATE:
+        return
+    rule = filing_for(rules, found.category, found.urgency, get_settings().filing_default)
+    due = handlers.utcnow() + timedelta(minutes=rule.deadline_minutes)
+    if rule.mode == FILING_VERIFY:
+        schedule_verification(dup_id, due)  # the timer first, as at creation: it finds the issue's state
+
+    def detach(dup: IssueDoc, now: datetime) -> bool:
+        if dup.duplicate_of != original_id or dup.status != domain.STATUS_DUPLICATE:
+            return False
+        dup.duplicate_of = ""
+        note = domain.history_note("detached", original=original_id)
+        if rule.mode == FILING_DIRECT:
+            dup.filing = FilingDoc(mode=FILING_DIRECT, reason=rule.reason)
+            _set_status(dup, domain.STATUS_CLASSIFIED, "classified", now, note, "intake")
+            dup.record(classified_event(dup, now), subject=_subject(dup.id), at=now)
+        else:
+            dup.filing = FilingDoc(mode=FILING_VERIFY, reason=rule.reason, due_at=due)
+            _set_status(dup, domain.STATUS_PENDING_VERIFICATION, "pending_verification", now, note, "intake")
+        return True
+
+    change_issue(dup_id, detach, uow=uow)
 
 
 @clocks.handler(VERIFICATION_DEADLINE)

@@ -667,16 +667,24 @@ def get_issue(issue_id: str) -> IssueDoc:
     return doc
 
 
-def get_attachment(issue_id: str, attachment_id: str) -> AttachmentDoc:
+def get_attachment(issue_id: str, attachment_id: str, *, public: bool = False) -> AttachmentDoc:
+    """An issue's file; to the `public` (not its handlers) none of a report declined as abusive."""
     doc = AttachmentDoc.objects(id=attachment_id).first() if attachment_id else None
     if doc is not None and doc.issue_id == issue_id and not _sees_issue(issue_id):
         doc = None  # an issue of another community: its files are answered as missing, as the issue is
+    if doc is not None and public and _withheld(issue_id):
+        doc = None  # declined as abusive: its files are not shown to the public (answered as missing)
     if doc is None or doc.issue_id != issue_id:
         raise NotFound(
             f"issue {issue_id!r} has no attachment {attachment_id!r} in this tenant (未找到该附件)",
             field="attachment_id",
         )
     return doc
+
+
+def _withheld(issue_id: str) -> bool:
+    found = IssueDoc.objects(id=issue_id).only("status", "filing").first()
+    return found is not None and domain.withheld(found.status, found.filing.decline_reason if found.filing else "")
 
 
 def _sees_issue(issue_id: str) -> bool:
@@ -765,7 +773,9 @@ def reclassify_issue(
     *,
     uow: UnitOfWork = unitofwork.MONGO,
 ) -> tuple[IssueDoc, Rules]:
-    """A community worker's new class and/or category, with a reason: history + IssueReclassified."""
+    """A community worker's new class and/or category, with a reason: history + IssueReclassified. A report
+    waiting for verification whose new class the tenant files directly goes to dispatch at once (classified,
+    IssueClassified; its verification timer cancelled); one still held for verification keeps its deadline."""
     domain.require_role(by.role, domain.HANDLER_ROLES, "reclassify issues")
     if version <= 0:
         raise InvalidArgument("version is required: send the version you read (防止覆盖他人修改)", field="version")
@@ -814,6 +824,14 @@ def reclassify_issue(
             grid_id=doc.place.grid_id if doc.place else "",
         )
         doc.record(event, subject=_subject(doc.id), at=now)
+        if doc.status == domain.STATUS_PENDING_VERIFICATION and doc.filing is not None:
+            rule = filing_for(rules, doc.category, doc.urgency, get_settings().filing_default)
+            if rule.mode == FILING_DIRECT:  # now of a class the tenant files directly: straight to dispatch
+                doc.filing.mode, doc.filing.reason, doc.filing.due_at = FILING_DIRECT, rule.reason, None
+                note = domain.history_note("classified", urgency=doc.urgency)
+                _set_status(doc, domain.STATUS_CLASSIFIED, "classified", now, note, "intake")
+                doc.record(classified_event(doc, now), subject=_subject(doc.id), at=now)
+                moved["filed"] = doc.id
         if rc.category != from_category and doc.dup_claim:
             new_claim = _move_claim(doc, rules)
             moved.update(old=doc.dup_claim, new=new_claim)
@@ -830,6 +848,11 @@ def reclassify_issue(
         raise _issue_missing(issue_id)
     if moved.get("old"):
         _release_claim(moved["old"], issue_id)
+    if moved.get("filed"):
+        try:
+            clocks.cancel(verification_key(issue_id))  # filed: no escalation (the handler would skip it anyway)
+        except Exception:
+            log.warning("verification timer of issue %s left to fire (it changes nothing now)", issue_id, exc_info=True)
     metrics.RECLASSIFICATIONS.labels(tenant, doc.urgency).inc()
     return doc, rules
 

@@ -21,7 +21,7 @@ previous version's taken away, so they never read the rows:
 - `intake_grid_months` (community_id, month, grid_id, n): issues received per grid per local month (the
   map's hot spots of the month; GetIssueStats).
 - `intake_topic_days` (community_id, day, kind, topic, n): issues received per local day by category and by
-  grid (the alliance's hot topics, 每月一题).
+  grid (the alliance's hot topics, 每月一题); a declined report (不予立案) leaves them when it is declined.
 - `rollup_days` measure `issues_received`: issues received per local day (Asia/Shanghai), duplicates too.
 - `rollup_durations` measures `received_to_whistle` (the issue's receipt to its first whistle) and
   `received_to_done` (to the first time its task was done), on the day the span ended; duplicates have
@@ -202,10 +202,11 @@ def contributions(row: Mapping[Any, Any]) -> Tally:
     t.day(community, RECEIVED, row["created_at"])
     if row["grid_id"]:
         t.count(GRID_MONTHS, community, rollups.month_of(row["created_at"]), row["grid_id"])
-    day = rollups.local_day(row["created_at"])
-    t.count(TOPIC_DAYS, community, day, "category", row["category"])
-    if row["grid_id"]:
-        t.count(TOPIC_DAYS, community, day, "grid", row["grid_id"])
+    if row["status"] != domain.STATUS_DECLINED:  # 不予立案: not a topic the community has to take up
+        day = rollups.local_day(row["created_at"])
+        t.count(TOPIC_DAYS, community, day, "category", row["category"])
+        if row["grid_id"]:
+            t.count(TOPIC_DAYS, community, day, "grid", row["grid_id"])
     if not row["duplicate"]:
         if row["whistled_at"] is not None:
             t.span(community, RECEIVED_TO_WHISTLE, row["created_at"], row["whistled_at"])
@@ -297,7 +298,8 @@ def count_grid_months(conn: Connection) -> None:
 
 
 def count_topic_days(conn: Connection) -> None:
-    """Issues per local day by category and by grid counted from the rows (migration 0006; reads every row once)."""
+    """Issues per local day by category and by grid counted from the rows (migrations 0006, and 0013 which
+    leaves declined reports out; reads every row once)."""
     conn.execute(delete(TOPIC_DAYS))
     rollups.apply(conn, recount(conn).only(TOPIC_DAYS))
 

@@ -97,6 +97,20 @@ def issue_to_pb(doc: IssueDoc, rules: Rules) -> pb.Issue:
     return out
 
 
+def public_view(issue: pb.Issue) -> pb.Issue:
+    """The issue as a caller who is not its handler reads it (domain.FULL_VIEW_ROLES): a filing decision's
+    reason and where to turn, never the worker's note nor who decided (nor who took any step); a report
+    declined as abusive without its text and files."""
+    issue.filing.note = ""
+    issue.filing.decided_by = ""
+    for step in issue.history:
+        step.by = ""
+    if domain.withheld(issue.status, issue.filing.decline_reason):
+        issue.title, issue.description = domain.WITHHELD[0], "{} ({})".format(*domain.WITHHELD)
+        del issue.attachments[:]
+    return issue
+
+
 def filing_to_pb(doc: IssueDoc) -> pb.Filing:
     """How the issue was filed (an issue stored before verification existed: directly) and what the reporter
     reads of it: awaiting verification (by when), or declined with the reason."""
@@ -272,7 +286,8 @@ class IntakeServicer(pb_grpc.IntakeServiceServicer):
         )
 
     def GetIssue(self, request: pb.GetIssueRequest, context: grpc.ServicerContext) -> pb.Issue:
-        return issue_to_pb(handlers.get_issue(request.id), handlers.current_rules())
+        issue = issue_to_pb(handlers.get_issue(request.id), handlers.current_rules())
+        return issue if _principal().role in domain.FULL_VIEW_ROLES else public_view(issue)
 
     def ListIssues(self, request: pb.ListIssuesRequest, context: grpc.ServicerContext) -> pb.ListIssuesResponse:
         principal = _principal()
@@ -363,7 +378,9 @@ class IntakeServicer(pb_grpc.IntakeServiceServicer):
         return pb.Contact(name=name, phone=phone)
 
     def GetAttachment(self, request: pb.GetAttachmentRequest, context: grpc.ServicerContext) -> pb.AttachmentContent:
-        doc = handlers.get_attachment(request.issue_id, request.attachment_id)
+        doc = handlers.get_attachment(
+            request.issue_id, request.attachment_id, public=_principal().role not in domain.FULL_VIEW_ROLES
+        )
         return pb.AttachmentContent(
             attachment=pb.Attachment(
                 id=doc.id, filename=doc.filename, content_type=doc.content_type, size=doc.size, sha256=doc.sha256

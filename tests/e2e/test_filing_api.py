@@ -9,6 +9,7 @@ dispatch)."""
 
 from __future__ import annotations
 
+import base64
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ T = "daimiao"
 VERIFY = "neighbour_dispute"  # 4 h (the routine default)
 QUICK = "noise"  # 1 minute: the escalation test
 RULES = f"/api/v1/tenants/{T}/classification-rules"
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 
 
 def api(system: System, path: str) -> str:
@@ -53,11 +55,12 @@ def filing_rules(system: System) -> Iterator[dict[str, Any]]:
     put_rules(system, before)
 
 
-def report(system: System, category: str = VERIFY, who: str = "resident") -> dict[str, Any]:
+def report(system: System, category: str = VERIFY, who: str = "resident", **extra: Any) -> dict[str, Any]:
     lat, lon = TEST_POINT
     body = {
         "title": f"邻里纠纷{unique()}",
         "description": "楼上住户长期在楼道堆放杂物，协商未果。",
+        **extra,
         "channel": "resident_report",
         "category": category,
         "location": {"lat": lat + random.uniform(-0.004, 0.004), "lon": lon + random.uniform(-0.004, 0.004)},
@@ -168,8 +171,17 @@ def test_a_decline_closes_the_issue_with_the_reason_the_reporter_reads(
     )
     assert filing["status_note_zh"] == "不予立案：不属于社区职责，已转12345热线"
     assert filing["status_note_en"] == "declined: out of scope, referred to 12345"
-    assert filing["note"] == "物业合同纠纷"
     assert declined["history"][-1]["note_zh"] == "不予立案：不属于社区职责，已转12345热线"
+    # Without a login (the reporter, anyone with the id): why and where to turn, never the note nor who decided.
+    assert (filing["note"], filing["decided_by"]) == ("", "")
+    assert all(not h["by"] for h in declined["history"]) and "subdistrict_admin" not in str(declined)
+    assert "物业合同纠纷" not in str(got)
+    # Staff read all of it.
+    for who in ("subdistrict_admin", "community_worker"):
+        staff_read = requests.get(api(system, f"/issues/{issue['id']}"), headers=system.auth(who, T), timeout=15)
+        assert staff_read.status_code == 200, staff_read.text
+        full = staff_read.json()["issue"]["filing"]
+        assert full["note"] == "物业合同纠纷" and full["decided_by"].startswith("test-subdistrict_admin")
     req = open311(system, issue["id"])
     assert req["status"] == "closed"
     assert req["status_notes"] == "不予立案：不属于社区职责，已转12345热线 (declined: out of scope, referred to 12345)"
@@ -287,3 +299,39 @@ def test_a_deadline_nobody_met_escalates_even_across_a_restart_of_intake(
     wait_for(lambda: issue["id"] not in overdue_ids())
     bad = requests.get(api(system, "/issues"), params={"verification_overdue": "soon"}, headers=admin, timeout=15)
     assert bad.status_code == 400 and bad.json()["error"]["field"] == "verification_overdue"
+
+
+def test_a_report_declined_as_abusive_is_closed_in_open311_without_its_text_or_files(
+    system: System, filing_rules: dict[str, Any]
+) -> None:
+    photo = {"filename": "骂.png", "content_type": "image/png", "content_base64": base64.b64encode(PNG).decode()}
+    issue = report(system, description="辱骂社区工作人员的内容", attachments=[photo])
+    assert open311(system, issue["id"])["media_url"]  # while it waits, it is a request like any other
+    resp = decide(system, issue["id"], {"decision": "decline", "reason": "abusive", "note": "已核实为恶意"})
+    assert resp.status_code == 200, resp.text
+    req = open311(system, issue["id"])
+    assert req["status"] == "closed"
+    assert req["status_notes"] == "不予立案：内容不当（恶意或骚扰） (declined: abusive)"
+    assert req["description"] == "内容不予公开（不予立案：内容不当） (withheld: declined as abusive)"
+    assert req["media_url"] is None and "辱骂" not in str(req) and issue["title"] not in str(req)
+    listed = requests.get(
+        f"{system.gateway}/open311/v2/requests.json",
+        params={"jurisdiction_id": T, "service_request_id": issue["id"]},
+        timeout=15,
+    ).json()
+    assert [r["description"] for r in listed] == [req["description"]]
+    # The issue itself, without a login: closed with its reason; no text, no files (the file's URL is 404).
+    public = read(system, issue["id"])["issue"]
+    assert public["status"] == "declined" and public["filing"]["decline_reason"] == "abusive"
+    assert (
+        public["description"] == "内容不予公开（不予立案：内容不当） (withheld: declined as abusive)"
+        and public["attachments"] == []
+    )
+    assert "辱骂" not in str(public) and "已核实为恶意" not in str(public)
+    file_url = api(system, f"/issues/{issue['id']}/attachments/{issue['attachments'][0]['id']}")
+    assert requests.get(file_url, timeout=15).status_code == 404
+    # Staff still read what was reported.
+    staff = system.auth("subdistrict_admin", T)
+    full = requests.get(api(system, f"/issues/{issue['id']}"), headers=staff, timeout=15).json()["issue"]
+    assert full["description"] == "辱骂社区工作人员的内容" and len(full["attachments"]) == 1
+    assert requests.get(file_url, headers=staff, timeout=15).status_code == 200

@@ -351,6 +351,29 @@ def test_states_in_any_order_and_seen_twice_count_each_event_once() -> None:
     }
 
 
+def test_a_declined_report_leaves_the_hot_topics_however_its_states_arrive() -> None:
+    pending = [("received", T0), ("pending_verification", T0)]
+    states = [issue_doc(1, pending[:1]), issue_doc(2, pending), issue_doc(3, [*pending, ("declined", T0 + minutes(9))])]
+    day, grid = date(2026, 12, 5), f"{C}-g"
+    waiting = intake.contributions(intake.row_of(states[1])).of(intake.TOPIC_DAYS)
+    assert waiting[(C, day, "category", "property_repair")] == 1 and waiting[(C, day, "grid", grid)] == 1
+    rng = random.Random(17)
+    for _ in range(100):
+        order = [rng.choice(states) for _ in range(rng.randint(1, 8))]  # twice, late, out of order
+        p = Projected(intake.row_of, intake.contributions)
+        for raw in order:
+            p.receive(raw)
+        assert p.kept.changes() == p.recount().changes()
+        declined = max(r["version"] for r in order) == 3
+        assert (p.kept.of(intake.TOPIC_DAYS) == {}) == declined
+    p = Projected(intake.row_of, intake.contributions)
+    for raw in [*states, states[1], states[0]]:
+        p.receive(raw)
+    assert p.kept.of(intake.TOPIC_DAYS) == {}  # gone from the hot topics
+    assert p.kept.of(DAYS)[(C, intake.RECEIVED, day)] == 1  # still a report received that day
+    assert p.kept.of(intake.COUNTS)[(C, "declined")] == 1
+
+
 def test_task_and_call_states_count_once_too() -> None:
     steps = [("open", T0), ("accepted", T0 + minutes(5)), ("in_progress", T0 + minutes(6)), ("done", T0 + minutes(99))]
     missed = T0 + minutes(98)
