@@ -74,8 +74,9 @@ def task_raw(
         TaskEventDoc(at=at, action="create" if i == 0 else status, to_status=status)
         for i, (status, at) in enumerate(steps)
     ]
-    if missed is not None:
-        history.append(TaskEventDoc(at=missed, action="deadline_missed", to_status=steps[-1][0]))
+    if missed is not None:  # the deadline passed while the task was in the status it had then (not its last one)
+        then = [status for status, at in steps if at <= missed] or [steps[0][0]]
+        history.append(TaskEventDoc(at=missed, action="deadline_missed", to_status=then[-1]))
     doc = TaskDoc(
         id=ident,
         issue_id=f"{ident}-issue",
