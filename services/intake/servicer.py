@@ -99,8 +99,9 @@ def issue_to_pb(doc: IssueDoc, rules: Rules) -> pb.Issue:
 
 def public_view(issue: pb.Issue) -> pb.Issue:
     """The issue as a caller who is not its handler reads it (domain.FULL_VIEW_ROLES): a filing decision's
-    reason and where to turn, never the worker's note nor who decided (nor who took any step); a report
-    declined as abusive without its text and files."""
+    reason and where to turn, never the worker's note nor who decided (nor who took any step, nor whose account
+    reported it); a report declined as abusive without its text and files."""
+    issue.created_by = ""
     issue.filing.note = ""
     issue.filing.decided_by = ""
     for step in issue.history:

@@ -173,7 +173,7 @@ def test_a_decline_closes_the_issue_with_the_reason_the_reporter_reads(
     assert filing["status_note_en"] == "declined: out of scope, referred to 12345"
     assert declined["history"][-1]["note_zh"] == "不予立案：不属于社区职责，已转12345热线"
     # Without a login (the reporter, anyone with the id): why and where to turn, never the note nor who decided.
-    assert (filing["note"], filing["decided_by"]) == ("", "")
+    assert (filing["note"], filing["decided_by"], declined["created_by"]) == ("", "", "")
     assert all(not h["by"] for h in declined["history"]) and "subdistrict_admin" not in str(declined)
     assert "物业合同纠纷" not in str(got)
     # Staff read all of it.
