@@ -109,7 +109,7 @@ def test_funds_pledges_and_hours_in_the_portal(
         "member-units",
         {"community_id": community, "name_zh": "泰山驻地单位", "kind": "resident_unit", "joined_on": "2024-05-01"},
     )
-    entry = org(
+    org(
         system,
         "unit-resource-entries",
         {"unit_id": unit, "resource": "应急照明车", "category": "vehicle", "quantity": 2, "unit_of_measure": "台"},
@@ -126,7 +126,8 @@ def test_funds_pledges_and_hours_in_the_portal(
     expect(page.get_by_test_id("fund-balance-running")).to_have_text("1000.00", timeout=30_000)
     page.get_by_test_id("spend-amount").locator("input").fill("300")
     page.locator(".el-radio-button", has_text="活动").click()
-    page.get_by_test_id("spend-for").fill(lamp)
+    page.get_by_test_id("spend-activity").click()  # the community's activities, picked by title
+    page.locator(".el-select-dropdown__item:visible", has_text="楼道照明共建").click()
     page.get_by_test_id("spend-submit").click()
     expect(page.get_by_test_id("fund-balance-running")).to_have_text("700.00", timeout=30_000)
     expect(page.get_by_test_id("fund-entries")).to_contain_text(lamp)
@@ -139,12 +140,21 @@ def test_funds_pledges_and_hours_in_the_portal(
     # A member unit pledges an item of its list; the worker confirms delivery.
     member_page = context.new_page()
     log_in(member_page, system, member_account(system, f"member_unit:{unit}"), f"{T}/resources")
-    member_page.get_by_test_id("pledge-entry").fill(entry)
+    # The item is picked from the unit's own list, which shows what it offers; the quantity stops there.
+    member_page.get_by_test_id("pledge-entry").click()
+    option = member_page.locator(".el-select-dropdown__item:visible", has_text="应急照明车")
+    expect(option).to_contain_text("可提供 2 台")
+    option.click()
+    quantity = member_page.get_by_test_id("pledge-quantity").locator("input")
+    quantity.fill("5")
+    quantity.blur()
+    expect(quantity).to_have_value("2")
     member_page.locator(".el-radio-button", has_text="活动").click()
     member_page.get_by_test_id("pledge-for").fill(lamp)
     member_page.get_by_test_id("pledge-submit").click()
     row = member_page.get_by_test_id("pledges").locator("tr", has_text="应急照明车")
     expect(row).to_have_count(1, timeout=30_000)
+    expect(row).to_contain_text("× 2 台")
     shot(member_page, "alliance-pledge")
     expect(row.get_by_test_id("pledge-age")).not_to_be_empty()
     member_page.close()
@@ -181,3 +191,4 @@ def test_funds_pledges_and_hours_in_the_portal(
     page.evaluate("document.activeElement && document.activeElement.blur()")
     assert axe_violations(page) == []
     shot(page, "alliance-hours")
+
