@@ -192,3 +192,59 @@ def test_funds_pledges_and_hours_in_the_portal(
     assert axe_violations(page) == []
     shot(page, "alliance-hours")
 
+
+def test_attendance_recorded_in_the_activity_page_credits_the_persons_hours(
+    system: System, page: Page, people: Callable[..., Person]
+) -> None:
+    """A worker records a signed-up person's attendance in the activity's roster; the time bank credits the hours
+    from the ActivityAttended event, and they show on the hours page."""
+    admin = system.auth("subdistrict_admin", T)
+    community = org(system, "communities", {"name_zh": f"签到门户社区{unique()[-4:]}"})
+    person = org(system, "people", {"community_id": community, "name_zh": "共建志愿者", "roles": ["volunteer"]})
+    start = datetime.now(UTC) + timedelta(minutes=10)  # signs up still open; attendance taken from 30 min before
+    body = {
+        "community_id": community,
+        "title": "社区义诊",
+        "kind": "health_fair",
+        "starts_at": start.isoformat(),
+        "ends_at": (start + timedelta(hours=3)).isoformat(),
+        "capacity": 5,
+    }
+    resp = requests.post(api(system, "alliance/activities"), json=body, headers=admin, timeout=10)
+    assert resp.status_code == 201, resp.text
+    fair = resp.json()["id"]
+    resp = requests.post(
+        api(system, f"alliance/activities/{fair}/signups"),
+        json={"participant": {"kind": "person", "id": person}},
+        headers=admin,
+        timeout=10,
+    )
+    assert resp.status_code == 201, resp.text
+
+    log_in(page, system, people("community_worker", T, community), f"{T}/alliance/activities")
+    card = page.get_by_test_id("activity").filter(has_text="社区义诊")
+    for _ in range(60):  # the list is the read side: refresh until the activity shows
+        if card.count():
+            break
+        page.get_by_test_id("refresh").click()
+        page.wait_for_timeout(500)
+    card.get_by_test_id("roster").click()
+    row = page.get_by_test_id("participants").locator("tr", has_text=person)
+    expect(row).to_contain_text("已报名")
+    row.get_by_role("spinbutton").fill("2.5")
+    row.get_by_role("spinbutton").blur()
+    row.get_by_role("button", name="记录参加").click()
+    expect(row).to_contain_text("已参加 2.5 小时")
+    page.keyboard.press("Escape")
+
+    page.get_by_role("navigation").get_by_text("志愿时长", exact=True).click()
+    page.get_by_test_id("hours-person").fill(person)
+    balance = page.get_by_test_id("hours-balance")
+    for _ in range(120):  # the time bank credits from the event: look again until it has
+        page.get_by_test_id("hours-load").click()
+        page.wait_for_timeout(500)
+        if balance.count() and balance.inner_text() == "2.50":
+            break
+    expect(balance).to_have_text("2.50")
+    expect(page.get_by_test_id("hours-entries")).to_contain_text("共建活动")
+    expect(page.get_by_test_id("hours-entries")).to_contain_text(fair)
