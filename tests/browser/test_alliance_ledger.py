@@ -118,6 +118,35 @@ def test_funds_pledges_and_hours_in_the_portal(
     worker = people("community_worker", T, community)
     lamp = activity(system, community)
 
+    # A meeting of the community agreed an item: what the second spending is for (listed before the page opens).
+    admin = system.auth("subdistrict_admin", T)
+    meeting = {
+        "community_id": community,
+        "title": "照明经费联席会议",
+        "starts_at": (datetime.now(UTC) + timedelta(days=2)).isoformat(),
+        "online": True,
+        "online_link": "https://meet.example.org/funds",
+        "invitees": [{"kind": "member_unit", "id": unit}],
+        "agenda": [{"title": "更换楼道灯具", "source": "other"}],
+    }
+    resp = requests.post(api(system, "alliance/meetings"), json=meeting, headers=admin, timeout=10)
+    assert resp.status_code == 201, resp.text
+    met = resp.json()
+    item = met["agenda"][0]["id"]
+    resp = requests.post(
+        api(system, f"alliance/meetings/{met['id']}/agenda/{item}/decision"),
+        json={"outcome": "agreed"},
+        headers=admin,
+        timeout=10,
+    )
+    assert resp.status_code == 200, resp.text
+
+    def decided() -> bool:
+        found = requests.get(api(system, f"alliance/meetings?community_id={community}"), headers=admin, timeout=10)
+        return any(m["id"] == met["id"] and int(m["decided_items"]) for m in found.json()["meetings"])
+
+    wait_for(decided)
+
     # Funds: allocate ¥1,000 to the running budget and spend ¥300 of it; the balance shows ¥700.
     log_in(page, system, worker, f"{T}/funds")
     page.get_by_test_id("alloc-amount").locator("input").fill("1000")
@@ -131,6 +160,16 @@ def test_funds_pledges_and_hours_in_the_portal(
     page.get_by_test_id("spend-submit").click()
     expect(page.get_by_test_id("fund-balance-running")).to_have_text("700.00", timeout=30_000)
     expect(page.get_by_test_id("fund-entries")).to_contain_text(lamp)
+    # ¥100 for the agreed item, picked by its meeting and its title; the balance shows ¥600.
+    page.get_by_test_id("spend-amount").locator("input").fill("100")
+    page.locator(".el-radio-button", has_text="会议决议").click()
+    page.get_by_test_id("spend-meeting").click()
+    page.locator(".el-select-dropdown__item:visible", has_text="照明经费联席会议").click()
+    page.get_by_test_id("spend-item").click()
+    page.locator(".el-select-dropdown__item:visible", has_text="更换楼道灯具").click()
+    page.get_by_test_id("spend-submit").click()
+    expect(page.get_by_test_id("fund-balance-running")).to_have_text("600.00", timeout=30_000)
+    expect(page.get_by_test_id("fund-entries")).to_contain_text(met["id"])
     expect(page.locator(".el-message")).to_have_count(0, timeout=15_000)  # the toasts have gone
     page.mouse.move(0, 0)  # the submit button no longer hovered (its hover colour is the lighter one)
     page.evaluate("document.activeElement && document.activeElement.blur()")
