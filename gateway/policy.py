@@ -281,6 +281,9 @@ POLICY: dict[str, Rule] = {
     "alliance_ledger.create_pledge": Rule(
         "alliance ledger: pledge", DISPATCHERS, tenant_scoped=True, community=NEW_RECORD
     ),
+    "alliance_ledger.list_resource_entries": Rule(
+        "alliance ledger: resource list", DISPATCHERS, tenant_scoped=True, community=OWN_LIST
+    ),
     "alliance_ledger.confirm_delivery": Rule(
         "alliance ledger: confirm delivery", STAFF, tenant_scoped=True, community=OWN_RECORD
     ),

@@ -6,6 +6,7 @@ TimeBankService, FundService (hongling.alliance.v1, services/alliance/ledger).
     GET    alliance/pledges/{id}                     one pledge
     POST   alliance/pledges/{id}/delivery            the community confirms delivery
     POST   alliance/pledges/{id}/withdrawal          withdrawn before delivery (reason)
+    GET    alliance/resource-entries?unit_id=        the unit's resource list to pledge from (a member: its own)
     GET    alliance/hours/{person_id}                a person's balance (志愿服务时长)
     GET    alliance/hours/{person_id}/entries        a person's entries, newest first
     GET    alliance/hours-entries?community_id=      a community's entries, newest first
@@ -37,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictStr
 from gateway.app import json_body
 from gateway.calls import tenant_call
 from gateway.community import list_filter
-from gateway.protojson import StrictInt64
+from gateway.protojson import StrictInt64, to_json
 from gateway.query import PAGE_TOKEN, args, integer, month, page_size, query, text
 from gateway.routes_dispatch import DOCS, Doc, message, optional_version, page, parse
 from gateway.routes_org import content_disposition
@@ -222,6 +223,18 @@ def withdraw_pledge(tenant: str, pledge_id: str) -> Response:
         return message(resources().WithdrawPledge(pb.PledgeActionRequest(id=pledge_id, reason=data.reason)))
 
 
+@bp.get(f"{BASE}/resource-entries")
+@query(text("unit_id", "成员单位 Member unit (a member unit: its own, may be omitted; staff: required)"))
+def list_resource_entries(tenant: str) -> Response:
+    """资源清单 The unit's resource list (驻地和双报到单位资源清单) to pledge from: each item, what it offers
+
+    A member unit reads its own list; staff name the unit (a community worker: its own community's)."""
+    q = args()
+    with tenant_call(tenant):
+        resp = resources().ListResourceEntries(pb.ListResourceEntriesRequest(unit_id=q["unit_id"]))
+    return jsonify({"entries": [to_json(e) for e in resp.entries]})
+
+
 # ---------------------------------------------------------------- the time bank (志愿服务时长)
 
 
@@ -398,6 +411,7 @@ DOCS.update(
     {
         f"{E}list_pledges": Doc(pb.Pledge, list_key="pledges", errors=(400,)),
         f"{E}create_pledge": Doc(pb.Pledge, 201, PledgeIn, errors=(400,), headers=("ETag", "Location")),
+        f"{E}list_resource_entries": Doc(pb.ResourceEntry, list_key="entries", paged=False, errors=(400,)),
         f"{E}get_pledge": Doc(pb.Pledge, errors=(404,), headers=("ETag",)),
         f"{E}confirm_delivery": Doc(pb.Pledge, errors=(404, 409), headers=("ETag",)),
         f"{E}withdraw_pledge": Doc(pb.Pledge, body=ReasonIn, errors=(400, 404, 409), headers=("ETag",)),

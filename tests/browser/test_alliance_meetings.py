@@ -1,5 +1,7 @@
 """A joint meeting through the portal: a community worker schedules it from the month's hot topic, records
-attendance and the decision, opens an action item as an issue and downloads the minutes."""
+attendance and the decision, opens an action item as an issue and downloads the minutes; an invited member unit
+checks in naming who attends for it and proposes an item, which the worker sees (with the attendee) and puts
+on the agenda."""
 
 from __future__ import annotations
 
@@ -15,10 +17,10 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 from docx import Document
-from playwright.sync_api import Page, expect
+from playwright.sync_api import BrowserContext, Page, expect
 
 from services.org.seed import Rect
-from tests.browser.conftest import Person, axe_violations, log_in, shot
+from tests.browser.conftest import PASSWORD, Person, axe_violations, log_in, shot
 from tests.conftest import System, unique, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -113,3 +115,76 @@ def test_a_worker_schedules_from_a_hot_topic_records_decides_follows_up_and_prin
     page.get_by_test_id("action-issue").first.click()  # the portal keeps its session in memory: no reload
     expect(page).to_have_url(re.compile(f"/issues/{issue_href.rsplit('/', 1)[-1]}$"))
     expect(page.get_by_text("更换楼道灯具").first).to_be_visible()
+
+
+def test_a_member_unit_checks_in_naming_its_attendee_and_proposes_an_item(
+    system: System, page: Page, context: BrowserContext, people: Callable[..., Person]
+) -> None:
+    admin = system.auth("subdistrict_admin", T)
+
+    def org(collection: str, body: dict[str, Any]) -> str:
+        resp = requests.post(api(system, f"org/{collection}"), json=body, headers=admin, timeout=10)
+        assert resp.status_code == 201, resp.text
+        return str(resp.json()["id"])
+
+    community = org("communities", {"name_zh": f"成员签到社区{unique()[-4:]}"})
+    unit = org(
+        "member-units",
+        {"community_id": community, "name_zh": "签到驻地单位", "kind": "resident_unit", "joined_on": "2024-05-01"},
+    )
+    attendee = org("people", {"community_id": community, "name_zh": "单位联络员李", "roles": ["volunteer"]})
+    meeting = {
+        "community_id": community,
+        "title": "成员签到联席会议",
+        "starts_at": (datetime.now(SHANGHAI) + timedelta(minutes=20)).isoformat(),  # check-in opens 1 h before
+        "online": True,
+        "online_link": "https://meet.example.org/members",
+        "invitees": [{"kind": "member_unit", "id": unit}],
+        "agenda": [{"title": "楼道照明", "source": "other"}],
+    }
+    resp = requests.post(api(system, "alliance/meetings"), json=meeting, headers=admin, timeout=10)
+    assert resp.status_code == 201, resp.text
+    made = resp.json()["id"]
+    account = {
+        "username": unique("portal-member"),
+        "display_name": "驻地单位联络员",
+        "role": "member",
+        "tenants": [T],
+        "responder": f"member_unit:{unit}",
+        "password": PASSWORD,
+    }
+    resp = requests.post(f"{system.gateway}/api/v1/users", json=account, headers=system.auth("ops"), timeout=15)
+    assert resp.status_code == 201, resp.text
+
+    # The member unit: check-in names who attends; a wrong id is refused beside the field, nothing recorded.
+    log_in(page, system, Person(account["username"], PASSWORD, "member", T), f"{T}/meetings/{made}")
+    expect(page.locator("main h1")).to_have_text("成员签到联席会议")
+    expect(page.get_by_test_id("record-" + unit + "-on_time")).to_have_count(0)  # staff's buttons are not a member's
+    page.get_by_test_id("check-in-person").fill("p-nobody")
+    page.get_by_test_id("check-in").click()
+    expect(page.get_by_test_id("check-in-card").locator(".el-form-item__error")).to_be_visible()
+    expect(page.get_by_test_id(f"att-{unit}")).to_have_text("未记录")
+    page.get_by_test_id("check-in-person").fill(attendee)
+    page.get_by_test_id("check-in").click()
+    expect(page.get_by_test_id("my-attendance")).to_contain_text("按时参会")
+    expect(page.get_by_test_id("my-attendance")).to_contain_text("单位联络员李")
+    expect(page.get_by_test_id(f"attendee-{unit}")).to_have_text("单位联络员李")
+    page.get_by_test_id("proposal-title").fill("增设电动车充电桩")
+    page.get_by_test_id("proposal-note").fill("夜间楼道充电隐患")
+    page.get_by_test_id("propose").click()
+    expect(page.get_by_test_id("proposals")).to_contain_text("增设电动车充电桩")
+    page.mouse.move(0, 0)
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    expect(page.locator(".el-message")).to_have_count(0, timeout=15_000)
+    assert axe_violations(page) == []
+    shot(page, "alliance-meeting-member")
+
+    # The worker sees who attended for the unit, and puts the proposal on the agenda.
+    staff = context.new_page()
+    log_in(staff, system, people("community_worker", T, community), f"{T}/meetings/{made}")
+    expect(staff.get_by_test_id(f"att-{unit}")).to_have_text("按时参会")
+    expect(staff.get_by_test_id(f"attendee-{unit}")).to_have_text("单位联络员李")
+    staff.get_by_test_id("proposals").get_by_test_id("accept-proposal").click()
+    expect(staff.get_by_test_id("agenda-item").filter(has_text="增设电动车充电桩")).to_have_count(1)
+    expect(staff.get_by_test_id("proposals")).to_have_count(0)
+    staff.close()

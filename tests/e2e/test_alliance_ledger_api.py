@@ -180,6 +180,29 @@ def test_a_member_unit_pledges_a_listed_item_and_the_worker_confirms_delivery(
     assert again.status_code == 409
 
 
+def test_the_resource_list_to_pledge_from_is_the_units_own(system: System, unit: dict[str, str]) -> None:
+    """A member unit reads its own list (what the portal's pledge form offers); staff name the unit; a worker of
+    another community sees none of it; a member naming another unit, or a person's credential, is refused."""
+    listed = url(system, "alliance/resource-entries")
+    member = system.member_auth(T, "member_unit", unit["unit"])
+    resp = requests.get(listed, headers=member, timeout=10)
+    assert resp.status_code == 200, resp.text
+    [entry] = resp.json()["entries"]
+    assert entry["id"] == unit["entry"] and entry["resource"] == "货车"
+    assert entry["quantity"] == 3 and entry["unit_of_measure"] == "台"
+    worker = system.worker_auth(T, unit["community"])
+    staff = requests.get(f"{listed}?unit_id={unit['unit']}", headers=worker, timeout=10).json()["entries"]
+    assert [e["id"] for e in staff] == [unit["entry"]]
+    elsewhere = system.worker_auth(T, new_community(system))
+    assert requests.get(f"{listed}?unit_id={unit['unit']}", headers=elsewhere, timeout=10).json()["entries"] == []
+    nameless = requests.get(listed, headers=worker, timeout=10)
+    assert nameless.status_code == 400 and nameless.json()["error"]["field"] == "unit_id"
+    other = requests.get(f"{listed}?unit_id=someone-else", headers=member, timeout=10)
+    assert other.status_code == 403 and other.json()["error"]["field"] == "unit_id"
+    person = system.member_auth(T, "person", "p-someone")
+    assert requests.get(listed, headers=person, timeout=10).status_code == 403
+
+
 def test_a_pledge_is_refused_beyond_the_list_or_off_it_or_for_another_unit(
     system: System, unit: dict[str, str]
 ) -> None:

@@ -109,6 +109,7 @@ EXPECTED: dict[str, tuple[set[str], bool]] = {
     # Alliance ledger: members pledge for their unit and read their own hours; staff run the rest.
     "alliance ledger: pledges": (DISPATCHERS, True),
     "alliance ledger: pledge": (DISPATCHERS, True),
+    "alliance ledger: resource list": (DISPATCHERS, True),
     "alliance ledger: confirm delivery": (STAFF, True),
     "alliance ledger: hours": (DISPATCHERS, True),
     "alliance ledger: hours lists": (STAFF, True),
@@ -592,6 +593,10 @@ CALLS: dict[str, list[Call]] = {
                 }
             },
         )
+    ],
+    # Staff: nobody's list (empty); a member naming another unit: refused by the view (not_your_responder).
+    "alliance ledger: resource list": [
+        lambda t, s: ("GET", f"/api/v1/tenants/{t}/alliance/resource-entries?unit_id=mu-matrix-none", {})
     ],
     "alliance ledger: confirm delivery": [
         lambda t, s: ("POST", f"/api/v1/tenants/{t}/alliance/pledges/pl-matrix-none/delivery", {})

@@ -215,6 +215,7 @@ COMMUNITY_EXPECTED: dict[str, tuple[str, str]] = {
     },
     # The alliance ledger: the service checks the pledge's, entry's or person's community (it reads them anyway).
     "alliance_ledger.list_pledges": (OWN_LIST, ""),
+    "alliance_ledger.list_resource_entries": (OWN_LIST, ""),
     "alliance_ledger.get_pledge": (OWN_RECORD, ""),
     "alliance_ledger.withdraw_pledge": (OWN_RECORD, ""),
     "alliance_ledger.create_pledge": (NEW_RECORD, ""),

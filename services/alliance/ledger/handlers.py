@@ -146,6 +146,28 @@ class Org:
     def person(self, ident: str) -> Any | None:
         return self._get("GetPerson", ident)
 
+    def resource_entries(self, unit_id: str) -> list[Any]:
+        """The entries of one unit's resource list (every page)."""
+        me_ = Principal(sub="alliance", role="service", tenants=(require_tenant(),))
+        found: list[Any] = []
+        token = ""
+        try:
+            with context.bound(principal=me_):
+                while True:
+                    resp = self._stub().ListUnitResourceEntries(
+                        org_pb2.ListRequest(page_size=500, page_token=token, filter={"unit_id": unit_id})
+                    )
+                    found.extend(resp.items)
+                    token = resp.next_page_token
+                    if not token:
+                        return found
+        except grpc.RpcError as exc:
+            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise Unavailable(
+                    "the organisation service cannot be reached; retry shortly (组织架构服务暂不可用，请稍后重试)"
+                ) from None
+            raise
+
     def community(self, ident: str) -> Any | None:
         return self._get("GetCommunity", ident)
 
@@ -230,6 +252,18 @@ def _visible_pledge(doc: PledgeDoc | None, ident: str, p: Principal) -> PledgeDo
     if p.role == "member" and (p.responder is None or p.responder != ("member_unit", doc.unit_id)):
         raise missing
     return doc
+
+
+def resource_entries(unit_id: str, by: Principal, org: Org = ORG) -> list[Any]:
+    """The unit's resource list to pledge from: a member unit's own; staff name the unit, a community worker
+    sees only the entries placed in its community."""
+    require_role(by, ("member", *STAFF), "read a unit's resource list")
+    unit = member_unit(by, unit_id.strip()) if by.role == "member" else unit_id.strip()
+    if not unit:
+        raise InvalidArgument(
+            "unit_id is required: the member unit whose list is read (须指明成员单位)", field="unit_id"
+        )
+    return [e for e in org.resource_entries(unit) if by.role == "member" or community.sees(e.community_id, by)]
 
 
 def pledge(

@@ -159,6 +159,26 @@ class ResourceServicer(pb_grpc.ResourceServiceServicer):
             pledges=[pledge_to_pb(d) for d in docs], next_page_token=readmodel.token_of(more, fingerprint)
         )
 
+    def ListResourceEntries(
+        self, request: pb.ListResourceEntriesRequest, context: grpc.ServicerContext
+    ) -> pb.ListResourceEntriesResponse:
+        found = handlers.resource_entries(request.unit_id, _principal())
+        return pb.ListResourceEntriesResponse(
+            entries=[
+                pb.ResourceEntry(
+                    id=e.id,
+                    unit_id=e.unit_id,
+                    community_id=e.community_id,
+                    resource=e.resource,
+                    category=e.category,
+                    quantity=e.quantity,
+                    unit_of_measure=e.unit_of_measure,
+                    conditions=e.conditions,
+                )
+                for e in found
+            ]
+        )
+
 
 class TimeBankServicer(pb_grpc.TimeBankServiceServicer):
     def GetHoursBalance(self, request: pb.GetHoursBalanceRequest, context: grpc.ServicerContext) -> pb.HoursBalance:

@@ -60,6 +60,7 @@ class AttendanceDoc(me.EmbeddedDocument):
     key = me.StringField(required=True)  # the invitee's "kind:id"
     unit_id = me.StringField(default="")
     person_id = me.StringField(default="")
+    person_name_zh = me.StringField(default="")  # a unit's attendee, by name (as org had it when recorded)
     status = me.StringField(required=True)
     recorded_by = me.StringField(default="")
     at = me.DateTimeField(required=True)

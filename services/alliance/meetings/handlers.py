@@ -328,10 +328,27 @@ def accept_proposal(meeting_id: str, item_id: str, *, uow: UnitOfWork = unitofwo
 # ---------------------------------------------------------------- attendance
 
 
-def _record(doc: MeetingDoc, key: str, unit_id: str, person_id: str, status: str, by: str, at: datetime) -> None:
+def _record(
+    doc: MeetingDoc,
+    key: str,
+    unit_id: str,
+    person_id: str,
+    status: str,
+    by: str,
+    at: datetime,
+    person_name: str = "",
+) -> None:
     doc.attendance = [a for a in doc.attendance if a.key != key]
     doc.attendance.append(
-        AttendanceDoc(key=key, unit_id=unit_id, person_id=person_id, status=status, recorded_by=by, at=at)
+        AttendanceDoc(
+            key=key,
+            unit_id=unit_id,
+            person_id=person_id,
+            person_name_zh=person_name,
+            status=status,
+            recorded_by=by,
+            at=at,
+        )
     )
     doc.record(
         ev.AttendanceRecorded(
@@ -369,11 +386,11 @@ def check_in(
     if kind == domain.PERSON:
         if person_id and person_id != rid:
             raise PermissionDenied("只能为本人签到 (a person checks in as themselves)", reason="not_your_responder")
-        unit_id, attendee = "", rid
+        unit_id, attendee, name = "", rid, ""
     else:
-        unit_id, attendee = rid, person_id
+        unit_id, attendee, name = rid, person_id, ""
         if attendee:
-            peers.invitee(domain.PERSON, attendee, "person_id")
+            name, _ = peers.invitee(domain.PERSON, attendee, "person_id")
 
     def mutate(doc: MeetingDoc, at: datetime) -> bool:
         domain.check_check_in(doc.status, at, aware(doc.starts_at) or at)
@@ -386,7 +403,7 @@ def check_in(
                 field="meeting_id",
             )
         status = domain.check_in_status(at, aware(doc.starts_at) or at, doc.grace_minutes or 0)
-        _record(doc, key, unit_id, attendee, status, "self", at)
+        _record(doc, key, unit_id, attendee, status, "self", at, name)
         return True
 
     done = unitofwork.change(uow, MeetingDoc, f"meeting:{meeting_id}", meeting_id, mutate, conflicts=CONFLICTS, now=now)
@@ -404,15 +421,16 @@ def record_attendance(
     unit_id = domain.ident(unit_id, "unit_id", "成员单位", required=False)
     person_id = domain.ident(person_id, "person_id", "人员", required=not unit_id)
     key, field = (f"{domain.UNIT}:{unit_id}", "unit_id") if unit_id else (f"{domain.PERSON}:{person_id}", "person_id")
+    name = ""
     if unit_id and person_id:
-        peers.invitee(domain.PERSON, person_id, "person_id")
+        name, _ = peers.invitee(domain.PERSON, person_id, "person_id")
 
     def mutate(doc: MeetingDoc, at: datetime) -> bool:
         domain.require_open(doc.status, "记录出席", "record attendance")
         _invited(doc, key, field)
         if status in (domain.ON_TIME, domain.LATE) and at < (aware(doc.starts_at) or at) - domain.CHECK_IN_OPENS:
             raise FailedPrecondition("会议尚未开始，不能记录到会 (the meeting has not started)", field="status")
-        _record(doc, key, unit_id, person_id, status, p.sub, at)
+        _record(doc, key, unit_id, person_id, status, p.sub, at, name)
         return True
 
     return _change(meeting_id, mutate, uow, utcnow)

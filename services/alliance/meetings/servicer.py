@@ -109,6 +109,7 @@ def meeting_to_pb(doc: MeetingDoc, follows: dict[str, peers.Follow] | None = Non
                 recorded_by=a.recorded_by,
                 at=_ts(a.at),
                 name_zh=names.get(a.key, ""),
+                person_name_zh=a.person_name_zh or "",
             )
             for a in doc.attendance
         ],
@@ -136,7 +137,7 @@ def minutes_of(doc: MeetingDoc, follows: dict[str, peers.Follow]) -> minutes.Min
         rec = by_key.get(f"{i.kind}:{i.id}")
         attendee = ""
         if rec is not None and i.kind == domain.UNIT and rec.person_id:
-            attendee = rec.person_id
+            attendee = rec.person_name_zh or rec.person_id
         rows.append(minutes.Row(i.name_zh or i.id, i.kind, rec.status if rec else "", attendee))
     items = []
     for it in doc.agenda:
