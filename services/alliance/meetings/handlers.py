@@ -3,8 +3,9 @@
 Every change after the creation goes through the unit of work (services/common/unitofwork.py): the meeting's
 next version is claimed by an insert ("meeting:<id>:<version>") and only the winner writes it; a loser reads
 again and decides again, so concurrent check-ins never lose one. A meeting's close is a durable timer
-("alliance.meeting_close", key "meeting:<id>", at its end or its start + 3 h): it survives restarts, and its
-handler is idempotent (an ended meeting records nobody twice).
+("alliance.meeting_close", key "meeting:<id>", at its end or its start + 3 h), set before the meeting is
+written (a saved meeting always has one): it survives restarts, and its handler is idempotent (an ended
+meeting records nobody twice).
 
 Community scope: a community worker schedules in its own community only (403 community_out_of_scope) and
 another community's meeting is NOT_FOUND in the words of a missing one; a member reads and checks in to the
