@@ -274,7 +274,7 @@ def record_attendance(tenant: str, meeting_id: str) -> Response:
 
 @bp.post(f"{ONE}/agenda/<item_id>/decision")
 def take_decision(tenant: str, meeting_id: str, item_id: str) -> Response:
-    """形成决议 Decide an agenda item: agreed, rejected or deferred, with votes where voted"""
+    """形成决议 Decide an agenda item (from the meeting's start): agreed, rejected or deferred, votes where voted"""
     data: DecisionIn = parse(DecisionIn, json_body())
     req = pb.TakeDecisionRequest(meeting_id=meeting_id, item_id=item_id, **data.model_dump())
     with tenant_call(tenant):

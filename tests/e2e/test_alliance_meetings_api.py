@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import random
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import pytest
 import requests
 from docx import Document
 
+from services.alliance.meetings.domain import ISSUE_STATUS_ZH
 from services.org.seed import Rect
 from tests.conftest import System, unique, wait_for
 
@@ -102,6 +104,10 @@ def schedule(system: System, place: Place, worker: dict[str, str], **kw: Any) ->
         ],
         **kw,
     }
+    return schedule_body(system, worker, body)
+
+
+def schedule_body(system: System, worker: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
     resp = requests.post(url(system, "alliance/meetings"), json=body, headers=worker, timeout=15)
     return dict(ok(resp, 201))
 
@@ -161,19 +167,57 @@ def test_bad_input_is_a_400_naming_the_field_and_nothing_is_scheduled(
     system: System, place: Place, worker: dict[str, str], change: dict[str, Any], field: str
 ) -> None:
     key = unique()
-    body = {
+    good = {
         "community_id": place.community,
-        "title": "坏会议",
+        "title": f"补排会议{key[-6:]}",
         "starts_at": at(timedelta(hours=1)),
         "station_id": place.station,
         "invitees": [{"kind": "person", "id": place.people[0]}],
         "idempotency_key": key,
-        **change,
     }
-    resp = requests.post(url(system, "alliance/meetings"), json=body, headers=worker, timeout=10)
+    bad_title = f"坏会议{key[-6:]}"
+    before = listed_meetings(system, place, worker)
+    resp = requests.post(
+        url(system, "alliance/meetings"), json=good | {"title": bad_title, **change}, headers=worker, timeout=10
+    )
     assert resp.status_code == 400, resp.text
     err = resp.json()["error"]
     assert err["field"] == field and err["message"]
+    assert_nothing_scheduled(system, place, worker, good, bad_title, before)
+
+
+def listed_meetings(system: System, place: Place, worker: dict[str, str]) -> dict[str, str]:
+    """The community's meetings in the list (id -> title)."""
+    got = ok(
+        requests.get(
+            url(system, f"alliance/meetings?community_id={place.community}&page_size=100"), headers=worker, timeout=10
+        )
+    )
+    assert not got.get("next_page_token"), "more meetings than a page: the check would not see them all"
+    return {r["id"]: r["title"] for r in got["meetings"]}
+
+
+def assert_nothing_scheduled(
+    system: System,
+    place: Place,
+    worker: dict[str, str],
+    good: dict[str, Any],
+    bad_title: str,
+    before: dict[str, str],
+) -> None:
+    """A refused meeting left nothing: the good meeting with the same idempotency key is a new one (the key
+    found no meeting: a refused one would have been returned), and once it is in the list (the read side has
+    caught up with it), the list holds what it held before, the good one, and nothing of the refused one."""
+    made = schedule_body(system, worker, good)
+    assert made["title"] == good["title"] and made["id"] not in before
+
+    def with_it() -> Any:
+        found = listed_meetings(system, place, worker)
+        return found if made["id"] in found else None
+
+    after = wait_for(with_it)
+    assert after[made["id"]] == good["title"] and bad_title not in after.values()
+    assert {i: after.get(i) for i in before} == before  # nothing there before changed or went
 
 
 def test_members_check_in_as_themselves_and_propose_items(system: System, place: Place, worker: dict[str, str]) -> None:
@@ -242,6 +286,14 @@ def test_decisions_action_items_closure_and_minutes(system: System, place: Place
             timeout=10,
         )
     )
+    ok(
+        requests.post(
+            url(system, f"{base}/attendance"),
+            json={"unit_id": place.units[0], "person_id": place.people[1], "status": "on_time"},
+            headers=worker,
+            timeout=10,
+        )
+    )
     bad = requests.post(
         url(system, f"{base}/agenda/{first}/decision"),
         json={"outcome": "agreed", "votes_for": 1, "votes_against": 2},
@@ -285,7 +337,7 @@ def test_decisions_action_items_closure_and_minutes(system: System, place: Place
     statuses = {(a["unit_id"], a["person_id"]): a["status"] for a in closed["attendance"]}
     assert statuses == {
         ("", place.people[0]): "excused",
-        (place.units[0], ""): "absent",
+        (place.units[0], place.people[1]): "on_time",
         (place.units[1], ""): "absent",
     }
     done = ok(
@@ -304,6 +356,15 @@ def test_decisions_action_items_closure_and_minutes(system: System, place: Place
     assert "决议：通过（表决：赞成2票，反对0票，弃权1票）" in text and "决议：暂缓" in text
     assert act["target_id"] in text and "主持人" in text and "参会代表签字" in text
     assert "物业0" in cells and "请假" in cells and "缺席" in cells
+    # Names, never codes: the community's name, who attended for the unit by name, the issue's status in Chinese.
+    admin = system.auth("subdistrict_admin", T)
+    community_name = ok(requests.get(url(system, f"org/communities/{place.community}"), headers=admin, timeout=10))
+    assert f"社区：{community_name['name_zh']}" in text and place.community not in text
+    assert "党员1" in cells and place.people[1] not in cells
+    [follow_line] = [p for p in text.splitlines() if act["target_id"] in p]
+    status_zh = follow_line.rsplit("当前状态 ", 1)[-1].rstrip("）")
+    assert status_zh in set(ISSUE_STATUS_ZH.values()), follow_line
+    assert re.search(r"1\d{10}", text + cells) is None  # no phone number
 
     def history() -> Any:
         got = ok(
@@ -375,3 +436,77 @@ def test_concurrent_check_ins_of_one_meeting_lose_none(system: System, place: Pl
         assert list(pool.map(check_in, tokens)) == [200] * len(tokens)
     got = ok(requests.get(url(system, f"alliance/meetings/{m['id']}"), headers=worker, timeout=10))
     assert sorted(a["person_id"] for a in got["attendance"]) == sorted(people)
+
+
+def test_an_online_meeting_needs_an_https_link(system: System, place: Place, worker: dict[str, str]) -> None:
+    online = {"station_id": "", "online": True, "online_link": "https://meet.example.cn/may"}
+    m = schedule(system, place, worker, **online)
+    assert (m["place_kind"], m["place"], m["online_link"]) == ("online", "online", "https://meet.example.cn/may")
+    assert m["station_id"] == "" and m["status"] == "scheduled"
+    got = ok(requests.get(url(system, f"alliance/meetings/{m['id']}"), headers=worker, timeout=10))
+    assert got["online_link"] == "https://meet.example.cn/may"
+
+    key = unique()
+    good = {
+        "community_id": place.community,
+        "title": f"线上会议{key[-6:]}",
+        "starts_at": at(timedelta(hours=1)),
+        "online": True,
+        "online_link": "https://meet.example.cn/june",
+        "invitees": [{"kind": "person", "id": place.people[0]}],
+        "idempotency_key": key,
+    }
+    bad_title = f"明文链接{key[-6:]}"
+    before = listed_meetings(system, place, worker)
+    resp = requests.post(
+        url(system, "alliance/meetings"),
+        json=good | {"title": bad_title, "online_link": "http://meet.example.cn/june"},
+        headers=worker,
+        timeout=10,
+    )
+    assert resp.status_code == 400, resp.text
+    err = resp.json()["error"]
+    assert err["field"] == "online_link" and "https" in err["message"]
+    assert_nothing_scheduled(system, place, worker, good, bad_title, before)
+
+
+def test_a_check_in_after_the_grace_is_late(system: System, place: Place, worker: dict[str, str]) -> None:
+    m = schedule(
+        system,
+        place,
+        worker,
+        starts_at=at(timedelta(minutes=-30)),
+        invitees=[{"kind": "person", "id": place.people[0]}],
+    )
+    assert m["grace_minutes"] < 29  # the tenant's grace (default 10 min) is over
+    person = system.member_auth(T, "person", place.people[0])
+    got = ok(requests.post(url(system, f"alliance/meetings/{m['id']}/check-in"), json={}, headers=person, timeout=10))
+    [rec] = got["attendance"]
+    assert (rec["person_id"], rec["status"], rec["recorded_by"]) == (place.people[0], "late", "self")
+    assert got["counts"]["late"] == 1 and got["counts"]["on_time"] == 0
+
+    def history() -> Any:
+        found = ok(
+            requests.get(
+                url(system, f"alliance/meetings/attendance?person_id={place.people[0]}"), headers=person, timeout=10
+            )
+        )
+        return [r for r in found["records"] if r["meeting_id"] == m["id"]]
+
+    assert wait_for(history)[0]["status"] == "late"
+
+
+def test_nothing_is_decided_before_the_meeting_starts(system: System, place: Place, worker: dict[str, str]) -> None:
+    m = schedule(system, place, worker, starts_at=at(timedelta(hours=3)), ends_at="")
+    item = m["agenda"][1]["id"]
+    resp = requests.post(
+        url(system, f"alliance/meetings/{m['id']}/agenda/{item}/decision"),
+        json={"outcome": "agreed"},
+        headers=worker,
+        timeout=10,
+    )
+    assert resp.status_code == 409, resp.text
+    err = resp.json()["error"]
+    assert err["code"] == "meeting_not_started" and "会议尚未开始" in err["message"] and "not started" in err["message"]
+    got = ok(requests.get(url(system, f"alliance/meetings/{m['id']}"), headers=worker, timeout=10))
+    assert [i.get("decision") for i in got["agenda"]] == [None, None] and got["version"] == m["version"]

@@ -57,3 +57,16 @@ def test_the_close_timer_records_the_absent_after_a_restart(system: System) -> N
 
     found = wait_for(absent, timeout=120)
     assert [(a["unit_id"], a["status"], a["recorded_by"]) for a in found["attendance"]] == [(unit, "absent", "system")]
+
+    # A meeting entered after it ended (its start 5 h ago, no end: it closed 2 h ago): its timer, set just before
+    # the meeting is written, is due at once; it closes the meeting all the same, and a retry with the same
+    # idempotency key is the same meeting.
+    held = body | {"starts_at": (datetime.now(UTC) - timedelta(hours=5)).isoformat(), "idempotency_key": unique()}
+    del held["ends_at"]
+    resp = requests.post(f"{base}/alliance/meetings", json=held, headers=admin, timeout=15)
+    assert resp.status_code == 201, resp.text
+    meeting = resp.json()["id"]
+    found = wait_for(absent, timeout=120)
+    assert [(a["unit_id"], a["status"], a["recorded_by"]) for a in found["attendance"]] == [(unit, "absent", "system")]
+    again = requests.post(f"{base}/alliance/meetings", json=held, headers=admin, timeout=15)
+    assert again.status_code == 201 and again.json()["id"] == meeting and again.json()["status"] == "minuted"

@@ -10,6 +10,7 @@ from docx import Document
 
 from services.alliance.meetings import domain, minutes
 from services.common.errors import FailedPrecondition, InvalidArgument
+from services.intake import domain as intake_domain
 
 START = datetime(2026, 5, 6, 1, 30, tzinfo=UTC)  # 09:30 in Shanghai
 
@@ -78,7 +79,16 @@ def test_decisions_with_and_without_votes() -> None:
     assert voted.voted and voted.votes_for == 3  # votes given: voted
     assert domain.check_decision(domain.DecisionIn(domain.DEFERRED, True, 1, 3, 0), 5).outcome == domain.DEFERRED
     with pytest.raises(FailedPrecondition):
-        domain.check_decidable(domain.SCHEDULED, decided=True)
+        domain.check_decidable(domain.SCHEDULED, decided=True, now=START, starts_at=START)
+
+
+def test_an_item_is_decided_only_once_the_meeting_started() -> None:
+    with pytest.raises(FailedPrecondition) as err:
+        domain.check_decidable(domain.SCHEDULED, False, now=START - timedelta(seconds=1), starts_at=START)
+    assert err.value.reason == "meeting_not_started" and "会议尚未开始" in err.value.message
+    assert "has not started" in err.value.message
+    domain.check_decidable(domain.SCHEDULED, False, now=START, starts_at=START)
+    domain.check_decidable(domain.ENDED, False, now=START + timedelta(hours=5), starts_at=START)
 
 
 def test_a_meeting_is_minuted_only_when_it_ended_and_every_item_is_decided() -> None:
@@ -146,13 +156,13 @@ def test_a_meeting_is_cancelled_only_before_it_starts_and_with_a_reason() -> Non
 def test_the_minutes_hold_the_meeting_in_chinese_with_signature_lines() -> None:
     m = minutes.MinutesIn(
         title="五月联席会议",
-        community="jiade",
+        community="嘉德社区",
         starts_at=START,
         ends_at=START + timedelta(hours=2),
         place="嘉德一网格驿站",
         status=domain.MINUTED,
         attendance=[
-            minutes.Row("嘉德物业", domain.UNIT, domain.ON_TIME, "p-9"),
+            minutes.Row("嘉德物业", domain.UNIT, domain.ON_TIME, "李四"),
             minutes.Row("张三", domain.PERSON, domain.ABSENT),
         ],
         items=[
@@ -171,7 +181,12 @@ def test_the_minutes_hold_the_meeting_in_chinese_with_signature_lines() -> None:
     cells = "\n".join(c.text for t in doc.tables for r in t.rows for c in r.cells)
     assert "五月联席会议 会议纪要" in text and "2026年05月06日 09:30" in text and "嘉德一网格驿站" in text
     assert "决议：通过（表决：赞成5票，反对1票，弃权0票）" in text
-    assert "更换3号楼灯具（事项编号 iss-1，任务编号 task-1" in text
+    assert "更换3号楼灯具（事项编号 iss-1，任务编号 task-1，当前状态 已吹号）" in text
+    assert "社区：嘉德社区" in text and "whistle_blown" not in text
     for line in ("主持人", "记录人", "参会代表签字"):
         assert line in text
-    assert "嘉德物业" in cells and "按时参会" in cells and "缺席" in cells
+    assert "嘉德物业" in cells and "按时参会" in cells and "缺席" in cells and "李四" in cells
+
+
+def test_the_minutes_name_issue_statuses_as_intake_does() -> None:
+    assert domain.ISSUE_STATUS_ZH == intake_domain.STATUS_ZH

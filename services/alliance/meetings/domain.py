@@ -37,6 +37,24 @@ SOURCES = ("issue", "proposal", "hot_topic", "other")
 SOURCE_ZH = {"issue": "民情事项", "proposal": "成员提议", "hot_topic": "每月一题", "other": "其他"}
 UNIT, PERSON = "member_unit", "person"
 INVITEE_KINDS = (UNIT, PERSON)
+# An intake issue's statuses in Chinese, as intake names them (services/intake/domain.py STATUS_ZH; services
+# never import each other, tests/unit/test_alliance_meetings.py keeps the two equal): the minutes print these.
+ISSUE_STATUS_ZH = {
+    "received": "已受理",
+    "pending_verification": "待核实",
+    "classified": "已分类",
+    "duplicate": "重复反映",
+    "whistle_blown": "已吹号",
+    "assigned": "已派单",
+    "in_progress": "办理中",
+    "done": "已办结",
+    "verified": "已验单",
+    "published": "已公示",
+    "rated": "已评价",
+    "cancelled": "已撤销",
+    "declined": "不予立案",
+}
+ISSUE_DUPLICATE = "duplicate"
 
 TITLE_MAX = 120
 NOTE_MAX = 1000
@@ -303,12 +321,25 @@ def check_decision(d: DecisionIn, invited: int) -> DecisionIn:
     return DecisionIn(outcome, voted, d.votes_for, d.votes_against, d.votes_abstain, note)
 
 
-def check_decidable(status: str, decided: bool) -> None:
+def check_decidable(status: str, decided: bool, *, now: datetime, starts_at: datetime) -> None:
+    """An item is decided at the meeting: once it started (not before), while it is not cancelled or minuted."""
     require_open(status, "表决", "decide")
     if status == MINUTED:
         raise FailedPrecondition("会议已形成纪要 (the meeting is minuted)", field="meeting_id")
     if decided:
         raise FailedPrecondition("该议题已有决议 (this item already has a decision)", field="item_id")
+    if now < starts_at:
+        raise FailedPrecondition(
+            "会议尚未开始，不能表决 (the meeting has not started: items are decided from its start)",
+            field="meeting_id",
+            reason="meeting_not_started",
+        )
+
+
+def issue_closed(status: str, open311_status: str) -> bool:
+    """Whether an intake issue is closed for the agenda: intake's own "closed" (its Open311 status: verified,
+    published, rated, cancelled, declined) or a duplicate (its original is the one to put on the agenda)."""
+    return open311_status == "closed" or status == ISSUE_DUPLICATE
 
 
 def is_minuted(ended: bool, decided: Sequence[bool]) -> bool:

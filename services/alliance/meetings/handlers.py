@@ -3,8 +3,9 @@
 Every change after the creation goes through the unit of work (services/common/unitofwork.py): the meeting's
 next version is claimed by an insert ("meeting:<id>:<version>") and only the winner writes it; a loser reads
 again and decides again, so concurrent check-ins never lose one. A meeting's close is a durable timer
-("alliance.meeting_close", key "meeting:<id>", at its end or its start + 3 h): it survives restarts, and its
-handler is idempotent (an ended meeting records nobody twice).
+("alliance.meeting_close", key "meeting:<id>", at its end or its start + 3 h), set before the meeting is
+written (a saved meeting always has one): it survives restarts, and its handler is idempotent (an ended
+meeting records nobody twice).
 
 Community scope: a community worker schedules in its own community only (403 community_out_of_scope) and
 another community's meeting is NOT_FOUND in the words of a missing one; a member reads and checks in to the
@@ -18,8 +19,6 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
-import mongoengine as me
-import pymongo.errors
 from google.protobuf.timestamp_pb2 import Timestamp
 from hongling.events.v1 import alliance_events_pb2 as ev
 
@@ -43,7 +42,10 @@ from services.common.unitofwork import UnitOfWork
 log = logging.getLogger(__name__)
 CLOSE_KIND = "alliance.meeting_close"
 SETTINGS_ID = "settings"
-CLOSED_ISSUE = frozenset({"cancelled", "duplicate"})
+# A close timer that finds no meeting (it came due before the meeting's insert landed: a meeting entered after
+# it ended) looks again CLOSE_WAIT_SECONDS later, up to CLOSE_WAITS times; then the meeting was never saved.
+CLOSE_WAIT_SECONDS = 30
+CLOSE_WAITS = 10
 HOT_LIMIT = 5
 
 CONFLICTS = conflicts("meeting", "会议")
@@ -124,15 +126,23 @@ def authorize_schedule(community_id: str) -> None:
     community.require_placed_in_scope(community_id.strip())
 
 
-def schedule(new: domain.NewMeeting, idempotency_key: str = "", *, now: Callable[[], datetime] = utcnow) -> MeetingDoc:
+def schedule(
+    new: domain.NewMeeting,
+    idempotency_key: str = "",
+    *,
+    now: Callable[[], datetime] = utcnow,
+    uow: UnitOfWork = unitofwork.MONGO,
+) -> MeetingDoc:
+    """Schedule the meeting. Its close timer is set before the meeting is written: whatever fails after, a
+    saved meeting always has its timer (a retry with the same key finds the meeting and makes sure of it)."""
     p = _caller()
     domain.require_staff(p.role, "schedule meetings")
     community.require_placed_in_scope(new.community_id)
     meeting_id = domain.new_meeting_id(idempotency_key, p.sub)
     if idempotency_key:
-        found = MeetingDoc.objects(id=meeting_id).first()
+        found = uow.load(MeetingDoc, meeting_id)
         if found is not None:
-            return found
+            return _with_close_timer(found)
     if new.online:
         if not peers.community_exists(new.community_id):
             raise InvalidArgument(
@@ -175,7 +185,7 @@ def schedule(new: domain.NewMeeting, idempotency_key: str = "", *, now: Callable
         invitees=invitees,
         agenda=agenda,
         status=domain.SCHEDULED,
-        grace_minutes=grace_minutes(),
+        grace_minutes=grace_minutes(uow),
         created_by=p.sub,
         created_at=at,
         version=1,
@@ -198,19 +208,35 @@ def schedule(new: domain.NewMeeting, idempotency_key: str = "", *, now: Callable
         subject=_subject(meeting_id),
         at=at,
     )
-    try:
-        doc.save(force_insert=True)
-    except (me.NotUniqueError, pymongo.errors.DuplicateKeyError):
-        found = MeetingDoc.objects(id=meeting_id).first()
+    doc.validate()
+    # The timer first: should the meeting's write fail, the timer finds no meeting and lets it be.
+    _set_close_timer(meeting_id, closes)
+    if not uow.write(doc, 0):
+        found = uow.load(MeetingDoc, meeting_id)
         if found is None:
-            raise
-        return found  # the same idempotency key, scheduled a moment ago by a concurrent call
-    clocks.schedule(_timer_key(meeting_id), CLOSE_KIND, closes, {"meeting_id": meeting_id})
+            raise FailedPrecondition("会议未能保存，请重试 (the meeting was not saved: try again)", field="id")
+        return found  # the same idempotency key, scheduled a moment ago by a concurrent call (its timer is set)
     return doc
 
 
 def _timer_key(meeting_id: str) -> str:
     return f"meeting:{meeting_id}"
+
+
+def _set_close_timer(meeting_id: str, closes: datetime, waits: int = 0) -> None:
+    payload = {"meeting_id": meeting_id}
+    if waits:
+        payload["waits"] = str(waits)
+    clocks.schedule(_timer_key(meeting_id), CLOSE_KIND, closes, payload)
+
+
+def _with_close_timer(doc: MeetingDoc) -> MeetingDoc:
+    """A meeting found again by its idempotency key: one still to close has its close timer (set again if it
+    is missing: timers are set by key, so this never makes two)."""
+    if doc.status == domain.SCHEDULED and not doc.ended and clocks.get(_timer_key(doc.id)) is None:
+        closes = aware(doc.closes_at) or domain.closes_at(aware(doc.starts_at) or utcnow(), aware(doc.ends_at))
+        _set_close_timer(doc.id, closes)
+    return doc
 
 
 def _agenda_item(item: domain.AgendaIn, where: str, community_id: str, at: datetime) -> ItemDoc:
@@ -222,9 +248,12 @@ def _agenda_item(item: domain.AgendaIn, where: str, community_id: str, at: datet
                 f"该事项不属于本社区 ({where}.issue_id: issue {item.issue_id!r} is not of community {community_id!r})",
                 field=f"{where}.issue_id",
             )
-        if found.status in CLOSED_ISSUE:
+        if domain.issue_closed(found.status, found.open311_status):
+            zh = domain.ISSUE_STATUS_ZH.get(found.status, "已关闭")
             raise InvalidArgument(
-                f"该事项已关闭 ({where}.issue_id: issue {item.issue_id!r} is {found.status})", field=f"{where}.issue_id"
+                f"该事项{zh}，不能列入议程 ({where}.issue_id: issue {item.issue_id!r} is {found.status}: only open "
+                "issues go on the agenda)",
+                field=f"{where}.issue_id",
             )
         title = title or found.title  # the issue's title as it was when put on the agenda
     return ItemDoc(id=domain.new_item_id(), title=title, source=item.source, issue_id=item.issue_id, note=item.note)
@@ -449,7 +478,7 @@ def take_decision(
         item = next((i for i in doc.agenda if i.id == item_id), None)
         if item is None:
             raise NotFound(f"未找到该议题 (no agenda item {item_id!r} on this meeting)", field="item_id")
-        domain.check_decidable(doc.status, item.decision is not None)
+        domain.check_decidable(doc.status, item.decision is not None, now=at, starts_at=aware(doc.starts_at) or at)
         d = domain.check_decision(decision, len(doc.invitees))
         item.decision = DecisionDoc(
             outcome=d.outcome,
@@ -513,12 +542,25 @@ def close(meeting_id: str, *, uow: UnitOfWork = unitofwork.MONGO) -> MeetingDoc:
 
 
 @clocks.handler(CLOSE_KIND)
-def on_close_timer(timer: clocks.Timer) -> None:
-    """The meeting's end came: close it (idempotent: an ended or cancelled meeting changes nothing)."""
+def on_close_timer(timer: clocks.Timer, *, uow: UnitOfWork = unitofwork.MONGO) -> None:
+    """The meeting's end came: close it (idempotent: an ended or cancelled meeting changes nothing).
+
+    The timer is set just before its meeting is written, so it can come due first (a meeting entered after it
+    ended): no meeting yet, it looks again a little later; after CLOSE_WAITS looks the meeting was never saved."""
     meeting_id = timer.payload.get("meeting_id", "")
-    unitofwork.change(
-        unitofwork.MONGO, MeetingDoc, f"meeting:{meeting_id}", meeting_id, _close, conflicts=CONFLICTS, now=utcnow
+    if not meeting_id:
+        log.warning("meeting close timer %s has no meeting_id: dropped", timer.key)
+        return
+    done = unitofwork.change(
+        uow, MeetingDoc, f"meeting:{meeting_id}", meeting_id, _close, conflicts=CONFLICTS, now=utcnow, wait_for_doc=2.0
     )
+    if done.doc is not None:
+        return
+    waits = int(timer.payload.get("waits", "0") or 0) + 1
+    if waits > CLOSE_WAITS:
+        log.info("meeting close timer %s: no such meeting (never saved): dropped", timer.key)
+        return
+    _set_close_timer(meeting_id, utcnow() + timedelta(seconds=CLOSE_WAIT_SECONDS), waits)
 
 
 # ---------------------------------------------------------------- action items

@@ -1,6 +1,8 @@
 """The minutes of a meeting as a Word document (docx, Chinese) that a community worker prints and has signed:
-title, time (Asia/Shanghai), place, the attendance table, each agenda item with its decision and votes, the
-action items with their issue and task ids, and the signature lines (主持人, 记录人, 参会代表签字)."""
+title, the community's name, time (Asia/Shanghai), place, the attendance table (units and people by name, who
+attended for each unit by name; never contact data), each agenda item with its decision and votes, the action
+items with their issue and task ids and the issue's status in Chinese, and the signature lines (主持人, 记录人,
+参会代表签字)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from services.alliance.meetings import domain
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 FONT = "SimSun"
+UNKNOWN_PERSON = "（未知人员）"  # who attended for a unit, when org no longer knows the person
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,7 @@ def render(m: MinutesIn) -> bytes:
             if act.task_id:
                 follow += f"，任务编号 {act.task_id}"
             if act.status:
-                follow += f"，当前状态 {act.status}"
+                follow += f"，当前状态 {domain.ISSUE_STATUS_ZH.get(act.status, act.status)}"
             doc.add_paragraph(f"跟进事项：{act.title}（{follow}）", style="List Bullet")
 
     doc.add_heading("三、签字", level=2)

@@ -1,7 +1,8 @@
 """The other services a meeting needs, over gRPC only (services/common/grpc_client.py):
 
 - org: a grid station (the place: its name, community, point), the invited units and people (that they
-  exist, their names and communities), a community, a grid's name;
+  exist, their names and communities), a community (that it exists, its name), a grid's name, the name of a
+  person attending for a unit (names for the minutes cached ten minutes);
 - intake: an open issue put on the agenda (its title kept), the categories' names, and the issue an action
   item opens (CreateIssue with an idempotency key and the meeting as its origin), and its status;
 - dispatch: the task of an action item's issue (GetTaskForIssue) and its status.
@@ -12,6 +13,8 @@ org; an action item's issue is filed as the caller (its history names the worker
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -23,6 +26,7 @@ from hongling.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from hongling.intake.v1 import intake_pb2, intake_pb2_grpc
 from hongling.org.v1 import org_pb2, org_pb2_grpc
 
+from services.common.context import require_tenant
 from services.common.errors import InvalidArgument, Unavailable
 from services.common.grpc_client import LazyStub, peer_call
 
@@ -33,6 +37,11 @@ _dispatch = LazyStub(
     dispatch_pb2_grpc.DispatchServiceStub, "dispatch", "hongling.dispatch.v1.DispatchService", "alliance"
 )
 MISSING = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)
+# Names for the minutes (a community's, the people attending for units), as publication/names.py caches them.
+NAME_TTL_SECONDS = 600.0
+NAMES_MAX = 10_000
+_names: dict[tuple[str, str, str], tuple[float, str]] = {}
+_names_lock = threading.Lock()
 
 
 def _call(fn: Callable[[], T], *, as_service: bool = True) -> T:
@@ -84,6 +93,38 @@ def invitee(kind: str, ident: str, field: str) -> tuple[str, str]:
     return str(found.name_zh), str(found.community_id)
 
 
+def _named(kind: str, ident: str, look_up: Callable[[], Any]) -> str:
+    """An entity's name_zh from org, cached NAME_TTL_SECONDS per tenant ("" when org has no such entity)."""
+    key = (require_tenant(), kind, ident)
+    now = time.monotonic()
+    with _names_lock:
+        hit = _names.get(key)
+    if hit is not None and now - hit[0] < NAME_TTL_SECONDS:
+        return hit[1]
+    try:
+        name = str(_call(look_up).name_zh)
+    except grpc.RpcError as exc:
+        if exc.code() not in MISSING:
+            raise
+        name = ""
+    with _names_lock:
+        if len(_names) >= NAMES_MAX:
+            _names.clear()
+        _names[key] = (now, name)
+    return name
+
+
+def community_name(community_id: str) -> str:
+    """The community's name (its id if org has none: never a guess)."""
+    found = _named("community", community_id, lambda: _org().GetCommunity(org_pb2.GetRequest(id=community_id)))
+    return found or community_id
+
+
+def person_name(person_id: str) -> str:
+    """A person's name_zh only (nothing else of the person is kept: no phone, no contact); "" if unknown."""
+    return _named("person", person_id, lambda: _org().GetPerson(org_pb2.GetRequest(id=person_id)))
+
+
 def grid_name(grid_id: str) -> str:
     try:
         return str(_call(lambda: _org().GetGrid(org_pb2.GetRequest(id=grid_id))).name_zh)
@@ -99,6 +140,7 @@ class IssueInfo:
     title: str
     community_id: str
     status: str
+    open311_status: str = ""
 
 
 def issue(issue_id: str, field: str) -> IssueInfo:
@@ -110,7 +152,7 @@ def issue(issue_id: str, field: str) -> IssueInfo:
                 f"未找到该事项 ({field}: no issue {issue_id!r} in this tenant)", field=field
             ) from None
         raise
-    return IssueInfo(found.id, found.title, found.place.community_id, found.status)
+    return IssueInfo(found.id, found.title, found.place.community_id, found.status, found.open311_status)
 
 
 def topic_counts(community_id: str, first: date, last: date) -> dict[str, dict[str, int]]:

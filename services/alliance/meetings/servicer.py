@@ -131,13 +131,15 @@ def _agenda_in(a: pb.AgendaItemIn) -> domain.AgendaIn:
 
 
 def minutes_of(doc: MeetingDoc, follows: dict[str, peers.Follow]) -> minutes.MinutesIn:
+    """The minutes' contents in names, never codes: the community's name and the names of the people who
+    attended for units from org (one look-up each, cached; names only, no contact data)."""
     by_key = {a.key: a for a in doc.attendance}
     rows = []
     for i in doc.invitees:
         rec = by_key.get(f"{i.kind}:{i.id}")
         attendee = ""
         if rec is not None and i.kind == domain.UNIT and rec.person_id:
-            attendee = rec.person_name_zh or rec.person_id
+            attendee = rec.person_name_zh or peers.person_name(rec.person_id) or minutes.UNKNOWN_PERSON
         rows.append(minutes.Row(i.name_zh or i.id, i.kind, rec.status if rec else "", attendee))
     items = []
     for it in doc.agenda:
@@ -164,7 +166,14 @@ def minutes_of(doc: MeetingDoc, follows: dict[str, peers.Follow]) -> minutes.Min
     starts = handlers.aware(doc.starts_at)
     assert starts is not None
     return minutes.MinutesIn(
-        doc.title, doc.community_id, starts, handlers.aware(doc.ends_at), doc.place, doc.status, rows, items
+        doc.title,
+        peers.community_name(doc.community_id),
+        starts,
+        handlers.aware(doc.ends_at),
+        doc.place,
+        doc.status,
+        rows,
+        items,
     )
 
 
