@@ -139,6 +139,7 @@ class PersonDoc(OrgDocument):
     )
     community_id = me.StringField(required=True)
     grid_id = me.StringField(default="")
+    member_unit_id = me.StringField(default="")  # the member unit the person attends for, "" = none
     name_zh = me.StringField(required=True)
     public_name = me.StringField(default="")
     roles = me.ListField(me.StringField())

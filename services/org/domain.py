@@ -349,6 +349,7 @@ def validate_person(d: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "community_id": ref(d, "community_id"),
         "grid_id": ref(d, "grid_id", required=False),
+        "member_unit_id": ref(d, "member_unit_id", required=False),
         "name_zh": text(d, "name_zh", required=True, limit=50),
         "public_name": text(d, "public_name", limit=50),
         "roles": roles,

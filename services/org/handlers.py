@@ -167,6 +167,13 @@ def _person(data: dict[str, Any], old: Any, ctx: Context) -> None:
         grid = _must(d.GridDoc, data["grid_id"], "grid", "grid_id")
         if grid.community_id != community_id:
             raise InvalidArgument(f"grid_id: grid {data['grid_id']!r} is in another community", field="grid_id")
+    if data["member_unit_id"]:
+        unit = _must(d.MemberUnitDoc, data["member_unit_id"], "member unit", "member_unit_id")
+        if unit.community_id != community_id:
+            raise InvalidArgument(
+                f"member_unit_id: unit {data['member_unit_id']!r} is in another community (该成员单位属于其他社区)",
+                field="member_unit_id",
+            )
     if data["volunteer"] and data["volunteer"]["team_id"]:
         team = _must(d.VolunteerTeamDoc, data["volunteer"]["team_id"], "volunteer team", "volunteer.team_id")
         if team.community_id != community_id:

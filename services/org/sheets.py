@@ -209,6 +209,7 @@ SHEETS: dict[str, Sheet] = {
                 Column("worker.post", "岗位", "enum", ("社区岗位",), domain.POSTS),
                 Column("worker.grade", "等级", "int", ("岗位等级", "级别")),
                 Column("public_name", "公示名称", aliases=("公示名", "公开名称")),
+                Column("member_unit_id", "成员单位编号", "id", ("所属成员单位", "成员单位")),
             ),
         ),
         Sheet(

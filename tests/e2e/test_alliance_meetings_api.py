@@ -67,8 +67,17 @@ def place(system: System) -> Place:
         )
         for n in range(2)
     )
-    people = tuple(
-        org("people", {"community_id": community, "grid_id": grid, "name_zh": f"党员{n}", "roles": ["party_member"]})
+    people = tuple(  # the second attends for the first unit (org's member_unit_id)
+        org(
+            "people",
+            {
+                "community_id": community,
+                "grid_id": grid,
+                "name_zh": f"党员{n}",
+                "roles": ["party_member"],
+                "member_unit_id": units[0] if n else "",
+            },
+        )
         for n in range(2)
     )
     report = {
@@ -224,10 +233,28 @@ def test_members_check_in_as_themselves_and_propose_items(system: System, place:
     m = schedule(system, place, worker)
     person = system.member_auth(T, "person", place.people[0])
     unit = system.member_auth(T, "member_unit", place.units[0])
+    other_unit = system.member_auth(T, "member_unit", place.units[1])
     stranger = system.member_auth(T, "person", place.people[1])
     got = ok(requests.post(url(system, f"alliance/meetings/{m['id']}/check-in"), json={}, headers=person, timeout=10))
     [rec] = [a for a in got["attendance"] if a["person_id"] == place.people[0]]
     assert rec["status"] == "on_time" and rec["recorded_by"] == "self"
+    for someone, unit_headers in ((place.people[0], unit), (place.people[1], other_unit)):  # not the unit's person
+        resp = requests.post(
+            url(system, f"alliance/meetings/{m['id']}/check-in"),
+            json={"person_id": someone},
+            headers=unit_headers,
+            timeout=10,
+        )
+        assert resp.status_code == 400 and resp.json()["error"]["field"] == "person_id", resp.text
+    got = ok(requests.get(url(system, f"alliance/meetings/{m['id']}"), headers=worker, timeout=10))
+    assert [a["person_id"] for a in got["attendance"]] == [place.people[0]]  # nothing written for the units
+    refused = requests.post(
+        url(system, f"alliance/meetings/{m['id']}/attendance"),
+        json={"unit_id": place.units[1], "person_id": place.people[1], "status": "on_time"},
+        headers=worker,
+        timeout=10,
+    )
+    assert refused.status_code == 400 and refused.json()["error"]["field"] == "person_id", refused.text
     body = {"person_id": place.people[1]}
     got = ok(requests.post(url(system, f"alliance/meetings/{m['id']}/check-in"), json=body, headers=unit, timeout=10))
     [rec] = [a for a in got["attendance"] if a["unit_id"] == place.units[0]]

@@ -53,6 +53,41 @@ def new_post(system: System, starts_in: timedelta, length: timedelta, capacity: 
     return post
 
 
+def org_unit_with_person(system: System) -> tuple[str, str, str]:
+    """A member unit of the test community at org, a person who attends for it and a person who does not."""
+    admin = system.auth("subdistrict_admin", T)
+
+    def made(collection: str, body: dict[str, Any]) -> str:
+        resp = requests.post(
+            f"{system.gateway}/api/v1/tenants/{T}/org/{collection}", json=body, headers=admin, timeout=15
+        )
+        assert resp.status_code == 201, resp.text
+        return str(resp.json()["id"])
+
+    unit = made(
+        "member-units",
+        {
+            "community_id": COMMUNITY,
+            "name_zh": f"物业{unique()[-4:]}",
+            "kind": "property_company",
+            "joined_on": "2024-05-01",
+        },
+    )
+    other = made(
+        "member-units",
+        {
+            "community_id": COMMUNITY,
+            "name_zh": f"商户{unique()[-4:]}",
+            "kind": "individual_business",
+            "joined_on": "2024-05-01",
+        },
+    )
+    person = {"community_id": COMMUNITY, "name_zh": "保安甲", "roles": ["volunteer"]}
+    own = made("people", {**person, "member_unit_id": unit})
+    foreign = made("people", {**person, "name_zh": "店员乙", "member_unit_id": other})
+    return unit, own, foreign
+
+
 def claim(system: System, shift_id: str, headers: dict[str, str], body: dict[str, Any] | None = None) -> Any:
     return requests.post(f"{base(system)}/shifts/{shift_id}/claims", json=body or {}, headers=headers, timeout=30)
 
@@ -152,11 +187,15 @@ def test_racing_for_the_last_place_exactly_one_wins_and_a_release_frees_it(syste
 def test_a_member_checks_in_and_shift_served_carries_the_hours(system: System) -> None:
     post = new_post(system, timedelta(minutes=10), timedelta(hours=2), 1)
     shift_id = post["shifts"][0]["id"]
-    unit = unique("mu")
-    pid = unique("p")
+    unit, pid, foreign = org_unit_with_person(system)
     headers = system.member_auth(T, "member_unit", unit)
     no_person = claim(system, shift_id, headers)
     assert no_person.status_code == 400 and no_person.json()["error"]["field"] == "person_id"
+    for stranger in (foreign, unique("p")):  # another unit's person, or nobody org knows: not credited to this unit
+        refused = claim(system, shift_id, headers, {"person_id": stranger})
+        assert refused.status_code == 400 and refused.json()["error"]["field"] == "person_id", refused.text
+        assert "person_id" in refused.json()["error"]["message"]
+    assert roster(system, shift_id) == []  # nothing written: the place is still free for the unit's own person
     claimed = claim(system, shift_id, headers, {"person_id": pid})
     assert claimed.status_code == 201, claimed.text
     c = claimed.json()
@@ -303,6 +342,23 @@ def test_attendance_credits_hours_up_to_the_activity_length(system: System) -> N
         return [s for s in resp.json()["signups"] if s["activity_id"] == act["id"] and s["participant"]["attended"]]
 
     assert wait_for(mine)[0]["participant"]["hours"] == 2.5
+
+
+def test_a_unit_signs_up_only_its_own_people_and_staff_record_them(system: System) -> None:
+    act = new_activity(system, 3, starts_in=timedelta(minutes=5))
+    unit, pid, foreign = org_unit_with_person(system)
+    headers = system.member_auth(T, "member_unit", unit)
+    url = f"{base(system)}/activities/{act['id']}/signups"
+    refused = requests.post(url, json={"person_id": foreign}, headers=headers, timeout=30)
+    assert refused.status_code == 400 and refused.json()["error"]["field"] == "person_id", refused.text
+    staff = {"participant": {"kind": "member_unit", "id": unit}, "person_id": foreign}
+    by_worker = requests.post(url, json=staff, headers=worker(system), timeout=30)
+    assert by_worker.status_code == 400 and by_worker.json()["error"]["field"] == "person_id", by_worker.text
+    seen = requests.get(f"{base(system)}/activities/{act['id']}", headers=worker(system), timeout=10).json()
+    assert seen.get("participants", []) == []  # nothing written
+    placed = requests.post(url, json={"person_id": pid}, headers=headers, timeout=30)
+    assert placed.status_code == 201, placed.text
+    assert (placed.json()["mine"]["unit_id"], placed.json()["mine"]["person_id"]) == (unit, pid)
 
 
 def test_publishing_checks_kind_and_staff_only(system: System) -> None:

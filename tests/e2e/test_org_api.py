@@ -390,3 +390,18 @@ def test_the_name_shown_in_publications_is_the_one_agreed(system: System) -> Non
         400,
         field="public_name",
     )
+
+
+def test_a_person_attends_for_a_member_unit_of_their_own_community_only(system: System) -> None:
+    here = created(org(system, "POST", "communities", json={"name_zh": f"单位人员社区{unique()[-5:]}"}))["id"]
+    there = created(org(system, "POST", "communities", json={"name_zh": f"外社区{unique()[-5:]}"}))["id"]
+    unit = {"name_zh": "物业", "kind": "property_company", "joined_on": "2024-05-01"}
+    own = created(org(system, "POST", "member-units", json={**unit, "community_id": here}))["id"]
+    far = created(org(system, "POST", "member-units", json={**unit, "community_id": there}))["id"]
+    person = {"community_id": here, "name_zh": "保安", "roles": ["volunteer"]}
+    for bad in (far, "no-such-unit", "bad id"):
+        resp = org(system, "POST", "people", json={**person, "member_unit_id": bad})
+        assert resp.status_code == 400 and resp.json()["error"]["field"] == "member_unit_id", resp.text
+    made = created(org(system, "POST", "people", json={**person, "member_unit_id": own}))
+    assert made["member_unit_id"] == own
+    assert org(system, "GET", f"people/{made['id']}").json()["member_unit_id"] == own

@@ -19,7 +19,7 @@ from services.common import context
 from services.common.principal import Principal
 from services.publication import channels, content
 from services.publication.anchor import anchor_at
-from services.publication.monthly import build
+from services.publication.monthly import build, sources
 from tests.conftest import System, wait_for
 from tests.rating_builders import follow, place, publish_verified, task_of
 
@@ -183,3 +183,43 @@ def test_a_month_of_real_issues_is_published_by_reference_and_without_anything_p
         return same
 
     wait_for(settled, timeout=120, interval=1.0)
+
+
+def test_every_fund_with_a_balance_is_published_even_in_a_month_it_did_not_move(system: System) -> None:
+    """A fund allocated this month shows its movement; next month, with nothing in or out, it still shows, its
+    opening the same as its closing; the month before its first movement it has no balance and is left out."""
+    admin = system.auth("subdistrict_admin", T)
+    made = requests.post(
+        f"{system.gateway}/api/v1/tenants/{T}/org/communities",
+        json={"name_zh": f"公示资金社区{datetime.now(UTC).strftime('%H%M%S%f')}"},
+        headers=admin,
+        timeout=15,
+    )
+    assert made.status_code == 201, made.text
+    cid = made.json()["id"]
+    body = {"community_id": cid, "fund": "running", "amount_fen": 120_000, "source": "区财政"}
+    ok = requests.post(
+        f"{system.gateway}/api/v1/tenants/{T}/alliance/fund-allocations", json=body, headers=admin, timeout=15
+    )
+    assert ok.status_code == 201, ok.text
+
+    period, start = month_now()
+    nxt = (start + timedelta(days=40)).strftime("%Y-%m")
+    before = (start - timedelta(days=1)).strftime("%Y-%m")
+    me = Principal(sub="test-publication", role="service", tenants=(T,))
+
+    def funds_of(month: str) -> list[sources.FundMonth]:
+        first, end = build.month_bounds(month)
+        with context.bound(tenant=T, principal=me):
+            return sources.read(sources.Month(cid, first, end)).funds
+
+    moved = wait_for(lambda: funds_of(period) or None, timeout=120)
+    assert moved == [sources.FundMonth("running", 120_000, 0, 120_000)]
+    assert funds_of(nxt) == [sources.FundMonth("running", 0, 0, 120_000)]  # carried over: no movement, same balance
+    assert funds_of(before) == []  # no balance yet
+
+    with context.bound(tenant=T, principal=me):
+        shown = build.month_content(T, cid, nxt, anchor_at(build.month_bounds(nxt)[0]))["funds"]
+    assert [(f["fund"], f["opening_fen"], f["allocated_fen"], f["spent_fen"], f["closing_fen"]) for f in shown] == [
+        ("running", 120_000, 0, 0, 120_000)
+    ]

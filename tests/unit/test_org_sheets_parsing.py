@@ -239,6 +239,7 @@ def test_exported_values_read_back_to_the_same_fields() -> None:
             "availability": [{"weekday": 6, "start": "08:00", "end": "12:00"}],
         },
         "worker": {"post": "community_staff", "grade": 7},
+        "member_unit_id": "mu-7",
     }
     row = [sheets.export_value(c, sheets._get(stored, c.key)) for c in PEOPLE.columns]
     assert "党员; 志愿者; 专职社区工作者" in row and "周六 08:00-12:00" in row and 7 in row

@@ -150,7 +150,7 @@ def withdraw(
     p: Principal, activity_id: str, kind: str, ident: str, person_id: str, uow: UnitOfWork = MONGO
 ) -> ActivityDoc:
     get(p, activity_id)
-    who = acting(p, kind, ident, person_id, "participant")
+    who = acting(p, kind, ident, person_id, "participant", check_unit=False)  # leaving needs no proof
 
     def mutate(doc: ActivityDoc, at: datetime) -> bool:
         entries = entries_of(doc)

@@ -15,7 +15,7 @@ redelivery, or the caller's retry with its idempotency key) and never applied tw
    FundsSpent), in the entry's own document write. The read side counts an entry once it is applied.
 
 A command's entry (an allocation, a spending, a correction) is also guarded by a durable timer
-("alliance.ledger_finish", services/common/clocks.py) scheduled with step 1 and cancelled after step 3: if the
+("alliance.ledger_finish", services/common/clocks.py) scheduled just before step 1 and cancelled after step 3: if the
 process dies between the steps and the caller never retries, the timer finishes the entry after the restart
 (steps 2 and 3 are idempotent), so the account's balance and the entries the read side counts never part.
 A consumer's credit needs no timer: its event is redelivered until step 3 is done.
@@ -529,14 +529,14 @@ def on_ledger_finish(timer: clocks.Timer) -> None:
 
 
 def _enter_hours(entry: HoursEntryDoc, uow: UnitOfWork, *, guarded: bool = False) -> HoursEntryDoc:
-    key: str | None = None
+    # The timer first, then the entry: a crash between the two leaves a timer that finds nothing to finish,
+    # never an entry without its timer.
+    key = _guard("hours", entry.id, uow) if guarded else None
     if not _insert(entry, uow):
         found = uow.load(HoursEntryDoc, entry.id)
         if found is None:
             raise Aborted(f"hours entry {entry.id} could not be written; retry (请重试)")
         entry = found
-    elif guarded:
-        key = _guard("hours", entry.id, uow)
     done = _apply_hours(entry, uow)
     _unguard(key)
     return done
@@ -607,7 +607,7 @@ def correct_hours(
         created_at=now,
         updated_at=now,
     )
-    return _enter_hours(entry, uow)
+    return _enter_hours(entry, uow, guarded=True)  # a command's entry: its timer finishes it after a crash
 
 
 def get_entry(ident: str, uow: UnitOfWork = unitofwork.MONGO) -> HoursEntryDoc | None:
@@ -869,14 +869,12 @@ def _fund_entry(
         updated_at=now,
         **fields,
     )
-    guard: str | None = None
+    guard = _guard("fund", eid, uow)  # before the entry, as an hours entry's (_enter_hours)
     if not _insert(entry, uow):
         found = uow.load(FundEntryDoc, eid)
         if found is None:
             raise Aborted(f"fund entry {eid} could not be written; retry (请重试)")
         entry = found
-    else:
-        guard = _guard("fund", eid, uow)
     try:
         done = _apply_funds(entry, uow)
     except FailedPrecondition:  # refused, for good; any other failure leaves the timer to finish the entry

@@ -32,7 +32,7 @@ from services.alliance.meetings.documents import (
     MeetingDoc,
     MeetingSettingsDoc,
 )
-from services.alliance.shared import aware, conflicts, utcnow
+from services.alliance.shared import aware, conflicts, require_unit_person, utcnow
 from services.common import clocks, community, rollups, unitofwork
 from services.common.context import current_principal, require_tenant
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
@@ -419,7 +419,7 @@ def check_in(
     else:
         unit_id, attendee, name = rid, person_id, ""
         if attendee:
-            name, _ = peers.invitee(domain.PERSON, attendee, "person_id")
+            name = require_unit_person(unit_id, attendee)
 
     def mutate(doc: MeetingDoc, at: datetime) -> bool:
         domain.check_check_in(doc.status, at, aware(doc.starts_at) or at)
@@ -452,7 +452,7 @@ def record_attendance(
     key, field = (f"{domain.UNIT}:{unit_id}", "unit_id") if unit_id else (f"{domain.PERSON}:{person_id}", "person_id")
     name = ""
     if unit_id and person_id:
-        name, _ = peers.invitee(domain.PERSON, person_id, "person_id")
+        name = require_unit_person(unit_id, person_id)
 
     def mutate(doc: MeetingDoc, at: datetime) -> bool:
         domain.require_open(doc.status, "记录出席", "record attendance")

@@ -23,7 +23,7 @@ from hongling.events.v1 import alliance_events_pb2 as ev
 
 from services.alliance.posts import domain
 from services.alliance.posts.documents import ClaimantLockDoc, PlaceDoc, PostClaimDoc, PostDoc, SeatDoc, ShiftDoc
-from services.alliance.shared import conflicts, ts, utcnow
+from services.alliance.shared import conflicts, require_unit_person, ts, utcnow
 from services.common import clocks, community
 from services.common.context import require_tenant
 from services.common.errors import Aborted, AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
@@ -55,9 +55,18 @@ def _staff_only(p: Principal) -> None:
         )
 
 
-def acting(p: Principal, kind: str, ident: str, person_id: str, field: str = "claimant") -> domain.Who:
+def acting(
+    p: Principal, kind: str, ident: str, person_id: str, field: str = "claimant", *, check_unit: bool = True
+) -> domain.Who:
     """Who a claim or a sign-up is for: a member's own helper (naming another is PERMISSION_DENIED), or whom staff
-    name."""
+    name. A unit acts through one of its own people (org says whom; `check_unit` False only for a withdrawal)."""
+    w = _acting(p, kind, ident, person_id, field)
+    if check_unit and w.unit_id:
+        require_unit_person(w.unit_id, w.person_id)
+    return w
+
+
+def _acting(p: Principal, kind: str, ident: str, person_id: str, field: str) -> domain.Who:
     if p.role == "member":
         if p.responder is None:
             raise PermissionDenied("this member credential is bound to no helper (未绑定成员单位或个人)")

@@ -100,6 +100,13 @@ FUND_MONTHS = Table(
     Column("spent_fen", BigInteger),
     Column("closing_fen", BigInteger),
 )
+FUND_BALANCES = Table(  # one row per fund of a community (4 at most): which funds it has
+    "alliance_fund_balances",
+    SOURCES,
+    Column("community_id", Text, primary_key=True),
+    Column("fund", Text, primary_key=True),
+    Column("balance_fen", BigInteger),
+)
 RATINGS = Table(
     "evaluation_resident_ratings",
     SOURCES,
@@ -129,7 +136,7 @@ VERDICTS = Table(
     Column("failures", Integer),
     Column("resident_failures", Integer),
 )
-TABLES = (ISSUES, TASKS, WHISTLES, MEETINGS, FUND_MONTHS, RATINGS, CHECKS, VERDICTS)
+TABLES = (ISSUES, TASKS, WHISTLES, MEETINGS, FUND_MONTHS, FUND_BALANCES, RATINGS, CHECKS, VERDICTS)
 
 
 def decode(body: bytes | None) -> dict[str, Any]:
@@ -148,13 +155,23 @@ class Month:
 
 
 @dataclass(frozen=True)
+class FundMonth:
+    """A fund's month: what came in and went out, and the balance at its end (opening = closing - in + out)."""
+
+    fund: str
+    allocated_fen: int
+    spent_fen: int
+    closing_fen: int
+
+
+@dataclass(frozen=True)
 class Facts:
     # issue bodies received or done in the month (no duplicates), by (created_at, id), each with "_done_at"
     issues: list[dict[str, Any]]
     tasks: list[dict[str, Any]]  # task bodies of those issues (and tasks created or done in the month), by id
     whistles: list[dict[str, Any]]  # whistle bodies blown in the month, by (blown_at, id)
     meetings: list[Any]  # meeting rows held in the month, by (starts_at, id)
-    funds: list[Any]  # fund-month rows of the month, by fund
+    funds: list[FundMonth]  # every fund of the community that had a balance by the month's end, by fund
     ratings: dict[str, int]  # issue id -> the reporter's (latest) rating
     checks: dict[str, bool]  # task id -> the latest on-site check passed
     verdicts: dict[str, tuple[int, int, int]]  # task id -> (verdicts, failures, resident failures)
@@ -205,13 +222,7 @@ def read(m: Month) -> Facts:
                 .order_by(MEETINGS.c.starts_at, MEETINGS.c.id)
             ).all()
         )
-        funds = list(
-            conn.execute(
-                select(FUND_MONTHS)
-                .where(FUND_MONTHS.c.community_id == c, FUND_MONTHS.c.month == m.first_day)
-                .order_by(FUND_MONTHS.c.fund)
-            ).all()
-        )
+        funds = _funds(conn, m)
         ratings: dict[str, int] = {}
         checks: dict[str, bool] = {}
         if ids:
@@ -236,6 +247,39 @@ def read(m: Month) -> Facts:
             ):
                 verdicts[r.task_id] = (int(r.verdicts or 0), int(r.failures or 0), int(r.resident_failures or 0))
     return Facts(issues, tasks, whistles, meetings, funds, ratings, checks, verdicts)
+
+
+def _funds(conn: Any, m: Month) -> list[FundMonth]:
+    """Every fund of the community (its balance rows, 4 at most) that had a balance by the month's end: its
+    month's row where it moved, else its balance carried over unchanged from the last month it moved before
+    (opening = closing, nothing in or out). A fund whose first movement came later is left out. Bounded: one
+    primary-key read per fund, never a sum of entries."""
+    c = m.community_id
+    moved = {
+        r.fund: FundMonth(r.fund, int(r.allocated_fen), int(r.spent_fen), int(r.closing_fen))
+        for r in conn.execute(
+            select(
+                FUND_MONTHS.c.fund, FUND_MONTHS.c.allocated_fen, FUND_MONTHS.c.spent_fen, FUND_MONTHS.c.closing_fen
+            ).where(FUND_MONTHS.c.community_id == c, FUND_MONTHS.c.month == m.first_day)
+        )
+    }
+    funds = conn.execute(
+        select(FUND_BALANCES.c.fund).where(FUND_BALANCES.c.community_id == c).order_by(FUND_BALANCES.c.fund)
+    ).all()
+    out: list[FundMonth] = []
+    for fund in sorted({r.fund for r in funds} | set(moved)):
+        if fund in moved:
+            out.append(moved[fund])
+            continue
+        before = conn.execute(
+            select(FUND_MONTHS.c.closing_fen)
+            .where(FUND_MONTHS.c.community_id == c, FUND_MONTHS.c.fund == fund, FUND_MONTHS.c.month < m.first_day)
+            .order_by(FUND_MONTHS.c.month.desc())
+            .limit(1)
+        ).first()
+        if before is not None:
+            out.append(FundMonth(fund, 0, 0, int(before.closing_fen)))
+    return out
 
 
 def columns() -> Iterable[tuple[str, str]]:
