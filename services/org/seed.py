@@ -572,6 +572,7 @@ def demo_dataset(slug: str) -> DataSet:
         _demo_people(ds, rng, people, community, [c[0] for c in DEMO_COMMUNITIES[slug]])
         _demo_party(ds, rng, community)
         _demo_units(ds, rng, tenant, community)
+        _demo_unit_people(community)
         for t in templates:
             ds.add(
                 "public_affairs_item",
@@ -800,6 +801,20 @@ def _resources(ds: DataSet, rng: random.Random, unit_id: str, count: int) -> Non
                 "conditions": conditions,
             },
         )
+
+
+def _demo_unit_people(community: Community, per_unit: int = 2) -> None:
+    """Who attends for each member unit (Person.member_unit_id): the community's own registered party members
+    (双报到, not its workers), two per unit in turn while they last, so a unit can claim posts, sign up and
+    check in naming its people. No random draw: the rest of the data set is the same with or without it."""
+    free = [
+        r
+        for r in community.party_members
+        if "community_worker" not in r["roles"] and r.get("party", {}).get("home_community_id") == community.id
+    ]
+    for k, unit in enumerate(community.units):
+        for rec in free[k * per_unit : (k + 1) * per_unit]:
+            rec["member_unit_id"] = unit["id"]
 
 
 def _demo_units(ds: DataSet, rng: random.Random, tenant: Tenant, community: Community) -> None:

@@ -132,7 +132,10 @@ def test_a_member_unit_checks_in_naming_its_attendee_and_proposes_an_item(
         "member-units",
         {"community_id": community, "name_zh": "签到驻地单位", "kind": "resident_unit", "joined_on": "2024-05-01"},
     )
-    attendee = org("people", {"community_id": community, "name_zh": "单位联络员李", "roles": ["volunteer"]})
+    attendee = org(
+        "people",
+        {"community_id": community, "name_zh": "单位联络员李", "roles": ["volunteer"], "member_unit_id": unit},
+    )
     meeting = {
         "community_id": community,
         "title": "成员签到联席会议",

@@ -102,6 +102,22 @@ def test_demo_records_pass_every_validator(slug: str) -> None:
     assert len(ds.records["grid_station"]) == len(ds.records["grid"])
 
 
+@pytest.mark.parametrize("slug", tenant_slugs())
+def test_demo_member_units_have_people_who_attend_for_them(slug: str) -> None:
+    """A unit claims posts, signs up and checks in naming one of its own people (Person.member_unit_id)."""
+    ds = seed.demo_dataset(slug)
+    units = {u["id"]: u for u in ds.records["member_unit"]}
+    linked = [p for p in ds.records["person"] if p.get("member_unit_id")]
+    assert linked, slug
+    for p in linked:
+        unit = units[p["member_unit_id"]]
+        assert unit["community_id"] == p["community_id"] and "community_worker" not in p["roles"]
+    per_unit = Counter(p["member_unit_id"] for p in linked)
+    assert max(per_unit.values()) <= 2
+    first_units = [u["id"] for u in ds.records["member_unit"]][:3]
+    assert all(per_unit[u] >= 1 for u in first_units), per_unit
+
+
 def test_demo_is_deterministic() -> None:
     assert seed.demo_dataset("taiqian").records == seed.demo_dataset("taiqian").records
 
