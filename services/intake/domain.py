@@ -13,6 +13,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from services.common.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from services.common.vocabulary import ISSUE_STATUS_ZH
 from services.intake.classify import URGENCIES, URGENCY_ZH, Rules
 
 # Channel code -> Chinese name.
@@ -397,21 +398,7 @@ CLOSED = frozenset({STATUS_VERIFIED, STATUS_PUBLISHED, STATUS_RATED, STATUS_CANC
 FINAL = frozenset({STATUS_CANCELLED, STATUS_DECLINED})
 # A reopened task (rejected at verification, or reopened) sends a done or verified issue back to work.
 REOPENABLE = frozenset({STATUS_DONE, STATUS_VERIFIED})
-STATUS_ZH = {
-    STATUS_RECEIVED: "已受理",
-    STATUS_PENDING_VERIFICATION: "待核实",
-    STATUS_CLASSIFIED: "已分类",
-    STATUS_DUPLICATE: "重复反映",
-    STATUS_WHISTLE_BLOWN: "已吹号",
-    STATUS_ASSIGNED: "已派单",
-    STATUS_IN_PROGRESS: "办理中",
-    STATUS_DONE: "已办结",
-    STATUS_VERIFIED: "已验单",
-    STATUS_PUBLISHED: "已公示",
-    STATUS_RATED: "已评价",
-    STATUS_CANCELLED: "已撤销",
-    STATUS_DECLINED: "不予立案",
-}
+STATUS_ZH = ISSUE_STATUS_ZH  # the one table (services/common/vocabulary.py)
 CALL_ZH = {"service": "服务集结号", "tackling": "攻坚集结号", "emergency": "紧急集结号"}
 # TaskStatusChanged.to_status -> (issue status, history kind); "reopen" means next_status(reopen=True).
 TASK_STATUS_MAP: dict[str, tuple[str, str]] = {

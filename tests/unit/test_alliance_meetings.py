@@ -10,6 +10,7 @@ from docx import Document
 
 from services.alliance.meetings import domain, minutes
 from services.common.errors import FailedPrecondition, InvalidArgument
+from services.common.vocabulary import ISSUE_STATUS_ZH
 from services.intake import domain as intake_domain
 
 START = datetime(2026, 5, 6, 1, 30, tzinfo=UTC)  # 09:30 in Shanghai
@@ -189,4 +190,5 @@ def test_the_minutes_hold_the_meeting_in_chinese_with_signature_lines() -> None:
 
 
 def test_the_minutes_name_issue_statuses_as_intake_does() -> None:
-    assert domain.ISSUE_STATUS_ZH == intake_domain.STATUS_ZH
+    assert ISSUE_STATUS_ZH is intake_domain.STATUS_ZH  # one table (services/common/vocabulary.py)
+    assert set(intake_domain.STATUSES) == set(intake_domain.STATUS_ZH)  # every status named

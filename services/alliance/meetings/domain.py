@@ -37,23 +37,6 @@ SOURCES = ("issue", "proposal", "hot_topic", "other")
 SOURCE_ZH = {"issue": "民情事项", "proposal": "成员提议", "hot_topic": "每月一题", "other": "其他"}
 UNIT, PERSON = "member_unit", "person"
 INVITEE_KINDS = (UNIT, PERSON)
-# An intake issue's statuses in Chinese, as intake names them (services/intake/domain.py STATUS_ZH; services
-# never import each other, tests/unit/test_alliance_meetings.py keeps the two equal): the minutes print these.
-ISSUE_STATUS_ZH = {
-    "received": "已受理",
-    "pending_verification": "待核实",
-    "classified": "已分类",
-    "duplicate": "重复反映",
-    "whistle_blown": "已吹号",
-    "assigned": "已派单",
-    "in_progress": "办理中",
-    "done": "已办结",
-    "verified": "已验单",
-    "published": "已公示",
-    "rated": "已评价",
-    "cancelled": "已撤销",
-    "declined": "不予立案",
-}
 ISSUE_DUPLICATE = "duplicate"
 
 TITLE_MAX = 120

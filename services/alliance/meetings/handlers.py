@@ -38,6 +38,7 @@ from services.common.context import current_principal, require_tenant
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.common.principal import Principal
 from services.common.unitofwork import UnitOfWork
+from services.common.vocabulary import ISSUE_STATUS_ZH
 
 log = logging.getLogger(__name__)
 CLOSE_KIND = "alliance.meeting_close"
@@ -249,7 +250,7 @@ def _agenda_item(item: domain.AgendaIn, where: str, community_id: str, at: datet
                 field=f"{where}.issue_id",
             )
         if domain.issue_closed(found.status, found.open311_status):
-            zh = domain.ISSUE_STATUS_ZH.get(found.status, "已关闭")
+            zh = ISSUE_STATUS_ZH.get(found.status, "已关闭")
             raise InvalidArgument(
                 f"该事项{zh}，不能列入议程 ({where}.issue_id: issue {item.issue_id!r} is {found.status}: only open "
                 "issues go on the agenda)",

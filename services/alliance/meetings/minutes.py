@@ -18,6 +18,7 @@ from docx.oxml.ns import qn
 from docx.shared import Pt
 
 from services.alliance.meetings import domain
+from services.common.vocabulary import ISSUE_STATUS_ZH
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
@@ -121,7 +122,7 @@ def render(m: MinutesIn) -> bytes:
             if act.task_id:
                 follow += f"，任务编号 {act.task_id}"
             if act.status:
-                follow += f"，当前状态 {domain.ISSUE_STATUS_ZH.get(act.status, act.status)}"
+                follow += f"，当前状态 {ISSUE_STATUS_ZH.get(act.status, act.status)}"
             doc.add_paragraph(f"跟进事项：{act.title}（{follow}）", style="List Bullet")
 
     doc.add_heading("三、签字", level=2)

@@ -9,6 +9,7 @@ import grpc
 from hongling.evaluation.v1 import ratings_pb2 as pb
 from hongling.evaluation.v1 import ratings_pb2_grpc as pb_grpc
 
+from services.common.vocabulary import ISSUE_STATUS_ZH
 from services.evaluation.ratings import handlers, peers
 from services.evaluation.ratings.documents import RatingSettingsDoc, ResidentActDoc, UnitRatingDoc
 
@@ -23,21 +24,6 @@ TASK_STATUS_ZH = {
     "rejected": "验收未通过",
     "reopened": "重新办理",
     "cancelled": "已取消",
-}
-ISSUE_STATUS_ZH = {
-    "received": "已受理",
-    "pending_verification": "待核实",
-    "classified": "已分类",
-    "duplicate": "重复反映",
-    "whistle_blown": "已吹号",
-    "assigned": "已派单",
-    "in_progress": "办理中",
-    "done": "已办结",
-    "verified": "已验单",
-    "published": "已公示",
-    "rated": "已评价",
-    "cancelled": "已撤销",
-    "declined": "不予立案",
 }
 
 
