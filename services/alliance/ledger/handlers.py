@@ -364,18 +364,7 @@ def confirm_delivery(ident: str, by: Principal, uow: UnitOfWork = unitofwork.MON
         doc.delivered_at = now
         doc.confirmed_by = by.sub
         doc.record(
-            aev.ResourceDelivered(
-                pledge_id=doc.id,
-                tenant=require_tenant(),
-                community_id=doc.community_id,
-                unit_id=doc.unit_id,
-                person_id=doc.person_id or "",
-                resource=doc.resource,
-                quantity=doc.quantity,
-                confirmed_by=by.sub,
-                pledged_at=ts(doc.pledged_at),
-                at=ts(now),
-            ),
+            aev.ResourceDelivered(**_pledge_fields(doc, now), confirmed_by=by.sub),
             doc.id,
             at=now,
         )
@@ -386,6 +375,21 @@ def confirm_delivery(ident: str, by: Principal, uow: UnitOfWork = unitofwork.MON
     )
     assert done.doc is not None
     return done.doc
+
+
+def _pledge_fields(doc: PledgeDoc, now: datetime) -> dict[str, Any]:
+    """What a pledge's later events (delivered, withdrawn) say of it."""
+    return {
+        "pledge_id": doc.id,
+        "tenant": require_tenant(),
+        "community_id": doc.community_id,
+        "unit_id": doc.unit_id,
+        "person_id": doc.person_id or "",
+        "resource": doc.resource,
+        "quantity": doc.quantity,
+        "pledged_at": ts(doc.pledged_at),
+        "at": ts(now),
+    }
 
 
 def withdraw(ident: str, reason: str, by: Principal, uow: UnitOfWork = unitofwork.MONGO) -> PledgeDoc:
@@ -402,18 +406,7 @@ def withdraw(ident: str, reason: str, by: Principal, uow: UnitOfWork = unitofwor
         doc.withdrawn_by = by.sub
         doc.withdraw_reason = why
         doc.record(
-            aev.ResourcePledgeWithdrawn(
-                pledge_id=doc.id,
-                tenant=require_tenant(),
-                community_id=doc.community_id,
-                unit_id=doc.unit_id,
-                person_id=doc.person_id or "",
-                resource=doc.resource,
-                quantity=doc.quantity,
-                withdrawn_by=by.sub,
-                pledged_at=ts(doc.pledged_at),
-                at=ts(now),
-            ),
+            aev.ResourcePledgeWithdrawn(**_pledge_fields(doc, now), withdrawn_by=by.sub),
             doc.id,
             at=now,
         )
