@@ -15,7 +15,7 @@ import pytest
 import requests
 from docx import Document
 
-from services.alliance.meetings.domain import ISSUE_STATUS_ZH
+from services.common.vocabulary import ISSUE_STATUS_ZH
 from services.org.seed import Rect
 from tests.conftest import System, unique, wait_for
 
