@@ -160,6 +160,7 @@ class EventConsumer:
         # 2.3 ms of CPU per issue in bench/dispatch_pipeline.py. A record then waits up to twice this long, so
         # only consumers off the latency-critical path use it.
         self.gather = max(0, gather_ms) / 1000
+        self._commit_failed: set[TopicPartition] = set()  # partitions whose last commit failed (consumer thread)
 
     def run(self, stop: threading.Event) -> None:
         consumer = KafkaConsumer(
@@ -184,6 +185,8 @@ class EventConsumer:
         log.info("consumer %s subscribed to %s", self.group, ", ".join(self.topics))
         try:
             for batches in gathered_polls(consumer, stop, self.gather):
+                if not batches:
+                    self._retry_commits(consumer)
                 if pool is not None and sum(len(r) for r in batches.values()) > 1:
                     # All or nothing: a failure leaves the whole poll to be redelivered (marks skip what
                     # was handled of it).
@@ -320,9 +323,22 @@ class EventConsumer:
 
         def answered(offsets: Any, response: Any) -> None:
             if isinstance(response, Exception):
-                log.warning("offset commit for %s failed (the records come again): %s", self.group, response)
+                log.warning("offset commit for %s failed (it is made again): %s", self.group, response)
+                self._commit_failed.update(offsets)
 
         consumer.commit_async(offsets, callback=answered)
+
+    def _retry_commits(self, consumer: KafkaConsumer) -> None:
+        """After a poll that brought nothing, commit again the partitions whose last commit failed (at their
+        position: everything polled from them is handled by then). Else a group whose last commit failed
+        keeps its lag until its next record, and a restart redelivers what it had handled."""
+        if not self._commit_failed:
+            return
+        owned = consumer.assignment()
+        again = [tp for tp in self._commit_failed if tp in owned]  # a partition moved away is its new owner's
+        self._commit_failed.clear()
+        if again:
+            self._commit(consumer, {tp: OffsetAndMetadata(consumer.position(tp), "", -1) for tp in again})
 
     def _report_lag(self, consumer: KafkaConsumer) -> None:
         """Every LAG_REPORT_SECONDS at most: asking for positions after every poll cost more than the poll."""
