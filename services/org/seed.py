@@ -359,9 +359,9 @@ KIND_ORDER = (
     "compound",
     "grid_station",
     "volunteer_team",
+    "member_unit",  # before the people: a person names the unit it attends for (member_unit_id)
     "person",
     "party_organization",
-    "member_unit",
     "talent_entry",
     "team_service_entry",
     "unit_resource_entry",

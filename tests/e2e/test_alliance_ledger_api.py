@@ -293,7 +293,12 @@ def test_a_unit_that_withdraws_in_time_is_not_expected_to_deliver_or_attend(syst
     assert out.status_code == 200, out.text
     out = requests.post(url(system, f"alliance/pledges/{kept['id']}/delivery"), headers=worker, timeout=10)
     assert out.status_code == 200, out.text
-    attendee = {"person_id": unique("p")}  # the person who would attend for the unit
+    person = org(  # the person who would attend for the unit: one of its own
+        system,
+        "people",
+        {"community_id": community, "name_zh": "撤回单位联络员", "roles": ["volunteer"], "member_unit_id": unit_id},
+    )
+    attendee = {"person_id": person}
     signed = requests.post(
         url(system, f"alliance/activities/{activity}/signups"), json=attendee, headers=member, timeout=10
     )
