@@ -31,7 +31,7 @@ from hongling.events.v1 import publication_events_pb2 as pev
 
 from services.common import clocks, community, paging, rollups, unitofwork
 from services.common.context import current_request_id, require_tenant
-from services.common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from services.common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unavailable
 from services.common.events import CloudEvent, PoisonEvent
 from services.common.principal import Principal
 from services.common.protect import Protector
@@ -900,7 +900,7 @@ def reveal_contact(issue_id: str, by: Principal, protector: Protector) -> tuple[
         )
     except Exception:
         log.exception("contact of issue %s NOT revealed to %s: the audit log is unavailable", issue_id, by.sub)
-        raise FailedPrecondition(
+        raise Unavailable(
             "the contact cannot be shown right now: the audit log could not record the reveal; retry later "
             "(审计日志暂不可用，无法显示个人信息)",
             reason="audit_unavailable",

@@ -29,6 +29,7 @@ from services.common.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    Unavailable,
 )
 from services.common.protect import Protector
 from services.common.unitofwork import Conflicts, UnitOfWork
@@ -704,7 +705,8 @@ def may_reveal(reveal: bool, sp: EntitySpec, ident: str) -> bool:
 
     Each reveal is appended to the hash-chained audit log (who, which record; never the data itself)
     before anything is shown: when the entry cannot be written (the database is down), the reveal is
-    refused (FAILED_PRECONDITION `audit_unavailable`) and the record can still be read masked."""
+    refused (UNAVAILABLE `audit_unavailable`: HTTP 503 with Retry-After) and the record can still be read
+    masked."""
     if not reveal:
         return False
     principal = current_principal.get()
@@ -730,7 +732,7 @@ def may_reveal(reveal: bool, sp: EntitySpec, ident: str) -> bool:
         log.exception(
             "personal data NOT revealed: %s %s to %s: the audit log is unavailable", sp.name, ident, principal.sub
         )
-        raise FailedPrecondition(
+        raise Unavailable(
             "personal data cannot be shown right now: the audit log could not record the reveal; retry later, "
             "or read the record masked (审计日志暂不可用，无法显示个人信息)",
             reason="audit_unavailable",

@@ -18,7 +18,7 @@ from gateway.routes_audit import export_record
 from services.common import audit as audit_module
 from services.common.audit import GENESIS, Entry, entry_hash, read_export, verify_export
 from services.common.context import bound
-from services.common.errors import FailedPrecondition, PermissionDenied
+from services.common.errors import PermissionDenied, Unavailable
 from services.common.principal import Principal
 from services.org import handlers
 
@@ -60,7 +60,7 @@ def test_a_reveal_is_appended_to_the_audit_log_without_personal_data(monkeypatch
 
 def test_no_reveal_without_its_audit_entry(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(audit_module, "shared_log", lambda: Down())
-    with bound(tenant="taiqian", principal=WORKER), pytest.raises(FailedPrecondition) as refused:
+    with bound(tenant="taiqian", principal=WORKER), pytest.raises(Unavailable) as refused:  # 503 + Retry-After
         handlers.may_reveal(True, PERSON, "p-42")
     assert refused.value.reason == "audit_unavailable" and "审计日志" in refused.value.message
 

@@ -218,6 +218,7 @@ ALLIANCE_MEMBER_ROUTES = {
     "alliance_ledger.list_pledges",
     "alliance_ledger.get_pledge",
     "alliance_ledger.create_pledge",
+    "alliance_ledger.list_resource_entries",
     "alliance_ledger.withdraw_pledge",
     "alliance_ledger.get_hours",
     "alliance_ledger.list_person_hours",
