@@ -73,9 +73,6 @@ def from_rpc_error(exc: grpc.RpcError) -> ApiError:
     code = exc.code()
     status = GRPC_TO_HTTP.get(code, 502)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        reason, _ = error_details(exc, "")
-        if reason and reason != "unavailable":  # a service said what is down (e.g. audit_unavailable): its words
-            return ApiError(503, reason, exc.details() or code.name, headers={"Retry-After": RETRY_AFTER_SECONDS})
         return unavailable()
     if status == 502:
         return ApiError(502, "upstream_error", f"a back-end service failed (request id {g.get('request_id')})")
