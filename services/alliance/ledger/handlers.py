@@ -51,7 +51,7 @@ from services.common.errors import (
     PermissionDenied,
     Unavailable,
 )
-from services.common.grpc_client import LazyStub
+from services.common.grpc_client import LazyStub, peer_call
 from services.common.outbox import OutboxDocument
 from services.common.principal import Principal
 from services.common.unitofwork import Conflicts, UnitOfWork
@@ -147,26 +147,21 @@ class Org:
         return self._get("GetPerson", ident)
 
     def resource_entries(self, unit_id: str) -> list[Any]:
-        """The entries of one unit's resource list (every page)."""
-        me_ = Principal(sub="alliance", role="service", tenants=(require_tenant(),))
-        found: list[Any] = []
-        token = ""
-        try:
-            with context.bound(principal=me_):
-                while True:
-                    resp = self._stub().ListUnitResourceEntries(
-                        org_pb2.ListRequest(page_size=500, page_token=token, filter={"unit_id": unit_id})
-                    )
-                    found.extend(resp.items)
-                    token = resp.next_page_token
-                    if not token:
-                        return found
-        except grpc.RpcError as exc:
-            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise Unavailable(
-                    "the organisation service cannot be reached; retry shortly (组织架构服务暂不可用，请稍后重试)"
-                ) from None
-            raise
+        """The entries of one unit's resource list (every page), asked as the alliance service."""
+
+        def every_page() -> list[Any]:
+            found: list[Any] = []
+            token = ""
+            while True:
+                resp = self._stub().ListUnitResourceEntries(
+                    org_pb2.ListRequest(page_size=500, page_token=token, filter={"unit_id": unit_id})
+                )
+                found.extend(resp.items)
+                token = resp.next_page_token
+                if not token:
+                    return found
+
+        return peer_call(every_page, "alliance")
 
     def community(self, ident: str) -> Any | None:
         return self._get("GetCommunity", ident)
